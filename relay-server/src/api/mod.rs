@@ -1,0 +1,241 @@
+//! The REST API: the article's resources as an axum `Router`, with CORS for pages on other
+//! origins, the method-override fallback for proxies that drop SEND and CANCEL, and
+//! problem+json for every error, including the ones axum and the static file service produce.
+
+mod auth;
+mod body;
+mod call;
+mod error;
+mod listener;
+mod login;
+pub mod openapi;
+mod stream;
+mod user;
+mod ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use restsip_protocol::{Problem, ProblemKind, METHOD_OVERRIDE_HEADER, PROBLEM_JSON};
+use tokio::sync::watch;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::services::ServeDir;
+
+use crate::auth::Auth;
+use crate::bus::Bus;
+use crate::calls::Calls;
+use crate::config::Limits;
+use crate::inbox::Inbox;
+use crate::location::Location;
+use crate::store::Store;
+
+pub(crate) use listener::LimitedListener;
+use stream::StreamCounter;
+
+/// What every handler can reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Durable state.
+    pub(crate) store: Arc<dyn Store>,
+    /// Event bus.
+    pub(crate) bus: Bus,
+    /// Credentials and tokens.
+    pub(crate) auth: Auth,
+    /// Logins.
+    pub(crate) location: Location,
+    /// Calls.
+    pub(crate) calls: Calls,
+    /// SEND and CANCEL.
+    pub(crate) inbox: Inbox,
+    /// Limits in force.
+    pub(crate) limits: Arc<Limits>,
+    /// Open streams per user.
+    pub(crate) streams: StreamCounter,
+    /// Turns true when the relay shuts down; streams end then.
+    pub(crate) closing: watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// Wires the services together.
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Bus,
+        auth: Auth,
+        limits: Limits,
+        closing: watch::Receiver<bool>,
+    ) -> Self {
+        let limits = Arc::new(limits);
+        let calls = Calls::new(store.clone(), bus.clone());
+        let location = Location::new(store.clone(), bus.clone(), calls.clone(), limits.clone());
+        let inbox = Inbox::new(store.clone(), bus.clone(), limits.clone());
+        Self {
+            streams: StreamCounter::new(limits.max_streams_per_user),
+            store,
+            bus,
+            auth,
+            location,
+            calls,
+            inbox,
+            limits,
+            closing,
+        }
+    }
+
+    /// The location service (shared with the SIP side).
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+}
+
+/// The methods the relay adds to HTTP's.
+fn extension_methods() -> [Method; 2] {
+    [
+        Method::from_bytes(b"SEND").unwrap_or(Method::POST),
+        Method::from_bytes(b"CANCEL").unwrap_or(Method::POST),
+    ]
+}
+
+/// The API router; `www` is served at `/` when given.
+pub fn app(state: AppState, www: Option<&std::path::Path>) -> Router {
+    let [send, cancel] = extension_methods();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            send,
+            cancel,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("last-event-id"),
+            HeaderName::from_static(METHOD_OVERRIDE_HEADER),
+        ])
+        .expose_headers([header::LOCATION, header::ALLOW, header::WWW_AUTHENTICATE])
+        .max_age(Duration::from_secs(3600));
+    let body_limit = state.limits.max_body_bytes;
+    let router = Router::new()
+        .route("/user", post(user::user_create))
+        .route(
+            "/user/{id}",
+            get(user::user_get)
+                .put(user::user_replace)
+                .patch(user::user_patch)
+                .delete(user::user_delete),
+        )
+        .route(
+            "/user/{id}/message",
+            post(user::message_create).get(user::message_list),
+        )
+        .route(
+            "/user/{id}/message/{mid}",
+            get(user::message_get).delete(user::message_delete),
+        )
+        .route("/token", post(auth::token_create))
+        .route(
+            "/login/{email}",
+            get(login::login_list)
+                .post(login::login_create)
+                .fallback(login::login_extension),
+        )
+        .route(
+            "/login/{email}/{id}",
+            get(login::contact_get)
+                .put(login::contact_refresh)
+                .delete(login::contact_delete)
+                .fallback(login::contact_extension),
+        )
+        .route("/call", post(call::call_create))
+        .route(
+            "/call/{id}",
+            get(call::call_get)
+                .post(call::call_join)
+                .delete(call::call_delete),
+        )
+        .route(
+            "/call/{id}/{pid}",
+            get(call::participant_get)
+                .put(call::participant_update)
+                .delete(call::participant_delete),
+        )
+        .route("/ws", get(ws::ws_upgrade))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }));
+    let router = match www {
+        Some(dir) => router.fallback_service(ServeDir::new(dir)),
+        None => router.fallback(|| async { StatusCode::NOT_FOUND }),
+    };
+    router
+        .layer(axum::middleware::map_response(problem_bodies))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(cors)
+        .with_state(state)
+}
+
+/// Applies `X-HTTP-Method-Override` on POST, before routing: the fallback for clients whose
+/// proxies drop SEND and CANCEL (or PUT, PATCH, DELETE).
+pub fn override_method(mut req: Request) -> Request {
+    if req.method() == Method::POST {
+        let wanted = req
+            .headers()
+            .get(METHOD_OVERRIDE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_uppercase());
+        if let Some(method) = wanted.and_then(|m| match m.as_str() {
+            "SEND" | "CANCEL" | "PUT" | "PATCH" | "DELETE" => Method::from_bytes(m.as_bytes()).ok(),
+            _ => None,
+        }) {
+            *req.method_mut() = method;
+        }
+    }
+    req
+}
+
+/// Gives every error response without a problem body one, keeping its status and headers.
+async fn problem_bodies(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let kind = ProblemKind::from_status(status.as_u16()).unwrap_or(if status.is_client_error() {
+        ProblemKind::BadRequest
+    } else {
+        ProblemKind::Internal
+    });
+    let detail = match (kind, text.is_empty()) {
+        (ProblemKind::NotFound, true) => "no such resource".to_owned(),
+        (ProblemKind::MethodNotAllowed, _) => {
+            "this resource does not answer that method; see the Allow header".to_owned()
+        }
+        (_, true) => status.canonical_reason().unwrap_or("error").to_owned(),
+        (_, false) => text,
+    };
+    let mut problem = Problem::new(kind, detail);
+    problem.status = status.as_u16();
+    let mut fixed = Response::from_parts(
+        parts,
+        Body::from(serde_json::to_vec(&problem).unwrap_or_default()),
+    );
+    fixed
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    fixed.headers_mut().remove(header::CONTENT_LENGTH);
+    fixed.into_response()
+}

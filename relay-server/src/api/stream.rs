@@ -1,0 +1,467 @@
+//! Active resources: a GET that stays open gives the current state, then every change. One
+//! event source per watch (a task reading the bus, and the store for inboxes) feeds three
+//! encodings: Server-Sent Events, newline-delimited JSON, and the multiplexed WebSocket.
+//!
+//! Each stream holds a bounded queue; a consumer too slow to keep up makes its task fall behind
+//! on the bus, and it is resynchronised with a fresh `state` event (inboxes re-read the store), so
+//! a slow client neither stalls others nor grows memory.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use restsip_protocol::{Event, EventKind, UpdateMode, NDJSON};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::{IntervalStream, ReceiverStream};
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::AppState;
+use crate::bus::{BusEvent, Topic};
+use crate::error::{Error, Result};
+use crate::inbox::inbox_message;
+
+/// Events a stream may hold for a slow consumer before its task waits.
+const STREAM_QUEUE: usize = 64;
+
+/// How the client asked to receive a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// One JSON document, then the response ends.
+    Plain,
+    /// `Accept: text/event-stream`.
+    Sse,
+    /// `Accept: application/x-ndjson` (or `?stream=ndjson`).
+    Ndjson,
+}
+
+/// The streaming part of a GET: format, resume point and update mode.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Watch {
+    /// Encoding.
+    pub(crate) format: Format,
+    /// Resume after this event id (`Last-Event-ID` or `?since=`).
+    pub(crate) since: Option<u64>,
+    /// Differences or full state (`?updates=full|diff`).
+    pub(crate) mode: UpdateMode,
+}
+
+impl Watch {
+    /// Whether the response stays open.
+    pub(crate) fn is_stream(&self) -> bool {
+        self.format != Format::Plain
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Watch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        let accept = parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mut format = if accept.contains("text/event-stream") {
+            Format::Sse
+        } else if accept.contains(NDJSON) {
+            Format::Ndjson
+        } else {
+            Format::Plain
+        };
+        let mut since = match parts.headers.get("last-event-id") {
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_request("Last-Event-ID must be an event id (a number)")
+                    })?,
+            ),
+            None => None,
+        };
+        let mut mode = UpdateMode::Diff;
+        for pair in parts
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "since" if since.is_none() => {
+                    since = Some(
+                        value
+                            .parse()
+                            .map_err(|_| ApiError::bad_request("since must be an event id"))?,
+                    )
+                }
+                "updates" => {
+                    mode = match value {
+                        "full" => UpdateMode::Full,
+                        "diff" => UpdateMode::Diff,
+                        _ => return Err(ApiError::bad_request("updates must be full or diff")),
+                    }
+                }
+                "stream" => {
+                    format = match value {
+                        "sse" => Format::Sse,
+                        "ndjson" => Format::Ndjson,
+                        _ => return Err(ApiError::bad_request("stream must be sse or ndjson")),
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Self {
+            format,
+            since,
+            mode,
+        })
+    }
+}
+
+/// Counts open streams per user against the limit.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamCounter {
+    /// Open streams by user.
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    /// Limit per user.
+    max: usize,
+}
+
+/// One open stream; dropping it gives the slot back.
+#[derive(Debug)]
+pub(crate) struct StreamSlot {
+    /// The counter it came from.
+    counter: StreamCounter,
+    /// Whose slot.
+    user: String,
+}
+
+impl StreamCounter {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            open: Arc::new(Mutex::new(HashMap::new())),
+            max,
+        }
+    }
+
+    /// Takes a slot for `user`, or refuses past the limit.
+    pub(crate) fn acquire(&self, user: &str) -> Result<StreamSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(user.to_owned()).or_insert(0);
+        if *n >= self.max {
+            return Err(Error::Limit(format!(
+                "{user} already has {} open streams; close one first",
+                self.max
+            )));
+        }
+        *n += 1;
+        Ok(StreamSlot {
+            counter: self.clone(),
+            user: user.to_owned(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.counter.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// Opens the event source of `topic` for `caller`: a queue of events that ends when the
+/// resource goes away, the relay shuts down, or the receiver is dropped.
+pub(crate) fn open_events(
+    state: &AppState,
+    caller: &Caller,
+    topic: Topic,
+    since: Option<u64>,
+    mode: UpdateMode,
+) -> Result<mpsc::Receiver<Event>> {
+    let slot = state.streams.acquire(&caller.0)?;
+    let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+    let state = state.clone();
+    tokio::spawn(async move {
+        let _slot = slot;
+        let mut closing = state.closing.clone();
+        let source = EventSource {
+            state: &state,
+            topic: &topic,
+            tx: &tx,
+            mode,
+        };
+        let result = tokio::select! {
+            r = source.run(since) => r,
+            _ = tx.closed() => Ok(()),
+            _ = closing.wait_for(|c| *c) => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(resource = %topic.resource(), error = %e, "stream ended by an error");
+        }
+    });
+    Ok(rx)
+}
+
+/// The task behind one stream.
+struct EventSource<'a> {
+    state: &'a AppState,
+    topic: &'a Topic,
+    tx: &'a mpsc::Sender<Event>,
+    mode: UpdateMode,
+}
+
+/// Whether the stream goes on after an event.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl EventSource<'_> {
+    async fn run(&self, since: Option<u64>) -> Result<()> {
+        match self.topic {
+            Topic::Inbox(email, id) => self.run_inbox(email, *id, since).await,
+            _ => self.run_resource(since).await,
+        }
+    }
+
+    async fn emit(&self, id: u64, kind: EventKind, data: serde_json::Value) -> Flow {
+        let event = Event {
+            id,
+            resource: self.topic.resource(),
+            kind,
+            data,
+        };
+        if self.tx.send(event).await.is_err() || kind == EventKind::Gone {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+
+    /// Emits a bus event as the mode asks.
+    async fn emit_change(&self, event: &BusEvent) -> Flow {
+        match (self.mode, event.kind) {
+            (UpdateMode::Full, EventKind::Added | EventKind::Updated | EventKind::Removed) => {
+                match &event.state {
+                    Some(state) => self.emit(event.id, EventKind::State, state.clone()).await,
+                    None => Flow::Continue,
+                }
+            }
+            _ => self.emit(event.id, event.kind, event.data.clone()).await,
+        }
+    }
+
+    /// Emits the current state; returns the id it stands for, or None when the stream ended.
+    async fn emit_state(&self) -> Result<Option<u64>> {
+        // Every event up to this id is reflected in a state read after it.
+        let id = self.state.bus.last_id();
+        let loaded = match self.topic {
+            Topic::Login(email) => self.state.location.state(email).await,
+            Topic::Call(call) => self.state.calls.state(call).await,
+            Topic::Inbox(email, cid) => {
+                self.state
+                    .location
+                    .live_contact(email, *cid)
+                    .await
+                    .map(|c| {
+                        serde_json::to_value(crate::location::contact_view(
+                            &c,
+                            crate::clock::now_ms(),
+                        ))
+                        .unwrap_or_default()
+                    })
+            }
+        };
+        let flow = match loaded {
+            Ok(data) => self.emit(id, EventKind::State, data).await,
+            Err(Error::NotFound(why)) => {
+                self.emit(id, EventKind::Gone, serde_json::json!({"reason": why}))
+                    .await
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(matches!(flow, Flow::Continue).then_some(id))
+    }
+
+    async fn run_resource(&self, since: Option<u64>) -> Result<()> {
+        let sub = self.state.bus.subscribe(self.topic, since);
+        let mut rx = sub.receiver;
+        let mut last = match sub.missed {
+            Some(missed) => {
+                let mut last = since.unwrap_or(0);
+                for event in missed {
+                    if let Flow::Stop = self.emit_change(&event).await {
+                        return Ok(());
+                    }
+                    last = event.id;
+                }
+                last
+            }
+            None => match self.emit_state().await? {
+                Some(id) => id,
+                None => return Ok(()),
+            },
+        };
+        loop {
+            match rx.recv().await {
+                Ok(event) if event.id <= last => {}
+                Ok(event) => {
+                    last = event.id;
+                    if let Flow::Stop = self.emit_change(&event).await {
+                        return Ok(());
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => match self.emit_state().await? {
+                    Some(id) => last = id,
+                    None => return Ok(()),
+                },
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            }
+        }
+    }
+
+    /// Hands over stored SENDs the store lets this stream claim; remembers them in `handed`.
+    async fn hand_over_pending(
+        &self,
+        email: &str,
+        cid: i64,
+        after: Option<u64>,
+        handed: &mut HashSet<i64>,
+    ) -> Result<Flow> {
+        let after = after.map(|a| i64::try_from(a).unwrap_or(i64::MAX));
+        for record in self.state.inbox.pending(email, cid, after).await? {
+            if handed.contains(&record.seq) || !self.state.inbox.claim(record.seq).await? {
+                continue;
+            }
+            handed.insert(record.seq);
+            let data = serde_json::to_value(inbox_message(&record)).unwrap_or_default();
+            if let Flow::Stop = self
+                .emit(
+                    u64::try_from(record.seq).unwrap_or(0),
+                    EventKind::Message,
+                    data,
+                )
+                .await
+            {
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn run_inbox(&self, email: &str, cid: i64, since: Option<u64>) -> Result<()> {
+        let sub = self.state.bus.subscribe(self.topic, None);
+        let mut rx = sub.receiver;
+        if self.emit_state().await?.is_none() {
+            return Ok(());
+        }
+        let mut handed = HashSet::new();
+        if let Flow::Stop = self
+            .hand_over_pending(email, cid, since, &mut handed)
+            .await?
+        {
+            return Ok(());
+        }
+        loop {
+            match rx.recv().await {
+                Ok(event) if event.kind == EventKind::Message => {
+                    let seq = i64::try_from(event.id).unwrap_or(i64::MAX);
+                    if handed.contains(&seq) || !self.state.inbox.claim(seq).await? {
+                        continue;
+                    }
+                    if let Flow::Stop = self
+                        .emit(event.id, EventKind::Message, event.data.clone())
+                        .await
+                    {
+                        return Ok(());
+                    }
+                }
+                Ok(event) => {
+                    if let Flow::Stop = self.emit(event.id, event.kind, event.data.clone()).await {
+                        return Ok(());
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if let Flow::Stop = self
+                        .hand_over_pending(email, cid, None, &mut handed)
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Answers a streaming GET of `topic` in the format asked.
+pub(crate) fn watch(
+    state: &AppState,
+    caller: &Caller,
+    topic: Topic,
+    req: Watch,
+) -> std::result::Result<Response, ApiError> {
+    let events = ReceiverStream::new(open_events(state, caller, topic, req.since, req.mode)?);
+    let keepalive = Duration::from_secs(state.limits.keepalive);
+    let mut response = match req.format {
+        Format::Sse => {
+            let stream = events.map(|event| {
+                let data = serde_json::to_string(&event).unwrap_or_default();
+                Ok::<_, Infallible>(SseEvent::default().id(event.id.to_string()).data(data))
+            });
+            Sse::new(stream)
+                .keep_alive(KeepAlive::new().interval(keepalive))
+                .into_response()
+        }
+        Format::Ndjson | Format::Plain => {
+            // Lines of events, then a None that ends the body even while keep-alives still tick.
+            let lines = events
+                .map(|event| {
+                    let mut line = serde_json::to_vec(&event).unwrap_or_default();
+                    line.push(b'\n');
+                    Some(Bytes::from(line))
+                })
+                .chain(futures_util::stream::once(async { None }));
+            // A blank line keeps idle connections (and proxies) from timing out.
+            let ticks = IntervalStream::new(tokio::time::interval_at(
+                tokio::time::Instant::now() + keepalive,
+                keepalive,
+            ))
+            .map(|_| Some(Bytes::from_static(b"\n")));
+            let body = tokio_stream::StreamExt::merge(lines, ticks)
+                .take_while(|line| std::future::ready(line.is_some()))
+                .filter_map(std::future::ready)
+                .map(Ok::<_, Infallible>);
+            let mut response = Body::from_stream(body).into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
+            response
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}

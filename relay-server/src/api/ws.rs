@@ -1,0 +1,235 @@
+//! `GET /ws`: one WebSocket per client that multiplexes subscriptions to active resources and
+//! carries SEND and CANCEL, so a page needs one connection for everything. Frames are the JSON
+//! `ClientFrame` and `ServerFrame` of the protocol crate.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use restsip_protocol::{ClientFrame, Problem, ProblemKind, ServerFrame};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::auth::Caller;
+use super::AppState;
+use crate::bus::Topic;
+use crate::error::Error;
+
+/// Frames waiting for a slow client before subscriptions fall behind (and resynchronise).
+const OUTGOING_QUEUE: usize = 256;
+/// Largest frame a client may send.
+const MAX_FRAME: usize = 256 * 1024;
+
+/// `GET /ws`: upgrade to the multiplexed WebSocket.
+pub(crate) async fn ws_upgrade(
+    State(state): State<AppState>,
+    caller: Caller,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let max = state.limits.max_body_bytes.min(MAX_FRAME);
+    upgrade
+        .max_message_size(max)
+        .on_upgrade(move |socket| serve(state, caller, socket))
+}
+
+/// The problem for a relay error, as the HTTP API would give it.
+fn problem_for(err: Error) -> Problem {
+    super::error::ApiError::from(err).problem()
+}
+
+/// Resolves a path to the topic it names and checks the caller may watch it.
+async fn topic_for(state: &AppState, caller: &Caller, path: &str) -> Result<Topic, Error> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["login", email] => {
+            state.location.contacts(email).await?;
+            Ok(Topic::Login((*email).to_owned()))
+        }
+        ["login", email, id] => {
+            let id: i64 = id.parse().map_err(|_| Error::NotFound(format!("no resource {path}")))?;
+            if *email != caller.0 {
+                return Err(Error::Forbidden(format!("{} may not read the inbox of {email}", caller.0)));
+            }
+            state.location.live_contact(email, id).await?;
+            Ok(Topic::Inbox((*email).to_owned(), id))
+        }
+        ["call", id] => {
+            state.calls.view(id).await?;
+            Ok(Topic::Call((*id).to_owned()))
+        }
+        _ => Err(Error::NotFound(format!("{path} is not an active resource (/login/{{email}}, /login/{{email}}/{{id}}, /call/{{id}})"))),
+    }
+}
+
+/// Splits a SEND/CANCEL path into user and optional contact.
+fn target_of(path: &str) -> Result<(String, Option<i64>), Error> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["login", email] => Ok(((*email).to_owned(), None)),
+        ["login", email, id] => {
+            let id = id
+                .parse()
+                .map_err(|_| Error::NotFound(format!("no login {path}")))?;
+            Ok(((*email).to_owned(), Some(id)))
+        }
+        _ => Err(Error::NotFound(format!(
+            "SEND and CANCEL go to /login/{{email}}[/{{id}}], not {path}"
+        ))),
+    }
+}
+
+fn reply<T: serde::Serialize>(reference: String, result: Result<T, Error>) -> ServerFrame {
+    match result {
+        Ok(body) => ServerFrame::Reply {
+            reference,
+            status: 200,
+            body: serde_json::to_value(body).unwrap_or_default(),
+        },
+        Err(e) => {
+            let problem = problem_for(e);
+            ServerFrame::Reply {
+                reference,
+                status: problem.status,
+                body: serde_json::to_value(problem).unwrap_or_default(),
+            }
+        }
+    }
+}
+
+async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<ServerFrame>(OUTGOING_QUEUE);
+    let keepalive = Duration::from_secs(state.limits.keepalive);
+    let writer = tokio::spawn(async move {
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        loop {
+            let message = tokio::select! {
+                frame = out_rx.recv() => match frame {
+                    Some(frame) => Message::Text(Utf8Bytes::from(serde_json::to_string(&frame).unwrap_or_default())),
+                    None => break,
+                },
+                _ = ping.tick() => Message::Ping(Default::default()),
+            };
+            if sink.send(message).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let mut subscriptions: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut closing = state.closing.clone();
+    loop {
+        let message = tokio::select! {
+            m = stream.next() => m,
+            _ = closing.wait_for(|c| *c) => None,
+        };
+        let text = match message {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Binary(_))) => {
+                let problem =
+                    Problem::new(ProblemKind::UnsupportedMediaType, "frames are JSON text");
+                let _ = out_tx
+                    .send(ServerFrame::Error {
+                        path: None,
+                        problem,
+                    })
+                    .await;
+                continue;
+            }
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+            Some(Ok(_)) => continue,
+        };
+        let frame: ClientFrame = match serde_json::from_str(&text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                let problem = Problem::new(ProblemKind::BadRequest, format!("bad frame: {e}"));
+                let _ = out_tx
+                    .send(ServerFrame::Error {
+                        path: None,
+                        problem,
+                    })
+                    .await;
+                continue;
+            }
+        };
+        let answer = match frame {
+            ClientFrame::Subscribe {
+                path,
+                since,
+                updates,
+            } => {
+                subscriptions.retain(|_, task| !task.is_finished());
+                if subscriptions.contains_key(&path) {
+                    continue;
+                }
+                let opened = match topic_for(&state, &caller, &path).await {
+                    Ok(topic) => super::stream::open_events(&state, &caller, topic, since, updates),
+                    Err(e) => Err(e),
+                };
+                match opened {
+                    Ok(mut events) => {
+                        let out = out_tx.clone();
+                        let task = tokio::spawn(async move {
+                            while let Some(event) = events.recv().await {
+                                if out.send(ServerFrame::Event { event }).await.is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                        subscriptions.insert(path, task);
+                        None
+                    }
+                    Err(e) => Some(ServerFrame::Error {
+                        path: Some(path),
+                        problem: problem_for(e),
+                    }),
+                }
+            }
+            ClientFrame::Unsubscribe { path } => {
+                if let Some(task) = subscriptions.remove(&path) {
+                    task.abort();
+                }
+                None
+            }
+            ClientFrame::Send {
+                reference,
+                path,
+                body,
+            } => {
+                let result = match target_of(&path) {
+                    Ok((email, contact)) => {
+                        state.inbox.send(&caller.0, &email, contact, body).await
+                    }
+                    Err(e) => Err(e),
+                };
+                Some(reply(reference, result))
+            }
+            ClientFrame::Cancel {
+                reference,
+                path,
+                id,
+            } => {
+                let result = match target_of(&path) {
+                    Ok((email, contact)) => {
+                        state.inbox.cancel(&caller.0, &email, contact, &id).await
+                    }
+                    Err(e) => Err(e),
+                };
+                Some(reply(reference, result))
+            }
+        };
+        if let Some(frame) = answer {
+            if out_tx.send(frame).await.is_err() {
+                break;
+            }
+        }
+    }
+    for (_, task) in subscriptions {
+        task.abort();
+    }
+    drop(out_tx);
+    let _ = writer.await;
+}

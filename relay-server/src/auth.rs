@@ -1,0 +1,227 @@
+//! Who is asking: passwords (argon2), a cache of verified credentials so HTTP Basic on every
+//! request stays cheap, and short-lived signed bearer tokens for EventSource and WebSocket.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// How long a verified password is trusted without running argon2 again.
+const CACHE_TTL: Duration = Duration::from_secs(300);
+/// Entries kept in the credential cache at most.
+const CACHE_MAX: usize = 100_000;
+
+/// Cheap-clone handle to the authenticator.
+#[derive(Clone)]
+pub struct Auth {
+    /// Shared state.
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Where the password hashes are.
+    store: Arc<dyn Store>,
+    /// Key for token signatures and cache keys; kept in the store so it survives restarts.
+    secret: Vec<u8>,
+    /// Token lifetime.
+    token_ttl: Duration,
+    /// email → (keyed hash of a password verified for it, when).
+    verified: Mutex<HashMap<String, ([u8; 32], Instant)>>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    /// An authenticator over the users in `store`.
+    pub async fn new(store: Arc<dyn Store>, token_ttl: Duration) -> Result<Self> {
+        let secret = store.secret().await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                secret,
+                token_ttl,
+                verified: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Hashes a new password (argon2id, random salt), off the async threads.
+    pub async fn hash_password(password: &str) -> Result<String> {
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| Error::Internal(format!("password hashing: {e}")))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("password hashing task: {e}")))?
+    }
+
+    /// True if `password` is the password of `email` (false for unknown users too).
+    pub async fn check_password(&self, email: &str, password: &str) -> Result<bool> {
+        let key = self.keyed_hash(password.as_bytes());
+        if self
+            .lock()
+            .get(email)
+            .is_some_and(|(k, at)| *k == key && at.elapsed() < CACHE_TTL)
+        {
+            return Ok(true);
+        }
+        let Some(user) = self.inner.store.user(email).await? else {
+            return Ok(false);
+        };
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&user.password_hash)
+                .map(|hash| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &hash)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("password check task: {e}")))?;
+        if ok {
+            let mut cache = self.lock();
+            if cache.len() >= CACHE_MAX {
+                cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+                if cache.len() >= CACHE_MAX {
+                    cache.clear();
+                }
+            }
+            cache.insert(email.to_owned(), (key, Instant::now()));
+        }
+        Ok(ok)
+    }
+
+    /// Forgets cached credentials of `email` (password changed, user deleted).
+    pub fn forget(&self, email: &str) {
+        self.lock().remove(email);
+    }
+
+    /// A bearer token for `email`: `base64(email).expiry.signature`.
+    pub fn issue_token(&self, email: &str) -> (String, u64) {
+        let ttl = self.inner.token_ttl.as_secs();
+        let expiry = unix_secs() + ttl;
+        let payload = format!("{}.{expiry}", URL_SAFE_NO_PAD.encode(email));
+        let signature = URL_SAFE_NO_PAD.encode(self.sign(payload.as_bytes()));
+        (format!("{payload}.{signature}"), ttl)
+    }
+
+    /// The email a valid, unexpired token was issued to.
+    pub fn check_token(&self, token: &str) -> Option<String> {
+        let (payload, signature) = token.rsplit_once('.')?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+        let mut mac = self.mac();
+        mac.update(payload.as_bytes());
+        mac.verify_slice(&signature).ok()?;
+        let (email, expiry) = payload.split_once('.')?;
+        if expiry.parse::<u64>().ok()? < unix_secs() {
+            return None;
+        }
+        String::from_utf8(URL_SAFE_NO_PAD.decode(email).ok()?).ok()
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC accepts keys of any length.
+        HmacSha256::new_from_slice(&self.inner.secret)
+            .unwrap_or_else(|_| unreachable!("any key length"))
+    }
+
+    fn sign(&self, data: &[u8]) -> [u8; 32] {
+        let mut mac = self.mac();
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    }
+
+    fn keyed_hash(&self, password: &[u8]) -> [u8; 32] {
+        self.sign(password)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ([u8; 32], Instant)>> {
+        self.inner
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SqliteStore, UserRecord};
+
+    async fn auth_with_user(password: &str) -> Auth {
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open("sqlite::memory:").await.expect("store"));
+        let hash = Auth::hash_password(password).await.expect("hash");
+        store
+            .create_user(&UserRecord {
+                email: "a@x".into(),
+                password_hash: hash,
+                name: None,
+                data: Default::default(),
+                created: 0,
+            })
+            .await
+            .expect("user");
+        Auth::new(store, Duration::from_secs(60))
+            .await
+            .expect("auth")
+    }
+
+    #[tokio::test]
+    async fn passwords_are_checked_and_cached_only_when_right() {
+        let auth = auth_with_user("s3cret").await;
+        assert!(!auth.check_password("a@x", "wrong").await.expect("check"));
+        assert!(auth.check_password("a@x", "s3cret").await.expect("check"));
+        assert!(auth.check_password("a@x", "s3cret").await.expect("cached"));
+        assert!(!auth.check_password("a@x", "wrong").await.expect("check"));
+        assert!(!auth
+            .check_password("nobody@x", "s3cret")
+            .await
+            .expect("check"));
+    }
+
+    #[tokio::test]
+    async fn tokens_verify_and_tampering_fails() {
+        let auth = auth_with_user("pw").await;
+        let (token, ttl) = auth.issue_token("a@x");
+        assert_eq!(ttl, 60);
+        assert_eq!(auth.check_token(&token).as_deref(), Some("a@x"));
+        let forged = token.replacen(
+            &URL_SAFE_NO_PAD.encode("a@x"),
+            &URL_SAFE_NO_PAD.encode("b@x"),
+            1,
+        );
+        assert_eq!(auth.check_token(&forged), None);
+        assert_eq!(auth.check_token("garbage"), None);
+    }
+}

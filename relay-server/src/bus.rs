@@ -1,0 +1,297 @@
+//! Events of active resources, in process: one broadcast channel per resource with a short
+//! history, so a stream that reconnects with the last event id it saw gets what it missed.
+//!
+//! Event ids come from one counter shared by all resources and start above the wall clock in
+//! microseconds (and above every id the store ever handed out), so ids stay increasing across
+//! restarts and a client's `Last-Event-ID` from before a restart is never mistaken for a newer one.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use restsip_protocol::EventKind;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// An active resource that can be watched.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// `/login/{email}`: a user's contacts and presence.
+    Login(String),
+    /// `/login/{email}/{id}`: what is SENT to one contact.
+    Inbox(String, i64),
+    /// `/call/{id}`: a call's participants.
+    Call(String),
+}
+
+impl Topic {
+    /// The resource path.
+    pub fn resource(&self) -> String {
+        match self {
+            Self::Login(email) => format!("/login/{email}"),
+            Self::Inbox(email, id) => format!("/login/{email}/{id}"),
+            Self::Call(id) => format!("/call/{id}"),
+        }
+    }
+}
+
+/// One change of a resource.
+#[derive(Debug, Clone)]
+pub struct BusEvent {
+    /// Event id.
+    pub id: u64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The item, message or state.
+    pub data: Value,
+    /// The full state after the change, for streams in full mode.
+    pub state: Option<Value>,
+}
+
+/// Cheap-clone handle to the event bus.
+#[derive(Debug, Clone)]
+pub struct Bus {
+    /// Shared state.
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The last id handed out.
+    last_id: AtomicU64,
+    /// Channels and histories by resource.
+    topics: Mutex<HashMap<Topic, Channel>>,
+    /// Events kept per resource for resuming.
+    history: usize,
+    /// Events a slow subscriber may fall behind before it is resynchronised.
+    capacity: usize,
+}
+
+#[derive(Debug)]
+struct Channel {
+    /// Live subscribers.
+    tx: broadcast::Sender<Arc<BusEvent>>,
+    /// The most recent events, oldest first.
+    recent: VecDeque<Arc<BusEvent>>,
+    /// Whether events older than `recent` were dropped (so a resume before them is impossible).
+    truncated: bool,
+    /// Last publish or subscribe.
+    touched: Instant,
+}
+
+impl Channel {
+    fn new(capacity: usize) -> Self {
+        Self {
+            tx: broadcast::channel(capacity).0,
+            recent: VecDeque::new(),
+            truncated: false,
+            touched: Instant::now(),
+        }
+    }
+}
+
+/// What a subscriber gets: the live receiver and, when asked to resume, the missed events.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Events from now on.
+    pub receiver: broadcast::Receiver<Arc<BusEvent>>,
+    /// Events after the requested id, or None when the history no longer reaches back that far
+    /// (the subscriber must start from the full state).
+    pub missed: Option<Vec<Arc<BusEvent>>>,
+}
+
+impl Bus {
+    /// A bus whose ids continue above `floor`.
+    pub fn new(floor: u64, history: usize, capacity: usize) -> Self {
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2))
+            .unwrap_or(0);
+        Self {
+            inner: Arc::new(Inner {
+                last_id: AtomicU64::new(clock.max(floor)),
+                topics: Mutex::new(HashMap::new()),
+                history,
+                capacity,
+            }),
+        }
+    }
+
+    /// A fresh id, for events whose id must be stored before they are published.
+    pub fn next_id(&self) -> u64 {
+        self.inner.last_id.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The last id handed out: a state read after this call reflects every event up to it.
+    pub fn last_id(&self) -> u64 {
+        self.inner.last_id.load(Ordering::SeqCst)
+    }
+
+    /// Publishes a change of `topic` with a new id; returns the id.
+    pub fn publish(
+        &self,
+        topic: &Topic,
+        kind: EventKind,
+        data: Value,
+        state: Option<Value>,
+    ) -> u64 {
+        let mut topics = self.lock();
+        // The id is taken under the lock, so per resource ids are published in order.
+        let id = self.next_id();
+        self.push(
+            &mut topics,
+            topic,
+            BusEvent {
+                id,
+                kind,
+                data,
+                state,
+            },
+        );
+        id
+    }
+
+    /// Publishes an event whose id was taken earlier with [`Bus::next_id`].
+    pub fn publish_with_id(&self, topic: &Topic, event: BusEvent) {
+        let mut topics = self.lock();
+        self.push(&mut topics, topic, event);
+    }
+
+    fn push(&self, topics: &mut HashMap<Topic, Channel>, topic: &Topic, event: BusEvent) {
+        let capacity = self.inner.capacity;
+        let channel = topics
+            .entry(topic.clone())
+            .or_insert_with(|| Channel::new(capacity));
+        let event = Arc::new(event);
+        channel.recent.push_back(event.clone());
+        while channel.recent.len() > self.inner.history {
+            channel.recent.pop_front();
+            channel.truncated = true;
+        }
+        channel.touched = Instant::now();
+        // No receivers is fine: the event is in the history for the next subscriber.
+        let _ = channel.tx.send(event);
+    }
+
+    /// Subscribes to `topic`; with `since`, also returns the events after that id if the
+    /// history still holds them all.
+    pub fn subscribe(&self, topic: &Topic, since: Option<u64>) -> Subscription {
+        let mut topics = self.lock();
+        let capacity = self.inner.capacity;
+        let channel = topics
+            .entry(topic.clone())
+            .or_insert_with(|| Channel::new(capacity));
+        channel.touched = Instant::now();
+        let receiver = channel.tx.subscribe();
+        let missed = since.and_then(|since| {
+            let covered = match channel.recent.front() {
+                // The oldest kept event must follow `since` directly or precede it.
+                Some(oldest) => !channel.truncated || oldest.id <= since.saturating_add(1),
+                None => !channel.truncated,
+            };
+            covered.then(|| {
+                channel
+                    .recent
+                    .iter()
+                    .filter(|e| e.id > since)
+                    .cloned()
+                    .collect()
+            })
+        });
+        Subscription { receiver, missed }
+    }
+
+    /// Whether anyone is watching `topic` now.
+    pub fn is_watched(&self, topic: &Topic) -> bool {
+        self.lock()
+            .get(topic)
+            .is_some_and(|c| c.tx.receiver_count() > 0)
+    }
+
+    /// Forgets resources nobody watches that have been quiet for `idle`, so memory does not grow
+    /// with every resource ever touched. A later resume on them starts from the full state.
+    pub fn sweep(&self, idle: Duration) {
+        self.lock()
+            .retain(|_, c| c.tx.receiver_count() > 0 || c.touched.elapsed() < idle);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Topic, Channel>> {
+        // A panic while holding this lock cannot leave the map half-changed: recover it.
+        self.inner.topics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ids_increase_and_start_above_the_floor() {
+        let far = u64::MAX / 4;
+        let bus = Bus::new(far, 8, 8);
+        let a = bus.publish(&Topic::Call("c".into()), EventKind::Added, json!(1), None);
+        let b = bus.next_id();
+        assert!(a > far && b > a);
+    }
+
+    #[test]
+    fn a_resume_gets_exactly_the_missed_events() {
+        let bus = Bus::new(0, 8, 8);
+        let topic = Topic::Login("a@x".into());
+        let first = bus.publish(&topic, EventKind::Added, json!(1), None);
+        let second = bus.publish(&topic, EventKind::Removed, json!(2), None);
+        let sub = bus.subscribe(&topic, Some(first));
+        let missed = sub.missed.expect("history covers it");
+        assert_eq!(
+            missed.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![second]
+        );
+    }
+
+    #[test]
+    fn a_resume_older_than_the_history_asks_for_full_state() {
+        let bus = Bus::new(0, 2, 8);
+        let topic = Topic::Login("a@x".into());
+        let first = bus.publish(&topic, EventKind::Added, json!(1), None);
+        for n in 0..3 {
+            bus.publish(&topic, EventKind::Updated, json!(n), None);
+        }
+        assert!(bus.subscribe(&topic, Some(first)).missed.is_none());
+    }
+
+    #[tokio::test]
+    async fn subscribers_receive_live_events_and_others_do_not() {
+        let bus = Bus::new(0, 8, 8);
+        let topic = Topic::Call("c1".into());
+        let mut sub = bus.subscribe(&topic, None);
+        assert!(bus.is_watched(&topic));
+        bus.publish(
+            &Topic::Call("other".into()),
+            EventKind::Added,
+            json!("x"),
+            None,
+        );
+        let id = bus.publish(&topic, EventKind::Added, json!("y"), None);
+        let got = sub.receiver.recv().await.expect("event");
+        assert_eq!(got.id, id);
+        assert_eq!(got.data, json!("y"));
+    }
+
+    #[test]
+    fn sweeping_keeps_watched_topics() {
+        let bus = Bus::new(0, 8, 8);
+        let watched = Topic::Call("w".into());
+        let _sub = bus.subscribe(&watched, None);
+        bus.publish(
+            &Topic::Call("idle".into()),
+            EventKind::Added,
+            json!(1),
+            None,
+        );
+        bus.sweep(Duration::ZERO);
+        assert!(bus.is_watched(&watched));
+        assert_eq!(bus.lock().len(), 1);
+    }
+}

@@ -1,0 +1,260 @@
+//! Settings: command-line flags, each also read from a `RESTSIP_*` environment variable, over a
+//! TOML file (`--config`), over the embedded defaults. Nothing needs configuring to start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Flags and file settings as given; every one is optional, [`Config::resolve`] fills defaults.
+#[derive(Debug, Default, Clone, Parser, Deserialize)]
+#[command(
+    name = "relay-server",
+    version,
+    about = "restsip relay: a RESTful API to SIP calls, presence and messaging",
+    long_about = "restsip relay: serves the REST resources /user, /login and /call (with the SEND and \
+                  CANCEL methods and active resources streamed over SSE, NDJSON and WebSocket).\n\
+                  Every flag can also be set by its environment variable or in the --config TOML file \
+                  (same names, with dashes); flags win over the environment, which wins over the file."
+)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// TOML file with the same settings as the flags.
+    #[arg(long, env = "RESTSIP_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// HTTP listen address [default: 127.0.0.1:8080]; port 0 picks a free port.
+    #[arg(long, env = "RESTSIP_HTTP", value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// Database URL: `sqlite:PATH` (created on first start) [default: sqlite:data/restsip.db].
+    #[arg(long, env = "RESTSIP_DATABASE", value_name = "URL")]
+    pub database: Option<String>,
+    /// Directory of static files served at / [default: the repository's www/].
+    #[arg(long, env = "RESTSIP_WWW", value_name = "DIR")]
+    pub www: Option<PathBuf>,
+    /// Largest request body accepted, in bytes [default: 65536].
+    #[arg(long, env = "RESTSIP_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Most HTTP connections open at once; more wait to be accepted [default: 10000].
+    #[arg(long, env = "RESTSIP_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most open streams (SSE, NDJSON, WebSocket subscriptions) per user [default: 32].
+    #[arg(long, env = "RESTSIP_MAX_STREAMS_PER_USER", value_name = "N")]
+    pub max_streams_per_user: Option<usize>,
+    /// Most queued (undelivered) SENDs per contact [default: 1000].
+    #[arg(long, env = "RESTSIP_MAX_QUEUED_PER_CONTACT", value_name = "N")]
+    pub max_queued_per_contact: Option<usize>,
+    /// Login lifetime when the client asks for none, in seconds [default: 3600].
+    #[arg(long, env = "RESTSIP_DEFAULT_EXPIRES", value_name = "SECONDS")]
+    pub default_expires: Option<u32>,
+    /// Shortest login lifetime granted, in seconds [default: 30].
+    #[arg(long, env = "RESTSIP_MIN_EXPIRES", value_name = "SECONDS")]
+    pub min_expires: Option<u32>,
+    /// Longest login lifetime granted, in seconds [default: 86400].
+    #[arg(long, env = "RESTSIP_MAX_EXPIRES", value_name = "SECONDS")]
+    pub max_expires: Option<u32>,
+    /// Lifetime of bearer tokens from POST /token, in seconds [default: 600].
+    #[arg(long, env = "RESTSIP_TOKEN_TTL", value_name = "SECONDS")]
+    pub token_ttl: Option<u64>,
+    /// Seconds between keep-alives on idle streams [default: 15].
+    #[arg(long, env = "RESTSIP_KEEPALIVE", value_name = "SECONDS")]
+    pub keepalive: Option<u64>,
+}
+
+/// The settings in force.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// HTTP listen address.
+    pub http: SocketAddr,
+    /// Database URL.
+    pub database: String,
+    /// Static files served at `/`, if the directory exists.
+    pub www: Option<PathBuf>,
+    /// Limits and lifetimes.
+    pub limits: Limits,
+}
+
+/// Sizes, counts and lifetimes the relay enforces.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Most HTTP connections at once.
+    pub max_connections: usize,
+    /// Most streams per user.
+    pub max_streams_per_user: usize,
+    /// Most undelivered SENDs waiting for one contact.
+    pub max_queued_per_contact: usize,
+    /// Default login lifetime (s).
+    pub default_expires: u32,
+    /// Shortest login lifetime (s).
+    pub min_expires: u32,
+    /// Longest login lifetime (s).
+    pub max_expires: u32,
+    /// Bearer token lifetime (s).
+    pub token_ttl: u64,
+    /// Keep-alive interval on streams (s).
+    pub keepalive: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_connections: 10_000,
+            max_streams_per_user: 32,
+            max_queued_per_contact: 1000,
+            default_expires: 3600,
+            min_expires: 30,
+            max_expires: 86_400,
+            token_ttl: 600,
+            keepalive: 15,
+        }
+    }
+}
+
+impl Config {
+    /// Reads flags and environment, then the `--config` file if any, and fills in defaults.
+    pub fn from_args() -> anyhow::Result<Self> {
+        Self::resolve(Settings::parse())
+    }
+
+    /// Merges `cli` over its `--config` file over the defaults, and checks the result.
+    pub fn resolve(cli: Settings) -> anyhow::Result<Self> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => Settings::default(),
+        };
+        let d = Limits::default();
+        let limits = Limits {
+            max_body_bytes: cli
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(d.max_body_bytes),
+            max_connections: cli
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.max_connections),
+            max_streams_per_user: cli
+                .max_streams_per_user
+                .or(file.max_streams_per_user)
+                .unwrap_or(d.max_streams_per_user),
+            max_queued_per_contact: cli
+                .max_queued_per_contact
+                .or(file.max_queued_per_contact)
+                .unwrap_or(d.max_queued_per_contact),
+            default_expires: cli
+                .default_expires
+                .or(file.default_expires)
+                .unwrap_or(d.default_expires),
+            min_expires: cli
+                .min_expires
+                .or(file.min_expires)
+                .unwrap_or(d.min_expires),
+            max_expires: cli
+                .max_expires
+                .or(file.max_expires)
+                .unwrap_or(d.max_expires),
+            token_ttl: cli.token_ttl.or(file.token_ttl).unwrap_or(d.token_ttl),
+            keepalive: cli.keepalive.or(file.keepalive).unwrap_or(d.keepalive),
+        };
+        anyhow::ensure!(
+            limits.min_expires >= 1,
+            "min-expires must be at least 1 second"
+        );
+        anyhow::ensure!(
+            limits.min_expires <= limits.default_expires
+                && limits.default_expires <= limits.max_expires,
+            "expiry settings must satisfy min-expires <= default-expires <= max-expires"
+        );
+        anyhow::ensure!(
+            limits.max_body_bytes >= 1024,
+            "max-body-bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            limits.max_connections >= 1,
+            "max-connections must be at least 1"
+        );
+        anyhow::ensure!(limits.keepalive >= 1, "keepalive must be at least 1 second");
+        let http = cli
+            .http
+            .or(file.http)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let database = cli
+            .database
+            .or(file.database)
+            .unwrap_or_else(|| "sqlite:data/restsip.db".to_owned());
+        let www = cli.www.or(file.www).or_else(default_www);
+        Ok(Self {
+            http,
+            database,
+            www,
+            limits,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<Settings> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+}
+
+/// The repository's `www/` when the binary runs from a checkout.
+fn default_www() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www");
+    dir.is_dir().then_some(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let dir = std::env::temp_dir().join(format!("restsip-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("relay.toml");
+        std::fs::write(
+            &file,
+            "http = \"127.0.0.1:9000\"\nmax-body-bytes = 2048\nmin-expires = 5\n",
+        )
+        .expect("write config");
+        let cli = Settings {
+            config: Some(file),
+            max_body_bytes: Some(4096),
+            ..Settings::default()
+        };
+        let config = Config::resolve(cli).expect("valid config");
+        assert_eq!(config.http.port(), 9000);
+        assert_eq!(config.limits.max_body_bytes, 4096);
+        assert_eq!(config.limits.min_expires, 5);
+        assert_eq!(config.limits.default_expires, 3600);
+        assert_eq!(config.database, "sqlite:data/restsip.db");
+    }
+
+    #[test]
+    fn an_unknown_setting_in_the_file_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("restsip-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("relay.toml");
+        std::fs::write(&file, "htp = \"127.0.0.1:9000\"\n").expect("write config");
+        let err = Config::resolve(Settings {
+            config: Some(file),
+            ..Settings::default()
+        })
+        .expect_err("typo must be reported");
+        assert!(err.to_string().contains("htp"), "{err}");
+    }
+
+    #[test]
+    fn inconsistent_expiry_limits_are_refused() {
+        let cli = Settings {
+            min_expires: Some(100),
+            default_expires: Some(10),
+            ..Settings::default()
+        };
+        assert!(Config::resolve(cli).is_err());
+    }
+}

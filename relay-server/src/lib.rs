@@ -1,0 +1,114 @@
+//! The restsip relay: a RESTful SIP application server. [`start`] opens the store and binds the
+//! HTTP listener; [`Relay::serve`] runs until the shutdown future completes.
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod auth;
+pub mod bus;
+pub mod calls;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod inbox;
+pub mod location;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::api::{AppState, LimitedListener};
+use crate::bus::Bus;
+use crate::config::Config;
+
+/// Events kept per resource for resuming streams.
+const BUS_HISTORY: usize = 256;
+/// Events a stream may fall behind before it is resynchronised.
+const BUS_CAPACITY: usize = 1024;
+/// How often expired logins are removed.
+const EXPIRY_TICK: Duration = Duration::from_millis(500);
+/// Resources nobody watches are forgotten by the bus after this long.
+const BUS_IDLE: Duration = Duration::from_secs(600);
+
+/// A relay bound to its address, ready to serve.
+pub struct Relay {
+    /// The HTTP listener.
+    listener: LimitedListener,
+    /// Its address (the real port when 0 was asked).
+    http_addr: SocketAddr,
+    /// Shared state.
+    state: AppState,
+    /// Static files.
+    www: Option<std::path::PathBuf>,
+    /// Tells streams the relay is closing.
+    closing: watch::Sender<bool>,
+}
+
+/// Opens the store and binds the listener.
+pub async fn start(config: Config) -> anyhow::Result<Relay> {
+    let store = store::open(&config.database).await?;
+    let floor = u64::try_from(store.max_send_seq().await?).unwrap_or(0);
+    let bus = Bus::new(floor, BUS_HISTORY, BUS_CAPACITY);
+    let auth = auth::Auth::new(store.clone(), Duration::from_secs(config.limits.token_ttl)).await?;
+    let (closing, closing_rx) = watch::channel(false);
+    let state = AppState::new(store, bus, auth, config.limits.clone(), closing_rx);
+    let tcp = tokio::net::TcpListener::bind(config.http)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http))?;
+    let http_addr = tcp.local_addr()?;
+    Ok(Relay {
+        listener: LimitedListener::new(tcp, config.limits.max_connections),
+        http_addr,
+        state,
+        www: config.www.filter(|d| d.is_dir()),
+        closing,
+    })
+}
+
+impl Relay {
+    /// The HTTP address it listens on.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Serves until `shutdown` completes, then ends open streams and waits for requests in flight.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let expiry = tokio::spawn(expire_logins(self.state.clone()));
+        let router = api::app(self.state, self.www.as_deref());
+        let service = tower::util::MapRequest::new(router, api::override_method);
+        let closing = self.closing;
+        let result = axum::serve(
+            self.listener,
+            axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = closing.send(true);
+        })
+        .await;
+        expiry.abort();
+        result.map_err(Into::into)
+    }
+}
+
+/// Removes logins as they expire (announcing each), and lets the bus forget idle resources.
+async fn expire_logins(state: AppState) {
+    let mut tick = tokio::time::interval(EXPIRY_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sweep = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.location().expire_due().await {
+            tracing::warn!(error = %e, "expiring logins failed; retrying");
+        }
+        if last_sweep.elapsed() > BUS_IDLE / 4 {
+            state.bus.sweep(BUS_IDLE);
+            last_sweep = tokio::time::Instant::now();
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The location service: who is logged in where. REST logins (and, with the SIP side, SIP
+//! registrations) are contacts of a user; every change, expiry included, is an event on
+//! `/login/{email}`, and a contact that goes away ends its inbox stream and leaves its calls.
+
+use std::sync::Arc;
+
+use restsip_protocol::{Contact, ContactSource, CreateLogin, EventKind, RefreshLogin};
+use serde_json::json;
+
+use crate::bus::{Bus, Topic};
+use crate::calls::Calls;
+use crate::clock::{now_ms, seconds_until};
+use crate::config::Limits;
+use crate::error::{Error, Result};
+use crate::store::{ContactRecord, Store};
+
+/// Longest contact address accepted.
+const MAX_CONTACT_LEN: usize = 1024;
+
+/// Cheap-clone handle to the location service.
+#[derive(Clone)]
+pub struct Location {
+    /// Durable contacts.
+    store: Arc<dyn Store>,
+    /// Where changes are announced.
+    bus: Bus,
+    /// Calls to leave when a login goes away.
+    calls: Calls,
+    /// Expiry limits.
+    limits: Arc<Limits>,
+}
+
+/// The API view of a contact.
+pub fn contact_view(c: &ContactRecord, now: i64) -> Contact {
+    Contact {
+        id: c.id,
+        url: Topic::Inbox(c.email.clone(), c.id).resource(),
+        contact: c.contact.clone(),
+        expires: seconds_until(c.expires_at, now),
+        presence: c.presence.clone(),
+        source: c.source,
+    }
+}
+
+impl Location {
+    /// The location service over `store`, announcing on `bus`.
+    pub fn new(store: Arc<dyn Store>, bus: Bus, calls: Calls, limits: Arc<Limits>) -> Self {
+        Self {
+            store,
+            bus,
+            calls,
+            limits,
+        }
+    }
+
+    /// The lifetime granted for a requested one.
+    pub fn grant(&self, requested: Option<u32>) -> u32 {
+        requested
+            .unwrap_or(self.limits.default_expires)
+            .clamp(self.limits.min_expires, self.limits.max_expires)
+    }
+
+    /// Adds a contact for `email`.
+    pub async fn register(
+        &self,
+        email: &str,
+        req: CreateLogin,
+        source: ContactSource,
+    ) -> Result<ContactRecord> {
+        check_contact(req.contact.as_deref())?;
+        let expires = self.grant(req.expires);
+        let record = ContactRecord {
+            email: email.to_owned(),
+            id: 0,
+            contact: req.contact,
+            expires_at: now_ms() + i64::from(expires) * 1000,
+            presence: req.presence,
+            source,
+        };
+        let record = self
+            .store
+            .add_contact(&record)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no user {email}")))?;
+        self.announce(email, EventKind::Added, &record).await?;
+        Ok(record)
+    }
+
+    /// Refreshes a contact: a new lifetime, and a new address or presence if given.
+    pub async fn refresh(&self, email: &str, id: i64, req: RefreshLogin) -> Result<ContactRecord> {
+        let mut record = self.live_contact(email, id).await?;
+        let (contact, expires, presence) = match req {
+            RefreshLogin::Contact(contact) => (Some(contact), None, None),
+            RefreshLogin::Fields(f) => (f.contact, f.expires, f.presence),
+        };
+        check_contact(contact.as_deref())?;
+        if contact.is_some() {
+            record.contact = contact;
+        }
+        if presence.is_some() {
+            record.presence = presence;
+        }
+        record.expires_at = now_ms() + i64::from(self.grant(expires)) * 1000;
+        if !self.store.update_contact(&record).await? {
+            return Err(Error::NotFound(format!(
+                "no login {}",
+                Topic::Inbox(email.into(), id).resource()
+            )));
+        }
+        self.announce(email, EventKind::Updated, &record).await?;
+        Ok(record)
+    }
+
+    /// Removes a contact (log out).
+    pub async fn unregister(&self, email: &str, id: i64) -> Result<ContactRecord> {
+        let record = self.store.remove_contact(email, id).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "no login {}",
+                Topic::Inbox(email.into(), id).resource()
+            ))
+        })?;
+        self.gone(&record, "logout").await?;
+        Ok(record)
+    }
+
+    /// A contact that exists and has not expired.
+    pub async fn live_contact(&self, email: &str, id: i64) -> Result<ContactRecord> {
+        match self.store.contact(email, id).await? {
+            Some(c) if c.expires_at > now_ms() => Ok(c),
+            _ => Err(Error::NotFound(format!(
+                "no login {}",
+                Topic::Inbox(email.into(), id).resource()
+            ))),
+        }
+    }
+
+    /// The live contacts of a user; an unknown user is an error, a logged-out one an empty list.
+    pub async fn contacts(&self, email: &str) -> Result<Vec<ContactRecord>> {
+        if self.store.user(email).await?.is_none() {
+            return Err(Error::NotFound(format!("no user {email}")));
+        }
+        Ok(self.store.contacts(email, now_ms()).await?)
+    }
+
+    /// The state of `/login/{email}` as a stream's `state` event carries it.
+    pub async fn state(&self, email: &str) -> Result<serde_json::Value> {
+        let now = now_ms();
+        let list: Vec<Contact> = self
+            .contacts(email)
+            .await?
+            .iter()
+            .map(|c| contact_view(c, now))
+            .collect();
+        Ok(json!(list))
+    }
+
+    /// Removes every expired contact, announcing each as removed with reason `expired`.
+    pub async fn expire_due(&self) -> Result<usize> {
+        let expired = self.store.take_expired_contacts(now_ms()).await?;
+        for record in &expired {
+            self.gone(record, "expired").await?;
+        }
+        Ok(expired.len())
+    }
+
+    async fn gone(&self, record: &ContactRecord, reason: &str) -> Result<()> {
+        let email = &record.email;
+        let mut item = serde_json::to_value(contact_view(record, now_ms())).unwrap_or_default();
+        item["reason"] = json!(reason);
+        let state = self.state(email).await.ok();
+        self.bus.publish(
+            &Topic::Login(email.clone()),
+            EventKind::Removed,
+            item.clone(),
+            state.clone(),
+        );
+        let inbox = Topic::Inbox(email.clone(), record.id);
+        self.bus.publish(&inbox, EventKind::Gone, item, None);
+        let mut logins = vec![inbox.resource()];
+        if state
+            .as_ref()
+            .and_then(|s| s.as_array())
+            .is_none_or(|a| a.is_empty())
+        {
+            logins.push(Topic::Login(email.clone()).resource());
+        }
+        self.calls.leave_logins(&logins, reason).await
+    }
+
+    async fn announce(&self, email: &str, kind: EventKind, record: &ContactRecord) -> Result<()> {
+        let item = serde_json::to_value(contact_view(record, now_ms())).unwrap_or_default();
+        let state = self.state(email).await?;
+        self.bus
+            .publish(&Topic::Login(email.to_owned()), kind, item, Some(state));
+        Ok(())
+    }
+}
+
+fn check_contact(contact: Option<&str>) -> Result<()> {
+    match contact {
+        Some(c) if c.len() > MAX_CONTACT_LEN => Err(Error::Invalid(format!(
+            "contact is longer than {MAX_CONTACT_LEN} bytes"
+        ))),
+        Some(c) if c.trim().is_empty() => Err(Error::Invalid("contact is empty".into())),
+        _ => Ok(()),
+    }
+}

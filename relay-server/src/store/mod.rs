@@ -1,0 +1,239 @@
+//! Durable state behind one trait: users, offline mail, logins (contacts), calls and queued SENDs.
+//! SQLite is the embedded default; the trait is what a PostgreSQL implementation fills in for
+//! several relays sharing load. Every write returns only once it is committed, so what the API
+//! acknowledged survives a crash.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use restsip_protocol::{ContactSource, DeliveryStatus};
+use serde_json::{Map, Value};
+
+pub use sqlite::SqliteStore;
+
+/// What can go wrong in a store call.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A record with that key exists already.
+    #[error("already exists")]
+    Conflict,
+    /// The database failed.
+    #[error("database: {0}")]
+    Backend(#[from] sqlx::Error),
+    /// A stored value could not be read back.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    /// The email: id, login name, SIP address of record.
+    pub email: String,
+    /// Argon2 PHC string.
+    pub password_hash: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Application profile data.
+    pub data: Map<String, Value>,
+    /// Sign-up time (ms).
+    pub created: i64,
+}
+
+/// An offline message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MailRecord {
+    /// Id, unique in the store.
+    pub id: i64,
+    /// The user whose mailbox holds it.
+    pub owner: String,
+    /// Who left it.
+    pub sender: String,
+    /// Media URL.
+    pub url: Option<String>,
+    /// Inline body.
+    pub body: Option<Value>,
+    /// Subject.
+    pub subject: Option<String>,
+    /// When it was left (ms).
+    pub created: i64,
+}
+
+/// A contact of a logged-in user: a REST login or a SIP registration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactRecord {
+    /// The user.
+    pub email: String,
+    /// Id within the user's contacts, never reused.
+    pub id: i64,
+    /// Contact address.
+    pub contact: Option<String>,
+    /// When it expires (ms).
+    pub expires_at: i64,
+    /// Published presence.
+    pub presence: Option<Value>,
+    /// REST or SIP.
+    pub source: ContactSource,
+}
+
+/// A call (conference) context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRecord {
+    /// Random id.
+    pub id: String,
+    /// Creator's email.
+    pub owner: String,
+    /// Subject.
+    pub subject: Option<String>,
+    /// Application call data.
+    pub data: Map<String, Value>,
+    /// Creation time (ms).
+    pub created: i64,
+}
+
+/// A participant of a call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParticipantRecord {
+    /// The call.
+    pub call_id: String,
+    /// Id within the call, never reused.
+    pub id: i64,
+    /// The login it joined with (`/login/{email}` or `/login/{email}/{id}`).
+    pub login: String,
+    /// Its user's email.
+    pub user: String,
+    /// Session description.
+    pub session: Option<Value>,
+    /// Application data.
+    pub data: Map<String, Value>,
+}
+
+/// One SEND on its way to one contact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendRecord {
+    /// Event id of the delivery; increasing per contact.
+    pub seq: i64,
+    /// Message id shared by all contacts of one SEND.
+    pub msg_id: String,
+    /// Sender's email.
+    pub sender: String,
+    /// Recipient user.
+    pub to_email: String,
+    /// Recipient contact id.
+    pub to_contact: i64,
+    /// The resource the SEND named.
+    pub target: String,
+    /// The body as sent.
+    pub body: Value,
+    /// When (ms).
+    pub sent: i64,
+    /// Queued, delivered or cancelled.
+    pub status: DeliveryStatus,
+}
+
+/// The relay's durable state.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Adds a user; [`StoreError::Conflict`] when the email is taken.
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()>;
+    /// A user by email.
+    async fn user(&self, email: &str) -> StoreResult<Option<UserRecord>>;
+    /// Replaces a user's name, data and password hash; false if there is no such user.
+    async fn update_user(&self, user: &UserRecord) -> StoreResult<bool>;
+    /// Deletes a user with its mail, contacts and queued SENDs; false if there was none.
+    async fn delete_user(&self, email: &str) -> StoreResult<bool>;
+
+    /// Stores an offline message (its `id` is assigned) and returns it.
+    async fn add_mail(&self, mail: &MailRecord) -> StoreResult<MailRecord>;
+    /// The owner's messages, oldest first.
+    async fn mail(&self, owner: &str) -> StoreResult<Vec<MailRecord>>;
+    /// Deletes one of the owner's messages; false if there was none.
+    async fn delete_mail(&self, owner: &str, id: i64) -> StoreResult<bool>;
+
+    /// Adds a contact for an existing user (its `id` is assigned); None if the user is gone.
+    async fn add_contact(&self, contact: &ContactRecord) -> StoreResult<Option<ContactRecord>>;
+    /// Replaces a contact's address, expiry and presence; false if it is gone.
+    async fn update_contact(&self, contact: &ContactRecord) -> StoreResult<bool>;
+    /// One contact, expired or not.
+    async fn contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>>;
+    /// The user's contacts that have not expired at `now`, by id.
+    async fn contacts(&self, email: &str, now: i64) -> StoreResult<Vec<ContactRecord>>;
+    /// Removes a contact and its undelivered SENDs, returning it.
+    async fn remove_contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>>;
+    /// Removes every contact expired at `now`, returning them.
+    async fn take_expired_contacts(&self, now: i64) -> StoreResult<Vec<ContactRecord>>;
+    /// The earliest contact expiry, if any contact exists.
+    async fn next_expiry(&self) -> StoreResult<Option<i64>>;
+
+    /// Adds a call.
+    async fn create_call(&self, call: &CallRecord) -> StoreResult<()>;
+    /// A call by id.
+    async fn call(&self, id: &str) -> StoreResult<Option<CallRecord>>;
+    /// Deletes a call and its participants; false if there was none.
+    async fn delete_call(&self, id: &str) -> StoreResult<bool>;
+    /// Adds a participant (its `id` is assigned); None if the call is gone.
+    async fn add_participant(
+        &self,
+        p: &ParticipantRecord,
+    ) -> StoreResult<Option<ParticipantRecord>>;
+    /// The participants of a call, by id.
+    async fn participants(&self, call_id: &str) -> StoreResult<Vec<ParticipantRecord>>;
+    /// One participant.
+    async fn participant(&self, call_id: &str, id: i64) -> StoreResult<Option<ParticipantRecord>>;
+    /// Replaces a participant's session and data; false if it is gone.
+    async fn update_participant(&self, p: &ParticipantRecord) -> StoreResult<bool>;
+    /// Removes a participant, returning it.
+    async fn remove_participant(
+        &self,
+        call_id: &str,
+        id: i64,
+    ) -> StoreResult<Option<ParticipantRecord>>;
+    /// Removes every participant that joined with one of `logins`, returning them.
+    async fn remove_participants_of(
+        &self,
+        logins: &[String],
+    ) -> StoreResult<Vec<ParticipantRecord>>;
+
+    /// Stores SENDs as queued, all or none.
+    async fn queue_sends(&self, sends: &[SendRecord]) -> StoreResult<()>;
+    /// How many SENDs wait undelivered for a contact.
+    async fn queued_count(&self, email: &str, contact: i64) -> StoreResult<usize>;
+    /// Marks a SEND delivered unless it was cancelled; true if it may be handed over.
+    async fn claim_send(&self, seq: i64) -> StoreResult<bool>;
+    /// SENDs for a contact: the queued ones, and with `after` also the delivered ones after it
+    /// (a stream that resumes gets again what it may have lost in flight).
+    async fn pending_sends(
+        &self,
+        email: &str,
+        contact: i64,
+        after: Option<i64>,
+    ) -> StoreResult<Vec<SendRecord>>;
+    /// Cancels the queued deliveries of message `msg_id` from `sender` to `email` (one contact
+    /// or all), returning each matching delivery with its status after the call.
+    async fn cancel_send(
+        &self,
+        sender: &str,
+        msg_id: &str,
+        email: &str,
+        contact: Option<i64>,
+    ) -> StoreResult<Vec<(i64, DeliveryStatus)>>;
+    /// The largest SEND sequence number ever stored, 0 if none.
+    async fn max_send_seq(&self) -> StoreResult<i64>;
+
+    /// A random secret created on first use and kept, for signing tokens.
+    async fn secret(&self) -> StoreResult<Vec<u8>>;
+}
+
+/// Opens the store a database URL names.
+pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else {
+        anyhow::bail!("unsupported database URL {url:?}: use sqlite:PATH (postgres: comes with multi-relay support)")
+    }
+}

@@ -1,0 +1,726 @@
+//! [`Store`] on SQLite in WAL mode: one file, created on first start.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use restsip_protocol::{ContactSource, DeliveryStatus};
+use serde_json::{Map, Value};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+
+use super::{
+    CallRecord, ContactRecord, MailRecord, ParticipantRecord, SendRecord, Store, StoreError,
+    StoreResult, UserRecord,
+};
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// Connection pool; SQLite serialises writers itself.
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite:PATH` or `sqlite::memory:`) and
+    /// brings its schema up to date.
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL in WAL mode: a commit is in the WAL file before it returns, so a killed
+            // process loses nothing; only a power cut could lose the last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        if let Some(parent) = std::path::Path::new(options.get_filename()).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)?;
+            }
+        }
+        // Each connection to `:memory:` is a database of its own: keep one.
+        let connections = if url.contains(":memory:") { 1 } else { 8 };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(connections)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
+fn json_value(text: Option<String>) -> StoreResult<Option<Value>> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
+}
+
+fn json_map(text: String) -> StoreResult<Map<String, Value>> {
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn source_name(source: ContactSource) -> &'static str {
+    match source {
+        ContactSource::Web => "web",
+        ContactSource::Sip => "sip",
+    }
+}
+
+fn parse_status(name: &str) -> StoreResult<DeliveryStatus> {
+    match name {
+        "queued" => Ok(DeliveryStatus::Queued),
+        "delivered" => Ok(DeliveryStatus::Delivered),
+        "cancelled" => Ok(DeliveryStatus::Cancelled),
+        other => Err(StoreError::Corrupt(format!("delivery status {other:?}"))),
+    }
+}
+
+fn user_row(row: SqliteRow) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        email: row.try_get("email")?,
+        password_hash: row.try_get("password_hash")?,
+        name: row.try_get("name")?,
+        data: json_map(row.try_get("data")?)?,
+        created: row.try_get("created")?,
+    })
+}
+
+fn mail_row(row: SqliteRow) -> StoreResult<MailRecord> {
+    Ok(MailRecord {
+        id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
+        sender: row.try_get("sender")?,
+        url: row.try_get("url")?,
+        body: json_value(row.try_get("body")?)?,
+        subject: row.try_get("subject")?,
+        created: row.try_get("created")?,
+    })
+}
+
+fn contact_row(row: SqliteRow) -> StoreResult<ContactRecord> {
+    let source: String = row.try_get("source")?;
+    Ok(ContactRecord {
+        email: row.try_get("email")?,
+        id: row.try_get("id")?,
+        contact: row.try_get("contact")?,
+        expires_at: row.try_get("expires_at")?,
+        presence: json_value(row.try_get("presence")?)?,
+        source: if source == "sip" {
+            ContactSource::Sip
+        } else {
+            ContactSource::Web
+        },
+    })
+}
+
+fn call_row(row: SqliteRow) -> StoreResult<CallRecord> {
+    Ok(CallRecord {
+        id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
+        subject: row.try_get("subject")?,
+        data: json_map(row.try_get("data")?)?,
+        created: row.try_get("created")?,
+    })
+}
+
+fn participant_row(row: SqliteRow) -> StoreResult<ParticipantRecord> {
+    Ok(ParticipantRecord {
+        call_id: row.try_get("call_id")?,
+        id: row.try_get("id")?,
+        login: row.try_get("login")?,
+        user: row.try_get("user")?,
+        session: json_value(row.try_get("session")?)?,
+        data: json_map(row.try_get("data")?)?,
+    })
+}
+
+fn send_row(row: SqliteRow) -> StoreResult<SendRecord> {
+    let body: String = row.try_get("body")?;
+    let status: String = row.try_get("status")?;
+    Ok(SendRecord {
+        seq: row.try_get("seq")?,
+        msg_id: row.try_get("msg_id")?,
+        sender: row.try_get("sender")?,
+        to_email: row.try_get("to_email")?,
+        to_contact: row.try_get("to_contact")?,
+        target: row.try_get("target")?,
+        body: serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        sent: row.try_get("sent")?,
+        status: parse_status(&status)?,
+    })
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
+        let result = sqlx::query(
+            "INSERT INTO users (email, password_hash, name, data, created) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&user.email)
+        .bind(&user.password_hash)
+        .bind(&user.name)
+        .bind(to_json(&user.data))
+        .bind(user.created)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn user(&self, email: &str) -> StoreResult<Option<UserRecord>> {
+        sqlx::query("SELECT email, password_hash, name, data, created FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(user_row)
+            .transpose()
+    }
+
+    async fn update_user(&self, user: &UserRecord) -> StoreResult<bool> {
+        let done =
+            sqlx::query("UPDATE users SET password_hash = ?, name = ?, data = ? WHERE email = ?")
+                .bind(&user.password_hash)
+                .bind(&user.name)
+                .bind(to_json(&user.data))
+                .bind(&user.email)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_user(&self, email: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM users WHERE email = ?")
+            .bind(email)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn add_mail(&self, mail: &MailRecord) -> StoreResult<MailRecord> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO mail (owner, sender, url, body, subject, created) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&mail.owner)
+        .bind(&mail.sender)
+        .bind(&mail.url)
+        .bind(mail.body.as_ref().map(to_json))
+        .bind(&mail.subject)
+        .bind(mail.created)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(MailRecord { id, ..mail.clone() })
+    }
+
+    async fn mail(&self, owner: &str) -> StoreResult<Vec<MailRecord>> {
+        sqlx::query("SELECT * FROM mail WHERE owner = ? ORDER BY id")
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(mail_row)
+            .collect()
+    }
+
+    async fn delete_mail(&self, owner: &str, id: i64) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM mail WHERE owner = ? AND id = ?")
+            .bind(owner)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn add_contact(&self, contact: &ContactRecord) -> StoreResult<Option<ContactRecord>> {
+        let mut tx = self.pool.begin().await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "UPDATE users SET next_contact = next_contact + 1 WHERE email = ? RETURNING next_contact - 1",
+        )
+        .bind(&contact.email)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else { return Ok(None) };
+        sqlx::query(
+            "INSERT INTO contacts (email, id, contact, expires_at, presence, source) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&contact.email)
+        .bind(id)
+        .bind(&contact.contact)
+        .bind(contact.expires_at)
+        .bind(contact.presence.as_ref().map(to_json))
+        .bind(source_name(contact.source))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(ContactRecord {
+            id,
+            ..contact.clone()
+        }))
+    }
+
+    async fn update_contact(&self, contact: &ContactRecord) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE contacts SET contact = ?, expires_at = ?, presence = ?, source = ? WHERE email = ? AND id = ?",
+        )
+        .bind(&contact.contact)
+        .bind(contact.expires_at)
+        .bind(contact.presence.as_ref().map(to_json))
+        .bind(source_name(contact.source))
+        .bind(&contact.email)
+        .bind(contact.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>> {
+        sqlx::query("SELECT * FROM contacts WHERE email = ? AND id = ?")
+            .bind(email)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(contact_row)
+            .transpose()
+    }
+
+    async fn contacts(&self, email: &str, now: i64) -> StoreResult<Vec<ContactRecord>> {
+        sqlx::query("SELECT * FROM contacts WHERE email = ? AND expires_at > ? ORDER BY id")
+            .bind(email)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(contact_row)
+            .collect()
+    }
+
+    async fn remove_contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>> {
+        sqlx::query("DELETE FROM contacts WHERE email = ? AND id = ? RETURNING *")
+            .bind(email)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(contact_row)
+            .transpose()
+    }
+
+    async fn take_expired_contacts(&self, now: i64) -> StoreResult<Vec<ContactRecord>> {
+        sqlx::query("DELETE FROM contacts WHERE expires_at <= ? RETURNING *")
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(contact_row)
+            .collect()
+    }
+
+    async fn next_expiry(&self) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT MIN(expires_at) FROM contacts")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn create_call(&self, call: &CallRecord) -> StoreResult<()> {
+        let result = sqlx::query(
+            "INSERT INTO calls (id, owner, subject, data, created) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&call.id)
+        .bind(&call.owner)
+        .bind(&call.subject)
+        .bind(to_json(&call.data))
+        .bind(call.created)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn call(&self, id: &str) -> StoreResult<Option<CallRecord>> {
+        sqlx::query("SELECT * FROM calls WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(call_row)
+            .transpose()
+    }
+
+    async fn delete_call(&self, id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM calls WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn add_participant(
+        &self,
+        p: &ParticipantRecord,
+    ) -> StoreResult<Option<ParticipantRecord>> {
+        let mut tx = self.pool.begin().await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "UPDATE calls SET next_participant = next_participant + 1 WHERE id = ? RETURNING next_participant - 1",
+        )
+        .bind(&p.call_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else { return Ok(None) };
+        sqlx::query("INSERT INTO participants (call_id, id, login, user, session, data) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&p.call_id)
+            .bind(id)
+            .bind(&p.login)
+            .bind(&p.user)
+            .bind(p.session.as_ref().map(to_json))
+            .bind(to_json(&p.data))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(ParticipantRecord { id, ..p.clone() }))
+    }
+
+    async fn participants(&self, call_id: &str) -> StoreResult<Vec<ParticipantRecord>> {
+        sqlx::query("SELECT * FROM participants WHERE call_id = ? ORDER BY id")
+            .bind(call_id)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(participant_row)
+            .collect()
+    }
+
+    async fn participant(&self, call_id: &str, id: i64) -> StoreResult<Option<ParticipantRecord>> {
+        sqlx::query("SELECT * FROM participants WHERE call_id = ? AND id = ?")
+            .bind(call_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(participant_row)
+            .transpose()
+    }
+
+    async fn update_participant(&self, p: &ParticipantRecord) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE participants SET session = ?, data = ? WHERE call_id = ? AND id = ?",
+        )
+        .bind(p.session.as_ref().map(to_json))
+        .bind(to_json(&p.data))
+        .bind(&p.call_id)
+        .bind(p.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn remove_participant(
+        &self,
+        call_id: &str,
+        id: i64,
+    ) -> StoreResult<Option<ParticipantRecord>> {
+        sqlx::query("DELETE FROM participants WHERE call_id = ? AND id = ? RETURNING *")
+            .bind(call_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(participant_row)
+            .transpose()
+    }
+
+    async fn remove_participants_of(
+        &self,
+        logins: &[String],
+    ) -> StoreResult<Vec<ParticipantRecord>> {
+        let mut removed = Vec::new();
+        for login in logins {
+            let rows = sqlx::query("DELETE FROM participants WHERE login = ? RETURNING *")
+                .bind(login)
+                .fetch_all(&self.pool)
+                .await?;
+            for row in rows {
+                removed.push(participant_row(row)?);
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn queue_sends(&self, sends: &[SendRecord]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for s in sends {
+            sqlx::query(
+                "INSERT INTO sends (seq, msg_id, sender, to_email, to_contact, target, body, sent, status) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued')",
+            )
+            .bind(s.seq)
+            .bind(&s.msg_id)
+            .bind(&s.sender)
+            .bind(&s.to_email)
+            .bind(s.to_contact)
+            .bind(&s.target)
+            .bind(to_json(&s.body))
+            .bind(s.sent)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn queued_count(&self, email: &str, contact: i64) -> StoreResult<usize> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sends WHERE to_email = ? AND to_contact = ? AND status = 'queued'",
+        )
+        .bind(email)
+        .bind(contact)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    async fn claim_send(&self, seq: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE sends SET status = 'delivered' WHERE seq = ? AND status != 'cancelled'",
+        )
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn pending_sends(
+        &self,
+        email: &str,
+        contact: i64,
+        after: Option<i64>,
+    ) -> StoreResult<Vec<SendRecord>> {
+        let rows = match after {
+            Some(after) => {
+                sqlx::query(
+                    "SELECT * FROM sends WHERE to_email = ? AND to_contact = ? \
+                     AND (seq > ? AND status != 'cancelled' OR status = 'queued') ORDER BY seq",
+                )
+                .bind(email)
+                .bind(contact)
+                .bind(after)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT * FROM sends WHERE to_email = ? AND to_contact = ? AND status = 'queued' ORDER BY seq",
+                )
+                .bind(email)
+                .bind(contact)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.into_iter().map(send_row).collect()
+    }
+
+    async fn cancel_send(
+        &self,
+        sender: &str,
+        msg_id: &str,
+        email: &str,
+        contact: Option<i64>,
+    ) -> StoreResult<Vec<(i64, DeliveryStatus)>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE sends SET status = 'cancelled' WHERE msg_id = ? AND sender = ? AND to_email = ? \
+             AND (? IS NULL OR to_contact = ?) AND status = 'queued'",
+        )
+        .bind(msg_id)
+        .bind(sender)
+        .bind(email)
+        .bind(contact)
+        .bind(contact)
+        .execute(&mut *tx)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT to_contact, status FROM sends WHERE msg_id = ? AND sender = ? AND to_email = ? \
+             AND (? IS NULL OR to_contact = ?) ORDER BY to_contact",
+        )
+        .bind(msg_id)
+        .bind(sender)
+        .bind(email)
+        .bind(contact)
+        .bind(contact)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.into_iter()
+            .map(|row| {
+                let status: String = row.try_get("status")?;
+                Ok((row.try_get("to_contact")?, parse_status(&status)?))
+            })
+            .collect()
+    }
+
+    async fn max_send_seq(&self) -> StoreResult<i64> {
+        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM sends")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(max.unwrap_or(0))
+    }
+
+    async fn secret(&self) -> StoreResult<Vec<u8>> {
+        let fresh: [u8; 32] = rand::random();
+        sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES ('token-secret', ?)")
+            .bind(&fresh[..])
+            .execute(&self.pool)
+            .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'token-secret'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> SqliteStore {
+        SqliteStore::open("sqlite::memory:")
+            .await
+            .expect("in-memory store")
+    }
+
+    fn user(email: &str) -> UserRecord {
+        UserRecord {
+            email: email.to_owned(),
+            password_hash: "x".to_owned(),
+            name: None,
+            data: Map::new(),
+            created: 1,
+        }
+    }
+
+    fn contact(email: &str, expires_at: i64) -> ContactRecord {
+        ContactRecord {
+            email: email.to_owned(),
+            id: 0,
+            contact: None,
+            expires_at,
+            presence: None,
+            source: ContactSource::Web,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_taken_email_is_a_conflict() {
+        let s = store().await;
+        s.create_user(&user("a@x")).await.expect("first");
+        assert!(matches!(
+            s.create_user(&user("a@x")).await,
+            Err(StoreError::Conflict)
+        ));
+    }
+
+    #[tokio::test]
+    async fn contact_ids_are_per_user_and_never_reused() {
+        let s = store().await;
+        s.create_user(&user("a@x")).await.expect("user");
+        let c1 = s
+            .add_contact(&contact("a@x", 100))
+            .await
+            .expect("add")
+            .expect("user exists");
+        assert_eq!(c1.id, 1);
+        s.remove_contact("a@x", 1).await.expect("remove");
+        let c2 = s
+            .add_contact(&contact("a@x", 100))
+            .await
+            .expect("add")
+            .expect("user exists");
+        assert_eq!(c2.id, 2);
+        assert!(s
+            .add_contact(&contact("nobody@x", 100))
+            .await
+            .expect("add")
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn expired_contacts_are_taken_once() {
+        let s = store().await;
+        s.create_user(&user("a@x")).await.expect("user");
+        s.add_contact(&contact("a@x", 10)).await.expect("add");
+        s.add_contact(&contact("a@x", 50)).await.expect("add");
+        assert_eq!(s.next_expiry().await.expect("expiry"), Some(10));
+        assert_eq!(s.contacts("a@x", 20).await.expect("list").len(), 1);
+        let gone = s.take_expired_contacts(20).await.expect("take");
+        assert_eq!(gone.len(), 1);
+        assert!(s.take_expired_contacts(20).await.expect("take").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_send_cannot_be_claimed_and_a_delivered_one_cannot_be_cancelled() {
+        let s = store().await;
+        s.create_user(&user("a@x")).await.expect("user");
+        let c = s
+            .add_contact(&contact("a@x", i64::MAX))
+            .await
+            .expect("add")
+            .expect("user");
+        let send = |seq: i64, msg: &str| SendRecord {
+            seq,
+            msg_id: msg.to_owned(),
+            sender: "b@x".to_owned(),
+            to_email: "a@x".to_owned(),
+            to_contact: c.id,
+            target: "/login/a@x".to_owned(),
+            body: serde_json::json!({"command": "invite"}),
+            sent: 1,
+            status: DeliveryStatus::Queued,
+        };
+        s.queue_sends(&[send(1, "m1"), send(2, "m2")])
+            .await
+            .expect("queue");
+        assert_eq!(s.queued_count("a@x", c.id).await.expect("count"), 2);
+        assert!(s.claim_send(1).await.expect("claim"));
+        let out = s
+            .cancel_send("b@x", "m1", "a@x", None)
+            .await
+            .expect("cancel");
+        assert_eq!(out, vec![(c.id, DeliveryStatus::Delivered)]);
+        let out = s
+            .cancel_send("b@x", "m2", "a@x", Some(c.id))
+            .await
+            .expect("cancel");
+        assert_eq!(out, vec![(c.id, DeliveryStatus::Cancelled)]);
+        assert!(!s.claim_send(2).await.expect("claim"));
+        assert!(s
+            .cancel_send("someone-else@x", "m2", "a@x", None)
+            .await
+            .expect("cancel")
+            .is_empty());
+        let after = s
+            .pending_sends("a@x", c.id, Some(0))
+            .await
+            .expect("pending");
+        assert_eq!(after.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(s.max_send_seq().await.expect("max"), 2);
+    }
+
+    #[tokio::test]
+    async fn the_secret_is_created_once() {
+        let s = store().await;
+        let a = s.secret().await.expect("secret");
+        assert_eq!(a.len(), 32);
+        assert_eq!(s.secret().await.expect("secret"), a);
+    }
+}
