@@ -1,1 +1,394 @@
-pub fn placeholder() {}
+//! Harness for restsip's end-to-end tests: starts the real `relay-server` binary on a free
+//! 127.0.0.1 port with its own SQLite file, and talks to it with real HTTP, SSE, NDJSON and
+//! WebSocket clients.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use restsip_protocol::{Event, ServerFrame};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long a test waits for an event before it fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The relay binary built next to the test executable (`cargo build -p relay-server`), or
+/// `RESTSIP_RELAY_BIN`.
+pub fn relay_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("RESTSIP_RELAY_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/relay-server
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = dir.join("relay-server");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p relay-server` first (the test script does)", bin.display());
+    bin
+}
+
+/// A running relay process with its own database.
+pub struct Relay {
+    /// The process.
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Holds the database file.
+    dir: tempfile::TempDir,
+    /// Extra flags it was started with.
+    args: Vec<String>,
+}
+
+impl Relay {
+    /// Starts a relay with the given extra flags.
+    pub async fn start(args: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (child, base) = spawn(dir.path(), None, &args).await?;
+        Ok(Self { child, base, dir, args })
+    }
+
+    /// Starts a relay with default settings.
+    pub async fn default() -> Result<Self> {
+        Self::start(&[]).await
+    }
+
+    /// Kills the process at once (SIGKILL: no shutdown, nothing flushed) and starts it again on
+    /// the same port and database.
+    pub async fn kill_and_restart(&mut self) -> Result<()> {
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        let port: u16 = self.base.rsplit(':').next().unwrap_or("0").parse()?;
+        let (child, base) = spawn(self.dir.path(), Some(port), &self.args).await?;
+        self.child = child;
+        self.base = base;
+        Ok(())
+    }
+
+    /// URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `ws://` URL of a path.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("{}{path}", self.base.replacen("http://", "ws://", 1))
+    }
+
+    /// A client without credentials.
+    pub fn anonymous(&self) -> Client {
+        Client { http: http_client(), base: self.base.clone(), auth: None }
+    }
+
+    /// Signs up `email` (password `pw-<email>`) and returns its client.
+    pub async fn user(&self, email: &str) -> Result<Client> {
+        let password = format!("pw-{email}");
+        let res = self
+            .anonymous()
+            .request("POST", "/user", Some(json!({"email": email, "password": password})))
+            .await?;
+        if res.status != 201 {
+            bail!("signup of {email} failed: {} {}", res.status, res.body);
+        }
+        Ok(self.client(email, &password))
+    }
+
+    /// A client with Basic credentials.
+    pub fn client(&self, email: &str, password: &str) -> Client {
+        Client { http: http_client(), base: self.base.clone(), auth: Some((email.to_owned(), password.to_owned())) }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client")
+}
+
+async fn spawn(dir: &Path, port: Option<u16>, extra: &[String]) -> Result<(Child, String)> {
+    let db = format!("sqlite:{}", dir.join("relay.db").display());
+    let http = format!("127.0.0.1:{}", port.unwrap_or(0));
+    let mut last_error = None;
+    // A restart on the same port may find it in TIME_WAIT for a moment: retry briefly.
+    for _ in 0..50 {
+        let mut child = Command::new(relay_binary())
+            .args(["--http", &http, "--database", &db, "--www", &dir.join("www").display().to_string()])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting relay-server")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        match tokio::time::timeout(WAIT, lines.next_line()).await {
+            Ok(Ok(Some(line))) => {
+                let base = line
+                    .split_whitespace()
+                    .last()
+                    .filter(|u| u.starts_with("http://"))
+                    .ok_or_else(|| anyhow!("unexpected first line: {line}"))?
+                    .to_owned();
+                // Keep draining stdout so the relay never blocks on a full pipe.
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                return Ok((child, base));
+            }
+            other => {
+                let status = child.wait().await.ok();
+                last_error = Some(anyhow!("relay did not start: {other:?}, exit {status:?}"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow!("relay did not start")))
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Body as JSON (Null when empty, a string when not JSON).
+    pub body: Value,
+}
+
+impl Reply {
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json error with this status and code.
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(self.header("content-type"), Some("application/problem+json"), "body: {}", self.body);
+        assert_eq!(self.body["status"], status, "body: {}", self.body);
+        assert_eq!(self.body["code"], code, "body: {}", self.body);
+        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "problem without detail: {}", self.body);
+    }
+}
+
+/// An HTTP client of the relay, with or without credentials.
+#[derive(Clone)]
+pub struct Client {
+    /// The connection pool.
+    pub http: reqwest::Client,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Basic credentials.
+    pub auth: Option<(String, String)>,
+}
+
+impl Client {
+    /// The email this client logs in as.
+    pub fn email(&self) -> &str {
+        self.auth.as_ref().map(|(e, _)| e.as_str()).unwrap_or("")
+    }
+
+    /// A request builder with credentials.
+    pub fn builder(&self, method: &str, path: &str) -> reqwest::RequestBuilder {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some((email, password)) = &self.auth {
+            req = req.basic_auth(email, Some(password));
+        }
+        req
+    }
+
+    /// Sends a request with an optional JSON body and reads the reply.
+    pub async fn request(&self, method: &str, path: &str, body: Option<Value>) -> Result<Reply> {
+        let mut req = self.builder(method, path);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        read(req.send().await?).await
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> Result<Reply> {
+        self.request("GET", path, None).await
+    }
+
+    /// Logs in (POST /login/{me}) and returns the contact id.
+    pub async fn login(&self, body: Value) -> Result<i64> {
+        let res = self.request("POST", &format!("/login/{}", self.email()), Some(body)).await?;
+        if res.status != 201 {
+            bail!("login failed: {} {}", res.status, res.body);
+        }
+        res.body["id"].as_i64().ok_or_else(|| anyhow!("no id in {}", res.body))
+    }
+
+    /// A bearer token from POST /token.
+    pub async fn token(&self) -> Result<String> {
+        let res = self.request("POST", "/token", None).await?;
+        res.body["token"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no token: {}", res.body))
+    }
+
+    /// Opens an SSE stream of `path`, optionally resuming.
+    pub async fn sse(&self, path: &str, last_event_id: Option<u64>) -> Result<EventStream> {
+        let mut req = self.builder("GET", path).header("accept", "text/event-stream").timeout(Duration::from_secs(3600));
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id.to_string());
+        }
+        let res = req.send().await?;
+        if res.status() != 200 {
+            bail!("SSE open failed: {} {}", res.status(), res.text().await.unwrap_or_default());
+        }
+        assert!(res.headers()["content-type"].to_str()?.starts_with("text/event-stream"));
+        Ok(EventStream { body: Box::pin(res.bytes_stream()), buffer: Vec::new(), sse: true })
+    }
+
+    /// Opens a streaming NDJSON GET of `path` (`extra` is appended to the query).
+    pub async fn ndjson(&self, path: &str) -> Result<EventStream> {
+        let res = self
+            .builder("GET", path)
+            .header("accept", "application/x-ndjson")
+            .timeout(Duration::from_secs(3600))
+            .send()
+            .await?;
+        if res.status() != 200 {
+            bail!("NDJSON open failed: {} {}", res.status(), res.text().await.unwrap_or_default());
+        }
+        Ok(EventStream { body: Box::pin(res.bytes_stream()), buffer: Vec::new(), sse: false })
+    }
+
+    /// Opens the multiplexed WebSocket with Basic credentials.
+    pub async fn ws(&self) -> Result<Ws> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}/ws", self.base.replacen("http://", "ws://", 1));
+        let mut req = url.into_client_request()?;
+        if let Some((email, password)) = &self.auth {
+            let value = base64::engine::general_purpose::STANDARD.encode(format!("{email}:{password}"));
+            req.headers_mut().insert("authorization", format!("Basic {value}").parse()?);
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(req).await?;
+        Ok(Ws { socket })
+    }
+}
+
+/// Reads a response whole.
+pub async fn read(res: reqwest::Response) -> Result<Reply> {
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let text = res.text().await?;
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    Ok(Reply { status, headers, body })
+}
+
+type ByteStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+
+/// The events of an SSE or NDJSON response.
+pub struct EventStream {
+    /// The body.
+    body: ByteStream,
+    /// Bytes not yet parsed.
+    buffer: Vec<u8>,
+    /// SSE framing (else one JSON per line).
+    sse: bool,
+}
+
+impl EventStream {
+    /// The next event; fails after [`WAIT`] or when the stream ends.
+    pub async fn next(&mut self) -> Result<Event> {
+        tokio::time::timeout(WAIT, self.next_inner()).await.map_err(|_| anyhow!("no event within {WAIT:?}"))?
+    }
+
+    /// The next event if one comes within `wait`; None on silence.
+    pub async fn next_within(&mut self, wait: Duration) -> Result<Option<Event>> {
+        match tokio::time::timeout(wait, self.next_inner()).await {
+            Ok(event) => event.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// True when the server ends the stream within [`WAIT`] without another event.
+    pub async fn ends(&mut self) -> Result<bool> {
+        match tokio::time::timeout(WAIT, self.next_inner()).await {
+            Ok(Err(_)) => Ok(true),
+            Ok(Ok(event)) => bail!("expected the end, got {event:?}"),
+            Err(_) => Ok(false),
+        }
+    }
+
+    async fn next_inner(&mut self) -> Result<Event> {
+        loop {
+            let separator: &[u8] = if self.sse { b"\n\n" } else { b"\n" };
+            if let Some(pos) = self.buffer.windows(separator.len()).position(|w| w == separator) {
+                let chunk: Vec<u8> = self.buffer.drain(..pos + separator.len()).collect();
+                let text = String::from_utf8(chunk)?;
+                let data = if self.sse {
+                    text.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect::<Vec<_>>().join("\n")
+                } else {
+                    text.trim().to_owned()
+                };
+                if data.is_empty() {
+                    continue; // keep-alive
+                }
+                return Ok(serde_json::from_str(&data)?);
+            }
+            match self.body.next().await {
+                Some(chunk) => self.buffer.extend_from_slice(&chunk?),
+                None => bail!("stream ended"),
+            }
+        }
+    }
+}
+
+/// The multiplexed WebSocket.
+pub struct Ws {
+    /// The socket.
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl Ws {
+    /// Sends a JSON frame.
+    pub async fn send(&mut self, frame: Value) -> Result<()> {
+        use tokio_tungstenite::tungstenite::Message;
+        self.socket.send(Message::Text(frame.to_string().into())).await?;
+        Ok(())
+    }
+
+    /// Sends raw text.
+    pub async fn send_text(&mut self, text: &str) -> Result<()> {
+        use tokio_tungstenite::tungstenite::Message;
+        self.socket.send(Message::Text(text.to_owned().into())).await?;
+        Ok(())
+    }
+
+    /// The next relay frame within [`WAIT`].
+    pub async fn next(&mut self) -> Result<ServerFrame> {
+        use tokio_tungstenite::tungstenite::Message;
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.socket.next().await {
+                    Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text)?),
+                    Some(Ok(Message::Close(_))) | None => bail!("websocket closed"),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(e.into()),
+                }
+            }
+        })
+        .await
+        .map_err(|_| anyhow!("no frame within {WAIT:?}"))?
+    }
+
+    /// The next event frame (skipping nothing: any other frame is an error).
+    pub async fn next_event(&mut self) -> Result<Event> {
+        match self.next().await? {
+            ServerFrame::Event { event } => Ok(event),
+            other => bail!("expected an event, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! End-to-end tests of the relay's REST API: the real binary on 127.0.0.1, real HTTP, SSE,
+//! NDJSON and WebSocket clients.
+#![allow(clippy::unwrap_used)]
+
+mod article;
+mod auth_matrix;
+mod bad_input;
+mod calls;
+mod durability;
+mod logins;
+mod openapi;
+mod send;
+mod streams;
+mod users;
