@@ -9,17 +9,28 @@ async fn the_articles_examples_work_as_written() {
     // POST /user -- signup with a new account
     let anon = relay.anonymous();
     let res = anon
-        .request("POST", "/user", Some(json!({"email": "kundan@example.net", "password": "k-pw"})))
+        .request(
+            "POST",
+            "/user",
+            Some(json!({"email": "kundan@example.net", "password": "k-pw"})),
+        )
         .await
         .unwrap();
     assert_eq!(res.status, 201);
-    assert_eq!(res.body, json!({"id": "kundan@example.net", "url": "/user/kundan@example.net"}));
+    assert_eq!(
+        res.body,
+        json!({"id": "kundan@example.net", "url": "/user/kundan@example.net"})
+    );
     let kundan = relay.client("kundan@example.net", "k-pw");
     let alok = relay.user("alok@example.net").await.unwrap();
 
     // POST /login/kundan@example.net -- new registration
     let res = kundan
-        .request("POST", "/login/kundan@example.net", Some(json!({"contact": "sip:kundan@192.1.2.3:5062"})))
+        .request(
+            "POST",
+            "/login/kundan@example.net",
+            Some(json!({"contact": "sip:kundan@192.1.2.3:5062"})),
+        )
         .await
         .unwrap();
     assert_eq!(res.status, 201);
@@ -29,7 +40,11 @@ async fn the_articles_examples_work_as_written() {
 
     // PUT /login/kundan@example.net/1 -- registration refresh with a bare JSON string
     let res = kundan
-        .request("PUT", "/login/kundan@example.net/1", Some(json!("sip:kundan@192.1.2.3:5062")))
+        .request(
+            "PUT",
+            "/login/kundan@example.net/1",
+            Some(json!("sip:kundan@192.1.2.3:5062")),
+        )
         .await
         .unwrap();
     assert_eq!(res.status, 200, "{}", res.body);
@@ -41,10 +56,20 @@ async fn the_articles_examples_work_as_written() {
     assert_eq!(res.body[0]["contact"], "sip:kundan@192.1.2.3:5062");
 
     // POST /call -- create a new call context
-    let res = kundan.request("POST", "/call", Some(json!({"subject": "some discussion topic"}))).await.unwrap();
+    let res = kundan
+        .request(
+            "POST",
+            "/call",
+            Some(json!({"subject": "some discussion topic"})),
+        )
+        .await
+        .unwrap();
     assert_eq!(res.status, 201);
     let call_url = res.body["url"].as_str().unwrap().to_owned();
-    assert_eq!(call_url, format!("/call/{}", res.body["id"].as_str().unwrap()));
+    assert_eq!(
+        call_url,
+        format!("/call/{}", res.body["id"].as_str().unwrap())
+    );
 
     // POST /call/123 -- join a call
     let res = kundan
@@ -58,7 +83,10 @@ async fn the_articles_examples_work_as_written() {
     let res = alok.get(&call_url).await.unwrap();
     assert_eq!(res.body["subject"], "some discussion topic");
     assert_eq!(res.body["children"][0]["url"], format!("{call_url}/1"));
-    assert_eq!(res.body["children"][0]["session"], "rtsp://media.example.net/123");
+    assert_eq!(
+        res.body["children"][0]["session"],
+        "rtsp://media.example.net/123"
+    );
 
     // SEND /login/alok@example.net -- send call invitation; cancel it; and the response
     alok.login(json!({})).await.unwrap();
@@ -66,26 +94,52 @@ async fn the_articles_examples_work_as_written() {
         json!({"command": "invite", "url": call_url, "id": 567}),
         json!({"command": "cancel", "url": call_url, "id": 567}),
     ] {
-        let res = kundan.request("SEND", "/login/alok@example.net", Some(body)).await.unwrap();
+        let res = kundan
+            .request("SEND", "/login/alok@example.net", Some(body))
+            .await
+            .unwrap();
         assert_eq!(res.status, 200, "{}", res.body);
-        assert_eq!(res.body["deliveries"][0]["contact"], "/login/alok@example.net/1");
+        assert_eq!(
+            res.body["deliveries"][0]["contact"],
+            "/login/alok@example.net/1"
+        );
     }
     let res = alok
-        .request("SEND", "/login/kundan@example.net", Some(json!({"command": "reject", "url": call_url, "id": 567, "reason": "busy"})))
+        .request(
+            "SEND",
+            "/login/kundan@example.net",
+            Some(json!({"command": "reject", "url": call_url, "id": 567, "reason": "busy"})),
+        )
         .await
         .unwrap();
     assert_eq!(res.status, 200, "{}", res.body);
 
     // POST /user/kundan@example.net/message -- send offline messages (voice/video mail)
-    let res = alok.request("POST", "/user/kundan@example.net/message", Some(json!({"url": "rtsp://mail.example.net/1"}))).await.unwrap();
+    let res = alok
+        .request(
+            "POST",
+            "/user/kundan@example.net/message",
+            Some(json!({"url": "rtsp://mail.example.net/1"})),
+        )
+        .await
+        .unwrap();
     assert_eq!(res.status, 201, "{}", res.body);
     // GET /user/kundan@example.net/message -- retrieve list of messages
-    let res = kundan.get("/user/kundan@example.net/message").await.unwrap();
+    let res = kundan
+        .get("/user/kundan@example.net/message")
+        .await
+        .unwrap();
     assert_eq!(res.body[0]["url"], "rtsp://mail.example.net/1");
     assert_eq!(res.body[0]["from"], "alok@example.net");
 
     // DELETE /login/kundan@example.net/1 -- unregister
-    let res = kundan.request("DELETE", "/login/kundan@example.net/1", None).await.unwrap();
+    let res = kundan
+        .request("DELETE", "/login/kundan@example.net/1", None)
+        .await
+        .unwrap();
     assert_eq!(res.status, 204);
-    assert_eq!(alok.get("/login/kundan@example.net").await.unwrap().body, json!([]));
+    assert_eq!(
+        alok.get("/login/kundan@example.net").await.unwrap().body,
+        json!([])
+    );
 }

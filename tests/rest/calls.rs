@@ -12,7 +12,15 @@ async fn members_come_and_go_and_watchers_see_each_change() {
     host.login(json!({})).await.unwrap();
     let guest_login = guest.login(json!({})).await.unwrap();
 
-    let call = host.request("POST", "/call", Some(json!({"subject": "standup", "room": 7}))).await.unwrap().body;
+    let call = host
+        .request(
+            "POST",
+            "/call",
+            Some(json!({"subject": "standup", "room": 7})),
+        )
+        .await
+        .unwrap()
+        .body;
     let url = call["url"].as_str().unwrap().to_owned();
     let mut watch = guest.sse(&url, None).await.unwrap();
     let first = watch.next().await.unwrap();
@@ -21,7 +29,14 @@ async fn members_come_and_go_and_watchers_see_each_change() {
     assert_eq!(first.data["data"]["room"], 7);
     assert_eq!(first.data["children"], json!([]));
 
-    let res = host.request("POST", &url, Some(json!({"url": "/login/host@example.net", "session": "v=0 host"}))).await.unwrap();
+    let res = host
+        .request(
+            "POST",
+            &url,
+            Some(json!({"url": "/login/host@example.net", "session": "v=0 host"})),
+        )
+        .await
+        .unwrap();
     assert_eq!(res.status, 201);
     let host_p = res.body["url"].as_str().unwrap().to_owned();
     let added = watch.next().await.unwrap();
@@ -30,18 +45,39 @@ async fn members_come_and_go_and_watchers_see_each_change() {
     assert_eq!(added.data["session"], "v=0 host");
 
     let guest_url = format!("/login/guest@example.net/{guest_login}");
-    let res = guest.request("POST", &url, Some(json!({"url": guest_url, "session": {"sdp": "v=0 guest"}}))).await.unwrap();
+    let res = guest
+        .request(
+            "POST",
+            &url,
+            Some(json!({"url": guest_url, "session": {"sdp": "v=0 guest"}})),
+        )
+        .await
+        .unwrap();
     let guest_p = res.body["url"].as_str().unwrap().to_owned();
     assert_eq!(watch.next().await.unwrap().kind, EventKind::Added);
 
     // A participant updates its own session; others may not.
-    let res = guest.request("PUT", &guest_p, Some(json!({"session": {"sdp": "v=0 guest2"}}))).await.unwrap();
+    let res = guest
+        .request(
+            "PUT",
+            &guest_p,
+            Some(json!({"session": {"sdp": "v=0 guest2"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(res.body["session"]["sdp"], "v=0 guest2");
     let updated = watch.next().await.unwrap();
     assert_eq!(updated.kind, EventKind::Updated);
     assert_eq!(updated.data["session"]["sdp"], "v=0 guest2");
-    guest.request("PUT", &host_p, Some(json!({"session": "x"}))).await.unwrap().assert_problem(403, "forbidden");
-    assert_eq!(host.get(&guest_p).await.unwrap().body["session"]["sdp"], "v=0 guest2");
+    guest
+        .request("PUT", &host_p, Some(json!({"session": "x"})))
+        .await
+        .unwrap()
+        .assert_problem(403, "forbidden");
+    assert_eq!(
+        host.get(&guest_p).await.unwrap().body["session"]["sdp"],
+        "v=0 guest2"
+    );
 
     // A participant whose login goes away leaves the call.
     guest.request("DELETE", &guest_url, None).await.unwrap();
@@ -49,14 +85,30 @@ async fn members_come_and_go_and_watchers_see_each_change() {
     assert_eq!(removed.kind, EventKind::Removed);
     assert_eq!(removed.data["url"], guest_p);
     assert_eq!(removed.data["reason"], "logout");
-    assert_eq!(host.get(&url).await.unwrap().body["children"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        host.get(&url).await.unwrap().body["children"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Only the owner deletes the call; watchers are told and their stream ends.
-    guest.request("DELETE", &url, None).await.unwrap().assert_problem(403, "forbidden");
-    assert_eq!(host.request("DELETE", &url, None).await.unwrap().status, 204);
+    guest
+        .request("DELETE", &url, None)
+        .await
+        .unwrap()
+        .assert_problem(403, "forbidden");
+    assert_eq!(
+        host.request("DELETE", &url, None).await.unwrap().status,
+        204
+    );
     assert_eq!(watch.next().await.unwrap().kind, EventKind::Gone);
     assert!(watch.ends().await.unwrap());
-    host.get(&url).await.unwrap().assert_problem(404, "not-found");
+    host.get(&url)
+        .await
+        .unwrap()
+        .assert_problem(404, "not-found");
 }
 
 #[tokio::test]
@@ -64,18 +116,54 @@ async fn joining_needs_your_own_live_login() {
     let relay = Relay::default().await.unwrap();
     let a = relay.user("a@example.net").await.unwrap();
     let b = relay.user("b@example.net").await.unwrap();
-    let url = a.request("POST", "/call", Some(json!({}))).await.unwrap().body["url"].as_str().unwrap().to_owned();
-    a.request("POST", &url, Some(json!({"url": "/login/a@example.net"}))).await.unwrap().assert_problem(409, "conflict");
+    let url = a
+        .request("POST", "/call", Some(json!({})))
+        .await
+        .unwrap()
+        .body["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    a.request("POST", &url, Some(json!({"url": "/login/a@example.net"})))
+        .await
+        .unwrap()
+        .assert_problem(409, "conflict");
     a.login(json!({})).await.unwrap();
-    a.request("POST", &url, Some(json!({"url": "/login/b@example.net"}))).await.unwrap().assert_problem(403, "forbidden");
-    a.request("POST", &url, Some(json!({"url": "/login/a@example.net/7"}))).await.unwrap().assert_problem(404, "not-found");
-    a.request("POST", &url, Some(json!({"url": "/user/a@example.net"}))).await.unwrap().assert_problem(422, "unprocessable");
-    a.request("POST", "/call/nosuchcall", Some(json!({"url": "/login/a@example.net"}))).await.unwrap().assert_problem(404, "not-found");
+    a.request("POST", &url, Some(json!({"url": "/login/b@example.net"})))
+        .await
+        .unwrap()
+        .assert_problem(403, "forbidden");
+    a.request("POST", &url, Some(json!({"url": "/login/a@example.net/7"})))
+        .await
+        .unwrap()
+        .assert_problem(404, "not-found");
+    a.request("POST", &url, Some(json!({"url": "/user/a@example.net"})))
+        .await
+        .unwrap()
+        .assert_problem(422, "unprocessable");
+    a.request(
+        "POST",
+        "/call/nosuchcall",
+        Some(json!({"url": "/login/a@example.net"})),
+    )
+    .await
+    .unwrap()
+    .assert_problem(404, "not-found");
     // The owner may remove someone; a stranger may not.
     b.login(json!({})).await.unwrap();
-    let p = b.request("POST", &url, Some(json!({"url": "/login/b@example.net"}))).await.unwrap().body["url"].as_str().unwrap().to_owned();
+    let p = b
+        .request("POST", &url, Some(json!({"url": "/login/b@example.net"})))
+        .await
+        .unwrap()
+        .body["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let c = relay.user("c@example.net").await.unwrap();
-    c.request("DELETE", &p, None).await.unwrap().assert_problem(403, "forbidden");
+    c.request("DELETE", &p, None)
+        .await
+        .unwrap()
+        .assert_problem(403, "forbidden");
     assert_eq!(a.request("DELETE", &p, None).await.unwrap().status, 204);
     a.get(&p).await.unwrap().assert_problem(404, "not-found");
 }

@@ -7,6 +7,7 @@ mod auth_matrix;
 mod bad_input;
 mod calls;
 mod durability;
+mod limits;
 mod logins;
 mod openapi;
 mod send;

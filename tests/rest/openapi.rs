@@ -22,7 +22,17 @@ fn documented_methods(item: &Value) -> BTreeSet<String> {
 
 fn concrete(path: &str) -> String {
     path.split('/')
-        .map(|s| if s.starts_with('{') { if s == "{id}" || s == "{mid}" || s == "{pid}" { "1" } else { "x@example.net" } } else { s })
+        .map(|s| {
+            if s.starts_with('{') {
+                if s == "{id}" || s == "{mid}" || s == "{pid}" {
+                    "1"
+                } else {
+                    "x@example.net"
+                }
+            } else {
+                s
+            }
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -51,9 +61,16 @@ async fn the_document_matches_the_router() {
         assert_eq!(allowed, documented, "methods of {template}");
         // Every documented operation is routed (it may still refuse the dummy request).
         for method in &documented {
-            let res = relay.anonymous().request(method, &path, None).await.unwrap();
+            let res = relay
+                .anonymous()
+                .request(method, &path, None)
+                .await
+                .unwrap();
             assert_ne!(res.status, 405, "{method} {path}");
-            assert!(!(res.status == 404 && res.body["detail"] == "no such resource"), "{method} {path} is not routed");
+            assert!(
+                !(res.status == 404 && res.body["detail"] == "no such resource"),
+                "{method} {path} is not routed"
+            );
             assert!(res.status < 500, "{method} {path}: {}", res.body);
         }
     }
@@ -70,11 +87,19 @@ fn required_fields(doc: &Value, schema: &str) -> Vec<String> {
 
 fn assert_has(doc: &Value, schema: &str, body: &Value) {
     for field in required_fields(doc, schema) {
-        assert!(body.get(&field).is_some(), "{schema} response lacks {field}: {body}");
+        assert!(
+            body.get(&field).is_some(),
+            "{schema} response lacks {field}: {body}"
+        );
     }
-    let documented = doc["components"]["schemas"][schema]["properties"].as_object().unwrap();
+    let documented = doc["components"]["schemas"][schema]["properties"]
+        .as_object()
+        .unwrap();
     for key in body.as_object().unwrap().keys() {
-        assert!(documented.contains_key(key), "{schema} response has undocumented field {key}: {body}");
+        assert!(
+            documented.contains_key(key),
+            "{schema} response has undocumented field {key}: {body}"
+        );
     }
 }
 
@@ -84,21 +109,59 @@ async fn responses_carry_the_documented_fields() {
     let doc = relay.anonymous().get("/openapi.json").await.unwrap().body;
     let a = relay.user("a@example.net").await.unwrap();
     let b = relay.user("b@example.net").await.unwrap();
-    assert_has(&doc, "User", &a.get("/user/a@example.net").await.unwrap().body);
-    let login = a.request("POST", "/login/a@example.net", Some(json!({"contact": "c", "presence": {"s": 1}}))).await.unwrap().body;
+    assert_has(
+        &doc,
+        "User",
+        &a.get("/user/a@example.net").await.unwrap().body,
+    );
+    let login = a
+        .request(
+            "POST",
+            "/login/a@example.net",
+            Some(json!({"contact": "c", "presence": {"s": 1}})),
+        )
+        .await
+        .unwrap()
+        .body;
     assert_has(&doc, "LoginCreated", &login);
-    assert_has(&doc, "Contact", &b.get("/login/a@example.net").await.unwrap().body[0]);
-    let receipt = b.request("SEND", "/login/a@example.net", Some(json!({}))).await.unwrap().body;
+    assert_has(
+        &doc,
+        "Contact",
+        &b.get("/login/a@example.net").await.unwrap().body[0],
+    );
+    let receipt = b
+        .request("SEND", "/login/a@example.net", Some(json!({})))
+        .await
+        .unwrap()
+        .body;
     assert_has(&doc, "SendReceipt", &receipt);
-    let call = a.request("POST", "/call", Some(json!({"subject": "s"}))).await.unwrap().body;
+    let call = a
+        .request("POST", "/call", Some(json!({"subject": "s"})))
+        .await
+        .unwrap()
+        .body;
     assert_has(&doc, "CallCreated", &call);
     let url = call["url"].as_str().unwrap();
-    a.request("POST", url, Some(json!({"url": "/login/a@example.net", "session": "x"}))).await.unwrap();
+    a.request(
+        "POST",
+        url,
+        Some(json!({"url": "/login/a@example.net", "session": "x"})),
+    )
+    .await
+    .unwrap();
     let state = b.get(url).await.unwrap().body;
     assert_has(&doc, "Call", &state);
     assert_has(&doc, "Participant", &state["children"][0]);
     let problem = b.get("/user/nobody@example.net").await.unwrap().body;
     assert_has(&doc, "Problem", &problem);
-    let mail = b.request("POST", "/user/a@example.net/message", Some(json!({"url": "rtsp://x"}))).await.unwrap().body;
+    let mail = b
+        .request(
+            "POST",
+            "/user/a@example.net/message",
+            Some(json!({"url": "rtsp://x"})),
+        )
+        .await
+        .unwrap()
+        .body;
     assert_has(&doc, "MailMessage", &mail);
 }

@@ -11,35 +11,73 @@ async fn send_reaches_every_live_contact_or_just_one() {
     let bob = relay.user("bob@example.net").await.unwrap();
     let phone = bob.login(json!({"contact": "phone"})).await.unwrap();
     let laptop = bob.login(json!({"contact": "laptop"})).await.unwrap();
-    let mut on_phone = bob.sse(&format!("/login/bob@example.net/{phone}"), None).await.unwrap();
-    let mut on_laptop = bob.ndjson(&format!("/login/bob@example.net/{laptop}")).await.unwrap();
+    let mut on_phone = bob
+        .sse(&format!("/login/bob@example.net/{phone}"), None)
+        .await
+        .unwrap();
+    let mut on_laptop = bob
+        .ndjson(&format!("/login/bob@example.net/{laptop}"))
+        .await
+        .unwrap();
     assert_eq!(on_phone.next().await.unwrap().kind, EventKind::State);
     assert_eq!(on_laptop.next().await.unwrap().kind, EventKind::State);
 
     // Parallel forking: SEND to the user reaches both contacts.
     let invite = json!({"command": "invite", "url": "/call/123", "id": 567});
-    let receipt = alice.request("SEND", "/login/bob@example.net", Some(invite.clone())).await.unwrap();
+    let receipt = alice
+        .request("SEND", "/login/bob@example.net", Some(invite.clone()))
+        .await
+        .unwrap();
     assert_eq!(receipt.status, 200, "{}", receipt.body);
-    let statuses: Vec<_> = receipt.body["deliveries"].as_array().unwrap().iter().map(|d| d["status"].clone()).collect();
+    let statuses: Vec<_> = receipt.body["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].clone())
+        .collect();
     assert_eq!(statuses, vec![json!("delivered"), json!("delivered")]);
     for stream in [&mut on_phone, &mut on_laptop] {
         let event = stream.next().await.unwrap();
         assert_eq!(event.kind, EventKind::Message);
-        assert_eq!(event.data["from"], "alice@example.net", "the sender comes from the credential");
+        assert_eq!(
+            event.data["from"], "alice@example.net",
+            "the sender comes from the credential"
+        );
         assert_eq!(event.data["to"], "/login/bob@example.net");
         assert_eq!(event.data["body"], invite);
         assert_eq!(event.data["id"], receipt.body["id"]);
     }
 
     // Sequential forking: SEND to one contact reaches only it.
-    let res = alice.request("SEND", &format!("/login/bob@example.net/{laptop}"), Some(json!({"command": "im", "text": "hi"}))).await.unwrap();
+    let res = alice
+        .request(
+            "SEND",
+            &format!("/login/bob@example.net/{laptop}"),
+            Some(json!({"command": "im", "text": "hi"})),
+        )
+        .await
+        .unwrap();
     assert_eq!(res.body["deliveries"].as_array().unwrap().len(), 1);
     assert_eq!(on_laptop.next().await.unwrap().data["body"]["text"], "hi");
-    assert!(on_phone.next_within(std::time::Duration::from_millis(500)).await.unwrap().is_none());
+    assert!(on_phone
+        .next_within(std::time::Duration::from_millis(500))
+        .await
+        .unwrap()
+        .is_none());
 
     // A claimed "from" in the body does not change the sender.
-    alice.request("SEND", "/login/bob@example.net", Some(json!({"from": "mallory@example.net"}))).await.unwrap();
-    assert_eq!(on_phone.next().await.unwrap().data["from"], "alice@example.net");
+    alice
+        .request(
+            "SEND",
+            "/login/bob@example.net",
+            Some(json!({"from": "mallory@example.net"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        on_phone.next().await.unwrap().data["from"],
+        "alice@example.net"
+    );
 }
 
 #[tokio::test]
@@ -51,14 +89,30 @@ async fn a_send_to_a_contact_without_a_stream_waits_and_can_be_cancelled() {
     let id = bob.login(json!({})).await.unwrap();
     let inbox = format!("/login/bob@example.net/{id}");
 
-    let first = alice.request("SEND", "/login/bob@example.net", Some(json!({"command": "invite", "n": 1}))).await.unwrap();
+    let first = alice
+        .request(
+            "SEND",
+            "/login/bob@example.net",
+            Some(json!({"command": "invite", "n": 1})),
+        )
+        .await
+        .unwrap();
     assert_eq!(first.body["deliveries"][0]["status"], "queued");
-    let second = alice.request("SEND", &inbox, Some(json!({"command": "invite", "n": 2}))).await.unwrap();
+    let second = alice
+        .request("SEND", &inbox, Some(json!({"command": "invite", "n": 2})))
+        .await
+        .unwrap();
     let second_id = second.body["id"].as_str().unwrap().to_owned();
 
     // Only the sender can withdraw it.
-    eve.request("CANCEL", &inbox, Some(json!({"id": second_id}))).await.unwrap().assert_problem(404, "not-found");
-    let res = alice.request("CANCEL", &inbox, Some(json!({"id": second_id}))).await.unwrap();
+    eve.request("CANCEL", &inbox, Some(json!({"id": second_id})))
+        .await
+        .unwrap()
+        .assert_problem(404, "not-found");
+    let res = alice
+        .request("CANCEL", &inbox, Some(json!({"id": second_id})))
+        .await
+        .unwrap();
     assert_eq!(res.status, 200, "{}", res.body);
     assert_eq!(res.body["deliveries"][0]["status"], "cancelled");
 
@@ -67,15 +121,33 @@ async fn a_send_to_a_contact_without_a_stream_waits_and_can_be_cancelled() {
     assert_eq!(stream.next().await.unwrap().kind, EventKind::State);
     let got = stream.next().await.unwrap();
     assert_eq!(got.data["body"]["n"], 1);
-    assert!(stream.next_within(std::time::Duration::from_millis(500)).await.unwrap().is_none());
+    assert!(stream
+        .next_within(std::time::Duration::from_millis(500))
+        .await
+        .unwrap()
+        .is_none());
 
     // Too late to cancel a delivered message: the answer says so.
     let first_id = first.body["id"].as_str().unwrap();
-    let res = alice.request("CANCEL", "/login/bob@example.net", Some(json!({"id": first_id}))).await.unwrap();
+    let res = alice
+        .request(
+            "CANCEL",
+            "/login/bob@example.net",
+            Some(json!({"id": first_id})),
+        )
+        .await
+        .unwrap();
     res.assert_problem(409, "conflict");
-    assert!(res.body["detail"].as_str().unwrap().contains("already delivered"));
+    assert!(res.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("already delivered"));
     // The id may also be given in the query.
-    let res = alice.builder("CANCEL", &format!("/login/bob@example.net?id={first_id}")).send().await.unwrap();
+    let res = alice
+        .builder("CANCEL", &format!("/login/bob@example.net?id={first_id}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 409);
 }
 
@@ -104,23 +176,47 @@ async fn the_method_override_fallback_sends_and_cancels() {
         .unwrap();
     assert_eq!(res.status(), 200);
     // Without the header, POST still logs in (as the owner) or is refused (as someone else).
-    alice.request("POST", "/login/bob@example.net", Some(json!({}))).await.unwrap().assert_problem(403, "forbidden");
+    alice
+        .request("POST", "/login/bob@example.net", Some(json!({})))
+        .await
+        .unwrap()
+        .assert_problem(403, "forbidden");
 }
 
 #[tokio::test]
 async fn send_to_unknown_or_offline_users_and_queue_limits() {
-    let relay = Relay::start(&["--max-queued-per-contact", "3"]).await.unwrap();
+    let relay = Relay::start(&["--max-queued-per-contact", "3"])
+        .await
+        .unwrap();
     let alice = relay.user("alice@example.net").await.unwrap();
     let bob = relay.user("bob@example.net").await.unwrap();
-    alice.request("SEND", "/login/ghost@example.net", Some(json!({}))).await.unwrap().assert_problem(404, "not-found");
-    alice.request("SEND", "/login/bob@example.net", Some(json!({}))).await.unwrap().assert_problem(409, "conflict");
-    alice.request("SEND", "/login/bob@example.net/4", Some(json!({}))).await.unwrap().assert_problem(404, "not-found");
+    alice
+        .request("SEND", "/login/ghost@example.net", Some(json!({})))
+        .await
+        .unwrap()
+        .assert_problem(404, "not-found");
+    alice
+        .request("SEND", "/login/bob@example.net", Some(json!({})))
+        .await
+        .unwrap()
+        .assert_problem(409, "conflict");
+    alice
+        .request("SEND", "/login/bob@example.net/4", Some(json!({})))
+        .await
+        .unwrap()
+        .assert_problem(404, "not-found");
     bob.login(json!({})).await.unwrap();
     for n in 0..3 {
-        let res = alice.request("SEND", "/login/bob@example.net", Some(json!({"n": n}))).await.unwrap();
+        let res = alice
+            .request("SEND", "/login/bob@example.net", Some(json!({"n": n})))
+            .await
+            .unwrap();
         assert_eq!(res.status, 200);
     }
-    let res = alice.request("SEND", "/login/bob@example.net", Some(json!({"n": 3}))).await.unwrap();
+    let res = alice
+        .request("SEND", "/login/bob@example.net", Some(json!({"n": 3})))
+        .await
+        .unwrap();
     res.assert_problem(429, "too-many-requests");
     // Nothing acknowledged was lost: the three queued arrive in order.
     let mut stream = bob.ndjson("/login/bob@example.net/1").await.unwrap();

@@ -15,20 +15,38 @@ async fn sse_resumes_after_a_reconnect_without_missing_or_repeating() {
     assert_eq!(state.data, json!([]));
     let first = a.login(json!({"contact": "one"})).await.unwrap();
     let seen = stream.next().await.unwrap();
-    assert_eq!((seen.kind, seen.data["id"].as_i64()), (EventKind::Added, Some(first)));
+    assert_eq!(
+        (seen.kind, seen.data["id"].as_i64()),
+        (EventKind::Added, Some(first))
+    );
     drop(stream);
 
     // Changes while the watcher is away.
     let second = a.login(json!({"contact": "two"})).await.unwrap();
-    a.request("DELETE", &format!("/login/a@example.net/{first}"), None).await.unwrap();
+    a.request("DELETE", &format!("/login/a@example.net/{first}"), None)
+        .await
+        .unwrap();
 
-    let mut stream = watcher.sse("/login/a@example.net", Some(seen.id)).await.unwrap();
+    let mut stream = watcher
+        .sse("/login/a@example.net", Some(seen.id))
+        .await
+        .unwrap();
     let added = stream.next().await.unwrap();
-    assert_eq!((added.kind, added.data["id"].as_i64()), (EventKind::Added, Some(second)));
+    assert_eq!(
+        (added.kind, added.data["id"].as_i64()),
+        (EventKind::Added, Some(second))
+    );
     let removed = stream.next().await.unwrap();
-    assert_eq!((removed.kind, removed.data["id"].as_i64()), (EventKind::Removed, Some(first)));
+    assert_eq!(
+        (removed.kind, removed.data["id"].as_i64()),
+        (EventKind::Removed, Some(first))
+    );
     assert!(added.id > seen.id && removed.id > added.id);
-    assert!(stream.next_within(std::time::Duration::from_millis(300)).await.unwrap().is_none());
+    assert!(stream
+        .next_within(std::time::Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -40,23 +58,39 @@ async fn an_inbox_resumes_from_the_last_message_seen() {
     let inbox = format!("/login/bob@example.net/{id}");
     let mut stream = bob.sse(&inbox, None).await.unwrap();
     assert_eq!(stream.next().await.unwrap().kind, EventKind::State);
-    alice.request("SEND", &inbox, Some(json!({"n": 1}))).await.unwrap();
+    alice
+        .request("SEND", &inbox, Some(json!({"n": 1})))
+        .await
+        .unwrap();
     let one = stream.next().await.unwrap();
     drop(stream);
-    alice.request("SEND", &inbox, Some(json!({"n": 2}))).await.unwrap();
-    alice.request("SEND", &inbox, Some(json!({"n": 3}))).await.unwrap();
+    alice
+        .request("SEND", &inbox, Some(json!({"n": 2})))
+        .await
+        .unwrap();
+    alice
+        .request("SEND", &inbox, Some(json!({"n": 3})))
+        .await
+        .unwrap();
     let mut stream = bob.sse(&inbox, Some(one.id)).await.unwrap();
     assert_eq!(stream.next().await.unwrap().kind, EventKind::State);
     assert_eq!(stream.next().await.unwrap().data["body"]["n"], 2);
     assert_eq!(stream.next().await.unwrap().data["body"]["n"], 3);
-    assert!(stream.next_within(std::time::Duration::from_millis(300)).await.unwrap().is_none());
+    assert!(stream
+        .next_within(std::time::Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
 async fn full_mode_sends_the_whole_state_on_each_change() {
     let relay = Relay::default().await.unwrap();
     let a = relay.user("a@example.net").await.unwrap();
-    let mut stream = a.sse("/login/a@example.net?updates=full", None).await.unwrap();
+    let mut stream = a
+        .sse("/login/a@example.net?updates=full", None)
+        .await
+        .unwrap();
     assert_eq!(stream.next().await.unwrap().data, json!([]));
     a.login(json!({"contact": "x"})).await.unwrap();
     a.login(json!({"contact": "y"})).await.unwrap();
@@ -65,7 +99,13 @@ async fn full_mode_sends_the_whole_state_on_each_change() {
     assert_eq!(one.data.as_array().unwrap().len(), 1);
     let two = stream.next().await.unwrap();
     assert_eq!(two.kind, EventKind::State);
-    let contacts: Vec<_> = two.data.as_array().unwrap().iter().map(|c| c["contact"].clone()).collect();
+    let contacts: Vec<_> = two
+        .data
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["contact"].clone())
+        .collect();
     assert_eq!(contacts, vec![json!("x"), json!("y")]);
 }
 
@@ -74,13 +114,20 @@ async fn ndjson_gives_state_then_changes_one_per_line() {
     let relay = Relay::default().await.unwrap();
     let a = relay.user("a@example.net").await.unwrap();
     a.login(json!({"contact": "first"})).await.unwrap();
-    let res = a.builder("GET", "/login/a@example.net").header("accept", "application/x-ndjson").send().await.unwrap();
+    let res = a
+        .builder("GET", "/login/a@example.net")
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["content-type"], "application/x-ndjson");
     drop(res);
     let mut stream = a.ndjson("/login/a@example.net").await.unwrap();
     let state = stream.next().await.unwrap();
     assert_eq!(state.data[0]["contact"], "first");
-    a.request("PUT", "/login/a@example.net/1", Some(json!("moved"))).await.unwrap();
+    a.request("PUT", "/login/a@example.net/1", Some(json!("moved")))
+        .await
+        .unwrap();
     let updated = stream.next().await.unwrap();
     assert_eq!(updated.kind, EventKind::Updated);
     assert_eq!(updated.data["contact"], "moved");
@@ -96,28 +143,59 @@ async fn one_websocket_multiplexes_watches_and_sends() {
     let bob = relay.user("bob@example.net").await.unwrap();
     let bob_id = bob.login(json!({})).await.unwrap();
     let alice_id = alice.login(json!({})).await.unwrap();
-    let call = alice.request("POST", "/call", Some(json!({"subject": "ws"}))).await.unwrap().body["url"].as_str().unwrap().to_owned();
+    let call = alice
+        .request("POST", "/call", Some(json!({"subject": "ws"})))
+        .await
+        .unwrap()
+        .body["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let mut ws = bob.ws().await.unwrap();
     let inbox = format!("/login/bob@example.net/{bob_id}");
-    ws.send(json!({"op": "subscribe", "path": inbox})).await.unwrap();
+    ws.send(json!({"op": "subscribe", "path": inbox}))
+        .await
+        .unwrap();
     assert_eq!(ws.next_event().await.unwrap().kind, EventKind::State);
-    ws.send(json!({"op": "subscribe", "path": call})).await.unwrap();
+    ws.send(json!({"op": "subscribe", "path": call}))
+        .await
+        .unwrap();
     let state = ws.next_event().await.unwrap();
-    assert_eq!((state.resource.as_str(), state.kind), (call.as_str(), EventKind::State));
+    assert_eq!(
+        (state.resource.as_str(), state.kind),
+        (call.as_str(), EventKind::State)
+    );
 
     // A SEND over HTTP arrives on the socket, on the inbox subscription.
-    alice.request("SEND", &inbox, Some(json!({"command": "invite", "url": call}))).await.unwrap();
+    alice
+        .request(
+            "SEND",
+            &inbox,
+            Some(json!({"command": "invite", "url": call})),
+        )
+        .await
+        .unwrap();
     let msg = ws.next_event().await.unwrap();
-    assert_eq!((msg.resource.as_str(), msg.kind), (inbox.as_str(), EventKind::Message));
+    assert_eq!(
+        (msg.resource.as_str(), msg.kind),
+        (inbox.as_str(), EventKind::Message)
+    );
     assert_eq!(msg.data["body"]["url"], call);
 
     // Bob answers over the socket; Alice gets it on her inbox.
-    let mut alice_stream = alice.sse(&format!("/login/alice@example.net/{alice_id}"), None).await.unwrap();
+    let mut alice_stream = alice
+        .sse(&format!("/login/alice@example.net/{alice_id}"), None)
+        .await
+        .unwrap();
     alice_stream.next().await.unwrap();
     ws.send(json!({"op": "send", "ref": "r1", "path": "/login/alice@example.net", "body": {"command": "accept", "url": call}})).await.unwrap();
     match ws.next().await.unwrap() {
-        ServerFrame::Reply { reference, status, body } => {
+        ServerFrame::Reply {
+            reference,
+            status,
+            body,
+        } => {
             assert_eq!((reference.as_str(), status), ("r1", 200));
             assert_eq!(body["deliveries"][0]["status"], "delivered");
         }
@@ -128,28 +206,51 @@ async fn one_websocket_multiplexes_watches_and_sends() {
     assert_eq!(got.data["body"]["command"], "accept");
 
     // Membership changes arrive on the call subscription.
-    alice.request("POST", &call, Some(json!({"url": "/login/alice@example.net"}))).await.unwrap();
+    alice
+        .request(
+            "POST",
+            &call,
+            Some(json!({"url": "/login/alice@example.net"})),
+        )
+        .await
+        .unwrap();
     let added = ws.next_event().await.unwrap();
-    assert_eq!((added.resource.as_str(), added.kind), (call.as_str(), EventKind::Added));
+    assert_eq!(
+        (added.resource.as_str(), added.kind),
+        (call.as_str(), EventKind::Added)
+    );
 
     // Errors are frames, and the socket stays usable.
     ws.send_text("{not json").await.unwrap();
-    assert!(matches!(ws.next().await.unwrap(), ServerFrame::Error { .. }));
-    ws.send(json!({"op": "subscribe", "path": "/login/alice@example.net/1"})).await.unwrap();
+    assert!(matches!(
+        ws.next().await.unwrap(),
+        ServerFrame::Error { .. }
+    ));
+    ws.send(json!({"op": "subscribe", "path": "/login/alice@example.net/1"}))
+        .await
+        .unwrap();
     match ws.next().await.unwrap() {
         ServerFrame::Error { problem, .. } => assert_eq!(problem.status, 403),
         other => panic!("expected an error, got {other:?}"),
     }
-    ws.send(json!({"op": "send", "ref": "r2", "path": "/login/ghost@example.net", "body": {}})).await.unwrap();
+    ws.send(json!({"op": "send", "ref": "r2", "path": "/login/ghost@example.net", "body": {}}))
+        .await
+        .unwrap();
     match ws.next().await.unwrap() {
         ServerFrame::Reply { status, .. } => assert_eq!(status, 404),
         other => panic!("expected a reply, got {other:?}"),
     }
-    ws.send(json!({"op": "unsubscribe", "path": call})).await.unwrap();
+    ws.send(json!({"op": "unsubscribe", "path": call}))
+        .await
+        .unwrap();
     alice.request("DELETE", &call, None).await.unwrap();
-    ws.send(json!({"op": "send", "ref": "r3", "path": "/login/alice@example.net", "body": {}})).await.unwrap();
+    ws.send(json!({"op": "send", "ref": "r3", "path": "/login/alice@example.net", "body": {}}))
+        .await
+        .unwrap();
     match ws.next().await.unwrap() {
-        ServerFrame::Reply { reference, .. } => assert_eq!(reference, "r3", "no call event after unsubscribe"),
+        ServerFrame::Reply { reference, .. } => {
+            assert_eq!(reference, "r3", "no call event after unsubscribe")
+        }
         other => panic!("expected a reply, got {other:?}"),
     }
 }
@@ -161,34 +262,65 @@ async fn browsers_authenticate_streams_with_a_short_lived_token() {
     let id = a.login(json!({})).await.unwrap();
     let token = a.token().await.unwrap();
     let anon = relay.anonymous();
-    let mut stream = anon.sse(&format!("/login/a@example.net/{id}?access_token={token}"), None).await.unwrap();
+    let mut stream = anon
+        .sse(
+            &format!("/login/a@example.net/{id}?access_token={token}"),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(stream.next().await.unwrap().kind, EventKind::State);
-    let res = anon.get(&format!("/user/a@example.net?access_token={token}x")).await.unwrap();
+    let res = anon
+        .get(&format!("/user/a@example.net?access_token={token}x"))
+        .await
+        .unwrap();
     res.assert_problem(401, "unauthorized");
     // The token names its user: it cannot read someone else's inbox.
     relay.user("b@example.net").await.unwrap();
-    let res = anon.get(&format!("/user/b@example.net/message?access_token={token}")).await.unwrap();
-    res.assert_problem(403, "forbidden");
-    // A WebSocket opened with the token in the URL works like one opened with Basic.
-    let (mut ws, _) = tokio_tungstenite::connect_async(relay.ws_url(&format!("/ws?access_token={token}"))).await.unwrap();
-    use futures_util::{SinkExt, StreamExt};
-    ws.send(tokio_tungstenite::tungstenite::Message::Text(json!({"op": "subscribe", "path": "/login/a@example.net"}).to_string().into()))
+    let res = anon
+        .get(&format!("/user/b@example.net/message?access_token={token}"))
         .await
         .unwrap();
+    res.assert_problem(403, "forbidden");
+    // A WebSocket opened with the token in the URL works like one opened with Basic.
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(relay.ws_url(&format!("/ws?access_token={token}")))
+            .await
+            .unwrap();
+    use futures_util::{SinkExt, StreamExt};
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        json!({"op": "subscribe", "path": "/login/a@example.net"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
     let frame = ws.next().await.unwrap().unwrap();
     assert!(frame.to_text().unwrap().contains("\"kind\":\"state\""));
     // Without credentials the upgrade is refused.
-    assert!(tokio_tungstenite::connect_async(relay.ws_url("/ws")).await.is_err());
+    assert!(tokio_tungstenite::connect_async(relay.ws_url("/ws"))
+        .await
+        .is_err());
 }
 
 #[tokio::test]
 async fn streams_per_user_are_limited() {
-    let relay = Relay::start(&["--max-streams-per-user", "2"]).await.unwrap();
+    let relay = Relay::start(&["--max-streams-per-user", "2"])
+        .await
+        .unwrap();
     let a = relay.user("a@example.net").await.unwrap();
     let _one = a.sse("/login/a@example.net", None).await.unwrap();
     let _two = a.ndjson("/login/a@example.net").await.unwrap();
-    let res = a.builder("GET", "/login/a@example.net").header("accept", "text/event-stream").send().await.unwrap();
-    restsip_e2e::read(res).await.unwrap().assert_problem(429, "too-many-requests");
+    let res = a
+        .builder("GET", "/login/a@example.net")
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    restsip_e2e::read(res)
+        .await
+        .unwrap()
+        .assert_problem(429, "too-many-requests");
     // Another user is not affected; closing a stream frees a slot.
     let b = relay.user("b@example.net").await.unwrap();
     let _b = b.sse("/login/a@example.net", None).await.unwrap();

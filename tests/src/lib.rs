@@ -26,9 +26,16 @@ pub fn relay_binary() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> → target/<profile>/relay-server
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let bin = dir.join("relay-server");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p relay-server` first (the test script does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p relay-server` first (the test script does)",
+        bin.display()
+    );
     bin
 }
 
@@ -50,7 +57,12 @@ impl Relay {
         let dir = tempfile::tempdir()?;
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let (child, base) = spawn(dir.path(), None, &args).await?;
-        Ok(Self { child, base, dir, args })
+        Ok(Self {
+            child,
+            base,
+            dir,
+            args,
+        })
     }
 
     /// Starts a relay with default settings.
@@ -82,7 +94,11 @@ impl Relay {
 
     /// A client without credentials.
     pub fn anonymous(&self) -> Client {
-        Client { http: http_client(), base: self.base.clone(), auth: None }
+        Client {
+            http: http_client(),
+            base: self.base.clone(),
+            auth: None,
+        }
     }
 
     /// Signs up `email` (password `pw-<email>`) and returns its client.
@@ -90,7 +106,11 @@ impl Relay {
         let password = format!("pw-{email}");
         let res = self
             .anonymous()
-            .request("POST", "/user", Some(json!({"email": email, "password": password})))
+            .request(
+                "POST",
+                "/user",
+                Some(json!({"email": email, "password": password})),
+            )
             .await?;
         if res.status != 201 {
             bail!("signup of {email} failed: {} {}", res.status, res.body);
@@ -100,7 +120,11 @@ impl Relay {
 
     /// A client with Basic credentials.
     pub fn client(&self, email: &str, password: &str) -> Client {
-        Client { http: http_client(), base: self.base.clone(), auth: Some((email.to_owned(), password.to_owned())) }
+        Client {
+            http: http_client(),
+            base: self.base.clone(),
+            auth: Some((email.to_owned(), password.to_owned())),
+        }
     }
 }
 
@@ -111,7 +135,10 @@ impl Drop for Relay {
 }
 
 fn http_client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client")
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
 }
 
 async fn spawn(dir: &Path, port: Option<u16>, extra: &[String]) -> Result<(Child, String)> {
@@ -121,7 +148,14 @@ async fn spawn(dir: &Path, port: Option<u16>, extra: &[String]) -> Result<(Child
     // A restart on the same port may find it in TIME_WAIT for a moment: retry briefly.
     for _ in 0..50 {
         let mut child = Command::new(relay_binary())
-            .args(["--http", &http, "--database", &db, "--www", &dir.join("www").display().to_string()])
+            .args([
+                "--http",
+                &http,
+                "--database",
+                &db,
+                "--www",
+                &dir.join("www").display().to_string(),
+            ])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -173,10 +207,19 @@ impl Reply {
     /// Asserts a problem+json error with this status and code.
     pub fn assert_problem(&self, status: u16, code: &str) {
         assert_eq!(self.status, status, "body: {}", self.body);
-        assert_eq!(self.header("content-type"), Some("application/problem+json"), "body: {}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "body: {}",
+            self.body
+        );
         assert_eq!(self.body["status"], status, "body: {}", self.body);
         assert_eq!(self.body["code"], code, "body: {}", self.body);
-        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "problem without detail: {}", self.body);
+        assert!(
+            self.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "problem without detail: {}",
+            self.body
+        );
     }
 }
 
@@ -223,31 +266,51 @@ impl Client {
 
     /// Logs in (POST /login/{me}) and returns the contact id.
     pub async fn login(&self, body: Value) -> Result<i64> {
-        let res = self.request("POST", &format!("/login/{}", self.email()), Some(body)).await?;
+        let res = self
+            .request("POST", &format!("/login/{}", self.email()), Some(body))
+            .await?;
         if res.status != 201 {
             bail!("login failed: {} {}", res.status, res.body);
         }
-        res.body["id"].as_i64().ok_or_else(|| anyhow!("no id in {}", res.body))
+        res.body["id"]
+            .as_i64()
+            .ok_or_else(|| anyhow!("no id in {}", res.body))
     }
 
     /// A bearer token from POST /token.
     pub async fn token(&self) -> Result<String> {
         let res = self.request("POST", "/token", None).await?;
-        res.body["token"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no token: {}", res.body))
+        res.body["token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no token: {}", res.body))
     }
 
     /// Opens an SSE stream of `path`, optionally resuming.
     pub async fn sse(&self, path: &str, last_event_id: Option<u64>) -> Result<EventStream> {
-        let mut req = self.builder("GET", path).header("accept", "text/event-stream").timeout(Duration::from_secs(3600));
+        let mut req = self
+            .builder("GET", path)
+            .header("accept", "text/event-stream")
+            .timeout(Duration::from_secs(3600));
         if let Some(id) = last_event_id {
             req = req.header("last-event-id", id.to_string());
         }
         let res = req.send().await?;
         if res.status() != 200 {
-            bail!("SSE open failed: {} {}", res.status(), res.text().await.unwrap_or_default());
+            bail!(
+                "SSE open failed: {} {}",
+                res.status(),
+                res.text().await.unwrap_or_default()
+            );
         }
-        assert!(res.headers()["content-type"].to_str()?.starts_with("text/event-stream"));
-        Ok(EventStream { body: Box::pin(res.bytes_stream()), buffer: Vec::new(), sse: true })
+        assert!(res.headers()["content-type"]
+            .to_str()?
+            .starts_with("text/event-stream"));
+        Ok(EventStream {
+            body: Box::pin(res.bytes_stream()),
+            buffer: Vec::new(),
+            sse: true,
+        })
     }
 
     /// Opens a streaming NDJSON GET of `path` (`extra` is appended to the query).
@@ -259,9 +322,17 @@ impl Client {
             .send()
             .await?;
         if res.status() != 200 {
-            bail!("NDJSON open failed: {} {}", res.status(), res.text().await.unwrap_or_default());
+            bail!(
+                "NDJSON open failed: {} {}",
+                res.status(),
+                res.text().await.unwrap_or_default()
+            );
         }
-        Ok(EventStream { body: Box::pin(res.bytes_stream()), buffer: Vec::new(), sse: false })
+        Ok(EventStream {
+            body: Box::pin(res.bytes_stream()),
+            buffer: Vec::new(),
+            sse: false,
+        })
     }
 
     /// Opens the multiplexed WebSocket with Basic credentials.
@@ -270,8 +341,10 @@ impl Client {
         let url = format!("{}/ws", self.base.replacen("http://", "ws://", 1));
         let mut req = url.into_client_request()?;
         if let Some((email, password)) = &self.auth {
-            let value = base64::engine::general_purpose::STANDARD.encode(format!("{email}:{password}"));
-            req.headers_mut().insert("authorization", format!("Basic {value}").parse()?);
+            let value =
+                base64::engine::general_purpose::STANDARD.encode(format!("{email}:{password}"));
+            req.headers_mut()
+                .insert("authorization", format!("Basic {value}").parse()?);
         }
         let (socket, _) = tokio_tungstenite::connect_async(req).await?;
         Ok(Ws { socket })
@@ -283,11 +356,20 @@ pub async fn read(res: reqwest::Response) -> Result<Reply> {
     let status = res.status().as_u16();
     let headers = res.headers().clone();
     let text = res.text().await?;
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-    Ok(Reply { status, headers, body })
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }
 
-type ByteStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+type ByteStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
 
 /// The events of an SSE or NDJSON response.
 pub struct EventStream {
@@ -302,7 +384,9 @@ pub struct EventStream {
 impl EventStream {
     /// The next event; fails after [`WAIT`] or when the stream ends.
     pub async fn next(&mut self) -> Result<Event> {
-        tokio::time::timeout(WAIT, self.next_inner()).await.map_err(|_| anyhow!("no event within {WAIT:?}"))?
+        tokio::time::timeout(WAIT, self.next_inner())
+            .await
+            .map_err(|_| anyhow!("no event within {WAIT:?}"))?
     }
 
     /// The next event if one comes within `wait`; None on silence.
@@ -325,11 +409,19 @@ impl EventStream {
     async fn next_inner(&mut self) -> Result<Event> {
         loop {
             let separator: &[u8] = if self.sse { b"\n\n" } else { b"\n" };
-            if let Some(pos) = self.buffer.windows(separator.len()).position(|w| w == separator) {
+            if let Some(pos) = self
+                .buffer
+                .windows(separator.len())
+                .position(|w| w == separator)
+            {
                 let chunk: Vec<u8> = self.buffer.drain(..pos + separator.len()).collect();
                 let text = String::from_utf8(chunk)?;
                 let data = if self.sse {
-                    text.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect::<Vec<_>>().join("\n")
+                    text.lines()
+                        .filter_map(|l| l.strip_prefix("data:"))
+                        .map(str::trim_start)
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 } else {
                     text.trim().to_owned()
                 };
@@ -349,21 +441,27 @@ impl EventStream {
 /// The multiplexed WebSocket.
 pub struct Ws {
     /// The socket.
-    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 }
 
 impl Ws {
     /// Sends a JSON frame.
     pub async fn send(&mut self, frame: Value) -> Result<()> {
         use tokio_tungstenite::tungstenite::Message;
-        self.socket.send(Message::Text(frame.to_string().into())).await?;
+        self.socket
+            .send(Message::Text(frame.to_string().into()))
+            .await?;
         Ok(())
     }
 
     /// Sends raw text.
     pub async fn send_text(&mut self, text: &str) -> Result<()> {
         use tokio_tungstenite::tungstenite::Message;
-        self.socket.send(Message::Text(text.to_owned().into())).await?;
+        self.socket
+            .send(Message::Text(text.to_owned().into()))
+            .await?;
         Ok(())
     }
 

@@ -465,3 +465,115 @@ pub(crate) fn watch(
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Auth;
+    use crate::bus::Bus;
+    use crate::config::Limits;
+    use crate::store::{SqliteStore, Store, UserRecord};
+    use restsip_protocol::{ContactSource, CreateLogin, RefreshLogin};
+
+    async fn state() -> (AppState, tokio::sync::watch::Sender<bool>) {
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open("sqlite::memory:").await.expect("store"));
+        store
+            .create_user(&UserRecord {
+                email: "a@x".into(),
+                password_hash: String::new(),
+                name: None,
+                data: Default::default(),
+                created: 0,
+            })
+            .await
+            .expect("user");
+        let auth = Auth::new(store.clone(), Duration::from_secs(60))
+            .await
+            .expect("auth");
+        let (closing_tx, closing) = tokio::sync::watch::channel(false);
+        (
+            AppState::new(store, Bus::new(0, 16, 32), auth, Limits::default(), closing),
+            closing_tx,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_consumer_that_stops_reading_is_resynchronised_not_buffered() {
+        let (state, _closing) = state().await;
+        let caller = Caller("a@x".into());
+        let contact = state
+            .location
+            .register("a@x", CreateLogin::default(), ContactSource::Web)
+            .await
+            .expect("login");
+        let mut slow = open_events(
+            &state,
+            &caller,
+            Topic::Login("a@x".into()),
+            None,
+            UpdateMode::Diff,
+        )
+        .expect("stream");
+        let mut fast = open_events(
+            &state,
+            &caller,
+            Topic::Login("a@x".into()),
+            None,
+            UpdateMode::Diff,
+        )
+        .expect("stream");
+        let changes = 500;
+        let mut fast_seen = 0;
+        for n in 0..changes {
+            let presence = CreateLogin {
+                presence: Some(serde_json::json!(n)),
+                ..Default::default()
+            };
+            state
+                .location
+                .refresh("a@x", contact.id, RefreshLogin::Fields(presence))
+                .await
+                .expect("refresh");
+            // The fast consumer keeps up while the slow one reads nothing.
+            while let Ok(event) = fast.try_recv() {
+                fast_seen += usize::from(event.kind == EventKind::Updated);
+            }
+            tokio::task::yield_now().await;
+        }
+        while let Ok(Some(event)) =
+            tokio::time::timeout(Duration::from_millis(200), fast.recv()).await
+        {
+            fast_seen += usize::from(event.kind == EventKind::Updated);
+        }
+        assert_eq!(
+            fast_seen, changes,
+            "a fast consumer misses nothing while another is slow"
+        );
+        let mut received = Vec::new();
+        while let Ok(Some(event)) =
+            tokio::time::timeout(Duration::from_millis(200), slow.recv()).await
+        {
+            received.push(event);
+        }
+        assert!(
+            received.len() < changes,
+            "the slow stream was bounded, got {}",
+            received.len()
+        );
+        assert!(
+            received.iter().skip(1).any(|e| e.kind == EventKind::State),
+            "the slow stream was resynchronised with a state event"
+        );
+        let last = received.last().expect("events");
+        let final_presence = match last.kind {
+            EventKind::State => last.data[0]["presence"].clone(),
+            _ => last.data["presence"].clone(),
+        };
+        assert_eq!(
+            final_presence,
+            serde_json::json!(changes - 1),
+            "and ends at the latest state"
+        );
+    }
+}

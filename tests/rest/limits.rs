@@ -1,0 +1,84 @@
+//! Connection limits and keep-alives.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use restsip_e2e::Relay;
+
+#[tokio::test]
+async fn connections_past_the_limit_wait_for_a_free_slot() {
+    let relay = Relay::start(&["--max-connections", "2"]).await.unwrap();
+    let a = relay.user("a@example.net").await.unwrap();
+    // Two held connections (each stream uses its own client, so its own connection).
+    let one = relay
+        .client("a@example.net", "pw-a@example.net")
+        .sse("/login/a@example.net", None)
+        .await
+        .unwrap();
+    let _two = relay
+        .client("a@example.net", "pw-a@example.net")
+        .sse("/login/a@example.net", None)
+        .await
+        .unwrap();
+    drop(a);
+    let third = relay.client("a@example.net", "pw-a@example.net");
+    let pending = tokio::spawn(async move { third.get("/user/a@example.net").await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !pending.is_finished(),
+        "a third connection is not served while two are open"
+    );
+    drop(one);
+    let res = tokio::time::timeout(Duration::from_secs(10), pending)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(res.status, 200, "it is served once a slot frees");
+}
+
+#[tokio::test]
+async fn idle_streams_get_keepalives() {
+    let relay = Relay::start(&["--keepalive", "1"]).await.unwrap();
+    let a = relay.user("a@example.net").await.unwrap();
+    let res = a
+        .builder("GET", "/login/a@example.net")
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
+    let mut body = res.bytes_stream();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, body.next()).await {
+        seen.extend_from_slice(&chunk.unwrap());
+    }
+    let text = String::from_utf8(seen).unwrap();
+    let mut lines = text.split('\n');
+    let first: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(first["kind"], "state");
+    assert!(
+        text.matches("\n\n").count() >= 1,
+        "blank keep-alive lines on an idle stream: {text:?}"
+    );
+    // SSE keep-alives are comments.
+    let res = a
+        .builder("GET", "/login/a@example.net")
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let mut body = res.bytes_stream();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, body.next()).await {
+        seen.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(
+        String::from_utf8(seen)
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with(':')),
+        "SSE comment keep-alive"
+    );
+}
