@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod inbox;
 pub mod location;
+pub mod sip;
 pub mod store;
 
 use std::future::Future;

@@ -1,0 +1,9 @@
+//! The SIP side of the relay: messages (an open method token, compact and folded headers),
+//! framing over UDP and TCP, transactions with the RFC 3261 timers, a registrar with digest
+//! authentication over the same accounts and location service as the REST API, and OPTIONS.
+
+pub mod headers;
+pub mod message;
+pub mod parse;
+mod scan;
+pub mod uri;
