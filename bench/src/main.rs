@@ -1,0 +1,296 @@
+//! `rest-bench`: measures the restsip relay's REST API on loopback and prints the figures next
+//! to those of bare axum doing the same kind of work. See `bench/README.md`.
+//!
+//! 1. `GET /login/{email}` with Basic auth, on N keep-alive connections.
+//! 2. `SEND /login/{email}/{id}`, timed until the message arrives on the recipient's WebSocket.
+
+mod http;
+mod inbox;
+mod load;
+mod reference;
+mod relay;
+mod report;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use hyper::header::HeaderValue;
+use hyper::Method;
+use restsip_protocol::{Contact, LoginCreated};
+use serde_json::json;
+
+use crate::http::{basic, Api, RequestTemplate};
+use crate::inbox::Listener;
+use crate::load::{Deliver, Fetch, Measured, Operation, Plan};
+use crate::reference::Reference;
+use crate::relay::RelayProcess;
+use crate::report::Row;
+
+/// The relay built by `cargo build --release -p relay-server` in this workspace.
+const DEFAULT_RELAY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../target/release/relay-server"
+);
+
+/// Command-line options.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rest-bench",
+    about = "Benchmark of the restsip relay's REST API, side by side with bare axum"
+)]
+struct Args {
+    /// The relay binary [default: target/release/relay-server of this workspace].
+    #[arg(long, value_name = "PATH")]
+    relay: Option<PathBuf>,
+    /// Measured seconds of each run.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    seconds: f64,
+    /// Unmeasured seconds before each run's measurement starts.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    warmup: f64,
+    /// Concurrent keep-alive connections of the GET scenario.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    connections: usize,
+    /// Concurrent senders (connections) of the SEND scenario.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    senders: usize,
+    /// Most requests measured per run.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    max_requests: u64,
+}
+
+impl Args {
+    /// The plan of a run with `connections` connections.
+    fn plan(&self, connections: usize) -> Result<Plan> {
+        Ok(Plan {
+            connections,
+            warmup: seconds("--warmup", self.warmup)?,
+            measure: seconds("--seconds", self.seconds)?,
+            max_requests: self.max_requests,
+        })
+    }
+
+    /// Refuses settings that would not give a bounded, meaningful run.
+    fn check(&self) -> Result<()> {
+        if self.seconds <= 0.0 {
+            bail!("--seconds must be above 0");
+        }
+        for (flag, n) in [
+            ("--connections", self.connections),
+            ("--senders", self.senders),
+        ] {
+            if !(1..=1000).contains(&n) {
+                bail!("{flag} must be 1 to 1000");
+            }
+        }
+        if self.max_requests == 0 {
+            bail!("--max-requests must be above 0");
+        }
+        Ok(())
+    }
+}
+
+/// `value` seconds, if finite and within an hour.
+fn seconds(flag: &str, value: f64) -> Result<Duration> {
+    if !(0.0..=3600.0).contains(&value) {
+        bail!("{flag} must be 0 to 3600 seconds");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// The users, credentials and resources the scenarios use on the relay.
+struct Fixture {
+    /// Basic credentials of user A, who reads and sends.
+    auth_a: HeaderValue,
+    /// Basic credentials of user B, who is logged in and receives.
+    auth_b: HeaderValue,
+    /// B's email.
+    email_b: String,
+    /// B's contact resource, `/login/{emailB}/{id}`.
+    contact_path: String,
+    /// The relay's answer to `GET /login/{emailB}`, which the reference serves.
+    contacts: Vec<Contact>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rest-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    args.check()?;
+    let binary = args
+        .relay
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_RELAY));
+    let relay = RelayProcess::start(&binary).await?;
+    print_settings(&args, &binary, relay.addr);
+    let rows = bench(&args, relay.addr).await;
+    let stopped = relay.stop().await;
+    let rows = rows?;
+    stopped?;
+    println!();
+    report::print_table(&rows);
+    if let [get_relay, get_axum, send_relay, send_axum] = rows.as_slice() {
+        report::print_ratios(&[(get_relay, get_axum), (send_relay, send_axum)]);
+    }
+    Ok(())
+}
+
+fn print_settings(args: &Args, binary: &std::path::Path, relay: SocketAddr) {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("restsip REST benchmark");
+    println!("  relay      {} on {relay}", binary.display());
+    println!(
+        "  runs       {} s measured after {} s warm-up, at most {} requests each",
+        args.seconds, args.warmup, args.max_requests
+    );
+    println!(
+        "  load       GET: {} keep-alive connections; SEND: {} senders; {cores} CPU cores",
+        args.connections, args.senders
+    );
+}
+
+/// Sets up the relay, starts the reference, and runs the four measurements.
+async fn bench(args: &Args, relay: SocketAddr) -> Result<Vec<Row>> {
+    let fixture = setup(relay).await.context("setting up the relay")?;
+    let reference = Reference::start(fixture.contacts.clone())?;
+    let rows = scenarios(args, relay, reference.addr, &fixture).await;
+    reference.stop()?;
+    rows
+}
+
+/// The four runs: GET then SEND, each on the relay then on the reference.
+async fn scenarios(
+    args: &Args,
+    relay: SocketAddr,
+    reference: SocketAddr,
+    fixture: &Fixture,
+) -> Result<Vec<Row>> {
+    const GET: &str = "GET /login/{email}";
+    const SEND: &str = "SEND -> WebSocket";
+    let get_path = format!("/login/{}", fixture.email_b);
+    let get =
+        |addr| RequestTemplate::new(Method::GET, addr, get_path.clone(), Some(&fixture.auth_a));
+    let get_plan = args.plan(args.connections)?;
+    let send_plan = args.plan(args.senders)?;
+
+    let get_relay = measure(
+        GET,
+        "relay",
+        relay,
+        Fetch {
+            template: get(relay)?,
+        },
+        get_plan,
+    )
+    .await?;
+    let get_axum = measure(
+        GET,
+        "axum",
+        reference,
+        Fetch {
+            template: get(reference)?,
+        },
+        get_plan,
+    )
+    .await?;
+
+    let inbox = Listener::connect(
+        &format!("ws://{relay}/ws"),
+        Some(&fixture.auth_b),
+        Some(&fixture.contact_path),
+    )
+    .await
+    .context("B's WebSocket on the relay")?;
+    let send = Method::from_bytes(b"SEND")?;
+    let template = RequestTemplate::new(
+        send,
+        relay,
+        fixture.contact_path.clone(),
+        Some(&fixture.auth_a),
+    )?;
+    let op = Deliver::new(template, inbox.arrivals.clone());
+    let send_relay = measure(SEND, "relay", relay, op, send_plan).await?;
+    drop(inbox);
+
+    let inbox = Listener::connect(&format!("ws://{reference}/ws"), None, None)
+        .await
+        .context("the reference's WebSocket")?;
+    let template = RequestTemplate::new(
+        Method::POST,
+        reference,
+        "/send".to_owned(),
+        Some(&fixture.auth_a),
+    )?;
+    let op = Deliver::new(template, inbox.arrivals.clone());
+    let send_axum = measure(SEND, "axum", reference, op, send_plan).await?;
+    drop(inbox);
+
+    Ok(vec![get_relay, get_axum, send_relay, send_axum])
+}
+
+/// Runs `op` against `addr` as `plan` says, with a progress line on stderr.
+async fn measure<O: Operation>(
+    scenario: &'static str,
+    server: &'static str,
+    addr: SocketAddr,
+    op: O,
+    plan: Plan,
+) -> Result<Row> {
+    eprintln!(
+        "running {scenario} on {server} ({} connections, {:.1} s)...",
+        plan.connections,
+        (plan.warmup + plan.measure).as_secs_f64()
+    );
+    let measured: Measured = load::run(addr, Arc::new(op), plan)
+        .await
+        .with_context(|| format!("{scenario} on {server}"))?;
+    Ok(Row {
+        scenario,
+        server,
+        measured,
+    })
+}
+
+/// Signs up A and B, logs B in, and reads B's logins as A sees them.
+async fn setup(relay: SocketAddr) -> Result<Fixture> {
+    let api = Api::new(relay);
+    let (email_a, password_a) = ("alice@bench.invalid", "alice-bench-password");
+    let (email_b, password_b) = ("bob@bench.invalid", "bob-bench-password");
+    for (email, password) in [(email_a, password_a), (email_b, password_b)] {
+        let user = json!({ "email": email, "password": password });
+        api.call(Method::POST, "/user", None, Some(&user)).await?;
+    }
+    let auth_a = basic(email_a, password_a)?;
+    let auth_b = basic(email_b, password_b)?;
+    let login_path = format!("/login/{email_b}");
+    let created = api
+        .call(Method::POST, &login_path, Some(&auth_b), Some(&json!({})))
+        .await?;
+    let created: LoginCreated =
+        serde_json::from_value(created).context("the answer to POST /login is not a login")?;
+    let listed = api
+        .call(Method::GET, &login_path, Some(&auth_a), None)
+        .await?;
+    let contacts: Vec<Contact> =
+        serde_json::from_value(listed).context("the answer to GET /login is not a contact list")?;
+    Ok(Fixture {
+        auth_a,
+        auth_b,
+        email_b: email_b.to_owned(),
+        contact_path: format!("{login_path}/{}", created.id),
+        contacts,
+    })
+}
