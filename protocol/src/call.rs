@@ -4,6 +4,7 @@ use serde_json::{Map, Value};
 /// `POST /call`: create a call (conference) context. Other fields are kept as call data.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct CreateCall {
     /// What the call is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -16,6 +17,7 @@ pub struct CreateCall {
 /// Answer to `POST /call`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct CallCreated {
     /// The call id.
     pub id: String,
@@ -26,6 +28,7 @@ pub struct CallCreated {
 /// `POST /call/{id}`: join a call with one of your logins and a session description.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct JoinCall {
     /// The login that joins: `/login/{email}` or `/login/{email}/{id}`; it must be the caller's
     /// and logged in. When it goes away the participant leaves the call.
@@ -41,6 +44,7 @@ pub struct JoinCall {
 /// `PUT /call/{id}/{pid}`: replace a participant's session description and data.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct UpdateParticipant {
     /// The new session description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,6 +57,7 @@ pub struct UpdateParticipant {
 /// Answer to `POST /call/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct ParticipantCreated {
     /// The participant id within the call.
     pub id: i64,
@@ -63,6 +68,7 @@ pub struct ParticipantCreated {
 /// One participant of a call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct Participant {
     /// The participant id within the call.
     pub id: i64,
@@ -83,6 +89,7 @@ pub struct Participant {
 /// `GET /call/{id}`: the call and its participants.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct Call {
     /// The call id.
     pub id: String,

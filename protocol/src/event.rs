@@ -4,6 +4,7 @@ use serde_json::Value;
 /// What an [`Event`] says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
     /// The full state of the resource (`data` is what a plain GET returns). Always first; sent
@@ -25,6 +26,7 @@ pub enum EventKind {
 /// applying the same difference twice is harmless.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct Event {
     /// Increasing event id; give the last one seen as `Last-Event-ID` (or `?since=`) to resume.
     pub id: u64,
@@ -39,6 +41,7 @@ pub struct Event {
 /// Whether an active resource streams differences or the full state on each change.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(rename_all = "lowercase")]
 pub enum UpdateMode {
     /// `added` / `updated` / `removed` events after the first `state`.

@@ -4,6 +4,7 @@ use serde_json::Value;
 /// `POST /login/{email}`: register a contact (the REST form of a SIP REGISTER).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(deny_unknown_fields)]
 pub struct CreateLogin {
     /// Where the user can be reached, e.g. `sip:kundan@192.1.2.3:5062`; a web client may leave it
@@ -22,6 +23,7 @@ pub struct CreateLogin {
 /// accepted as well as the object form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(untagged)]
 pub enum RefreshLogin {
     /// `"sip:kundan@192.1.2.3:5062"`: refresh, keeping or replacing the contact address.
@@ -33,6 +35,7 @@ pub enum RefreshLogin {
 /// Answer to `POST /login/{email}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct LoginCreated {
     /// The new contact's resource, `/login/{email}/{id}`: PUT to refresh, DELETE to log out,
     /// GET to receive what is SENT to it.
@@ -46,6 +49,7 @@ pub struct LoginCreated {
 /// Where a contact came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(rename_all = "lowercase")]
 pub enum ContactSource {
     /// A login made through the REST API.
@@ -57,6 +61,7 @@ pub enum ContactSource {
 /// One contact location of a logged-in user, as `GET /login/{email}` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct Contact {
     /// The contact id.
     pub id: i64,

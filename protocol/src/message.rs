@@ -5,6 +5,7 @@ use serde_json::Value;
 /// body, or both.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(deny_unknown_fields)]
 pub struct NewMailMessage {
     /// Where the recording is, e.g. `rtsp://...`.
@@ -21,6 +22,7 @@ pub struct NewMailMessage {
 /// An offline message as its owner reads it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct MailMessage {
     /// The message id.
     pub id: i64,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 /// wasm client gives its errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(rename_all = "kebab-case")]
 pub enum ProblemKind {
     /// 400: the request is malformed (bad JSON, bad field, bad path).
@@ -94,6 +95,7 @@ impl ProblemKind {
 /// (`Content-Type: application/problem+json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct Problem {
     /// `urn:restsip:problem:{code}`.
     #[serde(rename = "type")]

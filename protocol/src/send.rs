@@ -4,6 +4,7 @@ use serde_json::Value;
 /// What happened to a SEND at one contact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
     /// A live stream of the contact had it.
@@ -17,6 +18,7 @@ pub enum DeliveryStatus {
 /// The fate of a SEND at one contact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct Delivery {
     /// The contact, `/login/{email}/{id}`.
     pub contact: String,
@@ -27,6 +29,7 @@ pub struct Delivery {
 /// Answer to `SEND /login/{email}[/{id}]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct SendReceipt {
     /// The message id, for CANCEL.
     pub id: String,
@@ -37,6 +40,7 @@ pub struct SendReceipt {
 /// `CANCEL /login/{email}[/{id}]`: withdraw a SEND that is still queued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
     /// The message id from the SEND's receipt.
@@ -46,6 +50,7 @@ pub struct CancelRequest {
 /// Answer to CANCEL: which deliveries were withdrawn and which had already happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct CancelOutcome {
     /// The message id.
     pub id: String,
@@ -56,6 +61,7 @@ pub struct CancelOutcome {
 /// A SEND as its recipient receives it on `GET /login/{email}/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct InboxMessage {
     /// The message id (the same for every contact it went to).
     pub id: String,

@@ -4,6 +4,7 @@ use serde_json::{Map, Value};
 /// `POST /user`: sign up. Fields other than these are kept as the profile's application data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct CreateUser {
     /// The account's email address; it is also the user's id and SIP address of record.
     pub email: String,
@@ -20,6 +21,7 @@ pub struct CreateUser {
 /// Answer to `POST /user`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct UserCreated {
     /// The user id (the email address).
     pub id: String,
@@ -31,6 +33,7 @@ pub struct UserCreated {
 /// cleared); `PATCH` changes only what is given. The password changes only when given.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     /// A new display name.
@@ -47,6 +50,7 @@ pub struct UpdateUser {
 /// The links of a profile: where to find the user's logins and offline messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct UserLinks {
     /// `/login/{email}`: the user's contacts; GET to list or watch, SEND to reach them.
     pub login: String,
@@ -57,6 +61,7 @@ pub struct UserLinks {
 /// `GET /user/{id}`: a profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct User {
     /// The user id (the email address).
     pub id: String,
@@ -80,6 +85,7 @@ pub struct User {
 /// `Authorization` header (EventSource, WebSocket): pass it as `?access_token=`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct Token {
     /// The token.
     pub token: String,

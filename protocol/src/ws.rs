@@ -6,6 +6,7 @@ use crate::{Event, UpdateMode};
 /// A frame the client sends on the multiplexed WebSocket (`GET /ws`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum ClientFrame {
     /// Watch an active resource (`/login/{email}`, `/login/{email}/{id}`, `/call/{id}`).
@@ -49,6 +50,7 @@ pub enum ClientFrame {
 /// A frame the relay sends on the WebSocket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum ServerFrame {
     /// An update of a subscribed resource.

@@ -1,28 +1,47 @@
-//! The restsip browser client. Issue 3 turns this into the wasm-bindgen API; for now it holds the
-//! pieces that need no browser: building resource paths the way the relay names them.
+//! restsip in the browser: SIP calls, presence and messaging from page JavaScript, without SIP.
+//!
+//! ```js
+//! import init, { Client } from "restsip";
+//! await init();
+//! const client = new Client("https://relay.example");
+//! await client.logIn("alice@example.net", "secret");
+//! client.on("message", (m) => console.log(m.from, m.body));
+//! await client.send("bob@example.net", { command: "im", text: "hi" });
+//! ```
 #![warn(missing_docs)]
 
-use restsip_protocol::Problem;
+mod client;
+mod error;
+mod events;
+mod http;
+mod invite;
+mod js;
+mod session;
+mod socket;
 
-/// The login collection of a user, `/login/{email}`.
-pub fn login_path(email: &str) -> String {
-    format!("/login/{email}")
+pub use client::{Client, Watch};
+pub use invite::{IncomingInvite, Invitation};
+
+use wasm_bindgen::prelude::*;
+
+/// Reports Rust panics on the console instead of an opaque `unreachable` trap.
+#[wasm_bindgen(start)]
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        web_sys::console::error_1(&JsValue::from_str(&format!("restsip panicked: {info}")));
+    }));
 }
 
-/// Reads an error body of the relay into a [`Problem`], if it is one.
-pub fn parse_problem(body: &str) -> Option<Problem> {
-    serde_json::from_str(body).ok()
+#[wasm_bindgen(typescript_custom_section)]
+const TS_ERRORS: &'static str = r#"
+/** Every rejected promise of the client is a RestsipError. */
+export interface RestsipError extends Error {
+  name: "RestsipError";
+  /** Stable code: "unauthorized" | "forbidden" | "not-found" | "conflict" | "network" |
+   *  "bad-request" | "unprocessable" | "payload-too-large" | "too-many-requests" |
+   *  "not-logged-in" | "invalid-argument" | "unavailable" | "internal" | ... */
+  code: string;
+  /** HTTP status of the relay's answer; 0 when there was none. */
+  status: number;
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_a_relay_problem() {
-        let body = r#"{"type":"urn:restsip:problem:not-found","title":"Not found","status":404,"detail":"no user x","code":"not-found"}"#;
-        let problem = parse_problem(body).expect("a problem body");
-        assert_eq!(problem.status, 404);
-        assert_eq!(login_path("a@b"), "/login/a@b");
-    }
-}
+"#;

@@ -1,0 +1,582 @@
+//! `Client`: the API a page uses. Every method returns a Promise; failures reject with a
+//! `RestsipError` carrying a stable `code`.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use js_sys::{Function, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+use web_sys::BroadcastChannel;
+
+use crate::error::{ClientError, Result};
+use crate::events::Emitter;
+use crate::http::Http;
+use crate::invite::{IncomingInvite, Invitation, InviteState};
+use crate::js;
+use crate::socket::Connection;
+
+/// This client's login at the relay.
+#[derive(Debug, Clone)]
+pub(crate) struct Login {
+    /// Contact id.
+    pub(crate) id: f64,
+    /// `/login/{email}/{id}`.
+    pub(crate) url: String,
+    /// Lifetime granted, seconds.
+    pub(crate) expires: f64,
+}
+
+/// State shared by the client, its streams and its invitation objects.
+pub(crate) struct Shared {
+    /// REST access.
+    pub(crate) http: Rc<Http>,
+    /// Page event handlers.
+    pub(crate) emitter: Rc<Emitter>,
+    /// The WebSocket.
+    pub(crate) conn: Rc<Connection>,
+    /// Logged-in user.
+    email: RefCell<Option<String>>,
+    /// The login, once made (or learnt from the owning tab).
+    login: RefCell<Option<Login>>,
+    /// Login body (contact, presence, expires) used for creating and refreshing.
+    pub(crate) options: RefCell<JsValue>,
+    /// Whether tabs share the login.
+    pub(crate) shared_tabs: Cell<bool>,
+    /// Whether this tab owns the shared login.
+    pub(crate) leader: Cell<bool>,
+    /// Bumped when a refresh loop must stop.
+    pub(crate) generation: Cell<u32>,
+    /// Bumped on logout, so late lock grants are ignored.
+    pub(crate) session_generation: Cell<u32>,
+    /// The watch id of the inbox.
+    pub(crate) inbox_watch: Cell<u32>,
+    /// The channel to the other tabs, with its handler.
+    pub(crate) channel: RefCell<Option<(BroadcastChannel, js::Handler)>>,
+    /// Releases the Web Lock this tab holds.
+    pub(crate) release: RefCell<Option<Function>>,
+    /// Invitations sent.
+    outgoing: RefCell<Vec<Rc<InviteState>>>,
+    /// Invitations received.
+    incoming: RefCell<Vec<Rc<InviteState>>>,
+}
+
+impl Shared {
+    pub(crate) fn email(&self) -> Option<String> {
+        self.email.borrow().clone()
+    }
+
+    pub(crate) fn login(&self) -> Option<Login> {
+        self.login.borrow().clone()
+    }
+
+    pub(crate) fn set_login(&self, login: Option<Login>) {
+        *self.login.borrow_mut() = login;
+    }
+
+    pub(crate) fn bump_generation(&self) -> u32 {
+        let next = self.generation.get() + 1;
+        self.generation.set(next);
+        next
+    }
+
+    pub(crate) fn emit_login(&self, state: &str) {
+        let event = js::object(&[("state", state.into())]);
+        if let Some(login) = self.login() {
+            js::set(&event, "url", &login.url.as_str().into());
+        }
+        self.emitter.emit("login", &event);
+    }
+
+    pub(crate) fn emit_login_error(&self, state: &str, error: ClientError) {
+        let event = js::object(&[("state", state.into()), ("error", error.into())]);
+        self.emitter.emit("login", &event);
+    }
+
+    /// The resource a SEND goes to: an email means all of that user's contacts.
+    fn target(to: &str) -> String {
+        if to.starts_with('/') {
+            to.to_owned()
+        } else {
+            format!("/login/{to}")
+        }
+    }
+
+    pub(crate) async fn send_to(&self, to: &str, body: &JsValue) -> Result<JsValue> {
+        self.http
+            .request("SEND", &Self::target(to), Some(body))
+            .await
+    }
+
+    pub(crate) async fn join(&self, call: &str, session: &JsValue) -> Result<JsValue> {
+        let login = self.login().ok_or_else(ClientError::not_logged_in)?;
+        let body = js::object(&[("url", login.url.as_str().into())]);
+        if !session.is_undefined() {
+            js::set(&body, "session", session);
+        }
+        self.http.request("POST", call, Some(&body)).await
+    }
+
+    /// A SEND reached this user: tell the page, and move invitations along.
+    pub(crate) fn dispatch_inbox(self: &Rc<Self>, message: &JsValue) {
+        self.emitter.emit("message", message);
+        let body = js::get(message, "body");
+        let (Some(command), Some(from), Some(call), Some(id)) = (
+            js::get_str(&body, "command"),
+            js::get_str(message, "from"),
+            js::get_str(&body, "url"),
+            js::get_f64(&body, "id"),
+        ) else {
+            return;
+        };
+        match command.as_str() {
+            "invite" => {
+                let state = InviteState::new(id, &from, &call, "ringing");
+                self.incoming.borrow_mut().push(state.clone());
+                let invite = IncomingInvite::new(state, self.clone());
+                self.emitter.emit("invite", &JsValue::from(invite));
+            }
+            "cancel" => {
+                let found = self
+                    .incoming
+                    .borrow()
+                    .iter()
+                    .find(|s| s.matches(&from, &call, id))
+                    .cloned();
+                if let Some(state) = found {
+                    state.set("cancelled");
+                }
+            }
+            "accept" | "reject" => {
+                let found = self
+                    .outgoing
+                    .borrow()
+                    .iter()
+                    .find(|s| s.matches(&from, &call, id))
+                    .cloned();
+                if let Some(state) = found {
+                    *state.reason.borrow_mut() = js::get(&body, "reason");
+                    state.set(if command == "accept" {
+                        "accepted"
+                    } else {
+                        "rejected"
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A restsip client: one per page (tabs of an origin share their login).
+#[wasm_bindgen]
+pub struct Client {
+    inner: Rc<Shared>,
+}
+
+/// A watch on an active resource; `close()` ends it.
+#[wasm_bindgen]
+pub struct Watch {
+    conn: Rc<Connection>,
+    path: String,
+    id: u32,
+}
+
+#[wasm_bindgen]
+impl Watch {
+    /// The watched resource.
+    #[wasm_bindgen(getter)]
+    pub fn path(&self) -> String {
+        self.path.clone()
+    }
+
+    /// Stops the callbacks of this watch.
+    pub fn close(&self) {
+        self.conn.unwatch(&self.path, self.id);
+    }
+}
+
+fn promise<F>(future: F) -> Promise
+where
+    F: std::future::Future<Output = Result<JsValue>> + 'static,
+{
+    future_to_promise(async move { future.await.map_err(JsValue::from) })
+}
+
+#[wasm_bindgen]
+impl Client {
+    /// A client of the relay at `url` (e.g. `"https://relay.example"`); without one, the
+    /// page's own origin.
+    #[wasm_bindgen(constructor)]
+    pub fn new(url: Option<String>) -> Client {
+        let http = Rc::new(Http::new(url.as_deref().unwrap_or("")));
+        let emitter = Rc::new(Emitter::default());
+        let conn = Connection::new(http.clone(), emitter.clone());
+        Client {
+            inner: Rc::new(Shared {
+                http,
+                emitter,
+                conn,
+                email: RefCell::new(None),
+                login: RefCell::new(None),
+                options: RefCell::new(js_sys::Object::new().into()),
+                shared_tabs: Cell::new(true),
+                leader: Cell::new(false),
+                generation: Cell::new(0),
+                session_generation: Cell::new(0),
+                inbox_watch: Cell::new(0),
+                channel: RefCell::new(None),
+                release: RefCell::new(None),
+                outgoing: RefCell::new(Vec::new()),
+                incoming: RefCell::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The logged-in user's email, if any.
+    #[wasm_bindgen(getter)]
+    pub fn email(&self) -> Option<String> {
+        self.inner.email()
+    }
+
+    /// This client's login resource (`/login/{email}/{id}`), once logged in.
+    #[wasm_bindgen(getter, js_name = loginUrl)]
+    pub fn login_url(&self) -> Option<String> {
+        self.inner.login().map(|l| l.url)
+    }
+
+    /// Listens to `message` (a SEND to me: `InboxMessage`), `invite` (an `IncomingInvite`),
+    /// `login` (`{state: "active" | "refresh-failed" | "lost", error?}`) and `connection`
+    /// (`{state: "open" | "reconnecting"}`).
+    pub fn on(&self, event: &str, callback: Function) {
+        self.inner.emitter.on(event, callback);
+    }
+
+    /// Removes a listener added with `on`.
+    pub fn off(&self, event: &str, callback: &Function) {
+        self.inner.emitter.off(event, callback);
+    }
+
+    /// Signs up: `profile` may carry `name` and any application fields.
+    #[wasm_bindgen(js_name = signUp, unchecked_return_type = "Promise<UserCreated>")]
+    pub fn sign_up(&self, email: String, password: String, profile: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let body: JsValue = if profile.is_object() {
+                js_sys::Object::assign(&js_sys::Object::new(), profile.unchecked_ref()).into()
+            } else {
+                js_sys::Object::new().into()
+            };
+            js::set(&body, "email", &email.into());
+            js::set(&body, "password", &password.into());
+            inner.http.request("POST", "/user", Some(&body)).await
+        })
+    }
+
+    /// Logs in: checks the credentials, registers a login (shared by this origin's tabs unless
+    /// `options.shared` is false), keeps it refreshed and receives what is SENT to it.
+    /// `options`: `{contact?, presence?, expires?, shared?}`. Resolves to `{email, url, id, expires}`.
+    #[wasm_bindgen(js_name = logIn)]
+    pub fn log_in(&self, email: String, password: String, options: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            if inner.email().is_some() {
+                return Err(ClientError::new(
+                    "conflict",
+                    0,
+                    "already logged in; log out first",
+                ));
+            }
+            inner.http.set_credentials(&email, &password);
+            if let Err(e) = inner.http.request("POST", "/token", None).await {
+                inner.http.clear_credentials();
+                return Err(e);
+            }
+            let body: JsValue = js_sys::Object::new().into();
+            for key in ["contact", "presence", "expires"] {
+                let value = js::get(&options, key);
+                if !value.is_undefined() {
+                    js::set(&body, key, &value);
+                }
+            }
+            *inner.options.borrow_mut() = body;
+            inner
+                .shared_tabs
+                .set(js::get(&options, "shared").as_bool().unwrap_or(true));
+            *inner.email.borrow_mut() = Some(email.clone());
+            inner.conn.start();
+            let login = match inner.start_session().await {
+                Ok(login) => login,
+                Err(e) => {
+                    inner.end_session();
+                    inner.conn.stop();
+                    *inner.email.borrow_mut() = None;
+                    inner.http.clear_credentials();
+                    return Err(e);
+                }
+            };
+            Ok(js::object(&[
+                ("email", email.into()),
+                ("url", login.url.into()),
+                ("id", JsValue::from_f64(login.id)),
+                ("expires", JsValue::from_f64(login.expires)),
+                (
+                    "owner",
+                    JsValue::from_bool(inner.leader.get() || !inner.shared_tabs.get()),
+                ),
+            ]))
+        })
+    }
+
+    /// Logs out: removes the login (when this tab owns it) and closes the streams.
+    #[wasm_bindgen(js_name = logOut)]
+    pub fn log_out(&self) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let Some(email) = inner.email() else {
+                return Ok(JsValue::UNDEFINED);
+            };
+            let owned = inner.leader.get() || !inner.shared_tabs.get();
+            let login = inner.login();
+            inner.end_session();
+            inner.conn.stop();
+            let result = match (owned, login) {
+                (true, Some(login)) => {
+                    inner.forget_stored_login(&email);
+                    inner
+                        .http
+                        .request("DELETE", &login.url, None)
+                        .await
+                        .map(|_| JsValue::UNDEFINED)
+                }
+                _ => Ok(JsValue::UNDEFINED),
+            };
+            *inner.email.borrow_mut() = None;
+            inner.http.clear_credentials();
+            result
+        })
+    }
+
+    /// Publishes presence with the login (e.g. `{status: "away"}`).
+    #[wasm_bindgen(js_name = setPresence, unchecked_return_type = "Promise<LoginCreated>")]
+    pub fn set_presence(&self, presence: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let login = inner.login().ok_or_else(ClientError::not_logged_in)?;
+            let options = inner.options.borrow().clone();
+            js::set(&options, "presence", &presence);
+            inner
+                .http
+                .request(
+                    "PUT",
+                    &login.url,
+                    Some(&js::object(&[("presence", presence)])),
+                )
+                .await
+        })
+    }
+
+    /// A user's profile (default: mine).
+    #[wasm_bindgen(unchecked_return_type = "Promise<User>")]
+    pub fn profile(&self, email: Option<String>) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let email = email
+                .or_else(|| inner.email())
+                .ok_or_else(ClientError::not_logged_in)?;
+            inner
+                .http
+                .request("GET", &format!("/user/{email}"), None)
+                .await
+        })
+    }
+
+    /// The contacts (logins, with presence) of a user.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Contact[]>")]
+    pub fn contacts(&self, email: String) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            inner
+                .http
+                .request("GET", &format!("/login/{email}"), None)
+                .await
+        })
+    }
+
+    /// Watches an active resource (`/login/{email}`, `/call/{id}`, or a path like `user:EMAIL`
+    /// is not accepted: give the path): `callback(event)` gets a `state` event first, then
+    /// every change (`added`, `updated`, `removed`, `gone`; `error` if it cannot be watched).
+    /// `options.updates`: `"diff"` (default) or `"full"`. Survives reconnects without loss.
+    pub fn watch(
+        &self,
+        path: String,
+        callback: Function,
+        options: JsValue,
+    ) -> std::result::Result<Watch, JsValue> {
+        if !path.starts_with('/') {
+            return Err(ClientError::invalid(
+                "watch a resource path such as /login/alice@example.net",
+            )
+            .into());
+        }
+        if self.inner.email().is_none() {
+            return Err(ClientError::not_logged_in().into());
+        }
+        let updates = js::get_str(&options, "updates").unwrap_or_else(|| "diff".into());
+        let listener = Rc::new(move |event: &JsValue| js::call(&callback, event));
+        let id = self.inner.conn.watch(&path, &updates, listener);
+        Ok(Watch {
+            conn: self.inner.conn.clone(),
+            path,
+            id,
+        })
+    }
+
+    /// SENDs `body` to a user (`"alice@example.net"`: all of their logins) or to one login
+    /// (`"/login/alice@example.net/2"`).
+    #[wasm_bindgen(unchecked_return_type = "Promise<SendReceipt>")]
+    pub fn send(&self, to: String, body: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move { inner.send_to(&to, &body).await })
+    }
+
+    /// Withdraws a SEND that has not been delivered yet (`messageId` from its receipt).
+    #[wasm_bindgen(unchecked_return_type = "Promise<CancelOutcome>")]
+    pub fn cancel(&self, to: String, message_id: String) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let body = js::object(&[("id", message_id.into())]);
+            inner
+                .http
+                .request("CANCEL", &Shared::target(&to), Some(&body))
+                .await
+        })
+    }
+
+    /// Invites a user to a call: resolves to an `Invitation` whose state follows the answer.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Invitation>")]
+    pub fn invite(&self, to: String, call: String) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let id =
+                (js_sys::Date::now() % 1e9).floor() + (js_sys::Math::random() * 1000.0).floor();
+            let peer = to
+                .strip_prefix("/login/")
+                .and_then(|p| p.split('/').next())
+                .unwrap_or(&to)
+                .to_owned();
+            let state = InviteState::new(id, &peer, &call, "sending");
+            inner.outgoing.borrow_mut().push(state.clone());
+            match inner.send_to(&to, &state.command("invite")).await {
+                Ok(_) => state.set("ringing"),
+                Err(e) => {
+                    state.set("failed");
+                    return Err(e.into());
+                }
+            }
+            Ok(JsValue::from(Invitation::new(state, inner.clone())))
+        })
+    }
+
+    /// Creates a call: `info` is `{subject?, ...}`.
+    #[wasm_bindgen(js_name = createCall, unchecked_return_type = "Promise<CallCreated>")]
+    pub fn create_call(&self, info: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let body = if info.is_object() {
+                info
+            } else {
+                js_sys::Object::new().into()
+            };
+            inner.http.request("POST", "/call", Some(&body)).await
+        })
+    }
+
+    /// A call and its participants.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Call>")]
+    pub fn call(&self, url: String) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move { inner.http.request("GET", &url, None).await })
+    }
+
+    /// Joins a call with this login and a session description (any JSON or string).
+    #[wasm_bindgen(js_name = joinCall, unchecked_return_type = "Promise<ParticipantCreated>")]
+    pub fn join_call(&self, url: String, session: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move { inner.join(&url, &session).await })
+    }
+
+    /// Replaces my session description in a call (`participant` is its URL).
+    #[wasm_bindgen(js_name = updateSession, unchecked_return_type = "Promise<Participant>")]
+    pub fn update_session(&self, participant: String, session: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            inner
+                .http
+                .request(
+                    "PUT",
+                    &participant,
+                    Some(&js::object(&[("session", session)])),
+                )
+                .await
+        })
+    }
+
+    /// Leaves a call (`participant` is my participant URL).
+    #[wasm_bindgen(js_name = leaveCall)]
+    pub fn leave_call(&self, participant: String) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move { inner.http.request("DELETE", &participant, None).await })
+    }
+
+    /// Ends a call I created.
+    #[wasm_bindgen(js_name = endCall)]
+    pub fn end_call(&self, url: String) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move { inner.http.request("DELETE", &url, None).await })
+    }
+
+    /// Leaves an offline message for a user: `{url?, body?, subject?}`.
+    #[wasm_bindgen(js_name = leaveMessage, unchecked_return_type = "Promise<MailMessage>")]
+    pub fn leave_message(&self, email: String, message: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            inner
+                .http
+                .request("POST", &format!("/user/{email}/message"), Some(&message))
+                .await
+        })
+    }
+
+    /// My offline messages.
+    #[wasm_bindgen(unchecked_return_type = "Promise<MailMessage[]>")]
+    pub fn messages(&self) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let email = inner.email().ok_or_else(ClientError::not_logged_in)?;
+            inner
+                .http
+                .request("GET", &format!("/user/{email}/message"), None)
+                .await
+        })
+    }
+
+    /// Deletes one of my offline messages.
+    #[wasm_bindgen(js_name = deleteMessage)]
+    pub fn delete_message(&self, id: f64) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let email = inner.email().ok_or_else(ClientError::not_logged_in)?;
+            inner
+                .http
+                .request("DELETE", &format!("/user/{email}/message/{id}"), None)
+                .await
+        })
+    }
+
+    /// Drops the WebSocket as a network failure would (for tests of reconnection).
+    #[wasm_bindgen(js_name = simulateNetworkDrop)]
+    pub fn simulate_network_drop(&self) {
+        self.inner.conn.drop_socket();
+    }
+}

@@ -1,0 +1,87 @@
+//! Errors as JavaScript sees them: `Error` objects named `RestsipError` with a stable `code` to
+//! branch on (`unauthorized`, `forbidden`, `not-found`, `conflict`, `network`, ...), the HTTP
+//! `status` (0 when there was no answer) and the relay's `detail`.
+
+use wasm_bindgen::prelude::*;
+
+use crate::js;
+
+/// A failed client operation.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientError {
+    /// Stable code.
+    pub(crate) code: String,
+    /// HTTP status, 0 if none.
+    pub(crate) status: u16,
+    /// What went wrong.
+    pub(crate) message: String,
+}
+
+impl ClientError {
+    pub(crate) fn new(code: &str, status: u16, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The relay could not be reached (offline, refused, CORS).
+    pub(crate) fn network(cause: &JsValue) -> Self {
+        let detail = js::get_str(cause, "message").unwrap_or_else(|| "fetch failed".into());
+        Self::new(
+            "network",
+            0,
+            format!("the relay could not be reached: {detail}"),
+        )
+    }
+
+    /// The client is not logged in.
+    pub(crate) fn not_logged_in() -> Self {
+        Self::new("not-logged-in", 0, "log in first (client.logIn)")
+    }
+
+    /// A bad argument from the page.
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Self::new("invalid-argument", 0, message)
+    }
+
+    /// The error for an HTTP answer with a problem body (or none).
+    pub(crate) fn from_problem(status: u16, problem: &JsValue) -> Self {
+        let code = js::get_str(problem, "code").unwrap_or_else(|| fallback_code(status).to_owned());
+        let message = js::get_str(problem, "detail")
+            .unwrap_or_else(|| format!("the relay answered {status}"));
+        Self::new(&code, status, message)
+    }
+}
+
+fn fallback_code(status: u16) -> &'static str {
+    match status {
+        400 => "bad-request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not-found",
+        405 => "method-not-allowed",
+        409 => "conflict",
+        413 => "payload-too-large",
+        415 => "unsupported-media-type",
+        422 => "unprocessable",
+        429 => "too-many-requests",
+        503 => "unavailable",
+        _ => "internal",
+    }
+}
+
+impl From<ClientError> for JsValue {
+    fn from(e: ClientError) -> Self {
+        let error = js_sys::Error::new(&e.message);
+        error.set_name("RestsipError");
+        let value: JsValue = error.into();
+        js::set(&value, "code", &JsValue::from_str(&e.code));
+        js::set(&value, "status", &JsValue::from(e.status));
+        value
+    }
+}
+
+/// Result of a client operation.
+pub(crate) type Result<T> = std::result::Result<T, ClientError>;

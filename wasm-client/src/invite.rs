@@ -1,0 +1,216 @@
+//! The article's invitation flow on top of SEND: `{"command": "invite", "url": CALL, "id": N}`
+//! to the callee, answered by `accept` or `reject`, withdrawn by `cancel`. The page sees each
+//! side as an object whose `state` changes, with `onState` callbacks.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::Function;
+use wasm_bindgen::prelude::*;
+
+use crate::client::Shared;
+use crate::js;
+
+/// Shared state of one invitation (either side).
+pub(crate) struct InviteState {
+    /// The application invite id.
+    pub(crate) id: f64,
+    /// The other party's email.
+    pub(crate) peer: String,
+    /// The call URL.
+    pub(crate) call: String,
+    /// `sending`, `ringing`, `accepted`, `rejected`, `cancelled`, `failed`.
+    pub(crate) state: RefCell<String>,
+    /// The reason given with a reject.
+    pub(crate) reason: RefCell<JsValue>,
+    /// `onState` callbacks.
+    pub(crate) listeners: RefCell<Vec<Function>>,
+}
+
+impl InviteState {
+    pub(crate) fn new(id: f64, peer: &str, call: &str, state: &str) -> Rc<Self> {
+        Rc::new(Self {
+            id,
+            peer: peer.to_owned(),
+            call: call.to_owned(),
+            state: RefCell::new(state.to_owned()),
+            reason: RefCell::new(JsValue::UNDEFINED),
+            listeners: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// Moves to `state` (unless already final) and tells the listeners.
+    pub(crate) fn set(&self, state: &str) {
+        if matches!(
+            self.state.borrow().as_str(),
+            "accepted" | "rejected" | "cancelled" | "failed"
+        ) {
+            return;
+        }
+        *self.state.borrow_mut() = state.to_owned();
+        let listeners = self.listeners.borrow().clone();
+        for listener in listeners {
+            js::call(&listener, &JsValue::from_str(state));
+        }
+    }
+
+    /// Whether this is the invitation (peer, call, id).
+    pub(crate) fn matches(&self, peer: &str, call: &str, id: f64) -> bool {
+        self.peer == peer && self.call == call && self.id == id
+    }
+
+    /// The SEND body of a command about this invitation.
+    pub(crate) fn command(&self, command: &str) -> JsValue {
+        js::object(&[
+            ("command", command.into()),
+            ("url", self.call.as_str().into()),
+            ("id", JsValue::from_f64(self.id)),
+        ])
+    }
+}
+
+/// An invitation this client sent (`client.invite(...)`).
+#[wasm_bindgen]
+pub struct Invitation {
+    inner: Rc<InviteState>,
+    client: Rc<Shared>,
+}
+
+impl Invitation {
+    pub(crate) fn new(inner: Rc<InviteState>, client: Rc<Shared>) -> Self {
+        Self { inner, client }
+    }
+}
+
+#[wasm_bindgen]
+impl Invitation {
+    /// The invite id carried in the SEND bodies.
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> f64 {
+        self.inner.id
+    }
+
+    /// The invited user's email.
+    #[wasm_bindgen(getter)]
+    pub fn to(&self) -> String {
+        self.inner.peer.clone()
+    }
+
+    /// The call the invitation is for.
+    #[wasm_bindgen(getter)]
+    pub fn call(&self) -> String {
+        self.inner.call.clone()
+    }
+
+    /// `ringing` (delivered or queued), `accepted`, `rejected`, `cancelled` or `failed`.
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        self.inner.state.borrow().clone()
+    }
+
+    /// The reason the callee gave with a reject.
+    #[wasm_bindgen(getter)]
+    pub fn reason(&self) -> JsValue {
+        self.inner.reason.borrow().clone()
+    }
+
+    /// Calls `callback(state)` on every change of state.
+    #[wasm_bindgen(js_name = onState)]
+    pub fn on_state(&self, callback: Function) {
+        self.inner.listeners.borrow_mut().push(callback);
+    }
+
+    /// Withdraws the invitation: the callee is told `cancel`.
+    pub async fn cancel(&self) -> Result<(), JsValue> {
+        let body = self.inner.command("cancel");
+        self.client
+            .send_to(&self.inner.peer, &body)
+            .await
+            .map_err(JsValue::from)?;
+        self.inner.set("cancelled");
+        Ok(())
+    }
+}
+
+/// An invitation this client received (the `invite` event).
+#[wasm_bindgen]
+pub struct IncomingInvite {
+    inner: Rc<InviteState>,
+    client: Rc<Shared>,
+}
+
+impl IncomingInvite {
+    pub(crate) fn new(inner: Rc<InviteState>, client: Rc<Shared>) -> Self {
+        Self { inner, client }
+    }
+}
+
+#[wasm_bindgen]
+impl IncomingInvite {
+    /// The invite id.
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> f64 {
+        self.inner.id
+    }
+
+    /// Who invites (email).
+    #[wasm_bindgen(getter)]
+    pub fn from(&self) -> String {
+        self.inner.peer.clone()
+    }
+
+    /// The call to join.
+    #[wasm_bindgen(getter)]
+    pub fn call(&self) -> String {
+        self.inner.call.clone()
+    }
+
+    /// `ringing`, `accepted`, `rejected` or `cancelled` (the caller withdrew).
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        self.inner.state.borrow().clone()
+    }
+
+    /// Calls `callback(state)` on every change of state.
+    #[wasm_bindgen(js_name = onState)]
+    pub fn on_state(&self, callback: Function) {
+        self.inner.listeners.borrow_mut().push(callback);
+    }
+
+    /// Joins the call with `session` and tells the caller `accept`. Resolves to the participant.
+    pub async fn accept(&self, session: JsValue) -> Result<JsValue, JsValue> {
+        if self.inner.state.borrow().as_str() == "cancelled" {
+            return Err(crate::error::ClientError::new(
+                "conflict",
+                0,
+                "the caller cancelled this invitation",
+            )
+            .into());
+        }
+        let joined = self
+            .client
+            .join(&self.inner.call, &session)
+            .await
+            .map_err(JsValue::from)?;
+        self.client
+            .send_to(&self.inner.peer, &self.inner.command("accept"))
+            .await
+            .map_err(JsValue::from)?;
+        self.inner.set("accepted");
+        Ok(joined)
+    }
+
+    /// Declines, telling the caller `reject` with an optional reason.
+    pub async fn reject(&self, reason: JsValue) -> Result<(), JsValue> {
+        let body = self.inner.command("reject");
+        if !reason.is_undefined() {
+            js::set(&body, "reason", &reason);
+        }
+        self.client
+            .send_to(&self.inner.peer, &body)
+            .await
+            .map_err(JsValue::from)?;
+        self.inner.set("rejected");
+        Ok(())
+    }
+}

@@ -1,0 +1,298 @@
+//! The one WebSocket a client keeps to the relay (`/ws`), multiplexing every watched resource.
+//! It authenticates with a short-lived token, reconnects after a drop with exponential backoff,
+//! and resubscribes each resource from the last event id it delivered, so a page loses no event
+//! across a network drop.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::{Rc, Weak};
+
+use wasm_bindgen::prelude::*;
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+use crate::events::Emitter;
+use crate::http::Http;
+use crate::js;
+
+/// A listener of one resource's events.
+pub(crate) type Listener = Rc<dyn Fn(&JsValue)>;
+
+/// A watched resource.
+struct Subscription {
+    /// `diff` or `full`.
+    updates: String,
+    /// The last event id delivered, to resume from.
+    last_id: Option<f64>,
+    /// Listeners by watch id.
+    listeners: Vec<(u32, Listener)>,
+}
+
+/// The connection and its subscriptions.
+pub(crate) struct Connection {
+    /// REST access (for the token).
+    http: Rc<Http>,
+    /// Where `connection` state events go.
+    emitter: Rc<Emitter>,
+    /// The current socket.
+    socket: RefCell<Option<WebSocket>>,
+    /// Its handlers, kept alive while it lives.
+    closures: RefCell<Vec<js::Handler>>,
+    /// Watched resources by path.
+    subs: RefCell<BTreeMap<String, Subscription>>,
+    /// Whether the socket is open.
+    open: Cell<bool>,
+    /// Set by `stop`: no more reconnects.
+    stopped: Cell<bool>,
+    /// Failed attempts in a row, for the backoff.
+    attempts: Cell<u32>,
+    /// Next watch id.
+    next_watch: Cell<u32>,
+    /// Bumped on every connect, so handlers of an old socket stay quiet.
+    generation: Cell<u32>,
+}
+
+impl Connection {
+    pub(crate) fn new(http: Rc<Http>, emitter: Rc<Emitter>) -> Rc<Self> {
+        Rc::new(Self {
+            http,
+            emitter,
+            socket: RefCell::new(None),
+            closures: RefCell::new(Vec::new()),
+            subs: RefCell::new(BTreeMap::new()),
+            open: Cell::new(false),
+            stopped: Cell::new(true),
+            attempts: Cell::new(0),
+            next_watch: Cell::new(1),
+            generation: Cell::new(0),
+        })
+    }
+
+    /// Starts (or keeps) the connection.
+    pub(crate) fn start(self: &Rc<Self>) {
+        if !self.stopped.replace(false) {
+            return;
+        }
+        self.connect();
+    }
+
+    /// Closes the socket for good.
+    pub(crate) fn stop(&self) {
+        self.stopped.set(true);
+        self.generation.set(self.generation.get() + 1);
+        self.close_socket();
+        self.subs.borrow_mut().clear();
+    }
+
+    /// Closes the socket as a network drop would (tests use it): the client reconnects.
+    pub(crate) fn drop_socket(&self) {
+        if let Some(socket) = self.socket.borrow().as_ref() {
+            let _ = socket.close();
+        }
+    }
+
+    fn close_socket(&self) {
+        self.open.set(false);
+        if let Some(socket) = self.socket.borrow_mut().take() {
+            socket.set_onopen(None);
+            socket.set_onmessage(None);
+            socket.set_onclose(None);
+            let _ = socket.close();
+        }
+        self.closures.borrow_mut().clear();
+    }
+
+    /// Watches `path`; returns the watch id for [`Connection::unwatch`].
+    pub(crate) fn watch(&self, path: &str, updates: &str, listener: Listener) -> u32 {
+        let id = self.next_watch.get();
+        self.next_watch.set(id + 1);
+        let mut subs = self.subs.borrow_mut();
+        let fresh = !subs.contains_key(path);
+        let sub = subs.entry(path.to_owned()).or_insert_with(|| Subscription {
+            updates: updates.to_owned(),
+            last_id: None,
+            listeners: Vec::new(),
+        });
+        sub.listeners.push((id, listener));
+        drop(subs);
+        if fresh && self.open.get() {
+            self.send_subscribe(path);
+        }
+        id
+    }
+
+    /// Ends one watch; the subscription goes when its last watch does.
+    pub(crate) fn unwatch(&self, path: &str, id: u32) {
+        let mut subs = self.subs.borrow_mut();
+        let empty = match subs.get_mut(path) {
+            Some(sub) => {
+                sub.listeners.retain(|(w, _)| *w != id);
+                sub.listeners.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            subs.remove(path);
+            drop(subs);
+            self.send(&js::object(&[
+                ("op", "unsubscribe".into()),
+                ("path", path.into()),
+            ]));
+        }
+    }
+
+    fn send(&self, frame: &JsValue) {
+        if !self.open.get() {
+            return;
+        }
+        if let (Some(socket), Ok(text)) = (
+            self.socket.borrow().as_ref(),
+            js_sys::JSON::stringify(frame),
+        ) {
+            let _ = socket.send_with_str(&String::from(text));
+        }
+    }
+
+    fn send_subscribe(&self, path: &str) {
+        let frame = {
+            let subs = self.subs.borrow();
+            let Some(sub) = subs.get(path) else { return };
+            let frame = js::object(&[
+                ("op", "subscribe".into()),
+                ("path", path.into()),
+                ("updates", sub.updates.as_str().into()),
+            ]);
+            if let Some(id) = sub.last_id {
+                js::set(&frame, "since", &JsValue::from_f64(id));
+            }
+            frame
+        };
+        self.send(&frame);
+    }
+
+    fn connect(self: &Rc<Self>) {
+        let this = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let token = match this.http.request("POST", "/token", None).await {
+                Ok(answer) => js::get_str(&answer, "token"),
+                Err(e) => {
+                    this.emit_state("reconnecting", Some(&JsValue::from(e)));
+                    None
+                }
+            };
+            match token.map(|t| WebSocket::new(&this.http.ws_url(&format!("/ws?access_token={t}"))))
+            {
+                Some(Ok(socket)) => this.attach(socket),
+                _ => this.schedule_reconnect(),
+            }
+        });
+    }
+
+    fn attach(self: &Rc<Self>, socket: WebSocket) {
+        self.close_socket();
+        let generation = self.generation.get() + 1;
+        self.generation.set(generation);
+        let weak: Weak<Self> = Rc::downgrade(self);
+        let on_open = {
+            let weak = weak.clone();
+            Closure::<dyn FnMut(JsValue)>::new(move |_| {
+                if let Some(this) = weak.upgrade().filter(|t| t.generation.get() == generation) {
+                    this.open.set(true);
+                    this.attempts.set(0);
+                    let paths: Vec<String> = this.subs.borrow().keys().cloned().collect();
+                    for path in paths {
+                        this.send_subscribe(&path);
+                    }
+                    this.emit_state("open", None);
+                }
+            })
+        };
+        let on_message = {
+            let weak = weak.clone();
+            Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+                if let Some(this) = weak.upgrade().filter(|t| t.generation.get() == generation) {
+                    let event: MessageEvent = event.unchecked_into();
+                    if let Some(text) = event.data().as_string() {
+                        this.receive(&text);
+                    }
+                }
+            })
+        };
+        let on_close = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+            if let Some(this) = weak.upgrade().filter(|t| t.generation.get() == generation) {
+                this.open.set(false);
+                let _code = event.unchecked_into::<CloseEvent>().code();
+                if !this.stopped.get() {
+                    this.schedule_reconnect();
+                }
+            }
+        });
+        socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        *self.socket.borrow_mut() = Some(socket);
+        *self.closures.borrow_mut() = vec![on_open, on_message, on_close];
+    }
+
+    fn schedule_reconnect(self: &Rc<Self>) {
+        if self.stopped.get() {
+            return;
+        }
+        let attempt = self.attempts.get();
+        self.attempts.set(attempt + 1);
+        let delay = 250u32.saturating_mul(1 << attempt.min(7)).min(30_000);
+        let jitter = (js_sys::Math::random() * 250.0) as u32;
+        self.emit_state("reconnecting", None);
+        let this = self.clone();
+        let generation = self.generation.get();
+        wasm_bindgen_futures::spawn_local(async move {
+            js::sleep(delay + jitter).await;
+            if !this.stopped.get() && this.generation.get() == generation {
+                this.connect();
+            }
+        });
+    }
+
+    fn emit_state(&self, state: &str, error: Option<&JsValue>) {
+        let event = js::object(&[("state", state.into())]);
+        if let Some(error) = error {
+            js::set(&event, "error", error);
+        }
+        self.emitter.emit("connection", &event);
+    }
+
+    fn receive(&self, text: &str) {
+        let Ok(frame) = js_sys::JSON::parse(text) else {
+            return;
+        };
+        let (path, event) = match js::get_str(&frame, "op").as_deref() {
+            Some("event") => {
+                let event = js::get(&frame, "event");
+                (js::get_str(&event, "resource"), event)
+            }
+            Some("error") => {
+                let path = js::get_str(&frame, "path");
+                let event = js::object(&[
+                    ("kind", "error".into()),
+                    ("resource", path.as_deref().unwrap_or("").into()),
+                    ("data", js::get(&frame, "problem")),
+                ]);
+                (path, event)
+            }
+            _ => (None, JsValue::UNDEFINED),
+        };
+        let Some(path) = path else { return };
+        let listeners: Vec<Listener> = {
+            let mut subs = self.subs.borrow_mut();
+            let Some(sub) = subs.get_mut(&path) else {
+                return;
+            };
+            if let Some(id) = js::get_f64(&event, "id") {
+                sub.last_id = Some(id);
+            }
+            sub.listeners.iter().map(|(_, l)| l.clone()).collect()
+        };
+        for listener in listeners {
+            listener(&event);
+        }
+    }
+}
