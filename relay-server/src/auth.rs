@@ -15,7 +15,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::sip::digest::{ha1, Algorithm};
+use crate::store::{DigestRecord, Store};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -38,6 +39,8 @@ struct Inner {
     secret: Vec<u8>,
     /// Token lifetime.
     token_ttl: Duration,
+    /// The SIP digest realm the stored HA1 values are computed for.
+    realm: String,
     /// email → (keyed hash of a password verified for it, when).
     verified: Mutex<HashMap<String, ([u8; 32], Instant)>>,
 }
@@ -49,14 +52,15 @@ impl std::fmt::Debug for Auth {
 }
 
 impl Auth {
-    /// An authenticator over the users in `store`.
-    pub async fn new(store: Arc<dyn Store>, token_ttl: Duration) -> Result<Self> {
+    /// An authenticator over the users in `store`; SIP digest secrets are for `realm`.
+    pub async fn new(store: Arc<dyn Store>, token_ttl: Duration, realm: &str) -> Result<Self> {
         let secret = store.secret().await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 secret,
                 token_ttl,
+                realm: realm.to_owned(),
                 verified: Mutex::new(HashMap::new()),
             }),
         })
@@ -112,6 +116,26 @@ impl Auth {
             cache.insert(email.to_owned(), (key, Instant::now()));
         }
         Ok(ok)
+    }
+
+    /// The SIP digest realm.
+    pub fn realm(&self) -> &str {
+        &self.inner.realm
+    }
+
+    /// The digest secrets (HA1 for MD5 and SHA-256) of `email` with `password`, for SIP.
+    pub fn digest_record(&self, email: &str, password: &str) -> DigestRecord {
+        let realm = &self.inner.realm;
+        DigestRecord {
+            realm: realm.clone(),
+            md5: ha1(Algorithm::Md5, email, realm, password),
+            sha256: ha1(Algorithm::Sha256, email, realm, password),
+        }
+    }
+
+    /// The secret shared by token signatures and SIP nonces.
+    pub(crate) fn secret(&self) -> &[u8] {
+        &self.inner.secret
     }
 
     /// Forgets cached credentials of `email` (password changed, user deleted).
@@ -192,7 +216,7 @@ mod tests {
             })
             .await
             .expect("user");
-        Auth::new(store, Duration::from_secs(60))
+        Auth::new(store, Duration::from_secs(60), "restsip")
             .await
             .expect("auth")
     }

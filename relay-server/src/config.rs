@@ -60,6 +60,45 @@ pub struct Settings {
     /// Seconds between keep-alives on idle streams [default: 15].
     #[arg(long, env = "RESTSIP_KEEPALIVE", value_name = "SECONDS")]
     pub keepalive: Option<u64>,
+    /// SIP address, UDP and TCP both [default: 127.0.0.1:5060]; port 0 picks a port free for
+    /// both; `off` turns SIP off.
+    #[arg(long, env = "RESTSIP_SIP", value_name = "ADDR|off")]
+    pub sip: Option<String>,
+    /// SIP digest realm [default: restsip]. Digest secrets are stored for this realm at sign-up
+    /// and password change: after changing it, users must set their password again.
+    #[arg(long, env = "RESTSIP_SIP_REALM", value_name = "REALM")]
+    pub sip_realm: Option<String>,
+    /// Largest SIP message accepted, in bytes; larger requests get 513 [default: 65535].
+    #[arg(long, env = "RESTSIP_SIP_MAX_MESSAGE_BYTES", value_name = "BYTES")]
+    pub sip_max_message_bytes: Option<usize>,
+    /// Digest authentication of SIP REGISTER: on, or off for benchmarks and trusted networks
+    /// only (anyone can then register as anyone) [default: on].
+    #[arg(long, env = "RESTSIP_SIP_AUTH", value_name = "on|off")]
+    pub sip_auth: Option<String>,
+}
+
+/// SIP settings in force.
+#[derive(Debug, Clone)]
+pub struct SipConfig {
+    /// Where UDP and TCP listen; None when SIP is off.
+    pub addr: Option<SocketAddr>,
+    /// Digest realm.
+    pub realm: String,
+    /// Largest message accepted.
+    pub max_message_bytes: usize,
+    /// Whether REGISTER must authenticate.
+    pub auth: bool,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            addr: Some(SocketAddr::from(([127, 0, 0, 1], 5060))),
+            realm: "restsip".to_owned(),
+            max_message_bytes: 65_535,
+            auth: true,
+        }
+    }
 }
 
 /// The settings in force.
@@ -73,6 +112,8 @@ pub struct Config {
     pub www: Option<PathBuf>,
     /// Limits and lifetimes.
     pub limits: Limits,
+    /// The SIP side.
+    pub sip: SipConfig,
 }
 
 /// Sizes, counts and lifetimes the relay enforces.
@@ -186,13 +227,58 @@ impl Config {
             .or(file.database)
             .unwrap_or_else(|| "sqlite:data/restsip.db".to_owned());
         let www = cli.www.or(file.www).or_else(default_www);
+        let sip = resolve_sip(
+            cli.sip.or(file.sip),
+            cli.sip_realm.or(file.sip_realm),
+            cli.sip_max_message_bytes.or(file.sip_max_message_bytes),
+            cli.sip_auth.or(file.sip_auth),
+        )?;
         Ok(Self {
             http,
             database,
             www,
             limits,
+            sip,
         })
     }
+}
+
+fn resolve_sip(
+    addr: Option<String>,
+    realm: Option<String>,
+    max_message_bytes: Option<usize>,
+    auth: Option<String>,
+) -> anyhow::Result<SipConfig> {
+    let d = SipConfig::default();
+    let addr = match addr.as_deref().map(str::trim) {
+        None => d.addr,
+        Some("off") => None,
+        Some(a) => Some(
+            a.parse()
+                .map_err(|_| anyhow::anyhow!("sip: {a:?} is neither ADDR:PORT nor off"))?,
+        ),
+    };
+    let auth = match auth.as_deref().map(str::trim) {
+        None | Some("on" | "true") => true,
+        Some("off" | "false") => false,
+        Some(other) => anyhow::bail!("sip-auth: {other:?} must be on or off"),
+    };
+    let realm = realm.unwrap_or(d.realm);
+    anyhow::ensure!(
+        !realm.is_empty() && !realm.contains(['"', '\\', '\r', '\n']),
+        "sip-realm must be non-empty text without quotes, backslashes or line breaks"
+    );
+    let max_message_bytes = max_message_bytes.unwrap_or(d.max_message_bytes);
+    anyhow::ensure!(
+        (1024..=65_535).contains(&max_message_bytes),
+        "sip-max-message-bytes must be from 1024 to 65535"
+    );
+    Ok(SipConfig {
+        addr,
+        realm,
+        max_message_bytes,
+        auth,
+    })
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Settings> {
@@ -232,6 +318,47 @@ mod tests {
         assert_eq!(config.limits.min_expires, 5);
         assert_eq!(config.limits.default_expires, 3600);
         assert_eq!(config.database, "sqlite:data/restsip.db");
+        assert_eq!(
+            config.sip.addr,
+            Some(SocketAddr::from(([127, 0, 0, 1], 5060)))
+        );
+        assert!(config.sip.auth);
+    }
+
+    #[test]
+    fn sip_can_be_moved_turned_off_and_its_auth_disabled() {
+        let cli = Settings {
+            sip: Some("[::1]:0".into()),
+            sip_auth: Some("off".into()),
+            sip_realm: Some("example.net".into()),
+            ..Settings::default()
+        };
+        let config = Config::resolve(cli).expect("valid config");
+        assert_eq!(config.sip.addr, Some("[::1]:0".parse().expect("addr")));
+        assert!(!config.sip.auth);
+        assert_eq!(config.sip.realm, "example.net");
+        let off = Config::resolve(Settings {
+            sip: Some("off".into()),
+            ..Settings::default()
+        })
+        .expect("valid config");
+        assert_eq!(off.sip.addr, None);
+        for bad in [
+            Settings {
+                sip: Some("nowhere".into()),
+                ..Settings::default()
+            },
+            Settings {
+                sip_auth: Some("maybe".into()),
+                ..Settings::default()
+            },
+            Settings {
+                sip_max_message_bytes: Some(10),
+                ..Settings::default()
+            },
+        ] {
+            assert!(Config::resolve(bad).is_err());
+        }
     }
 
     #[test]

@@ -32,6 +32,8 @@ const BUS_CAPACITY: usize = 1024;
 const EXPIRY_TICK: Duration = Duration::from_millis(500);
 /// Resources nobody watches are forgotten by the bus after this long.
 const BUS_IDLE: Duration = Duration::from_secs(600);
+/// How long a SIP digest nonce stays fresh; after it, clients get `stale=true`.
+const NONCE_TTL: Duration = Duration::from_secs(300);
 
 /// A relay bound to its address, ready to serve.
 pub struct Relay {
@@ -39,6 +41,10 @@ pub struct Relay {
     listener: LimitedListener,
     /// Its address (the real port when 0 was asked).
     http_addr: SocketAddr,
+    /// The SIP listeners (UDP and TCP on one address), unless SIP is off.
+    sip: Option<sip::listener::SipListeners>,
+    /// SIP settings.
+    sip_config: config::SipConfig,
     /// Shared state.
     state: AppState,
     /// Static files.
@@ -52,16 +58,27 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
     let store = store::open(&config.database).await?;
     let floor = u64::try_from(store.max_send_seq().await?).unwrap_or(0);
     let bus = Bus::new(floor, BUS_HISTORY, BUS_CAPACITY);
-    let auth = auth::Auth::new(store.clone(), Duration::from_secs(config.limits.token_ttl)).await?;
+    let auth = auth::Auth::new(
+        store.clone(),
+        Duration::from_secs(config.limits.token_ttl),
+        &config.sip.realm,
+    )
+    .await?;
     let (closing, closing_rx) = watch::channel(false);
     let state = AppState::new(store, bus, auth, config.limits.clone(), closing_rx);
     let tcp = tokio::net::TcpListener::bind(config.http)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http))?;
     let http_addr = tcp.local_addr()?;
+    let sip = match config.sip.addr {
+        Some(addr) => Some(sip::listener::SipListeners::bind(addr).await?),
+        None => None,
+    };
     Ok(Relay {
         listener: LimitedListener::new(tcp, config.limits.max_connections),
         http_addr,
+        sip,
+        sip_config: config.sip,
         state,
         www: config.www.filter(|d| d.is_dir()),
         closing,
@@ -74,12 +91,24 @@ impl Relay {
         self.http_addr
     }
 
+    /// The SIP address (UDP and TCP), unless SIP is off.
+    pub fn sip_addr(&self) -> Option<SocketAddr> {
+        self.sip.as_ref().map(|s| s.addr())
+    }
+
     /// Serves until `shutdown` completes, then ends open streams and waits for requests in flight.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let expiry = tokio::spawn(expire_logins(self.state.clone()));
+        let sip_tasks = match self.sip {
+            Some(listeners) => {
+                let core = sip_core(&self.state, &self.sip_config);
+                listeners.run(core, self.sip_config.max_message_bytes).1
+            }
+            None => Vec::new(),
+        };
         let router = api::app(self.state, self.www.as_deref());
         let service = tower::util::MapRequest::new(router, api::override_method);
         let closing = self.closing;
@@ -93,8 +122,29 @@ impl Relay {
         })
         .await;
         expiry.abort();
+        for task in sip_tasks {
+            task.abort();
+        }
         result.map_err(Into::into)
     }
+}
+
+/// The SIP request handlers over the REST side's accounts and location service.
+fn sip_core(state: &AppState, config: &config::SipConfig) -> sip::core::Core {
+    let digest = config.auth.then(|| {
+        std::sync::Arc::new(sip::digest::DigestAuth::new(
+            &config.realm,
+            state.auth.secret(),
+            NONCE_TTL.as_secs(),
+        ))
+    });
+    let registrar = sip::registrar::Registrar::new(
+        state.location.clone(),
+        state.store.clone(),
+        digest,
+        state.limits.clone(),
+    );
+    sip::core::Core::new(registrar, state.store.clone())
 }
 
 /// Removes logins as they expire (announcing each), and lets the bus forget idle resources.

@@ -2,6 +2,8 @@
 //! registrations) are contacts of a user; every change, expiry included, is an event on
 //! `/login/{email}`, and a contact that goes away ends its inbox stream and leaves its calls.
 
+mod sip;
+
 use std::sync::Arc;
 
 use restsip_protocol::{Contact, ContactSource, CreateLogin, EventKind, RefreshLogin};
@@ -13,6 +15,8 @@ use crate::clock::{now_ms, seconds_until};
 use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::store::{ContactRecord, Store};
+
+pub use sip::{BindingChange, MAX_BINDINGS};
 
 /// Longest contact address accepted.
 const MAX_CONTACT_LEN: usize = 1024;
@@ -76,6 +80,7 @@ impl Location {
             expires_at: now_ms() + i64::from(expires) * 1000,
             presence: req.presence,
             source,
+            sip: None,
         };
         let record = self
             .store

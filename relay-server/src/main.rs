@@ -28,8 +28,12 @@ async fn run() -> anyhow::Result<()> {
     let relay = restsip_relay::start(config).await?;
     // The first line on stdout says where the relay is; scripts and tests read it.
     println!("restsip relay listening on http://{}", relay.http_addr());
+    // The SIP address comes second, so readers of the first line are unaffected.
+    if let Some(sip) = relay.sip_addr() {
+        println!("restsip relay sip on udp+tcp {sip}");
+    }
     std::io::stdout().flush()?;
-    tracing::info!(http = %relay.http_addr(), %database, "relay started");
+    tracing::info!(http = %relay.http_addr(), sip = ?relay.sip_addr(), %database, "relay started");
     relay.serve(shutdown_signal()).await
 }
 

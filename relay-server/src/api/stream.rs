@@ -488,7 +488,7 @@ mod tests {
             })
             .await
             .expect("user");
-        let auth = Auth::new(store.clone(), Duration::from_secs(60))
+        let auth = Auth::new(store.clone(), Duration::from_secs(60), "restsip")
             .await
             .expect("auth");
         let (closing_tx, closing) = tokio::sync::watch::channel(false);

@@ -93,7 +93,10 @@ pub(crate) async fn user_create(
         created: now_ms(),
     };
     match state.store.create_user(&record).await {
-        Ok(()) => {}
+        Ok(()) => {
+            let digest = state.auth.digest_record(&record.email, &req.password);
+            state.store.set_digest(&record.email, &digest).await?;
+        }
         Err(StoreError::Conflict) => {
             return Err(ApiError::new(
                 restsip_protocol::ProblemKind::Conflict,
@@ -150,12 +153,17 @@ async fn user_update(
             record.data.extend(data);
         }
     }
-    if let Some(password) = req.password {
-        check_password(&password)?;
-        record.password_hash = Auth::hash_password(&password).await?;
+    let new_password = req.password;
+    if let Some(password) = &new_password {
+        check_password(password)?;
+        record.password_hash = Auth::hash_password(password).await?;
     }
     if !state.store.update_user(&record).await? {
         return Err(ApiError::not_found(format!("no user {id}")));
+    }
+    if let Some(password) = &new_password {
+        let digest = state.auth.digest_record(&id, password);
+        state.store.set_digest(&id, &digest).await?;
     }
     state.auth.forget(&id);
     Ok(Json(user_view(record)))

@@ -20,9 +20,9 @@ pub enum Frame {
 #[derive(Debug)]
 pub enum FramingError {
     /// The message is larger than the limit (answer 513).
-    TooLarge(Option<SipMessage>),
+    TooLarge(Option<Box<SipMessage>>),
     /// Content-Length is missing a valid value, so the next message cannot be found (answer 400).
-    BadLength(Option<SipMessage>),
+    BadLength(Option<Box<SipMessage>>),
 }
 
 /// Bytes read from one connection, waiting to become messages.
@@ -72,17 +72,25 @@ impl StreamFramer {
         let Some((end, body_start)) = head_end(&self.buf[..self.buf.len().min(self.max + 4)])
         else {
             if self.buf.len() > self.max {
-                return Err(FramingError::TooLarge(parse_head(&self.buf).ok()));
+                return Err(FramingError::TooLarge(
+                    parse_head(&self.buf).ok().map(Box::new),
+                ));
             }
             return Ok(None);
         };
         let length = match content_length(&self.buf[..end]) {
             Ok(n) => n,
-            Err(()) => return Err(FramingError::BadLength(parse_head(&self.buf[..end]).ok())),
+            Err(()) => {
+                return Err(FramingError::BadLength(
+                    parse_head(&self.buf[..end]).ok().map(Box::new),
+                ))
+            }
         };
         let total = body_start.saturating_add(length);
         if total > self.max {
-            return Err(FramingError::TooLarge(parse_head(&self.buf[..end]).ok()));
+            return Err(FramingError::TooLarge(
+                parse_head(&self.buf[..end]).ok().map(Box::new),
+            ));
         }
         if self.buf.len() < total {
             self.buf.reserve(total - self.buf.len());

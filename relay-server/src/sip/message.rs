@@ -71,6 +71,12 @@ impl Method {
         is_token(token).then(|| Method(Cow::Owned(token.to_owned())))
     }
 
+    /// True for the methods of RFC 3261 and the standard extensions named here (as opposed to
+    /// a token nobody has defined).
+    pub fn is_standard(&self) -> bool {
+        Self::KNOWN.contains(self)
+    }
+
     /// The token.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -2,10 +2,17 @@
 //! framing over UDP and TCP, transactions with the RFC 3261 timers, a registrar with digest
 //! authentication over the same accounts and location service as the REST API, and OPTIONS.
 
+pub mod core;
 pub mod digest;
+pub mod endpoint;
 pub mod framing;
 pub mod headers;
+pub mod listener;
 pub mod message;
 pub mod parse;
+pub mod registrar;
+pub mod response;
 mod scan;
+pub mod transaction;
+pub mod transport;
 pub mod uri;

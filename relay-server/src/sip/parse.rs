@@ -17,14 +17,14 @@ pub struct Rejected {
     /// The status to answer a request with: 400, or 505 for another SIP version.
     pub status: u16,
     /// As much of the message as could be read, when it is a request that can be answered.
-    pub partial: Option<SipMessage>,
+    pub partial: Option<Box<SipMessage>>,
 }
 
 fn reject(reason: impl Into<Cow<'static, str>>, partial: Option<SipMessage>) -> Rejected {
     Rejected {
         reason: reason.into(),
         status: 400,
-        partial,
+        partial: partial.map(Box::new),
     }
 }
 
@@ -139,7 +139,7 @@ pub fn parse_head(head: &[u8]) -> Result<SipMessage, Rejected> {
             return Err(Rejected {
                 reason: reason.into(),
                 status,
-                partial,
+                partial: partial.map(Box::new),
             });
         }
     };

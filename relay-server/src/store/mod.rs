@@ -79,6 +79,20 @@ pub struct ContactRecord {
     pub presence: Option<Value>,
     /// REST or SIP.
     pub source: ContactSource,
+    /// For SIP registrations: how to reach the phone (transport, source address, Path) and the
+    /// Call-ID and CSeq of the REGISTER that made it.
+    pub sip: Option<Value>,
+}
+
+/// The digest authentication secrets of a user: `H(email:realm:password)` per algorithm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestRecord {
+    /// The realm the values were computed for.
+    pub realm: String,
+    /// MD5 HA1, hex.
+    pub md5: String,
+    /// SHA-256 HA1, hex.
+    pub sha256: String,
 }
 
 /// A call (conference) context.
@@ -147,6 +161,10 @@ pub trait Store: Send + Sync + 'static {
     async fn update_user(&self, user: &UserRecord) -> StoreResult<bool>;
     /// Deletes a user with its mail, contacts and queued SENDs; false if there was none.
     async fn delete_user(&self, email: &str) -> StoreResult<bool>;
+    /// Replaces a user's digest secrets; false if there is no such user.
+    async fn set_digest(&self, email: &str, digest: &DigestRecord) -> StoreResult<bool>;
+    /// A user's digest secrets; None if the user does not exist or has none stored.
+    async fn digest(&self, email: &str) -> StoreResult<Option<DigestRecord>>;
 
     /// Stores an offline message (its `id` is assigned) and returns it.
     async fn add_mail(&self, mail: &MailRecord) -> StoreResult<MailRecord>;

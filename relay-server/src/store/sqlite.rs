@@ -12,8 +12,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    CallRecord, ContactRecord, MailRecord, ParticipantRecord, SendRecord, Store, StoreError,
-    StoreResult, UserRecord,
+    CallRecord, ContactRecord, DigestRecord, MailRecord, ParticipantRecord, SendRecord, Store,
+    StoreError, StoreResult, UserRecord,
 };
 
 /// The SQLite store.
@@ -115,6 +115,7 @@ fn contact_row(row: SqliteRow) -> StoreResult<ContactRecord> {
         } else {
             ContactSource::Web
         },
+        sip: json_value(row.try_get("sip")?)?,
     })
 }
 
@@ -208,6 +209,36 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn set_digest(&self, email: &str, digest: &DigestRecord) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE users SET digest_realm = ?, ha1_md5 = ?, ha1_sha256 = ? WHERE email = ?",
+        )
+        .bind(&digest.realm)
+        .bind(&digest.md5)
+        .bind(&digest.sha256)
+        .bind(email)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn digest(&self, email: &str) -> StoreResult<Option<DigestRecord>> {
+        let row = sqlx::query(
+            "SELECT digest_realm, ha1_md5, ha1_sha256 FROM users WHERE email = ? AND digest_realm IS NOT NULL",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(DigestRecord {
+                realm: r.try_get("digest_realm")?,
+                md5: r.try_get("ha1_md5")?,
+                sha256: r.try_get("ha1_sha256")?,
+            })
+        })
+        .transpose()
+    }
+
     async fn add_mail(&self, mail: &MailRecord) -> StoreResult<MailRecord> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO mail (owner, sender, url, body, subject, created) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
@@ -252,7 +283,7 @@ impl Store for SqliteStore {
         .await?;
         let Some(id) = id else { return Ok(None) };
         sqlx::query(
-            "INSERT INTO contacts (email, id, contact, expires_at, presence, source) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO contacts (email, id, contact, expires_at, presence, source, sip) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&contact.email)
         .bind(id)
@@ -260,6 +291,7 @@ impl Store for SqliteStore {
         .bind(contact.expires_at)
         .bind(contact.presence.as_ref().map(to_json))
         .bind(source_name(contact.source))
+        .bind(contact.sip.as_ref().map(to_json))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -271,12 +303,13 @@ impl Store for SqliteStore {
 
     async fn update_contact(&self, contact: &ContactRecord) -> StoreResult<bool> {
         let done = sqlx::query(
-            "UPDATE contacts SET contact = ?, expires_at = ?, presence = ?, source = ? WHERE email = ? AND id = ?",
+            "UPDATE contacts SET contact = ?, expires_at = ?, presence = ?, source = ?, sip = ? WHERE email = ? AND id = ?",
         )
         .bind(&contact.contact)
         .bind(contact.expires_at)
         .bind(contact.presence.as_ref().map(to_json))
         .bind(source_name(contact.source))
+        .bind(contact.sip.as_ref().map(to_json))
         .bind(&contact.email)
         .bind(contact.id)
         .execute(&self.pool)
@@ -617,6 +650,7 @@ mod tests {
             expires_at,
             presence: None,
             source: ContactSource::Web,
+            sip: None,
         }
     }
 
@@ -714,6 +748,21 @@ mod tests {
             .expect("pending");
         assert_eq!(after.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1]);
         assert_eq!(s.max_send_seq().await.expect("max"), 2);
+    }
+
+    #[tokio::test]
+    async fn digest_secrets_are_kept_per_user() {
+        let s = store().await;
+        s.create_user(&user("a@x")).await.expect("user");
+        assert_eq!(s.digest("a@x").await.expect("digest"), None);
+        let d = DigestRecord {
+            realm: "restsip".into(),
+            md5: "m".into(),
+            sha256: "s".into(),
+        };
+        assert!(s.set_digest("a@x", &d).await.expect("set"));
+        assert!(!s.set_digest("nobody@x", &d).await.expect("set"));
+        assert_eq!(s.digest("a@x").await.expect("digest"), Some(d));
     }
 
     #[tokio::test]

@@ -1,0 +1,195 @@
+//! SIP registrations in the location service (RFC 3261 §10.3): a binding is a contact with
+//! `ContactSource::Sip`, so a phone's REGISTER shows in `GET /login/{email}` and its streams
+//! like a REST login, and expires the same way.
+
+use restsip_protocol::{Contact, ContactSource, EventKind};
+use serde_json::{json, Value};
+
+use super::{contact_view, Location, MAX_CONTACT_LEN};
+use crate::bus::Topic;
+use crate::clock::now_ms;
+use crate::error::{Error, Result};
+use crate::store::ContactRecord;
+
+/// Most SIP bindings one user may hold.
+pub const MAX_BINDINGS: usize = 32;
+
+/// One change a REGISTER asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BindingChange {
+    /// Add or refresh the binding of this Contact URI.
+    Bind {
+        /// The Contact URI.
+        uri: String,
+        /// Granted lifetime (s), above 0.
+        expires: u32,
+        /// How the phone is reached (transport, source, Path), kept with the binding.
+        route: Value,
+    },
+    /// Remove the binding of this Contact URI (`expires=0`).
+    Unbind {
+        /// The Contact URI.
+        uri: String,
+    },
+}
+
+impl BindingChange {
+    fn uri(&self) -> &str {
+        match self {
+            BindingChange::Bind { uri, .. } | BindingChange::Unbind { uri } => uri,
+        }
+    }
+}
+
+fn position(live: &[ContactRecord], uri: &str) -> Option<usize> {
+    live.iter()
+        .position(|c| c.source == ContactSource::Sip && c.contact.as_deref() == Some(uri))
+}
+
+fn stored_order(c: &ContactRecord) -> Option<(&str, u64)> {
+    let sip = c.sip.as_ref()?;
+    Some((sip.get("call_id")?.as_str()?, sip.get("cseq")?.as_u64()?))
+}
+
+impl Location {
+    /// Applies the changes of one REGISTER (Call-ID `call_id`, CSeq `cseq`) for `email` and
+    /// returns the user's SIP bindings after it. A REGISTER older than a binding it touches
+    /// (same Call-ID, CSeq not higher) changes nothing and is an [`Error::Conflict`].
+    pub async fn register_sip(
+        &self,
+        email: &str,
+        call_id: &str,
+        cseq: u32,
+        changes: Vec<BindingChange>,
+    ) -> Result<Vec<ContactRecord>> {
+        let now = now_ms();
+        let mut live = self.store.contacts(email, now).await?;
+        for change in &changes {
+            if change.uri().len() > MAX_CONTACT_LEN {
+                return Err(Error::Invalid(format!(
+                    "contact is longer than {MAX_CONTACT_LEN} bytes"
+                )));
+            }
+            let existing = position(&live, change.uri()).and_then(|i| stored_order(&live[i]));
+            if existing.is_some_and(|(id, seq)| id == call_id && u64::from(cseq) <= seq) {
+                return Err(Error::Conflict(
+                    "CSeq is not above the one that made the binding".into(),
+                ));
+            }
+        }
+        for change in changes {
+            match change {
+                BindingChange::Bind {
+                    uri,
+                    expires,
+                    mut route,
+                } => {
+                    route["call_id"] = json!(call_id);
+                    route["cseq"] = json!(cseq);
+                    let expires_at = now + i64::from(expires) * 1000;
+                    self.bind(email, &mut live, uri, expires_at, route).await?;
+                }
+                BindingChange::Unbind { uri } => {
+                    if let Some(i) = position(&live, &uri) {
+                        let record = live.remove(i);
+                        if let Some(gone) = self.store.remove_contact(email, record.id).await? {
+                            self.gone(&gone, "unregistered").await?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(live
+            .into_iter()
+            .filter(|c| c.source == ContactSource::Sip)
+            .collect())
+    }
+
+    async fn bind(
+        &self,
+        email: &str,
+        live: &mut Vec<ContactRecord>,
+        uri: String,
+        expires_at: i64,
+        route: Value,
+    ) -> Result<()> {
+        let mut refreshed = None;
+        if let Some(i) = position(live, &uri) {
+            let mut record = live[i].clone();
+            record.expires_at = expires_at;
+            record.sip = Some(route.clone());
+            if self.store.update_contact(&record).await? {
+                live[i] = record.clone();
+                refreshed = Some(record);
+            } else {
+                // It expired and was swept meanwhile: bind it afresh.
+                live.remove(i);
+            }
+        }
+        let (kind, record) = match refreshed {
+            Some(record) => (EventKind::Updated, record),
+            None => {
+                let bindings = live
+                    .iter()
+                    .filter(|c| c.source == ContactSource::Sip)
+                    .count();
+                if bindings >= MAX_BINDINGS {
+                    return Err(Error::Limit(format!(
+                        "at most {MAX_BINDINGS} SIP registrations per user"
+                    )));
+                }
+                let record = ContactRecord {
+                    email: email.to_owned(),
+                    id: 0,
+                    contact: Some(uri),
+                    expires_at,
+                    presence: None,
+                    source: ContactSource::Sip,
+                    sip: Some(route),
+                };
+                let record = self
+                    .store
+                    .add_contact(&record)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("no user {email}")))?;
+                live.push(record.clone());
+                (EventKind::Added, record)
+            }
+        };
+        // The state is what `live` holds now: no second read of the store.
+        let now = now_ms();
+        let state: Vec<Contact> = live.iter().map(|c| contact_view(c, now)).collect();
+        let item = serde_json::to_value(contact_view(&record, now)).unwrap_or_default();
+        self.bus.publish(
+            &Topic::Login(email.to_owned()),
+            kind,
+            item,
+            Some(json!(state)),
+        );
+        Ok(())
+    }
+
+    /// Removes every SIP binding of `email` (`Contact: *`); REST logins stay.
+    pub async fn unregister_sip_all(&self, email: &str) -> Result<()> {
+        for record in self.store.contacts(email, now_ms()).await? {
+            if record.source != ContactSource::Sip {
+                continue;
+            }
+            if let Some(gone) = self.store.remove_contact(email, record.id).await? {
+                self.gone(&gone, "unregistered").await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The live SIP bindings of `email`.
+    pub async fn sip_bindings(&self, email: &str) -> Result<Vec<ContactRecord>> {
+        Ok(self
+            .store
+            .contacts(email, now_ms())
+            .await?
+            .into_iter()
+            .filter(|c| c.source == ContactSource::Sip)
+            .collect())
+    }
+}

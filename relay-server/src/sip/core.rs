@@ -1,0 +1,139 @@
+//! What the relay answers to a new request: the checks every request goes through (method,
+//! CSeq, Require, URI scheme, user) and the handlers of the methods implemented so far.
+
+use std::sync::Arc;
+
+use super::message::{Method, SipMessage, StartLine};
+use super::registrar::Registrar;
+use super::response::Reply;
+use super::transport::Peer;
+use crate::store::Store;
+
+/// The methods the relay handles.
+pub const ALLOW: &str = "REGISTER, OPTIONS, ACK, CANCEL";
+/// Body types the relay accepts.
+pub const ACCEPT: &str = "application/sdp, text/plain";
+/// Option tags the relay supports (RFC 3327 Path: kept with bindings and echoed).
+pub const SUPPORTED: &str = "path";
+
+/// The next step for a request.
+#[derive(Debug)]
+pub enum Step {
+    /// Answer at once.
+    Reply(Reply),
+    /// Answer after asynchronous work (the store).
+    Async(Task),
+}
+
+/// Work that needs the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// REGISTER.
+    Register,
+    /// A request for a user: 404 if unknown, else its method's answer.
+    ForUser,
+}
+
+/// The request handlers; cheap to clone.
+#[derive(Clone)]
+pub struct Core {
+    /// REGISTER.
+    registrar: Registrar,
+    /// Accounts, to tell known users from unknown ones.
+    store: Arc<dyn Store>,
+}
+
+fn not_implemented() -> Reply {
+    Reply::new(501, "Not Implemented").with("Allow", ALLOW)
+}
+
+fn options() -> Reply {
+    Reply::new(200, "OK")
+        .with("Allow", ALLOW)
+        .with("Accept", ACCEPT)
+        .with("Supported", SUPPORTED)
+}
+
+impl Core {
+    /// The handlers.
+    pub fn new(registrar: Registrar, store: Arc<dyn Store>) -> Self {
+        Self { registrar, store }
+    }
+
+    /// Decides what to do with a new request (ACKs never get here with a transaction).
+    pub fn step(&self, req: &SipMessage) -> Step {
+        let StartLine::Request { method, uri } = &req.start else {
+            return Step::Reply(Reply::bad_request("not a request"));
+        };
+        if *method == Method::CANCEL {
+            // INVITE is not handled yet, so there is never a transaction to cancel.
+            return Step::Reply(Reply::new(481, "Call/Transaction Does Not Exist"));
+        }
+        let implemented = *method == Method::REGISTER || *method == Method::OPTIONS;
+        if !implemented && !method.is_standard() {
+            // An unknown method is refused before anything else (RFC 4475 §3.1.2.18).
+            return Step::Reply(not_implemented());
+        }
+        match req.cseq() {
+            Ok(cseq) if cseq.method == *method => {}
+            Ok(_) => {
+                return Step::Reply(Reply::bad_request("CSeq method differs from the request's"))
+            }
+            Err(why) => return Step::Reply(Reply::bad_request(why)),
+        }
+        let unsupported: Vec<&str> = req
+            .headers_named("Require")
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|tag| {
+                !tag.is_empty() && !SUPPORTED.split(", ").any(|s| s.eq_ignore_ascii_case(tag))
+            })
+            .collect();
+        if !unsupported.is_empty() {
+            return Step::Reply(
+                Reply::new(420, "Bad Extension").with("Unsupported", unsupported.join(", ")),
+            );
+        }
+        let Some(sip) = uri.sip() else {
+            return Step::Reply(Reply::new(416, "Unsupported URI Scheme"));
+        };
+        if *method == Method::REGISTER {
+            return Step::Async(Task::Register);
+        }
+        if sip.user.is_some() {
+            return Step::Async(Task::ForUser);
+        }
+        Step::Reply(self.answer(method))
+    }
+
+    /// Does the asynchronous part of a request.
+    pub async fn run(&self, task: Task, req: &SipMessage, from: Peer) -> Reply {
+        match task {
+            Task::Register => self.registrar.register(req, from).await,
+            Task::ForUser => {
+                let Some(StartLine::Request { method, uri }) = Some(&req.start) else {
+                    return Reply::bad_request("not a request");
+                };
+                let Some(email) = uri.sip().and_then(|u| u.address()) else {
+                    return Reply::new(404, "Not Found");
+                };
+                match self.store.user(&email).await {
+                    Ok(Some(_)) => self.answer(method),
+                    Ok(None) => Reply::new(404, "Not Found"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "user lookup failed");
+                        Reply::new(500, "Server Internal Error")
+                    }
+                }
+            }
+        }
+    }
+
+    fn answer(&self, method: &Method) -> Reply {
+        if *method == Method::OPTIONS {
+            options()
+        } else {
+            not_implemented()
+        }
+    }
+}

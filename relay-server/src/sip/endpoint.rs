@@ -1,0 +1,217 @@
+//! The SIP endpoint: parses what the transports receive, fills in `received` and `rport`
+//! (RFC 3581), routes responses back per RFC 3261 §18.2.2, runs requests through the
+//! transaction layer and hands new ones to the core (registrar, OPTIONS, refusals).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::core::{Core, Step};
+use super::headers::Via;
+use super::message::{Method, SipMessage, StartLine};
+use super::parse::{parse_datagram, parse_head, Rejected};
+use super::response::{build, new_tag, Reply};
+use super::transaction::client::ClientTransactions;
+use super::transaction::server::{Received, ServerTransactions};
+use super::transaction::TxKey;
+use super::transport::{Peer, Transport, Wire};
+
+/// The SIP endpoint; cheap to clone.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Shared state.
+    inner: Arc<Inner>,
+}
+
+/// A handle that does not keep the endpoint alive (for the transports it owns).
+#[derive(Clone)]
+pub struct WeakEndpoint(std::sync::Weak<Inner>);
+
+impl WeakEndpoint {
+    /// The endpoint, if it still exists.
+    pub fn upgrade(&self) -> Option<Endpoint> {
+        self.0.upgrade().map(|inner| Endpoint { inner })
+    }
+}
+
+struct Inner {
+    /// Server transactions.
+    server: ServerTransactions,
+    /// Client transactions (requests the relay sends).
+    client: ClientTransactions,
+    /// Where stateless responses go.
+    wire: Arc<dyn Wire>,
+    /// What answers requests.
+    core: Core,
+    /// Largest message accepted.
+    max_message: usize,
+}
+
+impl Endpoint {
+    /// An endpoint sending through `wire` and answering with `core`.
+    pub fn new(wire: Arc<dyn Wire>, core: Core, max_message: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                server: ServerTransactions::new(wire.clone()),
+                client: ClientTransactions::new(wire.clone()),
+                wire,
+                core,
+                max_message,
+            }),
+        }
+    }
+
+    /// A handle that does not keep the endpoint alive.
+    pub fn downgrade(&self) -> WeakEndpoint {
+        WeakEndpoint(Arc::downgrade(&self.inner))
+    }
+
+    /// Answers a double-CRLF keep-alive ping with a CRLF pong (RFC 5626 §4.4.1).
+    pub fn pong(&self, to: Peer) {
+        self.inner.wire.send(to, Bytes::from_static(b"\r\n"));
+    }
+
+    /// Answers 400 to a message whose length cannot be framed (the stream is closed then).
+    pub fn bad_framing(&self, partial: Option<Box<SipMessage>>, from: Peer) {
+        if let Some(msg) = partial {
+            self.stateless(&msg, from, Reply::bad_request("bad Content-Length"));
+        }
+    }
+
+    /// The client transactions, for requests the relay originates.
+    pub fn client(&self) -> &ClientTransactions {
+        &self.inner.client
+    }
+
+    /// The server transactions (for tests and statistics).
+    pub fn server(&self) -> &ServerTransactions {
+        &self.inner.server
+    }
+
+    /// Largest message accepted.
+    pub fn max_message(&self) -> usize {
+        self.inner.max_message
+    }
+
+    /// Handles one UDP datagram.
+    pub fn on_datagram(&self, data: &[u8], from: Peer) {
+        if data.iter().all(|b| matches!(b, b'\r' | b'\n')) {
+            return; // a keep-alive
+        }
+        if data.len() > self.inner.max_message {
+            let head = super::parse::head_end(data).map_or(data, |(end, _)| &data[..end]);
+            self.too_large(parse_head(head).ok().map(Box::new), from);
+            return;
+        }
+        self.on_parsed(parse_datagram(data), from);
+    }
+
+    /// Handles a message a stream framer found (or refused).
+    pub fn on_parsed(&self, parsed: Result<SipMessage, Rejected>, from: Peer) {
+        match parsed {
+            Ok(msg) => match msg.start {
+                StartLine::Request { .. } => self.on_request(msg, from),
+                StartLine::Response { .. } => {
+                    // Responses that match no client transaction are dropped (no proxying yet).
+                    self.inner.client.on_response(msg);
+                }
+            },
+            Err(rejected) => {
+                tracing::debug!(%from.addr, reason = %rejected.reason, "malformed SIP message");
+                if let Some(partial) = rejected.partial {
+                    let reply = if rejected.status == 505 {
+                        Reply::new(505, "Version Not Supported")
+                    } else {
+                        Reply::bad_request(&rejected.reason)
+                    };
+                    self.stateless(&partial, from, reply);
+                }
+            }
+        }
+    }
+
+    /// Answers 513 to a request too large to handle, if enough of it could be read.
+    pub fn too_large(&self, partial: Option<Box<SipMessage>>, from: Peer) {
+        if let Some(msg) = partial {
+            self.stateless(&msg, from, Reply::new(513, "Message Too Large"));
+        }
+    }
+
+    /// A response outside any transaction (to requests that could not be parsed in full).
+    fn stateless(&self, req: &SipMessage, from: Peer, reply: Reply) {
+        if req.method().is_none_or(|m| *m == Method::ACK) {
+            return; // never answer an ACK or a response
+        }
+        let Ok(mut via) = req.top_via() else { return };
+        let to = stamp_via(&mut via, from);
+        let response = build(req, Some(&via.to_string()), &reply, &new_tag());
+        self.inner.wire.send(to, Bytes::from(response.to_bytes()));
+    }
+
+    fn on_request(&self, req: SipMessage, from: Peer) {
+        let Ok(mut via) = req.top_via() else { return };
+        let Some(key) = TxKey::of(&req, &via) else {
+            return;
+        };
+        let to = stamp_via(&mut via, from);
+        let is_ack = req.method() == Some(&Method::ACK);
+        match self.inner.server.receive(&key, is_ack, to) {
+            Received::New => {}
+            Received::AckUnmatched => return, // no dialogs yet: an ACK of a 2xx ends here
+            Received::Retransmission | Received::AckAbsorbed => return,
+        }
+        let top = via.to_string();
+        match self.inner.core.step(&req) {
+            Step::Reply(reply) => self.respond(&req, &top, &key, to, reply),
+            Step::Async(task) => {
+                let endpoint = self.clone();
+                let core = self.inner.core.clone();
+                tokio::spawn(async move {
+                    let reply = core.run(task, &req, from).await;
+                    endpoint.respond(&req, &top, &key, to, reply);
+                });
+            }
+        }
+    }
+
+    fn respond(&self, req: &SipMessage, top: &str, key: &TxKey, to: Peer, reply: Reply) {
+        let response = build(req, Some(top), &reply, &new_tag());
+        let data = Bytes::from(response.to_bytes());
+        self.inner.server.respond(key, reply.code, data, to);
+    }
+}
+
+/// Fills in `received` and `rport` (RFC 3261 §18.2.1, RFC 3581 §4) and returns where responses
+/// go (§18.2.2): the connection for TCP; for UDP the source address, at the source port when the
+/// client asked for `rport`, else at the sent-by port.
+pub fn stamp_via(via: &mut Via, from: Peer) -> Peer {
+    let ip = from.addr.ip();
+    let literal = via.host.trim_start_matches('[').trim_end_matches(']');
+    if literal.parse::<std::net::IpAddr>().ok() != Some(ip) {
+        via.set_param("received", Some(ip.to_string()));
+    }
+    let rport = via.param("rport").is_some();
+    if rport {
+        via.set_param("rport", Some(from.addr.port().to_string()));
+        via.set_param("received", Some(ip.to_string()));
+    }
+    match from.transport {
+        Transport::Tcp => from,
+        Transport::Udp => {
+            let port = if rport {
+                from.addr.port()
+            } else {
+                via.port.unwrap_or(5060)
+            };
+            Peer {
+                transport: Transport::Udp,
+                addr: SocketAddr::new(ip, port),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "endpoint_tests.rs"]
+mod tests;

@@ -1,0 +1,240 @@
+//! The registrar (RFC 3261 §10.3): REGISTER authenticated by digest against the REST accounts
+//! (username = email, AOR = `sip:` + email), bindings with expiry, `*` removal, several
+//! contacts per user, kept in the location service that REST logins share.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::digest::{Algorithm, Credentials, DigestAuth, Verdict};
+use super::message::{parse_u32, SipMessage};
+use super::response::Reply;
+use super::transport::Peer;
+use crate::clock::{now_ms, seconds_until};
+use crate::config::Limits;
+use crate::error::Error;
+use crate::location::{BindingChange, Location};
+use crate::store::{DigestRecord, Store};
+
+/// Most Contact values one REGISTER may carry.
+const MAX_CONTACTS_PER_REQUEST: usize = 16;
+
+/// Handles REGISTER requests; cheap to clone.
+#[derive(Clone)]
+pub struct Registrar {
+    /// Where bindings live.
+    location: Location,
+    /// Accounts and their digest secrets.
+    store: Arc<dyn Store>,
+    /// Digest authentication, or None when turned off (`--sip-auth off`).
+    digest: Option<Arc<DigestAuth>>,
+    /// Expiry limits, shared with REST logins.
+    limits: Arc<Limits>,
+}
+
+fn internal(e: impl std::fmt::Display) -> Reply {
+    tracing::warn!(error = %e, "REGISTER failed");
+    Reply::new(500, "Server Internal Error")
+}
+
+impl Registrar {
+    /// A registrar over `location`; `digest` None accepts every REGISTER unauthenticated.
+    pub fn new(
+        location: Location,
+        store: Arc<dyn Store>,
+        digest: Option<Arc<DigestAuth>>,
+        limits: Arc<Limits>,
+    ) -> Self {
+        Self {
+            location,
+            store,
+            digest,
+            limits,
+        }
+    }
+
+    /// Answers a REGISTER that arrived from `from`.
+    pub async fn register(&self, req: &SipMessage, from: Peer) -> Reply {
+        match self.try_register(req, from).await {
+            Ok(reply) | Err(reply) => reply,
+        }
+    }
+
+    async fn try_register(&self, req: &SipMessage, from: Peer) -> Result<Reply, Reply> {
+        let to = req.to().map_err(Reply::bad_request)?;
+        let aor = to
+            .uri
+            .sip()
+            .and_then(|u| u.address())
+            .ok_or_else(|| Reply::new(404, "Not Found (To is not a user's SIP address)"))?;
+        let digest = self.store.digest(&aor).await.map_err(internal)?;
+        if digest.is_none() && self.store.user(&aor).await.map_err(internal)?.is_none() {
+            return Err(Reply::new(404, "Not Found"));
+        }
+        if let Some(auth) = &self.digest {
+            authenticate(auth, req, &aor, digest.as_ref())?;
+        }
+        let call_id = req.call_id().unwrap_or_default();
+        let cseq = req.cseq().map_err(Reply::bad_request)?.seq;
+        let expires_header = req.expires().map_err(Reply::bad_request)?;
+        let bindings = match req.contacts().map_err(Reply::bad_request)? {
+            None => {
+                if expires_header != Some(0) || req.headers_named("Contact").count() != 1 {
+                    return Err(Reply::bad_request(
+                        "Contact: * needs Expires: 0 and no other Contact",
+                    ));
+                }
+                self.location
+                    .unregister_sip_all(&aor)
+                    .await
+                    .map_err(location_error)?;
+                Vec::new()
+            }
+            Some(list) if list.is_empty() => self
+                .location
+                .sip_bindings(&aor)
+                .await
+                .map_err(location_error)?,
+            Some(list) => {
+                if list.len() > MAX_CONTACTS_PER_REQUEST {
+                    return Err(Reply::bad_request("too many Contact values"));
+                }
+                let route = json!({
+                    "transport": from.transport.name(),
+                    "source": from.addr.to_string(),
+                    "path": req.headers_named("Path").collect::<Vec<_>>(),
+                });
+                let mut changes = Vec::with_capacity(list.len());
+                for contact in list {
+                    let requested = match contact.param("expires") {
+                        Some(v) => Some(v.and_then(parse_u32).ok_or_else(|| {
+                            Reply::bad_request("Contact expires is not a number")
+                        })?),
+                        None => expires_header,
+                    };
+                    let uri = contact.uri.to_string();
+                    changes.push(match requested.unwrap_or(self.limits.default_expires) {
+                        0 => BindingChange::Unbind { uri },
+                        n if n < self.limits.min_expires => {
+                            return Err(Reply::new(423, "Interval Too Brief")
+                                .with("Min-Expires", self.limits.min_expires.to_string()));
+                        }
+                        n => BindingChange::Bind {
+                            uri,
+                            expires: n.min(self.limits.max_expires),
+                            route: route.clone(),
+                        },
+                    });
+                }
+                self.location
+                    .register_sip(&aor, call_id, cseq, changes)
+                    .await
+                    .map_err(location_error)?
+            }
+        };
+        let now = now_ms();
+        let mut reply = Reply::new(200, "OK");
+        for b in &bindings {
+            if let Some(uri) = &b.contact {
+                let expires = seconds_until(b.expires_at, now);
+                reply = reply.with("Contact", format!("<{uri}>;expires={expires}"));
+            }
+        }
+        for path in req.headers_named("Path") {
+            reply = reply.with("Path", path.to_owned());
+        }
+        Ok(reply.with("Date", http_date()))
+    }
+}
+
+fn location_error(e: Error) -> Reply {
+    match e {
+        Error::NotFound(_) => Reply::new(404, "Not Found"),
+        Error::Conflict(why) | Error::Invalid(why) => Reply::bad_request(&why),
+        Error::Limit(why) => Reply::new(403, format!("Forbidden ({why})")),
+        other => internal(other),
+    }
+}
+
+/// Checks the digest credentials of `req` for `aor`; Err is the 401 or 403 to answer.
+fn authenticate(
+    auth: &DigestAuth,
+    req: &SipMessage,
+    aor: &str,
+    digest: Option<&DigestRecord>,
+) -> Result<(), Reply> {
+    let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
+    let challenge = |stale: bool, reason: &'static str| {
+        auth.challenges(now, stale)
+            .into_iter()
+            .fold(Reply::new(401, reason), |r, c| {
+                r.with("WWW-Authenticate", c)
+            })
+    };
+    let Some(creds) = req
+        .headers_named("Authorization")
+        .filter_map(Credentials::parse)
+        .find(|c| c.realm == auth.realm())
+    else {
+        return Err(challenge(false, "Unauthorized"));
+    };
+    if creds.username != aor {
+        return Err(Reply::new(
+            403,
+            "Forbidden (the credentials are not those of the To address)",
+        ));
+    }
+    let secret = |algorithm: Algorithm| {
+        digest
+            .filter(|d| d.realm == auth.realm())
+            .map(|d| match algorithm {
+                Algorithm::Md5 => d.md5.clone(),
+                Algorithm::Sha256 => d.sha256.clone(),
+            })
+    };
+    match auth.verify(&creds, "REGISTER", secret, now) {
+        Verdict::Valid => Ok(()),
+        Verdict::Stale => Err(challenge(true, "Unauthorized (stale nonce)")),
+        Verdict::Invalid("wrong password") => Err(Reply::new(403, "Forbidden (wrong password)")),
+        Verdict::Invalid(why) => {
+            tracing::debug!(aor, why, "digest refused; challenging again");
+            Err(challenge(false, "Unauthorized"))
+        }
+    }
+}
+
+/// The current time as an RFC 1123 date in GMT (the Date header of RFC 3261 §20.17).
+fn http_date() -> String {
+    let secs = now_ms() / 1000;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{weekday}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        months[(month - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates_are_rfc1123_in_gmt() {
+        let d = super::http_date();
+        assert!(d.ends_with(" GMT") && d.len() == 29, "{d}");
+    }
+}

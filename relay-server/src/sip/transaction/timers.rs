@@ -1,0 +1,70 @@
+//! One queue of deadlines for all transactions of a kind, served by one task, instead of a task
+//! per transaction: at thousands of transactions a second, most of them just wait for Timer J.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Deadlines, earliest first, with a counter that keeps equal ones in insertion order.
+type Heap<K> = (BinaryHeap<Reverse<(Instant, u64, K)>>, u64);
+
+/// Deadlines with what to do at each.
+#[derive(Debug)]
+pub(crate) struct TimerQueue<K: Ord> {
+    /// Earliest deadline first; the counter keeps equal deadlines in insertion order.
+    heap: Mutex<Heap<K>>,
+    /// Wakes the serving task when a deadline is added.
+    added: Notify,
+}
+
+impl<K: Ord> TimerQueue<K> {
+    /// An empty queue.
+    pub(crate) fn new() -> Self {
+        Self {
+            heap: Mutex::new((BinaryHeap::new(), 0)),
+            added: Notify::new(),
+        }
+    }
+
+    /// Adds a deadline.
+    pub(crate) fn schedule(&self, at: Instant, what: K) {
+        let mut guard = self.heap.lock().unwrap_or_else(|p| p.into_inner());
+        let (heap, counter) = &mut *guard;
+        *counter += 1;
+        heap.push(Reverse((at, *counter, what)));
+        drop(guard);
+        self.added.notify_one();
+    }
+
+    /// Waits for the earliest deadline to pass and returns what is due.
+    pub(crate) async fn next_due(&self) -> K {
+        loop {
+            let earliest = {
+                let mut guard = self.heap.lock().unwrap_or_else(|p| p.into_inner());
+                let heap = &mut guard.0;
+                match heap.peek() {
+                    Some(Reverse((at, _, _))) if *at <= Instant::now() => {
+                        if let Some(Reverse((_, _, what))) = heap.pop() {
+                            return what;
+                        }
+                        None
+                    }
+                    Some(Reverse((at, _, _))) => Some(*at),
+                    None => None,
+                }
+            };
+            match earliest {
+                Some(at) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        _ = self.added.notified() => {}
+                    }
+                }
+                None => self.added.notified().await,
+            }
+        }
+    }
+}

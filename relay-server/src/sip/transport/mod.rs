@@ -1,0 +1,73 @@
+//! Transports: where a message came from and how to send one back.
+
+pub mod tcp;
+pub mod udp;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+
+/// A SIP transport the relay speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    /// UDP: unreliable, so requests and some responses are retransmitted.
+    Udp,
+    /// TCP: reliable, messages framed by Content-Length.
+    Tcp,
+}
+
+impl Transport {
+    /// True when the transport retransmits by itself (no SIP retransmissions needed).
+    pub fn reliable(self) -> bool {
+        matches!(self, Transport::Tcp)
+    }
+
+    /// The name in Via headers.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A peer as the relay reaches it: transport and address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Peer {
+    /// Transport.
+    pub transport: Transport,
+    /// Address (for TCP, the connection's remote address).
+    pub addr: SocketAddr,
+}
+
+/// Sends bytes to peers; the transports implement it, and tests capture what would be sent.
+pub trait Wire: Send + Sync + 'static {
+    /// Sends one message, without waiting; errors are logged (SIP retransmits what matters).
+    fn send(&self, to: Peer, data: Bytes);
+}
+
+/// The relay's transports: one UDP socket and the TCP connections, on the same address.
+pub struct Transports {
+    /// The UDP socket.
+    pub udp: Arc<UdpSocket>,
+    /// The TCP connections.
+    pub tcp: tcp::Connections,
+}
+
+impl Wire for Transports {
+    fn send(&self, to: Peer, data: Bytes) {
+        match to.transport {
+            Transport::Udp => udp::send(&self.udp, to.addr, data),
+            Transport::Tcp => self.tcp.send(to.addr, data),
+        }
+    }
+}
