@@ -20,7 +20,7 @@ use crate::socket::Connection;
 #[derive(Debug, Clone)]
 pub(crate) struct Login {
     /// Contact id.
-    pub(crate) id: f64,
+    pub(crate) id: i64,
     /// `/login/{email}/{id}`.
     pub(crate) url: String,
     /// Lifetime granted, seconds.
@@ -98,7 +98,7 @@ impl Shared {
         if to.starts_with('/') {
             to.to_owned()
         } else {
-            format!("/login/{to}")
+            ["/login/", to].concat()
         }
     }
 
@@ -125,7 +125,7 @@ impl Shared {
             js::get_str(&body, "command"),
             js::get_str(message, "from"),
             js::get_str(&body, "url"),
-            js::get_f64(&body, "id"),
+            js::get_f64(&body, "id").map(|id| id as i64),
         ) else {
             return;
         };
@@ -196,11 +196,29 @@ impl Watch {
     }
 }
 
-fn promise<F>(future: F) -> Promise
-where
-    F: std::future::Future<Output = Result<JsValue>> + 'static,
-{
-    future_to_promise(async move { future.await.map_err(JsValue::from) })
+/// A promise already rejected with `error`.
+fn rejected(error: ClientError) -> Promise {
+    Promise::reject(&error.into())
+}
+
+/// A boxed operation of the client.
+pub(crate) type Op = std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValue>>>>;
+
+/// Runs an operation as a promise. Boxing makes every method share one instance of the
+/// promise glue instead of one per method, which keeps the module small.
+pub(crate) fn promise(op: Op) -> Promise {
+    future_to_promise(async move { op.await.map_err(JsValue::from) })
+}
+
+impl Client {
+    /// One REST call as a promise: every simple method shares this one future type, which keeps
+    /// the module small.
+    fn rest(&self, method: &'static str, path: String, body: Option<JsValue>) -> Promise {
+        let http = self.inner.http.clone();
+        promise(Box::pin(async move {
+            http.request(method, &path, body.as_ref()).await
+        }))
+    }
 }
 
 #[wasm_bindgen]
@@ -261,7 +279,7 @@ impl Client {
     #[wasm_bindgen(js_name = signUp, unchecked_return_type = "Promise<UserCreated>")]
     pub fn sign_up(&self, email: String, password: String, profile: JsValue) -> Promise {
         let inner = self.inner.clone();
-        promise(async move {
+        promise(Box::pin(async move {
             let body: JsValue = if profile.is_object() {
                 js_sys::Object::assign(&js_sys::Object::new(), profile.unchecked_ref()).into()
             } else {
@@ -270,7 +288,7 @@ impl Client {
             js::set(&body, "email", &email.into());
             js::set(&body, "password", &password.into());
             inner.http.request("POST", "/user", Some(&body)).await
-        })
+        }))
     }
 
     /// Logs in: checks the credentials, registers a login (shared by this origin's tabs unless
@@ -279,7 +297,7 @@ impl Client {
     #[wasm_bindgen(js_name = logIn)]
     pub fn log_in(&self, email: String, password: String, options: JsValue) -> Promise {
         let inner = self.inner.clone();
-        promise(async move {
+        promise(Box::pin(async move {
             if inner.email().is_some() {
                 return Err(ClientError::new(
                     "conflict",
@@ -318,21 +336,21 @@ impl Client {
             Ok(js::object(&[
                 ("email", email.into()),
                 ("url", login.url.into()),
-                ("id", JsValue::from_f64(login.id)),
+                ("id", JsValue::from_f64(login.id as f64)),
                 ("expires", JsValue::from_f64(login.expires)),
                 (
                     "owner",
                     JsValue::from_bool(inner.leader.get() || !inner.shared_tabs.get()),
                 ),
             ]))
-        })
+        }))
     }
 
     /// Logs out: removes the login (when this tab owns it) and closes the streams.
     #[wasm_bindgen(js_name = logOut)]
     pub fn log_out(&self) -> Promise {
         let inner = self.inner.clone();
-        promise(async move {
+        promise(Box::pin(async move {
             let Some(email) = inner.email() else {
                 return Ok(JsValue::UNDEFINED);
             };
@@ -354,14 +372,14 @@ impl Client {
             *inner.email.borrow_mut() = None;
             inner.http.clear_credentials();
             result
-        })
+        }))
     }
 
     /// Publishes presence with the login (e.g. `{status: "away"}`).
     #[wasm_bindgen(js_name = setPresence, unchecked_return_type = "Promise<LoginCreated>")]
     pub fn set_presence(&self, presence: JsValue) -> Promise {
         let inner = self.inner.clone();
-        promise(async move {
+        promise(Box::pin(async move {
             let login = inner.login().ok_or_else(ClientError::not_logged_in)?;
             let options = inner.options.borrow().clone();
             js::set(&options, "presence", &presence);
@@ -373,34 +391,22 @@ impl Client {
                     Some(&js::object(&[("presence", presence)])),
                 )
                 .await
-        })
+        }))
     }
 
     /// A user's profile (default: mine).
     #[wasm_bindgen(unchecked_return_type = "Promise<User>")]
     pub fn profile(&self, email: Option<String>) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move {
-            let email = email
-                .or_else(|| inner.email())
-                .ok_or_else(ClientError::not_logged_in)?;
-            inner
-                .http
-                .request("GET", &format!("/user/{email}"), None)
-                .await
-        })
+        match email.or_else(|| self.inner.email()) {
+            Some(email) => self.rest("GET", ["/user/", &email].concat(), None),
+            None => rejected(ClientError::not_logged_in()),
+        }
     }
 
     /// The contacts (logins, with presence) of a user.
     #[wasm_bindgen(unchecked_return_type = "Promise<Contact[]>")]
     pub fn contacts(&self, email: String) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move {
-            inner
-                .http
-                .request("GET", &format!("/login/{email}"), None)
-                .await
-        })
+        self.rest("GET", ["/login/", &email].concat(), None)
     }
 
     /// Watches an active resource (`/login/{email}`, `/call/{id}`, or a path like `user:EMAIL`
@@ -436,30 +442,27 @@ impl Client {
     /// (`"/login/alice@example.net/2"`).
     #[wasm_bindgen(unchecked_return_type = "Promise<SendReceipt>")]
     pub fn send(&self, to: String, body: JsValue) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move { inner.send_to(&to, &body).await })
+        self.rest("SEND", Shared::target(&to), Some(body))
     }
 
     /// Withdraws a SEND that has not been delivered yet (`messageId` from its receipt).
     #[wasm_bindgen(unchecked_return_type = "Promise<CancelOutcome>")]
     pub fn cancel(&self, to: String, message_id: String) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move {
-            let body = js::object(&[("id", message_id.into())]);
-            inner
-                .http
-                .request("CANCEL", &Shared::target(&to), Some(&body))
-                .await
-        })
+        self.rest(
+            "CANCEL",
+            Shared::target(&to),
+            Some(js::object(&[("id", message_id.into())])),
+        )
     }
 
     /// Invites a user to a call: resolves to an `Invitation` whose state follows the answer.
     #[wasm_bindgen(unchecked_return_type = "Promise<Invitation>")]
     pub fn invite(&self, to: String, call: String) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
-            let id =
-                (js_sys::Date::now() % 1e9).floor() + (js_sys::Math::random() * 1000.0).floor();
+        promise(Box::pin(async move {
+            // Unique enough among one caller's invitations: milliseconds plus a random tail.
+            let id = (js_sys::Date::now() % 1e9) as i64 * 1000
+                + (js_sys::Math::random() * 1000.0) as i64;
             let peer = to
                 .strip_prefix("/login/")
                 .and_then(|p| p.split('/').next())
@@ -471,107 +474,89 @@ impl Client {
                 Ok(_) => state.set("ringing"),
                 Err(e) => {
                     state.set("failed");
-                    return Err(e.into());
+                    return Err(e);
                 }
             }
             Ok(JsValue::from(Invitation::new(state, inner.clone())))
-        })
+        }))
     }
 
     /// Creates a call: `info` is `{subject?, ...}`.
     #[wasm_bindgen(js_name = createCall, unchecked_return_type = "Promise<CallCreated>")]
     pub fn create_call(&self, info: JsValue) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move {
-            let body = if info.is_object() {
-                info
-            } else {
-                js_sys::Object::new().into()
-            };
-            inner.http.request("POST", "/call", Some(&body)).await
-        })
+        let body = if info.is_object() {
+            info
+        } else {
+            js_sys::Object::new().into()
+        };
+        self.rest("POST", "/call".into(), Some(body))
     }
 
     /// A call and its participants.
     #[wasm_bindgen(unchecked_return_type = "Promise<Call>")]
     pub fn call(&self, url: String) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move { inner.http.request("GET", &url, None).await })
+        self.rest("GET", url, None)
     }
 
     /// Joins a call with this login and a session description (any JSON or string).
     #[wasm_bindgen(js_name = joinCall, unchecked_return_type = "Promise<ParticipantCreated>")]
     pub fn join_call(&self, url: String, session: JsValue) -> Promise {
         let inner = self.inner.clone();
-        promise(async move { inner.join(&url, &session).await })
+        promise(Box::pin(async move { inner.join(&url, &session).await }))
     }
 
     /// Replaces my session description in a call (`participant` is its URL).
     #[wasm_bindgen(js_name = updateSession, unchecked_return_type = "Promise<Participant>")]
     pub fn update_session(&self, participant: String, session: JsValue) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move {
-            inner
-                .http
-                .request(
-                    "PUT",
-                    &participant,
-                    Some(&js::object(&[("session", session)])),
-                )
-                .await
-        })
+        self.rest(
+            "PUT",
+            participant,
+            Some(js::object(&[("session", session)])),
+        )
     }
 
     /// Leaves a call (`participant` is my participant URL).
     #[wasm_bindgen(js_name = leaveCall)]
     pub fn leave_call(&self, participant: String) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move { inner.http.request("DELETE", &participant, None).await })
+        self.rest("DELETE", participant, None)
     }
 
     /// Ends a call I created.
     #[wasm_bindgen(js_name = endCall)]
     pub fn end_call(&self, url: String) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move { inner.http.request("DELETE", &url, None).await })
+        self.rest("DELETE", url, None)
     }
 
     /// Leaves an offline message for a user: `{url?, body?, subject?}`.
     #[wasm_bindgen(js_name = leaveMessage, unchecked_return_type = "Promise<MailMessage>")]
     pub fn leave_message(&self, email: String, message: JsValue) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move {
-            inner
-                .http
-                .request("POST", &format!("/user/{email}/message"), Some(&message))
-                .await
-        })
+        self.rest(
+            "POST",
+            ["/user/", &email, "/message"].concat(),
+            Some(message),
+        )
     }
 
     /// My offline messages.
     #[wasm_bindgen(unchecked_return_type = "Promise<MailMessage[]>")]
     pub fn messages(&self) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move {
-            let email = inner.email().ok_or_else(ClientError::not_logged_in)?;
-            inner
-                .http
-                .request("GET", &format!("/user/{email}/message"), None)
-                .await
-        })
+        match self.inner.email() {
+            Some(email) => self.rest("GET", ["/user/", &email, "/message"].concat(), None),
+            None => rejected(ClientError::not_logged_in()),
+        }
     }
 
     /// Deletes one of my offline messages.
     #[wasm_bindgen(js_name = deleteMessage)]
     pub fn delete_message(&self, id: f64) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move {
-            let email = inner.email().ok_or_else(ClientError::not_logged_in)?;
-            inner
-                .http
-                .request("DELETE", &format!("/user/{email}/message/{id}"), None)
-                .await
-        })
+        match self.inner.email() {
+            Some(email) => self.rest(
+                "DELETE",
+                ["/user/", &email, "/message/", &(id as i64).to_string()].concat(),
+                None,
+            ),
+            None => rejected(ClientError::not_logged_in()),
+        }
     }
 
     /// Drops the WebSocket as a network failure would (for tests of reconnection).

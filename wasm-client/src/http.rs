@@ -29,7 +29,7 @@ impl Http {
 
     /// Uses HTTP Basic with these credentials from now on.
     pub(crate) fn set_credentials(&self, email: &str, password: &str) {
-        let value = format!("Basic {}", js::base64(&format!("{email}:{password}")));
+        let value = ["Basic ", &js::base64(&[email, ":", password].concat())].concat();
         *self.authorization.borrow_mut() = Some(value);
     }
 
@@ -73,7 +73,7 @@ impl Http {
             init.set_body(&text.into());
         }
         init.set_headers(&headers);
-        let url = format!("{}{}", self.base, encode_path(path));
+        let url = [self.base.as_str(), &encode_path(path)].concat();
         let request =
             Request::new_with_str_and_init(&url, &init).map_err(|e| ClientError::network(&e))?;
         let response: Response = js::fetch(&request)
@@ -123,7 +123,12 @@ fn encode_path(path: &str) -> String {
             | b','
             | b';'
             | b':' => out.push(char::from(b)),
-            _ => out.push_str(&format!("%{b:02X}")),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 15)]));
+            }
         }
     }
     out

@@ -5,16 +5,17 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::Function;
+use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 
-use crate::client::Shared;
+use crate::client::{promise, Shared};
+use crate::error::ClientError;
 use crate::js;
 
 /// Shared state of one invitation (either side).
 pub(crate) struct InviteState {
     /// The application invite id.
-    pub(crate) id: f64,
+    pub(crate) id: i64,
     /// The other party's email.
     pub(crate) peer: String,
     /// The call URL.
@@ -28,7 +29,7 @@ pub(crate) struct InviteState {
 }
 
 impl InviteState {
-    pub(crate) fn new(id: f64, peer: &str, call: &str, state: &str) -> Rc<Self> {
+    pub(crate) fn new(id: i64, peer: &str, call: &str, state: &str) -> Rc<Self> {
         Rc::new(Self {
             id,
             peer: peer.to_owned(),
@@ -55,7 +56,7 @@ impl InviteState {
     }
 
     /// Whether this is the invitation (peer, call, id).
-    pub(crate) fn matches(&self, peer: &str, call: &str, id: f64) -> bool {
+    pub(crate) fn matches(&self, peer: &str, call: &str, id: i64) -> bool {
         self.peer == peer && self.call == call && self.id == id
     }
 
@@ -64,7 +65,7 @@ impl InviteState {
         js::object(&[
             ("command", command.into()),
             ("url", self.call.as_str().into()),
-            ("id", JsValue::from_f64(self.id)),
+            ("id", JsValue::from_f64(self.id as f64)),
         ])
     }
 }
@@ -87,7 +88,7 @@ impl Invitation {
     /// The invite id carried in the SEND bodies.
     #[wasm_bindgen(getter)]
     pub fn id(&self) -> f64 {
-        self.inner.id
+        self.inner.id as f64
     }
 
     /// The invited user's email.
@@ -121,14 +122,15 @@ impl Invitation {
     }
 
     /// Withdraws the invitation: the callee is told `cancel`.
-    pub async fn cancel(&self) -> Result<(), JsValue> {
-        let body = self.inner.command("cancel");
-        self.client
-            .send_to(&self.inner.peer, &body)
-            .await
-            .map_err(JsValue::from)?;
-        self.inner.set("cancelled");
-        Ok(())
+    pub fn cancel(&self) -> Promise {
+        let (inner, client) = (self.inner.clone(), self.client.clone());
+        promise(Box::pin(async move {
+            client
+                .send_to(&inner.peer, &inner.command("cancel"))
+                .await?;
+            inner.set("cancelled");
+            Ok(JsValue::UNDEFINED)
+        }))
     }
 }
 
@@ -150,7 +152,7 @@ impl IncomingInvite {
     /// The invite id.
     #[wasm_bindgen(getter)]
     pub fn id(&self) -> f64 {
-        self.inner.id
+        self.inner.id as f64
     }
 
     /// Who invites (email).
@@ -178,39 +180,37 @@ impl IncomingInvite {
     }
 
     /// Joins the call with `session` and tells the caller `accept`. Resolves to the participant.
-    pub async fn accept(&self, session: JsValue) -> Result<JsValue, JsValue> {
-        if self.inner.state.borrow().as_str() == "cancelled" {
-            return Err(crate::error::ClientError::new(
-                "conflict",
-                0,
-                "the caller cancelled this invitation",
-            )
-            .into());
-        }
-        let joined = self
-            .client
-            .join(&self.inner.call, &session)
-            .await
-            .map_err(JsValue::from)?;
-        self.client
-            .send_to(&self.inner.peer, &self.inner.command("accept"))
-            .await
-            .map_err(JsValue::from)?;
-        self.inner.set("accepted");
-        Ok(joined)
+    #[wasm_bindgen(unchecked_return_type = "Promise<ParticipantCreated>")]
+    pub fn accept(&self, session: JsValue) -> Promise {
+        let (inner, client) = (self.inner.clone(), self.client.clone());
+        promise(Box::pin(async move {
+            if inner.state.borrow().as_str() == "cancelled" {
+                return Err(ClientError::new(
+                    "conflict",
+                    0,
+                    "the caller cancelled this invitation",
+                ));
+            }
+            let joined = client.join(&inner.call, &session).await?;
+            client
+                .send_to(&inner.peer, &inner.command("accept"))
+                .await?;
+            inner.set("accepted");
+            Ok(joined)
+        }))
     }
 
     /// Declines, telling the caller `reject` with an optional reason.
-    pub async fn reject(&self, reason: JsValue) -> Result<(), JsValue> {
-        let body = self.inner.command("reject");
-        if !reason.is_undefined() {
-            js::set(&body, "reason", &reason);
-        }
-        self.client
-            .send_to(&self.inner.peer, &body)
-            .await
-            .map_err(JsValue::from)?;
-        self.inner.set("rejected");
-        Ok(())
+    pub fn reject(&self, reason: JsValue) -> Promise {
+        let (inner, client) = (self.inner.clone(), self.client.clone());
+        promise(Box::pin(async move {
+            let body = inner.command("reject");
+            if !reason.is_undefined() {
+                js::set(&body, "reason", &reason);
+            }
+            client.send_to(&inner.peer, &body).await?;
+            inner.set("rejected");
+            Ok(JsValue::UNDEFINED)
+        }))
     }
 }

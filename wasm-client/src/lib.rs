@@ -24,11 +24,20 @@ pub use invite::{IncomingInvite, Invitation};
 
 use wasm_bindgen::prelude::*;
 
-/// Reports Rust panics on the console instead of an opaque `unreachable` trap.
+/// A free-list allocator a few hundred bytes large, instead of the default dlmalloc.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
+    lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
+
+/// Reports a Rust panic on the console instead of only an opaque `unreachable` trap. (The
+/// message is not formatted: that would pull the formatting machinery into every page.)
 #[wasm_bindgen(start)]
 pub fn start() {
-    std::panic::set_hook(Box::new(|info| {
-        web_sys::console::error_1(&JsValue::from_str(&format!("restsip panicked: {info}")));
+    std::panic::set_hook(Box::new(|_| {
+        web_sys::console::error_1(&JsValue::from_str(
+            "restsip: internal error (a Rust panic); please report it",
+        ));
     }));
 }
 

@@ -17,15 +17,15 @@ use crate::js;
 const REFRESH_AT: f64 = 0.75;
 
 fn storage_key(email: &str) -> String {
-    format!("restsip:login:{email}")
+    ["restsip:login:", email].concat()
 }
 
-fn stored_login(email: &str) -> Option<f64> {
+fn stored_login(email: &str) -> Option<i64> {
     let storage = web_sys::window()?.local_storage().ok()??;
     storage.get_item(&storage_key(email)).ok()??.parse().ok()
 }
 
-fn store_login(email: &str, id: Option<f64>) {
+fn store_login(email: &str, id: Option<i64>) {
     if let Some(Ok(Some(storage))) = web_sys::window().map(|w| w.local_storage()) {
         let _ = match id {
             Some(id) => storage.set_item(&storage_key(email), &id.to_string()),
@@ -37,13 +37,17 @@ fn store_login(email: &str, id: Option<f64>) {
 impl Shared {
     /// Creates the login (or takes over `reuse` when it is still alive), watches its inbox and
     /// keeps it refreshed.
-    pub(crate) async fn own_login(self: &Rc<Self>, reuse: Option<f64>) -> Result<Login> {
+    pub(crate) async fn own_login(self: &Rc<Self>, reuse: Option<i64>) -> Result<Login> {
         let email = self.email().ok_or_else(ClientError::not_logged_in)?;
         let options = self.options.borrow().clone();
         let refreshed = match reuse {
             Some(id) => self
                 .http
-                .request("PUT", &format!("/login/{email}/{id}"), Some(&options))
+                .request(
+                    "PUT",
+                    &["/login/", &email, "/", &id.to_string()].concat(),
+                    Some(&options),
+                )
                 .await
                 .ok(),
             None => None,
@@ -52,12 +56,12 @@ impl Shared {
             Some(answer) => answer,
             None => {
                 self.http
-                    .request("POST", &format!("/login/{email}"), Some(&options))
+                    .request("POST", &["/login/", &email].concat(), Some(&options))
                     .await?
             }
         };
         let login = Login {
-            id: js::get_f64(&answer, "id").unwrap_or(0.0),
+            id: js::get_f64(&answer, "id").unwrap_or(0.0) as i64,
             url: js::get_str(&answer, "url").unwrap_or_default(),
             expires: js::get_f64(&answer, "expires").unwrap_or(60.0),
         };
@@ -117,17 +121,11 @@ impl Shared {
                 if this.generation.get() != generation {
                     return;
                 }
-                let Some(email) = this.email() else { return };
+                if this.email().is_none() {
+                    return;
+                }
                 let options = this.options.borrow().clone();
-                match this
-                    .http
-                    .request(
-                        "PUT",
-                        &format!("/login/{email}/{}", login.id),
-                        Some(&options),
-                    )
-                    .await
-                {
+                match this.http.request("PUT", &login.url, Some(&options)).await {
                     Ok(answer) => {
                         failures = 0;
                         wait =
@@ -244,7 +242,7 @@ impl Shared {
     }
 
     fn open_channel(self: &Rc<Self>, email: &str) -> Result<()> {
-        let channel = BroadcastChannel::new(&format!("restsip:{email}"))
+        let channel = BroadcastChannel::new(&["restsip:", email].concat())
             .map_err(|_| ClientError::invalid("BroadcastChannel is not available"))?;
         let weak = Rc::downgrade(self);
         let on_message = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
@@ -257,7 +255,7 @@ impl Shared {
                 Some("login") if !this.leader.get() => {
                     let login = js::get(&data, "login");
                     this.set_login(js::get_str(&login, "url").map(|url| Login {
-                        id: js::get_f64(&login, "id").unwrap_or(0.0),
+                        id: js::get_f64(&login, "id").unwrap_or(0.0) as i64,
                         url,
                         expires: js::get_f64(&login, "expires").unwrap_or(0.0),
                     }));
@@ -271,18 +269,17 @@ impl Shared {
         Ok(())
     }
 
+    /// Posts to the other tabs (no-op without tab sharing).
     fn post(&self, message: &JsValue) {
-        if self.leader.get() {
-            if let Some((channel, _)) = self.channel.borrow().as_ref() {
-                let _ = channel.post_message(message);
-            }
+        if let Some((channel, _)) = self.channel.borrow().as_ref() {
+            let _ = channel.post_message(message);
         }
     }
 
     fn broadcast_login(&self) {
         if let Some(login) = self.login() {
             let value = js::object(&[
-                ("id", JsValue::from_f64(login.id)),
+                ("id", JsValue::from_f64(login.id as f64)),
                 ("url", login.url.as_str().into()),
                 ("expires", JsValue::from_f64(login.expires)),
             ]);

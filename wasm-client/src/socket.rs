@@ -4,7 +4,6 @@
 //! across a network drop.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
 use wasm_bindgen::prelude::*;
@@ -37,8 +36,8 @@ pub(crate) struct Connection {
     socket: RefCell<Option<WebSocket>>,
     /// Its handlers, kept alive while it lives.
     closures: RefCell<Vec<js::Handler>>,
-    /// Watched resources by path.
-    subs: RefCell<BTreeMap<String, Subscription>>,
+    /// Watched resources by path (a page watches few: a list beats a map in code size).
+    subs: RefCell<Vec<(String, Subscription)>>,
     /// Whether the socket is open.
     open: Cell<bool>,
     /// Set by `stop`: no more reconnects.
@@ -58,7 +57,7 @@ impl Connection {
             emitter,
             socket: RefCell::new(None),
             closures: RefCell::new(Vec::new()),
-            subs: RefCell::new(BTreeMap::new()),
+            subs: RefCell::new(Vec::new()),
             open: Cell::new(false),
             stopped: Cell::new(true),
             attempts: Cell::new(0),
@@ -106,13 +105,18 @@ impl Connection {
         let id = self.next_watch.get();
         self.next_watch.set(id + 1);
         let mut subs = self.subs.borrow_mut();
-        let fresh = !subs.contains_key(path);
-        let sub = subs.entry(path.to_owned()).or_insert_with(|| Subscription {
-            updates: updates.to_owned(),
-            last_id: None,
-            listeners: Vec::new(),
-        });
-        sub.listeners.push((id, listener));
+        let fresh = !subs.iter().any(|(p, _)| p == path);
+        if fresh {
+            let sub = Subscription {
+                updates: updates.to_owned(),
+                last_id: None,
+                listeners: Vec::new(),
+            };
+            subs.push((path.to_owned(), sub));
+        }
+        if let Some((_, sub)) = subs.iter_mut().find(|(p, _)| p == path) {
+            sub.listeners.push((id, listener));
+        }
         drop(subs);
         if fresh && self.open.get() {
             self.send_subscribe(path);
@@ -123,15 +127,15 @@ impl Connection {
     /// Ends one watch; the subscription goes when its last watch does.
     pub(crate) fn unwatch(&self, path: &str, id: u32) {
         let mut subs = self.subs.borrow_mut();
-        let empty = match subs.get_mut(path) {
-            Some(sub) => {
+        let empty = match subs.iter_mut().find(|(p, _)| p == path) {
+            Some((_, sub)) => {
                 sub.listeners.retain(|(w, _)| *w != id);
                 sub.listeners.is_empty()
             }
             None => false,
         };
         if empty {
-            subs.remove(path);
+            subs.retain(|(p, _)| p != path);
             drop(subs);
             self.send(&js::object(&[
                 ("op", "unsubscribe".into()),
@@ -155,7 +159,9 @@ impl Connection {
     fn send_subscribe(&self, path: &str) {
         let frame = {
             let subs = self.subs.borrow();
-            let Some(sub) = subs.get(path) else { return };
+            let Some((_, sub)) = subs.iter().find(|(p, _)| p == path) else {
+                return;
+            };
             let frame = js::object(&[
                 ("op", "subscribe".into()),
                 ("path", path.into()),
@@ -179,7 +185,8 @@ impl Connection {
                     None
                 }
             };
-            match token.map(|t| WebSocket::new(&this.http.ws_url(&format!("/ws?access_token={t}"))))
+            match token
+                .map(|t| WebSocket::new(&this.http.ws_url(&["/ws?access_token=", &t].concat())))
             {
                 Some(Ok(socket)) => this.attach(socket),
                 _ => this.schedule_reconnect(),
@@ -198,7 +205,8 @@ impl Connection {
                 if let Some(this) = weak.upgrade().filter(|t| t.generation.get() == generation) {
                     this.open.set(true);
                     this.attempts.set(0);
-                    let paths: Vec<String> = this.subs.borrow().keys().cloned().collect();
+                    let paths: Vec<String> =
+                        this.subs.borrow().iter().map(|(p, _)| p.clone()).collect();
                     for path in paths {
                         this.send_subscribe(&path);
                     }
@@ -283,7 +291,7 @@ impl Connection {
         let Some(path) = path else { return };
         let listeners: Vec<Listener> = {
             let mut subs = self.subs.borrow_mut();
-            let Some(sub) = subs.get_mut(&path) else {
+            let Some((_, sub)) = subs.iter_mut().find(|(p, _)| *p == path) else {
                 return;
             };
             if let Some(id) = js::get_f64(&event, "id") {

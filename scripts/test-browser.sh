@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Browser tests of the wasm client: starts a real relay on a free port, then runs the
+# wasm_bindgen_test suite (wasm-client/tests/browser.rs) in Debian's headless Chromium with
+# RELAY_URL compiled in, then the page test of www/ (two browser contexts, two users) and the
+# bundler build. Stops the relay afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+relay_bin=${RESTSIP_RELAY_BIN:-target/debug/relay-server}
+[ -x "$relay_bin" ] || cargo build --locked -p relay-server
+work=$(mktemp -d)
+relay_pid=
+cleanup() {
+  [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Lifetimes down to 1 s, so the refresh test runs in seconds.
+"$relay_bin" --http 127.0.0.1:0 --database "sqlite:$work/relay.db" --www www \
+  --min-expires 1 > "$work/stdout" 2> "$work/stderr" &
+relay_pid=$!
+for _ in $(seq 1 100); do
+  url=$(head -n1 "$work/stdout" 2>/dev/null | grep -o 'http://[0-9.:]*' || true)
+  [ -n "$url" ] && break
+  sleep 0.1
+done
+[ -n "${url:-}" ] || { echo "relay did not start"; cat "$work/stderr"; exit 1; }
+echo "browser tests against $url"
+
+RELAY_URL="$url" wasm-pack test --mode no-install --headless --chrome \
+  --chromedriver /usr/bin/chromedriver wasm-client
