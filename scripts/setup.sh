@@ -4,6 +4,9 @@
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*" >&2; }
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+export DEBIAN_FRONTEND=noninteractive
 
 if ! command -v cargo >/dev/null 2>&1; then
   log "cargo is missing: install Rust (rustup) first"
@@ -22,4 +25,40 @@ done
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   log "adding rustup target wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown
+fi
+
+# Debian packages: Chromium and its driver for the browser tests, sipp for the SIP tests
+# (`setup.sh run` skips them: running the product needs neither).
+APT_PKGS=(chromium chromium-driver sip-tester)
+[ "${1:-}" = "run" ] && APT_PKGS=()
+missing=()
+for p in "${APT_PKGS[@]+"${APT_PKGS[@]}"}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  log "apt-get install ${missing[*]}"
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -q
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q "${missing[@]}"
+fi
+
+# The wasm-bindgen CLI must equal the wasm-bindgen crate in Cargo.lock; wasm-pack is pinned too.
+# (wasm-bindgen-cli installs without --locked: its own lockfile pins a crate the registry lacks.)
+have_version() { command -v "$1" >/dev/null 2>&1 && [ "$("$1" --version 2>/dev/null | awk '{print $2}')" = "$2" ]; }
+WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
+if ! have_version wasm-bindgen "$WASM_BINDGEN_VERSION" || ! have_version wasm-bindgen-test-runner "$WASM_BINDGEN_VERSION"; then
+  log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes, once)"
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+fi
+WASM_PACK_VERSION=0.15.1
+if ! have_version wasm-pack "$WASM_PACK_VERSION"; then
+  log "cargo install wasm-pack $WASM_PACK_VERSION (a few minutes, once)"
+  cargo install wasm-pack --version "$WASM_PACK_VERSION" --locked --force \
+    || cargo install wasm-pack --version "$WASM_PACK_VERSION" --force
+fi
+
+# Node tooling from package-lock.json: binaryen 132's wasm-opt, playwright-core, vite.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
 fi

@@ -18,7 +18,7 @@ cleanup() {
 trap cleanup EXIT
 
 # Lifetimes down to 1 s, so the refresh test runs in seconds.
-"$relay_bin" --http 127.0.0.1:0 --database "sqlite:$work/relay.db" --www www \
+"$relay_bin" --http 127.0.0.1:0 --sip 127.0.0.1:0 --database "sqlite:$work/relay.db" --www www \
   --min-expires 1 > "$work/stdout" 2> "$work/stderr" &
 relay_pid=$!
 for _ in $(seq 1 100); do
@@ -31,3 +31,7 @@ echo "browser tests against $url"
 
 RELAY_URL="$url" wasm-pack test --mode no-install --headless --chrome \
   --chromedriver /usr/bin/chromedriver wasm-client
+
+echo "== the demo page, two users in two browser contexts"
+bash scripts/wasm.sh >/dev/null
+RELAY_URL="$url" node --test tests/browser/page.test.mjs tests/browser/bundler.test.mjs

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the browser package with wasm-pack (offline: the pinned wasm-bindgen CLI from
 # scripts/setup.sh, never a download), then optimises it with npm's binaryen 132 (Debian's
-# wasm-opt corrupts wasm-bindgen output). Out: wasm-client/pkg (ES module for pages) and
-# wasm-client/pkg-bundler (for bundlers such as Vite); www/pkg is the copy the demo page imports.
+# wasm-opt corrupts wasm-bindgen output). Out: wasm-client/pkg, an npm package of an ES module
+# that pages import directly and bundlers such as Vite bundle; www/pkg is the copy the demo page
+# imports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -12,9 +13,6 @@ optimise() {
     --enable-reference-types --enable-multivalue \
     "$1/restsip_wasm_bg.wasm" -o "$1/restsip_wasm_bg.wasm"
 }
-for target in web bundler; do
-  out=pkg; [ "$target" = bundler ] && out=pkg-bundler
-  wasm-pack build --mode no-install --profile wasm --target "$target" --out-dir "$out" --no-opt wasm-client >&2
-  optimise "wasm-client/$out"
-done
+wasm-pack build --mode no-install --profile wasm --target web --out-dir pkg --no-opt wasm-client >&2
+optimise wasm-client/pkg
 rm -rf www/pkg && cp -r wasm-client/pkg www/pkg

@@ -61,6 +61,9 @@ impl Http {
     ) -> Result<JsValue> {
         let init = RequestInit::new();
         init.set_method(method);
+        // No cookies are needed; and without credentials mode a browser never pops up its own
+        // password dialog on a 401 (the page shows the error instead).
+        init.set_credentials(web_sys::RequestCredentials::Omit);
         let headers = web_sys::Headers::new().map_err(|e| ClientError::network(&e))?;
         let _ = headers.set("accept", "application/json");
         if let Some(auth) = self.authorization.borrow().as_ref() {
