@@ -34,4 +34,6 @@ RELAY_URL="$url" wasm-pack test --mode no-install --headless --chrome \
 
 echo "== the demo page, two users in two browser contexts"
 bash scripts/wasm.sh >/dev/null
+echo "== the generated typings against a typed page (tsc --strict)"
+node_modules/.bin/tsc -p tests/browser/tsconfig.json
 RELAY_URL="$url" node --test tests/browser/page.test.mjs tests/browser/bundler.test.mjs

@@ -294,7 +294,10 @@ impl Client {
     /// Logs in: checks the credentials, registers a login (shared by this origin's tabs unless
     /// `options.shared` is false), keeps it refreshed and receives what is SENT to it.
     /// `options`: `{contact?, presence?, expires?, shared?}`. Resolves to `{email, url, id, expires}`.
-    #[wasm_bindgen(js_name = logIn)]
+    #[wasm_bindgen(
+        js_name = logIn,
+        unchecked_return_type = "Promise<{email: string, url: string, id: number, expires: number, owner: boolean}>"
+    )]
     pub fn log_in(&self, email: String, password: String, options: JsValue) -> Promise {
         let inner = self.inner.clone();
         promise(Box::pin(async move {

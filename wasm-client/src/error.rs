@@ -55,21 +55,9 @@ impl ClientError {
     }
 }
 
+/// The code of a status when the relay's answer had no problem body (a proxy's error page).
 fn fallback_code(status: u16) -> &'static str {
-    match status {
-        400 => "bad-request",
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "not-found",
-        405 => "method-not-allowed",
-        409 => "conflict",
-        413 => "payload-too-large",
-        415 => "unsupported-media-type",
-        422 => "unprocessable",
-        429 => "too-many-requests",
-        503 => "unavailable",
-        _ => "internal",
-    }
+    restsip_protocol::ProblemKind::from_status(status).map_or("internal", |k| k.code())
 }
 
 impl From<ClientError> for JsValue {

@@ -43,6 +43,9 @@ pub fn start() {
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_ERRORS: &'static str = r#"
+/** Any JSON value: application bodies, presence, session descriptions. */
+export type Value = any;
+
 /** Every rejected promise of the client is a RestsipError. */
 export interface RestsipError extends Error {
   name: "RestsipError";

@@ -1,0 +1,35 @@
+// Type-checks (tsc --noEmit --strict) the package's generated typings against how a page uses
+// the client: the JSON shapes come from the Rust wire types, so a change there that breaks a page
+// breaks this file.
+import init, { Client, IncomingInvite, Invitation, RestsipError } from "../../wasm-client/pkg/restsip_wasm.js";
+import type { Call, Contact, Event, InboxMessage, LoginCreated, MailMessage, SendReceipt, User } from "../../wasm-client/pkg/restsip_wasm.js";
+
+export async function demo(): Promise<void> {
+  await init();
+  const client = new Client("https://relay.example");
+  await client.signUp("a@example.net", "pw", { name: "A" });
+  const login: unknown = await client.logIn("a@example.net", "pw", { presence: { status: "here" } });
+  console.log(login);
+  const contacts: Contact[] = await client.contacts("b@example.net");
+  const online: boolean = contacts.some((c) => c.source === "web" && c.expires > 0);
+  const receipt: SendReceipt = await client.send("b@example.net", { command: "im", text: "hi" });
+  const firstStatus: "delivered" | "queued" | "cancelled" = receipt.deliveries[0].status;
+  const profile: User = await client.profile(undefined);
+  const mail: MailMessage[] = await client.messages();
+  const call: Call = await client.call("/call/abc");
+  const memberUsers: string[] = call.children.map((p) => p.user);
+  const refreshed: LoginCreated = await client.setPresence({ status: "away" });
+  client.on("message", (m: InboxMessage) => console.log(m.from, m.body));
+  client.on("invite", (invite: IncomingInvite) => void invite.accept({ sdp: "v=0" }));
+  const invitation: Invitation = await client.invite("b@example.net", "/call/abc");
+  invitation.onState((state: string) => console.log(state, invitation.reason));
+  const watch = client.watch("/login/b@example.net", (e: Event) => console.log(e.id, e.kind, e.data), {});
+  watch.close();
+  try {
+    await client.contacts("nobody@example.net");
+  } catch (e) {
+    const err = e as RestsipError;
+    if (err.code === "not-found" && err.status === 404) console.log("no such user");
+  }
+  console.log(online, firstStatus, profile.links.login, mail.length, memberUsers, refreshed.expires);
+}
