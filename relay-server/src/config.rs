@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::sip::digest::Algorithm;
+
 /// Flags and file settings as given; every one is optional, [`Config::resolve`] fills defaults.
 #[derive(Debug, Default, Clone, Parser, Deserialize)]
 #[command(
@@ -75,6 +77,11 @@ pub struct Settings {
     /// only (anyone can then register as anyone) [default: on].
     #[arg(long, env = "RESTSIP_SIP_AUTH", value_name = "on|off")]
     pub sip_auth: Option<String>,
+    /// Digest algorithms offered, most preferred first [default: MD5,SHA-256]. MD5 comes first
+    /// because many phones (and sipp) answer only the first challenge and know only MD5;
+    /// `SHA-256,MD5` is the order RFC 8760 recommends, `SHA-256` alone refuses MD5.
+    #[arg(long, env = "RESTSIP_SIP_DIGEST_ALGORITHMS", value_name = "LIST")]
+    pub sip_digest_algorithms: Option<String>,
 }
 
 /// SIP settings in force.
@@ -88,6 +95,8 @@ pub struct SipConfig {
     pub max_message_bytes: usize,
     /// Whether REGISTER must authenticate.
     pub auth: bool,
+    /// Digest algorithms offered, most preferred first.
+    pub algorithms: Vec<Algorithm>,
 }
 
 impl Default for SipConfig {
@@ -97,6 +106,7 @@ impl Default for SipConfig {
             realm: "restsip".to_owned(),
             max_message_bytes: 65_535,
             auth: true,
+            algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
         }
     }
 }
@@ -232,6 +242,7 @@ impl Config {
             cli.sip_realm.or(file.sip_realm),
             cli.sip_max_message_bytes.or(file.sip_max_message_bytes),
             cli.sip_auth.or(file.sip_auth),
+            cli.sip_digest_algorithms.or(file.sip_digest_algorithms),
         )?;
         Ok(Self {
             http,
@@ -248,6 +259,7 @@ fn resolve_sip(
     realm: Option<String>,
     max_message_bytes: Option<usize>,
     auth: Option<String>,
+    algorithms: Option<String>,
 ) -> anyhow::Result<SipConfig> {
     let d = SipConfig::default();
     let addr = match addr.as_deref().map(str::trim) {
@@ -273,11 +285,27 @@ fn resolve_sip(
         (1024..=65_535).contains(&max_message_bytes),
         "sip-max-message-bytes must be from 1024 to 65535"
     );
+    let algorithms = match algorithms {
+        None => d.algorithms,
+        Some(list) => list
+            .split(',')
+            .map(|a| {
+                Algorithm::parse(a.trim()).ok_or_else(|| {
+                    anyhow::anyhow!("sip-digest-algorithms: {a:?} is neither MD5 nor SHA-256")
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    };
+    anyhow::ensure!(
+        !algorithms.is_empty(),
+        "sip-digest-algorithms needs at least one algorithm"
+    );
     Ok(SipConfig {
         addr,
         realm,
         max_message_bytes,
         auth,
+        algorithms,
     })
 }
 
@@ -331,12 +359,14 @@ mod tests {
             sip: Some("[::1]:0".into()),
             sip_auth: Some("off".into()),
             sip_realm: Some("example.net".into()),
+            sip_digest_algorithms: Some("sha-256, MD5".into()),
             ..Settings::default()
         };
         let config = Config::resolve(cli).expect("valid config");
         assert_eq!(config.sip.addr, Some("[::1]:0".parse().expect("addr")));
         assert!(!config.sip.auth);
         assert_eq!(config.sip.realm, "example.net");
+        assert_eq!(config.sip.algorithms, [Algorithm::Sha256, Algorithm::Md5]);
         let off = Config::resolve(Settings {
             sip: Some("off".into()),
             ..Settings::default()

@@ -134,6 +134,7 @@ fn sip_core(state: &AppState, config: &config::SipConfig) -> sip::core::Core {
     let digest = config.auth.then(|| {
         std::sync::Arc::new(sip::digest::DigestAuth::new(
             &config.realm,
+            &config.algorithms,
             state.auth.secret(),
             NONCE_TTL.as_secs(),
         ))

@@ -30,6 +30,17 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// The algorithm of a name (`MD5`, `SHA-256`, any case).
+    pub fn parse(name: &str) -> Option<Algorithm> {
+        if name.eq_ignore_ascii_case("MD5") {
+            Some(Algorithm::Md5)
+        } else if name.eq_ignore_ascii_case("SHA-256") {
+            Some(Algorithm::Sha256)
+        } else {
+            None
+        }
+    }
+
     /// The name in challenges.
     pub fn name(self) -> &'static str {
         match self {
@@ -109,12 +120,9 @@ impl Credentials {
 
     /// The algorithm named, if the relay supports it.
     pub fn algorithm(&self) -> Option<Algorithm> {
-        match self.algorithm.as_deref() {
-            None => Some(Algorithm::Md5),
-            Some(a) if a.eq_ignore_ascii_case("MD5") => Some(Algorithm::Md5),
-            Some(a) if a.eq_ignore_ascii_case("SHA-256") => Some(Algorithm::Sha256),
-            Some(_) => None,
-        }
+        self.algorithm
+            .as_deref()
+            .map_or(Some(Algorithm::Md5), Algorithm::parse)
     }
 
     /// The response a client knowing `ha1` computes for `method` (qop=auth).
@@ -151,19 +159,23 @@ pub struct DigestAuth {
     key: Vec<u8>,
     /// Seconds a nonce stays fresh.
     ttl: u64,
+    /// The algorithms offered, most preferred first.
+    algorithms: Vec<Algorithm>,
     /// Highest nonce count used per nonce, with the nonce's expiry (s).
     counts: Mutex<HashMap<String, (u32, u64)>>,
 }
 
 impl DigestAuth {
-    /// Digest authentication in `realm`, nonces signed with `secret`, fresh for `ttl` seconds.
-    pub fn new(realm: &str, secret: &[u8], ttl: u64) -> Self {
+    /// Digest authentication in `realm` offering `algorithms` (most preferred first), nonces
+    /// signed with `secret`, fresh for `ttl` seconds.
+    pub fn new(realm: &str, algorithms: &[Algorithm], secret: &[u8], ttl: u64) -> Self {
         let mut mac = Self::mac_with(secret);
         mac.update(b"restsip sip digest nonce");
         Self {
             realm: realm.to_owned(),
             key: mac.finalize().into_bytes().to_vec(),
             ttl,
+            algorithms: algorithms.to_vec(),
             counts: Mutex::new(HashMap::new()),
         }
     }
@@ -202,7 +214,7 @@ impl DigestAuth {
     /// `WWW-Authenticate` values, most preferred first (RFC 8760 §2.4).
     pub fn challenges(&self, now: u64, stale: bool) -> Vec<String> {
         let nonce = self.nonce(now);
-        [Algorithm::Sha256, Algorithm::Md5]
+        self.algorithms
             .iter()
             .map(|a| {
                 format!(
@@ -223,7 +235,7 @@ impl DigestAuth {
         ha1_of: impl Fn(Algorithm) -> Option<String>,
         now: u64,
     ) -> Verdict {
-        let Some(algorithm) = creds.algorithm() else {
+        let Some(algorithm) = creds.algorithm().filter(|a| self.algorithms.contains(a)) else {
             return Verdict::Invalid("unsupported digest algorithm");
         };
         if creds.realm != self.realm {

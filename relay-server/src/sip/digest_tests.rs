@@ -2,6 +2,8 @@
 
 use super::*;
 
+const BOTH: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Md5];
+
 /// The example of RFC 7616 §3.9.1 (an HTTP GET; the computation is the same for SIP).
 fn rfc7616_example(algorithm: &str, response: &str) -> Credentials {
     Credentials {
@@ -82,7 +84,7 @@ fn stored(auth: &DigestAuth) -> impl Fn(Algorithm) -> Option<String> + '_ {
 
 #[test]
 fn right_wrong_stale_and_replayed_responses() {
-    let auth = DigestAuth::new("restsip", b"key", 300);
+    let auth = DigestAuth::new("restsip", &BOTH, b"key", 300);
     let nonce = auth.nonce(1000);
     for alg in [Algorithm::Md5, Algorithm::Sha256] {
         let n = auth.nonce(1000);
@@ -121,8 +123,8 @@ fn right_wrong_stale_and_replayed_responses() {
 
 #[test]
 fn nonces_of_another_key_or_tampered_ones_are_refused() {
-    let auth = DigestAuth::new("restsip", b"key", 300);
-    let other = DigestAuth::new("restsip", b"other key", 300);
+    let auth = DigestAuth::new("restsip", &BOTH, b"key", 300);
+    let other = DigestAuth::new("restsip", &BOTH, b"other key", 300);
     let forged = answer(&auth, &other.nonce(1000), Algorithm::Md5, "secret", 1);
     assert_eq!(
         auth.verify(&forged, "REGISTER", stored(&auth), 1000),
@@ -145,7 +147,7 @@ fn nonces_of_another_key_or_tampered_ones_are_refused() {
 
 #[test]
 fn challenges_offer_sha256_before_md5() {
-    let auth = DigestAuth::new("restsip", b"key", 300);
+    let auth = DigestAuth::new("restsip", &BOTH, b"key", 300);
     let c = auth.challenges(5, true);
     assert!(c[0].contains("algorithm=SHA-256") && c[1].contains("algorithm=MD5"));
     assert!(c

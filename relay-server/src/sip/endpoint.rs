@@ -143,9 +143,30 @@ impl Endpoint {
         if req.method().is_none_or(|m| *m == Method::ACK) {
             return; // never answer an ACK or a response
         }
-        let Ok(mut via) = req.top_via() else { return };
+        let top = req.header("Via").unwrap_or_default();
+        let (mut via, whole) = match req.top_via() {
+            Ok(via) => (via, true),
+            Err(_) => match Via::parse_sent_by(top) {
+                Ok(via) => (via, false),
+                Err(_) => return, // nowhere to send an answer
+            },
+        };
         let to = stamp_via(&mut via, from);
-        let response = build(req, Some(&via.to_string()), &reply, &new_tag());
+        let response = if whole {
+            build(req, Some(&via.to_string()), &reply, &new_tag())
+        } else {
+            // Answer with the readable part of the top Via only, not the malformed rest.
+            let mut req = req.clone();
+            req.remove("Via");
+            req.headers.insert(
+                0,
+                super::message::Header {
+                    name: "Via".into(),
+                    value: via.to_string(),
+                },
+            );
+            build(&req, None, &reply, &new_tag())
+        };
         self.inner.wire.send(to, Bytes::from(response.to_bytes()));
     }
 

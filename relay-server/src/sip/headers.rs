@@ -109,6 +109,10 @@ impl Via {
 
     /// Parses one Via value.
     pub fn parse(value: &str) -> Result<Via, HeaderError> {
+        Self::parse_version(value, true)
+    }
+
+    fn parse_version(value: &str, strict: bool) -> Result<Via, HeaderError> {
         let mut s = Scanner::new(value);
         s.skip_ws();
         let name = s.token().ok_or("Via without a protocol")?;
@@ -117,7 +121,7 @@ impl Via {
         let (Some(version), Some(transport)) = (version, transport) else {
             return Err("malformed Via protocol");
         };
-        if !name.eq_ignore_ascii_case("SIP") || version != "2.0" {
+        if !name.eq_ignore_ascii_case("SIP") || (strict && version != "2.0") {
             return Err("Via protocol is not SIP/2.0");
         }
         s.skip_ws();
@@ -148,6 +152,13 @@ impl Via {
             port,
             params,
         })
+    }
+
+    /// The transport and sent-by of a Via that is malformed (or of another SIP version), for
+    /// routing the 400 or 505 that refuses it (RFC 4475 §3.1.2); the parameters are dropped.
+    pub fn parse_sent_by(value: &str) -> Result<Via, HeaderError> {
+        let first = split_list(value).into_iter().next().unwrap_or_default();
+        Via::parse_version(first.split(';').next().unwrap_or_default(), false)
     }
 
     /// The branch parameter.
