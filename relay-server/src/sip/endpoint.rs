@@ -232,7 +232,3 @@ pub fn stamp_via(via: &mut Via, from: Peer) -> Peer {
         }
     }
 }
-
-#[cfg(test)]
-#[path = "endpoint_tests.rs"]
-mod tests;
