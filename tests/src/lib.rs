@@ -45,6 +45,8 @@ pub struct Relay {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// The SIP address (UDP and TCP), `127.0.0.1:PORT`, unless started with `--sip off`.
+    pub sip: Option<std::net::SocketAddr>,
     /// Holds the database file.
     dir: tempfile::TempDir,
     /// Extra flags it was started with.
@@ -56,10 +58,11 @@ impl Relay {
     pub async fn start(args: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, base) = spawn(dir.path(), None, &args).await?;
+        let (child, base, sip) = spawn(dir.path(), None, &args).await?;
         Ok(Self {
             child,
             base,
+            sip,
             dir,
             args,
         })
@@ -76,9 +79,10 @@ impl Relay {
         self.child.start_kill()?;
         self.child.wait().await?;
         let port: u16 = self.base.rsplit(':').next().unwrap_or("0").parse()?;
-        let (child, base) = spawn(self.dir.path(), Some(port), &self.args).await?;
+        let (child, base, sip) = spawn(self.dir.path(), Some(port), &self.args).await?;
         self.child = child;
         self.base = base;
+        self.sip = sip;
         Ok(())
     }
 
@@ -141,21 +145,36 @@ fn http_client() -> reqwest::Client {
         .expect("http client")
 }
 
-async fn spawn(dir: &Path, port: Option<u16>, extra: &[String]) -> Result<(Child, String)> {
+/// The process, its HTTP base URL and its SIP address.
+type Spawned = (Child, String, Option<std::net::SocketAddr>);
+
+async fn spawn(dir: &Path, port: Option<u16>, extra: &[String]) -> Result<Spawned> {
     let db = format!("sqlite:{}", dir.join("relay.db").display());
     let http = format!("127.0.0.1:{}", port.unwrap_or(0));
+    // SIP on a free port unless the test chose (`--sip ADDR` or `--sip off`).
+    let sip_flag = extra.iter().position(|a| a == "--sip");
+    let sip_off = sip_flag.and_then(|i| extra.get(i + 1)).is_some_and(|a| a == "off");
+    let default_sip: &[&str] = if sip_flag.is_some() {
+        &[]
+    } else {
+        &["--sip", "127.0.0.1:0"]
+    };
     let mut last_error = None;
     // A restart on the same port may find it in TIME_WAIT for a moment: retry briefly.
     for _ in 0..50 {
         let mut child = Command::new(relay_binary())
+            // SIP on a free port too, so relays of tests running side by side never share 5060.
             .args([
                 "--http",
                 &http,
+                "--sip",
+                "127.0.0.1:0",
                 "--database",
                 &db,
                 "--www",
                 &dir.join("www").display().to_string(),
             ])
+            .args(default_sip)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -173,9 +192,20 @@ async fn spawn(dir: &Path, port: Option<u16>, extra: &[String]) -> Result<(Child
                     .filter(|u| u.starts_with("http://"))
                     .ok_or_else(|| anyhow!("unexpected first line: {line}"))?
                     .to_owned();
+                let sip = if sip_off {
+                    None
+                } else {
+                    let line = tokio::time::timeout(WAIT, lines.next_line())
+                        .await??
+                        .ok_or_else(|| anyhow!("no SIP address line"))?;
+                    let addr = line
+                        .strip_prefix("restsip relay sip on udp+tcp ")
+                        .ok_or_else(|| anyhow!("unexpected second line: {line}"))?;
+                    Some(addr.parse()?)
+                };
                 // Keep draining stdout so the relay never blocks on a full pipe.
                 tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                return Ok((child, base));
+                return Ok((child, base, sip));
             }
             other => {
                 let status = child.wait().await.ok();
