@@ -151,7 +151,8 @@ type Spawned = (Child, String, Option<std::net::SocketAddr>);
 async fn spawn(dir: &Path, port: Option<u16>, extra: &[String]) -> Result<Spawned> {
     let db = format!("sqlite:{}", dir.join("relay.db").display());
     let http = format!("127.0.0.1:{}", port.unwrap_or(0));
-    // SIP on a free port unless the test chose (`--sip ADDR` or `--sip off`).
+    // SIP on a free port unless the test chose (`--sip ADDR` or `--sip off`), so relays of
+    // tests running side by side never share 5060.
     let sip_flag = extra.iter().position(|a| a == "--sip");
     let sip_off = sip_flag.and_then(|i| extra.get(i + 1)).is_some_and(|a| a == "off");
     let default_sip: &[&str] = if sip_flag.is_some() {
@@ -163,12 +164,9 @@ async fn spawn(dir: &Path, port: Option<u16>, extra: &[String]) -> Result<Spawne
     // A restart on the same port may find it in TIME_WAIT for a moment: retry briefly.
     for _ in 0..50 {
         let mut child = Command::new(relay_binary())
-            // SIP on a free port too, so relays of tests running side by side never share 5060.
             .args([
                 "--http",
                 &http,
-                "--sip",
-                "127.0.0.1:0",
                 "--database",
                 &db,
                 "--www",
