@@ -1,0 +1,141 @@
+//! A SIP phone (sipp) registers, refreshes and unregisters with digest authentication, and
+//! the REST API shows it come and go; wrong passwords are refused; OPTIONS lists the methods.
+
+use restsip_e2e::Relay;
+use restsip_protocol::EventKind;
+
+use crate::sipp::{free_port, Mode, Run, TCP, UDP};
+
+const EMAIL: &str = "alice@example.net";
+const PASSWORD: &str = "pw-alice@example.net";
+
+fn register<'a>(relay: &Relay, mode: Mode, port: u16, keys: &'a [(&'a str, &'a str)]) -> Run<'a> {
+    Run {
+        relay: relay.sip.unwrap(),
+        scenario: "register",
+        mode,
+        port,
+        keys,
+        auth: Some((EMAIL, PASSWORD)),
+    }
+}
+
+async fn register_refresh_unregister(mode: Mode) {
+    let relay = Relay::default().await.unwrap();
+    let alice = relay.user(EMAIL).await.unwrap();
+    let mut stream = alice.sse("/login/alice@example.net", None).await.unwrap();
+    assert_eq!(stream.next().await.unwrap().kind, EventKind::State);
+    let port = free_port();
+
+    let keys = [("aor", EMAIL), ("expires", "120")];
+    register(&relay, mode, port, &keys).pass().await.unwrap();
+    let added = stream.next().await.unwrap();
+    assert_eq!(added.kind, EventKind::Added);
+    assert_eq!(added.data["source"], "sip");
+    let contact = added.data["contact"].as_str().unwrap().to_owned();
+    assert!(
+        contact.starts_with(&format!("sip:phone@127.0.0.1:{port}")),
+        "{contact}"
+    );
+    let list = alice.get("/login/alice@example.net").await.unwrap().body;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["contact"], contact.as_str());
+    assert!(list[0]["expires"].as_u64().unwrap() <= 120);
+
+    // A refresh from the same phone updates its binding: still one contact.
+    register(&relay, mode, port, &keys).pass().await.unwrap();
+    let updated = stream.next().await.unwrap();
+    assert_eq!(updated.kind, EventKind::Updated);
+    assert_eq!(updated.data["id"], added.data["id"]);
+    let list = alice.get("/login/alice@example.net").await.unwrap().body;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+
+    let keys = [("aor", EMAIL), ("expires", "0")];
+    register(&relay, mode, port, &keys).pass().await.unwrap();
+    let removed = stream.next().await.unwrap();
+    assert_eq!(removed.kind, EventKind::Removed);
+    assert_eq!(removed.data["reason"], "unregistered");
+    let list = alice.get("/login/alice@example.net").await.unwrap().body;
+    assert_eq!(list, serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn a_phone_registers_refreshes_and_unregisters_over_udp() {
+    register_refresh_unregister(UDP).await;
+}
+
+#[tokio::test]
+async fn a_phone_registers_refreshes_and_unregisters_over_tcp() {
+    register_refresh_unregister(TCP).await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_refused_over_udp_and_tcp() {
+    let relay = Relay::default().await.unwrap();
+    let alice = relay.user(EMAIL).await.unwrap();
+    for mode in [UDP, TCP] {
+        Run {
+            relay: relay.sip.unwrap(),
+            scenario: "register-wrong-password",
+            mode,
+            port: free_port(),
+            keys: &[("aor", EMAIL)],
+            auth: Some((EMAIL, "not-the-password")),
+        }
+        .pass()
+        .await
+        .unwrap();
+        // And the right scenario with the wrong password fails: it expects 200.
+        let wrong = Run {
+            auth: Some((EMAIL, "not-the-password")),
+            ..register(
+                &relay,
+                mode,
+                free_port(),
+                &[("aor", EMAIL), ("expires", "60")],
+            )
+        };
+        assert!(wrong.pass().await.is_err());
+    }
+    let list = alice.get("/login/alice@example.net").await.unwrap().body;
+    assert_eq!(list, serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn options_lists_the_methods_over_udp_and_tcp() {
+    let relay = Relay::default().await.unwrap();
+    for mode in [UDP, TCP] {
+        Run {
+            relay: relay.sip.unwrap(),
+            scenario: "options",
+            mode,
+            port: free_port(),
+            keys: &[],
+            auth: None,
+        }
+        .pass()
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_expired_registration_leaves_the_login_list() {
+    let relay = Relay::start(&["--min-expires", "1", "--default-expires", "1"])
+        .await
+        .unwrap();
+    let alice = relay.user(EMAIL).await.unwrap();
+    let mut stream = alice.sse("/login/alice@example.net", None).await.unwrap();
+    assert_eq!(stream.next().await.unwrap().kind, EventKind::State);
+    let keys = [("aor", EMAIL), ("expires", "1")];
+    register(&relay, UDP, free_port(), &keys)
+        .pass()
+        .await
+        .unwrap();
+    assert_eq!(stream.next().await.unwrap().kind, EventKind::Added);
+    let removed = stream.next().await.unwrap();
+    assert_eq!(removed.kind, EventKind::Removed);
+    assert_eq!(removed.data["reason"], "expired");
+    let list = alice.get("/login/alice@example.net").await.unwrap().body;
+    assert_eq!(list, serde_json::json!([]));
+}

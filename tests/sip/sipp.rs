@@ -1,0 +1,92 @@
+//! Running sipp scenarios of tests/sip/scenarios against a relay.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use anyhow::{bail, Context, Result};
+use tokio::process::Command;
+
+/// A sipp transport: `u1` (UDP) or `t1` (TCP), one socket for the scenario.
+pub(crate) type Mode = &'static str;
+/// UDP.
+pub(crate) const UDP: Mode = "u1";
+/// TCP.
+pub(crate) const TCP: Mode = "t1";
+
+/// A local port free for both UDP and TCP, for sipp's `-p` (so a phone keeps its Contact).
+pub(crate) fn free_port() -> u16 {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP");
+}
+
+fn scenario(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("sip/scenarios/{name}.xml"))
+}
+
+/// One sipp run: a scenario, once, from `port`, with `-key` values and digest credentials.
+pub(crate) struct Run<'a> {
+    /// The relay's SIP address.
+    pub(crate) relay: SocketAddr,
+    /// Scenario file name without `.xml`.
+    pub(crate) scenario: &'a str,
+    /// UDP or TCP.
+    pub(crate) mode: Mode,
+    /// sipp's local port.
+    pub(crate) port: u16,
+    /// `-key NAME VALUE` pairs.
+    pub(crate) keys: &'a [(&'a str, &'a str)],
+    /// `-au` and `-ap`.
+    pub(crate) auth: Option<(&'a str, &'a str)>,
+}
+
+impl Run<'_> {
+    /// Runs sipp to the end; Ok when the scenario passed (exit status 0).
+    pub(crate) async fn pass(&self) -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let errors = dir.path().join("errors.log");
+        let mut cmd = Command::new("sipp");
+        cmd.arg(self.relay.to_string())
+            .arg("-sf")
+            .arg(scenario(self.scenario))
+            .args(["-t", self.mode, "-i", "127.0.0.1", "-m", "1", "-nostdin"])
+            .args(["-p", &self.port.to_string()])
+            .args(["-timeout", "20s", "-timeout_error", "-recv_timeout", "5000"])
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(&errors)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (name, value) in self.keys {
+            cmd.args(["-key", name, value]);
+        }
+        if let Some((user, password)) = self.auth {
+            cmd.args(["-au", user, "-ap", password]);
+        }
+        let out = cmd.output().await.context(
+            "running sipp: install it with scripts/setup.sh (Debian package sip-tester)",
+        )?;
+        if !out.status.success() {
+            let log = std::fs::read_to_string(&errors).unwrap_or_default();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let tail: String = stdout.lines().rev().take(15).collect::<Vec<_>>().join("\n");
+            bail!(
+                "sipp {} over {} failed ({}):\n{log}\n{}\n{tail}",
+                self.scenario,
+                self.mode,
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+}
