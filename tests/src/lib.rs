@@ -154,7 +154,9 @@ async fn spawn(dir: &Path, port: Option<u16>, extra: &[String]) -> Result<Spawne
     // SIP on a free port unless the test chose (`--sip ADDR` or `--sip off`), so relays of
     // tests running side by side never share 5060.
     let sip_flag = extra.iter().position(|a| a == "--sip");
-    let sip_off = sip_flag.and_then(|i| extra.get(i + 1)).is_some_and(|a| a == "off");
+    let sip_off = sip_flag
+        .and_then(|i| extra.get(i + 1))
+        .is_some_and(|a| a == "off");
     let default_sip: &[&str] = if sip_flag.is_some() {
         &[]
     } else {
