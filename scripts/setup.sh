@@ -60,5 +60,9 @@ fi
 # Node tooling from package-lock.json: binaryen 132's wasm-opt, playwright-core, vite.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "npm ci"
-  npm ci --no-audit --no-fund --loglevel=error
+  if ! npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1; then
+    # With omit-lockfile-registry-resolved (set on these machines) npm 11 leaves other platforms'
+    # optional packages out of the lock, and npm ci then refuses it: install from it instead.
+    npm install --no-audit --no-fund --no-save --loglevel=error
+  fi
 fi
