@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# SIP REGISTER load, the relay beside Kamailio in the same run (a benchmark, not a test).
+#
+# sipp sends REGISTERs (tests/sip/scenarios/register-noauth.xml, 100 users cycled through an
+# injection file) at increasing rates to each registrar in turn; a rate is sustained when every
+# REGISTER got its 200 with zero retransmissions, no failure and on time. The same work on both
+# sides: no digest authentication (the relay with --sip-auth off, Kamailio with the reference
+# in-memory registrar of bench/kamailio-registrar.cfg), one binding per user refreshed again and
+# again. The relay also writes every binding to SQLite and announces it on its event bus, which
+# Kamailio (usrloc db_mode=0) does not do.
+#
+# Prints, per transport, the highest sustained rate of each, the response-time percentiles at
+# that rate, and the ratio relay/Kamailio.
+#
+# Settings (environment): RATES (REGISTER/s steps), DURATION (s per step), TRANSPORTS (u1 t1),
+# USERS, WORKERS (Kamailio -n/-N).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RATES=${RATES:-"2000 3000 4000 5000 6000 7000 8000 9000 10000 11000 12000 14000 16000"}
+DURATION=${DURATION:-5}
+TRANSPORTS=${TRANSPORTS:-"u1 t1"}
+USERS=${USERS:-100}
+WORKERS=${WORKERS:-2}
+KAMAILIO_PORT=5070
+
+log() { printf 'sip-bench: %s\n' "$*" >&2; }
+
+need() {
+  if ! command -v "$1" >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    log "installing $2"
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 update -q
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q "$2"
+  fi
+}
+need sipp sip-tester
+need kamailio kamailio
+command -v curl >/dev/null || need curl curl
+
+log "building the relay (release)"
+cargo build --release --locked -p relay-server
+
+work=$(mktemp -d)
+relay_pid=""
+kamailio_pid=""
+cleanup() {
+  [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null || true
+  [ -n "$kamailio_pid" ] && kill "$kamailio_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The relay, SIP on a free port, digest auth off (the same work as Kamailio's registrar).
+target/release/relay-server --http 127.0.0.1:0 --sip 127.0.0.1:0 --sip-auth off \
+  --database "sqlite:$work/relay.db" --www "$work/none" >"$work/relay.out" 2>"$work/relay.err" &
+relay_pid=$!
+for _ in $(seq 100); do [ "$(cat "$work/relay.out" 2>/dev/null | wc -l)" -ge 2 ] && break; sleep 0.1; done
+http=$(sed -n 1p "$work/relay.out" | awk '{print $NF}')
+relay_sip=$(sed -n 2p "$work/relay.out" | awk '{print $NF}')
+[ -n "$relay_sip" ] || { log "relay did not start"; cat "$work/relay.err" >&2; exit 1; }
+
+log "signing up $USERS users"
+echo SEQUENTIAL >"$work/users.csv"
+signups=()
+for i in $(seq 1 "$USERS"); do
+  echo "bench$i@bench.example;bench$i" >>"$work/users.csv"
+  curl -sf -o /dev/null --json "{\"email\":\"bench$i@bench.example\",\"password\":\"pw-$i\"}" "$http/user" &
+  signups+=($!)
+  if (( i % 8 == 0 )); then wait "${signups[@]}"; signups=(); fi
+done
+[ "${#signups[@]}" -eq 0 ] || wait "${signups[@]}"
+
+# Kamailio with the reference registrar: UDP and TCP on 127.0.0.1:5070, bindings in memory.
+mkdir -p "$work/run"
+sed "s#PEERS_DIR#$work#g" bench/kamailio-registrar.cfg >"$work/kamailio.cfg"
+kamailio -f "$work/kamailio.cfg" -P "$work/kamailio.pid" -DD -E -b 4194304 \
+  -n "$WORKERS" -N "$WORKERS" 2>"$work/kamailio.err" &
+kamailio_pid=$!
+sleep 1
+kill -0 "$kamailio_pid" 2>/dev/null || { log "kamailio did not start"; cat "$work/kamailio.err" >&2; exit 1; }
+
+# One step: sipp at RATE for DURATION seconds. Prints "ok rate p50 p90 p99 max" or "fail why".
+step() {
+  local target=$1 transport=$2 rate=$3
+  local count=$((rate * DURATION)) dir="$work/step-$target-$transport-$rate"
+  mkdir -p "$dir"
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  (cd "$dir" && timeout $((DURATION * 4 + 30)) sipp "$target" \
+    -sf "$OLDPWD/tests/sip/scenarios/register-noauth.xml" -inf "$work/users.csv" \
+    -t "$transport" -i 127.0.0.1 -p "$port" -r "$rate" -rp 1000 -m "$count" \
+    -buff_size 4194304 -nostdin -timeout $((DURATION * 3 + 20))s -recv_timeout 10000 \
+    -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 1000 >sipp.out 2>&1) || true
+  local last
+  last=$(tail -1 "$dir/stat.csv" 2>/dev/null || true)
+  [ -n "$last" ] || { echo "fail no-statistics"; return; }
+  # Columns of sipp's statistics file: 5 elapsed, 16 successful, 18 failed, 58 retransmissions.
+  local elapsed ok failed retrans
+  elapsed=$(echo "$last" | awk -F';' '{split($5, t, ":"); print t[1]*3600 + t[2]*60 + t[3]}')
+  ok=$(echo "$last" | awk -F';' '{print $16}')
+  failed=$(echo "$last" | awk -F';' '{print $18}')
+  retrans=$(echo "$last" | awk -F';' '{print $58}')
+  if [ "$ok" != "$count" ] || [ "$failed" != 0 ] || [ "$retrans" != 0 ] \
+    || [ "$elapsed" -gt $((DURATION + 1)) ]; then
+    echo "fail ok=$ok/$count failed=$failed retransmissions=$retrans elapsed=${elapsed}s"
+    return
+  fi
+  # Response times (ms, as sipp measures them) of every REGISTER.
+  cat "$dir"/*_rtt.csv | awk -F';' 'NR > 1 && $2 ~ /^[0-9.]+$/ {print $2}' | sort -n >"$dir/rtt"
+  local n
+  n=$(wc -l <"$dir/rtt")
+  pct() { sed -n "$(( ($1 * n + 99) / 100 ))p" "$dir/rtt"; }
+  echo "ok $rate $(pct 50) $(pct 90) $(pct 99) $(tail -1 "$dir/rtt")"
+}
+
+# The highest rate sustained: steps up until one fails, then a retry of that rate (the two
+# sides share two cores with sipp, so one noisy step should not end the ramp).
+ramp() {
+  local target=$1 transport=$2 best="none" result
+  for rate in $RATES; do
+    result=$(step "$target" "$transport" "$rate")
+    if [ "${result%% *}" != ok ]; then
+      log "  $rate/s: ${result#fail }; again"
+      result=$(step "$target" "$transport" "$rate")
+    fi
+    log "  $rate/s: $result"
+    [ "${result%% *}" = ok ] || break
+    best=${result#ok }
+  done
+  echo "$best"
+}
+
+declare -A best
+for transport in $TRANSPORTS; do
+  log "relay over $transport ($relay_sip)"
+  best[relay-$transport]=$(ramp "$relay_sip" "$transport")
+  log "kamailio over $transport (127.0.0.1:$KAMAILIO_PORT)"
+  best[kamailio-$transport]=$(ramp "127.0.0.1:$KAMAILIO_PORT" "$transport")
+done
+
+echo
+echo "REGISTER/s sustained with zero retransmissions (${DURATION}s steps, $USERS users, $(nproc) cores shared with sipp)"
+printf '%-10s %-9s %12s %8s %8s %8s %8s\n' transport server "REGISTER/s" "p50 ms" "p90 ms" "p99 ms" "max ms"
+for transport in $TRANSPORTS; do
+  for server in relay kamailio; do
+    read -r rate p50 p90 p99 max <<<"${best[$server-$transport]} - - - -"
+    printf '%-10s %-9s %12s %8s %8s %8s %8s\n' "$transport" "$server" "$rate" "$p50" "$p90" "$p99" "$max"
+  done
+  r=${best[relay-$transport]%% *}
+  k=${best[kamailio-$transport]%% *}
+  if [[ "$r" =~ ^[0-9]+$ && "$k" =~ ^[0-9]+$ ]]; then
+    echo "$transport ratio relay/kamailio: $(awk -v r="$r" -v k="$k" 'BEGIN {printf "%.2f", r / k}')"
+  fi
+done
