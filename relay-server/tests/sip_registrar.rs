@@ -326,3 +326,26 @@ async fn responses_go_to_the_source_port_with_rport_and_to_the_via_port_without(
         (Transport::Tcp, SocketAddr::from(CLIENT))
     );
 }
+
+#[tokio::test]
+async fn an_account_without_digest_secrets_is_told_to_set_its_password_again() {
+    let h = harness().await;
+    h.store
+        .create_user(&restsip_relay::store::UserRecord {
+            email: AOR.into(),
+            password_hash: "from before SIP".into(),
+            name: None,
+            data: Default::default(),
+            created: 0,
+        })
+        .await
+        .unwrap();
+    let challenge = h.request(&register("d1", 1, "")).await;
+    assert_eq!(challenge.code(), Some(401));
+    let auth = authorization(&challenge, Algorithm::Md5, "whatever", 1);
+    let refused = h.request(&register("d2", 2, &auth)).await;
+    assert_eq!(refused.code(), Some(403));
+    assert!(refused
+        .to_string()
+        .contains("set the account's password again"));
+}

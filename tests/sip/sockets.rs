@@ -138,3 +138,31 @@ async fn refusals_come_back_on_the_tcp_connection() {
         .await
         .starts_with("SIP/2.0 200 "));
 }
+
+#[tokio::test]
+async fn the_relay_speaks_sip_over_ipv6_too() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback on this machine: nothing to test");
+        return;
+    }
+    let relay = Relay::start(&["--sip", "[::1]:0"]).await.unwrap();
+    let addr = relay.sip.unwrap();
+    assert!(addr.is_ipv6(), "{addr}");
+    let socket = UdpSocket::bind("[::1]:0").await.unwrap();
+    socket.connect(addr).await.unwrap();
+    let reply = udp_options(&socket, "v6-udp").await;
+    assert!(reply.starts_with("SIP/2.0 200 "), "{reply}");
+    assert!(reply.contains("received=::1"), "{reply}");
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let port = stream.local_addr().unwrap().port();
+    stream
+        .write_all(options(port, "TCP", "v6-tcp").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200 "));
+}

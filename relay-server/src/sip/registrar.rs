@@ -192,6 +192,13 @@ fn authenticate(
                 Algorithm::Sha256 => d.sha256.clone(),
             })
     };
+    if secret(Algorithm::Md5).is_none() {
+        // Signed up before SIP (or under another realm): no digest secret to check against.
+        return Err(Reply::new(
+            403,
+            "Forbidden (no SIP password stored: set the account's password again)",
+        ));
+    }
     match auth.verify(&creds, "REGISTER", secret, now) {
         Verdict::Valid => Ok(()),
         Verdict::Stale => Err(challenge(true, "Unauthorized (stale nonce)")),
