@@ -74,18 +74,20 @@ struct Channel {
     tx: broadcast::Sender<Arc<BusEvent>>,
     /// The most recent events, oldest first.
     recent: VecDeque<Arc<BusEvent>>,
-    /// Whether events older than `recent` were dropped (so a resume before them is impossible).
-    truncated: bool,
+    /// `recent` holds every event of this resource with an id above this one: the last id handed
+    /// out when the channel was made (earlier events were before this process, or swept away),
+    /// then the id of each event dropped from the history. A resume from below it is impossible.
+    floor: u64,
     /// Last publish or subscribe.
     touched: Instant,
 }
 
 impl Channel {
-    fn new(capacity: usize) -> Self {
+    fn new(capacity: usize, floor: u64) -> Self {
         Self {
             tx: broadcast::channel(capacity).0,
             recent: VecDeque::new(),
-            truncated: false,
+            floor,
             touched: Instant::now(),
         }
     }
@@ -137,7 +139,9 @@ impl Bus {
         state: Option<Value>,
     ) -> u64 {
         let mut topics = self.lock();
-        // The id is taken under the lock, so per resource ids are published in order.
+        // The channel first, so its history covers this event; the id is taken under the lock,
+        // so per resource ids are published in order.
+        self.channel(&mut topics, topic);
         let id = self.next_id();
         self.push(
             &mut topics,
@@ -159,15 +163,13 @@ impl Bus {
     }
 
     fn push(&self, topics: &mut HashMap<Topic, Channel>, topic: &Topic, event: BusEvent) {
-        let capacity = self.inner.capacity;
-        let channel = topics
-            .entry(topic.clone())
-            .or_insert_with(|| Channel::new(capacity));
+        let channel = self.channel(topics, topic);
         let event = Arc::new(event);
         channel.recent.push_back(event.clone());
         while channel.recent.len() > self.inner.history {
-            channel.recent.pop_front();
-            channel.truncated = true;
+            if let Some(dropped) = channel.recent.pop_front() {
+                channel.floor = dropped.id;
+            }
         }
         channel.touched = Instant::now();
         // No receivers is fine: the event is in the history for the next subscriber.
@@ -178,19 +180,13 @@ impl Bus {
     /// history still holds them all.
     pub fn subscribe(&self, topic: &Topic, since: Option<u64>) -> Subscription {
         let mut topics = self.lock();
-        let capacity = self.inner.capacity;
-        let channel = topics
-            .entry(topic.clone())
-            .or_insert_with(|| Channel::new(capacity));
+        let channel = self.channel(&mut topics, topic);
         channel.touched = Instant::now();
         let receiver = channel.tx.subscribe();
         let missed = since.and_then(|since| {
-            let covered = match channel.recent.front() {
-                // The oldest kept event must follow `since` directly or precede it.
-                Some(oldest) => !channel.truncated || oldest.id <= since.saturating_add(1),
-                None => !channel.truncated,
-            };
-            covered.then(|| {
+            // Events before the floor are unknown here (an earlier process, a sweep, or dropped
+            // from the history): the subscriber must start again from the full state.
+            (since >= channel.floor).then(|| {
                 channel
                     .recent
                     .iter()
@@ -200,6 +196,18 @@ impl Bus {
             })
         });
         Subscription { receiver, missed }
+    }
+
+    /// The channel of `topic`, made on first use with its floor at the last id handed out.
+    fn channel<'t>(
+        &self,
+        topics: &'t mut HashMap<Topic, Channel>,
+        topic: &Topic,
+    ) -> &'t mut Channel {
+        let (capacity, floor) = (self.inner.capacity, self.last_id());
+        topics
+            .entry(topic.clone())
+            .or_insert_with(|| Channel::new(capacity, floor))
     }
 
     /// Whether anyone is watching `topic` now.
@@ -277,6 +285,26 @@ mod tests {
         let got = sub.receiver.recv().await.expect("event");
         assert_eq!(got.id, id);
         assert_eq!(got.data, json!("y"));
+    }
+
+    #[test]
+    fn a_resume_from_before_the_channel_existed_asks_for_full_state() {
+        // As after a restart, or a sweep: ids from before are unknown to this channel.
+        let bus = Bus::new(0, 8, 8);
+        let topic = Topic::Call("c".into());
+        let old = bus.next_id();
+        bus.next_id();
+        assert!(bus.subscribe(&topic, Some(old)).missed.is_none());
+        let now = bus.last_id();
+        let sub = bus.subscribe(&topic, Some(now));
+        assert_eq!(sub.missed.map(|m| m.len()), Some(0));
+        let id = bus.publish(&topic, EventKind::Added, json!(1), None);
+        let sub = bus.subscribe(&topic, Some(now));
+        assert_eq!(
+            sub.missed
+                .map(|m| m.iter().map(|e| e.id).collect::<Vec<_>>()),
+            Some(vec![id])
+        );
     }
 
     #[test]
