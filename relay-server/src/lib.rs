@@ -9,6 +9,7 @@ pub mod calls;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod inbox;
 pub mod location;
 pub mod sip;

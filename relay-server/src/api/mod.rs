@@ -31,6 +31,7 @@ use crate::auth::Auth;
 use crate::bus::Bus;
 use crate::calls::Calls;
 use crate::config::Limits;
+use crate::events::Resources;
 use crate::inbox::Inbox;
 use crate::location::Location;
 use crate::store::Store;
@@ -84,6 +85,16 @@ impl AppState {
             inbox,
             limits,
             closing,
+        }
+    }
+
+    /// What event sources read.
+    pub(crate) fn resources(&self) -> Resources {
+        Resources {
+            bus: self.bus.clone(),
+            location: self.location.clone(),
+            calls: self.calls.clone(),
+            inbox: self.inbox.clone(),
         }
     }
 

@@ -1,16 +1,18 @@
 //! Active resources: a GET that stays open gives the current state, then every change. One
-//! event source per watch (a task reading the bus, and the store for inboxes) feeds three
-//! encodings: Server-Sent Events, newline-delimited JSON, and the multiplexed WebSocket.
+//! event source per watch (a task running [`crate::events`] over the bus, and the store for
+//! inboxes) feeds three encodings: Server-Sent Events, newline-delimited JSON, and the
+//! multiplexed WebSocket.
 //!
 //! Each stream holds a bounded queue; a consumer too slow to keep up makes its task fall behind
 //! on the bus, and it is resynchronised with a fresh `state` event (inboxes re-read the store), so
 //! a slow client neither stalls others nor grows memory.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use axum::body::{Body, Bytes};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -18,16 +20,17 @@ use axum::http::{header, HeaderValue};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use restsip_protocol::{Event, EventKind, UpdateMode, NDJSON};
-use tokio::sync::{broadcast, mpsc};
+use restsip_protocol::{Event, UpdateMode, NDJSON};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::{IntervalStream, ReceiverStream};
 
 use super::auth::Caller;
 use super::error::ApiError;
 use super::AppState;
-use crate::bus::{BusEvent, Topic};
+use crate::bus::Topic;
 use crate::error::{Error, Result};
-use crate::inbox::inbox_message;
+use crate::events::{self, Flow, Sink};
+use crate::inbox::Inbox;
 
 /// Events a stream may hold for a slow consumer before its task waits.
 const STREAM_QUEUE: usize = 64;
@@ -189,6 +192,32 @@ impl Drop for StreamSlot {
     }
 }
 
+/// A stream's end of an event source: a bounded queue; SENDs are claimed in the store.
+struct StreamSink {
+    /// The stream's queue.
+    tx: mpsc::Sender<Event>,
+    /// Where SENDs are claimed.
+    inbox: Inbox,
+}
+
+#[async_trait]
+impl Sink for StreamSink {
+    async fn emit(&self, event: Event) -> Result<Flow> {
+        Ok(if self.tx.send(event).await.is_err() {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        })
+    }
+
+    async fn emit_claimed(&self, seq: i64, event: Event) -> Result<Option<Flow>> {
+        if !self.inbox.claim(seq).await? {
+            return Ok(None);
+        }
+        self.emit(event).await.map(Some)
+    }
+}
+
 /// Opens the event source of `topic` for `caller`: a queue of events that ends when the
 /// resource goes away, the relay shuts down, or the receiver is dropped.
 pub(crate) fn open_events(
@@ -200,18 +229,16 @@ pub(crate) fn open_events(
 ) -> Result<mpsc::Receiver<Event>> {
     let slot = state.streams.acquire(&caller.0)?;
     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-    let state = state.clone();
+    let resources = state.resources();
+    let mut closing = state.closing.clone();
     tokio::spawn(async move {
         let _slot = slot;
-        let mut closing = state.closing.clone();
-        let source = EventSource {
-            state: &state,
-            topic: &topic,
-            tx: &tx,
-            mode,
+        let sink = StreamSink {
+            tx: tx.clone(),
+            inbox: resources.inbox.clone(),
         };
         let result = tokio::select! {
-            r = source.run(since) => r,
+            r = events::run(&resources, &topic, since, mode, &sink) => r,
             _ = tx.closed() => Ok(()),
             _ = closing.wait_for(|c| *c) => Ok(()),
         };
@@ -220,199 +247,6 @@ pub(crate) fn open_events(
         }
     });
     Ok(rx)
-}
-
-/// The task behind one stream.
-struct EventSource<'a> {
-    state: &'a AppState,
-    topic: &'a Topic,
-    tx: &'a mpsc::Sender<Event>,
-    mode: UpdateMode,
-}
-
-/// Whether the stream goes on after an event.
-enum Flow {
-    Continue,
-    Stop,
-}
-
-impl EventSource<'_> {
-    async fn run(&self, since: Option<u64>) -> Result<()> {
-        match self.topic {
-            Topic::Inbox(email, id) => self.run_inbox(email, *id, since).await,
-            _ => self.run_resource(since).await,
-        }
-    }
-
-    async fn emit(&self, id: u64, kind: EventKind, data: serde_json::Value) -> Flow {
-        let event = Event {
-            id,
-            resource: self.topic.resource(),
-            kind,
-            data,
-        };
-        if self.tx.send(event).await.is_err() || kind == EventKind::Gone {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
-    }
-
-    /// Emits a bus event as the mode asks.
-    async fn emit_change(&self, event: &BusEvent) -> Flow {
-        match (self.mode, event.kind) {
-            (UpdateMode::Full, EventKind::Added | EventKind::Updated | EventKind::Removed) => {
-                match &event.state {
-                    Some(state) => self.emit(event.id, EventKind::State, state.clone()).await,
-                    None => Flow::Continue,
-                }
-            }
-            _ => self.emit(event.id, event.kind, event.data.clone()).await,
-        }
-    }
-
-    /// Emits the current state; returns the id it stands for, or None when the stream ended.
-    async fn emit_state(&self) -> Result<Option<u64>> {
-        // Every event up to this id is reflected in a state read after it.
-        let id = self.state.bus.last_id();
-        let loaded = match self.topic {
-            Topic::Login(email) => self.state.location.state(email).await,
-            Topic::Call(call) => self.state.calls.state(call).await,
-            Topic::Inbox(email, cid) => {
-                self.state
-                    .location
-                    .live_contact(email, *cid)
-                    .await
-                    .map(|c| {
-                        serde_json::to_value(crate::location::contact_view(
-                            &c,
-                            crate::clock::now_ms(),
-                        ))
-                        .unwrap_or_default()
-                    })
-            }
-        };
-        let flow = match loaded {
-            Ok(data) => self.emit(id, EventKind::State, data).await,
-            Err(Error::NotFound(why)) => {
-                self.emit(id, EventKind::Gone, serde_json::json!({"reason": why}))
-                    .await
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(matches!(flow, Flow::Continue).then_some(id))
-    }
-
-    async fn run_resource(&self, since: Option<u64>) -> Result<()> {
-        let sub = self.state.bus.subscribe(self.topic, since);
-        let mut rx = sub.receiver;
-        let mut last = match sub.missed {
-            Some(missed) => {
-                let mut last = since.unwrap_or(0);
-                for event in missed {
-                    if let Flow::Stop = self.emit_change(&event).await {
-                        return Ok(());
-                    }
-                    last = event.id;
-                }
-                last
-            }
-            None => match self.emit_state().await? {
-                Some(id) => id,
-                None => return Ok(()),
-            },
-        };
-        loop {
-            match rx.recv().await {
-                Ok(event) if event.id <= last => {}
-                Ok(event) => {
-                    last = event.id;
-                    if let Flow::Stop = self.emit_change(&event).await {
-                        return Ok(());
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => match self.emit_state().await? {
-                    Some(id) => last = id,
-                    None => return Ok(()),
-                },
-                Err(broadcast::error::RecvError::Closed) => return Ok(()),
-            }
-        }
-    }
-
-    /// Hands over stored SENDs the store lets this stream claim; remembers them in `handed`.
-    async fn hand_over_pending(
-        &self,
-        email: &str,
-        cid: i64,
-        after: Option<u64>,
-        handed: &mut HashSet<i64>,
-    ) -> Result<Flow> {
-        let after = after.map(|a| i64::try_from(a).unwrap_or(i64::MAX));
-        for record in self.state.inbox.pending(email, cid, after).await? {
-            if handed.contains(&record.seq) || !self.state.inbox.claim(record.seq).await? {
-                continue;
-            }
-            handed.insert(record.seq);
-            let data = serde_json::to_value(inbox_message(&record)).unwrap_or_default();
-            if let Flow::Stop = self
-                .emit(
-                    u64::try_from(record.seq).unwrap_or(0),
-                    EventKind::Message,
-                    data,
-                )
-                .await
-            {
-                return Ok(Flow::Stop);
-            }
-        }
-        Ok(Flow::Continue)
-    }
-
-    async fn run_inbox(&self, email: &str, cid: i64, since: Option<u64>) -> Result<()> {
-        let sub = self.state.bus.subscribe(self.topic, None);
-        let mut rx = sub.receiver;
-        if self.emit_state().await?.is_none() {
-            return Ok(());
-        }
-        let mut handed = HashSet::new();
-        if let Flow::Stop = self
-            .hand_over_pending(email, cid, since, &mut handed)
-            .await?
-        {
-            return Ok(());
-        }
-        loop {
-            match rx.recv().await {
-                Ok(event) if event.kind == EventKind::Message => {
-                    let seq = i64::try_from(event.id).unwrap_or(i64::MAX);
-                    if handed.contains(&seq) || !self.state.inbox.claim(seq).await? {
-                        continue;
-                    }
-                    if let Flow::Stop = self
-                        .emit(event.id, EventKind::Message, event.data.clone())
-                        .await
-                    {
-                        return Ok(());
-                    }
-                }
-                Ok(event) => {
-                    if let Flow::Stop = self.emit(event.id, event.kind, event.data.clone()).await {
-                        return Ok(());
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    if let Flow::Stop = self
-                        .hand_over_pending(email, cid, None, &mut handed)
-                        .await?
-                    {
-                        return Ok(());
-                    }
-                }
-                Err(broadcast::error::RecvError::Closed) => return Ok(()),
-            }
-        }
-    }
 }
 
 /// Answers a streaming GET of `topic` in the format asked.
@@ -473,7 +307,7 @@ mod tests {
     use crate::bus::Bus;
     use crate::config::Limits;
     use crate::store::{SqliteStore, Store, UserRecord};
-    use restsip_protocol::{ContactSource, CreateLogin, RefreshLogin};
+    use restsip_protocol::{ContactSource, CreateLogin, EventKind, RefreshLogin};
 
     async fn state() -> (AppState, tokio::sync::watch::Sender<bool>) {
         let store: Arc<dyn Store> =

@@ -42,26 +42,13 @@ fn problem_for(err: Error) -> Problem {
 
 /// Resolves a path to the topic it names and checks the caller may watch it.
 async fn topic_for(state: &AppState, caller: &Caller, path: &str) -> Result<Topic, Error> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["login", email] => {
-            state.location.contacts(email).await?;
-            Ok(Topic::Login((*email).to_owned()))
-        }
-        ["login", email, id] => {
-            let id: i64 = id.parse().map_err(|_| Error::NotFound(format!("no resource {path}")))?;
-            if *email != caller.0 {
-                return Err(Error::Forbidden(format!("{} may not read the inbox of {email}", caller.0)));
-            }
-            state.location.live_contact(email, id).await?;
-            Ok(Topic::Inbox((*email).to_owned(), id))
-        }
-        ["call", id] => {
-            state.calls.view(id).await?;
-            Ok(Topic::Call((*id).to_owned()))
-        }
-        _ => Err(Error::NotFound(format!("{path} is not an active resource (/login/{{email}}, /login/{{email}}/{{id}}, /call/{{id}})"))),
-    }
+    let topic = crate::events::parse_topic(path).ok_or_else(|| {
+        Error::NotFound(format!(
+            "{path} is not an active resource (/login/{{email}}, /login/{{email}}/{{id}}, /call/{{id}})"
+        ))
+    })?;
+    crate::events::authorize(&state.resources(), &caller.0, &topic).await?;
+    Ok(topic)
 }
 
 /// Splits a SEND/CANCEL path into user and optional contact.

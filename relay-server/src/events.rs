@@ -1,0 +1,318 @@
+//! The event source of an active resource: the task logic that turns a bus topic into the
+//! protocol's `Event`s — a first `state`, then every change — with resume from an event id,
+//! resynchronisation (a fresh `state`) when it falls behind, and, for a contact's inbox, the
+//! stored SENDs it claims. Streams (SSE, NDJSON, WebSocket) and webhooks both run it; each gives
+//! a [`Sink`] that says where events go and how a SEND is claimed.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use restsip_protocol::{Event, EventKind, UpdateMode};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::bus::{Bus, BusEvent, Topic};
+use crate::calls::Calls;
+use crate::error::{Error, Result};
+use crate::inbox::{inbox_message, Inbox};
+use crate::location::Location;
+
+/// The services an event source reads; cheap to clone.
+#[derive(Clone)]
+pub struct Resources {
+    /// Changes of every resource.
+    pub bus: Bus,
+    /// Logins, for `/login/...` states.
+    pub location: Location,
+    /// Calls, for `/call/...` states.
+    pub calls: Calls,
+    /// Stored SENDs, for inboxes.
+    pub inbox: Inbox,
+}
+
+/// Whether a source goes on after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on.
+    Continue,
+    /// The consumer wants no more (gone, full): the source ends.
+    Stop,
+}
+
+/// Where a source's events go.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// Hands over one event.
+    async fn emit(&self, event: Event) -> Result<Flow>;
+    /// Hands over the `message` event of stored SEND `seq` if this consumer may claim it (it was
+    /// not cancelled); None when it may not.
+    async fn emit_claimed(&self, seq: i64, event: Event) -> Result<Option<Flow>>;
+}
+
+/// Parses an active resource's path: `/login/{email}`, `/login/{email}/{id}`, `/call/{id}`.
+pub fn parse_topic(path: &str) -> Option<Topic> {
+    let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    match segments.as_slice() {
+        ["login", email] if !email.is_empty() => Some(Topic::Login((*email).to_owned())),
+        ["login", email, id] if !email.is_empty() => {
+            Some(Topic::Inbox((*email).to_owned(), id.parse().ok()?))
+        }
+        ["call", id] if !id.is_empty() => Some(Topic::Call((*id).to_owned())),
+        _ => None,
+    }
+}
+
+/// Checks that `topic` exists and that `user` may watch it: anyone signed in may watch a user's
+/// logins and a call; only its owner a contact's inbox.
+pub async fn authorize(resources: &Resources, user: &str, topic: &Topic) -> Result<()> {
+    match topic {
+        Topic::Login(email) => resources.location.contacts(email).await.map(drop),
+        Topic::Inbox(email, id) => {
+            if email != user {
+                return Err(Error::Forbidden(format!(
+                    "{user} may not read the inbox of {email}"
+                )));
+            }
+            resources.location.live_contact(email, *id).await.map(drop)
+        }
+        Topic::Call(id) => resources.calls.view(id).await.map(drop),
+    }
+}
+
+/// Runs the source of `topic` into `sink` until the resource goes away (after its `gone`
+/// event), the sink stops, or the bus closes. `since` resumes after that event id (for an inbox:
+/// the delivered SENDs after it are handed over again, as a stream may have lost them in flight).
+pub async fn run(
+    resources: &Resources,
+    topic: &Topic,
+    since: Option<u64>,
+    mode: UpdateMode,
+    sink: &dyn Sink,
+) -> Result<()> {
+    let source = Source {
+        resources,
+        topic,
+        sink,
+        mode,
+    };
+    match topic {
+        Topic::Inbox(email, id) => source.run_inbox(email, *id, since).await,
+        _ => source.run_resource(since).await,
+    }
+}
+
+/// One running source.
+struct Source<'a> {
+    /// What it reads.
+    resources: &'a Resources,
+    /// The resource.
+    topic: &'a Topic,
+    /// Where events go.
+    sink: &'a dyn Sink,
+    /// Differences or full state.
+    mode: UpdateMode,
+}
+
+impl Source<'_> {
+    fn event(&self, id: u64, kind: EventKind, data: Value) -> Event {
+        Event {
+            id,
+            resource: self.topic.resource(),
+            kind,
+            data,
+        }
+    }
+
+    async fn emit(&self, id: u64, kind: EventKind, data: Value) -> Result<Flow> {
+        let flow = self.sink.emit(self.event(id, kind, data)).await?;
+        Ok(if kind == EventKind::Gone {
+            Flow::Stop
+        } else {
+            flow
+        })
+    }
+
+    /// Emits a bus event as the mode asks.
+    async fn emit_change(&self, event: &BusEvent) -> Result<Flow> {
+        match (self.mode, event.kind) {
+            (UpdateMode::Full, EventKind::Added | EventKind::Updated | EventKind::Removed) => {
+                match &event.state {
+                    Some(state) => self.emit(event.id, EventKind::State, state.clone()).await,
+                    None => Ok(Flow::Continue),
+                }
+            }
+            _ => self.emit(event.id, event.kind, event.data.clone()).await,
+        }
+    }
+
+    /// Emits the current state; returns the id it stands for, or None when the source ends.
+    async fn emit_state(&self) -> Result<Option<u64>> {
+        // Every event up to this id is reflected in a state read after it.
+        let id = self.resources.bus.last_id();
+        let loaded = match self.topic {
+            Topic::Login(email) => self.resources.location.state(email).await,
+            Topic::Call(call) => self.resources.calls.state(call).await,
+            Topic::Inbox(email, cid) => self
+                .resources
+                .location
+                .live_contact(email, *cid)
+                .await
+                .map(|c| {
+                    serde_json::to_value(crate::location::contact_view(&c, crate::clock::now_ms()))
+                        .unwrap_or_default()
+                }),
+        };
+        let flow = match loaded {
+            Ok(data) => self.emit(id, EventKind::State, data).await?,
+            Err(Error::NotFound(why)) => {
+                self.emit(id, EventKind::Gone, serde_json::json!({"reason": why}))
+                    .await?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok((flow == Flow::Continue).then_some(id))
+    }
+
+    async fn run_resource(&self, since: Option<u64>) -> Result<()> {
+        let sub = self.resources.bus.subscribe(self.topic, since);
+        let mut rx = sub.receiver;
+        let mut last = match sub.missed {
+            Some(missed) => {
+                let mut last = since.unwrap_or(0);
+                for event in missed {
+                    if self.emit_change(&event).await? == Flow::Stop {
+                        return Ok(());
+                    }
+                    last = event.id;
+                }
+                last
+            }
+            None => match self.emit_state().await? {
+                Some(id) => id,
+                None => return Ok(()),
+            },
+        };
+        loop {
+            match rx.recv().await {
+                Ok(event) if event.id <= last => {}
+                Ok(event) => {
+                    last = event.id;
+                    if self.emit_change(&event).await? == Flow::Stop {
+                        return Ok(());
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => match self.emit_state().await? {
+                    Some(id) => last = id,
+                    None => return Ok(()),
+                },
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            }
+        }
+    }
+
+    /// Hands over the stored SEND `seq` unless already handed (then or, with `remember`, later)
+    /// or not claimable.
+    async fn hand_over(
+        &self,
+        seq: i64,
+        data: Value,
+        handed: &mut HashSet<i64>,
+        remember: bool,
+    ) -> Result<Flow> {
+        if handed.contains(&seq) {
+            return Ok(Flow::Continue);
+        }
+        let event = self.event(u64::try_from(seq).unwrap_or(0), EventKind::Message, data);
+        match self.sink.emit_claimed(seq, event).await? {
+            Some(flow) => {
+                if remember {
+                    handed.insert(seq);
+                }
+                Ok(flow)
+            }
+            None => Ok(Flow::Continue),
+        }
+    }
+
+    /// Hands over stored SENDs the store lets this consumer claim; remembers them in `handed`.
+    async fn hand_over_pending(
+        &self,
+        email: &str,
+        cid: i64,
+        after: Option<u64>,
+        handed: &mut HashSet<i64>,
+    ) -> Result<Flow> {
+        let after = after.map(|a| i64::try_from(a).unwrap_or(i64::MAX));
+        for record in self.resources.inbox.pending(email, cid, after).await? {
+            let data = serde_json::to_value(inbox_message(&record)).unwrap_or_default();
+            // Remembered: the same SEND may still come on the bus.
+            if self.hand_over(record.seq, data, handed, true).await? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn run_inbox(&self, email: &str, cid: i64, since: Option<u64>) -> Result<()> {
+        let sub = self.resources.bus.subscribe(self.topic, None);
+        let mut rx = sub.receiver;
+        if self.emit_state().await?.is_none() {
+            return Ok(());
+        }
+        let mut handed = HashSet::new();
+        if self
+            .hand_over_pending(email, cid, since, &mut handed)
+            .await?
+            == Flow::Stop
+        {
+            return Ok(());
+        }
+        loop {
+            let flow = match rx.recv().await {
+                Ok(event) if event.kind == EventKind::Message => {
+                    let seq = i64::try_from(event.id).unwrap_or(i64::MAX);
+                    // A bus event comes once: no need to remember it.
+                    self.hand_over(seq, event.data.clone(), &mut handed, false)
+                        .await?
+                }
+                Ok(event) => self.emit(event.id, event.kind, event.data.clone()).await?,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    self.hand_over_pending(email, cid, None, &mut handed)
+                        .await?
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            };
+            if flow == Flow::Stop {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn active_resource_paths() {
+        assert_eq!(parse_topic("/login/a@x"), Some(Topic::Login("a@x".into())));
+        assert_eq!(
+            parse_topic("/login/a@x/3"),
+            Some(Topic::Inbox("a@x".into(), 3))
+        );
+        assert_eq!(parse_topic("/call/c1"), Some(Topic::Call("c1".into())));
+        for bad in [
+            "",
+            "/",
+            "login/a@x",
+            "/login/",
+            "/login/a@x/x",
+            "/call/",
+            "/call/a/b",
+            "/user/a",
+            "/login//1",
+        ] {
+            assert_eq!(parse_topic(bad), None, "{bad}");
+        }
+    }
+}
