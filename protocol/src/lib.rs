@@ -10,6 +10,7 @@ mod message;
 mod problem;
 mod send;
 mod user;
+mod webhook;
 mod ws;
 
 pub use call::{
@@ -21,6 +22,10 @@ pub use message::{MailMessage, NewMailMessage};
 pub use problem::{Problem, ProblemKind};
 pub use send::{CancelOutcome, CancelRequest, Delivery, DeliveryStatus, InboxMessage, SendReceipt};
 pub use user::{CreateUser, Token, UpdateUser, User, UserCreated, UserLinks};
+pub use webhook::{
+    CreateWebhook, Webhook, WebhookCreated, WebhookStatus, WEBHOOK_EVENT_ID_HEADER,
+    WEBHOOK_ID_HEADER, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER,
+};
 pub use ws::{ClientFrame, ServerFrame};
 
 /// The header that carries the real method for clients behind proxies that drop `SEND` and

@@ -62,6 +62,23 @@ pub struct Settings {
     /// Seconds between keep-alives on idle streams [default: 15].
     #[arg(long, env = "RESTSIP_KEEPALIVE", value_name = "SECONDS")]
     pub keepalive: Option<u64>,
+    /// Most webhooks per user [default: 32].
+    #[arg(long, env = "RESTSIP_MAX_WEBHOOKS_PER_USER", value_name = "N")]
+    pub max_webhooks_per_user: Option<usize>,
+    /// Most events stored for one webhook whose target does not acknowledge them; past it the
+    /// webhook stops reading its resource until the target catches up [default: 1000].
+    #[arg(long, env = "RESTSIP_MAX_WEBHOOK_QUEUE", value_name = "N")]
+    pub max_webhook_queue: Option<usize>,
+    /// Seconds a webhook target has to answer a delivery [default: 10].
+    #[arg(long, env = "RESTSIP_WEBHOOK_TIMEOUT", value_name = "SECONDS")]
+    pub webhook_timeout: Option<u64>,
+    /// Longest wait between two attempts of a webhook delivery; the wait starts at 1 s and
+    /// doubles up to this [default: 300].
+    #[arg(long, env = "RESTSIP_WEBHOOK_MAX_BACKOFF", value_name = "SECONDS")]
+    pub webhook_max_backoff: Option<u64>,
+    /// Age after which a webhook whose event still fails is marked failing [default: 86400].
+    #[arg(long, env = "RESTSIP_WEBHOOK_MAX_AGE", value_name = "SECONDS")]
+    pub webhook_max_age: Option<u64>,
     /// SIP address, UDP and TCP both [default: 127.0.0.1:5060]; port 0 picks a port free for
     /// both; `off` turns SIP off.
     #[arg(long, env = "RESTSIP_SIP", value_name = "ADDR|off")]
@@ -147,6 +164,16 @@ pub struct Limits {
     pub token_ttl: u64,
     /// Keep-alive interval on streams (s).
     pub keepalive: u64,
+    /// Most webhooks per user.
+    pub max_webhooks_per_user: usize,
+    /// Most unacknowledged events stored per webhook.
+    pub max_webhook_queue: usize,
+    /// Time a webhook target has to answer (s).
+    pub webhook_timeout: u64,
+    /// Longest wait between delivery attempts (s).
+    pub webhook_max_backoff: u64,
+    /// Age of a failing event after which its webhook is marked failing (s).
+    pub webhook_max_age: u64,
 }
 
 impl Default for Limits {
@@ -161,6 +188,11 @@ impl Default for Limits {
             max_expires: 86_400,
             token_ttl: 600,
             keepalive: 15,
+            max_webhooks_per_user: 32,
+            max_webhook_queue: 1000,
+            webhook_timeout: 10,
+            webhook_max_backoff: 300,
+            webhook_max_age: 86_400,
         }
     }
 }
@@ -209,6 +241,26 @@ impl Config {
                 .unwrap_or(d.max_expires),
             token_ttl: cli.token_ttl.or(file.token_ttl).unwrap_or(d.token_ttl),
             keepalive: cli.keepalive.or(file.keepalive).unwrap_or(d.keepalive),
+            max_webhooks_per_user: cli
+                .max_webhooks_per_user
+                .or(file.max_webhooks_per_user)
+                .unwrap_or(d.max_webhooks_per_user),
+            max_webhook_queue: cli
+                .max_webhook_queue
+                .or(file.max_webhook_queue)
+                .unwrap_or(d.max_webhook_queue),
+            webhook_timeout: cli
+                .webhook_timeout
+                .or(file.webhook_timeout)
+                .unwrap_or(d.webhook_timeout),
+            webhook_max_backoff: cli
+                .webhook_max_backoff
+                .or(file.webhook_max_backoff)
+                .unwrap_or(d.webhook_max_backoff),
+            webhook_max_age: cli
+                .webhook_max_age
+                .or(file.webhook_max_age)
+                .unwrap_or(d.webhook_max_age),
         };
         anyhow::ensure!(
             limits.min_expires >= 1,
@@ -228,6 +280,14 @@ impl Config {
             "max-connections must be at least 1"
         );
         anyhow::ensure!(limits.keepalive >= 1, "keepalive must be at least 1 second");
+        anyhow::ensure!(
+            limits.max_webhook_queue >= 1,
+            "max-webhook-queue must be at least 1"
+        );
+        anyhow::ensure!(
+            limits.webhook_timeout >= 1 && limits.webhook_max_backoff >= 1,
+            "webhook-timeout and webhook-max-backoff must be at least 1 second"
+        );
         let http = cli
             .http
             .or(file.http)

@@ -14,6 +14,7 @@ pub mod inbox;
 pub mod location;
 pub mod sip;
 pub mod store;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -57,7 +58,12 @@ pub struct Relay {
 /// Opens the store and binds the listener.
 pub async fn start(config: Config) -> anyhow::Result<Relay> {
     let store = store::open(&config.database).await?;
-    let floor = u64::try_from(store.max_send_seq().await?).unwrap_or(0);
+    // Event ids continue above every id stored: SENDs' and webhook events'.
+    let stored = store
+        .max_send_seq()
+        .await?
+        .max(store.max_webhook_cursor().await?);
+    let floor = u64::try_from(stored).unwrap_or(0);
     let bus = Bus::new(floor, BUS_HISTORY, BUS_CAPACITY);
     let auth = auth::Auth::new(
         store.clone(),
@@ -103,6 +109,11 @@ impl Relay {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let expiry = tokio::spawn(expire_logins(self.state.clone()));
+        // Stored webhooks resume: re-subscribed after their last stored event, outboxes sent on.
+        let started = self.state.webhooks.start_all().await?;
+        if started > 0 {
+            tracing::info!(webhooks = started, "webhooks resumed");
+        }
         let sip_tasks = match self.sip {
             Some(listeners) => {
                 let core = sip_core(&self.state, &self.sip_config);

@@ -11,6 +11,7 @@ mod login;
 pub mod openapi;
 mod stream;
 mod user;
+mod webhook;
 mod ws;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use crate::events::Resources;
 use crate::inbox::Inbox;
 use crate::location::Location;
 use crate::store::Store;
+use crate::webhooks::Webhooks;
 
 pub(crate) use listener::LimitedListener;
 use stream::StreamCounter;
@@ -54,6 +56,8 @@ pub struct AppState {
     pub(crate) calls: Calls,
     /// SEND and CANCEL.
     pub(crate) inbox: Inbox,
+    /// Webhooks.
+    pub(crate) webhooks: Webhooks,
     /// Limits in force.
     pub(crate) limits: Arc<Limits>,
     /// Open streams per user.
@@ -75,6 +79,13 @@ impl AppState {
         let calls = Calls::new(store.clone(), bus.clone());
         let location = Location::new(store.clone(), bus.clone(), calls.clone(), limits.clone());
         let inbox = Inbox::new(store.clone(), bus.clone(), limits.clone());
+        let resources = Resources {
+            bus: bus.clone(),
+            location: location.clone(),
+            calls: calls.clone(),
+            inbox: inbox.clone(),
+        };
+        let webhooks = Webhooks::new(store.clone(), resources, limits.clone(), closing.clone());
         Self {
             streams: StreamCounter::new(limits.max_streams_per_user),
             store,
@@ -83,6 +94,7 @@ impl AppState {
             location,
             calls,
             inbox,
+            webhooks,
             limits,
             closing,
         }
@@ -179,6 +191,14 @@ pub fn app(state: AppState, www: Option<&std::path::Path>) -> Router {
             get(call::participant_get)
                 .put(call::participant_update)
                 .delete(call::participant_delete),
+        )
+        .route(
+            "/webhook",
+            get(webhook::webhook_list).post(webhook::webhook_create),
+        )
+        .route(
+            "/webhook/{id}",
+            get(webhook::webhook_get).delete(webhook::webhook_delete),
         )
         .route("/ws", get(ws::ws_upgrade))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }));

@@ -82,6 +82,10 @@ pub fn operations() -> Vec<Operation> {
         Operation { response: schema!(p::Participant), ..op("GET", "/call/{id}/{pid}", "One participant and its session description") },
         Operation { request: schema!(p::UpdateParticipant), response: schema!(p::Participant), ..op("PUT", "/call/{id}/{pid}", "Update your session description") },
         Operation { status: 204, ..op("DELETE", "/call/{id}/{pid}", "Leave the call (or, as its owner, remove a participant)") },
+        Operation { request: schema!(p::CreateWebhook), status: 201, response: schema!(p::WebhookCreated), ..op("POST", "/webhook", "Deliver the events of an active resource to a URL by signed HTTP POST (the secret is shown only here)") },
+        Operation { response: schema!(Vec<p::Webhook>), ..op("GET", "/webhook", "Your webhooks, with their delivery status") },
+        Operation { response: schema!(p::Webhook), ..op("GET", "/webhook/{id}", "One of your webhooks") },
+        Operation { status: 204, ..op("DELETE", "/webhook/{id}", "Delete one of your webhooks; what it had queued is dropped") },
         Operation { status: 101, ..op("GET", "/ws", "The multiplexed WebSocket: subscribe, SEND, CANCEL (frames: ClientFrame, ServerFrame)") },
         Operation { auth: false, ..op("GET", "/openapi.json", "This document") },
     ]

@@ -4,11 +4,12 @@
 //! acknowledged survives a crash.
 
 mod sqlite;
+mod sqlite_webhooks;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use restsip_protocol::{ContactSource, DeliveryStatus};
+use restsip_protocol::{ContactSource, DeliveryStatus, UpdateMode};
 use serde_json::{Map, Value};
 
 pub use sqlite::SqliteStore;
@@ -150,6 +151,57 @@ pub struct SendRecord {
     pub status: DeliveryStatus,
 }
 
+/// A webhook: a subscription of a URL to an active resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookRecord {
+    /// Random id.
+    pub id: String,
+    /// The user who made it.
+    pub owner: String,
+    /// Where events are POSTed.
+    pub target: String,
+    /// The active resource it follows.
+    pub resource: String,
+    /// Differences or full state.
+    pub updates: UpdateMode,
+    /// The HMAC key of its signatures.
+    pub secret: String,
+    /// Creation time (ms).
+    pub created: i64,
+    /// Id of the last event queued: where its source resumes.
+    pub cursor: Option<i64>,
+    /// When an event outlived the age limit (ms); None while healthy.
+    pub failing_since: Option<i64>,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// Events queued and not yet acknowledged (read only).
+    pub queued: usize,
+}
+
+/// One event in a webhook's outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookEventRecord {
+    /// Position in the outbox (increasing).
+    pub seq: i64,
+    /// The event's id.
+    pub event_id: i64,
+    /// The JSON `Event` as it is POSTed.
+    pub body: String,
+    /// When it was queued (ms).
+    pub queued: i64,
+}
+
+/// What [`Store::queue_webhook_event`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// Stored; the outbox now holds this many events.
+    Stored(usize),
+    /// The SEND to claim was cancelled: nothing stored.
+    NotClaimed,
+    /// The webhook no longer exists.
+    NoWebhook,
+}
+
 /// The relay's durable state.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -245,6 +297,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// A random secret created on first use and kept, for signing tokens.
     async fn secret(&self) -> StoreResult<Vec<u8>>;
+
+    /// Adds a webhook unless its owner has `max_per_owner` already; false then.
+    async fn create_webhook(&self, hook: &WebhookRecord, max_per_owner: usize)
+        -> StoreResult<bool>;
+    /// A webhook by id.
+    async fn webhook(&self, id: &str) -> StoreResult<Option<WebhookRecord>>;
+    /// The webhooks of `owner` (every webhook with None), oldest first.
+    async fn webhooks(&self, owner: Option<&str>) -> StoreResult<Vec<WebhookRecord>>;
+    /// Deletes a webhook and its outbox; false if there was none.
+    async fn delete_webhook(&self, id: &str) -> StoreResult<bool>;
+    /// Appends an event (id and JSON body) to a webhook's outbox and moves its cursor, all or
+    /// none; with `claim`, only if that SEND can be claimed, which is then marked delivered.
+    async fn queue_webhook_event(
+        &self,
+        id: &str,
+        event_id: i64,
+        body: &str,
+        claim: Option<i64>,
+    ) -> StoreResult<Queued>;
+    /// The oldest event of a webhook's outbox.
+    async fn webhook_head(&self, id: &str) -> StoreResult<Option<WebhookEventRecord>>;
+    /// Removes a delivered event and marks the webhook healthy; false if the webhook is gone.
+    async fn ack_webhook_event(&self, id: &str, seq: i64) -> StoreResult<bool>;
+    /// Records a failed attempt; with `failing_since`, marks the webhook failing (keeping an
+    /// earlier mark).
+    async fn webhook_failed(
+        &self,
+        id: &str,
+        error: &str,
+        failing_since: Option<i64>,
+    ) -> StoreResult<()>;
+    /// How many events a webhook's outbox holds.
+    async fn webhook_queue_len(&self, id: &str) -> StoreResult<usize>;
+    /// The largest event id any webhook queued, 0 if none.
+    async fn max_webhook_cursor(&self) -> StoreResult<i64>;
 }
 
 /// Opens the store a database URL names.

@@ -12,18 +12,18 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    CallRecord, ContactRecord, DigestRecord, MailRecord, ParticipantRecord, SendRecord, Store,
-    StoreError, StoreResult, UserRecord,
+    CallRecord, ContactRecord, DigestRecord, MailRecord, ParticipantRecord, Queued, SendRecord,
+    Store, StoreError, StoreResult, UserRecord, WebhookEventRecord, WebhookRecord,
 };
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     /// Readers: WAL lets them run beside the writer.
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
     /// The one writer. SQLite allows one write transaction at a time; writers queueing here in
     /// the pool instead of in SQLite's busy handler (which sleeps) keeps writes fast under load.
-    writer: SqlitePool,
+    pub(super) writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -631,6 +631,59 @@ impl Store for SqliteStore {
                 .fetch_one(&self.writer)
                 .await?,
         )
+    }
+
+    // Webhooks: the SQL is in sqlite_webhooks.rs.
+
+    async fn create_webhook(&self, hook: &WebhookRecord, max: usize) -> StoreResult<bool> {
+        self.wh_create(hook, max).await
+    }
+
+    async fn webhook(&self, id: &str) -> StoreResult<Option<WebhookRecord>> {
+        self.wh_get(id).await
+    }
+
+    async fn webhooks(&self, owner: Option<&str>) -> StoreResult<Vec<WebhookRecord>> {
+        self.wh_list(owner).await
+    }
+
+    async fn delete_webhook(&self, id: &str) -> StoreResult<bool> {
+        self.wh_delete(id).await
+    }
+
+    async fn queue_webhook_event(
+        &self,
+        id: &str,
+        event_id: i64,
+        body: &str,
+        claim: Option<i64>,
+    ) -> StoreResult<Queued> {
+        self.wh_queue(id, event_id, body, claim).await
+    }
+
+    async fn webhook_head(&self, id: &str) -> StoreResult<Option<WebhookEventRecord>> {
+        self.wh_head(id).await
+    }
+
+    async fn ack_webhook_event(&self, id: &str, seq: i64) -> StoreResult<bool> {
+        self.wh_ack(id, seq).await
+    }
+
+    async fn webhook_failed(
+        &self,
+        id: &str,
+        error: &str,
+        failing_since: Option<i64>,
+    ) -> StoreResult<()> {
+        self.wh_failed(id, error, failing_since).await
+    }
+
+    async fn webhook_queue_len(&self, id: &str) -> StoreResult<usize> {
+        self.wh_queue_len(id).await
+    }
+
+    async fn max_webhook_cursor(&self) -> StoreResult<i64> {
+        self.wh_max_cursor().await
     }
 }
 
