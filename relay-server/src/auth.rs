@@ -43,6 +43,8 @@ struct Inner {
     realm: String,
     /// email → (keyed hash of a password verified for it, when).
     verified: Mutex<HashMap<String, ([u8; 32], Instant)>>,
+    /// email → (its digest secrets, when read): every SIP REGISTER needs them.
+    digests: Mutex<HashMap<String, (DigestRecord, Instant)>>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -62,6 +64,7 @@ impl Auth {
                 token_ttl,
                 realm: realm.to_owned(),
                 verified: Mutex::new(HashMap::new()),
+                digests: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -133,6 +136,26 @@ impl Auth {
         }
     }
 
+    /// The digest secrets of `email` (None for an unknown user or one without them), read
+    /// through a cache that [`Auth::forget`] clears.
+    pub async fn digest(&self, email: &str) -> Result<Option<DigestRecord>> {
+        let digests = || self.inner.digests.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((record, at)) = digests().get(email) {
+            if at.elapsed() < CACHE_TTL {
+                return Ok(Some(record.clone()));
+            }
+        }
+        let record = self.inner.store.digest(email).await?;
+        if let Some(record) = &record {
+            let mut cache = digests();
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(email.to_owned(), (record.clone(), Instant::now()));
+        }
+        Ok(record)
+    }
+
     /// The secret shared by token signatures and SIP nonces.
     pub(crate) fn secret(&self) -> &[u8] {
         &self.inner.secret
@@ -141,6 +164,11 @@ impl Auth {
     /// Forgets cached credentials of `email` (password changed, user deleted).
     pub fn forget(&self, email: &str) {
         self.lock().remove(email);
+        self.inner
+            .digests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(email);
     }
 
     /// A bearer token for `email`: `base64(email).expiry.signature`.

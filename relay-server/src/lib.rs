@@ -154,6 +154,7 @@ fn sip_core(state: &AppState, config: &config::SipConfig) -> sip::core::Core {
     let registrar = sip::registrar::Registrar::new(
         state.location.clone(),
         state.store.clone(),
+        state.auth.clone(),
         digest,
         state.limits.clone(),
     );

@@ -2,6 +2,7 @@
 //! registrations) are contacts of a user; every change, expiry included, is an event on
 //! `/login/{email}`, and a contact that goes away ends its inbox stream and leaves its calls.
 
+mod cache;
 mod sip;
 
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub struct Location {
     calls: Calls,
     /// Expiry limits.
     limits: Arc<Limits>,
+    /// The contacts of active users, beside the store.
+    cache: Arc<cache::ContactCache>,
 }
 
 /// The API view of a contact.
@@ -54,6 +57,7 @@ impl Location {
             bus,
             calls,
             limits,
+            cache: Arc::default(),
         }
     }
 
@@ -87,6 +91,7 @@ impl Location {
             .add_contact(&record)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no user {email}")))?;
+        self.cache.upsert(&record);
         self.announce(email, EventKind::Added, &record).await?;
         Ok(record)
     }
@@ -112,6 +117,7 @@ impl Location {
                 Topic::Inbox(email.into(), id).resource()
             )));
         }
+        self.cache.upsert(&record);
         self.announce(email, EventKind::Updated, &record).await?;
         Ok(record)
     }
@@ -124,6 +130,7 @@ impl Location {
                 Topic::Inbox(email.into(), id).resource()
             ))
         })?;
+        self.cache.remove(email, id);
         self.gone(&record, "logout").await?;
         Ok(record)
     }
@@ -163,6 +170,7 @@ impl Location {
     pub async fn expire_due(&self) -> Result<usize> {
         let expired = self.store.take_expired_contacts(now_ms()).await?;
         for record in &expired {
+            self.cache.remove(&record.email, record.id);
             self.gone(record, "expired").await?;
         }
         Ok(expired.len())

@@ -63,7 +63,7 @@ impl Location {
         changes: Vec<BindingChange>,
     ) -> Result<Vec<ContactRecord>> {
         let now = now_ms();
-        let mut live = self.store.contacts(email, now).await?;
+        let mut live = self.live(email, now).await?;
         for change in &changes {
             if change.uri().len() > MAX_CONTACT_LEN {
                 return Err(Error::Invalid(format!(
@@ -92,7 +92,9 @@ impl Location {
                 BindingChange::Unbind { uri } => {
                     if let Some(i) = position(&live, &uri) {
                         let record = live.remove(i);
-                        if let Some(gone) = self.store.remove_contact(email, record.id).await? {
+                        let removed = self.store.remove_contact(email, record.id).await?;
+                        self.cache.remove(email, record.id);
+                        if let Some(gone) = removed {
                             self.gone(&gone, "unregistered").await?;
                         }
                     }
@@ -119,10 +121,12 @@ impl Location {
             record.expires_at = expires_at;
             record.sip = Some(route.clone());
             if self.store.update_contact(&record).await? {
+                self.cache.upsert(&record);
                 live[i] = record.clone();
                 refreshed = Some(record);
             } else {
                 // It expired and was swept meanwhile: bind it afresh.
+                self.cache.remove(email, record.id);
                 live.remove(i);
             }
         }
@@ -152,6 +156,7 @@ impl Location {
                     .add_contact(&record)
                     .await?
                     .ok_or_else(|| Error::NotFound(format!("no user {email}")))?;
+                self.cache.upsert(&record);
                 live.push(record.clone());
                 (EventKind::Added, record)
             }
@@ -171,22 +176,34 @@ impl Location {
 
     /// Removes every SIP binding of `email` (`Contact: *`); REST logins stay.
     pub async fn unregister_sip_all(&self, email: &str) -> Result<()> {
-        for record in self.store.contacts(email, now_ms()).await? {
+        for record in self.live(email, now_ms()).await? {
             if record.source != ContactSource::Sip {
                 continue;
             }
-            if let Some(gone) = self.store.remove_contact(email, record.id).await? {
+            let removed = self.store.remove_contact(email, record.id).await?;
+            self.cache.remove(email, record.id);
+            if let Some(gone) = removed {
                 self.gone(&gone, "unregistered").await?;
             }
         }
         Ok(())
     }
 
+    /// The live contacts of `email` (all sources): from the cache, else from the store.
+    async fn live(&self, email: &str, now: i64) -> Result<Vec<ContactRecord>> {
+        if let Some(list) = self.cache.get(email, now) {
+            return Ok(list);
+        }
+        let epoch = self.cache.epoch();
+        let list = self.store.contacts(email, now).await?;
+        self.cache.fill(email, &list, epoch);
+        Ok(list)
+    }
+
     /// The live SIP bindings of `email`.
     pub async fn sip_bindings(&self, email: &str) -> Result<Vec<ContactRecord>> {
         Ok(self
-            .store
-            .contacts(email, now_ms())
+            .live(email, now_ms())
             .await?
             .into_iter()
             .filter(|c| c.source == ContactSource::Sip)

@@ -10,6 +10,7 @@ use super::digest::{Algorithm, Credentials, DigestAuth, Verdict};
 use super::message::{parse_u32, SipMessage};
 use super::response::Reply;
 use super::transport::Peer;
+use crate::auth::Auth;
 use crate::clock::{now_ms, seconds_until};
 use crate::config::Limits;
 use crate::error::Error;
@@ -24,8 +25,10 @@ const MAX_CONTACTS_PER_REQUEST: usize = 16;
 pub struct Registrar {
     /// Where bindings live.
     location: Location,
-    /// Accounts and their digest secrets.
+    /// Accounts.
     store: Arc<dyn Store>,
+    /// Their digest secrets, cached.
+    auth: Auth,
     /// Digest authentication, or None when turned off (`--sip-auth off`).
     digest: Option<Arc<DigestAuth>>,
     /// Expiry limits, shared with REST logins.
@@ -42,12 +45,14 @@ impl Registrar {
     pub fn new(
         location: Location,
         store: Arc<dyn Store>,
+        auth: Auth,
         digest: Option<Arc<DigestAuth>>,
         limits: Arc<Limits>,
     ) -> Self {
         Self {
             location,
             store,
+            auth,
             digest,
             limits,
         }
@@ -67,7 +72,7 @@ impl Registrar {
             .sip()
             .and_then(|u| u.address())
             .ok_or_else(|| Reply::new(404, "Not Found (To is not a user's SIP address)"))?;
-        let digest = self.store.digest(&aor).await.map_err(internal)?;
+        let digest = self.auth.digest(&aor).await.map_err(internal)?;
         if digest.is_none() && self.store.user(&aor).await.map_err(internal)?.is_none() {
             return Err(Reply::new(404, "Not Found"));
         }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use restsip_relay::auth::Auth;
 use restsip_relay::bus::Bus;
 use restsip_relay::calls::Calls;
 use restsip_relay::config::Limits;
@@ -63,7 +64,10 @@ pub async fn harness_with(limits: Limits, auth: bool) -> Harness {
             300,
         ))
     });
-    let registrar = Registrar::new(location.clone(), store.clone(), digest, limits);
+    let auth = Auth::new(store.clone(), Duration::from_secs(60), "restsip")
+        .await
+        .unwrap();
+    let registrar = Registrar::new(location.clone(), store.clone(), auth, digest, limits);
     let core = Core::new(registrar, store.clone());
     let wire = Arc::new(Capture::default());
     let endpoint = Endpoint::new(wire.clone(), core, 65_535);

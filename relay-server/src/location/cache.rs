@@ -1,0 +1,128 @@
+//! The live contacts of recently active users, kept in process beside the store: a SIP
+//! refresh then costs one store write instead of a read and a write (each store call is a
+//! round trip to SQLite's thread, which is what bounds REGISTERs per second).
+//!
+//! Every write of contacts goes through [`super::Location`], which applies it here after the
+//! store; a list is loaded from the store on first use. With several relays sharing one
+//! database (PostgreSQL, later), each relay's copy would also need the others' changes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::store::ContactRecord;
+
+/// Users whose contacts are kept at most; past this the copy starts over.
+const MAX_USERS: usize = 100_000;
+
+/// Contacts by user.
+#[derive(Debug, Default)]
+pub(super) struct ContactCache {
+    /// email → contacts (possibly expired; readers filter).
+    users: Mutex<HashMap<String, Vec<ContactRecord>>>,
+    /// Counts writes, so a list read from the store while a write went on is not kept.
+    epoch: AtomicU64,
+}
+
+impl ContactCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<ContactRecord>>> {
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The contacts of `email` alive at `now`, if known.
+    pub(super) fn get(&self, email: &str, now: i64) -> Option<Vec<ContactRecord>> {
+        self.lock().get(email).map(|list| {
+            list.iter()
+                .filter(|c| c.expires_at > now)
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// The write count, to take before reading a list from the store.
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Keeps a list read from the store, unless a write happened since `epoch`.
+    pub(super) fn fill(&self, email: &str, list: &[ContactRecord], epoch: u64) {
+        let mut users = self.lock();
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return;
+        }
+        if users.len() >= MAX_USERS {
+            users.clear();
+        }
+        users.insert(email.to_owned(), list.to_vec());
+    }
+
+    /// A contact was added or changed in the store.
+    pub(super) fn upsert(&self, record: &ContactRecord) {
+        let mut users = self.lock();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        if let Some(list) = users.get_mut(&record.email) {
+            match list.iter_mut().find(|c| c.id == record.id) {
+                Some(c) => *c = record.clone(),
+                None => list.push(record.clone()),
+            }
+        }
+    }
+
+    /// A contact was removed from the store.
+    pub(super) fn remove(&self, email: &str, id: i64) {
+        let mut users = self.lock();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        if let Some(list) = users.get_mut(email) {
+            list.retain(|c| c.id != id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use restsip_protocol::ContactSource;
+
+    fn contact(id: i64, expires_at: i64) -> ContactRecord {
+        ContactRecord {
+            email: "a@x".into(),
+            id,
+            contact: None,
+            expires_at,
+            presence: None,
+            source: ContactSource::Sip,
+            sip: None,
+        }
+    }
+
+    #[test]
+    fn writes_apply_to_known_users_and_expired_contacts_are_hidden() {
+        let cache = ContactCache::default();
+        cache.upsert(&contact(1, 100));
+        assert!(
+            cache.get("a@x", 0).is_none(),
+            "unknown users are not made up"
+        );
+        cache.fill("a@x", &[contact(1, 100)], cache.epoch());
+        cache.upsert(&contact(2, 50));
+        cache.upsert(&contact(1, 200));
+        let ids = |now| {
+            cache
+                .get("a@x", now)
+                .map(|l| l.iter().map(|c| c.id).collect::<Vec<_>>())
+        };
+        assert_eq!(ids(0), Some(vec![1, 2]));
+        assert_eq!(ids(60), Some(vec![1]));
+        cache.remove("a@x", 1);
+        assert_eq!(ids(0), Some(vec![2]));
+    }
+
+    #[test]
+    fn a_fill_that_raced_with_a_write_is_not_kept() {
+        let cache = ContactCache::default();
+        let epoch = cache.epoch();
+        cache.upsert(&contact(1, 100));
+        cache.fill("a@x", &[], epoch);
+        assert!(cache.get("a@x", 0).is_none());
+    }
+}
