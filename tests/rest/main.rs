@@ -13,3 +13,6 @@ mod openapi;
 mod send;
 mod streams;
 mod users;
+mod webhook_api;
+mod webhook_inbox;
+mod webhooks;

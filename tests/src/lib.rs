@@ -3,6 +3,8 @@
 //! WebSocket clients.
 #![allow(clippy::unwrap_used)]
 
+pub mod receiver;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
