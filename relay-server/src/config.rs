@@ -99,6 +99,18 @@ pub struct Settings {
     /// `SHA-256,MD5` is the order RFC 8760 recommends, `SHA-256` alone refuses MD5.
     #[arg(long, env = "RESTSIP_SIP_DIGEST_ALGORITHMS", value_name = "LIST")]
     pub sip_digest_algorithms: Option<String>,
+    /// A SOAP-over-HTTP endpoint serving the SERVICE requests whose method is in NAMESPACE, as
+    /// `NAMESPACE=URL` (repeatable; in the file a list of such strings) [default: none].
+    #[arg(
+        long = "soap-service",
+        env = "RESTSIP_SOAP_SERVICE",
+        value_name = "NAMESPACE=URL"
+    )]
+    #[serde(default)]
+    pub soap_service: Vec<String>,
+    /// Seconds a SOAP-over-HTTP endpoint has to answer a forwarded SERVICE [default: 10].
+    #[arg(long, env = "RESTSIP_SOAP_TIMEOUT", value_name = "SECONDS")]
+    pub soap_timeout: Option<u64>,
 }
 
 /// SIP settings in force.
@@ -128,6 +140,15 @@ impl Default for SipConfig {
     }
 }
 
+/// SOAP settings in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoapConfig {
+    /// SOAP-over-HTTP endpoints, by the namespace they serve.
+    pub endpoints: Vec<crate::soap::Endpoint>,
+    /// Time an endpoint has to answer (s).
+    pub timeout: u64,
+}
+
 /// The settings in force.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -141,6 +162,8 @@ pub struct Config {
     pub limits: Limits,
     /// The SIP side.
     pub sip: SipConfig,
+    /// SOAP services for SERVICE requests.
+    pub soap: SoapConfig,
 }
 
 /// Sizes, counts and lifetimes the relay enforces.
@@ -304,7 +327,16 @@ impl Config {
             cli.sip_auth.or(file.sip_auth),
             cli.sip_digest_algorithms.or(file.sip_digest_algorithms),
         )?;
+        let soap = resolve_soap(
+            if cli.soap_service.is_empty() {
+                file.soap_service
+            } else {
+                cli.soap_service
+            },
+            cli.soap_timeout.or(file.soap_timeout),
+        )?;
         Ok(Self {
+            soap,
             http,
             database,
             www,
@@ -367,6 +399,41 @@ fn resolve_sip(
         auth,
         algorithms,
     })
+}
+
+fn resolve_soap(services: Vec<String>, timeout: Option<u64>) -> anyhow::Result<SoapConfig> {
+    let mut endpoints: Vec<crate::soap::Endpoint> = Vec::new();
+    for entry in services {
+        // The URL starts at the first `=http://` or `=https://`: a namespace may hold `=`.
+        let split = ["=http://", "=https://"]
+            .iter()
+            .filter_map(|s| entry.find(s))
+            .min()
+            .ok_or_else(|| {
+                anyhow::anyhow!("soap-service: {entry:?} is not NAMESPACE=http(s)://URL")
+            })?;
+        let (namespace, url) = (entry[..split].trim(), entry[split + 1..].trim());
+        anyhow::ensure!(
+            !namespace.is_empty(),
+            "soap-service: {entry:?} has an empty namespace"
+        );
+        reqwest::Url::parse(url)
+            .map_err(|e| anyhow::anyhow!("soap-service: {url:?} is not a URL: {e}"))?;
+        anyhow::ensure!(
+            endpoints.iter().all(|e| e.namespace != namespace),
+            "soap-service: namespace {namespace:?} is given twice"
+        );
+        endpoints.push(crate::soap::Endpoint {
+            namespace: namespace.to_owned(),
+            url: url.to_owned(),
+        });
+    }
+    let timeout = timeout.unwrap_or(10);
+    anyhow::ensure!(
+        (1..=300).contains(&timeout),
+        "soap-timeout must be from 1 to 300 seconds"
+    );
+    Ok(SoapConfig { endpoints, timeout })
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Settings> {
@@ -448,6 +515,55 @@ mod tests {
             },
         ] {
             assert!(Config::resolve(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn soap_services_come_from_flags_or_the_file() {
+        let cli = Settings {
+            soap_service: vec![
+                "urn:example:stock=http://127.0.0.1:9/soap".into(),
+                "http://example.net/ns?a=b=https://soap.example.net/x".into(),
+            ],
+            ..Settings::default()
+        };
+        let config = Config::resolve(cli).expect("valid config");
+        assert_eq!(config.soap.timeout, 10);
+        assert_eq!(config.soap.endpoints.len(), 2);
+        assert_eq!(config.soap.endpoints[0].namespace, "urn:example:stock");
+        assert_eq!(config.soap.endpoints[0].url, "http://127.0.0.1:9/soap");
+        assert_eq!(
+            config.soap.endpoints[1].namespace,
+            "http://example.net/ns?a=b"
+        );
+        assert_eq!(config.soap.endpoints[1].url, "https://soap.example.net/x");
+
+        let dir = std::env::temp_dir().join(format!("restsip-config-soap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("relay.toml");
+        std::fs::write(
+            &file,
+            "soap-service = [\"urn:x=http://127.0.0.1:1/\"]\nsoap-timeout = 3\n",
+        )
+        .expect("write config");
+        let config = Config::resolve(Settings {
+            config: Some(file),
+            ..Settings::default()
+        })
+        .expect("valid config");
+        assert_eq!(config.soap.endpoints[0].namespace, "urn:x");
+        assert_eq!(config.soap.timeout, 3);
+
+        for bad in [
+            vec!["no-url".to_owned()],
+            vec!["=http://x/".to_owned()],
+            vec!["urn:a=http://x/".to_owned(), "urn:a=http://y/".to_owned()],
+        ] {
+            let cli = Settings {
+                soap_service: bad,
+                ..Settings::default()
+            };
+            assert!(Config::resolve(cli).is_err());
         }
     }
 

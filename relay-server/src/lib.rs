@@ -13,6 +13,7 @@ pub mod events;
 pub mod inbox;
 pub mod location;
 pub mod sip;
+pub mod soap;
 pub mod store;
 pub mod webhooks;
 
@@ -47,6 +48,8 @@ pub struct Relay {
     sip: Option<sip::listener::SipListeners>,
     /// SIP settings.
     sip_config: config::SipConfig,
+    /// SOAP services (SERVICE requests).
+    soap: soap::Services,
     /// Shared state.
     state: AppState,
     /// Static files.
@@ -81,7 +84,17 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         Some(addr) => Some(sip::listener::SipListeners::bind(addr).await?),
         None => None,
     };
+    let soap = soap::Services::new(
+        Some(soap::builtin::Builtin::new(
+            state.location.clone(),
+            state.store.clone(),
+        )),
+        config.soap.endpoints.clone(),
+        Duration::from_secs(config.soap.timeout),
+        config.sip.max_message_bytes,
+    );
     Ok(Relay {
+        soap,
         listener: LimitedListener::new(tcp, config.limits.max_connections),
         http_addr,
         sip,
@@ -116,7 +129,7 @@ impl Relay {
         }
         let sip_tasks = match self.sip {
             Some(listeners) => {
-                let core = sip_core(&self.state, &self.sip_config);
+                let core = sip_core(&self.state, &self.sip_config).with_services(self.soap);
                 listeners.run(core, self.sip_config.max_message_bytes).1
             }
             None => Vec::new(),

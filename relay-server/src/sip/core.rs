@@ -10,9 +10,9 @@ use super::transport::Peer;
 use crate::store::Store;
 
 /// The methods the relay handles.
-pub const ALLOW: &str = "REGISTER, OPTIONS, ACK, CANCEL";
+pub const ALLOW: &str = "REGISTER, OPTIONS, SERVICE, ACK, CANCEL";
 /// Body types the relay accepts.
-pub const ACCEPT: &str = "application/sdp, text/plain";
+pub const ACCEPT: &str = "application/sdp, text/plain, text/xml, application/soap+xml";
 /// Option tags the relay supports (RFC 3327 Path: kept with bindings and echoed).
 pub const SUPPORTED: &str = "path";
 
@@ -32,6 +32,8 @@ pub enum Task {
     Register,
     /// A request for a user: 404 if unknown, else its method's answer.
     ForUser,
+    /// SERVICE (draft-deason-sip-soap): a SOAP request for a service.
+    Service,
 }
 
 /// The request handlers; cheap to clone.
@@ -39,6 +41,8 @@ pub enum Task {
 pub struct Core {
     /// REGISTER.
     registrar: Registrar,
+    /// SOAP services, for SERVICE; None answers every SERVICE with 501.
+    services: Option<crate::soap::Services>,
     /// Accounts, to tell known users from unknown ones.
     store: Arc<dyn Store>,
 }
@@ -57,7 +61,17 @@ fn options() -> Reply {
 impl Core {
     /// The handlers.
     pub fn new(registrar: Registrar, store: Arc<dyn Store>) -> Self {
-        Self { registrar, store }
+        Self {
+            registrar,
+            store,
+            services: None,
+        }
+    }
+
+    /// Answers SERVICE requests with `services`.
+    pub fn with_services(mut self, services: crate::soap::Services) -> Self {
+        self.services = Some(services);
+        self
     }
 
     /// Decides what to do with a new request (ACKs never get here with a transaction).
@@ -100,6 +114,10 @@ impl Core {
         if *method == Method::REGISTER {
             return Step::Async(Task::Register);
         }
+        if *method == Method::SERVICE {
+            // Services are named by the SOAP body, whatever the Request-URI's user.
+            return Step::Async(Task::Service);
+        }
         if sip.user.is_some() {
             return Step::Async(Task::ForUser);
         }
@@ -110,6 +128,7 @@ impl Core {
     pub async fn run(&self, task: Task, req: &SipMessage, from: Peer) -> Reply {
         match task {
             Task::Register => self.registrar.register(req, from).await,
+            Task::Service => super::service::answer(self.services.as_ref(), req).await,
             Task::ForUser => {
                 let Some(StartLine::Request { method, uri }) = Some(&req.start) else {
                     return Reply::bad_request("not a request");

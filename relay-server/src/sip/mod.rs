@@ -12,6 +12,7 @@ pub mod message;
 pub mod parse;
 pub mod registrar;
 pub mod response;
+pub mod service;
 mod scan;
 pub mod transaction;
 pub mod transport;

@@ -14,6 +14,8 @@ pub struct Reply {
     pub reason: Cow<'static, str>,
     /// Headers added to the copied ones.
     pub headers: Vec<(Cow<'static, str>, String)>,
+    /// Body (its Content-Type is among `headers`); empty for none.
+    pub body: Vec<u8>,
 }
 
 impl Reply {
@@ -23,6 +25,7 @@ impl Reply {
             code,
             reason: reason.into(),
             headers: Vec::new(),
+            body: Vec::new(),
         }
     }
 
@@ -35,6 +38,13 @@ impl Reply {
     pub fn with(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
+    }
+
+    /// Sets the body and its Content-Type.
+    pub fn with_body(self, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+        let mut reply = self.with("Content-Type", content_type);
+        reply.body = body.into();
+        reply
     }
 }
 
@@ -90,7 +100,7 @@ pub fn build(
             reason: reply.reason.replace(['\r', '\n'], " "),
         },
         headers,
-        body: Vec::new(),
+        body: reply.body.clone(),
     }
 }
 
