@@ -5,5 +5,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod registration;
+mod service;
 mod sipp;
 mod sockets;

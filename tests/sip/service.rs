@@ -1,0 +1,333 @@
+//! SERVICE and SOAP (draft-deason-sip-soap) against the real relay: the draft's three flows
+//! (success after an OPTIONS probe, 501 for an unknown service, 500 with a Fault) with sipp over
+//! UDP and TCP; malformed XML, a wrong body type and an oversize body over a raw socket; an
+//! offline message left by SOAP; and a SOAP-over-HTTP endpoint (a small axum server in the test
+//! process) that the relay forwards to.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, StatusCode};
+use restsip_e2e::{Relay, WAIT};
+use serde_json::json;
+use tokio::net::UdpSocket;
+
+use crate::sipp::{free_port, Run, TCP, UDP};
+
+const ENVELOPE: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+
+fn call(namespace: &str, method: &str, params: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\"?><SOAP-ENV:Envelope xmlns:SOAP-ENV=\"{ENVELOPE}\"><SOAP-ENV:Body>\
+         <m:{method} xmlns:m=\"{namespace}\">{params}</m:{method}></SOAP-ENV:Body></SOAP-ENV:Envelope>"
+    )
+}
+
+/// Sends a SERVICE over UDP and returns the final response's text.
+async fn service(relay: &Relay, content_type: Option<&str>, body: &str, extra: &str) -> String {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.connect(relay.sip.unwrap()).await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let id = format!("svc-{:x}", rand_id());
+    let ct = content_type.map_or(String::new(), |c| format!("Content-Type: {c}\r\n"));
+    let msg = format!(
+        "SERVICE sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{id};rport\r\n\
+         Max-Forwards: 70\r\nTo: <sip:127.0.0.1>\r\nFrom: <sip:bob@example.net>;tag=t\r\n\
+         Call-ID: {id}\r\nCSeq: 7 SERVICE\r\n{ct}{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.send(msg.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let n = tokio::time::timeout(WAIT, socket.recv(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no answer to SERVICE {id}"))
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.contains(&format!("Call-ID: {id}\r\n")) && !text.starts_with("SIP/2.0 1") {
+            return text;
+        }
+    }
+}
+
+fn rand_id() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        ^ (n << 48)
+}
+
+fn body_of(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+#[tokio::test]
+async fn the_drafts_three_flows_over_udp_and_tcp() {
+    let relay = Relay::default().await.unwrap();
+    let alice = relay.user("alice@example.net").await.unwrap();
+    let login = alice
+        .request(
+            "POST",
+            "/login/alice@example.net",
+            Some(json!({"contact": "sip:alice@192.0.2.7:5062"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(login.status, 201, "{}", login.body);
+    for mode in [UDP, TCP] {
+        let port = free_port();
+        let user = [("user", "alice@example.net")];
+        let nobody = [("user", "nobody@example.net")];
+        for (scenario, keys) in [
+            ("service-presence", &user[..]),
+            ("service-unknown", &[][..]),
+            ("service-fault", &nobody[..]),
+        ] {
+            Run {
+                relay: relay.sip.unwrap(),
+                scenario,
+                mode,
+                port,
+                keys,
+                auth: None,
+            }
+            .pass()
+            .await
+            .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_bodies_get_400_415_and_513_and_the_relay_goes_on() {
+    // A small message limit, so that an oversize SERVICE still fits in one UDP datagram.
+    let relay = Relay::start(&["--sip-max-message-bytes", "8192"])
+        .await
+        .unwrap();
+    let get = call(
+        "urn:restsip:user",
+        "GetPresence",
+        "<user>x@example.net</user>",
+    );
+
+    let res = service(&relay, Some("text/xml"), "<SOAP-ENV:Envelope", "").await;
+    assert!(res.starts_with("SIP/2.0 400 "), "{res}");
+    assert!(body_of(&res).contains("SOAP-ENV:Client"), "{res}");
+
+    let soap12 = get.replace(ENVELOPE, "http://www.w3.org/2003/05/soap-envelope");
+    let res = service(&relay, Some("text/xml"), &soap12, "").await;
+    assert!(res.starts_with("SIP/2.0 400 "), "{res}");
+    assert!(body_of(&res).contains("SOAP-ENV:VersionMismatch"), "{res}");
+
+    let no_body = format!("<e:Envelope xmlns:e=\"{ENVELOPE}\"><e:Header/></e:Envelope>");
+    let res = service(&relay, Some("text/xml"), &no_body, "").await;
+    assert!(res.starts_with("SIP/2.0 400 "), "{res}");
+
+    let res = service(&relay, Some("application/json"), "{\"a\": 1}", "").await;
+    assert!(res.starts_with("SIP/2.0 415 "), "{res}");
+    assert!(
+        res.contains("Accept: text/xml, application/soap+xml\r\n"),
+        "{res}"
+    );
+
+    let res = service(&relay, Some("text/xml"), &get, "Content-Encoding: gzip\r\n").await;
+    assert!(res.starts_with("SIP/2.0 415 "), "{res}");
+
+    // A mandatory header the built-in services do not understand.
+    let must = get.replace(
+        "<SOAP-ENV:Body>",
+        "<SOAP-ENV:Header><t:Tx xmlns:t=\"urn:tx\" SOAP-ENV:mustUnderstand=\"1\">1</t:Tx>\
+         </SOAP-ENV:Header><SOAP-ENV:Body>",
+    );
+    let res = service(&relay, Some("text/xml"), &must, "").await;
+    assert!(res.starts_with("SIP/2.0 500 "), "{res}");
+    assert!(body_of(&res).contains("SOAP-ENV:MustUnderstand"), "{res}");
+
+    // Larger than the limit: 513, read from the head alone.
+    let huge = call(
+        "urn:restsip:user",
+        "GetPresence",
+        &format!("<user>{}</user>", "a".repeat(10_000)),
+    );
+    let res = service(&relay, Some("text/xml"), &huge, "").await;
+    assert!(res.starts_with("SIP/2.0 513 "), "{res}");
+
+    // An XML bomb is refused, not expanded.
+    let bomb = format!(
+        "<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;\">]>{get}"
+    );
+    let res = service(&relay, Some("text/xml"), &bomb, "").await;
+    assert!(res.starts_with("SIP/2.0 400 "), "{res}");
+
+    let res = service(&relay, Some("text/xml"), &get, "").await;
+    assert!(
+        res.starts_with("SIP/2.0 500 "),
+        "the relay still answers: {res}"
+    );
+}
+
+#[tokio::test]
+async fn leave_message_puts_an_offline_message_in_the_mailbox() {
+    let relay = Relay::default().await.unwrap();
+    let alice = relay.user("alice@example.net").await.unwrap();
+    let leave = call(
+        "urn:restsip:user",
+        "LeaveMessage",
+        "<user>alice@example.net</user><url>rtsp://mail.example.net/7</url>\
+         <subject>call me &amp; soon</subject>",
+    );
+    let res = service(&relay, Some("text/xml"), &leave, "").await;
+    assert!(res.starts_with("SIP/2.0 200 "), "{res}");
+    assert!(body_of(&res).contains("<m:LeaveMessageResponse"), "{res}");
+    let mail = alice
+        .get("/user/alice@example.net/message")
+        .await
+        .unwrap()
+        .body;
+    let mail = mail.as_array().unwrap();
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(mail[0]["url"], "rtsp://mail.example.net/7");
+    assert_eq!(mail[0]["subject"], "call me & soon");
+    assert_eq!(mail[0]["from"], "bob@example.net");
+
+    let empty = call(
+        "urn:restsip:user",
+        "LeaveMessage",
+        "<user>alice@example.net</user>",
+    );
+    let res = service(&relay, Some("text/xml"), &empty, "").await;
+    assert!(res.starts_with("SIP/2.0 500 "), "{res}");
+    assert!(body_of(&res).contains("SOAP-ENV:Client"), "{res}");
+
+    let unknown = call("urn:restsip:user", "DeleteEverything", "");
+    let res = service(&relay, Some("text/xml"), &unknown, "").await;
+    assert!(res.starts_with("SIP/2.0 501 "), "{res}");
+}
+
+/// What the SOAP endpoint saw: SOAPAction and body of each request.
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
+async fn soap_endpoint() -> (SocketAddr, Seen) {
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    let app = axum::Router::new().route(
+        "/soap",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let log = log.clone();
+            async move {
+                let action = headers
+                    .get("soapaction")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let content_type = headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                log.lock().unwrap().push((action, body.clone()));
+                let xml = [("content-type", "text/xml; charset=utf-8")];
+                if !content_type.starts_with("text/xml") {
+                    return (StatusCode::UNSUPPORTED_MEDIA_TYPE, xml, String::new());
+                }
+                if body.contains("GetLastTradePrice") {
+                    let ok = format!(
+                        "<SOAP-ENV:Envelope xmlns:SOAP-ENV=\"{ENVELOPE}\"><SOAP-ENV:Body>\
+                         <m:GetLastTradePriceResponse xmlns:m=\"Some-URI\"><Price>34.5</Price>\
+                         </m:GetLastTradePriceResponse></SOAP-ENV:Body></SOAP-ENV:Envelope>"
+                    );
+                    (StatusCode::OK, xml, ok)
+                } else if body.contains("NotJson") {
+                    (StatusCode::OK, xml, "{\"not\": \"xml\"}".to_owned())
+                } else {
+                    let fault = format!(
+                        "<SOAP-ENV:Envelope xmlns:SOAP-ENV=\"{ENVELOPE}\"><SOAP-ENV:Body><SOAP-ENV:Fault>\
+                         <faultcode>SOAP-ENV:Server</faultcode><faultstring>Server Error</faultstring>\
+                         <detail><e:myfaultdetails xmlns:e=\"Some-URI\"><message>My application \
+                         didn't work</message><errorcode>1001</errorcode></e:myfaultdetails></detail>\
+                         </SOAP-ENV:Fault></SOAP-ENV:Body></SOAP-ENV:Envelope>"
+                    );
+                    (StatusCode::INTERNAL_SERVER_ERROR, xml, fault)
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_configured_http_endpoint_serves_its_namespace() {
+    let (addr, seen) = soap_endpoint().await;
+    // A port nothing listens on, for an endpoint that is down.
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down_port = down.local_addr().unwrap().port();
+    drop(down);
+    let relay = Relay::start(&[
+        "--soap-service",
+        &format!("Some-URI=http://{addr}/soap"),
+        "--soap-service",
+        &format!("urn:example:down=http://127.0.0.1:{down_port}/soap"),
+        "--soap-timeout",
+        "3",
+    ])
+    .await
+    .unwrap();
+
+    let quote = call("Some-URI", "GetLastTradePrice", "<symbol>DIS</symbol>");
+    let res = service(&relay, Some("text/xml"), &quote, "").await;
+    assert!(res.starts_with("SIP/2.0 200 "), "{res}");
+    assert!(res.contains("Content-Type: text/xml\r\n"), "{res}");
+    assert!(body_of(&res).contains("<Price>34.5</Price>"), "{res}");
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0].0, "\"Some-URI#GetLastTradePrice\"");
+        assert_eq!(seen[0].1, quote, "the envelope is forwarded as it came");
+    }
+
+    // The SIP request's SOAPAction is passed on; the endpoint's Fault comes back with 500.
+    let fail = call("Some-URI", "Explode", "");
+    let res = service(
+        &relay,
+        Some("text/xml"),
+        &fail,
+        "SOAPAction: \"urn:act\"\r\n",
+    )
+    .await;
+    assert!(res.starts_with("SIP/2.0 500 "), "{res}");
+    assert!(
+        body_of(&res).contains("<errorcode>1001</errorcode>"),
+        "{res}"
+    );
+    assert_eq!(seen.lock().unwrap()[1].0, "\"urn:act\"");
+
+    // An answer that is not SOAP, and an endpoint that is down: a Server Fault of the relay.
+    let res = service(
+        &relay,
+        Some("text/xml"),
+        &call("Some-URI", "NotJson", ""),
+        "",
+    )
+    .await;
+    assert!(res.starts_with("SIP/2.0 500 "), "{res}");
+    assert!(body_of(&res).contains("SOAP-ENV:Server"), "{res}");
+    let res = service(
+        &relay,
+        Some("text/xml"),
+        &call("urn:example:down", "X", ""),
+        "",
+    )
+    .await;
+    assert!(res.starts_with("SIP/2.0 500 "), "{res}");
+    assert!(body_of(&res).contains("could not be reached"), "{res}");
+
+    // Another namespace is still unknown; the built-ins still answer.
+    let res = service(&relay, Some("text/xml"), &call("urn:other", "X", ""), "").await;
+    assert!(res.starts_with("SIP/2.0 501 "), "{res}");
+}
