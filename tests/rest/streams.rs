@@ -243,6 +243,15 @@ async fn one_websocket_multiplexes_watches_and_sends() {
     ws.send(json!({"op": "unsubscribe", "path": call}))
         .await
         .unwrap();
+    // Frames are handled in order: once this reply is back, the unsubscribe is done (without
+    // it, the DELETE below could race the unsubscribe frame).
+    ws.send(json!({"op": "send", "ref": "r-sync", "path": "/login/ghost@example.net", "body": {}}))
+        .await
+        .unwrap();
+    match ws.next().await.unwrap() {
+        ServerFrame::Reply { reference, .. } => assert_eq!(reference, "r-sync"),
+        other => panic!("expected a reply, got {other:?}"),
+    }
     alice.request("DELETE", &call, None).await.unwrap();
     ws.send(json!({"op": "send", "ref": "r3", "path": "/login/alice@example.net", "body": {}}))
         .await
