@@ -20,7 +20,9 @@ pub use event::{Event, EventKind, UpdateMode};
 pub use login::{Contact, ContactSource, CreateLogin, LoginCreated, RefreshLogin};
 pub use message::{MailMessage, NewMailMessage};
 pub use problem::{Problem, ProblemKind};
-pub use send::{CancelOutcome, CancelRequest, Delivery, DeliveryStatus, InboxMessage, SendReceipt};
+pub use send::{
+    CancelOutcome, CancelRequest, Delivery, DeliveryStatus, InboxMessage, SendReceipt, SipStatus,
+};
 pub use user::{CreateUser, Token, UpdateUser, User, UserCreated, UserLinks};
 pub use webhook::{
     CreateWebhook, Webhook, WebhookCreated, WebhookStatus, WEBHOOK_EVENT_ID_HEADER,

@@ -13,6 +13,19 @@ pub enum DeliveryStatus {
     Queued,
     /// Withdrawn by CANCEL before delivery.
     Cancelled,
+    /// Not delivered: a SIP phone refused it or did not answer (see `sip`).
+    Failed,
+}
+
+/// The final SIP response a SIP contact gave to a SEND translated to SIP (e.g. MESSAGE).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+pub struct SipStatus {
+    /// Status code (200 to 699; 408 when the phone did not answer in time).
+    pub code: u16,
+    /// Reason phrase.
+    pub reason: String,
 }
 
 /// The fate of a SEND at one contact.
@@ -22,8 +35,11 @@ pub enum DeliveryStatus {
 pub struct Delivery {
     /// The contact, `/login/{email}/{id}`.
     pub contact: String,
-    /// Delivered or queued.
+    /// Delivered, queued, or (SIP contacts) failed.
     pub status: DeliveryStatus,
+    /// For a contact that is a SIP registration: the phone's final response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip: Option<SipStatus>,
 }
 
 /// Answer to `SEND /login/{email}[/{id}]`.

@@ -1,11 +1,15 @@
 //! SEND and CANCEL: application messages from one user to the contacts of another. A SEND is
 //! stored (queued) before it is acknowledged, announced on each target contact's inbox, and
 //! marked delivered by the stream that hands it over; CANCEL withdraws what is still queued.
+//! A SEND the SIP side can translate (an `im`) to a contact that is a SIP registration is not
+//! queued: it goes out as SIP (a MESSAGE) and the phone's final response is its delivery.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use restsip_protocol::{
-    CancelOutcome, Delivery, DeliveryStatus, EventKind, InboxMessage, SendReceipt,
+    CancelOutcome, ContactSource, Delivery, DeliveryStatus, EventKind, InboxMessage, SendReceipt,
+    SipStatus,
 };
 use serde_json::Value;
 
@@ -13,7 +17,20 @@ use crate::bus::{Bus, BusEvent, Topic};
 use crate::clock::now_ms;
 use crate::config::Limits;
 use crate::error::{Error, Result};
-use crate::store::{SendRecord, Store};
+use crate::store::{ContactRecord, SendRecord, Store};
+
+/// Longest a SEND waits for SIP phones' final responses (below the 32 s of a SIP client's own
+/// transaction timeout, so a MESSAGE relayed from SIP is still answered in time).
+const SIP_DELIVERY_WAIT: Duration = Duration::from_secs(16);
+
+/// Sends SENDs to contacts that are SIP registrations as SIP requests (the SIP side).
+#[async_trait::async_trait]
+pub trait SipDelivery: Send + Sync + 'static {
+    /// Whether this SEND body is one it translates to SIP (otherwise it is queued as usual).
+    fn handles(&self, body: &Value) -> bool;
+    /// Sends `body` from `sender` to the SIP contact `to`; the phone's final response.
+    async fn deliver(&self, sender: &str, to: &ContactRecord, body: &Value) -> SipStatus;
+}
 
 /// Cheap-clone handle to the messaging service.
 #[derive(Clone)]
@@ -24,6 +41,37 @@ pub struct Inbox {
     bus: Bus,
     /// Queue limits.
     limits: Arc<Limits>,
+    /// The SIP side, once it runs.
+    sip: Arc<OnceLock<Arc<dyn SipDelivery>>>,
+}
+
+/// Sends `body` to every SIP contact in `to` at once and waits (a bounded time) for each
+/// final response: 2xx is delivered, anything else (or no answer: 408) failed.
+async fn deliver_by_sip(
+    sip: &dyn SipDelivery,
+    sender: &str,
+    email: &str,
+    to: &[ContactRecord],
+    body: &Value,
+) -> Vec<Delivery> {
+    let sends = to.iter().map(|c| async move {
+        let status = tokio::time::timeout(SIP_DELIVERY_WAIT, sip.deliver(sender, c, body))
+            .await
+            .unwrap_or_else(|_| SipStatus {
+                code: 408,
+                reason: "Request Timeout".into(),
+            });
+        Delivery {
+            contact: Topic::Inbox(email.to_owned(), c.id).resource(),
+            status: if (200..300).contains(&status.code) {
+                DeliveryStatus::Delivered
+            } else {
+                DeliveryStatus::Failed
+            },
+            sip: Some(status),
+        }
+    });
+    futures_util::future::join_all(sends).await
 }
 
 /// The message a recipient's stream carries for a stored SEND.
@@ -40,7 +88,17 @@ pub fn inbox_message(s: &SendRecord) -> InboxMessage {
 impl Inbox {
     /// The messaging service over `store`, announcing on `bus`.
     pub fn new(store: Arc<dyn Store>, bus: Bus, limits: Arc<Limits>) -> Self {
-        Self { store, bus, limits }
+        Self {
+            store,
+            bus,
+            limits,
+            sip: Arc::default(),
+        }
+    }
+
+    /// Lets SENDs reach SIP registrations through `sip` (set once, when the SIP side starts).
+    pub fn set_sip(&self, sip: Arc<dyn SipDelivery>) {
+        let _ = self.sip.set(sip);
     }
 
     /// Sends `body` from `sender` to every live contact of `email`, or to contact `contact` only.
@@ -73,6 +131,10 @@ impl Inbox {
             Some(id) => Topic::Inbox(email.to_owned(), id).resource(),
             None => Topic::Login(email.to_owned()).resource(),
         };
+        let sip = self.sip.get().filter(|s| s.handles(&body));
+        let (by_sip, targets): (Vec<ContactRecord>, Vec<ContactRecord>) = targets
+            .into_iter()
+            .partition(|c| sip.is_some() && c.source == ContactSource::Sip);
         for c in &targets {
             let topic = Topic::Inbox(email.to_owned(), c.id);
             if !self.bus.is_watched(&topic)
@@ -100,8 +162,10 @@ impl Inbox {
                 status: DeliveryStatus::Queued,
             })
             .collect();
-        self.store.queue_sends(&records).await?;
-        let deliveries = records
+        if !records.is_empty() {
+            self.store.queue_sends(&records).await?;
+        }
+        let mut deliveries: Vec<Delivery> = records
             .iter()
             .map(|r| {
                 let topic = Topic::Inbox(email.to_owned(), r.to_contact);
@@ -123,9 +187,13 @@ impl Inbox {
                 Delivery {
                     contact: topic.resource(),
                     status,
+                    sip: None,
                 }
             })
             .collect();
+        if let Some(sip) = sip.filter(|_| !by_sip.is_empty()) {
+            deliveries.extend(deliver_by_sip(sip.as_ref(), sender, email, &by_sip, &body).await);
+        }
         Ok(SendReceipt {
             id: msg_id,
             deliveries,
@@ -155,6 +223,7 @@ impl Inbox {
             .map(|(cid, status)| Delivery {
                 contact: Topic::Inbox(email.to_owned(), cid).resource(),
                 status,
+                sip: None,
             })
             .collect();
         if deliveries

@@ -130,7 +130,17 @@ impl Relay {
         let sip_tasks = match self.sip {
             Some(listeners) => {
                 let core = sip_core(&self.state, &self.sip_config).with_services(self.soap);
-                listeners.run(core, self.sip_config.max_message_bytes).1
+                let listen = listeners.addr();
+                let (endpoint, tasks) = listeners.run(core, self.sip_config.max_message_bytes);
+                self.state
+                    .inbox
+                    .set_sip(std::sync::Arc::new(sip::im::Outbound::new(
+                        endpoint.downgrade(),
+                        listen,
+                    )));
+                // The endpoint lives as long as its receiving tasks hold it.
+                drop(endpoint);
+                tasks
             }
             None => Vec::new(),
         };
@@ -171,7 +181,7 @@ fn sip_core(state: &AppState, config: &config::SipConfig) -> sip::core::Core {
         digest,
         state.limits.clone(),
     );
-    sip::core::Core::new(registrar, state.store.clone())
+    sip::core::Core::new(registrar, state.store.clone()).with_inbox(state.inbox.clone())
 }
 
 /// Removes logins as they expire (announcing each), and lets the bus forget idle resources.

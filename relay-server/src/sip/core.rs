@@ -7,12 +7,14 @@ use super::message::{Method, SipMessage, StartLine};
 use super::registrar::Registrar;
 use super::response::Reply;
 use super::transport::Peer;
+use crate::inbox::Inbox;
 use crate::store::Store;
 
 /// The methods the relay handles.
-pub const ALLOW: &str = "REGISTER, OPTIONS, SERVICE, ACK, CANCEL";
+pub const ALLOW: &str = "REGISTER, OPTIONS, MESSAGE, SERVICE, ACK, CANCEL";
 /// Body types the relay accepts.
-pub const ACCEPT: &str = "application/sdp, text/plain, text/xml, application/soap+xml";
+pub const ACCEPT: &str =
+    "application/sdp, text/plain, application/json, text/xml, application/soap+xml";
 /// Option tags the relay supports (RFC 3327 Path: kept with bindings and echoed).
 pub const SUPPORTED: &str = "path";
 
@@ -34,6 +36,8 @@ pub enum Task {
     ForUser,
     /// SERVICE (draft-deason-sip-soap): a SOAP request for a service.
     Service,
+    /// MESSAGE (RFC 3428): a SEND to the user.
+    Message,
 }
 
 /// The request handlers; cheap to clone.
@@ -45,6 +49,8 @@ pub struct Core {
     services: Option<crate::soap::Services>,
     /// Accounts, to tell known users from unknown ones.
     store: Arc<dyn Store>,
+    /// SENDs, for MESSAGE; None answers MESSAGE with 501.
+    inbox: Option<Inbox>,
 }
 
 fn not_implemented() -> Reply {
@@ -65,7 +71,14 @@ impl Core {
             registrar,
             store,
             services: None,
+            inbox: None,
         }
+    }
+
+    /// Delivers MESSAGE requests to users through `inbox`.
+    pub fn with_inbox(mut self, inbox: Inbox) -> Self {
+        self.inbox = Some(inbox);
+        self
     }
 
     /// Answers SERVICE requests with `services`.
@@ -118,6 +131,12 @@ impl Core {
             // Services are named by the SOAP body, whatever the Request-URI's user.
             return Step::Async(Task::Service);
         }
+        if *method == Method::MESSAGE && self.inbox.is_some() {
+            if req.max_forwards().ok().flatten() == Some(0) {
+                return Step::Reply(Reply::new(483, "Too Many Hops"));
+            }
+            return Step::Async(Task::Message);
+        }
         if sip.user.is_some() {
             return Step::Async(Task::ForUser);
         }
@@ -129,6 +148,10 @@ impl Core {
         match task {
             Task::Register => self.registrar.register(req, from).await,
             Task::Service => super::service::answer(self.services.as_ref(), req).await,
+            Task::Message => match &self.inbox {
+                Some(inbox) => super::im::incoming(inbox, req).await,
+                None => not_implemented(),
+            },
             Task::ForUser => {
                 let Some(StartLine::Request { method, uri }) = Some(&req.start) else {
                     return Reply::bad_request("not a request");

@@ -84,6 +84,11 @@ impl Endpoint {
         &self.inner.client
     }
 
+    /// Whether a connection to `to` is open (always true for UDP).
+    pub fn is_open(&self, to: Peer) -> bool {
+        self.inner.wire.is_open(to)
+    }
+
     /// The server transactions (for tests and statistics).
     pub fn server(&self) -> &ServerTransactions {
         &self.inner.server

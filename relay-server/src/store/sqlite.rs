@@ -88,6 +88,7 @@ fn parse_status(name: &str) -> StoreResult<DeliveryStatus> {
         "queued" => Ok(DeliveryStatus::Queued),
         "delivered" => Ok(DeliveryStatus::Delivered),
         "cancelled" => Ok(DeliveryStatus::Cancelled),
+        "failed" => Ok(DeliveryStatus::Failed),
         other => Err(StoreError::Corrupt(format!("delivery status {other:?}"))),
     }
 }

@@ -53,6 +53,12 @@ pub struct Peer {
 pub trait Wire: Send + Sync + 'static {
     /// Sends one message, without waiting; errors are logged (SIP retransmits what matters).
     fn send(&self, to: Peer, data: Bytes);
+
+    /// Whether a connection to `to` is open (always true for UDP, which has none).
+    fn is_open(&self, to: Peer) -> bool {
+        let _ = to;
+        true
+    }
 }
 
 /// The relay's transports: one UDP socket and the TCP connections, on the same address.
@@ -68,6 +74,13 @@ impl Wire for Transports {
         match to.transport {
             Transport::Udp => udp::send(&self.udp, to.addr, data),
             Transport::Tcp => self.tcp.send(to.addr, data),
+        }
+    }
+
+    fn is_open(&self, to: Peer) -> bool {
+        match to.transport {
+            Transport::Udp => true,
+            Transport::Tcp => self.tcp.is_open(to.addr),
         }
     }
 }

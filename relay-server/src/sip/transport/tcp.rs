@@ -62,6 +62,11 @@ impl Connections {
         self.len() == 0
     }
 
+    /// Whether a connection to `to` is open.
+    pub fn is_open(&self, to: SocketAddr) -> bool {
+        self.lock().get(&to).is_some_and(|(_, w)| !w.is_closed())
+    }
+
     /// Queues `data` for the connection to `to`, connecting first if there is none.
     pub fn send(&self, to: SocketAddr, data: Bytes) {
         let writer = self.lock().get(&to).map(|(_, w)| w.clone());

@@ -1,0 +1,197 @@
+//! Instant messages (RFC 3428) between SIP phones and web users: sipp sends a MESSAGE that a
+//! web user's stream receives; a web user's SEND of an `im` reaches a registered sipp phone as
+//! a MESSAGE and its answer becomes the delivery's status. Refusals over a raw UDP socket.
+
+use restsip_e2e::{Relay, WAIT};
+use restsip_protocol::EventKind;
+use serde_json::json;
+use tokio::net::UdpSocket;
+
+use crate::sipp::{free_port, Mode, Run, TCP, UDP};
+
+const ALICE: &str = "alice@example.net";
+const BOB: &str = "bob@example.net";
+
+async fn phone_to_web(mode: Mode) {
+    let relay = Relay::default().await.unwrap();
+    let bob = relay.user(BOB).await.unwrap();
+    let id = bob.login(json!({})).await.unwrap();
+    let mut inbox = bob.sse(&format!("/login/{BOB}/{id}"), None).await.unwrap();
+    assert_eq!(inbox.next().await.unwrap().kind, EventKind::State);
+    Run {
+        relay: relay.sip.unwrap(),
+        scenario: "message",
+        mode,
+        port: free_port(),
+        keys: &[("from", ALICE), ("to", BOB), ("text", "hello web")],
+        auth: None,
+    }
+    .pass()
+    .await
+    .unwrap();
+    let msg = inbox.next().await.unwrap();
+    assert_eq!(msg.kind, EventKind::Message);
+    assert_eq!(msg.data["from"], ALICE, "{}", msg.data);
+    let body = &msg.data["body"];
+    assert_eq!(body["command"], "im", "{body}");
+    assert_eq!(body["text"].as_str().unwrap().trim(), "hello web", "{body}");
+    assert_eq!(body["contentType"], "text/plain;charset=UTF-8", "{body}");
+    assert!(body["sip"]["callId"]
+        .as_str()
+        .is_some_and(|c| !c.is_empty()));
+}
+
+#[tokio::test]
+async fn a_phone_messages_a_web_user_over_udp() {
+    phone_to_web(UDP).await;
+}
+
+#[tokio::test]
+async fn a_phone_messages_a_web_user_over_tcp() {
+    phone_to_web(TCP).await;
+}
+
+fn message(port: u16, to: &str, branch: &str, content_type: &str, body: &str) -> String {
+    format!(
+        "MESSAGE sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{branch};rport\r\n\
+         Max-Forwards: 70\r\nTo: <sip:{to}>\r\nFrom: <sip:{ALICE}>;tag=t\r\n\
+         Call-ID: {branch}\r\nCSeq: 1 MESSAGE\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+async fn status_of(socket: &UdpSocket, request: String) -> String {
+    socket.send(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let n = tokio::time::timeout(WAIT, socket.recv(&mut buf))
+        .await
+        .expect("an answer to MESSAGE")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn messages_are_accepted_queued_or_refused_with_the_fitting_status() {
+    let relay = Relay::default().await.unwrap();
+    let bob = relay.user(BOB).await.unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.connect(relay.sip.unwrap()).await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let send = |to: &str, branch: &str, ct: &str, body: &str| message(port, to, branch, ct, body);
+
+    let line = status_of(&socket, send("nobody@example.net", "a1", "text/plain", "x")).await;
+    assert!(line.starts_with("SIP/2.0 404 "), "{line}");
+    let line = status_of(&socket, send(BOB, "a2", "text/plain", "x")).await;
+    assert!(line.starts_with("SIP/2.0 480 "), "{line}");
+
+    // Logged in without a live stream: queued (202), and handed over when the stream opens.
+    let id = bob.login(json!({})).await.unwrap();
+    let line = status_of(&socket, send(BOB, "a3", "application/json", r#"{"a":1}"#)).await;
+    assert!(line.starts_with("SIP/2.0 202 "), "{line}");
+    let line = status_of(&socket, send(BOB, "a4", "image/png", "x")).await;
+    assert!(line.starts_with("SIP/2.0 415 "), "{line}");
+    let line = status_of(&socket, send(BOB, "a5", "text/plain;charset=latin1", "x")).await;
+    assert!(line.starts_with("SIP/2.0 415 "), "{line}");
+    let line = status_of(&socket, send(BOB, "a6", "application/json", "{not json")).await;
+    assert!(line.starts_with("SIP/2.0 400 "), "{line}");
+
+    let mut inbox = bob.sse(&format!("/login/{BOB}/{id}"), None).await.unwrap();
+    let mut got = None;
+    for _ in 0..3 {
+        let e = inbox.next().await.unwrap();
+        if e.kind == EventKind::Message {
+            got = Some(e);
+            break;
+        }
+    }
+    let got = got.expect("the queued MESSAGE");
+    assert_eq!(got.data["body"]["text"], r#"{"a":1}"#);
+    assert_eq!(got.data["body"]["contentType"], "application/json");
+}
+
+/// True once something listens on `port` (the UAS sipp started).
+fn bound(mode: Mode, port: u16) -> bool {
+    if mode == TCP {
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+    } else {
+        std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
+    }
+}
+
+/// A sipp phone registers as alice, then a sipp UAS on its port answers bob's `im` SEND with
+/// `scenario`; returns the receipt's one delivery.
+async fn web_to_phone(mode: Mode, scenario: &'static str) -> serde_json::Value {
+    let relay = Relay::default().await.unwrap();
+    let alice = relay.user(ALICE).await.unwrap();
+    let bob = relay.user(BOB).await.unwrap();
+    let mut logins = alice.sse(&format!("/login/{ALICE}"), None).await.unwrap();
+    assert_eq!(logins.next().await.unwrap().kind, EventKind::State);
+    let sip = relay.sip.unwrap();
+    let port = free_port();
+    let password = format!("pw-{ALICE}");
+    Run {
+        relay: sip,
+        scenario: "register",
+        mode,
+        port,
+        keys: &[("aor", ALICE), ("expires", "120")],
+        auth: Some((ALICE, &password)),
+    }
+    .pass()
+    .await
+    .unwrap();
+    let added = logins.next().await.unwrap();
+    assert_eq!(added.kind, EventKind::Added);
+    let phone = tokio::spawn(async move {
+        Run {
+            relay: sip,
+            scenario,
+            mode,
+            port,
+            keys: &[],
+            auth: None,
+        }
+        .pass()
+        .await
+    });
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !bound(mode, port) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let receipt = bob
+        .request(
+            "SEND",
+            &format!("/login/{ALICE}"),
+            Some(json!({"command": "im", "text": "hello phone"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(receipt.status, 200, "{}", receipt.body);
+    phone.await.unwrap().unwrap();
+    let deliveries = receipt.body["deliveries"].as_array().unwrap().clone();
+    assert_eq!(deliveries.len(), 1, "{}", receipt.body);
+    assert_eq!(
+        deliveries[0]["contact"],
+        format!("/login/{ALICE}/{}", added.data["id"])
+    );
+    deliveries[0].clone()
+}
+
+#[tokio::test]
+async fn a_web_users_im_reaches_a_phone_over_udp_and_tcp() {
+    for mode in [UDP, TCP] {
+        let d = web_to_phone(mode, "message-uas").await;
+        assert_eq!(d["status"], "delivered", "{d}");
+        assert_eq!(d["sip"]["code"], 200, "{d}");
+    }
+}
+
+#[tokio::test]
+async fn a_phone_that_refuses_an_im_makes_the_delivery_fail() {
+    let d = web_to_phone(UDP, "message-uas-busy").await;
+    assert_eq!(d["status"], "failed", "{d}");
+    assert_eq!(d["sip"]["code"], 486, "{d}");
+    assert_eq!(d["sip"]["reason"], "Busy Here", "{d}");
+}
