@@ -129,7 +129,13 @@ impl Relay {
         }
         let sip_tasks = match self.sip {
             Some(listeners) => {
-                let core = sip_core(&self.state, &self.sip_config).with_services(self.soap);
+                let presence = sip::presence::Presence::new(
+                    self.state.location.clone(),
+                    self.state.bus.clone(),
+                );
+                let core = sip_core(&self.state, &self.sip_config)
+                    .with_services(self.soap)
+                    .with_presence(presence.clone());
                 let listen = listeners.addr();
                 let (endpoint, tasks) = listeners.run(core, self.sip_config.max_message_bytes);
                 self.state
@@ -138,6 +144,7 @@ impl Relay {
                         endpoint.downgrade(),
                         listen,
                     )));
+                presence.attach(endpoint.downgrade(), listen);
                 // The endpoint lives as long as its receiving tasks hold it.
                 drop(endpoint);
                 tasks

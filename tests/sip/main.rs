@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod message;
+mod presence;
 mod registration;
 mod service;
 mod sipp;

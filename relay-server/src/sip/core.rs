@@ -11,7 +11,7 @@ use crate::inbox::Inbox;
 use crate::store::Store;
 
 /// The methods the relay handles.
-pub const ALLOW: &str = "REGISTER, OPTIONS, MESSAGE, SERVICE, ACK, CANCEL";
+pub const ALLOW: &str = "REGISTER, OPTIONS, MESSAGE, SUBSCRIBE, SERVICE, ACK, CANCEL";
 /// Body types the relay accepts.
 pub const ACCEPT: &str =
     "application/sdp, text/plain, application/json, text/xml, application/soap+xml";
@@ -38,6 +38,8 @@ pub enum Task {
     Service,
     /// MESSAGE (RFC 3428): a SEND to the user.
     Message,
+    /// SUBSCRIBE (RFC 6665, presence): a subscription to the user's logins.
+    Subscribe,
 }
 
 /// The request handlers; cheap to clone.
@@ -51,6 +53,8 @@ pub struct Core {
     store: Arc<dyn Store>,
     /// SENDs, for MESSAGE; None answers MESSAGE with 501.
     inbox: Option<Inbox>,
+    /// Presence subscriptions; None answers SUBSCRIBE with 501.
+    presence: Option<super::presence::Presence>,
 }
 
 fn not_implemented() -> Reply {
@@ -72,6 +76,21 @@ impl Core {
             store,
             services: None,
             inbox: None,
+            presence: None,
+        }
+    }
+
+    /// Answers SUBSCRIBE (Event: presence) with `presence`.
+    pub fn with_presence(mut self, presence: super::presence::Presence) -> Self {
+        self.presence = Some(presence);
+        self
+    }
+
+    /// What follows the response to a request handled by `task` (the NOTIFY after a 2xx to
+    /// SUBSCRIBE).
+    pub fn after(&self, task: Task, req: &SipMessage, code: u16) {
+        if let (Task::Subscribe, Some(presence)) = (task, &self.presence) {
+            presence.after(req, code);
         }
     }
 
@@ -137,6 +156,9 @@ impl Core {
             }
             return Step::Async(Task::Message);
         }
+        if *method == Method::SUBSCRIBE && self.presence.is_some() {
+            return Step::Async(Task::Subscribe);
+        }
         if sip.user.is_some() {
             return Step::Async(Task::ForUser);
         }
@@ -148,6 +170,10 @@ impl Core {
         match task {
             Task::Register => self.registrar.register(req, from).await,
             Task::Service => super::service::answer(self.services.as_ref(), req).await,
+            Task::Subscribe => match &self.presence {
+                Some(presence) => presence.subscribe(req, from).await,
+                None => not_implemented(),
+            },
             Task::Message => match &self.inbox {
                 Some(inbox) => super::im::incoming(inbox, req).await,
                 None => not_implemented(),

@@ -195,14 +195,17 @@ impl Endpoint {
                 let core = self.inner.core.clone();
                 tokio::spawn(async move {
                     let reply = core.run(task, &req, from).await;
+                    let code = reply.code;
                     endpoint.respond(&req, &top, &key, to, reply);
+                    core.after(task, &req, code);
                 });
             }
         }
     }
 
     fn respond(&self, req: &SipMessage, top: &str, key: &TxKey, to: Peer, reply: Reply) {
-        let response = build(req, Some(top), &reply, &new_tag());
+        let tag = reply.to_tag.clone().unwrap_or_else(new_tag);
+        let response = build(req, Some(top), &reply, &tag);
         let data = Bytes::from(response.to_bytes());
         self.inner.server.respond(key, reply.code, data, to);
     }

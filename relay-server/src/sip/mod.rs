@@ -12,6 +12,7 @@ pub mod listener;
 pub mod message;
 pub mod outgoing;
 pub mod parse;
+pub mod presence;
 pub mod registrar;
 pub mod response;
 mod scan;

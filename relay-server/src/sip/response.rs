@@ -16,6 +16,8 @@ pub struct Reply {
     pub headers: Vec<(Cow<'static, str>, String)>,
     /// Body (its Content-Type is among `headers`); empty for none.
     pub body: Vec<u8>,
+    /// The To tag to add (a dialog's local tag); None for a fresh one.
+    pub to_tag: Option<String>,
 }
 
 impl Reply {
@@ -26,6 +28,7 @@ impl Reply {
             reason: reason.into(),
             headers: Vec::new(),
             body: Vec::new(),
+            to_tag: None,
         }
     }
 
@@ -37,6 +40,12 @@ impl Reply {
     /// Adds a header.
     pub fn with(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the To tag (for a response that makes a dialog whose tag the core keeps).
+    pub fn with_to_tag(mut self, tag: String) -> Self {
+        self.to_tag = Some(tag);
         self
     }
 

@@ -1,0 +1,49 @@
+//! Presence (RFC 3856, 6665, PIDF RFC 3863): a sipp watcher subscribes to a web user and hears
+//! closed, then open when the user logs in over REST, then unsubscribes and gets the last NOTIFY.
+
+use std::time::Duration;
+
+use restsip_e2e::{Relay, WAIT};
+use serde_json::json;
+
+use crate::sipp::{free_port, Mode, Run, TCP, UDP};
+
+const BOB: &str = "bob@example.net";
+
+async fn watch_a_web_user(mode: Mode) {
+    let relay = Relay::default().await.unwrap();
+    let bob = relay.user(BOB).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("first-notify");
+    let flag_arg = flag.to_string_lossy().into_owned();
+    let sip = relay.sip.unwrap();
+    let watcher = tokio::spawn(async move {
+        Run {
+            relay: sip,
+            scenario: "subscribe",
+            mode,
+            port: free_port(),
+            keys: &[("to", BOB), ("flag", &flag_arg)],
+            auth: None,
+        }
+        .pass()
+        .await
+    });
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !flag.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "no first NOTIFY");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bob.login(json!({})).await.unwrap();
+    watcher.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_phone_watches_a_web_users_presence_over_udp() {
+    watch_a_web_user(UDP).await;
+}
+
+#[tokio::test]
+async fn a_phone_watches_a_web_users_presence_over_tcp() {
+    watch_a_web_user(TCP).await;
+}
