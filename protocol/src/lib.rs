@@ -9,6 +9,7 @@ mod login;
 mod message;
 mod problem;
 mod send;
+mod service;
 mod user;
 mod webhook;
 mod ws;
@@ -23,6 +24,7 @@ pub use problem::{Problem, ProblemKind};
 pub use send::{
     CancelOutcome, CancelRequest, Delivery, DeliveryStatus, InboxMessage, SendReceipt, SipStatus,
 };
+pub use service::{ServiceAuth, ServiceOutcome, ServiceRequest, ServiceResult, SoapFault};
 pub use user::{CreateUser, Token, UpdateUser, User, UserCreated, UserLinks};
 pub use webhook::{
     CreateWebhook, Webhook, WebhookCreated, WebhookStatus, WEBHOOK_EVENT_ID_HEADER,

@@ -145,6 +145,7 @@ impl Relay {
                         listen,
                     )));
                 presence.attach(endpoint.downgrade(), listen);
+                self.state.service_out.attach(endpoint.downgrade(), listen);
                 // The endpoint lives as long as its receiving tasks hold it.
                 drop(endpoint);
                 tasks

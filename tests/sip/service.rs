@@ -331,3 +331,166 @@ async fn a_configured_http_endpoint_serves_its_namespace() {
     let res = service(&relay, Some("text/xml"), &call("urn:other", "X", ""), "").await;
     assert!(res.starts_with("SIP/2.0 501 "), "{res}");
 }
+
+fn bound(mode: crate::sipp::Mode, port: u16) -> bool {
+    if mode == TCP {
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+    } else {
+        std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
+    }
+}
+
+/// Runs the sipp UAS `scenario` on a free port and POSTs `/service` to it with `extra` fields;
+/// returns the HTTP status and body.
+async fn service_to_sipp(
+    relay: &Relay,
+    client: &restsip_e2e::Client,
+    mode: crate::sipp::Mode,
+    scenario: &'static str,
+    extra: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let port = free_port();
+    let sip = relay.sip.unwrap();
+    let uas = tokio::spawn(async move {
+        Run {
+            relay: sip,
+            scenario,
+            mode,
+            port,
+            keys: &[],
+            auth: None,
+        }
+        .pass()
+        .await
+    });
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !bound(mode, port) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut body = json!({
+        "uri": format!("sip:quotes@127.0.0.1:{port}"),
+        "body": call("Some-URI", "GetLastTradePrice", "<symbol>DIS</symbol>"),
+        "transport": if mode == TCP { "tcp" } else { "udp" },
+    });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    let res = client
+        .request("POST", "/service", Some(body))
+        .await
+        .unwrap();
+    uas.await.unwrap().unwrap();
+    (res.status, res.body)
+}
+
+#[tokio::test]
+async fn post_service_reaches_a_sip_soap_service_over_udp_and_tcp() {
+    let relay = Relay::default().await.unwrap();
+    let bob = relay.user("bob@example.net").await.unwrap();
+    for mode in [UDP, TCP] {
+        let (status, res) = service_to_sipp(&relay, &bob, mode, "service-uas", json!({})).await;
+        assert_eq!(status, 200, "{res}");
+        assert_eq!(res["outcome"], "response", "{res}");
+        assert_eq!(res["status"], 200, "{res}");
+        assert_eq!(res["content_type"], "text/xml", "{res}");
+        assert!(
+            res["body"]
+                .as_str()
+                .unwrap()
+                .contains("<Price>34.5</Price>"),
+            "{res}"
+        );
+
+        let (status, res) =
+            service_to_sipp(&relay, &bob, mode, "service-uas-fault", json!({})).await;
+        assert_eq!(status, 200, "{res}");
+        assert_eq!(res["outcome"], "fault", "{res}");
+        assert_eq!(res["status"], 500, "{res}");
+        assert_eq!(res["fault"]["code"], "SOAP-ENV:Server", "{res}");
+        assert_eq!(res["fault"]["string"], "Server Error", "{res}");
+        assert!(
+            res["fault"]["detail"].as_str().unwrap().contains("1001"),
+            "{res}"
+        );
+
+        let (status, res) = service_to_sipp(&relay, &bob, mode, "service-uas-501", json!({})).await;
+        assert_eq!(status, 200, "{res}");
+        assert_eq!(res["outcome"], "not-implemented", "{res}");
+        assert_eq!(res["status"], 501, "{res}");
+        assert_eq!(res["allow"], "INVITE, ACK, CANCEL, BYE, OPTIONS", "{res}");
+    }
+}
+
+#[tokio::test]
+async fn post_service_answers_a_digest_challenge() {
+    let relay = Relay::default().await.unwrap();
+    let bob = relay.user("bob@example.net").await.unwrap();
+    let auth = json!({"auth": {"username": "svc", "password": "s3cret"}});
+    let (status, res) = service_to_sipp(&relay, &bob, UDP, "service-uas-auth", auth).await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(res["outcome"], "response", "{res}");
+    assert!(
+        res["body"]
+            .as_str()
+            .unwrap()
+            .contains("<Price>35.0</Price>"),
+        "{res}"
+    );
+    let wrong = json!({"auth": {"username": "svc", "password": "nope"}});
+    let (_, res) = service_to_sipp(&relay, &bob, UDP, "service-uas-auth", wrong).await;
+    assert_eq!(res["outcome"], "failed", "{res}");
+    assert_eq!(res["status"], 403, "{res}");
+}
+
+#[tokio::test]
+async fn post_service_refuses_what_it_cannot_send() {
+    let relay = Relay::default().await.unwrap();
+    let bob = relay.user("bob@example.net").await.unwrap();
+    let good = call("Some-URI", "GetLastTradePrice", "<symbol>DIS</symbol>");
+    for body in [
+        json!({"uri": "sip:127.0.0.1:9", "body": "<not-closed"}),
+        json!({"uri": "sip:127.0.0.1:9", "body": "<html/>"}),
+        json!({"uri": "mailto:a@example.net", "body": good}),
+        json!({"uri": "sip:127.0.0.1:9", "body": good, "transport": "sctp"}),
+        json!({"uri": "sip:127.0.0.1:9", "body": good, "soap_action": "a\r\nX: y"}),
+    ] {
+        let res = bob.request("POST", "/service", Some(body)).await.unwrap();
+        assert_eq!(res.status, 422, "{}", res.body);
+        assert_eq!(res.body["code"], "unprocessable", "{}", res.body);
+    }
+    let res = relay
+        .anonymous()
+        .request(
+            "POST",
+            "/service",
+            Some(json!({"uri": "sip:127.0.0.1:9", "body": good})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status, 401);
+    // The relay itself serves SERVICE: its built-ins answer through the same path.
+    let sip = relay.sip.unwrap();
+    let presence = call(
+        "urn:restsip:user",
+        "GetPresence",
+        "<user>bob@example.net</user>",
+    );
+    let res = bob
+        .request(
+            "POST",
+            "/service",
+            Some(json!({"uri": format!("sip:{sip}"), "body": presence})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.body["outcome"], "response", "{}", res.body);
+    assert!(
+        res.body["body"]
+            .as_str()
+            .unwrap()
+            .contains("<online>false</online>"),
+        "{}",
+        res.body
+    );
+}

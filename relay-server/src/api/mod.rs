@@ -9,6 +9,7 @@ mod error;
 mod listener;
 mod login;
 pub mod openapi;
+mod service;
 mod stream;
 mod user;
 mod webhook;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub(crate) inbox: Inbox,
     /// Webhooks.
     pub(crate) webhooks: Webhooks,
+    /// Outgoing SERVICE requests (attached when SIP starts).
+    pub(crate) service_out: crate::sip::service_out::ServiceSender,
     /// Limits in force.
     pub(crate) limits: Arc<Limits>,
     /// Open streams per user.
@@ -95,6 +98,7 @@ impl AppState {
             calls,
             inbox,
             webhooks,
+            service_out: Default::default(),
             limits,
             closing,
         }
@@ -200,6 +204,7 @@ pub fn app(state: AppState, www: Option<&std::path::Path>) -> Router {
             "/webhook/{id}",
             get(webhook::webhook_get).delete(webhook::webhook_delete),
         )
+        .route("/service", post(service::service_send))
         .route("/ws", get(ws::ws_upgrade))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }));
     let router = match www {

@@ -86,6 +86,7 @@ pub fn operations() -> Vec<Operation> {
         Operation { response: schema!(Vec<p::Webhook>), ..op("GET", "/webhook", "Your webhooks, with their delivery status") },
         Operation { response: schema!(p::Webhook), ..op("GET", "/webhook/{id}", "One of your webhooks") },
         Operation { status: 204, ..op("DELETE", "/webhook/{id}", "Delete one of your webhooks; what it had queued is dropped") },
+        Operation { request: schema!(p::ServiceRequest), response: schema!(p::ServiceResult), ..op("POST", "/service", "Send a SIP SERVICE with a SOAP envelope to a SIP URI; the far end's SOAP response, Fault or refusal") },
         Operation { status: 101, ..op("GET", "/ws", "The multiplexed WebSocket: subscribe, SEND, CANCEL (frames: ClientFrame, ServerFrame)") },
         Operation { auth: false, ..op("GET", "/openapi.json", "This document") },
     ]

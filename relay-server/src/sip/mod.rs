@@ -17,6 +17,7 @@ pub mod registrar;
 pub mod response;
 mod scan;
 pub mod service;
+pub mod service_out;
 pub mod transaction;
 pub mod transport;
 pub mod uri;

@@ -1,0 +1,95 @@
+use serde::{Deserialize, Serialize};
+
+/// `POST /service`: send a SIP `SERVICE` request (draft-deason-sip-soap) carrying a SOAP 1.1
+/// envelope to a SIP URI, and get its answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRequest {
+    /// Where the SERVICE goes: a `sip:` URI (`sip:host[:port]`, `sip:user@host[:port]`; a host
+    /// name is looked up in DNS, port 5060 by default).
+    pub uri: String,
+    /// The SOAP 1.1 envelope, as XML text; it must be a well-formed SOAP request.
+    pub body: String,
+    /// `udp` or `tcp` [default: the URI's `transport` parameter, else `udp`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// A `SOAPAction` header to add to the SIP request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soap_action: Option<String>,
+    /// Digest credentials for the far end, used only if it challenges (401 or 407).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ServiceAuth>,
+}
+
+/// Digest credentials for a SIP server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAuth {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+/// What the far end's answer means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceOutcome {
+    /// A 2xx with the SOAP response in `body`.
+    Response,
+    /// The service failed: a SOAP Fault, in `fault` (and `body`).
+    Fault,
+    /// The far end does not offer this service (501) or does not know SERVICE at all (405 or
+    /// 501 without SERVICE in its `allow`).
+    NotImplemented,
+    /// Any other final answer (a 4xx, 5xx or 6xx without a Fault, or 408 when none came).
+    Failed,
+}
+
+/// A SOAP Fault, as read from the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+pub struct SoapFault {
+    /// `faultcode`, e.g. `SOAP-ENV:Client` or `SOAP-ENV:Server`.
+    pub code: String,
+    /// `faultstring`.
+    pub string: String,
+    /// `faultactor`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The text of `detail`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Answer to `POST /service`: the far end's final SIP response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+pub struct ServiceResult {
+    /// What it means.
+    pub outcome: ServiceOutcome,
+    /// The SIP status code (408 when no answer came in time).
+    pub status: u16,
+    /// The SIP reason phrase.
+    pub reason: String,
+    /// The answer's Content-Type, if it had a body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The answer's body (the SOAP envelope), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The SOAP Fault, when the body holds one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<SoapFault>,
+    /// The far end's `Allow`, on a 405 or 501.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<String>,
+}

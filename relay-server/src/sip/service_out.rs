@@ -1,0 +1,326 @@
+//! Outgoing SERVICE (draft-deason-sip-soap) for `POST /service`: a SOAP envelope sent to any
+//! SIP URI in a client transaction, a digest challenge (401/407) answered once when credentials
+//! are given, and the final response read back as a SOAP response, a Fault, "not implemented"
+//! (405, or 501) or a failure.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use restsip_protocol::{ServiceOutcome, ServiceRequest, ServiceResult, SoapFault};
+
+use super::digest::{ha1, Algorithm, Credentials};
+use super::endpoint::WeakEndpoint;
+use super::headers::split_list;
+use super::message::{Method, SipMessage, StartLine};
+use super::outgoing;
+use super::transaction::client::Outcome;
+use super::transport::{Peer, Transport};
+use super::uri::Uri;
+use crate::soap::Envelope;
+
+/// Why a SERVICE could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The request is unusable (URI, transport, body), with why.
+    Invalid(String),
+    /// SIP is off or stopping.
+    Unavailable(&'static str),
+}
+
+/// Sends SERVICE requests through the SIP endpoint once it runs; cheap to clone.
+#[derive(Clone, Default)]
+pub struct ServiceSender {
+    /// The endpoint and the address its listeners are bound to, set when SIP starts.
+    sip: Arc<OnceLock<(WeakEndpoint, SocketAddr)>>,
+}
+
+impl ServiceSender {
+    /// Sends through `endpoint`, whose listeners are bound to `listen` (set once).
+    pub fn attach(&self, endpoint: WeakEndpoint, listen: SocketAddr) {
+        let _ = self.sip.set((endpoint, listen));
+    }
+
+    /// Sends `req` from the account `sender`; `max` bounds the SOAP body.
+    pub async fn send(
+        &self,
+        sender: &str,
+        req: &ServiceRequest,
+        max: usize,
+    ) -> Result<ServiceResult, SendError> {
+        let (weak, listen) = self
+            .sip
+            .get()
+            .ok_or(SendError::Unavailable("SIP is off on this relay"))?;
+        if req.body.len() > max {
+            return Err(SendError::Invalid(format!(
+                "the SOAP body is larger than {max} bytes"
+            )));
+        }
+        let envelope =
+            Envelope::parse(&req.body).map_err(|e| SendError::Invalid(format!("body: {e}")))?;
+        if envelope.call().is_none() {
+            return Err(SendError::Invalid(
+                "body: a request's Body holds a method, not a Fault".into(),
+            ));
+        }
+        let uri =
+            Uri::parse(req.uri.trim()).map_err(|e| SendError::Invalid(format!("uri: {e}")))?;
+        let sip = uri
+            .sip()
+            .filter(|s| !s.secure)
+            .ok_or_else(|| SendError::Invalid("uri: only sip: URIs can be reached".into()))?;
+        let transport = match req
+            .transport
+            .as_deref()
+            .or_else(|| sip.param("transport").flatten())
+        {
+            None => Transport::Udp,
+            Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
+            Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+            Some(t) => {
+                return Err(SendError::Invalid(format!(
+                    "transport {t:?} is neither udp nor tcp"
+                )))
+            }
+        };
+        let action = req.soap_action.as_deref().map(str::trim);
+        if action.is_some_and(|a| a.contains(['\r', '\n'])) {
+            return Err(SendError::Invalid("soap_action holds a line break".into()));
+        }
+        let host = sip.host.trim_start_matches('[').trim_end_matches(']');
+        let port = sip.port.unwrap_or(5060);
+        let addr = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, port),
+            Err(_) => tokio::net::lookup_host((host, port))
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| SendError::Invalid(format!("uri: cannot resolve {host}")))?,
+        };
+        let peer = Peer { transport, addr };
+        let local = outgoing::local_addr(*listen, addr);
+        let call_id = format!("{}@{}", outgoing::token(), outgoing::host_port(local));
+        let from = format!("<sip:{sender}>;tag={}", outgoing::token());
+        let build = |cseq: u32, authorization: Option<(&'static str, String)>| {
+            let mut msg = outgoing::request(Method::SERVICE, uri.clone(), local, transport);
+            msg.push("From", from.clone());
+            msg.push("To", format!("<{uri}>"));
+            msg.push("Call-ID", call_id.clone());
+            msg.push("CSeq", format!("{cseq} SERVICE"));
+            if let Some((name, value)) = authorization {
+                msg.push(name, value);
+            }
+            if let Some(action) = action {
+                msg.push("SOAPAction", format!("\"{}\"", action.trim_matches('"')));
+            }
+            msg.push("Content-Type", "text/xml");
+            msg.body = req.body.as_bytes().to_vec();
+            msg
+        };
+        let first = build(1, None);
+        let mut response = transact(weak, &first, peer).await?;
+        if let (Some(code @ (401 | 407)), Some(auth)) = (response.as_ref().map(code_of), &req.auth)
+        {
+            let (challenge, answer) = if code == 401 {
+                ("WWW-Authenticate", "Authorization")
+            } else {
+                ("Proxy-Authenticate", "Proxy-Authorization")
+            };
+            let authorization = response
+                .as_ref()
+                .and_then(|r| {
+                    r.headers_named(challenge)
+                        .find_map(|c| respond(c, &auth.username, &auth.password, &uri))
+                })
+                .map(|value| (answer, value));
+            if authorization.is_some() {
+                response = transact(weak, &build(2, authorization), peer).await?;
+            }
+        }
+        Ok(result(response.as_ref()))
+    }
+}
+
+fn code_of(msg: &SipMessage) -> u16 {
+    msg.code().unwrap_or(0)
+}
+
+/// Runs one client transaction to its final response (None on a timeout).
+async fn transact(
+    weak: &WeakEndpoint,
+    req: &SipMessage,
+    peer: Peer,
+) -> Result<Option<SipMessage>, SendError> {
+    let endpoint = weak
+        .upgrade()
+        .ok_or(SendError::Unavailable("SIP is stopping"))?;
+    let rx = endpoint.client().send(req, peer);
+    drop(endpoint);
+    let mut rx = rx.ok_or(SendError::Unavailable("the request could not be sent"))?;
+    while let Some(outcome) = rx.recv().await {
+        match outcome {
+            Outcome::Response(resp) if resp.code().is_some_and(|c| c >= 200) => {
+                return Ok(Some(*resp))
+            }
+            Outcome::Response(_) => {}
+            Outcome::Timeout => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// The Authorization value answering one `Digest` challenge, if it is one the relay can answer
+/// (MD5 or SHA-256, `qop=auth` or none).
+fn respond(challenge: &str, username: &str, password: &str, uri: &Uri) -> Option<String> {
+    let (scheme, rest) = challenge.trim().split_once([' ', '\t'])?;
+    if !scheme.eq_ignore_ascii_case("Digest") {
+        return None;
+    }
+    let mut realm = None;
+    let mut nonce = None;
+    let mut opaque = None;
+    let mut algorithm = Algorithm::Md5;
+    let mut qop_auth = false;
+    let mut qop_offered = false;
+    for item in split_list(rest) {
+        let Some((name, raw)) = item.split_once('=') else {
+            continue;
+        };
+        let value = raw.trim().trim_matches('"').to_owned();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "realm" => realm = Some(value),
+            "nonce" => nonce = Some(value),
+            "opaque" => opaque = Some(value),
+            "algorithm" => algorithm = Algorithm::parse(&value)?,
+            "qop" => {
+                qop_offered = true;
+                qop_auth = value
+                    .split(',')
+                    .any(|q| q.trim().eq_ignore_ascii_case("auth"));
+            }
+            _ => {}
+        }
+    }
+    if qop_offered && !qop_auth {
+        return None; // auth-int only
+    }
+    let (realm, nonce) = (realm?, nonce?);
+    let digest_uri = uri.to_string();
+    let key = ha1(algorithm, username, &realm, password);
+    let mut creds = Credentials {
+        username: username.to_owned(),
+        realm: realm.clone(),
+        nonce: nonce.clone(),
+        uri: digest_uri.clone(),
+        ..Credentials::default()
+    };
+    let response = if qop_auth {
+        creds.cnonce = Some(outgoing::token());
+        creds.nc = Some("00000001".into());
+        creds.qop = Some("auth".into());
+        creds.expected(algorithm, &key, Method::SERVICE.as_str())
+    } else {
+        // RFC 2069 style, without qop.
+        let ha2 = algorithm.hash(format!("SERVICE:{digest_uri}").as_bytes());
+        algorithm.hash(format!("{key}:{nonce}:{ha2}").as_bytes())
+    };
+    let quote = |s: &str| s.replace(['"', '\\'], "");
+    let mut value = format!(
+        "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{response}\", algorithm={}",
+        quote(username),
+        quote(&realm),
+        quote(&nonce),
+        quote(&digest_uri),
+        algorithm.name()
+    );
+    if qop_auth {
+        value.push_str(&format!(
+            ", qop=auth, nc=00000001, cnonce=\"{}\"",
+            creds.cnonce.unwrap_or_default()
+        ));
+    }
+    if let Some(opaque) = opaque {
+        value.push_str(&format!(", opaque=\"{}\"", quote(&opaque)));
+    }
+    Some(value)
+}
+
+/// The value of the final response (None: no answer in time).
+fn result(response: Option<&SipMessage>) -> ServiceResult {
+    let Some(resp) = response else {
+        return ServiceResult {
+            outcome: ServiceOutcome::Failed,
+            status: 408,
+            reason: "Request Timeout (no answer)".into(),
+            content_type: None,
+            body: None,
+            fault: None,
+            allow: None,
+        };
+    };
+    let (status, reason) = match &resp.start {
+        StartLine::Response { code, reason } => (*code, reason.clone()),
+        StartLine::Request { .. } => (500, String::new()),
+    };
+    let body = (!resp.body.is_empty()).then(|| String::from_utf8_lossy(&resp.body).into_owned());
+    let fault = body
+        .as_deref()
+        .and_then(|b| Envelope::parse(b).ok())
+        .and_then(|e| e.fault().cloned())
+        .map(|f| SoapFault {
+            code: f.code.qname(),
+            string: f.string,
+            actor: f.actor,
+            detail: f.detail,
+        });
+    let allow = resp.header("Allow").map(str::to_owned);
+    let outcome = match status {
+        200..=299 => ServiceOutcome::Response,
+        405 | 501 => ServiceOutcome::NotImplemented,
+        _ if fault.is_some() => ServiceOutcome::Fault,
+        _ => ServiceOutcome::Failed,
+    };
+    ServiceResult {
+        outcome,
+        status,
+        reason,
+        content_type: body
+            .as_ref()
+            .and(resp.header("Content-Type").map(str::to_owned)),
+        body,
+        fault,
+        allow: matches!(status, 405 | 501).then_some(allow).flatten(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_challenge_is_answered_with_the_digest_the_registrar_expects() {
+        let uri = Uri::parse("sip:127.0.0.1:5070").expect("uri");
+        let value = respond(
+            "Digest realm=\"x\", nonce=\"n1\", qop=\"auth\", algorithm=SHA-256, opaque=\"o\"",
+            "bob",
+            "pw",
+            &uri,
+        )
+        .expect("answered");
+        let creds = Credentials::parse(&value).expect("a digest");
+        let key = ha1(Algorithm::Sha256, "bob", "x", "pw");
+        assert_eq!(
+            creds.response,
+            creds.expected(Algorithm::Sha256, &key, "SERVICE")
+        );
+        assert!(value.contains("opaque=\"o\""));
+        assert!(respond("Basic realm=\"x\"", "bob", "pw", &uri).is_none());
+        assert!(respond(
+            "Digest realm=\"x\", nonce=\"n\", qop=\"auth-int\"",
+            "b",
+            "p",
+            &uri
+        )
+        .is_none());
+    }
+}
