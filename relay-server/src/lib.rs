@@ -92,7 +92,8 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         config.soap.endpoints.clone(),
         Duration::from_secs(config.soap.timeout),
         config.sip.max_message_bytes,
-    );
+    )
+    .with_web(state.soap_web.clone());
     Ok(Relay {
         soap,
         listener: LimitedListener::new(tcp, config.limits.max_connections),

@@ -494,3 +494,127 @@ async fn post_service_refuses_what_it_cannot_send() {
         res.body
     );
 }
+
+/// Sends a SERVICE over UDP to `sip:{user}@127.0.0.1`.
+async fn service_to_user(sip: SocketAddr, user: &str, body: &str) -> String {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.connect(sip).await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let id = format!("web-{:x}", rand_id());
+    let msg = format!(
+        "SERVICE sip:{user} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{id};rport\r\n\
+         Max-Forwards: 70\r\nTo: <sip:{user}>\r\nFrom: <sip:carol@example.net>;tag=t\r\n\
+         Call-ID: {id}\r\nCSeq: 1 SERVICE\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.send(msg.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let n = tokio::time::timeout(WAIT, socket.recv(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no answer to SERVICE {id}"))
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.contains(&format!("Call-ID: {id}\r\n")) && !text.starts_with("SIP/2.0 1") {
+            return text;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_web_client_serves_a_namespace_over_its_websocket() {
+    use restsip_protocol::ServerFrame;
+    let relay = Relay::start(&["--soap-timeout", "2"]).await.unwrap();
+    let alice = relay.user("alice@example.net").await.unwrap();
+    let mut ws = alice.ws().await.unwrap();
+    ws.send(json!({"op": "serve", "ref": "s1", "namespace": "urn:example:calc"}))
+        .await
+        .unwrap();
+    match ws.next().await.unwrap() {
+        ServerFrame::Reply {
+            reference, status, ..
+        } => assert_eq!((reference.as_str(), status), ("s1", 200)),
+        other => panic!("{other:?}"),
+    }
+    let add = call("urn:example:calc", "Add", "<a>2</a><b>40</b>");
+    let addr = relay.sip.unwrap();
+    let sip = tokio::spawn({
+        let add = add.clone();
+        async move { service_to_user(addr, "alice@example.net", &add).await }
+    });
+    let (id, params, from, body) = match ws.next().await.unwrap() {
+        ServerFrame::Service {
+            id,
+            namespace,
+            method,
+            from,
+            params,
+            body,
+        } => {
+            assert_eq!(
+                (namespace.as_str(), method.as_str()),
+                ("urn:example:calc", "Add")
+            );
+            (id, params, from, body)
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(params, json!({"a": "2", "b": "40"}));
+    assert_eq!(from.as_deref(), Some("carol@example.net"));
+    assert_eq!(body, add);
+    ws.send(json!({"op": "service-reply", "id": id, "result": {"sum": 42, "steps": ["a", "b"]}}))
+        .await
+        .unwrap();
+    let res = sip.await.unwrap();
+    assert!(res.starts_with("SIP/2.0 200 "), "{res}");
+    assert!(
+        body_of(&res).contains("<m:AddResponse xmlns:m=\"urn:example:calc\"><steps><item>a</item><item>b</item></steps><sum>42</sum></m:AddResponse>"),
+        "{res}"
+    );
+
+    // A fault from the page, a page that does not answer, and one that left.
+    let sip = tokio::spawn({
+        let add = add.clone();
+        async move { service_to_user(addr, "alice@example.net", &add).await }
+    });
+    let ServerFrame::Service { id, .. } = ws.next().await.unwrap() else {
+        panic!("expected a service frame")
+    };
+    ws.send(json!({"op": "service-reply", "id": id, "fault": {"code": "Client", "string": "b must be odd"}}))
+        .await
+        .unwrap();
+    let res = sip.await.unwrap();
+    assert!(res.starts_with("SIP/2.0 500 "), "{res}");
+    assert!(
+        body_of(&res).contains(
+            "<faultcode>SOAP-ENV:Client</faultcode><faultstring>b must be odd</faultstring>"
+        ),
+        "{res}"
+    );
+
+    let res = service_to_user(relay.sip.unwrap(), "alice@example.net", &add).await;
+    assert!(res.starts_with("SIP/2.0 500 "), "{res}");
+    assert!(body_of(&res).contains("did not answer in time"), "{res}");
+    // The late answer finds nothing waiting.
+    let ServerFrame::Service { id, .. } = ws.next().await.unwrap() else {
+        panic!("expected a service frame")
+    };
+    ws.send(json!({"op": "service-reply", "id": id, "result": {}}))
+        .await
+        .unwrap();
+    assert!(matches!(
+        ws.next().await.unwrap(),
+        ServerFrame::Error { .. }
+    ));
+
+    // Another user's address, or another namespace, is not served by alice's page.
+    let res = service_to_user(relay.sip.unwrap(), "bob@example.net", &add).await;
+    assert!(res.starts_with("SIP/2.0 501 "), "{res}");
+    drop(ws);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let res = service_to_user(relay.sip.unwrap(), "alice@example.net", &add).await;
+    assert!(
+        res.starts_with("SIP/2.0 501 "),
+        "after the page left: {res}"
+    );
+}

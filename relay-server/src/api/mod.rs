@@ -61,6 +61,8 @@ pub struct AppState {
     pub(crate) webhooks: Webhooks,
     /// Outgoing SERVICE requests (attached when SIP starts).
     pub(crate) service_out: crate::sip::service_out::ServiceSender,
+    /// Web clients serving SOAP namespaces (over the WebSocket).
+    pub(crate) soap_web: crate::soap::web::WebServers,
     /// Limits in force.
     pub(crate) limits: Arc<Limits>,
     /// Open streams per user.
@@ -99,6 +101,7 @@ impl AppState {
             inbox,
             webhooks,
             service_out: Default::default(),
+            soap_web: Default::default(),
             limits,
             closing,
         }

@@ -1,5 +1,6 @@
 //! `GET /ws`: one WebSocket per client that multiplexes subscriptions to active resources and
-//! carries SEND and CANCEL, so a page needs one connection for everything. Frames are the JSON
+//! carries SEND and CANCEL and the SOAP services a page serves (`serve`, `service`,
+//! `service-reply`), so a page needs one connection for everything. Frames are the JSON
 //! `ClientFrame` and `ServerFrame` of the protocol crate.
 
 use std::collections::HashMap;
@@ -107,6 +108,8 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
         let _ = sink.close().await;
     });
     let mut subscriptions: HashMap<String, JoinHandle<()>> = HashMap::new();
+    // This connection, as a server of SOAP namespaces.
+    let conn = state.soap_web.connection();
     let mut closing = state.closing.clone();
     loop {
         let message = tokio::select! {
@@ -194,6 +197,35 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
                 };
                 Some(reply(reference, result))
             }
+            ClientFrame::Serve {
+                reference,
+                namespace,
+            } => {
+                let result = state
+                    .soap_web
+                    .serve(conn, &caller.0, &namespace, out_tx.clone())
+                    .map(|()| serde_json::json!({ "namespace": namespace }))
+                    .map_err(Error::Invalid);
+                Some(reply(reference, result))
+            }
+            ClientFrame::Unserve { namespace } => {
+                state.soap_web.unserve(conn, &caller.0, &namespace);
+                None
+            }
+            ClientFrame::ServiceReply { id, result, fault } => {
+                let answer = crate::soap::web::WebReply { result, fault };
+                if state.soap_web.reply(conn, &id, answer) {
+                    None
+                } else {
+                    Some(ServerFrame::Error {
+                        path: None,
+                        problem: Problem::new(
+                            ProblemKind::NotFound,
+                            format!("no service request {id} waits for an answer here"),
+                        ),
+                    })
+                }
+            }
             ClientFrame::Cancel {
                 reference,
                 path,
@@ -214,6 +246,7 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
             }
         }
     }
+    state.soap_web.drop_connection(conn);
     for (_, task) in subscriptions {
         task.abort();
     }

@@ -51,6 +51,10 @@ pub async fn answer(services: Option<&Services>, req: &SipMessage) -> Reply {
             .from()
             .ok()
             .and_then(|f| f.uri.sip().and_then(|u| u.address())),
+        to: match &req.start {
+            super::message::StartLine::Request { uri, .. } => uri.sip().and_then(|u| u.address()),
+            super::message::StartLine::Response { .. } => None,
+        },
         soap_action: req
             .header("SOAPAction")
             .map(|a| a.trim().trim_matches('"').to_owned())

@@ -471,6 +471,78 @@ pub fn request(namespace: &str, method: &str, params: &[(&'static str, Value)]) 
     out
 }
 
+/// The envelope answering `method` of `namespace` with the fields of a JSON object as elements
+/// (objects nest, arrays repeat `item`, null is empty); Err names a field that is not an XML name.
+pub fn response_json(
+    namespace: &str,
+    method: &str,
+    results: &serde_json::Map<String, serde_json::Value>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(512);
+    out.push_str(PROLOGUE);
+    let _ = write!(out, "<m:{method}Response xmlns:m=\"");
+    escape_into(&mut out, namespace);
+    out.push_str("\">");
+    write_json(&mut out, results, 0)?;
+    let _ = write!(out, "</m:{method}Response>");
+    out.push_str(EPILOGUE);
+    Ok(out)
+}
+
+/// Deepest nesting written from JSON.
+const MAX_DEPTH: usize = 16;
+
+fn write_json(
+    out: &mut String,
+    fields: &serde_json::Map<String, serde_json::Value>,
+    depth: usize,
+) -> Result<(), String> {
+    for (name, value) in fields {
+        if !is_xml_name(name) {
+            return Err(format!("{name:?} is not an XML element name"));
+        }
+        write_json_value(out, name, value, depth)?;
+    }
+    Ok(())
+}
+
+fn write_json_value(
+    out: &mut String,
+    name: &str,
+    value: &serde_json::Value,
+    depth: usize,
+) -> Result<(), String> {
+    use serde_json::Value as J;
+    if depth > MAX_DEPTH {
+        return Err(format!("the result nests deeper than {MAX_DEPTH}"));
+    }
+    let _ = write!(out, "<{name}>");
+    match value {
+        J::Null => {}
+        J::String(s) => escape_into(out, s),
+        J::Bool(_) | J::Number(_) => out.push_str(&value.to_string()),
+        J::Object(fields) => write_json(out, fields, depth + 1)?,
+        J::Array(items) => {
+            for item in items {
+                write_json_value(out, "item", item, depth + 1)?;
+            }
+        }
+    }
+    let _ = write!(out, "</{name}>");
+    Ok(())
+}
+
+/// An XML NCName made of ASCII letters, digits, `_`, `-` and `.`, not starting with a digit,
+/// `-` or `.` (enough for element names from JSON; no colon: no prefix to declare).
+pub fn is_xml_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !name.to_ascii_lowercase().starts_with("xml")
+}
+
 fn write_values(out: &mut String, values: &[(&'static str, Value)]) {
     for (name, value) in values {
         let _ = write!(out, "<{name}>");

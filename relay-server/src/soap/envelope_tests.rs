@@ -172,3 +172,20 @@ fn control_characters_are_dropped_when_escaping() {
     escape_into(&mut out, "a\u{1}b\tc");
     assert_eq!(out, "ab\tc");
 }
+
+#[test]
+fn json_results_become_elements() {
+    let result = serde_json::json!({"price": 34.5, "ok": true, "tags": ["a", "b<"], "who": {"name": "x"}, "none": null});
+    let xml = response_json("urn:x", "Quote", result.as_object().unwrap()).unwrap();
+    let env = Envelope::parse(&xml).unwrap();
+    let call = env.call().unwrap();
+    assert_eq!(call.name, "QuoteResponse");
+    assert_eq!(call.param("price"), Some("34.5"));
+    assert_eq!(call.param("tags"), Some("ab<"));
+    assert!(xml.contains("<who><name>x</name></who>"), "{xml}");
+    for bad in ["1a", "a b", "x:y", "xmlfoo", ""] {
+        let mut map = serde_json::Map::new();
+        map.insert(bad.to_owned(), serde_json::Value::Null);
+        assert!(response_json("urn:x", "Q", &map).is_err(), "{bad}");
+    }
+}

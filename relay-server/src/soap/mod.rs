@@ -6,6 +6,7 @@
 pub mod builtin;
 pub mod envelope;
 pub mod http;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +52,9 @@ pub struct Caller {
     pub from: Option<String>,
     /// A `SOAPAction` the request carried, passed on to HTTP endpoints.
     pub soap_action: Option<String>,
+    /// The account the request is addressed to (the SIP Request-URI's `user@host`), whose web
+    /// clients may serve the namespace.
+    pub to: Option<String>,
 }
 
 /// A SOAP-over-HTTP endpoint serving one namespace.
@@ -75,6 +79,10 @@ pub struct Services {
     max_response: usize,
     /// Bounds the requests in progress.
     permits: Arc<Semaphore>,
+    /// Web clients serving namespaces.
+    web: web::WebServers,
+    /// Time an endpoint or a web client has to answer.
+    timeout: Duration,
 }
 
 impl Services {
@@ -98,7 +106,15 @@ impl Services {
             http,
             max_response,
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT)),
+            web: web::WebServers::default(),
+            timeout,
         }
+    }
+
+    /// Lets the web clients registered in `web` serve namespaces too.
+    pub fn with_web(mut self, web: web::WebServers) -> Self {
+        self.web = web;
+        self
     }
 
     /// Runs the request in `xml`.
@@ -116,6 +132,17 @@ impl Services {
             ));
         };
         let namespace = call.namespace.clone().unwrap_or_default();
+        // A web client of the addressed user serving the namespace comes first.
+        if let Some(to) = caller
+            .to
+            .as_deref()
+            .filter(|to| self.web.serves(to, &namespace))
+        {
+            if let Err(fault) = envelope.check_must_understand(|_, _| false) {
+                return Outcome::fault(&fault);
+            }
+            return self.web.call(to, call, caller, xml, self.timeout).await;
+        }
         if let Some(endpoint) = self.endpoints.iter().find(|e| e.namespace == namespace) {
             // The endpoint is the SOAP receiver: it judges mustUnderstand itself.
             let action = caller
