@@ -99,6 +99,10 @@ pub struct Settings {
     /// `SHA-256,MD5` is the order RFC 8760 recommends, `SHA-256` alone refuses MD5.
     #[arg(long, env = "RESTSIP_SIP_DIGEST_ALGORITHMS", value_name = "LIST")]
     pub sip_digest_algorithms: Option<String>,
+    /// Seconds an INVITE to a web user waits for an answer before 480 and a missed-call
+    /// offline message [default: 60].
+    #[arg(long, env = "RESTSIP_SIP_INVITE_TIMEOUT", value_name = "SECONDS")]
+    pub sip_invite_timeout: Option<u64>,
     /// A SOAP-over-HTTP endpoint serving the SERVICE requests whose method is in NAMESPACE, as
     /// `NAMESPACE=URL` (repeatable; in the file a list of such strings) [default: none].
     #[arg(
@@ -126,6 +130,8 @@ pub struct SipConfig {
     pub auth: bool,
     /// Digest algorithms offered, most preferred first.
     pub algorithms: Vec<Algorithm>,
+    /// How long an INVITE to a web user waits for an answer (s).
+    pub invite_timeout: u64,
 }
 
 impl Default for SipConfig {
@@ -136,6 +142,7 @@ impl Default for SipConfig {
             max_message_bytes: 65_535,
             auth: true,
             algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
+            invite_timeout: 60,
         }
     }
 }
@@ -327,6 +334,14 @@ impl Config {
             cli.sip_auth.or(file.sip_auth),
             cli.sip_digest_algorithms.or(file.sip_digest_algorithms),
         )?;
+        let mut sip = sip;
+        if let Some(t) = cli.sip_invite_timeout.or(file.sip_invite_timeout) {
+            anyhow::ensure!(
+                (1..=600).contains(&t),
+                "sip-invite-timeout must be from 1 to 600 seconds"
+            );
+            sip.invite_timeout = t;
+        }
         let soap = resolve_soap(
             if cli.soap_service.is_empty() {
                 file.soap_service
@@ -398,6 +413,7 @@ fn resolve_sip(
         max_message_bytes,
         auth,
         algorithms,
+        invite_timeout: d.invite_timeout,
     })
 }
 

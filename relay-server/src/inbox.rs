@@ -32,6 +32,19 @@ pub trait SipDelivery: Send + Sync + 'static {
     async fn deliver(&self, sender: &str, to: &ContactRecord, body: &Value) -> SipStatus;
 }
 
+/// Takes SENDs that belong to a call in progress (an answer to a phone's INVITE, a cancel or
+/// bye of a call) before normal delivery: the SIP side's call gateway.
+#[async_trait::async_trait]
+pub trait SendHook: Send + Sync + 'static {
+    /// The receipt when the hook took the SEND from `sender` to `email`; None to deliver as usual.
+    async fn intercept(
+        &self,
+        sender: &str,
+        email: &str,
+        body: &Value,
+    ) -> Option<Result<SendReceipt>>;
+}
+
 /// Cheap-clone handle to the messaging service.
 #[derive(Clone)]
 pub struct Inbox {
@@ -43,6 +56,8 @@ pub struct Inbox {
     limits: Arc<Limits>,
     /// The SIP side, once it runs.
     sip: Arc<OnceLock<Arc<dyn SipDelivery>>>,
+    /// The call gateway, once the SIP side runs.
+    hook: Arc<OnceLock<Arc<dyn SendHook>>>,
 }
 
 /// Sends `body` to every SIP contact in `to` at once and waits (a bounded time) for each
@@ -93,7 +108,13 @@ impl Inbox {
             bus,
             limits,
             sip: Arc::default(),
+            hook: Arc::default(),
         }
+    }
+
+    /// Lets `hook` take the SENDs of calls in progress (set once, when the SIP side starts).
+    pub fn set_hook(&self, hook: Arc<dyn SendHook>) {
+        let _ = self.hook.set(hook);
     }
 
     /// Lets SENDs reach SIP registrations through `sip` (set once, when the SIP side starts).
@@ -109,6 +130,11 @@ impl Inbox {
         contact: Option<i64>,
         body: Value,
     ) -> Result<SendReceipt> {
+        if let Some(hook) = self.hook.get() {
+            if let Some(taken) = hook.intercept(sender, email, &body).await {
+                return taken;
+            }
+        }
         let now = now_ms();
         let targets = match contact {
             Some(id) => match self.store.contact(email, id).await? {

@@ -134,9 +134,19 @@ impl Relay {
                     self.state.location.clone(),
                     self.state.bus.clone(),
                 );
+                let invites = sip::invite::Invites::new(
+                    self.state.inbox.clone(),
+                    self.state.calls.clone(),
+                    self.state.store.clone(),
+                    Duration::from_secs(self.sip_config.invite_timeout),
+                );
+                self.state
+                    .inbox
+                    .set_hook(std::sync::Arc::new(invites.clone()));
                 let core = sip_core(&self.state, &self.sip_config)
                     .with_services(self.soap)
-                    .with_presence(presence.clone());
+                    .with_presence(presence.clone())
+                    .with_invites(invites.clone());
                 let listen = listeners.addr();
                 let (endpoint, tasks) = listeners.run(core, self.sip_config.max_message_bytes);
                 self.state
@@ -146,6 +156,7 @@ impl Relay {
                         listen,
                     )));
                 presence.attach(endpoint.downgrade(), listen);
+                invites.attach(endpoint.downgrade(), listen);
                 self.state.service_out.attach(endpoint.downgrade(), listen);
                 // The endpoint lives as long as its receiving tasks hold it.
                 drop(endpoint);

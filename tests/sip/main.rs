@@ -4,6 +4,7 @@
 //! sockets. `sipp` comes from Debian's sip-tester package (scripts/setup.sh installs it).
 #![allow(clippy::unwrap_used)]
 
+mod invite;
 mod message;
 mod presence;
 mod registration;

@@ -11,7 +11,7 @@ use crate::inbox::Inbox;
 use crate::store::Store;
 
 /// The methods the relay handles.
-pub const ALLOW: &str = "REGISTER, OPTIONS, MESSAGE, SUBSCRIBE, SERVICE, ACK, CANCEL";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, REGISTER, OPTIONS, MESSAGE, SUBSCRIBE, SERVICE";
 /// Body types the relay accepts.
 pub const ACCEPT: &str =
     "application/sdp, text/plain, application/json, text/xml, application/soap+xml";
@@ -25,6 +25,8 @@ pub enum Step {
     Reply(Reply),
     /// Answer after asynchronous work (the store).
     Async(Task),
+    /// An INVITE: 100 Trying at once, then [`Core::invite`] answers it over time.
+    Invite,
 }
 
 /// Work that needs the store.
@@ -40,6 +42,8 @@ pub enum Task {
     Message,
     /// SUBSCRIBE (RFC 6665, presence): a subscription to the user's logins.
     Subscribe,
+    /// BYE: the end of a call's dialog.
+    Bye,
 }
 
 /// The request handlers; cheap to clone.
@@ -55,6 +59,8 @@ pub struct Core {
     inbox: Option<Inbox>,
     /// Presence subscriptions; None answers SUBSCRIBE with 501.
     presence: Option<super::presence::Presence>,
+    /// Calls between phones and web users; None answers INVITE and BYE with 501.
+    invites: Option<super::invite::Invites>,
 }
 
 fn not_implemented() -> Reply {
@@ -77,6 +83,30 @@ impl Core {
             services: None,
             inbox: None,
             presence: None,
+            invites: None,
+        }
+    }
+
+    /// Answers INVITE, CANCEL, BYE and the ACK of a 2xx with `invites`.
+    pub fn with_invites(mut self, invites: super::invite::Invites) -> Self {
+        self.invites = Some(invites);
+        self
+    }
+
+    /// Answers an INVITE (after its 100 Trying).
+    pub async fn invite(&self, responder: super::endpoint::Responder) {
+        match &self.invites {
+            Some(invites) => invites.invite(responder).await,
+            None => {
+                responder.reply(not_implemented());
+            }
+        }
+    }
+
+    /// Takes the ACK of a 2xx (it matches no transaction).
+    pub fn ack(&self, req: &SipMessage) {
+        if let Some(invites) = &self.invites {
+            invites.acked(req);
         }
     }
 
@@ -112,8 +142,10 @@ impl Core {
             return Step::Reply(Reply::bad_request("not a request"));
         };
         if *method == Method::CANCEL {
-            // INVITE is not handled yet, so there is never a transaction to cancel.
-            return Step::Reply(Reply::new(481, "Call/Transaction Does Not Exist"));
+            return Step::Reply(match &self.invites {
+                Some(invites) => invites.cancel(req),
+                None => Reply::new(481, "Call/Transaction Does Not Exist"),
+            });
         }
         let implemented = *method == Method::REGISTER || *method == Method::OPTIONS;
         if !implemented && !method.is_standard() {
@@ -156,6 +188,15 @@ impl Core {
             }
             return Step::Async(Task::Message);
         }
+        if (*method == Method::INVITE || *method == Method::BYE) && self.invites.is_some() {
+            if req.max_forwards().ok().flatten() == Some(0) {
+                return Step::Reply(Reply::new(483, "Too Many Hops"));
+            }
+            if *method == Method::BYE {
+                return Step::Async(Task::Bye);
+            }
+            return Step::Invite;
+        }
         if *method == Method::SUBSCRIBE && self.presence.is_some() {
             return Step::Async(Task::Subscribe);
         }
@@ -172,6 +213,10 @@ impl Core {
             Task::Service => super::service::answer(self.services.as_ref(), req).await,
             Task::Subscribe => match &self.presence {
                 Some(presence) => presence.subscribe(req, from).await,
+                None => not_implemented(),
+            },
+            Task::Bye => match &self.invites {
+                Some(invites) => invites.bye(req).await,
                 None => not_implemented(),
             },
             Task::Message => match &self.inbox {

@@ -84,6 +84,11 @@ impl Endpoint {
         &self.inner.client
     }
 
+    /// Sends bytes to `to` outside any transaction (a 2xx retransmitted until its ACK).
+    pub fn send_to(&self, to: Peer, data: Bytes) {
+        self.inner.wire.send(to, data);
+    }
+
     /// Whether a connection to `to` is open (always true for UDP).
     pub fn is_open(&self, to: Peer) -> bool {
         self.inner.wire.is_open(to)
@@ -184,12 +189,30 @@ impl Endpoint {
         let is_ack = req.method() == Some(&Method::ACK);
         match self.inner.server.receive(&key, is_ack, to) {
             Received::New => {}
-            Received::AckUnmatched => return, // no dialogs yet: an ACK of a 2xx ends here
+            Received::AckUnmatched => {
+                // The ACK of a 2xx: the end of a dialog's 2xx retransmissions.
+                self.inner.core.ack(&req);
+                return;
+            }
             Received::Retransmission | Received::AckAbsorbed => return,
         }
         let top = via.to_string();
         match self.inner.core.step(&req) {
-            Step::Reply(reply) => self.respond(&req, &top, &key, to, reply),
+            Step::Reply(reply) => {
+                self.respond(&req, &top, &key, to, reply);
+            }
+            Step::Invite => {
+                self.respond(&req, &top, &key, to, Reply::new(100, "Trying"));
+                let core = self.inner.core.clone();
+                let responder = Responder {
+                    endpoint: self.clone(),
+                    req,
+                    top,
+                    key,
+                    to,
+                };
+                tokio::spawn(async move { core.invite(responder).await });
+            }
             Step::Async(task) => {
                 let endpoint = self.clone();
                 let core = self.inner.core.clone();
@@ -203,11 +226,55 @@ impl Endpoint {
         }
     }
 
-    fn respond(&self, req: &SipMessage, top: &str, key: &TxKey, to: Peer, reply: Reply) {
+    fn respond(&self, req: &SipMessage, top: &str, key: &TxKey, to: Peer, reply: Reply) -> Bytes {
         let tag = reply.to_tag.clone().unwrap_or_else(new_tag);
         let response = build(req, Some(top), &reply, &tag);
         let data = Bytes::from(response.to_bytes());
-        self.inner.server.respond(key, reply.code, data, to);
+        self.inner.server.respond(key, reply.code, data.clone(), to);
+        data
+    }
+}
+
+/// Answers one INVITE over time (provisional responses, then a final one) in its server
+/// transaction; handed to the core for requests whose answer waits for a person.
+pub struct Responder {
+    /// The endpoint the responses go through.
+    endpoint: Endpoint,
+    /// The INVITE.
+    req: SipMessage,
+    /// Its top Via with `received` and `rport`.
+    top: String,
+    /// Its server transaction.
+    key: TxKey,
+    /// Where responses go.
+    to: Peer,
+}
+
+impl Responder {
+    /// The request being answered.
+    pub fn request(&self) -> &SipMessage {
+        &self.req
+    }
+
+    /// The request's server transaction.
+    pub fn key(&self) -> &TxKey {
+        &self.key
+    }
+
+    /// Where the request came from (its responses go there).
+    pub fn peer(&self) -> Peer {
+        self.to
+    }
+
+    /// The endpoint, for requests in the dialog the INVITE makes.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Sends a response in the transaction; the bytes sent, for retransmitting a 2xx.
+    pub fn reply(&self, reply: Reply) -> Bytes {
+        self.endpoint
+            .respond(&self.req, &self.top, &self.key, self.to, reply)
     }
 }
 

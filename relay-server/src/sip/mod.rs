@@ -8,6 +8,7 @@ pub mod endpoint;
 pub mod framing;
 pub mod headers;
 pub mod im;
+pub mod invite;
 pub mod listener;
 pub mod message;
 pub mod outgoing;

@@ -1,0 +1,665 @@
+//! Calls from phones to web users (SIP → REST INVITE). An INVITE to `sip:{email}` gets 100
+//! Trying, a call context (`/call/{id}`) and an `invite` SEND to every live web contact of the
+//! user at once (parallel forking), then 180 Ringing once a live stream had it. The web user's
+//! SEND of `accept` (with the answer SDP) or `reject` to the caller's address, naming the
+//! invite's `id`, becomes 200 OK (the relay's Contact, a To tag) or 486/603; a CANCEL is
+//! answered 200 with 487 to the INVITE and a `cancel` message to the web contacts; no answer in
+//! time is 480 and a missed-call offline message. A BYE from the phone is a `bye` message, and
+//! a web user's `bye` SEND is a BYE to the phone.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use restsip_protocol::{
+    ContactSource, CreateCall, Delivery, DeliveryStatus, SendReceipt, SipStatus,
+};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+
+use super::endpoint::{Responder, WeakEndpoint};
+use super::message::{Method, SipMessage, StartLine};
+use super::outgoing;
+use super::response::{new_tag, Reply};
+use super::transaction::consts::{T1, T2, TIMEOUT};
+use super::transaction::TxKey;
+use super::transport::Peer;
+use super::uri::Uri;
+use crate::calls::Calls;
+use crate::clock::now_ms;
+use crate::error::{Error, Result};
+use crate::inbox::{Inbox, SendHook};
+use crate::store::{MailRecord, Store};
+
+/// Most INVITEs waiting for an answer at once (503 above).
+const MAX_PENDING: usize = 10_000;
+/// Most established calls at once (503 above).
+const MAX_DIALOGS: usize = 10_000;
+/// Longest an SDP body carried to a web user.
+const MAX_SDP: usize = 32_768;
+
+/// How the web user answered, or what ended the wait.
+#[derive(Debug)]
+enum Answer {
+    /// `accept`: 200 OK with this SDP answer (may be empty).
+    Accept(String),
+    /// `reject`: a final failure response.
+    Reject(u16, String),
+    /// The phone sent CANCEL.
+    Cancel,
+}
+
+/// An INVITE waiting for the web user.
+struct Pending {
+    /// The caller's address (From's `user@host`).
+    caller: String,
+    /// The web user called.
+    callee: String,
+    /// Where the answer goes.
+    answer: mpsc::UnboundedSender<Answer>,
+    /// The INVITE's server transaction (CANCEL matches it).
+    key: TxKey,
+}
+
+/// An established call, by Call-ID.
+struct Dialog {
+    /// The invite's id in the web user's messages.
+    id: u64,
+    /// The caller's address.
+    caller: String,
+    /// The web user.
+    callee: String,
+    /// Signalled by the ACK of the 2xx.
+    acked: Arc<Notify>,
+    /// The relay's side of the dialog as From of its requests (the INVITE's To with the tag).
+    local: String,
+    /// The phone's side as To of the relay's requests (the INVITE's From).
+    remote: String,
+    /// The phone's Contact URI: Request-URI of the relay's requests.
+    target: String,
+    /// Where the INVITE came from: where the relay's requests go.
+    peer: Peer,
+    /// When the call was answered (ms), to forget calls nobody ended.
+    since: i64,
+}
+
+/// Calls from phones to web users; cheap to clone.
+#[derive(Clone)]
+pub struct Invites {
+    /// Shared state.
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// SENDs to the web users.
+    inbox: Inbox,
+    /// Call contexts.
+    calls: Calls,
+    /// Users, contacts and offline messages.
+    store: Arc<dyn Store>,
+    /// How long an INVITE waits for an answer.
+    timeout: Duration,
+    /// The next invite id.
+    next_id: AtomicU64,
+    /// INVITEs waiting, by id.
+    pending: Mutex<HashMap<u64, Pending>>,
+    /// Answered calls, by Call-ID.
+    dialogs: Mutex<HashMap<String, Dialog>>,
+    /// The endpoint and the listening address, for BYEs the relay sends.
+    endpoint: OnceLock<(WeakEndpoint, SocketAddr)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The `user@host` of a From or To value.
+fn address_of(value: &super::headers::NameAddr) -> String {
+    value
+        .uri
+        .sip()
+        .and_then(|u| u.address())
+        .unwrap_or_else(|| value.uri.to_string())
+}
+
+/// `{"sip": {"callId": ...}}` beside the command's fields.
+fn message(command: &str, id: u64, call_id: &str) -> Value {
+    json!({"command": command, "id": id, "sip": {"callId": call_id}})
+}
+
+/// The failure response for a `reject` body: its `code` when 4xx–6xx, else 603 for a
+/// `decline` reason and 486 otherwise.
+fn rejection(body: &Value) -> (u16, String) {
+    let reason = body.get("reason").and_then(Value::as_str).unwrap_or("");
+    let code = body
+        .get("code")
+        .and_then(Value::as_u64)
+        .and_then(|c| u16::try_from(c).ok())
+        .filter(|c| (400..700).contains(c));
+    let code = code.unwrap_or(if reason.eq_ignore_ascii_case("decline") {
+        603
+    } else {
+        486
+    });
+    let phrase = match code {
+        486 => "Busy Here",
+        603 => "Decline",
+        480 => "Temporarily Unavailable",
+        487 => "Request Terminated",
+        600 => "Busy Everywhere",
+        _ => "Rejected",
+    };
+    let clean: String = reason
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(100)
+        .collect();
+    if clean.is_empty() || clean.eq_ignore_ascii_case(phrase) {
+        (code, phrase.to_owned())
+    } else {
+        (code, format!("{phrase} ({clean})"))
+    }
+}
+
+impl Invites {
+    /// The gateway over the REST side's services; INVITEs wait `timeout` for an answer.
+    pub fn new(inbox: Inbox, calls: Calls, store: Arc<dyn Store>, timeout: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                inbox,
+                calls,
+                store,
+                timeout,
+                next_id: AtomicU64::new(u64::from(rand::random::<u16>()) + 1),
+                pending: Mutex::default(),
+                dialogs: Mutex::default(),
+                endpoint: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Sends the relay's requests (BYE) through `endpoint`, bound to `listen`.
+    pub fn attach(&self, endpoint: WeakEndpoint, listen: SocketAddr) {
+        let _ = self.inner.endpoint.set((endpoint, listen));
+    }
+
+    /// How many INVITEs wait and how many calls are up.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            lock(&self.inner.pending).len(),
+            lock(&self.inner.dialogs).len(),
+        )
+    }
+
+    /// Answers an INVITE (its 100 Trying is out).
+    pub async fn invite(&self, responder: Responder) {
+        let reply = self.run(&responder).await;
+        if let Some(reply) = reply {
+            responder.reply(reply);
+        }
+    }
+
+    /// Handles the INVITE; the final reply, unless it was sent already (a 2xx).
+    async fn run(&self, responder: &Responder) -> Option<Reply> {
+        let req = responder.request();
+        let StartLine::Request { uri, .. } = &req.start else {
+            return Some(Reply::bad_request("not a request"));
+        };
+        let Some(callee) = uri.sip().and_then(|u| u.address()) else {
+            return Some(Reply::new(404, "Not Found"));
+        };
+        let from = match req.from() {
+            Ok(f) => f,
+            Err(why) => return Some(Reply::bad_request(why)),
+        };
+        if from.tag().is_none() {
+            return Some(Reply::bad_request("From has no tag"));
+        }
+        let caller = address_of(&from);
+        let call_id = req.call_id().unwrap_or_default().to_owned();
+        let contact = match req.contacts() {
+            Ok(Some(list)) if list.len() == 1 => list[0].uri.to_string(),
+            Ok(_) => return Some(Reply::bad_request("an INVITE needs one Contact")),
+            Err(why) => return Some(Reply::bad_request(why)),
+        };
+        if lock(&self.inner.dialogs).contains_key(&call_id) {
+            // A re-INVITE: the relay does not renegotiate media.
+            return Some(Reply::new(488, "Not Acceptable Here (re-INVITE)"));
+        }
+        let sdp = if req.body.is_empty() {
+            None
+        } else {
+            let media = req
+                .header("Content-Type")
+                .unwrap_or_default()
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            if media != "application/sdp" {
+                return Some(
+                    Reply::new(415, "Unsupported Media Type").with("Accept", "application/sdp"),
+                );
+            }
+            if req.body.len() > MAX_SDP {
+                return Some(Reply::new(513, "Message Too Large"));
+            }
+            match std::str::from_utf8(&req.body) {
+                Ok(s) => Some(s.to_owned()),
+                Err(_) => return Some(Reply::bad_request("the SDP is not UTF-8")),
+            }
+        };
+        let contacts = match self.inner.store.user(&callee).await {
+            Ok(Some(_)) => match self.inner.store.contacts(&callee, now_ms()).await {
+                Ok(c) => c,
+                Err(e) => return Some(internal(&e.to_string())),
+            },
+            Ok(None) => return Some(Reply::new(404, "Not Found")),
+            Err(e) => return Some(internal(&e.to_string())),
+        };
+        let web: Vec<i64> = contacts
+            .iter()
+            .filter(|c| c.source != ContactSource::Sip)
+            .map(|c| c.id)
+            .collect();
+        if web.is_empty() {
+            self.missed_call(&caller, &callee, &call_id).await;
+            return Some(Reply::new(480, "Temporarily Unavailable (not logged in)"));
+        }
+        if lock(&self.inner.pending).len() >= MAX_PENDING {
+            return Some(Reply::new(503, "Service Unavailable (too many calls)"));
+        }
+        let call = match self
+            .inner
+            .calls
+            .create(
+                &callee,
+                CreateCall {
+                    subject: Some(format!("Call from {caller}")),
+                    data: serde_json::Map::from_iter([
+                        ("from".to_owned(), json!(caller)),
+                        ("sip".to_owned(), json!({"callId": call_id})),
+                    ]),
+                },
+            )
+            .await
+        {
+            Ok(call) => call,
+            Err(e) => return Some(internal(&e.to_string())),
+        };
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        lock(&self.inner.pending).insert(
+            id,
+            Pending {
+                caller: caller.clone(),
+                callee: callee.clone(),
+                answer: tx,
+                key: responder.key().clone(),
+            },
+        );
+        let mut body = message("invite", id, &call_id);
+        body["from"] = json!(caller);
+        body["sdp"] = json!(sdp);
+        body["url"] = json!(format!("/call/{}", call.id));
+        let mut live = false;
+        let mut reached = Vec::new();
+        let mut busy = false;
+        for cid in &web {
+            match self
+                .inner
+                .inbox
+                .send(&caller, &callee, Some(*cid), body.clone())
+                .await
+            {
+                Ok(receipt) => {
+                    live |= receipt
+                        .deliveries
+                        .iter()
+                        .any(|d| d.status == DeliveryStatus::Delivered);
+                    reached.push(*cid);
+                }
+                Err(Error::Limit(_)) => busy = true,
+                Err(e) => tracing::debug!(error = %e, "invite SEND failed"),
+            }
+        }
+        if reached.is_empty() {
+            lock(&self.inner.pending).remove(&id);
+            return Some(if busy {
+                Reply::new(486, "Busy Here")
+            } else {
+                Reply::new(480, "Temporarily Unavailable")
+            });
+        }
+        let tag = new_tag();
+        if live {
+            responder.reply(Reply::new(180, "Ringing").with_to_tag(tag.clone()));
+        }
+        let answer = tokio::time::timeout(self.inner.timeout, rx.recv()).await;
+        lock(&self.inner.pending).remove(&id);
+        match answer {
+            Ok(Some(Answer::Accept(sdp))) => {
+                self.answered(responder, id, &caller, &callee, contact, tag, sdp);
+                None
+            }
+            Ok(Some(Answer::Reject(code, reason))) => {
+                Some(Reply::new(code, reason).with_to_tag(tag))
+            }
+            Ok(Some(Answer::Cancel)) => {
+                self.tell(&caller, &callee, &reached, message("cancel", id, &call_id))
+                    .await;
+                Some(Reply::new(487, "Request Terminated").with_to_tag(tag))
+            }
+            Ok(None) | Err(_) => {
+                let mut cancel = message("cancel", id, &call_id);
+                cancel["reason"] = json!("timeout");
+                self.tell(&caller, &callee, &reached, cancel).await;
+                self.missed_call(&caller, &callee, &call_id).await;
+                Some(Reply::new(480, "Temporarily Unavailable (no answer)").with_to_tag(tag))
+            }
+        }
+    }
+
+    /// Sends the 200 OK with the answer, keeps the dialog and retransmits the 2xx over UDP
+    /// until its ACK (RFC 3261 §13.3.1.4).
+    #[allow(clippy::too_many_arguments)]
+    fn answered(
+        &self,
+        responder: &Responder,
+        id: u64,
+        caller: &str,
+        callee: &str,
+        target: String,
+        tag: String,
+        sdp: String,
+    ) {
+        let req = responder.request();
+        let peer = responder.peer();
+        let listen = self
+            .inner
+            .endpoint
+            .get()
+            .map(|(_, l)| *l)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
+        let local_addr = outgoing::local_addr(listen, peer.addr);
+        let transport = if peer.transport.reliable() {
+            ";transport=tcp"
+        } else {
+            ""
+        };
+        let mut ok = Reply::new(200, "OK")
+            .with(
+                "Contact",
+                format!("<sip:{}{transport}>", outgoing::host_port(local_addr)),
+            )
+            .with("Allow", super::core::ALLOW)
+            .with_to_tag(tag.clone());
+        if !sdp.is_empty() {
+            ok = ok.with_body("application/sdp", sdp.into_bytes());
+        }
+        let acked = Arc::new(Notify::new());
+        let call_id = req.call_id().unwrap_or_default().to_owned();
+        {
+            let mut dialogs = lock(&self.inner.dialogs);
+            let day_ago = now_ms() - 86_400_000;
+            dialogs.retain(|_, d| d.since > day_ago);
+            if dialogs.len() < MAX_DIALOGS {
+                dialogs.insert(
+                    call_id,
+                    Dialog {
+                        id,
+                        caller: caller.to_owned(),
+                        callee: callee.to_owned(),
+                        acked: acked.clone(),
+                        local: format!("{};tag={tag}", req.header("To").unwrap_or_default()),
+                        remote: req.header("From").unwrap_or_default().to_owned(),
+                        target,
+                        peer,
+                        since: now_ms(),
+                    },
+                );
+            }
+        }
+        let data = responder.reply(ok);
+        if peer.transport.reliable() {
+            return;
+        }
+        let responder_end = Instant::now() + TIMEOUT;
+        let resend = {
+            let endpoint = responder.endpoint().clone();
+            move |d: bytes::Bytes| endpoint.send_to(peer, d)
+        };
+        tokio::spawn(async move {
+            let mut interval = T1;
+            loop {
+                tokio::select! {
+                    () = acked.notified() => return,
+                    () = tokio::time::sleep(interval) => {}
+                }
+                if Instant::now() >= responder_end {
+                    tracing::debug!("no ACK for a 2xx to INVITE");
+                    return;
+                }
+                resend(data.clone());
+                interval = (interval * 2).min(T2);
+            }
+        });
+    }
+
+    /// Sends `body` from the caller to the web contacts the invite reached.
+    async fn tell(&self, caller: &str, callee: &str, contacts: &[i64], body: Value) {
+        for cid in contacts {
+            if let Err(e) = self
+                .inner
+                .inbox
+                .send(caller, callee, Some(*cid), body.clone())
+                .await
+            {
+                tracing::debug!(error = %e, "call message not delivered");
+            }
+        }
+    }
+
+    /// Leaves a missed-call offline message for the callee.
+    async fn missed_call(&self, caller: &str, callee: &str, call_id: &str) {
+        let mail = MailRecord {
+            id: 0,
+            owner: callee.to_owned(),
+            sender: caller.to_owned(),
+            url: None,
+            body: Some(
+                json!({"command": "missed-call", "from": caller, "sip": {"callId": call_id}}),
+            ),
+            subject: Some(format!("Missed call from {caller}")),
+            created: now_ms(),
+        };
+        if let Err(e) = self.inner.store.add_mail(&mail).await {
+            tracing::warn!(error = %e, "missed-call message not stored");
+        }
+    }
+
+    /// A CANCEL (RFC 3261 §9.2): 200 and a 487 to its INVITE while it waits, else 481.
+    pub fn cancel(&self, req: &SipMessage) -> Reply {
+        let key = req
+            .top_via()
+            .ok()
+            .and_then(|via| TxKey::of(req, &via))
+            .map(|k| TxKey {
+                method: Method::INVITE.as_str().to_owned(),
+                ..k
+            });
+        let pending = lock(&self.inner.pending);
+        let found = key.and_then(|key| pending.values().find(|p| p.key == key));
+        match found {
+            Some(p) => {
+                let _ = p.answer.send(Answer::Cancel);
+                Reply::new(200, "OK")
+            }
+            None => Reply::new(481, "Call/Transaction Does Not Exist"),
+        }
+    }
+
+    /// The ACK of a 2xx: its retransmissions stop.
+    pub fn acked(&self, req: &SipMessage) {
+        let Some(call_id) = req.call_id() else { return };
+        if let Some(d) = lock(&self.inner.dialogs).get(call_id) {
+            d.acked.notify_one();
+        }
+    }
+
+    /// A BYE from the phone: 200 and a `bye` message to the web user, or 481.
+    pub async fn bye(&self, req: &SipMessage) -> Reply {
+        let Some(call_id) = req.call_id() else {
+            return Reply::bad_request("no Call-ID");
+        };
+        let Some(d) = lock(&self.inner.dialogs).remove(call_id) else {
+            return Reply::new(481, "Call/Transaction Does Not Exist");
+        };
+        d.acked.notify_one();
+        let body = message("bye", d.id, call_id);
+        if let Err(e) = self
+            .inner
+            .inbox
+            .send(&d.caller, &d.callee, None, body)
+            .await
+        {
+            tracing::debug!(error = %e, "bye not delivered");
+        }
+        Reply::new(200, "OK")
+    }
+
+    /// A web user's `bye` SEND to the caller: a BYE to the phone.
+    fn hang_up(&self, call_id: &str, d: Dialog) -> SipStatus {
+        let failed = |code, reason: &str| SipStatus {
+            code,
+            reason: reason.to_owned(),
+        };
+        let Some((weak, listen)) = self.inner.endpoint.get() else {
+            return failed(503, "Service Unavailable");
+        };
+        let Some(endpoint) = weak.upgrade() else {
+            return failed(503, "Service Unavailable");
+        };
+        let Ok(uri) = Uri::parse(&d.target) else {
+            return failed(400, "Bad Request (the phone's Contact is not a URI)");
+        };
+        let local = outgoing::local_addr(*listen, d.peer.addr);
+        let mut bye = outgoing::request(Method::BYE, uri, local, d.peer.transport);
+        bye.push("From", d.local);
+        bye.push("To", d.remote);
+        bye.push("Call-ID", call_id.to_owned());
+        bye.push("CSeq", "1 BYE");
+        // The final response is not awaited: the call is over either way.
+        let _ = endpoint.client().send(&bye, d.peer);
+        SipStatus {
+            code: 200,
+            reason: "BYE sent".into(),
+        }
+    }
+}
+
+fn internal(why: &str) -> Reply {
+    tracing::warn!(error = %why, "INVITE handling failed");
+    Reply::new(500, "Server Internal Error")
+}
+
+/// The receipt of a SEND the gateway took.
+fn receipt(id: u64, email: &str, status: SipStatus) -> Result<SendReceipt> {
+    Ok(SendReceipt {
+        id: id.to_string(),
+        deliveries: vec![Delivery {
+            contact: format!("sip:{email}"),
+            status: DeliveryStatus::Delivered,
+            sip: Some(status),
+        }],
+    })
+}
+
+#[async_trait::async_trait]
+impl SendHook for Invites {
+    async fn intercept(
+        &self,
+        sender: &str,
+        email: &str,
+        body: &Value,
+    ) -> Option<Result<SendReceipt>> {
+        let command = body.get("command").and_then(Value::as_str)?;
+        if !matches!(command, "accept" | "reject" | "bye") {
+            return None;
+        }
+        let id = body.get("id").and_then(|v| match v {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        });
+        if command == "bye" {
+            let mut dialogs = lock(&self.inner.dialogs);
+            let call_id = dialogs
+                .iter()
+                .find(|(_, d)| {
+                    d.callee == sender && d.caller == email && id.is_none_or(|id| id == d.id)
+                })
+                .map(|(k, _)| k.clone())?;
+            let d = dialogs.remove(&call_id)?;
+            drop(dialogs);
+            let did = d.id;
+            d.acked.notify_one();
+            let status = self.hang_up(&call_id, d);
+            return Some(receipt(did, email, status));
+        }
+        let id = id?;
+        let pending = lock(&self.inner.pending);
+        let p = pending.get(&id)?;
+        if p.callee != sender || p.caller != email {
+            return None;
+        }
+        let answer = if command == "accept" {
+            let sdp = body.get("sdp").and_then(Value::as_str).unwrap_or_default();
+            if sdp.len() > MAX_SDP {
+                return Some(Err(Error::Invalid(format!(
+                    "sdp is longer than {MAX_SDP} bytes"
+                ))));
+            }
+            Answer::Accept(sdp.to_owned())
+        } else {
+            let (code, reason) = rejection(body);
+            Answer::Reject(code, reason)
+        };
+        let code = match &answer {
+            Answer::Reject(code, _) => *code,
+            _ => 200,
+        };
+        if p.answer.send(answer).is_err() {
+            return Some(Err(Error::Conflict(format!("invite {id} has ended"))));
+        }
+        Some(receipt(
+            id,
+            email,
+            SipStatus {
+                code,
+                reason: "answered".into(),
+            },
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_map_to_sip_codes() {
+        assert_eq!(rejection(&json!({})).0, 486);
+        assert_eq!(rejection(&json!({"reason": "decline"})).0, 603);
+        assert_eq!(rejection(&json!({"code": 480})).0, 480);
+        assert_eq!(rejection(&json!({"code": 200})).0, 486);
+        assert_eq!(
+            rejection(&json!({"reason": "in a meeting\r\n"})).1,
+            "Busy Here (in a meeting)"
+        );
+    }
+}
