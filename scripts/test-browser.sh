@@ -27,9 +27,15 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ -n "${url:-}" ] || { echo "relay did not start"; cat "$work/stderr"; exit 1; }
-echo "browser tests against $url"
+# The SIP address is the second line (restsip relay sip on udp+tcp ADDR).
+for _ in $(seq 1 50); do
+  sip=$(sed -n 2p "$work/stdout" 2>/dev/null | grep -o '[0-9.]*:[0-9]*$' || true)
+  [ -n "$sip" ] && break
+  sleep 0.1
+done
+echo "browser tests against $url (sip ${sip:-none})"
 
-RELAY_URL="$url" wasm-pack test --mode no-install --headless --chrome \
+RELAY_URL="$url" RELAY_SIP="${sip:-127.0.0.1:5060}" wasm-pack test --mode no-install --headless --chrome \
   --chromedriver /usr/bin/chromedriver wasm-client
 
 echo "== the demo page, two users in two browser contexts"

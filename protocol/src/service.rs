@@ -12,6 +12,11 @@ pub struct ServiceRequest {
     pub uri: String,
     /// The SOAP 1.1 envelope, as XML text; it must be a well-formed SOAP request.
     pub body: String,
+    /// An outbound proxy, `sip:host[:port]`: the request goes there (with `uri` as its
+    /// Request-URI) instead of to the URI's host. E.g. `sip:alice@example.net` through the
+    /// relay serving example.net.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
     /// `udp` or `tcp` [default: the URI's `transport` parameter, else `udp`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport: Option<String>,

@@ -493,6 +493,26 @@ async fn post_service_refuses_what_it_cannot_send() {
         "{}",
         res.body
     );
+    // Through an outbound proxy: the Request-URI names the user, the relay is the next hop.
+    let res = bob
+        .request(
+            "POST",
+            "/service",
+            Some(json!({"uri": "sip:bob@example.net", "proxy": format!("sip:{sip};transport=tcp"), "transport": "tcp", "body": presence})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.body["outcome"], "response", "{}", res.body);
+    let res = bob
+        .request(
+            "POST",
+            "/service",
+            Some(json!({"uri": "sip:bob@example.net", "proxy": "mailto:x@y", "body": presence})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status, 422, "{}", res.body);
 }
 
 /// Sends a SERVICE over UDP to `sip:{user}@127.0.0.1`.

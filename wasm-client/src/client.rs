@@ -196,6 +196,27 @@ impl Watch {
     }
 }
 
+/// The service of a SOAP namespace by this page; `close()` ends it.
+#[wasm_bindgen]
+pub struct Served {
+    conn: Rc<Connection>,
+    namespace: String,
+}
+
+#[wasm_bindgen]
+impl Served {
+    /// The namespace served.
+    #[wasm_bindgen(getter)]
+    pub fn namespace(&self) -> String {
+        self.namespace.clone()
+    }
+
+    /// Stops serving it.
+    pub fn close(&self) {
+        self.conn.unserve(&self.namespace);
+    }
+}
+
 /// A promise already rejected with `error`.
 fn rejected(error: ClientError) -> Promise {
     Promise::reject(&error.into())
@@ -560,6 +581,43 @@ impl Client {
             ),
             None => rejected(ClientError::not_logged_in()),
         }
+    }
+
+    /// Sends a SIP `SERVICE` carrying the SOAP envelope `body` (XML text) to the SIP URI `uri`
+    /// and resolves to the far end's answer: `{outcome: "response" | "fault" |
+    /// "not-implemented" | "failed", status, reason, body?, fault?, allow?}`. `options`:
+    /// `{transport?: "udp" | "tcp", soap_action?, auth?: {username, password}}`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<ServiceResult>")]
+    pub fn service(&self, uri: String, body: String, options: JsValue) -> Promise {
+        let request = if options.is_object() {
+            js_sys::Object::assign(&js_sys::Object::new(), options.unchecked_ref()).into()
+        } else {
+            js::object(&[])
+        };
+        js::set(&request, "uri", &uri.into());
+        js::set(&request, "body", &body.into());
+        self.rest("POST", "/service".into(), Some(request))
+    }
+
+    /// Serves the SOAP methods of `namespace` to SIP: a `SERVICE sip:{my email}` calling one
+    /// reaches `handler({namespace, method, params, from, body})`, whose return value (or the
+    /// value its promise resolves to), an object, becomes the SOAP response; what it throws
+    /// (an `Error`, with `code: "Client"` when the request was wrong) becomes a SOAP Fault.
+    /// Kept across reconnects until `close()`.
+    pub fn serve(
+        &self,
+        namespace: String,
+        handler: Function,
+    ) -> std::result::Result<Served, JsValue> {
+        if self.inner.email().is_none() {
+            return Err(ClientError::not_logged_in().into());
+        }
+        self.inner.conn.start();
+        self.inner.conn.serve(&namespace, handler);
+        Ok(Served {
+            conn: self.inner.conn.clone(),
+            namespace,
+        })
     }
 
     /// Drops the WebSocket as a network failure would (for tests of reconnection).

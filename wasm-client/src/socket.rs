@@ -38,6 +38,8 @@ pub(crate) struct Connection {
     closures: RefCell<Vec<js::Handler>>,
     /// Watched resources by path (a page watches few: a list beats a map in code size).
     subs: RefCell<Vec<(String, Subscription)>>,
+    /// SOAP namespaces this page serves, with their handlers.
+    services: RefCell<Vec<(String, js_sys::Function)>>,
     /// Whether the socket is open.
     open: Cell<bool>,
     /// Set by `stop`: no more reconnects.
@@ -58,6 +60,7 @@ impl Connection {
             socket: RefCell::new(None),
             closures: RefCell::new(Vec::new()),
             subs: RefCell::new(Vec::new()),
+            services: RefCell::new(Vec::new()),
             open: Cell::new(false),
             stopped: Cell::new(true),
             attempts: Cell::new(0),
@@ -80,6 +83,7 @@ impl Connection {
         self.generation.set(self.generation.get() + 1);
         self.close_socket();
         self.subs.borrow_mut().clear();
+        self.services.borrow_mut().clear();
     }
 
     /// Closes the socket as a network drop would (tests use it): the client reconnects.
@@ -142,6 +146,83 @@ impl Connection {
                 ("path", path.into()),
             ]));
         }
+    }
+
+    /// Serves the SOAP `namespace` with `handler` (replacing an earlier handler of it).
+    pub(crate) fn serve(&self, namespace: &str, handler: js_sys::Function) {
+        let mut services = self.services.borrow_mut();
+        services.retain(|(n, _)| n != namespace);
+        services.push((namespace.to_owned(), handler));
+        drop(services);
+        self.send_serve(namespace);
+    }
+
+    /// Stops serving `namespace`.
+    pub(crate) fn unserve(&self, namespace: &str) {
+        self.services.borrow_mut().retain(|(n, _)| n != namespace);
+        self.send(&js::object(&[
+            ("op", "unserve".into()),
+            ("namespace", namespace.into()),
+        ]));
+    }
+
+    fn send_serve(&self, namespace: &str) {
+        self.send(&js::object(&[
+            ("op", "serve".into()),
+            ("ref", ["serve ", namespace].concat().into()),
+            ("namespace", namespace.into()),
+        ]));
+    }
+
+    /// Runs the page's handler for a `service` frame and sends its answer: the value it returns
+    /// (or its promise resolves to) is the result; what it throws is a fault.
+    fn answer_service(self: &Rc<Self>, frame: &JsValue) {
+        let (Some(id), Some(namespace)) =
+            (js::get_str(frame, "id"), js::get_str(frame, "namespace"))
+        else {
+            return;
+        };
+        let handler = self
+            .services
+            .borrow()
+            .iter()
+            .find(|(n, _)| *n == namespace)
+            .map(|(_, h)| h.clone());
+        let Some(handler) = handler else { return };
+        let request = js::object(&[
+            ("namespace", namespace.into()),
+            ("method", js::get(frame, "method")),
+            ("params", js::get(frame, "params")),
+            ("from", js::get(frame, "from")),
+            ("body", js::get(frame, "body")),
+        ]);
+        let this = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let outcome = match handler.call1(&JsValue::NULL, &request) {
+                Ok(value) if value.is_instance_of::<js_sys::Promise>() => {
+                    wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(value)).await
+                }
+                other => other,
+            };
+            let reply = js::object(&[("op", "service-reply".into()), ("id", id.into())]);
+            match outcome {
+                Ok(result) => js::set(&reply, "result", &result),
+                Err(error) => {
+                    let string = js::get_str(&error, "message")
+                        .or_else(|| error.as_string())
+                        .unwrap_or_else(|| "the service failed".into());
+                    let code = js::get_str(&error, "code")
+                        .filter(|c| c.contains("Client"))
+                        .unwrap_or_else(|| "Server".into());
+                    let fault = js::object(&[("code", code.into()), ("string", string.into())]);
+                    if let Some(detail) = js::get_str(&error, "detail") {
+                        js::set(&fault, "detail", &detail.into());
+                    }
+                    js::set(&reply, "fault", &fault);
+                }
+            }
+            this.send(&reply);
+        });
     }
 
     fn send(&self, frame: &JsValue) {
@@ -210,6 +291,15 @@ impl Connection {
                     for path in paths {
                         this.send_subscribe(&path);
                     }
+                    let served: Vec<String> = this
+                        .services
+                        .borrow()
+                        .iter()
+                        .map(|(n, _)| n.clone())
+                        .collect();
+                    for namespace in served {
+                        this.send_serve(&namespace);
+                    }
                     this.emit_state("open", None);
                 }
             })
@@ -268,11 +358,15 @@ impl Connection {
         self.emitter.emit("connection", &event);
     }
 
-    fn receive(&self, text: &str) {
+    fn receive(self: &Rc<Self>, text: &str) {
         let Ok(frame) = js_sys::JSON::parse(text) else {
             return;
         };
         let (path, event) = match js::get_str(&frame, "op").as_deref() {
+            Some("service") => {
+                self.answer_service(&frame);
+                return;
+            }
             Some("event") => {
                 let event = js::get(&frame, "event");
                 (js::get_str(&event, "resource"), event)

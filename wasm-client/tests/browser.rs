@@ -21,6 +21,12 @@ const RELAY: &str = match option_env!("RELAY_URL") {
     None => "http://127.0.0.1:18080",
 };
 
+/// The relay's SIP address (UDP and TCP), for SERVICE requests routed through it.
+const RELAY_SIP: &str = match option_env!("RELAY_SIP") {
+    Some(addr) => addr,
+    None => "127.0.0.1:5060",
+};
+
 fn get(v: &JsValue, key: &str) -> JsValue {
     Reflect::get(v, &key.into()).unwrap()
 }
@@ -523,4 +529,69 @@ async fn tabs_of_one_origin_share_one_login() {
         .until("a message after the takeover", |m| m.len() == 2)
         .await;
     assert_eq!(contacts(&sender, &email).await, 1);
+}
+
+/// A SOAP envelope calling `method` of urn:example:calc.
+fn calc(method: &str, params: &str) -> String {
+    format!(
+        "<SOAP-ENV:Envelope xmlns:SOAP-ENV=\"http://schemas.xmlsoap.org/soap/envelope/\"><SOAP-ENV:Body>\
+         <m:{method} xmlns:m=\"urn:example:calc\">{params}</m:{method}></SOAP-ENV:Body></SOAP-ENV:Envelope>"
+    )
+}
+
+#[wasm_bindgen_test]
+async fn a_page_serves_soap_to_sip_and_another_calls_it() {
+    let (alice, alice_email) = user("soap-alice").await;
+    let (bob, bob_email) = user("soap-bob").await;
+    // Alice's page serves urn:example:calc: Add returns the sum (a promise, to show both
+    // kinds of answer); b = 0 throws a Client fault.
+    let handler = Function::new_with_args(
+        "request",
+        "if (request.method !== 'Add') throw new Error('no such method');\
+         const a = Number(request.params.a), b = Number(request.params.b);\
+         if (b === 0) { const e = new Error('b must not be 0'); e.code = 'Client'; throw e; }\
+         return Promise.resolve({ sum: a + b, from: request.from });",
+    );
+    let served = alice.serve("urn:example:calc".into(), handler).unwrap();
+    assert_eq!(served.namespace(), "urn:example:calc");
+    sleep(300).await;
+    // Bob's page sends a SIP SERVICE to alice through the relay (an outbound proxy).
+    let options = obj(&format!(r#"{{"proxy": "sip:{RELAY_SIP}"}}"#));
+    let uri = format!("sip:{alice_email}");
+    let answer = ok(bob.service(
+        uri.clone(),
+        calc("Add", "<a>2</a><b>40</b>"),
+        options.clone(),
+    ))
+    .await;
+    assert_eq!(get(&answer, "outcome"), "response");
+    assert_eq!(get(&answer, "status"), 200);
+    let body = get(&answer, "body").as_string().unwrap();
+    assert!(body.contains("<sum>42</sum>"), "{body}");
+    assert!(
+        body.contains(&format!("<from>{bob_email}</from>")),
+        "{body}"
+    );
+
+    let answer = ok(bob.service(
+        uri.clone(),
+        calc("Add", "<a>2</a><b>0</b>"),
+        options.clone(),
+    ))
+    .await;
+    assert_eq!(get(&answer, "outcome"), "fault");
+    assert_eq!(get(&answer, "status"), 500);
+    let fault = get(&answer, "fault");
+    assert_eq!(get(&fault, "code"), "SOAP-ENV:Client");
+    assert_eq!(get(&fault, "string"), "b must not be 0");
+
+    served.close();
+    sleep(300).await;
+    let answer = ok(bob.service(uri, calc("Add", "<a>1</a><b>1</b>"), options)).await;
+    assert_eq!(get(&answer, "outcome"), "not-implemented");
+    assert_eq!(get(&answer, "status"), 501);
+    assert_eq!(
+        code_of(bob.service("mailto:x@y".into(), calc("Add", ""), JsValue::UNDEFINED)).await,
+        "unprocessable"
+    );
 }

@@ -65,10 +65,20 @@ impl ServiceSender {
         }
         let uri =
             Uri::parse(req.uri.trim()).map_err(|e| SendError::Invalid(format!("uri: {e}")))?;
-        let sip = uri
-            .sip()
+        uri.sip()
             .filter(|s| !s.secure)
             .ok_or_else(|| SendError::Invalid("uri: only sip: URIs can be reached".into()))?;
+        // Where the request goes: the proxy if given, else the URI itself.
+        let next_hop = match req.proxy.as_deref().map(str::trim) {
+            Some(proxy) => {
+                Uri::parse(proxy).map_err(|e| SendError::Invalid(format!("proxy: {e}")))?
+            }
+            None => uri.clone(),
+        };
+        let sip = next_hop
+            .sip()
+            .filter(|s| !s.secure)
+            .ok_or_else(|| SendError::Invalid("proxy: only sip: URIs can be reached".into()))?;
         let transport = match req
             .transport
             .as_deref()
