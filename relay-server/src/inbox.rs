@@ -78,7 +78,8 @@ async fn deliver_by_sip(
             });
         Delivery {
             contact: Topic::Inbox(email.to_owned(), c.id).resource(),
-            status: if (200..300).contains(&status.code) {
+            // A 1xx: a call is ringing (its answer comes as a message later).
+            status: if (100..300).contains(&status.code) {
                 DeliveryStatus::Delivered
             } else {
                 DeliveryStatus::Failed

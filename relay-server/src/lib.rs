@@ -151,10 +151,10 @@ impl Relay {
                 let (endpoint, tasks) = listeners.run(core, self.sip_config.max_message_bytes);
                 self.state
                     .inbox
-                    .set_sip(std::sync::Arc::new(sip::im::Outbound::new(
-                        endpoint.downgrade(),
-                        listen,
-                    )));
+                    .set_sip(std::sync::Arc::new(sip::call_out::SipSide {
+                        im: sip::im::Outbound::new(endpoint.downgrade(), listen),
+                        calls: invites.outgoing(),
+                    }));
                 presence.attach(endpoint.downgrade(), listen);
                 invites.attach(endpoint.downgrade(), listen);
                 self.state.service_out.attach(endpoint.downgrade(), listen);

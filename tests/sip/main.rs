@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod invite;
+mod invite_out;
 mod message;
 mod presence;
 mod registration;

@@ -197,7 +197,7 @@ pub fn message_request(
 
 /// An email as the user part and host of a SIP URI (characters a user part may not hold are
 /// escaped).
-fn sip_user(email: &str) -> String {
+pub fn sip_user(email: &str) -> String {
     let mut out = String::with_capacity(email.len());
     let (user, host) = email.rsplit_once('@').unwrap_or((email, ""));
     for b in user.bytes() {

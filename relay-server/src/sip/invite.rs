@@ -110,6 +110,8 @@ struct Inner {
     dialogs: Mutex<HashMap<String, Dialog>>,
     /// The endpoint and the listening address, for BYEs the relay sends.
     endpoint: OnceLock<(WeakEndpoint, SocketAddr)>,
+    /// Calls from web users to phones.
+    out: super::call_out::Outgoing,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -169,6 +171,7 @@ impl Invites {
     pub fn new(inbox: Inbox, calls: Calls, store: Arc<dyn Store>, timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
+                out: super::call_out::Outgoing::new(inbox.clone()),
                 inbox,
                 calls,
                 store,
@@ -183,7 +186,13 @@ impl Invites {
 
     /// Sends the relay's requests (BYE) through `endpoint`, bound to `listen`.
     pub fn attach(&self, endpoint: WeakEndpoint, listen: SocketAddr) {
+        self.inner.out.attach(endpoint.clone(), listen);
         let _ = self.inner.endpoint.set((endpoint, listen));
+    }
+
+    /// Calls from web users to phones.
+    pub fn outgoing(&self) -> super::call_out::Outgoing {
+        self.inner.out.clone()
     }
 
     /// How many INVITEs wait and how many calls are up.
@@ -516,8 +525,13 @@ impl Invites {
         let Some(call_id) = req.call_id() else {
             return Reply::bad_request("no Call-ID");
         };
-        let Some(d) = lock(&self.inner.dialogs).remove(call_id) else {
-            return Reply::new(481, "Call/Transaction Does Not Exist");
+        let found = lock(&self.inner.dialogs).remove(call_id);
+        let Some(d) = found else {
+            return if self.inner.out.bye(call_id).await {
+                Reply::new(200, "OK")
+            } else {
+                Reply::new(481, "Call/Transaction Does Not Exist")
+            };
         };
         d.acked.notify_one();
         let body = message("bye", d.id, call_id);
@@ -587,6 +601,9 @@ impl SendHook for Invites {
         email: &str,
         body: &Value,
     ) -> Option<Result<SendReceipt>> {
+        if let Some(r) = self.inner.out.intercept(sender, email, body) {
+            return Some(Ok(r));
+        }
         let command = body.get("command").and_then(Value::as_str)?;
         if !matches!(command, "accept" | "reject" | "bye") {
             return None;

@@ -2,6 +2,7 @@
 //! framing over UDP and TCP, transactions with the RFC 3261 timers, a registrar with digest
 //! authentication over the same accounts and location service as the REST API, and OPTIONS.
 
+pub mod call_out;
 pub mod core;
 pub mod digest;
 pub mod endpoint;

@@ -1,0 +1,502 @@
+//! Calls from web users to phones (REST → SIP INVITE). A SEND of `{"command": "invite"}` to a
+//! user with registered phones is an INVITE to each phone in a client transaction (the SDP
+//! offer as `application/sdp`, else the call URL as `text/plain`); its responses come back to
+//! the sender's inbox as SENDs from the callee: 180/183 `ringing`, 200 `accept` with the
+//! answer SDP (the relay sends the ACK, and cancels the other phones), 3xx–6xx `reject` with
+//! the code and reason. A SEND of `cancel` is a CANCEL, a SEND of `bye` a BYE; a BYE from the
+//! phone is a `bye` message.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use restsip_protocol::{Delivery, DeliveryStatus, SendReceipt, SipStatus};
+use serde_json::{json, Value};
+
+use super::endpoint::WeakEndpoint;
+use super::im::sip_user;
+use super::message::{Method, SipMessage, StartLine};
+use super::outgoing;
+use super::transaction::client::Outcome;
+use super::transport::Peer;
+use super::uri::Uri;
+use crate::clock::now_ms;
+use crate::inbox::Inbox;
+use crate::store::ContactRecord;
+
+/// Most calls to phones at once.
+const MAX_CALLS: usize = 10_000;
+/// Longest SDP or URL sent in an INVITE.
+const MAX_BODY: usize = 32_768;
+
+/// Where a leg of a call is.
+enum Leg {
+    /// INVITE sent, no final response: the INVITE, for a CANCEL.
+    Ringing(SipMessage),
+    /// Answered: what the relay's requests in the dialog need.
+    Up {
+        /// From of the relay's requests (the INVITE's From with its tag).
+        local: String,
+        /// To of the relay's requests (the 200's To with the phone's tag).
+        remote: String,
+        /// The phone's Contact: Request-URI of the relay's requests.
+        target: String,
+    },
+}
+
+/// One INVITE to one phone.
+struct Call {
+    /// The web user calling.
+    sender: String,
+    /// The user called.
+    callee: String,
+    /// The id the sender's invite carried (echoed in the messages back), or null.
+    id: Value,
+    /// Where the phone is reached.
+    peer: Peer,
+    /// Where the leg is.
+    leg: Leg,
+    /// When it started (ms), to forget calls nobody ended.
+    since: i64,
+}
+
+/// Calls from web users to phones; cheap to clone.
+#[derive(Clone)]
+pub struct Outgoing {
+    /// Shared state.
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The sender's inbox gets the phones' answers.
+    inbox: Inbox,
+    /// Legs by Call-ID.
+    calls: Mutex<HashMap<String, Call>>,
+    /// The endpoint and the listening address.
+    endpoint: OnceLock<(WeakEndpoint, SocketAddr)>,
+}
+
+fn failed(code: u16, reason: &str) -> SipStatus {
+    SipStatus {
+        code,
+        reason: reason.to_owned(),
+    }
+}
+
+/// Whether the id of a `cancel` or `bye` SEND names the call (no id names any).
+fn same_id(body: &Value, id: &Value) -> bool {
+    match body.get("id") {
+        None | Some(Value::Null) => true,
+        Some(v) => v == id,
+    }
+}
+
+impl Outgoing {
+    /// Calls answered into `inbox`.
+    pub fn new(inbox: Inbox) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                inbox,
+                calls: Mutex::default(),
+                endpoint: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Sends through `endpoint`, bound to `listen`.
+    pub fn attach(&self, endpoint: WeakEndpoint, listen: SocketAddr) {
+        let _ = self.inner.endpoint.set((endpoint, listen));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Call>> {
+        self.inner.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends an INVITE for an `invite` SEND body from `sender` to the phone `contact`; the
+    /// status is the phone's first response (a 1xx counts as delivered).
+    pub async fn invite(&self, sender: &str, contact: &ContactRecord, body: &Value) -> SipStatus {
+        let Some((weak, listen)) = self.inner.endpoint.get() else {
+            return failed(503, "Service Unavailable");
+        };
+        let Some(endpoint) = weak.upgrade() else {
+            return failed(503, "Service Unavailable (SIP is stopping)");
+        };
+        let open = |p: Peer| endpoint.is_open(p);
+        let Some((uri, peer)) = outgoing::contact_peer(contact, open) else {
+            return failed(480, "Temporarily Unavailable (no usable contact address)");
+        };
+        if self.lock().len() >= MAX_CALLS {
+            return failed(503, "Service Unavailable (too many calls)");
+        }
+        let local = outgoing::local_addr(*listen, peer.addr);
+        let mut req = outgoing::request(Method::INVITE, uri, local, peer.transport);
+        for route in outgoing::contact_routes(contact) {
+            req.push("Route", route);
+        }
+        let from = format!("<sip:{}>;tag={}", sip_user(sender), outgoing::token());
+        let call_id = format!("{}@{}", outgoing::token(), outgoing::host_port(local));
+        req.push("From", from);
+        req.push("To", format!("<sip:{}>", sip_user(&contact.email)));
+        req.push("Call-ID", call_id.clone());
+        req.push("CSeq", "1 INVITE");
+        let transport = if peer.transport.reliable() {
+            ";transport=tcp"
+        } else {
+            ""
+        };
+        req.push(
+            "Contact",
+            format!(
+                "<sip:{}@{}{transport}>",
+                sip_user(sender).split('@').next().unwrap_or_default(),
+                outgoing::host_port(local)
+            ),
+        );
+        req.push("Allow", super::core::ALLOW);
+        let sdp = body.get("sdp").and_then(Value::as_str);
+        let url = body.get("url").and_then(Value::as_str);
+        let (content_type, text) = match (sdp, url) {
+            (Some(sdp), _) => ("application/sdp", sdp),
+            (None, Some(url)) => ("text/plain;charset=UTF-8", url),
+            (None, None) => ("", ""),
+        };
+        if text.len() > MAX_BODY {
+            return failed(513, "Message Too Large");
+        }
+        if !text.is_empty() {
+            req.push("Content-Type", content_type);
+            req.body = text.as_bytes().to_vec();
+        }
+        let Some(mut rx) = endpoint.client().send(&req, peer) else {
+            return failed(503, "Service Unavailable (request could not be sent)");
+        };
+        drop(endpoint);
+        let id = body.get("id").cloned().unwrap_or(Value::Null);
+        self.lock().insert(
+            call_id.clone(),
+            Call {
+                sender: sender.to_owned(),
+                callee: contact.email.clone(),
+                id,
+                peer,
+                leg: Leg::Ringing(req),
+                since: now_ms(),
+            },
+        );
+        let first = rx.recv().await;
+        let status = match &first {
+            Some(Outcome::Response(resp)) => match &resp.start {
+                StartLine::Response { code, reason } => failed(*code, reason),
+                StartLine::Request { .. } => failed(500, "Server Internal Error"),
+            },
+            Some(Outcome::Timeout) | None => failed(408, "Request Timeout"),
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut next = first;
+            while let Some(outcome) = next {
+                if this.on_outcome(&call_id, outcome).await {
+                    return;
+                }
+                next = rx.recv().await;
+            }
+        });
+        status
+    }
+
+    /// Handles one response of a leg; true once the INVITE transaction is over.
+    async fn on_outcome(&self, call_id: &str, outcome: Outcome) -> bool {
+        let resp = match outcome {
+            Outcome::Response(resp) => resp,
+            Outcome::Timeout => {
+                let mut reject =
+                    json!({"command": "reject", "code": 408, "reason": "Request Timeout"});
+                self.tell(call_id, &mut reject, true).await;
+                return true;
+            }
+        };
+        let Some(code) = resp.code() else {
+            return false;
+        };
+        let reason = match &resp.start {
+            StartLine::Response { reason, .. } => reason.clone(),
+            StartLine::Request { .. } => String::new(),
+        };
+        if code < 200 {
+            if code == 180 || code == 183 {
+                let mut ringing = json!({"command": "ringing", "code": code, "reason": reason});
+                if code == 183 && !resp.body.is_empty() {
+                    ringing["sdp"] = json!(String::from_utf8_lossy(&resp.body));
+                }
+                self.tell(call_id, &mut ringing, false).await;
+            }
+            return false;
+        }
+        if code >= 300 {
+            let mut reject = json!({"command": "reject", "code": code, "reason": reason});
+            self.tell(call_id, &mut reject, true).await;
+            return true;
+        }
+        // 2xx: acknowledge, keep the dialog, cancel the other phones of the call.
+        let others = self.up(call_id, &resp);
+        let mut accept = json!({
+            "command": "accept",
+            "sdp": String::from_utf8_lossy(&resp.body),
+        });
+        self.tell(call_id, &mut accept, false).await;
+        for other in others {
+            self.cancel_leg(&other);
+        }
+        true
+    }
+
+    /// Marks a leg answered and sends the ACK; the Call-IDs of the call's other ringing legs.
+    fn up(&self, call_id: &str, resp: &SipMessage) -> Vec<String> {
+        let mut calls = self.lock();
+        let Some(call) = calls.get_mut(call_id) else {
+            return Vec::new();
+        };
+        let Leg::Ringing(invite) = &call.leg else {
+            return Vec::new();
+        };
+        let target = resp
+            .contacts()
+            .ok()
+            .flatten()
+            .and_then(|c| c.into_iter().next())
+            .map(|c| c.uri.to_string())
+            .or_else(|| match &invite.start {
+                StartLine::Request { uri, .. } => Some(uri.to_string()),
+                StartLine::Response { .. } => None,
+            })
+            .unwrap_or_default();
+        let local = invite.header("From").unwrap_or_default().to_owned();
+        let remote = resp.header("To").unwrap_or_default().to_owned();
+        if let Some((weak, listen)) = self.inner.endpoint.get() {
+            if let (Some(endpoint), Ok(uri)) = (weak.upgrade(), Uri::parse(&target)) {
+                let addr = outgoing::local_addr(*listen, call.peer.addr);
+                let mut ack = outgoing::request(Method::ACK, uri, addr, call.peer.transport);
+                for route in invite.headers_named("Route") {
+                    ack.push("Route", route.to_owned());
+                }
+                ack.push("From", local.clone());
+                ack.push("To", remote.clone());
+                ack.push("Call-ID", call_id.to_owned());
+                ack.push("CSeq", "1 ACK");
+                endpoint.send_to(call.peer, Bytes::from(ack.to_bytes()));
+            }
+        }
+        call.leg = Leg::Up {
+            local,
+            remote,
+            target,
+        };
+        let (sender, callee, id) = (call.sender.clone(), call.callee.clone(), call.id.clone());
+        calls
+            .iter()
+            .filter(|(k, c)| {
+                k.as_str() != call_id
+                    && c.sender == sender
+                    && c.callee == callee
+                    && c.id == id
+                    && matches!(c.leg, Leg::Ringing(_))
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Sends `body` (with the call's id and Call-ID) from the callee to the sender; `end`
+    /// forgets the leg.
+    async fn tell(&self, call_id: &str, body: &mut Value, end: bool) {
+        let found = {
+            let mut calls = self.lock();
+            let found = calls
+                .get(call_id)
+                .map(|c| (c.sender.clone(), c.callee.clone(), c.id.clone()));
+            if end {
+                calls.remove(call_id);
+            }
+            found
+        };
+        let Some((sender, callee, id)) = found else {
+            return;
+        };
+        body["id"] = id;
+        body["sip"] = json!({"callId": call_id});
+        if let Err(e) = self
+            .inner
+            .inbox
+            .send(&callee, &sender, None, body.clone())
+            .await
+        {
+            tracing::debug!(error = %e, "call progress not delivered to {sender}");
+        }
+    }
+
+    /// Sends a CANCEL for a ringing leg (§9.1); its INVITE then ends with 487.
+    fn cancel_leg(&self, call_id: &str) -> bool {
+        let calls = self.lock();
+        let Some(Call {
+            leg: Leg::Ringing(invite),
+            peer,
+            ..
+        }) = calls.get(call_id)
+        else {
+            return false;
+        };
+        let mut cancel = SipMessage {
+            start: match &invite.start {
+                StartLine::Request { uri, .. } => StartLine::Request {
+                    method: Method::CANCEL,
+                    uri: uri.clone(),
+                },
+                other => other.clone(),
+            },
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        for name in ["Via", "Route", "Max-Forwards", "From", "To", "Call-ID"] {
+            for v in invite.headers_named(name) {
+                cancel.push(name, v.to_owned());
+            }
+        }
+        cancel.push("CSeq", "1 CANCEL");
+        let peer = *peer;
+        drop(calls);
+        self.send(&cancel, peer)
+    }
+
+    /// Sends a request in a client transaction, not waiting for its answer.
+    fn send(&self, req: &SipMessage, peer: Peer) -> bool {
+        let Some(endpoint) = self.inner.endpoint.get().and_then(|(w, _)| w.upgrade()) else {
+            return false;
+        };
+        endpoint.client().send(req, peer).is_some()
+    }
+
+    /// Sends a BYE in an answered leg and forgets it.
+    fn hang_up(&self, call_id: &str) -> bool {
+        let Some(call) = self.lock().remove(call_id) else {
+            return false;
+        };
+        let Leg::Up {
+            local,
+            remote,
+            target,
+        } = call.leg
+        else {
+            return false;
+        };
+        let Some((_, listen)) = self.inner.endpoint.get() else {
+            return false;
+        };
+        let Ok(uri) = Uri::parse(&target) else {
+            return false;
+        };
+        let addr = outgoing::local_addr(*listen, call.peer.addr);
+        let mut bye = outgoing::request(Method::BYE, uri, addr, call.peer.transport);
+        bye.push("From", local);
+        bye.push("To", remote);
+        bye.push("Call-ID", call_id.to_owned());
+        bye.push("CSeq", "2 BYE");
+        self.send(&bye, call.peer)
+    }
+
+    /// A `cancel` or `bye` SEND from `sender` to `email` for one of its calls: the CANCELs or
+    /// BYEs sent; None when no call matches.
+    pub fn intercept(&self, sender: &str, email: &str, body: &Value) -> Option<SendReceipt> {
+        let command = body.get("command").and_then(Value::as_str)?;
+        let ringing = match command {
+            "cancel" => true,
+            "bye" => false,
+            _ => return None,
+        };
+        let legs: Vec<String> = {
+            let mut calls = self.lock();
+            let day_ago = now_ms() - 86_400_000;
+            calls.retain(|_, c| c.since > day_ago);
+            calls
+                .iter()
+                .filter(|(_, c)| {
+                    c.sender == sender
+                        && c.callee == email
+                        && same_id(body, &c.id)
+                        && matches!(c.leg, Leg::Ringing(_)) == ringing
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        if legs.is_empty() {
+            return None;
+        }
+        let deliveries = legs
+            .iter()
+            .map(|leg| {
+                let sent = if ringing {
+                    self.cancel_leg(leg)
+                } else {
+                    self.hang_up(leg)
+                };
+                Delivery {
+                    contact: format!("sip:{email}"),
+                    status: if sent {
+                        DeliveryStatus::Delivered
+                    } else {
+                        DeliveryStatus::Failed
+                    },
+                    sip: Some(if sent {
+                        failed(200, if ringing { "CANCEL sent" } else { "BYE sent" })
+                    } else {
+                        failed(503, "Service Unavailable")
+                    }),
+                }
+            })
+            .collect();
+        Some(SendReceipt {
+            id: legs.join(","),
+            deliveries,
+        })
+    }
+
+    /// A BYE from a phone in a call a web user made: true when it was one (the sender gets a
+    /// `bye` message).
+    pub async fn bye(&self, call_id: &str) -> bool {
+        let up = matches!(
+            self.lock().get(call_id),
+            Some(Call {
+                leg: Leg::Up { .. },
+                ..
+            })
+        );
+        if !up {
+            return false;
+        }
+        let mut bye = json!({"command": "bye"});
+        self.tell(call_id, &mut bye, true).await;
+        true
+    }
+}
+
+/// The inbox's SIP side: `im` as MESSAGE, `invite` as INVITE.
+pub struct SipSide {
+    /// MESSAGE.
+    pub im: super::im::Outbound,
+    /// INVITE.
+    pub calls: Outgoing,
+}
+
+#[async_trait::async_trait]
+impl crate::inbox::SipDelivery for SipSide {
+    fn handles(&self, body: &Value) -> bool {
+        self.im.handles(body) || body.get("command").and_then(Value::as_str) == Some("invite")
+    }
+
+    async fn deliver(&self, sender: &str, to: &ContactRecord, body: &Value) -> SipStatus {
+        if body.get("command").and_then(Value::as_str) == Some("invite") {
+            self.calls.invite(sender, to, body).await
+        } else {
+            self.im.deliver(sender, to, body).await
+        }
+    }
+}
