@@ -2,7 +2,7 @@
 // the client: the JSON shapes come from the Rust wire types, so a change there that breaks a page
 // breaks this file.
 import init, { Client, IncomingInvite, Invitation, RestsipError } from "../../wasm-client/pkg/restsip_wasm.js";
-import type { Call, Contact, Event, InboxMessage, LoginCreated, MailMessage, SendReceipt, User } from "../../wasm-client/pkg/restsip_wasm.js";
+import type { Call, Contact, DeliveryStatus, Event, InboxMessage, LoginCreated, MailMessage, SendReceipt, User } from "../../wasm-client/pkg/restsip_wasm.js";
 
 export async function demo(): Promise<void> {
   await init();
@@ -13,7 +13,7 @@ export async function demo(): Promise<void> {
   const contacts: Contact[] = await client.contacts("b@example.net");
   const online: boolean = contacts.some((c) => c.source === "web" && c.expires > 0);
   const receipt: SendReceipt = await client.send("b@example.net", { command: "im", text: "hi" });
-  const firstStatus: "delivered" | "queued" | "cancelled" = receipt.deliveries[0].status;
+  const firstStatus: DeliveryStatus = receipt.deliveries[0].status;
   const profile: User = await client.profile(undefined);
   const mail: MailMessage[] = await client.messages();
   const call: Call = await client.call("/call/abc");

@@ -93,20 +93,31 @@ impl Shared {
                 // The relay no longer has this login (expired while offline, removed
                 // elsewhere): log in again rather than go deaf.
                 Some("gone") | Some("error") if this.login().is_some_and(|l| l.url == path) => {
-                    this.conn.unwatch(&path, this.inbox_watch.get());
                     this.emit_login("lost");
-                    let this = this.clone();
-                    wasm_bindgen_futures::spawn_local(async move {
-                        if let Err(e) = this.own_login(None).await {
-                            this.emit_login_error("lost", e);
-                        }
-                    });
+                    this.recover_login(&path);
                 }
                 _ => {}
             }
         });
         let id = self.conn.watch(url, "diff", listener);
         self.inbox_watch.set(id);
+    }
+
+    /// Makes a new login after `lost` went away, once: the inbox's `gone` and a refresh's 404
+    /// both report the same loss, and only the first may log in again.
+    fn recover_login(self: &Rc<Self>, lost: &str) {
+        if self.login().is_none_or(|l| l.url != lost) {
+            return;
+        }
+        self.conn.unwatch(lost, self.inbox_watch.get());
+        self.set_login(None);
+        self.bump_generation();
+        let this = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(e) = this.own_login(None).await {
+                this.emit_login_error("lost", e);
+            }
+        });
     }
 
     /// Refreshes the login at 75% of its lifetime until logout or a newer login replaces it.
@@ -136,10 +147,7 @@ impl Shared {
                             return;
                         }
                         this.emit_login_error("lost", e);
-                        this.conn.unwatch(&login.url, this.inbox_watch.get());
-                        if let Err(e) = this.own_login(None).await {
-                            this.emit_login_error("lost", e);
-                        }
+                        this.recover_login(&login.url);
                         return;
                     }
                     Err(e) => {
