@@ -143,10 +143,12 @@ impl Relay {
                 self.state
                     .inbox
                     .set_hook(std::sync::Arc::new(invites.clone()));
+                let proxy = sip::proxy::Proxy::new(self.state.store.clone());
                 let core = sip_core(&self.state, &self.sip_config)
                     .with_services(self.soap)
                     .with_presence(presence.clone())
-                    .with_invites(invites.clone());
+                    .with_invites(invites.clone())
+                    .with_proxy(proxy.clone());
                 let listen = listeners.addr();
                 let (endpoint, tasks) = listeners.run(core, self.sip_config.max_message_bytes);
                 self.state
@@ -157,6 +159,7 @@ impl Relay {
                     }));
                 presence.attach(endpoint.downgrade(), listen);
                 invites.attach(endpoint.downgrade(), listen);
+                proxy.attach(endpoint.downgrade(), listen);
                 self.state.service_out.attach(endpoint.downgrade(), listen);
                 // The endpoint lives as long as its receiving tasks hold it.
                 drop(endpoint);

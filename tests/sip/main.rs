@@ -8,6 +8,7 @@ mod invite;
 mod invite_out;
 mod message;
 mod presence;
+mod proxy;
 mod registration;
 mod service;
 mod sipp;

@@ -27,6 +27,11 @@ pub enum Step {
     Async(Task),
     /// An INVITE: 100 Trying at once, then [`Core::invite`] answers it over time.
     Invite,
+    /// A MESSAGE: [`Core::message`] proxies it to phones or hands it to the web user.
+    Message,
+    /// A request whose top Route names the relay: [`Core::route`] passes it on (100 Trying
+    /// first for an INVITE).
+    Route,
 }
 
 /// Work that needs the store.
@@ -38,8 +43,6 @@ pub enum Task {
     ForUser,
     /// SERVICE (draft-deason-sip-soap): a SOAP request for a service.
     Service,
-    /// MESSAGE (RFC 3428): a SEND to the user.
-    Message,
     /// SUBSCRIBE (RFC 6665, presence): a subscription to the user's logins.
     Subscribe,
     /// BYE: the end of a call's dialog.
@@ -61,6 +64,8 @@ pub struct Core {
     presence: Option<super::presence::Presence>,
     /// Calls between phones and web users; None answers INVITE and BYE with 501.
     invites: Option<super::invite::Invites>,
+    /// Proxying between phones; None leaves every request to the gateway.
+    proxy: Option<super::proxy::Proxy>,
 }
 
 fn not_implemented() -> Reply {
@@ -84,6 +89,59 @@ impl Core {
             inbox: None,
             presence: None,
             invites: None,
+            proxy: None,
+        }
+    }
+
+    /// Proxies INVITE and MESSAGE for users whose logins are all phones, and requests routed
+    /// through the relay (RFC 3261 §16).
+    pub fn with_proxy(mut self, proxy: super::proxy::Proxy) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    /// The proxy's bindings for the request's Request-URI user (empty: not proxied).
+    async fn proxy_targets(&self, req: &SipMessage) -> Vec<crate::store::ContactRecord> {
+        let (Some(_), Some(StartLine::Request { uri, .. })) = (&self.proxy, Some(&req.start))
+        else {
+            return Vec::new();
+        };
+        match (&self.proxy, uri.sip().and_then(|u| u.address())) {
+            (Some(proxy), Some(email)) => proxy.targets(&email).await,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Answers a MESSAGE: proxied to the user's phones when the user has only phones, else a
+    /// SEND to the user.
+    pub async fn message(&self, responder: super::endpoint::Responder) {
+        let targets = self.proxy_targets(responder.request()).await;
+        if let (Some(proxy), false) = (&self.proxy, targets.is_empty()) {
+            proxy.fork(responder, targets).await;
+            return;
+        }
+        let reply = match &self.inbox {
+            Some(inbox) => super::im::incoming(inbox, responder.request()).await,
+            None => not_implemented(),
+        };
+        responder.reply(reply);
+    }
+
+    /// Passes on a request whose top Route names the relay.
+    pub async fn route(&self, responder: super::endpoint::Responder) {
+        match &self.proxy {
+            Some(proxy) => proxy.route(responder).await,
+            None => {
+                responder.reply(not_implemented());
+            }
+        }
+    }
+
+    /// A response that matches no client transaction (a retransmitted 2xx of a proxied
+    /// INVITE goes on).
+    pub fn stray_response(&self, resp: SipMessage, endpoint: &super::endpoint::Endpoint) {
+        if let Some(proxy) = &self.proxy {
+            proxy.stray_response(resp, endpoint);
         }
     }
 
@@ -93,8 +151,14 @@ impl Core {
         self
     }
 
-    /// Answers an INVITE (after its 100 Trying).
+    /// Answers an INVITE (after its 100 Trying): proxied to the user's phones when the user
+    /// has only phones, else a call to the web user.
     pub async fn invite(&self, responder: super::endpoint::Responder) {
+        let targets = self.proxy_targets(responder.request()).await;
+        if let (Some(proxy), false) = (&self.proxy, targets.is_empty()) {
+            proxy.fork(responder, targets).await;
+            return;
+        }
         match &self.invites {
             Some(invites) => invites.invite(responder).await,
             None => {
@@ -103,8 +167,13 @@ impl Core {
         }
     }
 
-    /// Takes the ACK of a 2xx (it matches no transaction).
-    pub fn ack(&self, req: &SipMessage) {
+    /// Takes the ACK of a 2xx (it matches no transaction); one routed through the relay
+    /// goes on.
+    pub fn ack(&self, req: &SipMessage, from: Peer) {
+        if let Some(proxy) = self.proxy.as_ref().filter(|p| p.routed_here(req)) {
+            proxy.route_ack(req, from);
+            return;
+        }
         if let Some(invites) = &self.invites {
             invites.acked(req);
         }
@@ -142,6 +211,9 @@ impl Core {
             return Step::Reply(Reply::bad_request("not a request"));
         };
         if *method == Method::CANCEL {
+            if let Some(reply) = self.proxy.as_ref().and_then(|p| p.cancel(req)) {
+                return Step::Reply(reply);
+            }
             return Step::Reply(match &self.invites {
                 Some(invites) => invites.cancel(req),
                 None => Reply::new(481, "Call/Transaction Does Not Exist"),
@@ -178,6 +250,12 @@ impl Core {
         if *method == Method::REGISTER {
             return Step::Async(Task::Register);
         }
+        if self.proxy.as_ref().is_some_and(|p| p.routed_here(req)) {
+            if req.max_forwards().ok().flatten() == Some(0) {
+                return Step::Reply(Reply::new(483, "Too Many Hops"));
+            }
+            return Step::Route;
+        }
         if *method == Method::SERVICE {
             // Services are named by the SOAP body, whatever the Request-URI's user.
             return Step::Async(Task::Service);
@@ -186,7 +264,7 @@ impl Core {
             if req.max_forwards().ok().flatten() == Some(0) {
                 return Step::Reply(Reply::new(483, "Too Many Hops"));
             }
-            return Step::Async(Task::Message);
+            return Step::Message;
         }
         if (*method == Method::INVITE || *method == Method::BYE) && self.invites.is_some() {
             if req.max_forwards().ok().flatten() == Some(0) {
@@ -217,10 +295,6 @@ impl Core {
             },
             Task::Bye => match &self.invites {
                 Some(invites) => invites.bye(req).await,
-                None => not_implemented(),
-            },
-            Task::Message => match &self.inbox {
-                Some(inbox) => super::im::incoming(inbox, req).await,
                 None => not_implemented(),
             },
             Task::ForUser => {

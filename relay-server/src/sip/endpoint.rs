@@ -123,8 +123,11 @@ impl Endpoint {
             Ok(msg) => match msg.start {
                 StartLine::Request { .. } => self.on_request(msg, from),
                 StartLine::Response { .. } => {
-                    // Responses that match no client transaction are dropped (no proxying yet).
-                    self.inner.client.on_response(msg);
+                    // Responses that match no client transaction go on when the relay
+                    // forwarded their request (a retransmitted 2xx), else are dropped.
+                    if let Some(stray) = self.inner.client.on_response_or_back(msg) {
+                        self.inner.core.stray_response(stray, self);
+                    }
                 }
             },
             Err(rejected) => {
@@ -190,8 +193,9 @@ impl Endpoint {
         match self.inner.server.receive(&key, is_ack, to) {
             Received::New => {}
             Received::AckUnmatched => {
-                // The ACK of a 2xx: the end of a dialog's 2xx retransmissions.
-                self.inner.core.ack(&req);
+                // The ACK of a 2xx: the end of a dialog's 2xx retransmissions, or one to pass
+                // on when its Route names the relay.
+                self.inner.core.ack(&req, from);
                 return;
             }
             Received::Retransmission | Received::AckAbsorbed => return,
@@ -212,6 +216,31 @@ impl Endpoint {
                     to,
                 };
                 tokio::spawn(async move { core.invite(responder).await });
+            }
+            Step::Message => {
+                let core = self.inner.core.clone();
+                let responder = Responder {
+                    endpoint: self.clone(),
+                    req,
+                    top,
+                    key,
+                    to,
+                };
+                tokio::spawn(async move { core.message(responder).await });
+            }
+            Step::Route => {
+                if req.method() == Some(&Method::INVITE) {
+                    self.respond(&req, &top, &key, to, Reply::new(100, "Trying"));
+                }
+                let core = self.inner.core.clone();
+                let responder = Responder {
+                    endpoint: self.clone(),
+                    req,
+                    top,
+                    key,
+                    to,
+                };
+                tokio::spawn(async move { core.route(responder).await });
             }
             Step::Async(task) => {
                 let endpoint = self.clone();
@@ -275,6 +304,21 @@ impl Responder {
     pub fn reply(&self, reply: Reply) -> Bytes {
         self.endpoint
             .respond(&self.req, &self.top, &self.key, self.to, reply)
+    }
+
+    /// The request's top Via as received, with `received` and `rport` filled in.
+    pub fn top(&self) -> &str {
+        &self.top
+    }
+
+    /// Sends a response made elsewhere (one a proxied branch returned, its Via already
+    /// stripped) in the transaction.
+    pub fn forward(&self, response: &SipMessage, code: u16) {
+        let data = Bytes::from(response.to_bytes());
+        self.endpoint
+            .inner
+            .server
+            .respond(&self.key, code, data, self.to);
     }
 }
 

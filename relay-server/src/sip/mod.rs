@@ -15,6 +15,7 @@ pub mod message;
 pub mod outgoing;
 pub mod parse;
 pub mod presence;
+pub mod proxy;
 pub mod registrar;
 pub mod response;
 mod scan;

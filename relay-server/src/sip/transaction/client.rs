@@ -203,6 +203,21 @@ impl ClientTransactions {
         true
     }
 
+    /// Hands a response to its transaction; the response back when none matches.
+    pub fn on_response_or_back(&self, response: SipMessage) -> Option<SipMessage> {
+        let matches = response.code().is_some()
+            && response
+                .top_via()
+                .ok()
+                .and_then(|v| TxKey::of(&response, &v))
+                .is_some_and(|key| self.inner.lock().contains_key(&key));
+        if matches && self.on_response(response.clone()) {
+            None
+        } else {
+            Some(response)
+        }
+    }
+
     /// The state of a transaction, if it exists.
     pub fn state(&self, key: &TxKey) -> Option<State> {
         self.inner.lock().get(key).map(|tx| tx.state)

@@ -1,0 +1,133 @@
+//! Stateful proxying between two sipp phones registered at the relay as two users (RFC 3261
+//! §16): a MESSAGE from alice's phone reaches bob's phone with alice's From and the relay's
+//! Via on top; an INVITE rings, is answered and ACKed, and is hung up with a BYE routed through
+//! the relay (Record-Route); bob's 486 comes back to alice; alice's CANCEL reaches bob and his
+//! 487 comes back; Max-Forwards 0 gets 483.
+
+use std::net::SocketAddr;
+
+use restsip_e2e::{Relay, WAIT};
+
+use crate::sipp::{free_port, Run, UDP};
+
+const ALICE: &str = "alice@example.net";
+const BOB: &str = "bob@example.net";
+
+/// The relay with alice's and bob's phones registered; their ports.
+async fn two_phones() -> (Relay, SocketAddr, u16, u16) {
+    let relay = Relay::default().await.unwrap();
+    let sip = relay.sip.unwrap();
+    let mut ports = Vec::new();
+    for user in [ALICE, BOB] {
+        relay.user(user).await.unwrap();
+        let port = free_port();
+        let password = format!("pw-{user}");
+        Run {
+            relay: sip,
+            scenario: "register",
+            mode: UDP,
+            port,
+            keys: &[("aor", user), ("expires", "120")],
+            auth: Some((user, &password)),
+        }
+        .pass()
+        .await
+        .unwrap();
+        ports.push(port);
+    }
+    (relay, sip, ports[0], ports[1])
+}
+
+/// Runs `callee` on bob's phone and, once it listens, `caller` on alice's; both must pass.
+async fn call(caller: &'static str, callee: &'static str, keys: &'static [(&str, &str)]) {
+    let (_relay, sip, alice, bob) = two_phones().await;
+    let uas = tokio::spawn(async move {
+        Run {
+            relay: sip,
+            scenario: callee,
+            mode: UDP,
+            port: bob,
+            keys: &[],
+            auth: None,
+        }
+        .pass()
+        .await
+    });
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while std::net::UdpSocket::bind(("127.0.0.1", bob)).is_ok()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let uac = Run {
+        relay: sip,
+        scenario: caller,
+        mode: UDP,
+        port: alice,
+        keys,
+        auth: None,
+    }
+    .pass()
+    .await;
+    let uas = uas.await.unwrap();
+    if let Err(e) = uas {
+        panic!("{callee}: {e:#}\n\n{caller}: {uac:?}");
+    }
+    uac.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_between_two_phones_is_proxied() {
+    call(
+        "message",
+        "proxy-message-uas",
+        &[("from", ALICE), ("to", BOB), ("text", "hello proxy")],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_call_between_two_phones_is_proxied_and_hung_up_through_the_relay() {
+    call(
+        "proxy-invite-uac",
+        "proxy-invite-uas",
+        &[("from", ALICE), ("to", BOB)],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_busy_phone_s_486_is_relayed_to_the_caller() {
+    call(
+        "invite-busy",
+        "invite-uas-busy",
+        &[("from", ALICE), ("to", BOB)],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_cancel_reaches_the_ringing_phone_and_its_487_the_caller() {
+    call(
+        "invite-cancel",
+        "invite-uas-cancel",
+        &[("from", ALICE), ("to", BOB)],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn max_forwards_zero_gets_483() {
+    let (_relay, sip, alice, _bob) = two_phones().await;
+    Run {
+        relay: sip,
+        scenario: "message-mf0",
+        mode: UDP,
+        port: alice,
+        keys: &[("from", ALICE), ("to", BOB), ("text", "hello")],
+        auth: None,
+    }
+    .pass()
+    .await
+    .unwrap();
+}
