@@ -26,6 +26,11 @@ pub struct ServiceRequest {
     /// Digest credentials for the far end, used only if it challenges (401 or 407).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<ServiceAuth>,
+    /// Probe first, as the draft suggests: send OPTIONS (CSeq 1) and send the SERVICE (same
+    /// Call-ID, CSeq 2) only if the answer's `Allow` lists SERVICE; otherwise the result is
+    /// `not-implemented` with the OPTIONS answer's status and `allow`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub probe: bool,
 }
 
 /// Digest credentials for a SIP server.

@@ -422,6 +422,33 @@ async fn post_service_reaches_a_sip_soap_service_over_udp_and_tcp() {
 }
 
 #[tokio::test]
+async fn post_service_probes_with_options_first_when_asked() {
+    let relay = Relay::default().await.unwrap();
+    let bob = relay.user("bob@example.net").await.unwrap();
+    for mode in [UDP, TCP] {
+        let probe = json!({"probe": true});
+        let (status, res) =
+            service_to_sipp(&relay, &bob, mode, "service-uas-probe", probe.clone()).await;
+        assert_eq!(status, 200, "{res}");
+        assert_eq!(res["outcome"], "response", "{res}");
+        assert!(
+            res["body"]
+                .as_str()
+                .unwrap()
+                .contains("<Price>34.5</Price>"),
+            "{res}"
+        );
+
+        let (status, res) =
+            service_to_sipp(&relay, &bob, mode, "service-uas-probe-no", probe).await;
+        assert_eq!(status, 200, "{res}");
+        assert_eq!(res["outcome"], "not-implemented", "{res}");
+        assert_eq!(res["status"], 200, "the OPTIONS answer: {res}");
+        assert_eq!(res["allow"], "INVITE, ACK, CANCEL, BYE, OPTIONS", "{res}");
+    }
+}
+
+#[tokio::test]
 async fn post_service_answers_a_digest_challenge() {
     let relay = Relay::default().await.unwrap();
     let bob = relay.user("bob@example.net").await.unwrap();

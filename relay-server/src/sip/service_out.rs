@@ -127,7 +127,21 @@ impl ServiceSender {
             msg.body = req.body.as_bytes().to_vec();
             msg
         };
-        let first = build(1, None);
+        let mut cseq = 1;
+        if req.probe {
+            let mut options = outgoing::request(Method::OPTIONS, uri.clone(), local, transport);
+            options.push("From", from.clone());
+            options.push("To", format!("<{uri}>"));
+            options.push("Call-ID", call_id.clone());
+            options.push("CSeq", "1 OPTIONS");
+            options.push("Accept", "application/sdp, text/xml");
+            let answer = transact(weak, &options, peer).await?;
+            if let Some(refused) = probe_refusal(answer.as_ref()) {
+                return Ok(refused);
+            }
+            cseq = 2;
+        }
+        let first = build(cseq, None);
         let mut response = transact(weak, &first, peer).await?;
         if let (Some(code @ (401 | 407)), Some(auth)) = (response.as_ref().map(code_of), &req.auth)
         {
@@ -144,7 +158,7 @@ impl ServiceSender {
                 })
                 .map(|value| (answer, value));
             if authorization.is_some() {
-                response = transact(weak, &build(2, authorization), peer).await?;
+                response = transact(weak, &build(cseq + 1, authorization), peer).await?;
             }
         }
         Ok(result(response.as_ref()))
@@ -156,7 +170,7 @@ fn code_of(msg: &SipMessage) -> u16 {
 }
 
 /// Runs one client transaction to its final response (None on a timeout).
-async fn transact(
+pub(crate) async fn transact(
     weak: &WeakEndpoint,
     req: &SipMessage,
     peer: Peer,
@@ -181,7 +195,12 @@ async fn transact(
 
 /// The Authorization value answering one `Digest` challenge, if it is one the relay can answer
 /// (MD5 or SHA-256, `qop=auth` or none).
-fn respond(challenge: &str, username: &str, password: &str, uri: &Uri) -> Option<String> {
+pub(crate) fn respond(
+    challenge: &str,
+    username: &str,
+    password: &str,
+    uri: &Uri,
+) -> Option<String> {
     let (scheme, rest) = challenge.trim().split_once([' ', '\t'])?;
     if !scheme.eq_ignore_ascii_case("Digest") {
         return None;
@@ -253,6 +272,35 @@ fn respond(challenge: &str, username: &str, password: &str, uri: &Uri) -> Option
         value.push_str(&format!(", opaque=\"{}\"", quote(&opaque)));
     }
     Some(value)
+}
+
+/// The result to give instead of sending the SERVICE, when the probe's answer says the far end
+/// does not take it (None: go ahead). A failed probe is reported as it is.
+fn probe_refusal(answer: Option<&SipMessage>) -> Option<ServiceResult> {
+    let Some(resp) = answer else {
+        return Some(result(None));
+    };
+    let status = code_of(resp);
+    if !(200..300).contains(&status) {
+        return Some(result(Some(resp)));
+    }
+    let allow = resp.header("Allow").map(str::to_owned);
+    let offers_service = allow.as_deref().is_some_and(|a| {
+        a.split(',')
+            .any(|m| m.trim().eq_ignore_ascii_case("SERVICE"))
+    });
+    if offers_service {
+        return None;
+    }
+    Some(ServiceResult {
+        outcome: ServiceOutcome::NotImplemented,
+        status,
+        reason: "OPTIONS: SERVICE is not in the far end's Allow".into(),
+        content_type: None,
+        body: None,
+        fault: None,
+        allow,
+    })
 }
 
 /// The value of the final response (None: no answer in time).
