@@ -2,7 +2,8 @@
 //! §16): a MESSAGE from alice's phone reaches bob's phone with alice's From and the relay's
 //! Via on top; an INVITE rings, is answered and ACKed, and is hung up with a BYE routed through
 //! the relay (Record-Route); bob's 486 comes back to alice; alice's CANCEL reaches bob and his
-//! 487 comes back; Max-Forwards 0 gets 483.
+//! 487 comes back; a SERVICE to bob reaches his phone and its SOAP response comes back;
+//! Max-Forwards 0 gets 483.
 
 use std::net::SocketAddr;
 
@@ -111,6 +112,16 @@ async fn a_cancel_reaches_the_ringing_phone_and_its_487_the_caller() {
     call(
         "invite-cancel",
         "invite-uas-cancel",
+        &[("from", ALICE), ("to", BOB)],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_service_to_a_phone_is_proxied_like_any_other_request() {
+    call(
+        "proxy-service-uac",
+        "service-uas",
         &[("from", ALICE), ("to", BOB)],
     )
     .await;

@@ -29,6 +29,8 @@ pub enum Step {
     Invite,
     /// A MESSAGE: [`Core::message`] proxies it to phones or hands it to the web user.
     Message,
+    /// A SERVICE: [`Core::service`] proxies it to a user's phones or dispatches it to a service.
+    Service,
     /// A request whose top Route names the relay: [`Core::route`] passes it on (100 Trying
     /// first for an INVITE).
     Route,
@@ -41,8 +43,6 @@ pub enum Task {
     Register,
     /// A request for a user: 404 if unknown, else its method's answer.
     ForUser,
-    /// SERVICE (draft-deason-sip-soap): a SOAP request for a service.
-    Service,
     /// SUBSCRIBE (RFC 6665, presence): a subscription to the user's logins.
     Subscribe,
     /// BYE: the end of a call's dialog.
@@ -124,6 +124,19 @@ impl Core {
             Some(inbox) => super::im::incoming(inbox, responder.request()).await,
             None => not_implemented(),
         };
+        responder.reply(reply);
+    }
+
+    /// Answers a SERVICE: one for a user whose logins are all phones is proxied to them like
+    /// any other request (the phone is the service); otherwise the SOAP body names the service,
+    /// whatever the Request-URI's user (a page of that user, an HTTP endpoint, a built-in).
+    pub async fn service(&self, responder: super::endpoint::Responder) {
+        let targets = self.proxy_targets(responder.request()).await;
+        if let (Some(proxy), false) = (&self.proxy, targets.is_empty()) {
+            proxy.fork(responder, targets).await;
+            return;
+        }
+        let reply = super::service::answer(self.services.as_ref(), responder.request()).await;
         responder.reply(reply);
     }
 
@@ -257,8 +270,10 @@ impl Core {
             return Step::Route;
         }
         if *method == Method::SERVICE {
-            // Services are named by the SOAP body, whatever the Request-URI's user.
-            return Step::Async(Task::Service);
+            if req.max_forwards().ok().flatten() == Some(0) {
+                return Step::Reply(Reply::new(483, "Too Many Hops"));
+            }
+            return Step::Service;
         }
         if *method == Method::MESSAGE && self.inbox.is_some() {
             if req.max_forwards().ok().flatten() == Some(0) {
@@ -288,7 +303,6 @@ impl Core {
     pub async fn run(&self, task: Task, req: &SipMessage, from: Peer) -> Reply {
         match task {
             Task::Register => self.registrar.register(req, from).await,
-            Task::Service => super::service::answer(self.services.as_ref(), req).await,
             Task::Subscribe => match &self.presence {
                 Some(presence) => presence.subscribe(req, from).await,
                 None => not_implemented(),

@@ -228,6 +228,17 @@ impl Endpoint {
                 };
                 tokio::spawn(async move { core.message(responder).await });
             }
+            Step::Service => {
+                let core = self.inner.core.clone();
+                let responder = Responder {
+                    endpoint: self.clone(),
+                    req,
+                    top,
+                    key,
+                    to,
+                };
+                tokio::spawn(async move { core.service(responder).await });
+            }
             Step::Route => {
                 if req.method() == Some(&Method::INVITE) {
                     self.respond(&req, &top, &key, to, Reply::new(100, "Trying"));
