@@ -205,42 +205,9 @@ impl Endpoint {
             Step::Reply(reply) => {
                 self.respond(&req, &top, &key, to, reply);
             }
-            Step::Invite => {
-                self.respond(&req, &top, &key, to, Reply::new(100, "Trying"));
-                let core = self.inner.core.clone();
-                let responder = Responder {
-                    endpoint: self.clone(),
-                    req,
-                    top,
-                    key,
-                    to,
-                };
-                tokio::spawn(async move { core.invite(responder).await });
-            }
-            Step::Message => {
-                let core = self.inner.core.clone();
-                let responder = Responder {
-                    endpoint: self.clone(),
-                    req,
-                    top,
-                    key,
-                    to,
-                };
-                tokio::spawn(async move { core.message(responder).await });
-            }
-            Step::Service => {
-                let core = self.inner.core.clone();
-                let responder = Responder {
-                    endpoint: self.clone(),
-                    req,
-                    top,
-                    key,
-                    to,
-                };
-                tokio::spawn(async move { core.service(responder).await });
-            }
-            Step::Route => {
-                if req.method() == Some(&Method::INVITE) {
+            step @ (Step::Invite | Step::Message | Step::Service | Step::Route) => {
+                let invite = req.method() == Some(&Method::INVITE);
+                if matches!(step, Step::Invite) || (matches!(step, Step::Route) && invite) {
                     self.respond(&req, &top, &key, to, Reply::new(100, "Trying"));
                 }
                 let core = self.inner.core.clone();
@@ -251,7 +218,14 @@ impl Endpoint {
                     key,
                     to,
                 };
-                tokio::spawn(async move { core.route(responder).await });
+                tokio::spawn(async move {
+                    match step {
+                        Step::Invite => core.invite(responder).await,
+                        Step::Message => core.message(responder).await,
+                        Step::Service => core.service(responder).await,
+                        _ => core.route(responder).await,
+                    }
+                });
             }
             Step::Async(task) => {
                 let endpoint = self.clone();
