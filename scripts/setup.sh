@@ -27,9 +27,10 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknow
   rustup target add wasm32-unknown-unknown
 fi
 
-# Debian packages: Chromium and its driver for the browser tests, sipp for the SIP tests
+# Debian packages: Chromium and its driver for the browser tests, sipp and Kamailio (an
+# upstream SIP server, tests/sip/kamailio-upstream.cfg) for the SIP tests
 # (`setup.sh run` skips them: running the product needs neither).
-APT_PKGS=(chromium chromium-driver sip-tester)
+APT_PKGS=(chromium chromium-driver sip-tester kamailio)
 [ "${1:-}" = "run" ] && APT_PKGS=()
 missing=()
 for p in "${APT_PKGS[@]+"${APT_PKGS[@]}"}"; do

@@ -103,6 +103,17 @@ pub struct Settings {
     /// offline message [default: 60].
     #[arg(long, env = "RESTSIP_SIP_INVITE_TIMEOUT", value_name = "SECONDS")]
     pub sip_invite_timeout: Option<u64>,
+    /// An upstream SIP server (outbound proxy) for requests to addresses that are not accounts
+    /// of this relay, as a `sip:` URI such as `sip:192.0.2.20:5060;transport=tcp` [default:
+    /// none: such SENDs get 404].
+    #[arg(long, env = "RESTSIP_SIP_UPSTREAM", value_name = "URI")]
+    pub sip_upstream: Option<String>,
+    /// User name the relay answers the upstream server's digest challenges with.
+    #[arg(long, env = "RESTSIP_SIP_UPSTREAM_USER", value_name = "USER")]
+    pub sip_upstream_user: Option<String>,
+    /// Password for the upstream server's digest challenges.
+    #[arg(long, env = "RESTSIP_SIP_UPSTREAM_PASSWORD", value_name = "PASSWORD")]
+    pub sip_upstream_password: Option<String>,
     /// A SOAP-over-HTTP endpoint serving the SERVICE requests whose method is in NAMESPACE, as
     /// `NAMESPACE=URL` (repeatable; in the file a list of such strings) [default: none].
     #[arg(
@@ -132,6 +143,63 @@ pub struct SipConfig {
     pub algorithms: Vec<Algorithm>,
     /// How long an INVITE to a web user waits for an answer (s).
     pub invite_timeout: u64,
+    /// Where requests to non-accounts go, if anywhere.
+    pub upstream: Option<Upstream>,
+}
+
+/// An upstream SIP server.
+#[derive(Clone)]
+pub struct Upstream {
+    /// Its `sip:` URI (a Route toward it; its host, port and transport are the next hop).
+    pub uri: String,
+    /// Digest user name and password for its challenges.
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("uri", &self.uri)
+            .field("user", &self.credentials.as_ref().map(|c| &c.0))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The upstream setting, checked: a `sip:` URI without user part, credentials both or none.
+fn resolve_upstream(
+    uri: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+) -> anyhow::Result<Option<Upstream>> {
+    let Some(uri) = uri.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()) else {
+        anyhow::ensure!(
+            user.is_none() && password.is_none(),
+            "sip-upstream-user and sip-upstream-password need sip-upstream"
+        );
+        return Ok(None);
+    };
+    let parsed = crate::sip::uri::Uri::parse(&uri)
+        .map_err(|e| anyhow::anyhow!("sip-upstream: {uri:?} is not a URI: {e}"))?;
+    let sip = parsed
+        .sip()
+        .filter(|s| !s.secure)
+        .ok_or_else(|| anyhow::anyhow!("sip-upstream: {uri:?} is not a sip: URI"))?;
+    anyhow::ensure!(
+        sip.user.is_none(),
+        "sip-upstream: {uri:?} names a user; give the server's address"
+    );
+    if let Some(t) = sip.param("transport").flatten() {
+        anyhow::ensure!(
+            t.eq_ignore_ascii_case("udp") || t.eq_ignore_ascii_case("tcp"),
+            "sip-upstream: transport {t:?} is neither udp nor tcp"
+        );
+    }
+    let credentials = match (user, password) {
+        (Some(u), Some(p)) => Some((u, p)),
+        (None, None) => None,
+        _ => anyhow::bail!("sip-upstream-user and sip-upstream-password go together"),
+    };
+    Ok(Some(Upstream { uri, credentials }))
 }
 
 impl Default for SipConfig {
@@ -143,6 +211,7 @@ impl Default for SipConfig {
             auth: true,
             algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
             invite_timeout: 60,
+            upstream: None,
         }
     }
 }
@@ -342,6 +411,11 @@ impl Config {
             );
             sip.invite_timeout = t;
         }
+        sip.upstream = resolve_upstream(
+            cli.sip_upstream.or(file.sip_upstream),
+            cli.sip_upstream_user.or(file.sip_upstream_user),
+            cli.sip_upstream_password.or(file.sip_upstream_password),
+        )?;
         let soap = resolve_soap(
             if cli.soap_service.is_empty() {
                 file.soap_service
@@ -414,6 +488,7 @@ fn resolve_sip(
         auth,
         algorithms,
         invite_timeout: d.invite_timeout,
+        upstream: None,
     })
 }
 
@@ -494,6 +569,27 @@ mod tests {
             Some(SocketAddr::from(([127, 0, 0, 1], 5060)))
         );
         assert!(config.sip.auth);
+    }
+
+    #[test]
+    fn an_upstream_is_a_sip_uri_with_both_credentials_or_none() {
+        let ok = resolve_upstream(Some("sip:127.0.0.1:5070;transport=tcp".into()), None, None)
+            .expect("upstream");
+        assert_eq!(
+            ok.map(|u| u.uri),
+            Some("sip:127.0.0.1:5070;transport=tcp".into())
+        );
+        assert!(resolve_upstream(Some("http://x".into()), None, None).is_err());
+        assert!(resolve_upstream(Some("sip:bob@x".into()), None, None).is_err());
+        assert!(resolve_upstream(Some("sip:x".into()), Some("u".into()), None).is_err());
+        assert!(resolve_upstream(None, Some("u".into()), Some("p".into())).is_err());
+        let with = resolve_upstream(Some("sip:x".into()), Some("u".into()), Some("p".into()))
+            .expect("upstream")
+            .expect("some");
+        assert!(
+            !format!("{with:?}").contains("\"p\""),
+            "the password is not shown"
+        );
     }
 
     #[test]

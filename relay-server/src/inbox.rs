@@ -30,6 +30,11 @@ pub trait SipDelivery: Send + Sync + 'static {
     fn handles(&self, body: &Value) -> bool;
     /// Sends `body` from `sender` to the SIP contact `to`; the phone's final response.
     async fn deliver(&self, sender: &str, to: &ContactRecord, body: &Value) -> SipStatus;
+    /// Sends `body` to `address`, which is not an account here, through an upstream SIP
+    /// server: its final response, or None when there is no upstream for this body.
+    async fn upstream(&self, _sender: &str, _address: &str, _body: &Value) -> Option<SipStatus> {
+        None
+    }
 }
 
 /// Takes SENDs that belong to a call in progress (an answer to a phone's INVITE, a cancel or
@@ -144,6 +149,9 @@ impl Inbox {
             },
             None => {
                 if self.store.user(email).await?.is_none() {
+                    if let Some(receipt) = self.upstream(sender, email, &body).await {
+                        return Ok(receipt);
+                    }
                     return Err(Error::NotFound(format!("no user {email}")));
                 }
                 self.store.contacts(email, now).await?
@@ -224,6 +232,32 @@ impl Inbox {
         Ok(SendReceipt {
             id: msg_id,
             deliveries,
+        })
+    }
+
+    /// A SEND to a non-account through the upstream SIP server, if the SIP side has one for
+    /// this body: one delivery `sip:{email}` with the final response.
+    async fn upstream(&self, sender: &str, email: &str, body: &Value) -> Option<SendReceipt> {
+        let sip = self.sip.get()?;
+        let status = tokio::time::timeout(SIP_DELIVERY_WAIT, sip.upstream(sender, email, body))
+            .await
+            .unwrap_or_else(|_| {
+                Some(SipStatus {
+                    code: 408,
+                    reason: "Request Timeout".into(),
+                })
+            })?;
+        Some(SendReceipt {
+            id: self.bus.next_id().to_string(),
+            deliveries: vec![Delivery {
+                contact: format!("sip:{email}"),
+                status: if (200..300).contains(&status.code) {
+                    DeliveryStatus::Delivered
+                } else {
+                    DeliveryStatus::Failed
+                },
+                sip: Some(status),
+            }],
         })
     }
 

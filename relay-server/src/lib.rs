@@ -156,6 +156,9 @@ impl Relay {
                     .set_sip(std::sync::Arc::new(sip::call_out::SipSide {
                         im: sip::im::Outbound::new(endpoint.downgrade(), listen),
                         calls: invites.outgoing(),
+                        upstream: self.sip_config.upstream.as_ref().and_then(|u| {
+                            sip::upstream::UpstreamSender::new(u, endpoint.downgrade(), listen)
+                        }),
                     }));
                 presence.attach(endpoint.downgrade(), listen);
                 invites.attach(endpoint.downgrade(), listen);

@@ -13,3 +13,4 @@ mod registration;
 mod service;
 mod sipp;
 mod sockets;
+mod upstream;

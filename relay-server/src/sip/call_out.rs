@@ -484,6 +484,8 @@ pub struct SipSide {
     pub im: super::im::Outbound,
     /// INVITE.
     pub calls: Outgoing,
+    /// The upstream server for `im` SENDs to non-accounts, if configured.
+    pub upstream: Option<super::upstream::UpstreamSender>,
 }
 
 #[async_trait::async_trait]
@@ -498,5 +500,10 @@ impl crate::inbox::SipDelivery for SipSide {
         } else {
             self.im.deliver(sender, to, body).await
         }
+    }
+
+    async fn upstream(&self, sender: &str, address: &str, body: &Value) -> Option<SipStatus> {
+        let upstream = self.upstream.as_ref().filter(|_| self.im.handles(body))?;
+        Some(upstream.message(sender, address, body).await)
     }
 }

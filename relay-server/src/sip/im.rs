@@ -152,16 +152,8 @@ fn failed(code: u16, reason: &str) -> SipStatus {
     }
 }
 
-/// The MESSAGE for an `im` SEND body from `sender` to `contact`, and where it goes.
-pub fn message_request(
-    listen: SocketAddr,
-    sender: &str,
-    contact: &ContactRecord,
-    body: &Value,
-    open: impl Fn(Peer) -> bool,
-) -> Result<(SipMessage, Peer), SipStatus> {
-    let (uri, peer) = outgoing::contact_peer(contact, open)
-        .ok_or_else(|| failed(480, "Temporarily Unavailable (no usable contact address)"))?;
+/// The Content-Type and text of an `im` SEND body as a MESSAGE carries them.
+pub fn payload(body: &Value) -> Result<(&str, &str), SipStatus> {
     let text = body.get("text").and_then(Value::as_str).unwrap_or_default();
     if text.len() > MAX_TEXT {
         return Err(failed(513, "Message Too Large"));
@@ -175,6 +167,20 @@ pub fn message_request(
                 && !t.contains(['\r', '\n'])
         })
         .unwrap_or("text/plain;charset=UTF-8");
+    Ok((content_type, text))
+}
+
+/// The MESSAGE for an `im` SEND body from `sender` to `contact`, and where it goes.
+pub fn message_request(
+    listen: SocketAddr,
+    sender: &str,
+    contact: &ContactRecord,
+    body: &Value,
+    open: impl Fn(Peer) -> bool,
+) -> Result<(SipMessage, Peer), SipStatus> {
+    let (uri, peer) = outgoing::contact_peer(contact, open)
+        .ok_or_else(|| failed(480, "Temporarily Unavailable (no usable contact address)"))?;
+    let (content_type, text) = payload(body)?;
     let local = outgoing::local_addr(listen, peer.addr);
     let mut req = outgoing::request(Method::MESSAGE, uri, local, peer.transport);
     for route in outgoing::contact_routes(contact) {

@@ -23,4 +23,5 @@ pub mod service;
 pub mod service_out;
 pub mod transaction;
 pub mod transport;
+pub mod upstream;
 pub mod uri;
