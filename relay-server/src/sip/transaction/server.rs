@@ -83,6 +83,18 @@ struct Inner {
     wire: Arc<dyn Wire>,
 }
 
+impl super::timers::Deadlines for Inner {
+    type Due = (TxKey, Timer);
+
+    fn queue(&self) -> &TimerQueue<Self::Due> {
+        &self.timers
+    }
+
+    fn fire(&self, (key, timer): Self::Due) {
+        Inner::fire(self, key, timer);
+    }
+}
+
 impl ServerTransactions {
     /// The layer, with its timer task running until the last handle is dropped.
     pub fn new(wire: Arc<dyn Wire>) -> Self {
@@ -91,17 +103,7 @@ impl ServerTransactions {
             timers: TimerQueue::new(),
             wire,
         });
-        let weak = Arc::downgrade(&inner);
-        tokio::spawn(async move {
-            loop {
-                let Some(inner) = weak.upgrade() else { return };
-                let due = tokio::select! {
-                    due = inner.timers.next_due() => due,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                };
-                inner.fire(due.0, due.1);
-            }
-        });
+        super::timers::serve(Arc::downgrade(&inner));
         Self { inner }
     }
 

@@ -3,7 +3,8 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::Mutex;
+use std::sync::{Mutex, Weak};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -67,4 +68,29 @@ impl<K: Ord> TimerQueue<K> {
             }
         }
     }
+}
+
+/// A transaction layer whose deadlines one task serves.
+pub(crate) trait Deadlines: Send + Sync + 'static {
+    /// What is due at a deadline.
+    type Due: Ord + Send;
+    /// The layer's queue.
+    fn queue(&self) -> &TimerQueue<Self::Due>;
+    /// Acts on a deadline that passed.
+    fn fire(&self, due: Self::Due);
+}
+
+/// Serves `layer`'s deadlines until the last handle to it is dropped (checked at least every
+/// second, so an idle layer's task ends too).
+pub(crate) fn serve<L: Deadlines>(layer: Weak<L>) {
+    tokio::spawn(async move {
+        loop {
+            let Some(layer) = layer.upgrade() else { return };
+            let due = tokio::select! {
+                due = layer.queue().next_due() => due,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            };
+            layer.fire(due);
+        }
+    });
 }
