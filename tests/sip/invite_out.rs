@@ -3,23 +3,14 @@
 //! or 486 come back to the caller's stream as `ringing`, `accept` or `reject`; SENDs of
 //! `cancel` and `bye` are CANCEL and BYE.
 
-use restsip_e2e::{Client, EventStream, Relay, WAIT};
+use restsip_e2e::{Client, EventStream, Relay};
 use restsip_protocol::EventKind;
 use serde_json::{json, Value};
 
-use crate::sipp::{free_port, Mode, Run, TCP, UDP};
+use crate::sipp::{free_port, Mode, TCP, UDP};
 
 const ALICE: &str = "alice@example.net";
 const BOB: &str = "bob@example.net";
-
-/// True once something listens on `port` (the UAS sipp started).
-fn bound(mode: Mode, port: u16) -> bool {
-    if mode == TCP {
-        std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
-    } else {
-        std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
-    }
-}
 
 /// A call in progress: bob (web, with his inbox stream) calls alice's sipp phone.
 struct Setup {
@@ -44,35 +35,9 @@ async fn setup(mode: Mode, scenario: &'static str) -> Setup {
     assert_eq!(logins.next().await.unwrap().kind, EventKind::State);
     let sip = relay.sip.unwrap();
     let port = free_port();
-    let password = format!("pw-{ALICE}");
-    Run {
-        relay: sip,
-        scenario: "register",
-        mode,
-        port,
-        keys: &[("aor", ALICE), ("expires", "120")],
-        auth: Some((ALICE, &password)),
-    }
-    .pass()
-    .await
-    .unwrap();
+    crate::sipp::register_phone(sip, mode, ALICE, port).await;
     assert_eq!(logins.next().await.unwrap().kind, EventKind::Added);
-    let phone = tokio::spawn(async move {
-        Run {
-            relay: sip,
-            scenario,
-            mode,
-            port,
-            keys: &[],
-            auth: None,
-        }
-        .pass()
-        .await
-    });
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !bound(mode, port) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let phone = crate::sipp::spawn_uas(sip, mode, port, scenario).await;
     Setup {
         _relay: relay,
         bob,

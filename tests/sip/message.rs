@@ -111,15 +111,6 @@ async fn messages_are_accepted_queued_or_refused_with_the_fitting_status() {
     assert_eq!(got.data["body"]["contentType"], "application/json");
 }
 
-/// True once something listens on `port` (the UAS sipp started).
-fn bound(mode: Mode, port: u16) -> bool {
-    if mode == TCP {
-        std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
-    } else {
-        std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
-    }
-}
-
 /// A sipp phone registers as alice, then a sipp UAS on its port answers bob's `im` SEND with
 /// `scenario`; returns the receipt's one delivery.
 async fn web_to_phone(mode: Mode, scenario: &'static str) -> serde_json::Value {
@@ -130,36 +121,10 @@ async fn web_to_phone(mode: Mode, scenario: &'static str) -> serde_json::Value {
     assert_eq!(logins.next().await.unwrap().kind, EventKind::State);
     let sip = relay.sip.unwrap();
     let port = free_port();
-    let password = format!("pw-{ALICE}");
-    Run {
-        relay: sip,
-        scenario: "register",
-        mode,
-        port,
-        keys: &[("aor", ALICE), ("expires", "120")],
-        auth: Some((ALICE, &password)),
-    }
-    .pass()
-    .await
-    .unwrap();
+    crate::sipp::register_phone(sip, mode, ALICE, port).await;
     let added = logins.next().await.unwrap();
     assert_eq!(added.kind, EventKind::Added);
-    let phone = tokio::spawn(async move {
-        Run {
-            relay: sip,
-            scenario,
-            mode,
-            port,
-            keys: &[],
-            auth: None,
-        }
-        .pass()
-        .await
-    });
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !bound(mode, port) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let phone = crate::sipp::spawn_uas(sip, mode, port, scenario).await;
     let receipt = bob
         .request(
             "SEND",

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-use restsip_e2e::{Relay, WAIT};
+use restsip_e2e::Relay;
 
 use crate::sipp::{free_port, Run, UDP};
 
@@ -22,18 +22,7 @@ async fn two_phones() -> (Relay, SocketAddr, u16, u16) {
     for user in [ALICE, BOB] {
         relay.user(user).await.unwrap();
         let port = free_port();
-        let password = format!("pw-{user}");
-        Run {
-            relay: sip,
-            scenario: "register",
-            mode: UDP,
-            port,
-            keys: &[("aor", user), ("expires", "120")],
-            auth: Some((user, &password)),
-        }
-        .pass()
-        .await
-        .unwrap();
+        crate::sipp::register_phone(sip, UDP, user, port).await;
         ports.push(port);
     }
     (relay, sip, ports[0], ports[1])
@@ -42,24 +31,7 @@ async fn two_phones() -> (Relay, SocketAddr, u16, u16) {
 /// Runs `callee` on bob's phone and, once it listens, `caller` on alice's; both must pass.
 async fn call(caller: &'static str, callee: &'static str, keys: &'static [(&str, &str)]) {
     let (_relay, sip, alice, bob) = two_phones().await;
-    let uas = tokio::spawn(async move {
-        Run {
-            relay: sip,
-            scenario: callee,
-            mode: UDP,
-            port: bob,
-            keys: &[],
-            auth: None,
-        }
-        .pass()
-        .await
-    });
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while std::net::UdpSocket::bind(("127.0.0.1", bob)).is_ok()
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let uas = crate::sipp::spawn_uas(sip, UDP, bob, callee).await;
     let uac = Run {
         relay: sip,
         scenario: caller,

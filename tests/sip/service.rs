@@ -332,14 +332,6 @@ async fn a_configured_http_endpoint_serves_its_namespace() {
     assert!(res.starts_with("SIP/2.0 501 "), "{res}");
 }
 
-fn bound(mode: crate::sipp::Mode, port: u16) -> bool {
-    if mode == TCP {
-        std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
-    } else {
-        std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
-    }
-}
-
 /// Runs the sipp UAS `scenario` on a free port and POSTs `/service` to it with `extra` fields;
 /// returns the HTTP status and body.
 async fn service_to_sipp(
@@ -351,22 +343,7 @@ async fn service_to_sipp(
 ) -> (u16, serde_json::Value) {
     let port = free_port();
     let sip = relay.sip.unwrap();
-    let uas = tokio::spawn(async move {
-        Run {
-            relay: sip,
-            scenario,
-            mode,
-            port,
-            keys: &[],
-            auth: None,
-        }
-        .pass()
-        .await
-    });
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !bound(mode, port) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let uas = crate::sipp::spawn_uas(sip, mode, port, scenario).await;
     let mut body = json!({
         "uri": format!("sip:quotes@127.0.0.1:{port}"),
         "body": call("Some-URI", "GetLastTradePrice", "<symbol>DIS</symbol>"),

@@ -90,3 +90,56 @@ impl Run<'_> {
         Ok(())
     }
 }
+
+/// True once something listens on `port` (a UAS sipp started).
+fn bound(mode: Mode, port: u16) -> bool {
+    if mode == TCP {
+        TcpListener::bind(("127.0.0.1", port)).is_err()
+    } else {
+        UdpSocket::bind(("127.0.0.1", port)).is_err()
+    }
+}
+
+/// Registers a sipp phone for `aor` from `port` (password `pw-{aor}`, as the harness signs
+/// users up), for two minutes.
+pub(crate) async fn register_phone(relay: SocketAddr, mode: Mode, aor: &str, port: u16) {
+    let password = format!("pw-{aor}");
+    Run {
+        relay,
+        scenario: "register",
+        mode,
+        port,
+        keys: &[("aor", aor), ("expires", "120")],
+        auth: Some((aor, &password)),
+    }
+    .pass()
+    .await
+    .unwrap();
+}
+
+/// Starts the sipp UAS `scenario` on `port` and returns once it listens; the handle ends with
+/// the scenario's outcome.
+pub(crate) async fn spawn_uas(
+    relay: SocketAddr,
+    mode: Mode,
+    port: u16,
+    scenario: &'static str,
+) -> tokio::task::JoinHandle<Result<()>> {
+    let uas = tokio::spawn(async move {
+        Run {
+            relay,
+            scenario,
+            mode,
+            port,
+            keys: &[],
+            auth: None,
+        }
+        .pass()
+        .await
+    });
+    let deadline = tokio::time::Instant::now() + restsip_e2e::WAIT;
+    while !bound(mode, port) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    uas
+}
