@@ -42,11 +42,7 @@ async fn sse_resumes_after_a_reconnect_without_missing_or_repeating() {
         (EventKind::Removed, Some(first))
     );
     assert!(added.id > seen.id && removed.id > added.id);
-    assert!(stream
-        .next_within(std::time::Duration::from_millis(300))
-        .await
-        .unwrap()
-        .is_none());
+    stream.assert_quiet().await;
 }
 
 #[tokio::test]
@@ -76,11 +72,7 @@ async fn an_inbox_resumes_from_the_last_message_seen() {
     assert_eq!(stream.next().await.unwrap().kind, EventKind::State);
     assert_eq!(stream.next().await.unwrap().data["body"]["n"], 2);
     assert_eq!(stream.next().await.unwrap().data["body"]["n"], 3);
-    assert!(stream
-        .next_within(std::time::Duration::from_millis(300))
-        .await
-        .unwrap()
-        .is_none());
+    stream.assert_quiet().await;
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 use restsip_e2e::receiver::Receiver;
 use restsip_e2e::Relay;
 use restsip_protocol::EventKind;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::webhooks::{hook, until};
 
@@ -161,21 +161,7 @@ async fn kill_dash_nine_with_deliveries_pending_loses_nothing() {
     inbox.answer(200);
 
     // What was stored before the kill arrives first, in order, then the resource resumes.
-    let mut got = Vec::new();
-    let mut last = 0;
-    loop {
-        let d = logins.next_accepted().await.unwrap();
-        assert!(d.event.id > last, "in order");
-        last = d.event.id;
-        let presence = match d.event.kind {
-            EventKind::State => d.event.data[0]["presence"].clone(),
-            _ => d.event.data["presence"].clone(),
-        };
-        got.push((d.event.kind, presence.clone()));
-        if presence == 99 {
-            break;
-        }
-    }
+    let got = presences_until(&mut logins, 99).await;
     assert_eq!(
         got[..5],
         [
@@ -188,15 +174,10 @@ async fn kill_dash_nine_with_deliveries_pending_loses_nothing() {
         ],
         "{got:?}"
     );
-    let mut messages = Vec::new();
-    while messages.len() < 5 {
-        let d = inbox.next_accepted().await.unwrap();
-        assert!(d.signed_with(&secret));
-        if d.event.kind == EventKind::Message {
-            messages.push(d.event.data["body"]["n"].as_i64().unwrap());
-        }
-    }
-    assert_eq!(messages, vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        messages(&mut inbox, 5, Some(secret.as_str())).await,
+        vec![0, 1, 2, 3, 4]
+    );
     // And the inbox webhook is subscribed again: a SEND now is delivered to it.
     let receipt = alice
         .request("SEND", &bob_inbox, Some(json!({"n": 5})))
@@ -251,29 +232,8 @@ async fn a_full_outbox_pauses_the_webhook_and_it_resumes_without_loss() {
     // The targets recover: the webhooks resume after their last stored event; nothing is lost.
     inbox.answer(200);
     logins.answer(200);
-    let mut messages = Vec::new();
-    while messages.len() < 4 {
-        let d = inbox.next_accepted().await.unwrap();
-        if d.event.kind == EventKind::Message {
-            messages.push(d.event.data["body"]["n"].as_i64().unwrap());
-        }
-    }
-    assert_eq!(messages, vec![0, 1, 2, 3]);
-    let mut seen = Vec::new();
-    let mut last = 0;
-    loop {
-        let d = logins.next_accepted().await.unwrap();
-        assert!(d.event.id > last, "in order");
-        last = d.event.id;
-        let presence = match d.event.kind {
-            EventKind::State => d.event.data[0]["presence"].clone(),
-            _ => d.event.data["presence"].clone(),
-        };
-        seen.push((d.event.kind, presence.clone()));
-        if presence == 3 {
-            break;
-        }
-    }
+    assert_eq!(messages(&mut inbox, 4, None).await, vec![0, 1, 2, 3]);
+    let seen = presences_until(&mut logins, 3).await;
     assert_eq!(
         seen[..3],
         [
@@ -292,4 +252,40 @@ async fn a_full_outbox_pauses_the_webhook_and_it_resumes_without_loss() {
         ],
         "{seen:?}"
     );
+}
+
+/// The `n` field of the next `count` messages delivered to `rx` (each signed with `secret` when
+/// given), skipping other events.
+async fn messages(rx: &mut Receiver, count: usize, secret: Option<&str>) -> Vec<i64> {
+    let mut got = Vec::new();
+    while got.len() < count {
+        let d = rx.next_accepted().await.unwrap();
+        if let Some(secret) = secret {
+            assert!(d.signed_with(secret));
+        }
+        if d.event.kind == EventKind::Message {
+            got.push(d.event.data["body"]["n"].as_i64().unwrap());
+        }
+    }
+    got
+}
+
+/// The kind and presence of each login event delivered to `rx`, checked to arrive in order,
+/// up to the one that reports presence `last`.
+async fn presences_until(rx: &mut Receiver, last: i64) -> Vec<(EventKind, Value)> {
+    let mut got = Vec::new();
+    let mut previous = 0;
+    loop {
+        let d = rx.next_accepted().await.unwrap();
+        assert!(d.event.id > previous, "in order");
+        previous = d.event.id;
+        let presence = match d.event.kind {
+            EventKind::State => d.event.data[0]["presence"].clone(),
+            _ => d.event.data["presence"].clone(),
+        };
+        got.push((d.event.kind, presence.clone()));
+        if presence == last {
+            return got;
+        }
+    }
 }

@@ -429,6 +429,16 @@ impl EventStream {
         }
     }
 
+    /// Panics if an event arrives within 300 ms: what a test checks after the last event it
+    /// expects, so a duplicate or stray event fails it.
+    pub async fn assert_quiet(&mut self) {
+        let stray = self
+            .next_within(Duration::from_millis(300))
+            .await
+            .expect("the stream broke");
+        assert!(stray.is_none(), "unexpected event {stray:?}");
+    }
+
     /// True when the server ends the stream within [`WAIT`] without another event.
     pub async fn ends(&mut self) -> Result<bool> {
         match tokio::time::timeout(WAIT, self.next_inner()).await {
