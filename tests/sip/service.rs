@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, StatusCode};
 use restsip_e2e::{Relay, WAIT};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::net::UdpSocket;
 
 use crate::sipp::{free_port, Run, TCP, UDP};
@@ -23,17 +23,43 @@ fn call(namespace: &str, method: &str, params: &str) -> String {
     )
 }
 
-/// Sends a SERVICE over UDP and returns the final response's text.
+/// Sends a SERVICE for `sip:127.0.0.1` from bob over UDP and returns the final response's text.
 async fn service(relay: &Relay, content_type: Option<&str>, body: &str, extra: &str) -> String {
+    let ct = content_type.map_or(String::new(), |c| format!("Content-Type: {c}\r\n"));
+    exchange(
+        relay.sip.unwrap(),
+        "127.0.0.1",
+        "bob@example.net",
+        &format!("{ct}{extra}"),
+        body,
+    )
+    .await
+}
+
+/// Sends a SOAP SERVICE from carol over UDP to `sip:{user}` and returns the final response's
+/// text.
+async fn service_to_user(sip: SocketAddr, user: &str, body: &str) -> String {
+    exchange(
+        sip,
+        user,
+        "carol@example.net",
+        "Content-Type: text/xml\r\n",
+        body,
+    )
+    .await
+}
+
+/// Sends `SERVICE sip:{target}` from `from` with the `headers` given (each ending in CRLF) and
+/// `body` over UDP, and returns the final response's text.
+async fn exchange(sip: SocketAddr, target: &str, from: &str, headers: &str, body: &str) -> String {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    socket.connect(relay.sip.unwrap()).await.unwrap();
+    socket.connect(sip).await.unwrap();
     let port = socket.local_addr().unwrap().port();
     let id = format!("svc-{:x}", rand_id());
-    let ct = content_type.map_or(String::new(), |c| format!("Content-Type: {c}\r\n"));
     let msg = format!(
-        "SERVICE sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{id};rport\r\n\
-         Max-Forwards: 70\r\nTo: <sip:127.0.0.1>\r\nFrom: <sip:bob@example.net>;tag=t\r\n\
-         Call-ID: {id}\r\nCSeq: 7 SERVICE\r\n{ct}{extra}Content-Length: {}\r\n\r\n{body}",
+        "SERVICE sip:{target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{id};rport\r\n\
+         Max-Forwards: 70\r\nTo: <sip:{target}>\r\nFrom: <sip:{from}>;tag=t\r\n\
+         Call-ID: {id}\r\nCSeq: 7 SERVICE\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     socket.send(msg.as_bytes()).await.unwrap();
@@ -367,16 +393,8 @@ async fn post_service_reaches_a_sip_soap_service_over_udp_and_tcp() {
     for mode in [UDP, TCP] {
         let (status, res) = service_to_sipp(&relay, &bob, mode, "service-uas", json!({})).await;
         assert_eq!(status, 200, "{res}");
-        assert_eq!(res["outcome"], "response", "{res}");
-        assert_eq!(res["status"], 200, "{res}");
+        assert_priced(&res, "34.5");
         assert_eq!(res["content_type"], "text/xml", "{res}");
-        assert!(
-            res["body"]
-                .as_str()
-                .unwrap()
-                .contains("<Price>34.5</Price>"),
-            "{res}"
-        );
 
         let (status, res) =
             service_to_sipp(&relay, &bob, mode, "service-uas-fault", json!({})).await;
@@ -392,9 +410,7 @@ async fn post_service_reaches_a_sip_soap_service_over_udp_and_tcp() {
 
         let (status, res) = service_to_sipp(&relay, &bob, mode, "service-uas-501", json!({})).await;
         assert_eq!(status, 200, "{res}");
-        assert_eq!(res["outcome"], "not-implemented", "{res}");
-        assert_eq!(res["status"], 501, "{res}");
-        assert_eq!(res["allow"], "INVITE, ACK, CANCEL, BYE, OPTIONS", "{res}");
+        assert_not_implemented(&res, 501);
     }
 }
 
@@ -407,21 +423,12 @@ async fn post_service_probes_with_options_first_when_asked() {
         let (status, res) =
             service_to_sipp(&relay, &bob, mode, "service-uas-probe", probe.clone()).await;
         assert_eq!(status, 200, "{res}");
-        assert_eq!(res["outcome"], "response", "{res}");
-        assert!(
-            res["body"]
-                .as_str()
-                .unwrap()
-                .contains("<Price>34.5</Price>"),
-            "{res}"
-        );
+        assert_priced(&res, "34.5");
 
         let (status, res) =
             service_to_sipp(&relay, &bob, mode, "service-uas-probe-no", probe).await;
         assert_eq!(status, 200, "{res}");
-        assert_eq!(res["outcome"], "not-implemented", "{res}");
-        assert_eq!(res["status"], 200, "the OPTIONS answer: {res}");
-        assert_eq!(res["allow"], "INVITE, ACK, CANCEL, BYE, OPTIONS", "{res}");
+        assert_not_implemented(&res, 200);
     }
 }
 
@@ -432,14 +439,7 @@ async fn post_service_answers_a_digest_challenge() {
     let auth = json!({"auth": {"username": "svc", "password": "s3cret"}});
     let (status, res) = service_to_sipp(&relay, &bob, UDP, "service-uas-auth", auth).await;
     assert_eq!(status, 200, "{res}");
-    assert_eq!(res["outcome"], "response", "{res}");
-    assert!(
-        res["body"]
-            .as_str()
-            .unwrap()
-            .contains("<Price>35.0</Price>"),
-        "{res}"
-    );
+    assert_priced(&res, "35.0");
     let wrong = json!({"auth": {"username": "svc", "password": "nope"}});
     let (_, res) = service_to_sipp(&relay, &bob, UDP, "service-uas-auth", wrong).await;
     assert_eq!(res["outcome"], "failed", "{res}");
@@ -517,32 +517,6 @@ async fn post_service_refuses_what_it_cannot_send() {
         .await
         .unwrap();
     assert_eq!(res.status, 422, "{}", res.body);
-}
-
-/// Sends a SERVICE over UDP to `sip:{user}@127.0.0.1`.
-async fn service_to_user(sip: SocketAddr, user: &str, body: &str) -> String {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    socket.connect(sip).await.unwrap();
-    let port = socket.local_addr().unwrap().port();
-    let id = format!("web-{:x}", rand_id());
-    let msg = format!(
-        "SERVICE sip:{user} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{id};rport\r\n\
-         Max-Forwards: 70\r\nTo: <sip:{user}>\r\nFrom: <sip:carol@example.net>;tag=t\r\n\
-         Call-ID: {id}\r\nCSeq: 1 SERVICE\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    socket.send(msg.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        let n = tokio::time::timeout(WAIT, socket.recv(&mut buf))
-            .await
-            .unwrap_or_else(|_| panic!("no answer to SERVICE {id}"))
-            .unwrap();
-        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        if text.contains(&format!("Call-ID: {id}\r\n")) && !text.starts_with("SIP/2.0 1") {
-            return text;
-        }
-    }
 }
 
 #[tokio::test]
@@ -641,4 +615,20 @@ async fn a_web_client_serves_a_namespace_over_its_websocket() {
         res.starts_with("SIP/2.0 501 "),
         "after the page left: {res}"
     );
+}
+
+/// `res` (a POST /service result) is the stock quote's response with `price`.
+fn assert_priced(res: &Value, price: &str) {
+    assert_eq!(res["outcome"], "response", "{res}");
+    assert_eq!(res["status"], 200, "{res}");
+    let body = res["body"].as_str().unwrap_or_default();
+    assert!(body.contains(&format!("<Price>{price}</Price>")), "{res}");
+}
+
+/// `res` says the peer does not implement SERVICE: it answered `status` with the Allow of the
+/// sipp scenarios.
+fn assert_not_implemented(res: &Value, status: u16) {
+    assert_eq!(res["outcome"], "not-implemented", "{res}");
+    assert_eq!(res["status"], status, "{res}");
+    assert_eq!(res["allow"], "INVITE, ACK, CANCEL, BYE, OPTIONS", "{res}");
 }

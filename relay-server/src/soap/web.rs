@@ -235,6 +235,12 @@ mod tests {
             .expect("a call")
     }
 
+    /// Calls `urn:calc`'s Add at `user` with [`XML`], waiting `wait` for the page.
+    async fn add(web: &WebServers, user: &str, wait: Duration) -> Outcome {
+        web.call(user, &call_of(XML), &Caller::default(), XML, wait)
+            .await
+    }
+
     const XML: &str = "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>\
         <m:Add xmlns:m=\"urn:calc\"><a>1</a><b>2</b></m:Add></s:Body></s:Envelope>";
 
@@ -261,16 +267,7 @@ mod tests {
                 ));
             }
         });
-        let call = call_of(XML);
-        let out = web
-            .call(
-                "alice@example.net",
-                &call,
-                &Caller::default(),
-                XML,
-                Duration::from_secs(5),
-            )
-            .await;
+        let out = add(&web, "alice@example.net", Duration::from_secs(5)).await;
         match out {
             Outcome::Response(xml) => assert!(xml.contains("<sum>3</sum>"), "{xml}"),
             other => panic!("{other:?}"),
@@ -283,30 +280,13 @@ mod tests {
         let conn = web.connection();
         let (tx, _rx) = mpsc::channel(8);
         web.serve(conn, "a@x", "urn:calc", tx).expect("served");
-        let call = call_of(XML);
-        let out = web
-            .call(
-                "a@x",
-                &call,
-                &Caller::default(),
-                XML,
-                Duration::from_millis(50),
-            )
-            .await;
+        let out = add(&web, "a@x", Duration::from_millis(50)).await;
         assert!(
             matches!(&out, Outcome::Fault(x) if x.contains("in time")),
             "{out:?}"
         );
         web.drop_connection(conn);
-        let out = web
-            .call(
-                "a@x",
-                &call,
-                &Caller::default(),
-                XML,
-                Duration::from_millis(50),
-            )
-            .await;
+        let out = add(&web, "a@x", Duration::from_millis(50)).await;
         assert!(matches!(out, Outcome::Unknown { .. }));
         assert!(!web.reply(
             conn,
