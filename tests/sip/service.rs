@@ -62,6 +62,11 @@ async fn exchange(sip: SocketAddr, target: &str, from: &str, headers: &str, body
          Call-ID: {id}\r\nCSeq: 7 SERVICE\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
+    final_response(&socket, &msg, &id).await
+}
+
+/// Sends `msg` on `socket` and returns the text of the final response with Call-ID `id`.
+async fn final_response(socket: &UdpSocket, msg: &str, id: &str) -> String {
     socket.send(msg.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 65_536];
     loop {
@@ -126,6 +131,91 @@ async fn the_drafts_three_flows_over_udp_and_tcp() {
             .unwrap();
         }
     }
+}
+
+/// The draft's section 6 examples with their headers as written: RFC 2543 style (no branch, no
+/// Max-Forwards, bare To/From, `Call-ID:` without a space, a host with underscores). Only `;rport`
+/// is added to the Via so that the answer reaches this test's port, and the third request takes
+/// CSeq 2 because it reuses the first one's Call-ID ("SERVICE request with the same Call-ID MUST
+/// have increasing CSeq header values"). The bodies call the relay's built-in service.
+#[tokio::test]
+async fn the_drafts_example_messages_as_written() {
+    let relay = Relay::default().await.unwrap();
+    relay.user("jo@ubiquity.net").await.unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.connect(relay.sip.unwrap()).await.unwrap();
+    let draft = |host: &str, from: &str, call_id: &str, cseq: u32, body: &str| {
+        format!(
+            "SERVICE sip:{host} SIP/2.0\r\nTo: sip:{host}\r\nFrom: sip:{from}\r\n\
+             Call-ID:{call_id}\r\nCSeq: {cseq} SERVICE\r\nVia: SIP/2.0/UDP {from};rport\r\n\
+             Content-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let presence = |user: &str| {
+        call(
+            "urn:restsip:user",
+            "GetPresence",
+            &format!("<user>{user}</user>"),
+        )
+    };
+    let broker = "application_service_broker.ubiquity.net";
+
+    // Success: 200 with the SOAP response.
+    let ok = draft(
+        broker,
+        "proxy.ubiquity.net",
+        "648324@193.195.52.30",
+        1,
+        &presence("sip:jo@ubiquity.net"),
+    );
+    let res = final_response(&socket, &ok, "648324@193.195.52.30").await;
+    assert!(res.starts_with("SIP/2.0 200 OK\r\n"), "{res}");
+    assert!(
+        res.contains("\r\nTo: sip:application_service_broker.ubiquity.net;tag="),
+        "{res}"
+    );
+    assert!(res.contains("\r\nCSeq: 1 SERVICE\r\n"), "{res}");
+    assert!(res.contains("\r\nContent-Type: text/xml\r\n"), "{res}");
+    assert!(
+        body_of(&res).contains("<user>jo@ubiquity.net</user>"),
+        "{res}"
+    );
+
+    // A service the server does not offer: 501 Not Implemented.
+    let credit = call(
+        "Some-URI",
+        "GetCreditLimit",
+        "<user>sip:jo@ubiquity.net</user>",
+    );
+    let unknown = draft(
+        "application_service_broker.there.com",
+        "proxy.here.com",
+        "648324@112.33.58.22",
+        1,
+        &credit,
+    );
+    let res = final_response(&socket, &unknown, "648324@112.33.58.22").await;
+    assert!(res.starts_with("SIP/2.0 501 Not Implemented\r\n"), "{res}");
+
+    // The service fails: 500 with a SOAP Fault naming the unknown user.
+    let fails = draft(
+        broker,
+        "proxy.ubiquity.net",
+        "648324@193.195.52.30",
+        2,
+        &presence("sip:jo@gods.org"),
+    );
+    let res = final_response(&socket, &fails, "648324@193.195.52.30").await;
+    assert!(
+        res.starts_with("SIP/2.0 500 Server Internal Error\r\n"),
+        "{res}"
+    );
+    assert!(res.contains("\r\nCSeq: 2 SERVICE\r\n"), "{res}");
+    assert!(
+        body_of(&res).contains("<faultstring>404 Unknown User - sip:jo@gods.org</faultstring>"),
+        "{res}"
+    );
 }
 
 #[tokio::test]

@@ -96,10 +96,14 @@ fn check_host(host: &str) -> Result<(), UriError> {
             .map_err(|_| "bad IPv6 reference");
     }
     let labels = host.strip_suffix('.').unwrap_or(host);
+    // RFC 3261's hostname has letters, digits and inner hyphens only; an underscore is
+    // accepted as well, as DNS allows it and the SERVICE draft's own examples use one
+    // (`sip:application_service_broker.ubiquity.net`).
     let good = !labels.is_empty()
         && labels.split('.').all(|l| {
             !l.is_empty()
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         });
@@ -330,6 +334,8 @@ mod tests {
             "sip:example.com",
             "sip:%61lice@atlanta.com;maddr=239.255.255.1;ttl=15",
             "sip:user@example.com?Subject=hi&Priority=urgent",
+            // The SERVICE draft's examples (section 6) name such a host.
+            "sip:application_service_broker.ubiquity.net",
         ] {
             let uri = Uri::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(uri.to_string(), text);
@@ -367,6 +373,7 @@ mod tests {
             "sip:user@%zz",
             "<sip:user@example.com>",
             "sip:user@ex<ample.com",
+            "sip:user@-example.com",
             "1tel:123",
             "http:",
         ] {

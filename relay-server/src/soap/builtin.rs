@@ -86,7 +86,8 @@ impl Builtin {
         let user = user_param(call)?;
         let contacts = self.location.contacts(&user).await.map_err(|e| match e {
             crate::error::Error::NotFound(_) => {
-                Fault::new(FaultCode::Client, format!("no user {user}"))
+                // Worded as the fault of the SERVICE draft's third example.
+                Fault::new(FaultCode::Client, format!("404 Unknown User - sip:{user}"))
             }
             other => server_fault(&other),
         })?;
