@@ -114,6 +114,32 @@ pub struct Settings {
     /// Password for the upstream server's digest challenges.
     #[arg(long, env = "RESTSIP_SIP_UPSTREAM_PASSWORD", value_name = "PASSWORD")]
     pub sip_upstream_password: Option<String>,
+    /// A domain the upstream server serves: every user whose email is in it is registered
+    /// there (AOR `sip:{email}`, Contact the relay) while it has a live web login (repeatable;
+    /// in the file a list) [default: none].
+    #[arg(
+        long = "sip-upstream-domain",
+        env = "RESTSIP_SIP_UPSTREAM_DOMAIN",
+        value_name = "DOMAIN",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub sip_upstream_domain: Vec<String>,
+    /// Digest credentials of one user at the upstream server, as `EMAIL=USER:PASSWORD`; the
+    /// user is registered there too, whatever its domain (repeatable; in the file a list)
+    /// [default: none: the upstream user and password serve every user].
+    #[arg(
+        long = "sip-upstream-account",
+        env = "RESTSIP_SIP_UPSTREAM_ACCOUNT",
+        value_name = "EMAIL=USER:PASSWORD",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub sip_upstream_account: Vec<String>,
+    /// Lifetime the relay asks for its registrations at the upstream server, in seconds; each
+    /// is refreshed before it ends [default: 600].
+    #[arg(long, env = "RESTSIP_SIP_UPSTREAM_EXPIRES", value_name = "SECONDS")]
+    pub sip_upstream_expires: Option<u32>,
     /// A SOAP-over-HTTP endpoint serving the SERVICE requests whose method is in NAMESPACE, as
     /// `NAMESPACE=URL` (repeatable; in the file a list of such strings) [default: none].
     #[arg(
@@ -152,8 +178,32 @@ pub struct SipConfig {
 pub struct Upstream {
     /// Its `sip:` URI (a Route toward it; its host, port and transport are the next hop).
     pub uri: String,
-    /// Digest user name and password for its challenges.
+    /// Digest user name and password for its challenges (the trunk's, for every user).
     pub credentials: Option<(String, String)>,
+    /// Domains it serves: their users are registered there (lowercase).
+    pub domains: Vec<String>,
+    /// Per-user digest credentials there, by email (lowercase); these users are registered.
+    pub accounts: std::collections::HashMap<String, (String, String)>,
+    /// Lifetime asked for registrations there (s).
+    pub expires: u32,
+}
+
+impl Upstream {
+    /// Whether the relay registers `email` at the upstream server.
+    pub fn registers(&self, email: &str) -> bool {
+        let email = email.to_ascii_lowercase();
+        self.accounts.contains_key(&email)
+            || email
+                .rsplit_once('@')
+                .is_some_and(|(_, domain)| self.domains.iter().any(|d| d == domain))
+    }
+
+    /// The digest credentials `email` answers the upstream server's challenges with.
+    pub fn credentials_of(&self, email: &str) -> Option<&(String, String)> {
+        self.accounts
+            .get(&email.to_ascii_lowercase())
+            .or(self.credentials.as_ref())
+    }
 }
 
 impl std::fmt::Debug for Upstream {
@@ -161,8 +211,71 @@ impl std::fmt::Debug for Upstream {
         f.debug_struct("Upstream")
             .field("uri", &self.uri)
             .field("user", &self.credentials.as_ref().map(|c| &c.0))
+            .field("domains", &self.domains)
+            .field("accounts", &self.accounts.keys().collect::<Vec<_>>())
+            .field("expires", &self.expires)
             .finish_non_exhaustive()
     }
+}
+
+/// Registrations at the upstream server: which users, with which credentials, how long.
+#[derive(Debug, Default)]
+struct UpstreamUsers {
+    /// `--sip-upstream-domain` values.
+    domains: Vec<String>,
+    /// `--sip-upstream-account` values.
+    accounts: Vec<String>,
+    /// `--sip-upstream-expires`.
+    expires: Option<u32>,
+}
+
+/// Default lifetime of registrations at the upstream server.
+const UPSTREAM_EXPIRES: u32 = 600;
+
+/// Fills in the registration settings of `upstream`, checked.
+fn resolve_upstream_users(
+    upstream: Option<Upstream>,
+    users: UpstreamUsers,
+) -> anyhow::Result<Option<Upstream>> {
+    let Some(mut upstream) = upstream else {
+        anyhow::ensure!(
+            users.domains.is_empty() && users.accounts.is_empty() && users.expires.is_none(),
+            "sip-upstream-domain, sip-upstream-account and sip-upstream-expires need sip-upstream"
+        );
+        return Ok(None);
+    };
+    for domain in users.domains {
+        let d = domain.trim().to_ascii_lowercase();
+        anyhow::ensure!(
+            !d.is_empty()
+                && d.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.')),
+            "sip-upstream-domain: {domain:?} is not a domain name"
+        );
+        upstream.domains.push(d);
+    }
+    for entry in users.accounts {
+        let parsed = entry.split_once('=').and_then(|(email, creds)| {
+            let (user, password) = creds.split_once(':')?;
+            Some((email.trim(), user.trim(), password))
+        });
+        let Some((email, user, password)) = parsed.filter(|(e, u, p)| {
+            e.contains('@') && !u.is_empty() && !p.is_empty() && !u.contains(['"', '\\'])
+        }) else {
+            anyhow::bail!("sip-upstream-account: an entry is not EMAIL=USER:PASSWORD");
+        };
+        upstream.accounts.insert(
+            email.to_ascii_lowercase(),
+            (user.to_owned(), password.to_owned()),
+        );
+    }
+    let expires = users.expires.unwrap_or(UPSTREAM_EXPIRES);
+    anyhow::ensure!(
+        (10..=86_400).contains(&expires),
+        "sip-upstream-expires must be from 10 to 86400 seconds"
+    );
+    upstream.expires = expires;
+    Ok(Some(upstream))
 }
 
 /// The upstream setting, checked: a `sip:` URI without user part, credentials both or none.
@@ -199,7 +312,13 @@ fn resolve_upstream(
         (None, None) => None,
         _ => anyhow::bail!("sip-upstream-user and sip-upstream-password go together"),
     };
-    Ok(Some(Upstream { uri, credentials }))
+    Ok(Some(Upstream {
+        uri,
+        credentials,
+        domains: Vec::new(),
+        accounts: std::collections::HashMap::new(),
+        expires: UPSTREAM_EXPIRES,
+    }))
 }
 
 impl Default for SipConfig {
@@ -416,6 +535,22 @@ impl Config {
             cli.sip_upstream_user.or(file.sip_upstream_user),
             cli.sip_upstream_password.or(file.sip_upstream_password),
         )?;
+        sip.upstream = resolve_upstream_users(
+            sip.upstream,
+            UpstreamUsers {
+                domains: if cli.sip_upstream_domain.is_empty() {
+                    file.sip_upstream_domain
+                } else {
+                    cli.sip_upstream_domain
+                },
+                accounts: if cli.sip_upstream_account.is_empty() {
+                    file.sip_upstream_account
+                } else {
+                    cli.sip_upstream_account
+                },
+                expires: cli.sip_upstream_expires.or(file.sip_upstream_expires),
+            },
+        )?;
         let soap = resolve_soap(
             if cli.soap_service.is_empty() {
                 file.soap_service
@@ -590,6 +725,50 @@ mod tests {
             !format!("{with:?}").contains("\"p\""),
             "the password is not shown"
         );
+        let users = resolve_upstream_users(
+            Some(with),
+            UpstreamUsers {
+                domains: vec!["PBX.example.org".into()],
+                accounts: vec!["Dave@example.net=dave:s3:cret".into()],
+                expires: Some(60),
+            },
+        )
+        .expect("users")
+        .expect("some");
+        assert!(users.registers("carol@pbx.example.org"));
+        assert!(users.registers("dave@example.net"));
+        assert!(!users.registers("erin@example.net"));
+        assert_eq!(
+            users.credentials_of("dave@example.net"),
+            Some(&("dave".to_owned(), "s3:cret".to_owned()))
+        );
+        assert_eq!(
+            users.credentials_of("carol@pbx.example.org"),
+            Some(&("u".to_owned(), "p".to_owned()))
+        );
+        assert!(!format!("{users:?}").contains("s3:cret"));
+        let bad = |domains: Vec<String>, accounts: Vec<String>, expires| {
+            resolve_upstream_users(
+                resolve_upstream(Some("sip:x".into()), None, None).expect("upstream"),
+                UpstreamUsers {
+                    domains,
+                    accounts,
+                    expires,
+                },
+            )
+            .is_err()
+        };
+        assert!(bad(vec!["a b".into()], vec![], None));
+        assert!(bad(vec![], vec!["dave@example.net=dave".into()], None));
+        assert!(bad(vec![], vec![], Some(5)));
+        assert!(resolve_upstream_users(
+            None,
+            UpstreamUsers {
+                expires: Some(60),
+                ..UpstreamUsers::default()
+            }
+        )
+        .is_err());
     }
 
     #[test]

@@ -251,7 +251,8 @@ impl Inbox {
             id: self.bus.next_id().to_string(),
             deliveries: vec![Delivery {
                 contact: format!("sip:{email}"),
-                status: if (200..300).contains(&status.code) {
+                // A 1xx: a call is ringing (its answer comes as a message later).
+                status: if (100..300).contains(&status.code) {
                     DeliveryStatus::Delivered
                 } else {
                     DeliveryStatus::Failed

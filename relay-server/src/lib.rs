@@ -144,21 +144,36 @@ impl Relay {
                     .inbox
                     .set_hook(std::sync::Arc::new(invites.clone()));
                 let proxy = sip::proxy::Proxy::new(self.state.store.clone());
-                let core = sip_core(&self.state, &self.sip_config)
+                let mut core = sip_core(&self.state, &self.sip_config)
                     .with_services(self.soap)
                     .with_presence(presence.clone())
                     .with_invites(invites.clone())
                     .with_proxy(proxy.clone());
+                if self.sip_config.upstream.is_some() {
+                    core = core.with_upstream();
+                }
                 let listen = listeners.addr();
-                let (endpoint, tasks) = listeners.run(core, self.sip_config.max_message_bytes);
+                let (endpoint, mut tasks) = listeners.run(core, self.sip_config.max_message_bytes);
+                let upstream = self.sip_config.upstream.as_ref().and_then(|u| {
+                    sip::upstream::UpstreamSender::new(u, endpoint.downgrade(), listen)
+                        .map(std::sync::Arc::new)
+                });
+                if let Some(sender) = &upstream {
+                    // Users of the upstream's domains are registered there while logged in.
+                    if let Some(changes) = self.state.location.observe() {
+                        tasks.push(sip::upstream::Registrations::start(
+                            sender.clone(),
+                            self.state.store.clone(),
+                            changes,
+                        ));
+                    }
+                }
                 self.state
                     .inbox
                     .set_sip(std::sync::Arc::new(sip::call_out::SipSide {
                         im: sip::im::Outbound::new(endpoint.downgrade(), listen),
                         calls: invites.outgoing(),
-                        upstream: self.sip_config.upstream.as_ref().and_then(|u| {
-                            sip::upstream::UpstreamSender::new(u, endpoint.downgrade(), listen)
-                        }),
+                        upstream,
                     }));
                 presence.attach(endpoint.downgrade(), listen);
                 invites.attach(endpoint.downgrade(), listen);

@@ -35,6 +35,8 @@ pub struct Location {
     limits: Arc<Limits>,
     /// The contacts of active users, beside the store.
     cache: Arc<cache::ContactCache>,
+    /// Told the email of each user whose logins changed (the upstream registrations).
+    observer: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>>,
 }
 
 /// The API view of a contact.
@@ -58,6 +60,20 @@ impl Location {
             calls,
             limits,
             cache: Arc::default(),
+            observer: Arc::default(),
+        }
+    }
+
+    /// The emails of users whose logins change (added, refreshed, removed, expired) from now
+    /// on; None when someone observes already.
+    pub fn observe(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.observer.set(tx).ok().map(|()| rx)
+    }
+
+    fn changed(&self, email: &str) {
+        if let Some(tx) = self.observer.get() {
+            let _ = tx.send(email.to_owned());
         }
     }
 
@@ -178,6 +194,7 @@ impl Location {
 
     async fn gone(&self, record: &ContactRecord, reason: &str) -> Result<()> {
         let email = &record.email;
+        self.changed(email);
         let mut item = serde_json::to_value(contact_view(record, now_ms())).unwrap_or_default();
         item["reason"] = json!(reason);
         let state = self.state(email).await.ok();
@@ -201,6 +218,7 @@ impl Location {
     }
 
     async fn announce(&self, email: &str, kind: EventKind, record: &ContactRecord) -> Result<()> {
+        self.changed(email);
         let item = serde_json::to_value(contact_view(record, now_ms())).unwrap_or_default();
         let state = self.state(email).await?;
         self.bus

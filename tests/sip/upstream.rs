@@ -1,19 +1,35 @@
 //! The upstream SIP server (`--sip-upstream`): a real Kamailio (Debian package `kamailio`,
-//! config tests/sip/kamailio-upstream.cfg) with a sipp phone registered as
-//! carol@kamailio.test; a web user's `im` SEND to that address (not an account of the relay)
-//! goes out as a MESSAGE through Kamailio and the phone's 200 is the delivery's status.
+//! config tests/sip/kamailio-upstream.cfg, digest authentication on) with sipp phones
+//! registered there as carol@kamailio.test. The web user alice@kamailio.test is an account of
+//! the relay:
+//! - her `im` and `invite` SENDs to carol (not an account of the relay) go through Kamailio,
+//!   whose 407 the relay answers with the trunk or her own upstream credentials;
+//! - while she has a web login, the relay registers her at Kamailio (401 answered, refreshed
+//!   before it ends, removed when she logs out), so carol's MESSAGE and INVITE to her AOR there
+//!   reach her web streams.
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
+use std::time::Duration;
 
-use restsip_e2e::{Relay, WAIT};
-use serde_json::json;
+use restsip_e2e::{Client, EventStream, Relay, WAIT};
+use restsip_protocol::EventKind;
+use serde_json::{json, Value};
 
-use crate::sipp::{free_port, Run, UDP};
+use crate::sipp::{free_port, register_phone, spawn_uas, Mode, Run, TCP, UDP};
 
-const ALICE: &str = "alice@example.net";
+/// A web user: an account of the relay in Kamailio's domain.
+const ALICE: &str = "alice@kamailio.test";
+/// A sipp phone registered at Kamailio.
 const CAROL: &str = "carol@kamailio.test";
+/// Carol's password at Kamailio (as `register_phone` answers).
+const CAROL_PW: &str = "pw-carol@kamailio.test";
+
+const OFFER: &str = "v=0\r\no=webcaller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
+                     t=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
+const ANSWER: &str = "v=0\r\no=webanswer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
+                      t=0 0\r\nm=audio 40002 RTP/AVP 0\r\n";
 
 /// Kamailio in the foreground on `port`, in its own process group, stopped (with its worker
 /// processes) when dropped.
@@ -22,6 +38,8 @@ struct Kamailio {
     child: std::process::Child,
     /// Its pid file and config.
     _dir: tempfile::TempDir,
+    /// Where it listens (UDP and TCP).
+    addr: SocketAddr,
 }
 
 impl Drop for Kamailio {
@@ -35,7 +53,8 @@ impl Drop for Kamailio {
     }
 }
 
-async fn kamailio(port: u16) -> Kamailio {
+async fn kamailio() -> Kamailio {
+    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let template = include_str!("kamailio-upstream.cfg");
     let cfg = dir.path().join("kamailio.cfg");
@@ -54,69 +73,149 @@ async fn kamailio(port: u16) -> Kamailio {
         .spawn()
         .expect("running kamailio: install it with scripts/setup.sh (Debian package kamailio)");
     let deadline = tokio::time::Instant::now() + WAIT;
-    while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+    while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        || std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "kamailio did not start"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Kamailio { child, _dir: dir }
+    Kamailio {
+        child,
+        _dir: dir,
+        addr: ([127, 0, 0, 1], port).into(),
+    }
 }
 
-#[tokio::test]
-async fn a_web_user_messages_a_phone_registered_at_the_upstream_server() {
-    let kport = free_port();
-    let _kamailio = kamailio(kport).await;
-    let upstream: SocketAddr = ([127, 0, 0, 1], kport).into();
-    let phone = free_port();
+/// The next message's body on `inbox`, checking it is from `from`.
+async fn next_body(inbox: &mut EventStream, from: &str) -> Value {
+    loop {
+        let e = inbox.next().await.unwrap();
+        if e.kind == EventKind::Message {
+            assert_eq!(e.data["from"], from, "{}", e.data);
+            return e.data["body"].clone();
+        }
+    }
+}
+
+/// `user` logged in on the web with a live inbox stream: the login id and the stream.
+async fn web_login(user: &Client) -> (i64, EventStream) {
+    let email = user.email().to_owned();
+    let id = user.login(json!({})).await.unwrap();
+    let mut inbox = user
+        .sse(&format!("/login/{email}/{id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(inbox.next().await.unwrap().kind, EventKind::State);
+    (id, inbox)
+}
+
+/// Carol's phone runs `scenario` (a UAC through Kamailio) with `keys` once, from a fresh port.
+async fn carol_calls(kamailio: SocketAddr, mode: Mode, scenario: &str) -> anyhow::Result<()> {
     Run {
-        relay: upstream,
-        scenario: "register-plain",
-        mode: UDP,
-        port: phone,
-        keys: &[("aor", CAROL), ("expires", "120")],
-        auth: None,
+        relay: kamailio,
+        scenario,
+        mode,
+        port: free_port(),
+        keys: &[("from", CAROL), ("to", ALICE), ("text", "hello web")],
+        auth: Some((CAROL, CAROL_PW)),
     }
     .pass()
     .await
-    .unwrap();
-    let uas = tokio::spawn(async move {
-        Run {
-            relay: upstream,
-            scenario: "message-uas",
-            mode: UDP,
-            port: phone,
-            keys: &[],
-            auth: None,
+}
+
+/// Runs `scenario` until it passes: the relay's REGISTER (or its removal) at Kamailio happens
+/// a moment after the login changes.
+async fn eventually(kamailio: SocketAddr, mode: Mode, scenario: &str) {
+    let mut last = None;
+    for _ in 0..20 {
+        match carol_calls(kamailio, mode, scenario).await {
+            Ok(()) => return,
+            Err(e) => last = Some(e),
         }
-        .pass()
-        .await
-    });
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while std::net::UdpSocket::bind(("127.0.0.1", phone)).is_ok()
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let relay = Relay::start(&["--sip-upstream", &format!("sip:{upstream}")])
-        .await
-        .unwrap();
-    let alice = relay.user(ALICE).await.unwrap();
-    let r = alice
-        .request(
-            "SEND",
-            &format!("/login/{CAROL}"),
-            Some(json!({"command": "im", "text": "hello phone"})),
-        )
+    panic!("{scenario} never passed: {last:?}");
+}
+
+/// A SEND from `user` to `to`, expecting 200; the receipt.
+async fn send(user: &Client, to: &str, body: Value) -> Value {
+    let r = user
+        .request("SEND", &format!("/login/{to}"), Some(body))
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
-    let d = &r.body["deliveries"][0];
-    assert_eq!(d["contact"], format!("sip:{CAROL}"), "{}", r.body);
-    assert_eq!(d["status"], "delivered", "{}", r.body);
-    assert_eq!(d["sip"]["code"], 200, "{}", r.body);
+    r.body
+}
+
+/// Alice calls carol's phone (running upstream-invite-uas on `phone`) through Kamailio: the
+/// phone's 180 and 200 come back as `ringing` and `accept`, her `bye` is the phone's BYE.
+async fn alice_calls_carol(
+    alice: &Client,
+    inbox: &mut EventStream,
+    kamailio: SocketAddr,
+    mode: Mode,
+    phone: u16,
+) {
+    let uas = spawn_uas(kamailio, mode, phone, "upstream-invite-uas").await;
+    let receipt = send(
+        alice,
+        CAROL,
+        json!({"command": "invite", "sdp": OFFER, "id": 7}),
+    )
+    .await;
+    let d = &receipt["deliveries"][0];
+    assert_eq!(d["contact"], format!("sip:{CAROL}"), "{receipt}");
+    assert_eq!(d["status"], "delivered", "{receipt}");
+    let ringing = next_body(inbox, CAROL).await;
+    assert_eq!(ringing["command"], "ringing", "{ringing}");
+    assert_eq!(ringing["code"], 180, "{ringing}");
+    assert_eq!(ringing["id"], 7, "{ringing}");
+    let accept = next_body(inbox, CAROL).await;
+    assert_eq!(accept["command"], "accept", "{accept}");
+    assert!(
+        accept["sdp"].as_str().unwrap().contains("o=phoneanswer"),
+        "{accept}"
+    );
+    let bye = send(alice, CAROL, json!({"command": "bye", "id": 7})).await;
+    assert_eq!(bye["deliveries"][0]["status"], "delivered", "{bye}");
     uas.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_web_user_messages_and_calls_a_phone_registered_at_the_upstream_server() {
+    let kamailio = kamailio().await;
+    let upstream = kamailio.addr;
+    let phone = free_port();
+    register_phone(upstream, UDP, CAROL, phone).await;
+    let uas = spawn_uas(upstream, UDP, phone, "message-uas").await;
+    let relay = Relay::start(&[
+        "--sip-upstream",
+        &format!("sip:{upstream}"),
+        "--sip-upstream-user",
+        "relay",
+        "--sip-upstream-password",
+        "relay-pw",
+    ])
+    .await
+    .unwrap();
+    let alice = relay.user(ALICE).await.unwrap();
+    // Kamailio challenges requests from its domain (407); the trunk credentials answer it.
+    let r = send(
+        &alice,
+        CAROL,
+        json!({"command": "im", "text": "hello phone"}),
+    )
+    .await;
+    let d = &r["deliveries"][0];
+    assert_eq!(d["contact"], format!("sip:{CAROL}"), "{r}");
+    assert_eq!(d["status"], "delivered", "{r}");
+    assert_eq!(d["sip"]["code"], 200, "{r}");
+    uas.await.unwrap().unwrap();
+    let (_, mut inbox) = web_login(&alice).await;
+    alice_calls_carol(&alice, &mut inbox, upstream, UDP, phone).await;
     // Without an upstream, the same SEND is a 404.
     let plain = Relay::default().await.unwrap();
     let alice = plain.user(ALICE).await.unwrap();
@@ -129,4 +228,123 @@ async fn a_web_user_messages_a_phone_registered_at_the_upstream_server() {
         .await
         .unwrap();
     assert_eq!(r.status, 404, "{}", r.body);
+}
+
+#[tokio::test]
+async fn without_credentials_the_upstream_challenge_is_the_delivery_status() {
+    let kamailio = kamailio().await;
+    let relay = Relay::start(&["--sip-upstream", &format!("sip:{}", kamailio.addr)])
+        .await
+        .unwrap();
+    let alice = relay.user(ALICE).await.unwrap();
+    let r = send(&alice, CAROL, json!({"command": "im", "text": "hello"})).await;
+    let d = &r["deliveries"][0];
+    assert_eq!(d["status"], "failed", "{r}");
+    assert_eq!(d["sip"]["code"], 407, "{r}");
+}
+
+#[tokio::test]
+async fn a_phone_at_the_upstream_server_reaches_a_web_user_registered_there_over_udp() {
+    let kamailio = kamailio().await;
+    let upstream = kamailio.addr;
+    let relay = Relay::start(&[
+        "--sip-upstream",
+        &format!("sip:{upstream}"),
+        "--sip-upstream-user",
+        "relay",
+        "--sip-upstream-password",
+        "relay-pw",
+        "--sip-upstream-domain",
+        "kamailio.test",
+        "--sip-upstream-expires",
+        "10",
+    ])
+    .await
+    .unwrap();
+    let alice = relay.user(ALICE).await.unwrap();
+    // Not logged in: not registered at Kamailio.
+    carol_calls(upstream, UDP, "upstream-message-uac-404")
+        .await
+        .unwrap();
+    let (id, mut inbox) = web_login(&alice).await;
+    // Logged in: registered, so carol's MESSAGE to alice@kamailio.test reaches her stream.
+    eventually(upstream, UDP, "upstream-message-uac").await;
+    let im = next_body(&mut inbox, CAROL).await;
+    assert_eq!(im["command"], "im", "{im}");
+    assert_eq!(
+        im["text"].as_str().map(str::trim),
+        Some("hello web"),
+        "{im}"
+    );
+    // A call: the invite reaches her, her accept is the phone's 200 with her SDP, and the
+    // phone's BYE (along Kamailio's Record-Route) a bye message.
+    let call = tokio::spawn(carol_calls(upstream, UDP, "upstream-invite-uac"));
+    let invite = next_body(&mut inbox, CAROL).await;
+    assert_eq!(invite["command"], "invite", "{invite}");
+    assert!(
+        invite["sdp"].as_str().unwrap().contains("o=caller"),
+        "{invite}"
+    );
+    let receipt = send(
+        &alice,
+        CAROL,
+        json!({"command": "accept", "sdp": ANSWER, "id": invite["id"]}),
+    )
+    .await;
+    assert_eq!(receipt["deliveries"][0]["sip"]["code"], 200, "{receipt}");
+    // (Other call messages may come first: a "cancel" of the invite for her other logins.)
+    loop {
+        let body = next_body(&mut inbox, CAROL).await;
+        if body["command"] == "bye" {
+            break;
+        }
+        assert_ne!(body["command"], "reject", "{body}");
+    }
+    call.await.unwrap().unwrap();
+    // Past the 10 s the registration was granted: the relay refreshed it.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    carol_calls(upstream, UDP, "upstream-message-uac")
+        .await
+        .unwrap();
+    let im = next_body(&mut inbox, CAROL).await;
+    assert_eq!(
+        im["text"].as_str().map(str::trim),
+        Some("hello web"),
+        "{im}"
+    );
+    // Her last web login ends: the relay unregisters her there.
+    let r = alice
+        .request("DELETE", &format!("/login/{ALICE}/{id}"), None)
+        .await
+        .unwrap();
+    assert!(r.status < 300, "{} {}", r.status, r.body);
+    eventually(upstream, UDP, "upstream-message-uac-404").await;
+}
+
+#[tokio::test]
+async fn a_web_user_with_her_own_upstream_account_is_reached_and_calls_over_tcp() {
+    let kamailio = kamailio().await;
+    let upstream = kamailio.addr;
+    let phone = free_port();
+    register_phone(upstream, TCP, CAROL, phone).await;
+    let relay = Relay::start(&[
+        "--sip-upstream",
+        &format!("sip:{upstream};transport=tcp"),
+        "--sip-upstream-account",
+        &format!("{ALICE}=alice:alice-upstream-pw"),
+    ])
+    .await
+    .unwrap();
+    let alice = relay.user(ALICE).await.unwrap();
+    let (_, mut inbox) = web_login(&alice).await;
+    // Registered over TCP with her own credentials.
+    eventually(upstream, TCP, "upstream-message-uac").await;
+    let im = next_body(&mut inbox, CAROL).await;
+    assert_eq!(
+        im["text"].as_str().map(str::trim),
+        Some("hello web"),
+        "{im}"
+    );
+    // Her call to carol answers Kamailio's 407 with her credentials too.
+    alice_calls_carol(&alice, &mut inbox, upstream, TCP, phone).await;
 }

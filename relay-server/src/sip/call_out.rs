@@ -4,7 +4,9 @@
 //! the sender's inbox as SENDs from the callee: 180/183 `ringing`, 200 `accept` with the
 //! answer SDP (the relay sends the ACK, and cancels the other phones), 3xx–6xx `reject` with
 //! the code and reason. A SEND of `cancel` is a CANCEL, a SEND of `bye` a BYE; a BYE from the
-//! phone is a `bye` message.
+//! phone is a `bye` message. An `invite` SEND to an address that is not an account goes the
+//! same way through the upstream server (`--sip-upstream`), a 401/407 answered once; requests
+//! in the dialog follow the 2xx's Record-Route.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -42,6 +44,10 @@ enum Leg {
         remote: String,
         /// The phone's Contact: Request-URI of the relay's requests.
         target: String,
+        /// The route set (the 2xx's Record-Route reversed, else the INVITE's Route).
+        routes: Vec<String>,
+        /// The INVITE's CSeq number (BYE takes the next).
+        cseq: u32,
     },
 }
 
@@ -59,6 +65,20 @@ struct Call {
     leg: Leg,
     /// When it started (ms), to forget calls nobody ended.
     since: i64,
+}
+
+/// Where an INVITE goes.
+struct Target {
+    /// Request-URI.
+    uri: Uri,
+    /// The next hop.
+    peer: Peer,
+    /// Route values (a Path, the upstream server).
+    routes: Vec<String>,
+    /// The address called (To).
+    callee: String,
+    /// Digest credentials for a 401/407, if any.
+    credentials: Option<(String, String)>,
 }
 
 /// Calls from web users to phones; cheap to clone.
@@ -116,7 +136,7 @@ impl Outgoing {
     /// Sends an INVITE for an `invite` SEND body from `sender` to the phone `contact`; the
     /// status is the phone's first response (a 1xx counts as delivered).
     pub async fn invite(&self, sender: &str, contact: &ContactRecord, body: &Value) -> SipStatus {
-        let Some((weak, listen)) = self.inner.endpoint.get() else {
+        let Some((weak, _)) = self.inner.endpoint.get() else {
             return failed(503, "Service Unavailable");
         };
         let Some(endpoint) = weak.upgrade() else {
@@ -126,18 +146,72 @@ impl Outgoing {
         let Some((uri, peer)) = outgoing::contact_peer(contact, open) else {
             return failed(480, "Temporarily Unavailable (no usable contact address)");
         };
+        drop(endpoint);
+        let target = Target {
+            uri,
+            peer,
+            routes: outgoing::contact_routes(contact),
+            callee: contact.email.clone(),
+            credentials: None,
+        };
+        self.start(sender, target, body).await
+    }
+
+    /// Sends an INVITE for an `invite` SEND body from `sender` to `address`, which is not an
+    /// account here, through the upstream server (a 401/407 is answered once).
+    pub async fn invite_upstream(
+        &self,
+        sender: &str,
+        address: &str,
+        body: &Value,
+        upstream: &super::upstream::UpstreamSender,
+    ) -> SipStatus {
+        let Some(uri) = super::upstream::UpstreamSender::target(address) else {
+            return failed(404, "Not Found (not a SIP address)");
+        };
+        let Some(peer) = upstream.peer().await else {
+            return failed(
+                503,
+                "Service Unavailable (cannot resolve the upstream server)",
+            );
+        };
+        let target = Target {
+            uri,
+            peer,
+            routes: vec![upstream.route().to_owned()],
+            callee: address.to_owned(),
+            credentials: upstream.credentials_of(sender).cloned(),
+        };
+        self.start(sender, target, body).await
+    }
+
+    /// Sends the INVITE to `target` and follows its responses.
+    async fn start(&self, sender: &str, target: Target, body: &Value) -> SipStatus {
+        let Some((weak, listen)) = self.inner.endpoint.get() else {
+            return failed(503, "Service Unavailable");
+        };
+        let Some(endpoint) = weak.upgrade() else {
+            return failed(503, "Service Unavailable (SIP is stopping)");
+        };
         if self.lock().len() >= MAX_CALLS {
             return failed(503, "Service Unavailable (too many calls)");
         }
+        let Target {
+            uri,
+            peer,
+            routes,
+            callee,
+            credentials,
+        } = target;
         let local = outgoing::local_addr(*listen, peer.addr);
         let mut req = outgoing::request(Method::INVITE, uri, local, peer.transport);
-        for route in outgoing::contact_routes(contact) {
+        for route in routes {
             req.push("Route", route);
         }
         let from = format!("<sip:{}>;tag={}", sip_user(sender), outgoing::token());
         let call_id = format!("{}@{}", outgoing::token(), outgoing::host_port(local));
         req.push("From", from);
-        req.push("To", format!("<sip:{}>", sip_user(&contact.email)));
+        req.push("To", format!("<sip:{}>", sip_user(&callee)));
         req.push("Call-ID", call_id.clone());
         req.push("CSeq", "1 INVITE");
         let transport = if peer.transport.reliable() {
@@ -177,14 +251,20 @@ impl Outgoing {
             call_id.clone(),
             Call {
                 sender: sender.to_owned(),
-                callee: contact.email.clone(),
+                callee,
                 id,
                 peer,
                 leg: Leg::Ringing(req),
                 since: now_ms(),
             },
         );
-        let first = rx.recv().await;
+        let mut first = rx.recv().await;
+        if let Some(Outcome::Response(resp)) = &first {
+            if let Some(again) = self.authorize(&call_id, resp, credentials.as_ref()) {
+                rx = again;
+                first = rx.recv().await;
+            }
+        }
         let status = match &first {
             Some(Outcome::Response(resp)) => match &resp.start {
                 StartLine::Response { code, reason } => failed(*code, reason),
@@ -203,6 +283,45 @@ impl Outgoing {
             }
         });
         status
+    }
+
+    /// Sends the INVITE of a leg again with the answer to the challenge of `resp` (a 401 or
+    /// 407) and a new CSeq; the new transaction's outcomes.
+    fn authorize(
+        &self,
+        call_id: &str,
+        resp: &SipMessage,
+        credentials: Option<&(String, String)>,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<Outcome>> {
+        let (weak, listen) = self.inner.endpoint.get()?;
+        let mut calls = self.lock();
+        let call = calls.get_mut(call_id)?;
+        let Leg::Ringing(invite) = &call.leg else {
+            return None;
+        };
+        let StartLine::Request { uri, .. } = &invite.start else {
+            return None;
+        };
+        let answer = super::upstream::authorization(resp, credentials, uri, &Method::INVITE)?;
+        let seq = invite.cseq().map(|c| c.seq).unwrap_or(1) + 1;
+        let local = outgoing::local_addr(*listen, call.peer.addr);
+        let mut again = outgoing::request(Method::INVITE, uri.clone(), local, call.peer.transport);
+        for h in &invite.headers {
+            let skip = ["Via", "Max-Forwards", "CSeq", "Content-Type"];
+            if !skip.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
+                again.push(h.name.clone(), h.value.clone());
+            }
+        }
+        again.push("CSeq", format!("{seq} INVITE"));
+        again.push(answer.0, answer.1);
+        if let Some(t) = invite.header("Content-Type") {
+            again.push("Content-Type", t.to_owned());
+        }
+        again.body = invite.body.clone();
+        let endpoint = weak.upgrade()?;
+        let rx = endpoint.client().send(&again, call.peer)?;
+        call.leg = Leg::Ringing(again);
+        Some(rx)
     }
 
     /// Handles one response of a leg; true once the INVITE transaction is over.
@@ -273,17 +392,29 @@ impl Outgoing {
             .unwrap_or_default();
         let local = invite.header("From").unwrap_or_default().to_owned();
         let remote = resp.header("To").unwrap_or_default().to_owned();
+        let cseq = invite.cseq().map(|c| c.seq).unwrap_or(1);
+        // The route set (RFC 3261 §12.1.2): the Record-Route of the 2xx in reverse order; the
+        // INVITE's own Route (a Path, the upstream server) when there is none.
+        let mut routes: Vec<String> = resp
+            .headers_named("Record-Route")
+            .flat_map(super::headers::split_list)
+            .map(|r| r.trim().to_owned())
+            .collect();
+        routes.reverse();
+        if routes.is_empty() {
+            routes = invite.headers_named("Route").map(str::to_owned).collect();
+        }
         if let Some((weak, listen)) = self.inner.endpoint.get() {
             if let (Some(endpoint), Ok(uri)) = (weak.upgrade(), Uri::parse(&target)) {
                 let addr = outgoing::local_addr(*listen, call.peer.addr);
                 let mut ack = outgoing::request(Method::ACK, uri, addr, call.peer.transport);
-                for route in invite.headers_named("Route") {
-                    ack.push("Route", route.to_owned());
+                for route in &routes {
+                    ack.push("Route", route.clone());
                 }
                 ack.push("From", local.clone());
                 ack.push("To", remote.clone());
                 ack.push("Call-ID", call_id.to_owned());
-                ack.push("CSeq", "1 ACK");
+                ack.push("CSeq", format!("{cseq} ACK"));
                 endpoint.send_to(call.peer, Bytes::from(ack.to_bytes()));
             }
         }
@@ -291,6 +422,8 @@ impl Outgoing {
             local,
             remote,
             target,
+            routes,
+            cseq,
         };
         let (sender, callee, id) = (call.sender.clone(), call.callee.clone(), call.id.clone());
         calls
@@ -361,7 +494,8 @@ impl Outgoing {
                 cancel.push(name, v.to_owned());
             }
         }
-        cancel.push("CSeq", "1 CANCEL");
+        let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
+        cancel.push("CSeq", format!("{seq} CANCEL"));
         let peer = *peer;
         drop(calls);
         self.send(&cancel, peer)
@@ -384,6 +518,8 @@ impl Outgoing {
             local,
             remote,
             target,
+            routes,
+            cseq,
         } = call.leg
         else {
             return false;
@@ -396,10 +532,13 @@ impl Outgoing {
         };
         let addr = outgoing::local_addr(*listen, call.peer.addr);
         let mut bye = outgoing::request(Method::BYE, uri, addr, call.peer.transport);
+        for route in routes {
+            bye.push("Route", route);
+        }
         bye.push("From", local);
         bye.push("To", remote);
         bye.push("Call-ID", call_id.to_owned());
-        bye.push("CSeq", "2 BYE");
+        bye.push("CSeq", format!("{} BYE", cseq + 1));
         self.send(&bye, call.peer)
     }
 
@@ -484,8 +623,8 @@ pub struct SipSide {
     pub im: super::im::Outbound,
     /// INVITE.
     pub calls: Outgoing,
-    /// The upstream server for `im` SENDs to non-accounts, if configured.
-    pub upstream: Option<super::upstream::UpstreamSender>,
+    /// The upstream server for `im` and `invite` SENDs to non-accounts, if configured.
+    pub upstream: Option<std::sync::Arc<super::upstream::UpstreamSender>>,
 }
 
 #[async_trait::async_trait]
@@ -503,7 +642,17 @@ impl crate::inbox::SipDelivery for SipSide {
     }
 
     async fn upstream(&self, sender: &str, address: &str, body: &Value) -> Option<SipStatus> {
-        let upstream = self.upstream.as_ref().filter(|_| self.im.handles(body))?;
+        let upstream = self.upstream.as_ref()?;
+        if body.get("command").and_then(Value::as_str) == Some("invite") {
+            return Some(
+                self.calls
+                    .invite_upstream(sender, address, body, upstream)
+                    .await,
+            );
+        }
+        if !self.im.handles(body) {
+            return None;
+        }
         Some(upstream.message(sender, address, body).await)
     }
 }

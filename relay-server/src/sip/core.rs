@@ -66,6 +66,9 @@ pub struct Core {
     invites: Option<super::invite::Invites>,
     /// Proxying between phones; None leaves every request to the gateway.
     proxy: Option<super::proxy::Proxy>,
+    /// Whether users are registered at an upstream server: requests to the Contacts registered
+    /// there are for the users they name.
+    upstream: bool,
 }
 
 fn not_implemented() -> Reply {
@@ -90,7 +93,29 @@ impl Core {
             presence: None,
             invites: None,
             proxy: None,
+            upstream: false,
         }
+    }
+
+    /// Takes requests to the Contacts the relay registers at an upstream server
+    /// (`sip:{escaped email}@{relay}`) as requests for those users.
+    pub fn with_upstream(mut self) -> Self {
+        self.upstream = true;
+        self
+    }
+
+    /// A new request as the handlers see it: one for a Contact registered upstream gets the
+    /// user's `sip:{email}` as its Request-URI.
+    pub fn inbound(&self, mut req: SipMessage) -> SipMessage {
+        if !self.upstream {
+            return req;
+        }
+        if let StartLine::Request { uri, .. } = &mut req.start {
+            if let Some(user) = super::upstream::inbound(uri) {
+                *uri = user;
+            }
+        }
+        req
     }
 
     /// Proxies INVITE and MESSAGE for users whose logins are all phones, and requests routed

@@ -201,6 +201,7 @@ impl Endpoint {
             Received::Retransmission | Received::AckAbsorbed => return,
         }
         let top = via.to_string();
+        let req = self.inner.core.inbound(req);
         match self.inner.core.step(&req) {
             Step::Reply(reply) => {
                 self.respond(&req, &top, &key, to, reply);

@@ -82,6 +82,8 @@ struct Dialog {
     target: String,
     /// Where the INVITE came from: where the relay's requests go.
     peer: Peer,
+    /// The route set: the INVITE's Record-Route in order (RFC 3261 §12.1.1).
+    routes: Vec<String>,
     /// When the call was answered (ms), to forget calls nobody ended.
     since: i64,
 }
@@ -428,6 +430,11 @@ impl Invites {
                         remote: req.header("From").unwrap_or_default().to_owned(),
                         target,
                         peer,
+                        routes: req
+                            .headers_named("Record-Route")
+                            .flat_map(super::headers::split_list)
+                            .map(|r| r.trim().to_owned())
+                            .collect(),
                         since: now_ms(),
                     },
                 );
@@ -563,6 +570,9 @@ impl Invites {
         };
         let local = outgoing::local_addr(*listen, d.peer.addr);
         let mut bye = outgoing::request(Method::BYE, uri, local, d.peer.transport);
+        for route in d.routes {
+            bye.push("Route", route);
+        }
         bye.push("From", d.local);
         bye.push("To", d.remote);
         bye.push("Call-ID", call_id.to_owned());

@@ -93,6 +93,23 @@ pub fn build(
             value,
         });
     }
+    // A dialog-making response copies the Record-Route (RFC 3261 §12.1.1), so requests in the
+    // dialog pass the proxies that asked to stay on the path.
+    let dialog = matches!(
+        &request.start,
+        StartLine::Request { method, .. }
+            if method.as_str() == "INVITE" || method.as_str() == "SUBSCRIBE"
+    );
+    if dialog && (101..300).contains(&reply.code) {
+        for h in &request.headers {
+            if h.name.eq_ignore_ascii_case("Record-Route") {
+                headers.push(Header {
+                    name: Cow::Borrowed("Record-Route"),
+                    value: h.value.clone(),
+                });
+            }
+        }
+    }
     for (name, value) in &reply.headers {
         headers.push(Header {
             name: name.clone(),

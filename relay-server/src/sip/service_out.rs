@@ -193,13 +193,24 @@ pub(crate) async fn transact(
     Ok(None)
 }
 
-/// The Authorization value answering one `Digest` challenge, if it is one the relay can answer
-/// (MD5 or SHA-256, `qop=auth` or none).
+/// The Authorization value answering one `Digest` challenge to a SERVICE, if it is one the
+/// relay can answer (MD5 or SHA-256, `qop=auth` or none).
 pub(crate) fn respond(
     challenge: &str,
     username: &str,
     password: &str,
     uri: &Uri,
+) -> Option<String> {
+    respond_to(challenge, username, password, uri, &Method::SERVICE)
+}
+
+/// The Authorization value answering one `Digest` challenge to a `method` request for `uri`.
+pub(crate) fn respond_to(
+    challenge: &str,
+    username: &str,
+    password: &str,
+    uri: &Uri,
+    method: &Method,
 ) -> Option<String> {
     let (scheme, rest) = challenge.trim().split_once([' ', '\t'])?;
     if !scheme.eq_ignore_ascii_case("Digest") {
@@ -247,10 +258,10 @@ pub(crate) fn respond(
         creds.cnonce = Some(outgoing::token());
         creds.nc = Some("00000001".into());
         creds.qop = Some("auth".into());
-        creds.expected(algorithm, &key, Method::SERVICE.as_str())
+        creds.expected(algorithm, &key, method.as_str())
     } else {
         // RFC 2069 style, without qop.
-        let ha2 = algorithm.hash(format!("SERVICE:{digest_uri}").as_bytes());
+        let ha2 = algorithm.hash(format!("{}:{digest_uri}", method.as_str()).as_bytes());
         algorithm.hash(format!("{key}:{nonce}:{ha2}").as_bytes())
     };
     let quote = |s: &str| s.replace(['"', '\\'], "");
