@@ -7,20 +7,19 @@ use std::rc::Rc;
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
-use web_sys::BroadcastChannel;
 
 use crate::error::{ClientError, Result};
 use crate::events::Emitter;
-use crate::http::Http;
+use crate::http::{Http, Pending};
 use crate::invite::{IncomingInvite, Invitation, InviteState};
 use crate::js;
 use crate::socket::Connection;
 
 /// This client's login at the relay.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Login {
     /// Contact id.
-    pub(crate) id: i64,
+    pub(crate) id: f64,
     /// `/login/{email}/{id}`.
     pub(crate) url: String,
     /// Lifetime granted, seconds.
@@ -51,8 +50,8 @@ pub(crate) struct Shared {
     pub(crate) session_generation: Cell<u32>,
     /// The watch id of the inbox.
     pub(crate) inbox_watch: Cell<u32>,
-    /// The channel to the other tabs, with its handler.
-    pub(crate) channel: RefCell<Option<(BroadcastChannel, js::Handler)>>,
+    /// The BroadcastChannel to the other tabs, with its handler.
+    pub(crate) channel: RefCell<Option<(JsValue, js::Handler)>>,
     /// Releases the Web Lock this tab holds.
     pub(crate) release: RefCell<Option<Function>>,
     /// Invitations sent.
@@ -98,23 +97,25 @@ impl Shared {
         if to.starts_with('/') {
             to.to_owned()
         } else {
-            ["/login/", to].concat()
+            js::cat(&["/login/", to])
         }
     }
 
-    pub(crate) async fn send_to(&self, to: &str, body: &JsValue) -> Result<JsValue> {
-        self.http
-            .request("SEND", &Self::target(to), Some(body))
-            .await
+    /// SENDs `body` to a user or one login.
+    pub(crate) fn send_to(&self, to: &str, body: &JsValue) -> Pending {
+        self.http.request("SEND", &Self::target(to), Some(body))
     }
 
-    pub(crate) async fn join(&self, call: &str, session: &JsValue) -> Result<JsValue> {
-        let login = self.login().ok_or_else(ClientError::not_logged_in)?;
-        let body = js::object(&[("url", login.url.as_str().into())]);
+    /// Joins `call` with this login and `session`.
+    pub(crate) fn join(&self, call: &str, session: &JsValue) -> Pending {
+        let Some(login) = self.login() else {
+            return Pending::failed(ClientError::not_logged_in());
+        };
+        let body = js::object(&[("url", login.url.into())]);
         if !session.is_undefined() {
             js::set(&body, "session", session);
         }
-        self.http.request("POST", call, Some(&body)).await
+        self.http.request("POST", call, Some(&body))
     }
 
     /// A SEND reached this user: tell the page, and move invitations along.
@@ -125,7 +126,7 @@ impl Shared {
             js::get_str(&body, "command"),
             js::get_str(message, "from"),
             js::get_str(&body, "url"),
-            js::get_f64(&body, "id").map(|id| id as i64),
+            js::get_f64(&body, "id"),
         ) else {
             return;
         };
@@ -223,7 +224,7 @@ fn rejected(error: ClientError) -> Promise {
 }
 
 /// A boxed operation of the client.
-pub(crate) type Op = std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValue>>>>;
+pub(crate) type Op = js::Task<Result<JsValue>>;
 
 /// Runs an operation as a promise. Boxing makes every method share one instance of the
 /// promise glue instead of one per method, which keeps the module small.
@@ -231,14 +232,16 @@ pub(crate) fn promise(op: Op) -> Promise {
     future_to_promise(async move { op.await.map_err(JsValue::from) })
 }
 
+/// Runs a background task (a refresh loop, a reconnect), through the same boxed glue.
+pub(crate) fn spawn(task: js::Task<()>) {
+    wasm_bindgen_futures::spawn_local(task);
+}
+
 impl Client {
     /// One REST call as a promise: every simple method shares this one future type, which keeps
     /// the module small.
-    fn rest(&self, method: &'static str, path: String, body: Option<JsValue>) -> Promise {
-        let http = self.inner.http.clone();
-        promise(Box::pin(async move {
-            http.request(method, &path, body.as_ref()).await
-        }))
+    fn rest(&self, method: &str, path: String, body: Option<JsValue>) -> Promise {
+        promise(Box::pin(self.inner.http.request(method, &path, body.as_ref())))
     }
 }
 
@@ -299,17 +302,10 @@ impl Client {
     /// Signs up: `profile` may carry `name` and any application fields.
     #[wasm_bindgen(js_name = signUp, unchecked_return_type = "Promise<UserCreated>")]
     pub fn sign_up(&self, email: String, password: String, profile: JsValue) -> Promise {
-        let inner = self.inner.clone();
-        promise(Box::pin(async move {
-            let body: JsValue = if profile.is_object() {
-                js_sys::Object::assign(&js_sys::Object::new(), profile.unchecked_ref()).into()
-            } else {
-                js_sys::Object::new().into()
-            };
-            js::set(&body, "email", &email.into());
-            js::set(&body, "password", &password.into());
-            inner.http.request("POST", "/user", Some(&body)).await
-        }))
+        let body = js::copy(&profile);
+        js::set(&body, "email", &email.into());
+        js::set(&body, "password", &password.into());
+        self.rest("POST", "/user".into(), Some(body))
     }
 
     /// Logs in: checks the credentials, registers a login (shared by this origin's tabs unless
@@ -360,7 +356,7 @@ impl Client {
             Ok(js::object(&[
                 ("email", email.into()),
                 ("url", login.url.into()),
-                ("id", JsValue::from_f64(login.id as f64)),
+                ("id", JsValue::from_f64(login.id)),
                 ("expires", JsValue::from_f64(login.expires)),
                 (
                     "owner",
@@ -422,7 +418,7 @@ impl Client {
     #[wasm_bindgen(unchecked_return_type = "Promise<User>")]
     pub fn profile(&self, email: Option<String>) -> Promise {
         match email.or_else(|| self.inner.email()) {
-            Some(email) => self.rest("GET", ["/user/", &email].concat(), None),
+            Some(email) => self.rest("GET", js::cat(&["/user/", &email]), None),
             None => rejected(ClientError::not_logged_in()),
         }
     }
@@ -430,7 +426,7 @@ impl Client {
     /// The contacts (logins, with presence) of a user.
     #[wasm_bindgen(unchecked_return_type = "Promise<Contact[]>")]
     pub fn contacts(&self, email: String) -> Promise {
-        self.rest("GET", ["/login/", &email].concat(), None)
+        self.rest("GET", js::cat(&["/login/", &email]), None)
     }
 
     /// Watches an active resource (`/login/{email}`, `/call/{id}`, or a path like `user:EMAIL`
@@ -485,8 +481,9 @@ impl Client {
         let inner = self.inner.clone();
         promise(Box::pin(async move {
             // Unique enough among one caller's invitations: milliseconds plus a random tail.
-            let id = (js_sys::Date::now() % 1e9) as i64 * 1000
-                + (js_sys::Math::random() * 1000.0) as i64;
+            let now = js_sys::Date::now();
+            let id = (now - (now / 1e9).floor() * 1e9) * 1000.0
+                + (js_sys::Math::random() * 1000.0).floor();
             let peer = to
                 .strip_prefix("/login/")
                 .and_then(|p| p.split('/').next())
@@ -511,7 +508,7 @@ impl Client {
         let body = if info.is_object() {
             info
         } else {
-            js_sys::Object::new().into()
+            js::object(&[])
         };
         self.rest("POST", "/call".into(), Some(body))
     }
@@ -525,8 +522,7 @@ impl Client {
     /// Joins a call with this login and a session description (any JSON or string).
     #[wasm_bindgen(js_name = joinCall, unchecked_return_type = "Promise<ParticipantCreated>")]
     pub fn join_call(&self, url: String, session: JsValue) -> Promise {
-        let inner = self.inner.clone();
-        promise(Box::pin(async move { inner.join(&url, &session).await }))
+        promise(Box::pin(self.inner.join(&url, &session)))
     }
 
     /// Replaces my session description in a call (`participant` is its URL).
@@ -556,7 +552,7 @@ impl Client {
     pub fn leave_message(&self, email: String, message: JsValue) -> Promise {
         self.rest(
             "POST",
-            ["/user/", &email, "/message"].concat(),
+            js::cat(&["/user/", &email, "/message"]),
             Some(message),
         )
     }
@@ -565,7 +561,7 @@ impl Client {
     #[wasm_bindgen(unchecked_return_type = "Promise<MailMessage[]>")]
     pub fn messages(&self) -> Promise {
         match self.inner.email() {
-            Some(email) => self.rest("GET", ["/user/", &email, "/message"].concat(), None),
+            Some(email) => self.rest("GET", js::cat(&["/user/", &email, "/message"]), None),
             None => rejected(ClientError::not_logged_in()),
         }
     }
@@ -576,7 +572,7 @@ impl Client {
         match self.inner.email() {
             Some(email) => self.rest(
                 "DELETE",
-                ["/user/", &email, "/message/", &(id as i64).to_string()].concat(),
+                js::cat(&["/user/", &email, "/message/", &js::digits(id as u64)]),
                 None,
             ),
             None => rejected(ClientError::not_logged_in()),
@@ -589,11 +585,7 @@ impl Client {
     /// `{transport?: "udp" | "tcp", soap_action?, auth?: {username, password}}`.
     #[wasm_bindgen(unchecked_return_type = "Promise<ServiceResult>")]
     pub fn service(&self, uri: String, body: String, options: JsValue) -> Promise {
-        let request = if options.is_object() {
-            js_sys::Object::assign(&js_sys::Object::new(), options.unchecked_ref()).into()
-        } else {
-            js::object(&[])
-        };
+        let request = js::copy(&options);
         js::set(&request, "uri", &uri.into());
         js::set(&request, "body", &body.into());
         self.rest("POST", "/service".into(), Some(request))

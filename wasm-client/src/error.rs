@@ -7,7 +7,6 @@ use wasm_bindgen::prelude::*;
 use crate::js;
 
 /// A failed client operation.
-#[derive(Debug, Clone)]
 pub(crate) struct ClientError {
     /// Stable code.
     pub(crate) code: String,
@@ -18,9 +17,9 @@ pub(crate) struct ClientError {
 }
 
 impl ClientError {
-    pub(crate) fn new(code: &str, status: u16, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: &str, status: u16, message: &str) -> Self {
         Self {
-            code: code.to_owned(),
+            code: code.into(),
             status,
             message: message.into(),
         }
@@ -28,12 +27,20 @@ impl ClientError {
 
     /// The relay could not be reached (offline, refused, CORS).
     pub(crate) fn network(cause: &JsValue) -> Self {
-        let detail = js::get_str(cause, "message").unwrap_or_else(|| "fetch failed".into());
+        let detail = js::get_str(cause, "message");
         Self::new(
             "network",
             0,
-            format!("the relay could not be reached: {detail}"),
+            &js::cat(&[
+                "the relay could not be reached: ",
+                detail.as_deref().unwrap_or("fetch failed"),
+            ]),
         )
+    }
+
+    /// An answer polled again after it was taken (never, with `.await`).
+    pub(crate) fn gone() -> Self {
+        Self::new("internal", 0, "the answer was already taken")
     }
 
     /// The client is not logged in.
@@ -42,16 +49,20 @@ impl ClientError {
     }
 
     /// A bad argument from the page.
-    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: &str) -> Self {
         Self::new("invalid-argument", 0, message)
     }
 
     /// The error for an HTTP answer with a problem body (or none).
     pub(crate) fn from_problem(status: u16, problem: &JsValue) -> Self {
-        let code = js::get_str(problem, "code").unwrap_or_else(|| fallback_code(status).to_owned());
+        let code = js::get_str(problem, "code");
         let message = js::get_str(problem, "detail")
-            .unwrap_or_else(|| format!("the relay answered {status}"));
-        Self::new(&code, status, message)
+            .unwrap_or_else(|| js::cat(&["the relay answered ", &js::digits(status.into())]));
+        Self::new(
+            code.as_deref().unwrap_or_else(|| fallback_code(status)),
+            status,
+            &message,
+        )
     }
 }
 
@@ -62,12 +73,7 @@ fn fallback_code(status: u16) -> &'static str {
 
 impl From<ClientError> for JsValue {
     fn from(e: ClientError) -> Self {
-        let error = js_sys::Error::new(&e.message);
-        error.set_name("RestsipError");
-        let value: JsValue = error.into();
-        js::set(&value, "code", &JsValue::from_str(&e.code));
-        js::set(&value, "status", &JsValue::from(e.status));
-        value
+        js::error(&e.code, e.status, &e.message)
     }
 }
 

@@ -2,100 +2,103 @@
 //! problem+json answers turned into [`ClientError`]s.
 
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{Request, RequestInit, Response};
 
 use crate::error::{ClientError, Result};
 use crate::js;
 
 /// The relay's address and the credentials to use.
-#[derive(Debug)]
 pub(crate) struct Http {
     /// `https://relay.example` without a trailing slash; empty for the page's own origin.
     pub(crate) base: String,
-    /// `Basic ...` once logged in.
-    authorization: RefCell<Option<String>>,
+    /// `Basic ...` once logged in (undefined before).
+    authorization: RefCell<JsValue>,
 }
 
 impl Http {
     pub(crate) fn new(base: &str) -> Self {
         Self {
-            base: base.trim_end_matches('/').to_owned(),
-            authorization: RefCell::new(None),
+            base: base.trim_end_matches('/').into(),
+            authorization: RefCell::new(JsValue::UNDEFINED),
         }
     }
 
     /// Uses HTTP Basic with these credentials from now on.
     pub(crate) fn set_credentials(&self, email: &str, password: &str) {
-        let value = ["Basic ", &js::base64(&[email, ":", password].concat())].concat();
-        *self.authorization.borrow_mut() = Some(value);
+        let value = js::cat(&["Basic ", &js::base64(&js::cat(&[email, ":", password]))]);
+        *self.authorization.borrow_mut() = value.into();
     }
 
     /// Forgets the credentials.
     pub(crate) fn clear_credentials(&self) {
-        *self.authorization.borrow_mut() = None;
+        *self.authorization.borrow_mut() = JsValue::UNDEFINED;
     }
 
     /// The `ws://` or `wss://` URL of a path (relative bases use the page's origin).
     pub(crate) fn ws_url(&self, path: &str) -> String {
-        let base = if self.base.is_empty() {
-            js::get_str(&js::get(&js_sys::global(), "location"), "origin").unwrap_or_default()
-        } else {
-            self.base.clone()
-        };
-        let base = base
-            .replacen("https://", "wss://", 1)
-            .replacen("http://", "ws://", 1);
-        format!("{base}{path}")
+        js::ws_url(&self.base, path)
     }
 
     /// Sends `method path` with an optional JSON body; the parsed JSON answer (undefined for
-    /// 204), or the relay's problem as an error.
-    pub(crate) async fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&JsValue>,
-    ) -> Result<JsValue> {
-        let init = RequestInit::new();
-        init.set_method(method);
-        // No cookies are needed; and without credentials mode a browser never pops up its own
-        // password dialog on a 401 (the page shows the error instead).
-        init.set_credentials(web_sys::RequestCredentials::Omit);
-        let headers = web_sys::Headers::new().map_err(|e| ClientError::network(&e))?;
-        let _ = headers.set("accept", "application/json");
-        if let Some(auth) = self.authorization.borrow().as_ref() {
-            let _ = headers.set("authorization", auth);
-        }
-        if let Some(body) = body {
-            let text = js_sys::JSON::stringify(body)
-                .map_err(|_| ClientError::invalid("the body cannot be sent as JSON"))?;
-            let _ = headers.set("content-type", "application/json");
-            init.set_body(&text.into());
-        }
-        init.set_headers(&headers);
-        let url = [self.base.as_str(), &encode_path(path)].concat();
-        let request =
-            Request::new_with_str_and_init(&url, &init).map_err(|e| ClientError::network(&e))?;
-        let response: Response = js::fetch(&request)
-            .await
-            .map_err(|e| ClientError::network(&e))?;
-        let status = response.status();
-        let parsed = if status == 204 {
-            JsValue::UNDEFINED
-        } else {
-            match response.json() {
-                Ok(promise) => JsFuture::from(promise).await.unwrap_or(JsValue::UNDEFINED),
-                Err(_) => JsValue::UNDEFINED,
+    /// 204), or the relay's problem as an error. No cookies are sent; and without credentials
+    /// mode a browser never pops up its own password dialog on a 401 (the page shows the error
+    /// instead).
+    ///
+    /// Every REST call of the client goes through here, and the request is on its way when
+    /// this returns: the [`Pending`] answer is one small future shared by all callers.
+    pub(crate) fn request(&self, method: &str, path: &str, body: Option<&JsValue>) -> Pending {
+        let text = match body.map(js_sys::JSON::stringify) {
+            Some(Ok(text)) => text.into(),
+            Some(Err(_)) => {
+                return Pending::failed(ClientError::invalid("the body cannot be sent as JSON"))
             }
+            None => JsValue::UNDEFINED,
         };
-        if response.ok() {
-            Ok(parsed)
-        } else {
-            Err(ClientError::from_problem(status, &parsed))
-        }
+        let url = js::cat(&[&self.base, &encode_path(path)]);
+        let auth = self.authorization.borrow().clone();
+        Pending(Ok(js::fetch(&url, method, &auth, &text)))
+    }
+}
+
+/// The answer to a request: the parsed JSON body of a 2xx, or the error.
+pub(crate) struct Pending(std::result::Result<JsFuture, Option<ClientError>>);
+
+impl Pending {
+    /// A request that failed before it was sent.
+    pub(crate) fn failed(error: ClientError) -> Self {
+        Self(Err(Some(error)))
+    }
+}
+
+impl Future for Pending {
+    type Output = Result<JsValue>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<JsValue>> {
+        let answer = match &mut self.get_mut().0 {
+            Ok(fetch) => match Pin::new(fetch).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(answer) => answer,
+            },
+            Err(error) => return Poll::Ready(Err(error.take().unwrap_or_else(ClientError::gone))),
+        };
+        Poll::Ready(match answer {
+            // [status, parsed body?]
+            Ok(answer) => {
+                let status = js::get_f64(&answer, "0").unwrap_or(0.0) as u16;
+                let parsed = js::get(&answer, "1");
+                if (200..300).contains(&status) {
+                    Ok(parsed)
+                } else {
+                    Err(ClientError::from_problem(status, &parsed))
+                }
+            }
+            Err(cause) => Err(ClientError::network(&cause)),
+        })
     }
 }
 

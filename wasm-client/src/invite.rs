@@ -15,7 +15,7 @@ use crate::js;
 /// Shared state of one invitation (either side).
 pub(crate) struct InviteState {
     /// The application invite id.
-    pub(crate) id: i64,
+    pub(crate) id: f64,
     /// The other party's email.
     pub(crate) peer: String,
     /// The call URL.
@@ -29,7 +29,7 @@ pub(crate) struct InviteState {
 }
 
 impl InviteState {
-    pub(crate) fn new(id: i64, peer: &str, call: &str, state: &str) -> Rc<Self> {
+    pub(crate) fn new(id: f64, peer: &str, call: &str, state: &str) -> Rc<Self> {
         Rc::new(Self {
             id,
             peer: peer.to_owned(),
@@ -56,7 +56,7 @@ impl InviteState {
     }
 
     /// Whether this is the invitation (peer, call, id).
-    pub(crate) fn matches(&self, peer: &str, call: &str, id: i64) -> bool {
+    pub(crate) fn matches(&self, peer: &str, call: &str, id: f64) -> bool {
         self.peer == peer && self.call == call && self.id == id
     }
 
@@ -65,7 +65,7 @@ impl InviteState {
         js::object(&[
             ("command", command.into()),
             ("url", self.call.as_str().into()),
-            ("id", JsValue::from_f64(self.id as f64)),
+            ("id", JsValue::from_f64(self.id)),
         ])
     }
 }
@@ -88,7 +88,7 @@ impl Invitation {
     /// The invite id carried in the SEND bodies.
     #[wasm_bindgen(getter)]
     pub fn id(&self) -> f64 {
-        self.inner.id as f64
+        self.inner.id
     }
 
     /// The invited user's email.
@@ -152,7 +152,7 @@ impl IncomingInvite {
     /// The invite id.
     #[wasm_bindgen(getter)]
     pub fn id(&self) -> f64 {
-        self.inner.id as f64
+        self.inner.id
     }
 
     /// Who invites (email).

@@ -1,66 +1,179 @@
-//! The few browser bindings web-sys does not give in every context: global `fetch` and
-//! `setTimeout` (a page or a worker), Web Locks (unstable in web-sys), and a UTF-8 safe base64.
+//! The browser glue, kept small: one tiny JS module of shims (fetch with JSON, timers, the
+//! WebSocket and BroadcastChannel event handlers, Web Locks, localStorage, `Error` objects) so
+//! that each browser API costs one import instead of web-sys's several typed bindings and
+//! wasm-bindgen closures of each kind. No decision is taken here: what to send, when to retry,
+//! which error code, who owns the login — all of that stays in the Rust modules.
+//!
+//! Also the few string helpers the client needs, written so that no `core::fmt` formatting
+//! (`format!`, `to_string`, `concat`) is linked into the module.
+
+use std::future::Future;
+use std::pin::Pin;
 
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-#[wasm_bindgen(inline_js = "
+#[wasm_bindgen(inline_js = r#"
 export function locks_supported() {
-  return typeof BroadcastChannel !== 'undefined' && !!(globalThis.navigator && navigator.locks);
+  return typeof BroadcastChannel != "undefined" && !!(globalThis.navigator && navigator.locks);
 }
-export function lock_request(name, if_available, callback) {
-  return navigator.locks.request(name, { ifAvailable: if_available }, callback);
+export function lock(name, ifAvailable) {
+  return new Promise((granted) => navigator.locks.request(name, { ifAvailable }, (lock) =>
+    lock ? new Promise(granted) : granted(null)));
 }
-")]
+export function http(url, method, auth, body) {
+  const headers = { accept: "application/json" };
+  if (auth) headers.authorization = auth;
+  if (body != null) headers["content-type"] = "application/json";
+  return fetch(url, { method, headers, body, credentials: "omit" }).then((r) =>
+    r.status == 204 ? [204] : r.json().then((j) => [r.status, j], () => [r.status]));
+}
+export function delay(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+export function ws_url(base, path) {
+  const url = new URL(base + path, globalThis.location && location.href);
+  url.protocol = url.protocol == "https:" ? "wss:" : "ws:";
+  return url.href;
+}
+export function ws_open(url, handler) {
+  try {
+    const ws = new WebSocket(url);
+    ws.onopen = () => handler(true);
+    ws.onclose = () => handler(false);
+    ws.onmessage = (e) => { try { handler(JSON.parse(e.data)); } catch (_) {} };
+    return ws;
+  } catch (_) {
+    return null;
+  }
+}
+export function channel_open(name, handler) {
+  const channel = new BroadcastChannel(name);
+  channel.onmessage = (e) => handler(e.data);
+  return channel;
+}
+export function post(target, message) {
+  try {
+    target instanceof WebSocket ? target.send(JSON.stringify(message)) : target.postMessage(message);
+  } catch (_) {}
+}
+export function shut(target, keepHandlers) {
+  if (!keepHandlers) target.onopen = target.onclose = target.onmessage = null;
+  target.close();
+}
+export function stored(key) {
+  try { const v = localStorage.getItem(key); return v == null ? undefined : +v; } catch (_) {}
+}
+export function store(key, value) {
+  try { value == null ? localStorage.removeItem(key) : localStorage.setItem(key, value); } catch (_) {}
+}
+export function error(code, status, message) {
+  const e = new Error(message);
+  e.name = "RestsipError";
+  e.code = code;
+  e.status = status;
+  return e;
+}
+"#)]
 extern "C" {
     /// Whether tabs can share a login (BroadcastChannel and Web Locks exist).
     pub(crate) fn locks_supported() -> bool;
-    /// `navigator.locks.request(name, {ifAvailable}, callback)`.
-    pub(crate) fn lock_request(name: &str, if_available: bool, callback: &Function) -> Promise;
+    /// Requests the Web Lock `name`: resolves, once granted, to the function that releases it
+    /// (or to null when `if_available` and another tab holds it).
+    pub(crate) fn lock(name: &str, if_available: bool) -> Promise;
+    /// `fetch` with JSON: resolves to `[status, parsed body?]`, rejects on network failure.
+    fn http(url: &str, method: &str, auth: &JsValue, body: &JsValue) -> Promise;
+    fn delay(ms: u32) -> Promise;
+    /// The `ws:` / `wss:` URL of `base + path` (an empty base is the page's origin).
+    pub(crate) fn ws_url(base: &str, path: &str) -> String;
+    /// Opens a WebSocket: `handler(true)` when open, `handler(false)` when closed,
+    /// `handler(frame)` for every JSON frame. Null if the URL is refused.
+    pub(crate) fn ws_open(url: &str, handler: &Function) -> JsValue;
+    /// Opens a BroadcastChannel: `handler(data)` for every message.
+    pub(crate) fn channel_open(name: &str, handler: &Function) -> JsValue;
+    /// Sends on a WebSocket (as JSON) or posts on a BroadcastChannel.
+    pub(crate) fn post(target: &JsValue, message: &JsValue);
+    /// Closes a WebSocket or BroadcastChannel, silencing it unless `keep_handlers`.
+    pub(crate) fn shut(target: &JsValue, keep_handlers: bool);
+    /// A number kept in localStorage.
+    pub(crate) fn stored(key: &str) -> Option<f64>;
+    /// Keeps (or, with undefined, removes) a number in localStorage.
+    pub(crate) fn store(key: &str, value: &JsValue);
+    /// A `RestsipError`.
+    pub(crate) fn error(code: &str, status: u16, message: &str) -> JsValue;
 }
 
-#[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_name = fetch)]
-    fn fetch_request(request: &web_sys::Request) -> Promise;
-    #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout(callback: &Function, ms: i32) -> JsValue;
+/// Reports on the console what went wrong in a page handler (or, never expected, in Rust).
+pub(crate) fn report(what: &str, error: &JsValue) {
+    web_sys::console::error_2(&JsValue::from_str(&cat(&["restsip: ", what])), error);
 }
 
-/// A Rust closure installed as a DOM event handler.
+/// A JS callback into Rust (one closure type for every handler, so its glue exists once).
 pub(crate) type Handler = Closure<dyn FnMut(JsValue)>;
 
-/// `fetch(request)` in a page or a worker.
-pub(crate) async fn fetch(request: &web_sys::Request) -> Result<web_sys::Response, JsValue> {
-    JsFuture::from(fetch_request(request))
-        .await
-        .map(JsCast::unchecked_into)
+/// Wraps a Rust closure as a JS function.
+pub(crate) fn handler(f: Box<dyn FnMut(JsValue)>) -> Handler {
+    Closure::wrap(f)
+}
+
+/// A boxed task of the client.
+pub(crate) type Task<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// A JS promise as a future.
+pub(crate) fn wait(promise: Promise) -> JsFuture {
+    JsFuture::from(promise)
+}
+
+/// `fetch` with JSON in and out: resolves to `[status, parsed body?]`.
+pub(crate) fn fetch(url: &str, method: &str, auth: &JsValue, body: &JsValue) -> JsFuture {
+    wait(http(url, method, auth, body))
 }
 
 /// Resolves after `ms` milliseconds.
-pub(crate) async fn sleep(ms: u32) {
-    let promise = Promise::new(&mut |resolve, _| {
-        set_timeout(&resolve, i32::try_from(ms).unwrap_or(i32::MAX));
-    });
-    let _ = JsFuture::from(promise).await;
+pub(crate) fn sleep(ms: u32) -> JsFuture {
+    wait(delay(ms))
+}
+
+/// The strings joined (like `concat`, without the formatting machinery).
+pub(crate) fn cat(parts: &[&str]) -> String {
+    let mut out = String::new();
+    for part in parts {
+        out.push_str(part);
+    }
+    out
+}
+
+/// The decimal digits of `n`.
+pub(crate) fn digits(n: u64) -> String {
+    let mut out = String::new();
+    let mut div = 1u64;
+    while n / div >= 10 {
+        div *= 10;
+    }
+    loop {
+        out.push(char::from(b'0' + (n / div % 10) as u8));
+        if div == 1 {
+            return out;
+        }
+        div /= 10;
+    }
 }
 
 /// Standard base64 of the UTF-8 bytes of `text` (for HTTP Basic).
 pub(crate) fn base64(text: &str) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let bytes = text.as_bytes();
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
+        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let n = (byte(0) << 16) | (byte(1) << 8) | byte(2);
         for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(TABLE[((n >> (18 - 6 * i)) & 63) as usize]));
+            out.push(if i <= chunk.len() {
+                char::from(TABLE[((n >> (18 - 6 * i)) & 63) as usize])
             } else {
-                out.push('=');
-            }
+                '='
+            });
         }
     }
     out
@@ -86,7 +199,7 @@ pub(crate) fn set(object: &JsValue, key: &str, value: &JsValue) {
     let _ = js_sys::Reflect::set(object, &JsValue::from_str(key), value);
 }
 
-/// A new plain object with the given string/JS fields.
+/// A new plain object with the given fields.
 pub(crate) fn object(fields: &[(&str, JsValue)]) -> JsValue {
     let o: JsValue = js_sys::Object::new().into();
     for (key, value) in fields {
@@ -95,17 +208,27 @@ pub(crate) fn object(fields: &[(&str, JsValue)]) -> JsValue {
     o
 }
 
+/// A shallow copy of `value` when it is an object, else an empty object.
+pub(crate) fn copy(value: &JsValue) -> JsValue {
+    let target = js_sys::Object::new();
+    if value.is_object() {
+        js_sys::Object::assign(&target, value.unchecked_ref()).into()
+    } else {
+        target.into()
+    }
+}
+
 /// Calls a JS callback, reporting (not propagating) what it throws: one page handler's bug
 /// must not break the client.
 pub(crate) fn call(callback: &Function, arg: &JsValue) {
     if let Err(e) = callback.call1(&JsValue::NULL, arg) {
-        web_sys::console::error_2(&JsValue::from_str("restsip: an event handler threw"), &e);
+        report("an event handler threw", &e);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::base64;
+    use super::{base64, cat, digits};
 
     #[test]
     fn base64_matches_rfc_4648_vectors() {
@@ -121,5 +244,13 @@ mod tests {
             assert_eq!(base64(plain), encoded);
         }
         assert_eq!(base64("é:ü"), "w6k6w7w=");
+    }
+
+    #[test]
+    fn numbers_and_joins_without_fmt() {
+        assert_eq!(digits(0), "0");
+        assert_eq!(digits(7), "7");
+        assert_eq!(digits(1234567890123), "1234567890123");
+        assert_eq!(cat(&["/login/", "a@b", "/", "3"]), "/login/a@b/3");
     }
 }

@@ -7,9 +7,8 @@ use std::rc::Rc;
 
 use js_sys::Function;
 use wasm_bindgen::prelude::*;
-use web_sys::{BroadcastChannel, MessageEvent};
 
-use crate::client::{Login, Shared};
+use crate::client::{spawn, Login, Shared};
 use crate::error::{ClientError, Result};
 use crate::js;
 
@@ -17,27 +16,24 @@ use crate::js;
 const REFRESH_AT: f64 = 0.75;
 
 fn storage_key(email: &str) -> String {
-    ["restsip:login:", email].concat()
+    js::cat(&["restsip:login:", email])
 }
 
-fn stored_login(email: &str) -> Option<i64> {
-    let storage = web_sys::window()?.local_storage().ok()??;
-    storage.get_item(&storage_key(email)).ok()??.parse().ok()
+fn stored_login(email: &str) -> Option<f64> {
+    js::stored(&storage_key(email))
 }
 
-fn store_login(email: &str, id: Option<i64>) {
-    if let Some(Ok(Some(storage))) = web_sys::window().map(|w| w.local_storage()) {
-        let _ = match id {
-            Some(id) => storage.set_item(&storage_key(email), &id.to_string()),
-            None => storage.remove_item(&storage_key(email)),
-        };
-    }
+fn store_login(email: &str, id: Option<f64>) {
+    js::store(
+        &storage_key(email),
+        &id.map_or(JsValue::UNDEFINED, JsValue::from_f64),
+    );
 }
 
 impl Shared {
     /// Creates the login (or takes over `reuse` when it is still alive), watches its inbox and
     /// keeps it refreshed.
-    pub(crate) async fn own_login(self: &Rc<Self>, reuse: Option<i64>) -> Result<Login> {
+    pub(crate) async fn own_login(self: &Rc<Self>, reuse: Option<f64>) -> Result<Login> {
         let email = self.email().ok_or_else(ClientError::not_logged_in)?;
         let options = self.options.borrow().clone();
         let refreshed = match reuse {
@@ -45,7 +41,7 @@ impl Shared {
                 .http
                 .request(
                     "PUT",
-                    &["/login/", &email, "/", &id.to_string()].concat(),
+                    &js::cat(&["/login/", &email, "/", &js::digits(id as u64)]),
                     Some(&options),
                 )
                 .await
@@ -56,12 +52,12 @@ impl Shared {
             Some(answer) => answer,
             None => {
                 self.http
-                    .request("POST", &["/login/", &email].concat(), Some(&options))
+                    .request("POST", &js::cat(&["/login/", &email]), Some(&options))
                     .await?
             }
         };
         let login = Login {
-            id: js::get_f64(&answer, "id").unwrap_or(0.0) as i64,
+            id: js::get_f64(&answer, "id").unwrap_or(0.0),
             url: js::get_str(&answer, "url").unwrap_or_default(),
             expires: js::get_f64(&answer, "expires").unwrap_or(60.0),
         };
@@ -113,22 +109,22 @@ impl Shared {
         self.set_login(None);
         self.bump_generation();
         let this = self.clone();
-        wasm_bindgen_futures::spawn_local(async move {
+        spawn(Box::pin(async move {
             if let Err(e) = this.own_login(None).await {
                 this.emit_login_error("lost", e);
             }
-        });
+        }));
     }
 
     /// Refreshes the login at 75% of its lifetime until logout or a newer login replaces it.
     fn keep_alive(self: &Rc<Self>, login: Login) {
         let this = self.clone();
         let generation = self.bump_generation();
-        wasm_bindgen_futures::spawn_local(async move {
+        spawn(Box::pin(async move {
             let mut wait = login.expires * REFRESH_AT;
             let mut failures = 0u32;
             loop {
-                js::sleep((wait * 1000.0) as u32).await;
+                let _ = js::sleep((wait * 1000.0) as u32).await;
                 if this.generation.get() != generation {
                     return;
                 }
@@ -154,12 +150,12 @@ impl Shared {
                         // Network trouble: retry soon, well before the login would expire.
                         failures += 1;
                         this.emit_login_error("refresh-failed", e);
-                        wait = (2f64.powi(failures.min(5) as i32))
+                        wait = f64::from(1u32 << failures.min(5))
                             .min(login.expires * (1.0 - REFRESH_AT) / 2.0);
                     }
                 }
             }
-        });
+        }));
     }
 
     /// Logs in, sharing one login among the tabs of this origin when the browser allows it.
@@ -169,26 +165,13 @@ impl Shared {
             self.shared_tabs.set(false);
             return self.own_login(None).await;
         }
-        self.open_channel(&email)?;
+        self.open_channel(&email);
         // Try to become the owner at once; otherwise follow the owner and queue to take over.
-        let (sender, granted) = oneshot();
-        let weak = Rc::downgrade(self);
-        let try_now = Closure::once_into_js(move |lock: JsValue| -> JsValue {
-            let held = !lock.is_null();
-            sender(JsValue::from_bool(held));
-            match (held, weak.upgrade()) {
-                (true, Some(this)) => this.hold_lock(),
-                _ => JsValue::UNDEFINED,
-            }
-        });
-        let _ = js::lock_request(&storage_key(&email), true, try_now.unchecked_ref());
-        let leader = wasm_bindgen_futures::JsFuture::from(granted)
+        let release = js::wait(js::lock(&storage_key(&email), true))
             .await
-            .ok()
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
-        if leader {
-            return self.lead(&email).await;
+            .unwrap_or(JsValue::NULL);
+        if !release.is_null() {
+            return self.lead(release, stored_login(&email)).await;
         }
         self.queue_for_lead(&email);
         self.post(&js::object(&[("type", "hello".into())]));
@@ -197,7 +180,7 @@ impl Shared {
                 self.emit_login("active");
                 return Ok(login);
             }
-            js::sleep(50).await;
+            let _ = js::sleep(50).await;
         }
         Err(ClientError::new(
             "unavailable",
@@ -206,9 +189,11 @@ impl Shared {
         ))
     }
 
-    async fn lead(self: &Rc<Self>, email: &str) -> Result<Login> {
+    /// Owns the login while this tab holds the lock (`release` lets it go).
+    async fn lead(self: &Rc<Self>, release: JsValue, reuse: Option<f64>) -> Result<Login> {
+        *self.release.borrow_mut() = Some(release.unchecked_into());
         self.leader.set(true);
-        self.own_login(stored_login(email)).await
+        self.own_login(reuse).await
     }
 
     /// Queues for the lock; when the owning tab goes, this one takes the login over.
@@ -216,46 +201,30 @@ impl Shared {
         let weak = Rc::downgrade(self);
         let email = email.to_owned();
         let session = self.session_generation.get();
-        let on_grant = Closure::once_into_js(move |_lock: JsValue| -> JsValue {
+        let granted = js::lock(&storage_key(&email), false);
+        spawn(Box::pin(async move {
+            let Ok(release) = js::wait(granted).await else {
+                return;
+            };
             // Only if this client is still in the same session (no logout since).
             let Some(this) = weak
                 .upgrade()
                 .filter(|t| t.session_generation.get() == session)
             else {
-                return JsValue::UNDEFINED;
+                let _ = release.unchecked_ref::<Function>().call0(&JsValue::NULL);
+                return;
             };
-            let held = this.hold_lock();
             let reuse = this.login().map(|l| l.id).or_else(|| stored_login(&email));
-            wasm_bindgen_futures::spawn_local(async move {
-                this.leader.set(true);
-                if let Err(e) = this.own_login(reuse).await {
-                    this.emit_login_error("lost", e);
-                }
-            });
-            held
-        });
-        let _ = js::lock_request(
-            &storage_key(&self.email().unwrap_or_default()),
-            false,
-            on_grant.unchecked_ref(),
-        );
+            if let Err(e) = this.lead(release, reuse).await {
+                this.emit_login_error("lost", e);
+            }
+        }));
     }
 
-    /// A promise that keeps the Web Lock held until the session ends.
-    fn hold_lock(&self) -> JsValue {
-        let mut release = None;
-        let promise = js_sys::Promise::new(&mut |resolve, _| release = Some(resolve));
-        *self.release.borrow_mut() = release;
-        promise.into()
-    }
-
-    fn open_channel(self: &Rc<Self>, email: &str) -> Result<()> {
-        let channel = BroadcastChannel::new(&["restsip:", email].concat())
-            .map_err(|_| ClientError::invalid("BroadcastChannel is not available"))?;
+    fn open_channel(self: &Rc<Self>, email: &str) {
         let weak = Rc::downgrade(self);
-        let on_message = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+        let on_message = js::handler(Box::new(move |data: JsValue| {
             let Some(this) = weak.upgrade() else { return };
-            let data = event.unchecked_into::<MessageEvent>().data();
             match js::get_str(&data, "type").as_deref() {
                 Some("message") if !this.leader.get() => {
                     this.dispatch_inbox(&js::get(&data, "message"))
@@ -263,7 +232,7 @@ impl Shared {
                 Some("login") if !this.leader.get() => {
                     let login = js::get(&data, "login");
                     this.set_login(js::get_str(&login, "url").map(|url| Login {
-                        id: js::get_f64(&login, "id").unwrap_or(0.0) as i64,
+                        id: js::get_f64(&login, "id").unwrap_or(0.0),
                         url,
                         expires: js::get_f64(&login, "expires").unwrap_or(0.0),
                     }));
@@ -271,23 +240,25 @@ impl Shared {
                 Some("hello") if this.leader.get() => this.broadcast_login(),
                 _ => {}
             }
-        });
-        channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        }));
+        let channel = js::channel_open(
+            &js::cat(&["restsip:", email]),
+            on_message.as_ref().unchecked_ref(),
+        );
         *self.channel.borrow_mut() = Some((channel, on_message));
-        Ok(())
     }
 
     /// Posts to the other tabs (no-op without tab sharing).
     fn post(&self, message: &JsValue) {
         if let Some((channel, _)) = self.channel.borrow().as_ref() {
-            let _ = channel.post_message(message);
+            js::post(channel, message);
         }
     }
 
     fn broadcast_login(&self) {
         if let Some(login) = self.login() {
             let value = js::object(&[
-                ("id", JsValue::from_f64(login.id as f64)),
+                ("id", JsValue::from_f64(login.id)),
                 ("url", login.url.as_str().into()),
                 ("expires", JsValue::from_f64(login.expires)),
             ]);
@@ -306,8 +277,7 @@ impl Shared {
             let _ = release.call0(&JsValue::NULL);
         }
         if let Some((channel, _)) = self.channel.borrow_mut().take() {
-            channel.set_onmessage(None);
-            channel.close();
+            js::shut(&channel, false);
         }
         self.set_login(None);
     }
@@ -316,16 +286,4 @@ impl Shared {
     pub(crate) fn forget_stored_login(&self, email: &str) {
         store_login(email, None);
     }
-}
-
-/// A one-shot: calling the returned function resolves the promise.
-fn oneshot() -> (impl FnOnce(JsValue), js_sys::Promise) {
-    let mut resolve_fn: Option<Function> = None;
-    let promise = js_sys::Promise::new(&mut |resolve, _| resolve_fn = Some(resolve));
-    let sender = move |value: JsValue| {
-        if let Some(resolve) = resolve_fn {
-            let _ = resolve.call1(&JsValue::NULL, &value);
-        }
-    };
-    (sender, promise)
 }

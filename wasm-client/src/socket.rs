@@ -4,11 +4,11 @@
 //! across a network drop.
 
 use std::cell::{Cell, RefCell};
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
-use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
+use crate::client::spawn;
 use crate::events::Emitter;
 use crate::http::Http;
 use crate::js;
@@ -32,10 +32,8 @@ pub(crate) struct Connection {
     http: Rc<Http>,
     /// Where `connection` state events go.
     emitter: Rc<Emitter>,
-    /// The current socket.
-    socket: RefCell<Option<WebSocket>>,
-    /// Its handlers, kept alive while it lives.
-    closures: RefCell<Vec<js::Handler>>,
+    /// The current WebSocket, with its handler (kept alive while it lives).
+    socket: RefCell<Option<(JsValue, js::Handler)>>,
     /// Watched resources by path (a page watches few: a list beats a map in code size).
     subs: RefCell<Vec<(String, Subscription)>>,
     /// SOAP namespaces this page serves, with their handlers.
@@ -58,7 +56,6 @@ impl Connection {
             http,
             emitter,
             socket: RefCell::new(None),
-            closures: RefCell::new(Vec::new()),
             subs: RefCell::new(Vec::new()),
             services: RefCell::new(Vec::new()),
             open: Cell::new(false),
@@ -88,20 +85,16 @@ impl Connection {
 
     /// Closes the socket as a network drop would (tests use it): the client reconnects.
     pub(crate) fn drop_socket(&self) {
-        if let Some(socket) = self.socket.borrow().as_ref() {
-            let _ = socket.close();
+        if let Some((socket, _)) = self.socket.borrow().as_ref() {
+            js::shut(socket, true);
         }
     }
 
     fn close_socket(&self) {
         self.open.set(false);
-        if let Some(socket) = self.socket.borrow_mut().take() {
-            socket.set_onopen(None);
-            socket.set_onmessage(None);
-            socket.set_onclose(None);
-            let _ = socket.close();
+        if let Some((socket, _)) = self.socket.borrow_mut().take() {
+            js::shut(&socket, false);
         }
-        self.closures.borrow_mut().clear();
     }
 
     /// Watches `path`; returns the watch id for [`Connection::unwatch`].
@@ -169,7 +162,7 @@ impl Connection {
     fn send_serve(&self, namespace: &str) {
         self.send(&js::object(&[
             ("op", "serve".into()),
-            ("ref", ["serve ", namespace].concat().into()),
+            ("ref", js::cat(&["serve ", namespace]).into()),
             ("namespace", namespace.into()),
         ]));
     }
@@ -197,12 +190,10 @@ impl Connection {
             ("body", js::get(frame, "body")),
         ]);
         let this = self.clone();
-        wasm_bindgen_futures::spawn_local(async move {
+        spawn(Box::pin(async move {
             let outcome = match handler.call1(&JsValue::NULL, &request) {
-                Ok(value) if value.is_instance_of::<js_sys::Promise>() => {
-                    wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(value)).await
-                }
-                other => other,
+                Ok(value) => js::wait(js_sys::Promise::resolve(&value)).await,
+                Err(e) => Err(e),
             };
             let reply = js::object(&[("op", "service-reply".into()), ("id", id.into())]);
             match outcome {
@@ -212,7 +203,7 @@ impl Connection {
                         .or_else(|| error.as_string())
                         .unwrap_or_else(|| "the service failed".into());
                     let code = js::get_str(&error, "code")
-                        .filter(|c| c.contains("Client"))
+                        .filter(|c| c.as_bytes().windows(6).any(|w| w == b"Client"))
                         .unwrap_or_else(|| "Server".into());
                     let fault = js::object(&[("code", code.into()), ("string", string.into())]);
                     if let Some(detail) = js::get_str(&error, "detail") {
@@ -222,18 +213,15 @@ impl Connection {
                 }
             }
             this.send(&reply);
-        });
+        }));
     }
 
     fn send(&self, frame: &JsValue) {
         if !self.open.get() {
             return;
         }
-        if let (Some(socket), Ok(text)) = (
-            self.socket.borrow().as_ref(),
-            js_sys::JSON::stringify(frame),
-        ) {
-            let _ = socket.send_with_str(&String::from(text));
+        if let Some((socket, _)) = self.socket.borrow().as_ref() {
+            js::post(socket, frame);
         }
     }
 
@@ -258,77 +246,67 @@ impl Connection {
 
     fn connect(self: &Rc<Self>) {
         let this = self.clone();
-        wasm_bindgen_futures::spawn_local(async move {
-            let token = match this.http.request("POST", "/token", None).await {
-                Ok(answer) => js::get_str(&answer, "token"),
+        spawn(Box::pin(async move {
+            match this.http.request("POST", "/token", None).await {
+                Ok(answer) => {
+                    let token = js::get_str(&answer, "token").unwrap_or_default();
+                    this.attach(&this.http.ws_url(&js::cat(&["/ws?access_token=", &token])));
+                }
                 Err(e) => {
                     this.emit_state("reconnecting", Some(&JsValue::from(e)));
-                    None
-                }
-            };
-            match token
-                .map(|t| WebSocket::new(&this.http.ws_url(&["/ws?access_token=", &t].concat())))
-            {
-                Some(Ok(socket)) => this.attach(socket),
-                _ => this.schedule_reconnect(),
-            }
-        });
-    }
-
-    fn attach(self: &Rc<Self>, socket: WebSocket) {
-        self.close_socket();
-        let generation = self.generation.get() + 1;
-        self.generation.set(generation);
-        let weak: Weak<Self> = Rc::downgrade(self);
-        let on_open = {
-            let weak = weak.clone();
-            Closure::<dyn FnMut(JsValue)>::new(move |_| {
-                if let Some(this) = weak.upgrade().filter(|t| t.generation.get() == generation) {
-                    this.open.set(true);
-                    this.attempts.set(0);
-                    let paths: Vec<String> =
-                        this.subs.borrow().iter().map(|(p, _)| p.clone()).collect();
-                    for path in paths {
-                        this.send_subscribe(&path);
-                    }
-                    let served: Vec<String> = this
-                        .services
-                        .borrow()
-                        .iter()
-                        .map(|(n, _)| n.clone())
-                        .collect();
-                    for namespace in served {
-                        this.send_serve(&namespace);
-                    }
-                    this.emit_state("open", None);
-                }
-            })
-        };
-        let on_message = {
-            let weak = weak.clone();
-            Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
-                if let Some(this) = weak.upgrade().filter(|t| t.generation.get() == generation) {
-                    let event: MessageEvent = event.unchecked_into();
-                    if let Some(text) = event.data().as_string() {
-                        this.receive(&text);
-                    }
-                }
-            })
-        };
-        let on_close = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
-            if let Some(this) = weak.upgrade().filter(|t| t.generation.get() == generation) {
-                this.open.set(false);
-                let _code = event.unchecked_into::<CloseEvent>().code();
-                if !this.stopped.get() {
                     this.schedule_reconnect();
                 }
             }
-        });
-        socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        *self.socket.borrow_mut() = Some(socket);
-        *self.closures.borrow_mut() = vec![on_open, on_message, on_close];
+        }));
+    }
+
+    fn attach(self: &Rc<Self>, url: &str) {
+        self.close_socket();
+        let generation = self.generation.get() + 1;
+        self.generation.set(generation);
+        let weak = Rc::downgrade(self);
+        let handler = js::handler(Box::new(move |event: JsValue| {
+            let Some(this) = weak.upgrade().filter(|t| t.generation.get() == generation) else {
+                return;
+            };
+            match event.as_bool() {
+                Some(true) => this.opened(),
+                Some(false) => {
+                    this.open.set(false);
+                    if !this.stopped.get() {
+                        this.schedule_reconnect();
+                    }
+                }
+                None => this.receive(&event),
+            }
+        }));
+        let socket = js::ws_open(url, handler.as_ref().unchecked_ref());
+        if socket.is_null() {
+            self.schedule_reconnect();
+        } else {
+            *self.socket.borrow_mut() = Some((socket, handler));
+        }
+    }
+
+    /// The socket is open: subscribe every watched resource again (from its last event id) and
+    /// serve every namespace again.
+    fn opened(&self) {
+        self.open.set(true);
+        self.attempts.set(0);
+        let paths: Vec<String> = self.subs.borrow().iter().map(|(p, _)| p.clone()).collect();
+        for path in paths {
+            self.send_subscribe(&path);
+        }
+        let served: Vec<String> = self
+            .services
+            .borrow()
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
+        for namespace in served {
+            self.send_serve(&namespace);
+        }
+        self.emit_state("open", None);
     }
 
     fn schedule_reconnect(self: &Rc<Self>) {
@@ -342,12 +320,12 @@ impl Connection {
         self.emit_state("reconnecting", None);
         let this = self.clone();
         let generation = self.generation.get();
-        wasm_bindgen_futures::spawn_local(async move {
-            js::sleep(delay + jitter).await;
+        spawn(Box::pin(async move {
+            let _ = js::sleep(delay + jitter).await;
             if !this.stopped.get() && this.generation.get() == generation {
                 this.connect();
             }
-        });
+        }));
     }
 
     fn emit_state(&self, state: &str, error: Option<&JsValue>) {
@@ -358,25 +336,22 @@ impl Connection {
         self.emitter.emit("connection", &event);
     }
 
-    fn receive(self: &Rc<Self>, text: &str) {
-        let Ok(frame) = js_sys::JSON::parse(text) else {
-            return;
-        };
-        let (path, event) = match js::get_str(&frame, "op").as_deref() {
+    fn receive(self: &Rc<Self>, frame: &JsValue) {
+        let (path, event) = match js::get_str(frame, "op").as_deref() {
             Some("service") => {
-                self.answer_service(&frame);
+                self.answer_service(frame);
                 return;
             }
             Some("event") => {
-                let event = js::get(&frame, "event");
+                let event = js::get(frame, "event");
                 (js::get_str(&event, "resource"), event)
             }
             Some("error") => {
-                let path = js::get_str(&frame, "path");
+                let path = js::get_str(frame, "path");
                 let event = js::object(&[
                     ("kind", "error".into()),
                     ("resource", path.as_deref().unwrap_or("").into()),
-                    ("data", js::get(&frame, "problem")),
+                    ("data", js::get(frame, "problem")),
                 ]);
                 (path, event)
             }
