@@ -6,7 +6,7 @@
 //!   whose 407 the relay answers with the trunk or her own upstream credentials;
 //! - while she has a web login, the relay registers her at Kamailio (401 answered, refreshed
 //!   before it ends, removed when she logs out), so carol's MESSAGE and INVITE to her AOR there
-//!   reach her web streams.
+//!   reach her web streams, and carol can watch her presence through Kamailio.
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -347,4 +347,52 @@ async fn a_web_user_with_her_own_upstream_account_is_reached_and_calls_over_tcp(
     );
     // Her call to carol answers Kamailio's 407 with her credentials too.
     alice_calls_carol(&alice, &mut inbox, upstream, TCP, phone).await;
+}
+
+#[tokio::test]
+async fn a_phone_at_the_upstream_server_watches_a_web_users_presence() {
+    let kamailio = kamailio().await;
+    let upstream = kamailio.addr;
+    let relay = Relay::start(&[
+        "--sip-upstream",
+        &format!("sip:{upstream}"),
+        "--sip-upstream-user",
+        "relay",
+        "--sip-upstream-password",
+        "relay-pw",
+        "--sip-upstream-domain",
+        "kamailio.test",
+    ])
+    .await
+    .unwrap();
+    let alice = relay.user(ALICE).await.unwrap();
+    let (id, _inbox) = web_login(&alice).await;
+    eventually(upstream, UDP, "upstream-message-uac").await;
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("first-notify");
+    let flag_arg = flag.to_string_lossy().into_owned();
+    let watcher = tokio::spawn(async move {
+        Run {
+            relay: upstream,
+            scenario: "upstream-subscribe",
+            mode: UDP,
+            port: free_port(),
+            keys: &[("from", CAROL), ("to", ALICE), ("flag", &flag_arg)],
+            auth: Some((CAROL, CAROL_PW)),
+        }
+        .pass()
+        .await
+    });
+    // The first NOTIFY (open) came along Kamailio's Record-Route; her logout makes the next.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !flag.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "no first NOTIFY");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = alice
+        .request("DELETE", &format!("/login/{ALICE}/{id}"), None)
+        .await
+        .unwrap();
+    assert!(r.status < 300, "{} {}", r.status, r.body);
+    watcher.await.unwrap().unwrap();
 }

@@ -55,6 +55,9 @@ struct Dialog {
     target: String,
     /// Where NOTIFYs go: where the SUBSCRIBE came from.
     peer: Peer,
+    /// The route set: the SUBSCRIBE's Record-Route in order (RFC 3261 §12.1.1), so NOTIFYs
+    /// pass the proxies on the path (an upstream server).
+    routes: Vec<String>,
     /// The last CSeq sent.
     cseq: u32,
 }
@@ -196,10 +199,25 @@ impl Presence {
             .map_err(Reply::bad_request)?
             .tag()
             .map(str::to_owned);
+        // The relay's Contact (RFC 6665 §4.2.1.1): where requests in the dialog go.
+        let listen = self.inner.endpoint.get().map(|(_, l)| *l);
+        let contact = listen.map(|l| {
+            let local = outgoing::local_addr(l, from.addr);
+            let transport = if from.transport.reliable() {
+                ";transport=tcp"
+            } else {
+                ""
+            };
+            format!("<sip:{}{transport}>", outgoing::host_port(local))
+        });
         let ok = |tag: String| {
-            Reply::new(200, "OK")
+            let reply = Reply::new(200, "OK")
                 .with("Expires", expires.to_string())
-                .with_to_tag(tag)
+                .with_to_tag(tag);
+            match &contact {
+                Some(c) => reply.with("Contact", c.clone()),
+                None => reply,
+            }
         };
         if let Some(tag) = to_tag {
             // A refresh or an unsubscribe within the dialog.
@@ -232,6 +250,11 @@ impl Presence {
             remote: req.header("From").unwrap_or_default().to_owned(),
             target,
             peer: from,
+            routes: req
+                .headers_named("Record-Route")
+                .flat_map(super::headers::split_list)
+                .map(|r| r.trim().to_owned())
+                .collect(),
             cseq: 0,
         };
         let (tx, rx) = mpsc::unbounded_channel();
@@ -334,6 +357,9 @@ impl Presence {
         };
         let local = outgoing::local_addr(*listen, dialog.peer.addr);
         let mut req = outgoing::request(Method::NOTIFY, uri, local, dialog.peer.transport);
+        for route in &dialog.routes {
+            req.push("Route", route.clone());
+        }
         dialog.cseq += 1;
         req.push(
             "From",
