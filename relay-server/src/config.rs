@@ -103,6 +103,11 @@ pub struct Settings {
     /// offline message [default: 60].
     #[arg(long, env = "RESTSIP_SIP_INVITE_TIMEOUT", value_name = "SECONDS")]
     pub sip_invite_timeout: Option<u64>,
+    /// Seconds between the OPTIONS probes the relay sends in an answered call between a web
+    /// user and a phone; a phone that stops answering (or answers 481) ends the call; 0 turns
+    /// them off [default: 30].
+    #[arg(long, env = "RESTSIP_SIP_CALL_KEEPALIVE", value_name = "SECONDS")]
+    pub sip_call_keepalive: Option<u64>,
     /// An upstream SIP server (outbound proxy) for requests to addresses that are not accounts
     /// of this relay, as a `sip:` URI such as `sip:192.0.2.20:5060;transport=tcp` [default:
     /// none: such SENDs get 404].
@@ -169,6 +174,8 @@ pub struct SipConfig {
     pub algorithms: Vec<Algorithm>,
     /// How long an INVITE to a web user waits for an answer (s).
     pub invite_timeout: u64,
+    /// Seconds between OPTIONS probes in an answered call (0: none).
+    pub call_keepalive: u64,
     /// Where requests to non-accounts go, if anywhere.
     pub upstream: Option<Upstream>,
 }
@@ -330,6 +337,7 @@ impl Default for SipConfig {
             auth: true,
             algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
             invite_timeout: 60,
+            call_keepalive: 30,
             upstream: None,
         }
     }
@@ -530,6 +538,13 @@ impl Config {
             );
             sip.invite_timeout = t;
         }
+        if let Some(t) = cli.sip_call_keepalive.or(file.sip_call_keepalive) {
+            anyhow::ensure!(
+                t <= 3600,
+                "sip-call-keepalive must be from 0 (off) to 3600 seconds"
+            );
+            sip.call_keepalive = t;
+        }
         sip.upstream = resolve_upstream(
             cli.sip_upstream.or(file.sip_upstream),
             cli.sip_upstream_user.or(file.sip_upstream_user),
@@ -623,6 +638,7 @@ fn resolve_sip(
         auth,
         algorithms,
         invite_timeout: d.invite_timeout,
+        call_keepalive: d.call_keepalive,
         upstream: None,
     })
 }

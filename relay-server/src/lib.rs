@@ -140,6 +140,7 @@ impl Relay {
                     self.state.store.clone(),
                     Duration::from_secs(self.sip_config.invite_timeout),
                 );
+                invites.set_keepalive(Duration::from_secs(self.sip_config.call_keepalive));
                 self.state
                     .inbox
                     .set_hook(std::sync::Arc::new(invites.clone()));

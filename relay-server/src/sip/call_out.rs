@@ -95,6 +95,8 @@ struct Inner {
     calls: Mutex<HashMap<String, Call>>,
     /// The endpoint and the listening address.
     endpoint: OnceLock<(WeakEndpoint, SocketAddr)>,
+    /// Seconds between OPTIONS probes in an answered call (0: none).
+    keepalive: std::sync::atomic::AtomicU64,
 }
 
 fn failed(code: u16, reason: &str) -> SipStatus {
@@ -120,8 +122,18 @@ impl Outgoing {
                 inbox,
                 calls: Mutex::default(),
                 endpoint: OnceLock::new(),
+                keepalive: std::sync::atomic::AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Probes answered calls with an OPTIONS every `every` (zero: never); see
+    /// [`super::dialog`].
+    pub fn set_keepalive(&self, every: std::time::Duration) {
+        let secs = every.as_secs();
+        self.inner
+            .keepalive
+            .store(secs, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Sends through `endpoint`, bound to `listen`.
@@ -359,15 +371,114 @@ impl Outgoing {
         }
         // 2xx: acknowledge, keep the dialog, cancel the other phones of the call.
         let others = self.up(call_id, &resp);
-        let mut accept = json!({
-            "command": "accept",
-            "sdp": String::from_utf8_lossy(&resp.body),
-        });
-        self.tell(call_id, &mut accept, false).await;
+        let answer = String::from_utf8_lossy(&resp.body);
+        let bad = Some(&*answer)
+            .filter(|a| !a.is_empty())
+            .and_then(|a| super::sdp::check(a).err());
+        if let Some(why) = bad {
+            // §13.2.2.4 (an unusable answer): the call is ACKed, then hung up.
+            let reason = format!("Not Acceptable Here (malformed SDP answer: {why})");
+            let mut reject = json!({"command": "reject", "code": 488, "reason": reason});
+            self.tell(call_id, &mut reject, false).await;
+            self.hang_up(call_id);
+        } else {
+            let mut accept = json!({"command": "accept", "sdp": answer});
+            self.tell(call_id, &mut accept, false).await;
+            let (this, call_id) = (self.clone(), call_id.to_owned());
+            tokio::spawn(async move { this.keep(&call_id).await });
+        }
         for other in others {
             self.cancel_leg(&other);
         }
         true
+    }
+
+    /// Probes an answered leg with OPTIONS every keep-alive interval until it ends; a phone
+    /// that is gone ends it (the sender gets a `bye` with the reason).
+    async fn keep(&self, call_id: &str) {
+        let secs = self
+            .inner
+            .keepalive
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if secs == 0 {
+            return;
+        }
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+            let Some((weak, listen)) = self.inner.endpoint.get() else {
+                return;
+            };
+            let probe = {
+                let mut calls = self.lock();
+                let Some(call) = calls.get_mut(call_id) else {
+                    return;
+                };
+                let peer = call.peer;
+                let Leg::Up {
+                    local,
+                    remote,
+                    target,
+                    routes,
+                    cseq,
+                } = &mut call.leg
+                else {
+                    return;
+                };
+                *cseq += 1;
+                let d = super::dialog::InDialog {
+                    call_id,
+                    local,
+                    remote,
+                    target,
+                    routes,
+                    peer,
+                };
+                d.request(Method::OPTIONS, *cseq, *listen)
+                    .map(|r| (r, peer))
+            };
+            let Some((req, peer)) = probe else { return };
+            let Some(endpoint) = weak.upgrade() else {
+                return;
+            };
+            if let Err(why) = super::dialog::probe(&endpoint, &req, peer).await {
+                self.lost(call_id, why).await;
+                return;
+            }
+        }
+    }
+
+    /// Ends a leg whose phone is gone: a ringing one as a `reject` (503), an answered one as
+    /// a `bye`, with `reason`.
+    async fn lost(&self, call_id: &str, reason: &str) {
+        let ringing = match self.lock().get(call_id) {
+            Some(c) => matches!(c.leg, Leg::Ringing(_)),
+            None => return,
+        };
+        let mut body = if ringing {
+            json!({"command": "reject", "code": 503, "reason": format!("Service Unavailable ({reason})")})
+        } else {
+            json!({"command": "bye", "reason": reason})
+        };
+        self.tell(call_id, &mut body, true).await;
+    }
+
+    /// A TCP connection closed: the legs on it are over.
+    pub fn closed(&self, peer: Peer) {
+        let legs: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, c)| c.peer == peer)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if legs.is_empty() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            for leg in legs {
+                this.lost(&leg, super::dialog::CONNECTION_LOST).await;
+            }
+        });
     }
 
     /// Marks a leg answered and sends the ACK; the Call-IDs of the call's other ringing legs.

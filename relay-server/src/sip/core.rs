@@ -205,6 +205,13 @@ impl Core {
         }
     }
 
+    /// A TCP connection closed: the calls whose phone was reached over it end.
+    pub fn closed(&self, peer: Peer) {
+        if let Some(invites) = &self.invites {
+            invites.closed(peer);
+        }
+    }
+
     /// Takes the ACK of a 2xx (it matches no transaction); one routed through the relay
     /// goes on.
     pub fn ack(&self, req: &SipMessage, from: Peer) {

@@ -72,6 +72,11 @@ impl Endpoint {
         self.inner.wire.send(to, Bytes::from_static(b"\r\n"));
     }
 
+    /// A TCP connection closed (the transport says so once it is gone): calls over it end.
+    pub fn connection_closed(&self, peer: Peer) {
+        self.inner.core.closed(peer);
+    }
+
     /// Answers 400 to a message whose length cannot be framed (the stream is closed then).
     pub fn bad_framing(&self, partial: Option<Box<SipMessage>>, from: Peer) {
         if let Some(msg) = partial {

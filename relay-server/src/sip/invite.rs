@@ -6,6 +6,15 @@
 //! answered 200 with 487 to the INVITE and a `cancel` message to the web contacts; no answer in
 //! time is 480 and a missed-call offline message. A BYE from the phone is a `bye` message, and
 //! a web user's `bye` SEND is a BYE to the phone.
+//!
+//! The first answer wins: the other web contacts the invite reached get a `cancel` (reason
+//! `answered elsewhere`). A malformed SDP offer is refused with 400 and an unusable body with
+//! 415, before any web contact hears of the call; an `accept` whose SDP answer is malformed
+//! (or missing, when the phone made an offer) is refused with a problem and the invite still
+//! waits. A caller that vanishes (its TCP connection closes, it never ACKs the 200, or it
+//! stops answering the in-dialog OPTIONS probes, see [`super::dialog`]) ends the call: the web
+//! user gets `cancel` (still ringing) or `bye` with a `reason`. The call context the relay made
+//! for the call is deleted when the call ends.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,14 +29,15 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
+use super::dialog;
 use super::endpoint::{Responder, WeakEndpoint};
 use super::message::{Method, SipMessage, StartLine};
 use super::outgoing;
 use super::response::{new_tag, Reply};
+use super::sdp;
 use super::transaction::consts::{T1, T2, TIMEOUT};
 use super::transaction::TxKey;
 use super::transport::Peer;
-use super::uri::Uri;
 use crate::calls::Calls;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -44,12 +54,14 @@ const MAX_SDP: usize = 32_768;
 /// How the web user answered, or what ended the wait.
 #[derive(Debug)]
 enum Answer {
-    /// `accept`: 200 OK with this SDP answer (may be empty).
-    Accept(String),
-    /// `reject`: a final failure response.
-    Reject(u16, String),
+    /// `accept`: 200 OK with this SDP answer (may be empty), from this login if named.
+    Accept(String, Option<i64>),
+    /// `reject`: a final failure response, from this login if named.
+    Reject(u16, String, Option<i64>),
     /// The phone sent CANCEL.
     Cancel,
+    /// The phone's TCP connection closed.
+    Gone,
 }
 
 /// An INVITE waiting for the web user.
@@ -62,6 +74,10 @@ struct Pending {
     answer: mpsc::UnboundedSender<Answer>,
     /// The INVITE's server transaction (CANCEL matches it).
     key: TxKey,
+    /// Where the INVITE came from (its connection closing ends the wait).
+    peer: Peer,
+    /// Whether the INVITE carried an SDP offer (the accept must then carry an answer).
+    offer: bool,
 }
 
 /// An established call, by Call-ID.
@@ -86,6 +102,10 @@ struct Dialog {
     routes: Vec<String>,
     /// When the call was answered (ms), to forget calls nobody ended.
     since: i64,
+    /// The call context the relay made (`/call/{context}`), deleted when the call ends.
+    context: String,
+    /// The CSeq number of the relay's last request in the dialog.
+    cseq: u32,
 }
 
 /// Calls from phones to web users; cheap to clone.
@@ -114,6 +134,8 @@ struct Inner {
     endpoint: OnceLock<(WeakEndpoint, SocketAddr)>,
     /// Calls from web users to phones.
     out: super::call_out::Outgoing,
+    /// Seconds between OPTIONS probes in an answered call (0: none).
+    keepalive: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -182,7 +204,24 @@ impl Invites {
                 pending: Mutex::default(),
                 dialogs: Mutex::default(),
                 endpoint: OnceLock::new(),
+                keepalive: AtomicU64::new(0),
             }),
+        }
+    }
+
+    /// Probes answered calls (both ways) with an OPTIONS in the dialog every `every` (zero:
+    /// never), to find phones that vanished.
+    pub fn set_keepalive(&self, every: Duration) {
+        self.inner
+            .keepalive
+            .store(every.as_secs(), Ordering::Relaxed);
+        self.inner.out.set_keepalive(every);
+    }
+
+    fn keepalive(&self) -> Option<Duration> {
+        match self.inner.keepalive.load(Ordering::Relaxed) {
+            0 => None,
+            s => Some(Duration::from_secs(s)),
         }
     }
 
@@ -240,30 +279,6 @@ impl Invites {
             // A re-INVITE: the relay does not renegotiate media.
             return Some(Reply::new(488, "Not Acceptable Here (re-INVITE)"));
         }
-        let sdp = if req.body.is_empty() {
-            None
-        } else {
-            let media = req
-                .header("Content-Type")
-                .unwrap_or_default()
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase();
-            if media != "application/sdp" {
-                return Some(
-                    Reply::new(415, "Unsupported Media Type").with("Accept", "application/sdp"),
-                );
-            }
-            if req.body.len() > MAX_SDP {
-                return Some(Reply::new(513, "Message Too Large"));
-            }
-            match std::str::from_utf8(&req.body) {
-                Ok(s) => Some(s.to_owned()),
-                Err(_) => return Some(Reply::bad_request("the SDP is not UTF-8")),
-            }
-        };
         let contacts = match self.inner.store.user(&callee).await {
             Ok(Some(_)) => match self.inner.store.contacts(&callee, now_ms()).await {
                 Ok(c) => c,
@@ -271,6 +286,11 @@ impl Invites {
             },
             Ok(None) => return Some(Reply::new(404, "Not Found")),
             Err(e) => return Some(internal(&e.to_string())),
+        };
+        // The body after the user (RFC 3261 §8.2.2 before §8.2.3): 404 before 415.
+        let sdp = match offer(req) {
+            Ok(sdp) => sdp,
+            Err(reply) => return Some(reply),
         };
         let web: Vec<i64> = contacts
             .iter()
@@ -311,6 +331,8 @@ impl Invites {
                 callee: callee.clone(),
                 answer: tx,
                 key: responder.key().clone(),
+                peer: responder.peer(),
+                offer: sdp.is_some(),
             },
         );
         let mut body = message("invite", id, &call_id);
@@ -340,6 +362,7 @@ impl Invites {
         }
         if reached.is_empty() {
             lock(&self.inner.pending).remove(&id);
+            self.forget_context(&call.id, &callee).await;
             return Some(if busy {
                 Reply::new(486, "Busy Here")
             } else {
@@ -352,26 +375,53 @@ impl Invites {
         }
         let answer = tokio::time::timeout(self.inner.timeout, rx.recv()).await;
         lock(&self.inner.pending).remove(&id);
-        match answer {
-            Ok(Some(Answer::Accept(sdp))) => {
-                self.answered(responder, id, &caller, &callee, contact, tag, sdp);
-                None
+        let cancel = |reason: &str| {
+            let mut cancel = message("cancel", id, &call_id);
+            cancel["reason"] = json!(reason);
+            cancel
+        };
+        let reply = match answer {
+            Ok(Some(Answer::Accept(sdp, login))) => {
+                let others = others(&reached, login);
+                self.tell(&caller, &callee, &others, cancel("answered elsewhere"))
+                    .await;
+                let ctx = call.id.clone();
+                self.answered(responder, id, &caller, &callee, contact, tag, sdp, ctx);
+                return None;
             }
-            Ok(Some(Answer::Reject(code, reason))) => {
-                Some(Reply::new(code, reason).with_to_tag(tag))
+            Ok(Some(Answer::Reject(code, reason, login))) => {
+                let others = others(&reached, login);
+                self.tell(&caller, &callee, &others, cancel("rejected elsewhere"))
+                    .await;
+                Reply::new(code, reason).with_to_tag(tag)
             }
             Ok(Some(Answer::Cancel)) => {
                 self.tell(&caller, &callee, &reached, message("cancel", id, &call_id))
                     .await;
-                Some(Reply::new(487, "Request Terminated").with_to_tag(tag))
+                Reply::new(487, "Request Terminated").with_to_tag(tag)
+            }
+            Ok(Some(Answer::Gone)) => {
+                self.tell(&caller, &callee, &reached, cancel(dialog::CONNECTION_LOST))
+                    .await;
+                self.missed_call(&caller, &callee, &call_id).await;
+                // Nobody hears it: the connection is gone.
+                Reply::new(487, "Request Terminated").with_to_tag(tag)
             }
             Ok(None) | Err(_) => {
-                let mut cancel = message("cancel", id, &call_id);
-                cancel["reason"] = json!("timeout");
-                self.tell(&caller, &callee, &reached, cancel).await;
+                self.tell(&caller, &callee, &reached, cancel("timeout"))
+                    .await;
                 self.missed_call(&caller, &callee, &call_id).await;
-                Some(Reply::new(480, "Temporarily Unavailable (no answer)").with_to_tag(tag))
+                Reply::new(480, "Temporarily Unavailable (no answer)").with_to_tag(tag)
             }
+        };
+        self.forget_context(&call.id, &callee).await;
+        Some(reply)
+    }
+
+    /// Deletes the call context the relay made for a call that ended.
+    async fn forget_context(&self, context: &str, callee: &str) {
+        if let Err(e) = self.inner.calls.delete(context, callee).await {
+            tracing::debug!(error = %e, "call context not deleted");
         }
     }
 
@@ -387,6 +437,7 @@ impl Invites {
         target: String,
         tag: String,
         sdp: String,
+        context: String,
     ) {
         let req = responder.request();
         let peer = responder.peer();
@@ -420,7 +471,7 @@ impl Invites {
             dialogs.retain(|_, d| d.since > day_ago);
             if dialogs.len() < MAX_DIALOGS {
                 dialogs.insert(
-                    call_id,
+                    call_id.clone(),
                     Dialog {
                         id,
                         caller: caller.to_owned(),
@@ -436,34 +487,129 @@ impl Invites {
                             .map(|r| r.trim().to_owned())
                             .collect(),
                         since: now_ms(),
+                        context,
+                        cseq: 0,
                     },
                 );
             }
         }
         let data = responder.reply(ok);
-        if peer.transport.reliable() {
-            return;
-        }
         let responder_end = Instant::now() + TIMEOUT;
         let resend = {
             let endpoint = responder.endpoint().clone();
             move |d: bytes::Bytes| endpoint.send_to(peer, d)
         };
+        let this = self.clone();
         tokio::spawn(async move {
-            let mut interval = T1;
+            // Over TCP the 2xx is not retransmitted, but its ACK is awaited as long.
+            let mut interval = if peer.transport.reliable() {
+                TIMEOUT
+            } else {
+                T1
+            };
             loop {
                 tokio::select! {
-                    () = acked.notified() => return,
+                    () = acked.notified() => break,
                     () = tokio::time::sleep(interval) => {}
                 }
                 if Instant::now() >= responder_end {
+                    // §13.3.1.4: the session ends with a BYE.
                     tracing::debug!("no ACK for a 2xx to INVITE");
+                    this.vanished(&call_id, id, dialog::NO_ACK, true).await;
                     return;
                 }
-                resend(data.clone());
+                if !peer.transport.reliable() {
+                    resend(data.clone());
+                }
                 interval = (interval * 2).min(T2);
             }
+            this.keep(&call_id, id).await;
         });
+    }
+
+    /// Probes an answered call with OPTIONS every keep-alive interval until it ends; a phone
+    /// that is gone ends it.
+    async fn keep(&self, call_id: &str, id: u64) {
+        let Some(every) = self.keepalive() else {
+            return;
+        };
+        loop {
+            tokio::time::sleep(every).await;
+            let Some((weak, listen)) = self.inner.endpoint.get() else {
+                return;
+            };
+            let probe = {
+                let mut dialogs = lock(&self.inner.dialogs);
+                let Some(d) = dialogs.get_mut(call_id).filter(|d| d.id == id) else {
+                    return;
+                };
+                d.cseq += 1;
+                let req = in_dialog(call_id, d).request(Method::OPTIONS, d.cseq, *listen);
+                req.map(|r| (r, d.peer))
+            };
+            let Some((req, peer)) = probe else { return };
+            let Some(endpoint) = weak.upgrade() else {
+                return;
+            };
+            if let Err(why) = dialog::probe(&endpoint, &req, peer).await {
+                self.vanished(call_id, id, why, false).await;
+                return;
+            }
+        }
+    }
+
+    /// Ends call `id` whose phone is gone: the web user gets a `bye` with `reason`; `bye`
+    /// sends the phone a BYE too (it may still be there, but it never ACKed).
+    async fn vanished(&self, call_id: &str, id: u64, reason: &str, bye: bool) {
+        let found = {
+            let mut dialogs = lock(&self.inner.dialogs);
+            match dialogs.get(call_id) {
+                Some(d) if d.id == id => dialogs.remove(call_id),
+                _ => None,
+            }
+        };
+        let Some(d) = found else { return };
+        tracing::debug!(call_id, reason, "call ended without the phone's BYE");
+        let mut body = message("bye", d.id, call_id);
+        body["reason"] = json!(reason);
+        if let Err(e) = self
+            .inner
+            .inbox
+            .send(&d.caller, &d.callee, None, body)
+            .await
+        {
+            tracing::debug!(error = %e, "bye not delivered");
+        }
+        let (context, callee) = (d.context.clone(), d.callee.clone());
+        if bye {
+            self.hang_up(call_id, d);
+        }
+        self.forget_context(&context, &callee).await;
+    }
+
+    /// A TCP connection closed: the calls on it are over (the phone cannot be reached
+    /// there any more), ringing or answered; calls to phones too.
+    pub fn closed(&self, peer: Peer) {
+        for p in lock(&self.inner.pending).values() {
+            if p.peer == peer {
+                let _ = p.answer.send(Answer::Gone);
+            }
+        }
+        let up: Vec<(String, u64)> = lock(&self.inner.dialogs)
+            .iter()
+            .filter(|(_, d)| d.peer == peer)
+            .map(|(k, d)| (k.clone(), d.id))
+            .collect();
+        if !up.is_empty() {
+            let this = self.clone();
+            tokio::spawn(async move {
+                for (call_id, id) in up {
+                    this.vanished(&call_id, id, dialog::CONNECTION_LOST, false)
+                        .await;
+                }
+            });
+        }
+        self.inner.out.closed(peer);
     }
 
     /// Sends `body` from the caller to the web contacts the invite reached.
@@ -550,7 +696,26 @@ impl Invites {
         {
             tracing::debug!(error = %e, "bye not delivered");
         }
+        self.forget_context(&d.context, &d.callee).await;
         Reply::new(200, "OK")
+    }
+
+    /// An `invite` SEND whose SDP offer is malformed, to a user with phones or to an address
+    /// that is not an account (which goes to SIP): refused before anything is sent.
+    async fn bad_offer(&self, email: &str, body: &Value) -> Option<Error> {
+        let why = sdp::check(body.get("sdp").and_then(Value::as_str)?).err()?;
+        let to_sip = match self.inner.store.user(email).await {
+            Ok(None) => true,
+            Ok(Some(_)) => self
+                .inner
+                .store
+                .contacts(email, now_ms())
+                .await
+                .map(|c| c.iter().any(|c| c.source == ContactSource::Sip))
+                .unwrap_or(false),
+            Err(_) => false,
+        };
+        to_sip.then(|| Error::Invalid(format!("sdp is not a valid session description: {why}")))
     }
 
     /// A web user's `bye` SEND to the caller: a BYE to the phone.
@@ -565,18 +730,9 @@ impl Invites {
         let Some(endpoint) = weak.upgrade() else {
             return failed(503, "Service Unavailable");
         };
-        let Ok(uri) = Uri::parse(&d.target) else {
+        let Some(bye) = in_dialog(call_id, &d).request(Method::BYE, d.cseq + 1, *listen) else {
             return failed(400, "Bad Request (the phone's Contact is not a URI)");
         };
-        let local = outgoing::local_addr(*listen, d.peer.addr);
-        let mut bye = outgoing::request(Method::BYE, uri, local, d.peer.transport);
-        for route in d.routes {
-            bye.push("Route", route);
-        }
-        bye.push("From", d.local);
-        bye.push("To", d.remote);
-        bye.push("Call-ID", call_id.to_owned());
-        bye.push("CSeq", "1 BYE");
         // The final response is not awaited: the call is over either way.
         let _ = endpoint.client().send(&bye, d.peer);
         SipStatus {
@@ -584,6 +740,75 @@ impl Invites {
             reason: "BYE sent".into(),
         }
     }
+}
+
+/// The relay's requests in dialog `d`.
+fn in_dialog<'a>(call_id: &'a str, d: &'a Dialog) -> dialog::InDialog<'a> {
+    dialog::InDialog {
+        call_id,
+        local: &d.local,
+        remote: &d.remote,
+        target: &d.target,
+        routes: &d.routes,
+        peer: d.peer,
+    }
+}
+
+/// The contacts an invite reached other than the one that answered: all but `login` when the
+/// answer named it; none when the invite reached one contact; else all (the page that
+/// answered knows it did).
+fn others(reached: &[i64], login: Option<i64>) -> Vec<i64> {
+    if reached.len() < 2 {
+        return Vec::new();
+    }
+    reached
+        .iter()
+        .copied()
+        .filter(|c| Some(*c) != login)
+        .collect()
+}
+
+/// The login an `accept` or `reject` names (`/login/{email}/{id}` or the id).
+fn login_of(body: &Value) -> Option<i64> {
+    match body.get("login")? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.rsplit('/').next()?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The SDP offer an INVITE carries (None for none); the refusal when its body is not one.
+fn offer(req: &SipMessage) -> std::result::Result<Option<String>, Reply> {
+    if req.body.is_empty() {
+        return Ok(None);
+    }
+    let media = req
+        .header("Content-Type")
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if media != "application/sdp" {
+        return Err(Reply::new(
+            415,
+            "Unsupported Media Type (an INVITE carries application/sdp)",
+        )
+        .with("Accept", "application/sdp"));
+    }
+    let encoding = req.header("Content-Encoding").unwrap_or("identity").trim();
+    if !encoding.eq_ignore_ascii_case("identity") {
+        return Err(Reply::new(415, "Unsupported Media Type (Content-Encoding)")
+            .with("Accept-Encoding", "identity"));
+    }
+    if req.body.len() > MAX_SDP {
+        return Err(Reply::new(513, "Message Too Large"));
+    }
+    let text =
+        std::str::from_utf8(&req.body).map_err(|_| Reply::bad_request("the SDP is not UTF-8"))?;
+    sdp::check(text).map_err(|why| Reply::bad_request(&format!("malformed SDP: {why}")))?;
+    Ok(Some(text.to_owned()))
 }
 
 fn internal(why: &str) -> Reply {
@@ -615,6 +840,9 @@ impl SendHook for Invites {
             return Some(Ok(r));
         }
         let command = body.get("command").and_then(Value::as_str)?;
+        if command == "invite" {
+            return self.bad_offer(email, body).await.map(Err);
+        }
         if !matches!(command, "accept" | "reject" | "bye") {
             return None;
         }
@@ -624,18 +852,22 @@ impl SendHook for Invites {
             _ => None,
         });
         if command == "bye" {
-            let mut dialogs = lock(&self.inner.dialogs);
-            let call_id = dialogs
-                .iter()
-                .find(|(_, d)| {
-                    d.callee == sender && d.caller == email && id.is_none_or(|id| id == d.id)
-                })
-                .map(|(k, _)| k.clone())?;
-            let d = dialogs.remove(&call_id)?;
-            drop(dialogs);
+            let (call_id, d) = {
+                let mut dialogs = lock(&self.inner.dialogs);
+                let call_id = dialogs
+                    .iter()
+                    .find(|(_, d)| {
+                        d.callee == sender && d.caller == email && id.is_none_or(|id| id == d.id)
+                    })
+                    .map(|(k, _)| k.clone())?;
+                let d = dialogs.remove(&call_id)?;
+                (call_id, d)
+            };
             let did = d.id;
             d.acked.notify_one();
+            let context = d.context.clone();
             let status = self.hang_up(&call_id, d);
+            self.forget_context(&context, sender).await;
             return Some(receipt(did, email, status));
         }
         let id = id?;
@@ -644,6 +876,7 @@ impl SendHook for Invites {
         if p.callee != sender || p.caller != email {
             return None;
         }
+        let login = login_of(body);
         let answer = if command == "accept" {
             let sdp = body.get("sdp").and_then(Value::as_str).unwrap_or_default();
             if sdp.len() > MAX_SDP {
@@ -651,13 +884,26 @@ impl SendHook for Invites {
                     "sdp is longer than {MAX_SDP} bytes"
                 ))));
             }
-            Answer::Accept(sdp.to_owned())
+            if sdp.is_empty() && p.offer {
+                return Some(Err(Error::Invalid(format!(
+                    "invite {id} carried an SDP offer: accept needs an sdp answer"
+                ))));
+            }
+            if let Err(why) = Some(sdp)
+                .filter(|s| !s.is_empty())
+                .map_or(Ok(()), sdp::check)
+            {
+                return Some(Err(Error::Invalid(format!(
+                    "sdp is not a valid session description: {why}"
+                ))));
+            }
+            Answer::Accept(sdp.to_owned(), login)
         } else {
             let (code, reason) = rejection(body);
-            Answer::Reject(code, reason)
+            Answer::Reject(code, reason, login)
         };
         let code = match &answer {
-            Answer::Reject(code, _) => *code,
+            Answer::Reject(code, ..) => *code,
             _ => 200,
         };
         if p.answer.send(answer).is_err() {

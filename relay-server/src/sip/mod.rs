@@ -4,6 +4,7 @@
 
 pub mod call_out;
 pub mod core;
+pub mod dialog;
 pub mod digest;
 pub mod endpoint;
 pub mod framing;
@@ -19,6 +20,7 @@ pub mod proxy;
 pub mod registrar;
 pub mod response;
 mod scan;
+pub mod sdp;
 pub mod service;
 pub mod service_out;
 pub mod transaction;

@@ -134,9 +134,19 @@ impl Connections {
         tokio::spawn(async move {
             read(reader, addr, &endpoint).await;
             // Dropping the queue lets the writer flush what is queued, then close.
-            let mut writers = conns.lock();
-            if writers.get(&addr).is_some_and(|(s, _)| *s == serial) {
-                writers.remove(&addr);
+            let current = {
+                let mut writers = conns.lock();
+                let current = writers.get(&addr).is_some_and(|(s, _)| *s == serial);
+                if current {
+                    writers.remove(&addr);
+                }
+                current
+            };
+            if current {
+                endpoint.connection_closed(Peer {
+                    transport: Transport::Tcp,
+                    addr,
+                });
             }
         });
         Some(tx)
