@@ -11,7 +11,7 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::error::{ClientError, Result};
 use crate::events::Emitter;
 use crate::http::{Http, Pending};
-use crate::invite::{IncomingInvite, Invitation, InviteState};
+use crate::invite::{IncomingInvite, Invitation, InviteState, Step};
 use crate::js;
 use crate::socket::Connection;
 
@@ -48,8 +48,9 @@ pub(crate) struct Shared {
     pub(crate) generation: Cell<u32>,
     /// Bumped on logout, so late lock grants are ignored.
     pub(crate) session_generation: Cell<u32>,
-    /// The watch id of the inbox.
+    /// The watch id of the inbox, and its handler.
     pub(crate) inbox_watch: Cell<u32>,
+    pub(crate) inbox_handler: RefCell<Option<js::Handler>>,
     /// The BroadcastChannel to the other tabs, with its handler.
     pub(crate) channel: RefCell<Option<(JsValue, js::Handler)>>,
     /// Releases the Web Lock this tab holds.
@@ -241,7 +242,11 @@ impl Client {
     /// One REST call as a promise: every simple method shares this one future type, which keeps
     /// the module small.
     fn rest(&self, method: &str, path: String, body: Option<JsValue>) -> Promise {
-        promise(Box::pin(self.inner.http.request(method, &path, body.as_ref())))
+        promise(Box::pin(self.inner.http.request(
+            method,
+            &path,
+            body.as_ref(),
+        )))
     }
 }
 
@@ -252,7 +257,7 @@ impl Client {
     #[wasm_bindgen(constructor)]
     pub fn new(url: Option<String>) -> Client {
         let http = Rc::new(Http::new(url.as_deref().unwrap_or("")));
-        let emitter = Rc::new(Emitter::default());
+        let emitter = Rc::new(Emitter::new());
         let conn = Connection::new(http.clone(), emitter.clone());
         Client {
             inner: Rc::new(Shared {
@@ -267,6 +272,7 @@ impl Client {
                 generation: Cell::new(0),
                 session_generation: Cell::new(0),
                 inbox_watch: Cell::new(0),
+                inbox_handler: RefCell::new(None),
                 channel: RefCell::new(None),
                 release: RefCell::new(None),
                 outgoing: RefCell::new(Vec::new()),
@@ -291,7 +297,7 @@ impl Client {
     /// `login` (`{state: "active" | "refresh-failed" | "lost", error?}`) and `connection`
     /// (`{state: "open" | "reconnecting"}`).
     pub fn on(&self, event: &str, callback: Function) {
-        self.inner.emitter.on(event, callback);
+        self.inner.emitter.on(event, &callback);
     }
 
     /// Removes a listener added with `on`.
@@ -398,20 +404,15 @@ impl Client {
     /// Publishes presence with the login (e.g. `{status: "away"}`).
     #[wasm_bindgen(js_name = setPresence, unchecked_return_type = "Promise<LoginCreated>")]
     pub fn set_presence(&self, presence: JsValue) -> Promise {
-        let inner = self.inner.clone();
-        promise(Box::pin(async move {
-            let login = inner.login().ok_or_else(ClientError::not_logged_in)?;
-            let options = inner.options.borrow().clone();
-            js::set(&options, "presence", &presence);
-            inner
-                .http
-                .request(
-                    "PUT",
-                    &login.url,
-                    Some(&js::object(&[("presence", presence)])),
-                )
-                .await
-        }))
+        let Some(login) = self.inner.login() else {
+            return rejected(ClientError::not_logged_in());
+        };
+        js::set(&self.inner.options.borrow(), "presence", &presence);
+        self.rest(
+            "PUT",
+            login.url,
+            Some(js::object(&[("presence", presence)])),
+        )
     }
 
     /// A user's profile (default: mine).
@@ -449,8 +450,7 @@ impl Client {
             return Err(ClientError::not_logged_in().into());
         }
         let updates = js::get_str(&options, "updates").unwrap_or_else(|| "diff".into());
-        let listener = Rc::new(move |event: &JsValue| js::call(&callback, event));
-        let id = self.inner.conn.watch(&path, &updates, listener);
+        let id = self.inner.conn.watch(&path, &updates, &callback);
         Ok(Watch {
             conn: self.inner.conn.clone(),
             path,
@@ -478,28 +478,20 @@ impl Client {
     /// Invites a user to a call: resolves to an `Invitation` whose state follows the answer.
     #[wasm_bindgen(unchecked_return_type = "Promise<Invitation>")]
     pub fn invite(&self, to: String, call: String) -> Promise {
-        let inner = self.inner.clone();
-        promise(Box::pin(async move {
-            // Unique enough among one caller's invitations: milliseconds plus a random tail.
-            let now = js_sys::Date::now();
-            let id = (now - (now / 1e9).floor() * 1e9) * 1000.0
-                + (js_sys::Math::random() * 1000.0).floor();
-            let peer = to
-                .strip_prefix("/login/")
-                .and_then(|p| p.split('/').next())
-                .unwrap_or(&to)
-                .to_owned();
-            let state = InviteState::new(id, &peer, &call, "sending");
-            inner.outgoing.borrow_mut().push(state.clone());
-            match inner.send_to(&to, &state.command("invite")).await {
-                Ok(_) => state.set("ringing"),
-                Err(e) => {
-                    state.set("failed");
-                    return Err(e);
-                }
-            }
-            Ok(JsValue::from(Invitation::new(state, inner.clone())))
-        }))
+        let inner = &self.inner;
+        // Unique enough among one caller's invitations: milliseconds plus a random tail.
+        let now = js_sys::Date::now();
+        let id =
+            (now - (now / 1e9).floor() * 1e9) * 1000.0 + (js_sys::Math::random() * 1000.0).floor();
+        let peer = to
+            .strip_prefix("/login/")
+            .and_then(|p| p.split('/').next())
+            .unwrap_or(&to);
+        let state = InviteState::new(id, peer, &call, "sending");
+        inner.outgoing.borrow_mut().push(state.clone());
+        let pending = inner.send_to(&to, &state.command("invite"));
+        let invitation = JsValue::from(Invitation::new(state.clone(), inner.clone()));
+        Step::new(pending, &state, "ringing", "failed", invitation).promise()
     }
 
     /// Creates a call: `info` is `{subject?, ...}`.

@@ -1,41 +1,41 @@
-//! A small event emitter: page callbacks by event name. Handlers are cloned out before they
-//! run, so a handler may call back into the client (or add and remove handlers) safely.
+//! A small event emitter: page callbacks by event name, kept in a JS array of `[name, fn]`
+//! (so the bookkeeping is a few lines of the JS shims, not generic Rust collections). Handlers
+//! are copied out before they run, so a handler may call back into the client (or add and
+//! remove handlers) safely; what a handler throws is reported, never propagated.
 
-use std::cell::RefCell;
-
-use js_sys::Function;
-use wasm_bindgen::JsValue;
+use js_sys::{Array, Function};
+use wasm_bindgen::{JsCast, JsValue};
 
 use crate::js;
 
 /// Callbacks by event name.
-#[derive(Debug, Default)]
-pub(crate) struct Emitter {
-    /// (event name, callback) in registration order.
-    handlers: RefCell<Vec<(String, Function)>>,
-}
+#[derive(Clone)]
+pub(crate) struct Emitter(Array);
 
 impl Emitter {
-    pub(crate) fn on(&self, name: &str, callback: Function) {
-        self.handlers.borrow_mut().push((name.to_owned(), callback));
+    pub(crate) fn new() -> Self {
+        Self(Array::new())
+    }
+
+    pub(crate) fn on(&self, name: &str, callback: &Function) {
+        js::listen(&self.0, name, callback);
     }
 
     pub(crate) fn off(&self, name: &str, callback: &Function) {
-        self.handlers
-            .borrow_mut()
-            .retain(|(n, f)| !(n == name && JsValue::from(f) == JsValue::from(callback)));
+        js::unlisten(&self.0, name, callback);
     }
 
+    /// Removes every handler of `name`.
+    pub(crate) fn off_all(&self, name: &str) {
+        js::unlisten(&self.0, name, JsValue::UNDEFINED.unchecked_ref());
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.length() == 0
+    }
+
+    /// Calls the handlers of `name` (every handler when `name` is empty).
     pub(crate) fn emit(&self, name: &str, value: &JsValue) {
-        let matching: Vec<Function> = self
-            .handlers
-            .borrow()
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, f)| f.clone())
-            .collect();
-        for callback in matching {
-            js::call(&callback, value);
-        }
+        js::emit(&self.0, name, value);
     }
 }

@@ -3,13 +3,18 @@
 //! side as an object whose `state` changes, with `onState` callbacks.
 
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 
 use crate::client::{promise, Shared};
-use crate::error::ClientError;
+use crate::error::{ClientError, Result};
+use crate::events::Emitter;
+use crate::http::Pending;
 use crate::js;
 
 /// Shared state of one invitation (either side).
@@ -25,7 +30,7 @@ pub(crate) struct InviteState {
     /// The reason given with a reject.
     pub(crate) reason: RefCell<JsValue>,
     /// `onState` callbacks.
-    pub(crate) listeners: RefCell<Vec<Function>>,
+    pub(crate) listeners: Emitter,
 }
 
 impl InviteState {
@@ -36,7 +41,7 @@ impl InviteState {
             call: call.to_owned(),
             state: RefCell::new(state.to_owned()),
             reason: RefCell::new(JsValue::UNDEFINED),
-            listeners: RefCell::new(Vec::new()),
+            listeners: Emitter::new(),
         })
     }
 
@@ -49,10 +54,7 @@ impl InviteState {
             return;
         }
         *self.state.borrow_mut() = state.to_owned();
-        let listeners = self.listeners.borrow().clone();
-        for listener in listeners {
-            js::call(&listener, &JsValue::from_str(state));
-        }
+        self.listeners.emit("state", &JsValue::from_str(state));
     }
 
     /// Whether this is the invitation (peer, call, id).
@@ -67,6 +69,77 @@ impl InviteState {
             ("url", self.call.as_str().into()),
             ("id", JsValue::from_f64(self.id)),
         ])
+    }
+}
+
+/// A SEND about an invitation on its way, and what its answer does to the invitation: one
+/// small future for inviting, cancelling, accepting and rejecting.
+pub(crate) struct Step {
+    pending: Pending,
+    state: Rc<InviteState>,
+    /// The state once the answer came.
+    ok: &'static str,
+    /// The state if the request failed ("": unchanged).
+    failed: &'static str,
+    /// What the promise resolves to (undefined: the answer itself).
+    value: JsValue,
+    /// Accepting: once joined, tell the caller `accept` (and resolve to the participant).
+    then_accept: Option<Rc<Shared>>,
+}
+
+impl Step {
+    pub(crate) fn new(
+        pending: Pending,
+        state: &Rc<InviteState>,
+        ok: &'static str,
+        failed: &'static str,
+        value: JsValue,
+    ) -> Self {
+        Self {
+            pending,
+            state: state.clone(),
+            ok,
+            failed,
+            value,
+            then_accept: None,
+        }
+    }
+
+    pub(crate) fn promise(self) -> Promise {
+        promise(Box::pin(self))
+    }
+}
+
+impl Future for Step {
+    type Output = Result<JsValue>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<JsValue>> {
+        let this = self.get_mut();
+        loop {
+            let answer = match Pin::new(&mut this.pending).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(answer) => answer,
+            };
+            match answer {
+                Err(e) => {
+                    if !this.failed.is_empty() {
+                        this.state.set(this.failed);
+                    }
+                    return Poll::Ready(Err(e));
+                }
+                Ok(answer) => {
+                    if let Some(client) = this.then_accept.take() {
+                        this.value = answer;
+                        this.pending =
+                            client.send_to(&this.state.peer, &this.state.command("accept"));
+                        continue;
+                    }
+                    this.state.set(this.ok);
+                    let value = std::mem::take(&mut this.value);
+                    return Poll::Ready(Ok(if value.is_undefined() { answer } else { value }));
+                }
+            }
+        }
     }
 }
 
@@ -118,19 +191,15 @@ impl Invitation {
     /// Calls `callback(state)` on every change of state.
     #[wasm_bindgen(js_name = onState)]
     pub fn on_state(&self, callback: Function) {
-        self.inner.listeners.borrow_mut().push(callback);
+        self.inner.listeners.on("state", &callback);
     }
 
     /// Withdraws the invitation: the callee is told `cancel`.
     pub fn cancel(&self) -> Promise {
-        let (inner, client) = (self.inner.clone(), self.client.clone());
-        promise(Box::pin(async move {
-            client
-                .send_to(&inner.peer, &inner.command("cancel"))
-                .await?;
-            inner.set("cancelled");
-            Ok(JsValue::UNDEFINED)
-        }))
+        let pending = self
+            .client
+            .send_to(&self.inner.peer, &self.inner.command("cancel"));
+        Step::new(pending, &self.inner, "cancelled", "", JsValue::UNDEFINED).promise()
     }
 }
 
@@ -176,41 +245,33 @@ impl IncomingInvite {
     /// Calls `callback(state)` on every change of state.
     #[wasm_bindgen(js_name = onState)]
     pub fn on_state(&self, callback: Function) {
-        self.inner.listeners.borrow_mut().push(callback);
+        self.inner.listeners.on("state", &callback);
     }
 
     /// Joins the call with `session` and tells the caller `accept`. Resolves to the participant.
     #[wasm_bindgen(unchecked_return_type = "Promise<ParticipantCreated>")]
     pub fn accept(&self, session: JsValue) -> Promise {
-        let (inner, client) = (self.inner.clone(), self.client.clone());
-        promise(Box::pin(async move {
-            if inner.state.borrow().as_str() == "cancelled" {
-                return Err(ClientError::new(
-                    "conflict",
-                    0,
-                    "the caller cancelled this invitation",
-                ));
-            }
-            let joined = client.join(&inner.call, &session).await?;
-            client
-                .send_to(&inner.peer, &inner.command("accept"))
-                .await?;
-            inner.set("accepted");
-            Ok(joined)
-        }))
+        let joined = if self.inner.state.borrow().as_str() == "cancelled" {
+            Pending::failed(ClientError::new(
+                "conflict",
+                0,
+                "the caller cancelled this invitation",
+            ))
+        } else {
+            self.client.join(&self.inner.call, &session)
+        };
+        let mut step = Step::new(joined, &self.inner, "accepted", "", JsValue::UNDEFINED);
+        step.then_accept = Some(self.client.clone());
+        step.promise()
     }
 
     /// Declines, telling the caller `reject` with an optional reason.
     pub fn reject(&self, reason: JsValue) -> Promise {
-        let (inner, client) = (self.inner.clone(), self.client.clone());
-        promise(Box::pin(async move {
-            let body = inner.command("reject");
-            if !reason.is_undefined() {
-                js::set(&body, "reason", &reason);
-            }
-            client.send_to(&inner.peer, &body).await?;
-            inner.set("rejected");
-            Ok(JsValue::UNDEFINED)
-        }))
+        let body = self.inner.command("reject");
+        if !reason.is_undefined() {
+            js::set(&body, "reason", &reason);
+        }
+        let pending = self.client.send_to(&self.inner.peer, &body);
+        Step::new(pending, &self.inner, "rejected", "", JsValue::UNDEFINED).promise()
     }
 }

@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use js_sys::{Function, Promise};
+use js_sys::{Array, Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -68,6 +68,20 @@ export function stored(key) {
 export function store(key, value) {
   try { value == null ? localStorage.removeItem(key) : localStorage.setItem(key, value); } catch (_) {}
 }
+export function listen(list, name, f) {
+  list.push([name, f]);
+}
+export function unlisten(list, name, f) {
+  const keep = list.filter(([n, g]) => n != name || (f !== undefined && g != f));
+  list.length = 0;
+  list.push(...keep);
+}
+export function emit(list, name, value) {
+  for (const [n, f] of list.slice()) if (!name || n == name) call(f, value);
+}
+export function call(f, value) {
+  try { f(value); } catch (e) { console.error("restsip: an event handler threw", e); }
+}
 export function error(code, status, message) {
   const e = new Error(message);
   e.name = "RestsipError";
@@ -100,13 +114,18 @@ extern "C" {
     pub(crate) fn stored(key: &str) -> Option<f64>;
     /// Keeps (or, with undefined, removes) a number in localStorage.
     pub(crate) fn store(key: &str, value: &JsValue);
+    /// Adds `[name, f]` to a list of event handlers.
+    pub(crate) fn listen(list: &Array, name: &str, f: &Function);
+    /// Removes `[name, f]` from a list of event handlers (every `name` handler when `f` is
+    /// undefined).
+    pub(crate) fn unlisten(list: &Array, name: &str, f: &Function);
+    /// Calls the handlers of `name` in a list with `value` (all of them when `name` is empty).
+    pub(crate) fn emit(list: &Array, name: &str, value: &JsValue);
+    /// Calls a page callback, reporting (not propagating) what it throws: one page handler's
+    /// bug must not break the client.
+    pub(crate) fn call(f: &Function, value: &JsValue);
     /// A `RestsipError`.
     pub(crate) fn error(code: &str, status: u16, message: &str) -> JsValue;
-}
-
-/// Reports on the console what went wrong in a page handler (or, never expected, in Rust).
-pub(crate) fn report(what: &str, error: &JsValue) {
-    web_sys::console::error_2(&JsValue::from_str(&cat(&["restsip: ", what])), error);
 }
 
 /// A JS callback into Rust (one closure type for every handler, so its glue exists once).
@@ -215,14 +234,6 @@ pub(crate) fn copy(value: &JsValue) -> JsValue {
         js_sys::Object::assign(&target, value.unchecked_ref()).into()
     } else {
         target.into()
-    }
-}
-
-/// Calls a JS callback, reporting (not propagating) what it throws: one page handler's bug
-/// must not break the client.
-pub(crate) fn call(callback: &Function, arg: &JsValue) {
-    if let Err(e) = callback.call1(&JsValue::NULL, arg) {
-        report("an event handler threw", &e);
     }
 }
 

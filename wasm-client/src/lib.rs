@@ -35,10 +35,9 @@ static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
 #[wasm_bindgen(start)]
 pub fn start() {
     std::panic::set_hook(Box::new(|_| {
-        js::report(
-            "internal error (a Rust panic); please report it",
-            &JsValue::UNDEFINED,
-        )
+        web_sys::console::error_1(&JsValue::from_str(
+            "restsip: internal error (a Rust panic); please report it",
+        ))
     }));
 }
 

@@ -75,11 +75,11 @@ impl Shared {
     fn watch_inbox(self: &Rc<Self>, url: &str) {
         let weak = Rc::downgrade(self);
         let path = url.to_owned();
-        let listener = Rc::new(move |event: &JsValue| {
+        let listener = js::handler(Box::new(move |event: JsValue| {
             let Some(this) = weak.upgrade() else { return };
-            match js::get_str(event, "kind").as_deref() {
+            match js::get_str(&event, "kind").as_deref() {
                 Some("message") => {
-                    let message = js::get(event, "data");
+                    let message = js::get(&event, "data");
                     this.post(&js::object(&[
                         ("type", "message".into()),
                         ("message", message.clone()),
@@ -94,9 +94,12 @@ impl Shared {
                 }
                 _ => {}
             }
-        });
-        let id = self.conn.watch(url, "diff", listener);
+        }));
+        let id = self
+            .conn
+            .watch(url, "diff", listener.as_ref().unchecked_ref());
         self.inbox_watch.set(id);
+        *self.inbox_handler.borrow_mut() = Some(listener);
     }
 
     /// Makes a new login after `lost` went away, once: the inbox's `gone` and a refresh's 404

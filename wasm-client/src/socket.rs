@@ -13,17 +13,14 @@ use crate::events::Emitter;
 use crate::http::Http;
 use crate::js;
 
-/// A listener of one resource's events.
-pub(crate) type Listener = Rc<dyn Fn(&JsValue)>;
-
 /// A watched resource.
 struct Subscription {
     /// `diff` or `full`.
     updates: String,
     /// The last event id delivered, to resume from.
     last_id: Option<f64>,
-    /// Listeners by watch id.
-    listeners: Vec<(u32, Listener)>,
+    /// Listeners, named by watch id.
+    listeners: Emitter,
 }
 
 /// The connection and its subscriptions.
@@ -98,7 +95,7 @@ impl Connection {
     }
 
     /// Watches `path`; returns the watch id for [`Connection::unwatch`].
-    pub(crate) fn watch(&self, path: &str, updates: &str, listener: Listener) -> u32 {
+    pub(crate) fn watch(&self, path: &str, updates: &str, listener: &js_sys::Function) -> u32 {
         let id = self.next_watch.get();
         self.next_watch.set(id + 1);
         let mut subs = self.subs.borrow_mut();
@@ -107,12 +104,12 @@ impl Connection {
             let sub = Subscription {
                 updates: updates.to_owned(),
                 last_id: None,
-                listeners: Vec::new(),
+                listeners: Emitter::new(),
             };
             subs.push((path.to_owned(), sub));
         }
         if let Some((_, sub)) = subs.iter_mut().find(|(p, _)| p == path) {
-            sub.listeners.push((id, listener));
+            sub.listeners.on(&js::digits(id.into()), listener);
         }
         drop(subs);
         if fresh && self.open.get() {
@@ -126,7 +123,7 @@ impl Connection {
         let mut subs = self.subs.borrow_mut();
         let empty = match subs.iter_mut().find(|(p, _)| p == path) {
             Some((_, sub)) => {
-                sub.listeners.retain(|(w, _)| *w != id);
+                sub.listeners.off_all(&js::digits(id.into()));
                 sub.listeners.is_empty()
             }
             None => false,
@@ -358,7 +355,7 @@ impl Connection {
             _ => (None, JsValue::UNDEFINED),
         };
         let Some(path) = path else { return };
-        let listeners: Vec<Listener> = {
+        let listeners = {
             let mut subs = self.subs.borrow_mut();
             let Some((_, sub)) = subs.iter_mut().find(|(p, _)| *p == path) else {
                 return;
@@ -366,10 +363,8 @@ impl Connection {
             if let Some(id) = js::get_f64(&event, "id") {
                 sub.last_id = Some(id);
             }
-            sub.listeners.iter().map(|(_, l)| l.clone()).collect()
+            sub.listeners.clone()
         };
-        for listener in listeners {
-            listener(&event);
-        }
+        listeners.emit("", &event);
     }
 }
