@@ -396,3 +396,54 @@ async fn a_phone_at_the_upstream_server_watches_a_web_users_presence() {
     assert!(r.status < 300, "{} {}", r.status, r.body);
     watcher.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_call_through_the_upstream_server_is_refused_or_cancelled() {
+    let kamailio = kamailio().await;
+    let upstream = kamailio.addr;
+    let phone = free_port();
+    register_phone(upstream, UDP, CAROL, phone).await;
+    let relay = Relay::start(&[
+        "--sip-upstream",
+        &format!("sip:{upstream}"),
+        "--sip-upstream-user",
+        "relay",
+        "--sip-upstream-password",
+        "relay-pw",
+    ])
+    .await
+    .unwrap();
+    let alice = relay.user(ALICE).await.unwrap();
+    let (_, mut inbox) = web_login(&alice).await;
+    // Busy: the phone's 486 comes back through Kamailio as a reject.
+    let uas = spawn_uas(upstream, UDP, phone, "upstream-invite-uas-busy").await;
+    let receipt = send(
+        &alice,
+        CAROL,
+        json!({"command": "invite", "url": "/call/x", "id": "b1"}),
+    )
+    .await;
+    // (Kamailio's 100 Trying comes first: the INVITE is on its way.)
+    assert_eq!(receipt["deliveries"][0]["status"], "delivered", "{receipt}");
+    let reject = next_body(&mut inbox, CAROL).await;
+    assert_eq!(reject["command"], "reject", "{reject}");
+    assert_eq!(reject["code"], 486, "{reject}");
+    assert_eq!(reject["id"], "b1", "{reject}");
+    uas.await.unwrap().unwrap();
+    // Cancelled while ringing: CANCEL through Kamailio, the phone's 487 a reject.
+    let uas = spawn_uas(upstream, UDP, phone, "upstream-invite-uas-cancel").await;
+    send(
+        &alice,
+        CAROL,
+        json!({"command": "invite", "sdp": OFFER, "id": "c1"}),
+    )
+    .await;
+    let ringing = next_body(&mut inbox, CAROL).await;
+    assert_eq!(ringing["command"], "ringing", "{ringing}");
+    let cancel = send(&alice, CAROL, json!({"command": "cancel", "id": "c1"})).await;
+    assert_eq!(cancel["deliveries"][0]["status"], "delivered", "{cancel}");
+    let reject = next_body(&mut inbox, CAROL).await;
+    assert_eq!(reject["command"], "reject", "{reject}");
+    assert_eq!(reject["code"], 487, "{reject}");
+    uas.await.unwrap().unwrap();
+}
