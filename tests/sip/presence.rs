@@ -1,5 +1,6 @@
-//! Presence (RFC 3856, 6665, PIDF RFC 3863): a sipp watcher subscribes to a web user and hears
-//! closed, then open when the user logs in over REST, then unsubscribes and gets the last NOTIFY.
+//! Presence (RFC 3856, 6665, PIDF RFC 3863), over UDP and TCP: a sipp watcher subscribes to a
+//! web user and hears closed, then open when the user logs in over REST, then unsubscribes and
+//! gets the last NOTIFY; another refreshes once and then lets the subscription expire.
 
 use std::time::Duration;
 
@@ -46,4 +47,31 @@ async fn a_phone_watches_a_web_users_presence_over_udp() {
 #[tokio::test]
 async fn a_phone_watches_a_web_users_presence_over_tcp() {
     watch_a_web_user(TCP).await;
+}
+
+/// Slow: the shortest subscription the relay grants is 30 s, and it must run out.
+async fn refresh_then_expire(mode: Mode) {
+    let relay = Relay::default().await.unwrap();
+    relay.user(BOB).await.unwrap();
+    Run {
+        relay: relay.sip.unwrap(),
+        scenario: "subscribe-expire",
+        mode,
+        port: free_port(),
+        keys: &[("to", BOB)],
+        auth: None,
+    }
+    .pass_within(60)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_refreshed_subscription_expires_with_a_last_notify_over_udp() {
+    refresh_then_expire(UDP).await;
+}
+
+#[tokio::test]
+async fn a_refreshed_subscription_expires_with_a_last_notify_over_tcp() {
+    refresh_then_expire(TCP).await;
 }

@@ -47,8 +47,14 @@ pub(crate) struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Runs sipp to the end; Ok when the scenario passed (exit status 0).
+    /// Runs sipp to the end; Ok when the scenario passed (exit status 0) within 20 s.
     pub(crate) async fn pass(&self) -> Result<()> {
+        self.pass_within(20).await
+    }
+
+    /// [`Run::pass`] for a scenario that may take up to `seconds` (one that waits out a
+    /// SIP timer).
+    pub(crate) async fn pass_within(&self, seconds: u32) -> Result<()> {
         let dir = tempfile::tempdir()?;
         let errors = dir.path().join("errors.log");
         let mut cmd = Command::new("sipp");
@@ -57,7 +63,8 @@ impl Run<'_> {
             .arg(scenario(self.scenario))
             .args(["-t", self.mode, "-i", "127.0.0.1", "-m", "1", "-nostdin"])
             .args(["-p", &self.port.to_string()])
-            .args(["-timeout", "20s", "-timeout_error", "-recv_timeout", "5000"])
+            .args(["-timeout", &format!("{seconds}s"), "-timeout_error"])
+            .args(["-recv_timeout", "5000"])
             .arg("-trace_err")
             .arg("-error_file")
             .arg(&errors)
