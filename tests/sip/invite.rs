@@ -260,27 +260,13 @@ async fn the_other_web_logins_hear_a_cancel_when_one_answers_over_tcp() {
 
 /// Runs `invite-refused` from alice to `to` with a one-line body; the final status line.
 async fn refusal(relay: &Relay, mode: Mode, to: &str, ctype: &str, body: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("status");
-    let out_arg = out.to_string_lossy().into_owned();
-    Run {
-        relay: relay.sip.unwrap(),
-        scenario: "invite-refused",
-        mode,
-        port: free_port(),
-        keys: &[
-            ("from", ALICE),
-            ("to", to),
-            ("ctype", ctype),
-            ("body", body),
-            ("out", &out_arg),
-        ],
-        auth: None,
-    }
-    .pass()
-    .await
-    .unwrap();
-    std::fs::read_to_string(&out).unwrap().trim().to_owned()
+    let keys = [
+        ("from", ALICE),
+        ("to", to),
+        ("ctype", ctype),
+        ("body", body),
+    ];
+    crate::sipp::final_status(relay.sip.unwrap(), "invite-refused", mode, &keys).await
 }
 
 /// Unknown users, malformed SDP and bodies that are not SDP are refused, and the web user

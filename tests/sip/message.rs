@@ -1,11 +1,11 @@
 //! Instant messages (RFC 3428) between SIP phones and web users: sipp sends a MESSAGE that a
 //! web user's stream receives; a web user's SEND of an `im` reaches a registered sipp phone as
-//! a MESSAGE and its answer becomes the delivery's status. Refusals over a raw UDP socket.
+//! a MESSAGE and its answer becomes the delivery's status. Each over UDP and TCP, and so are
+//! the refusals (404 unknown user, 480 not logged in, 202 queued, 415, 400).
 
-use restsip_e2e::{Relay, WAIT};
+use restsip_e2e::Relay;
 use restsip_protocol::EventKind;
 use serde_json::json;
-use tokio::net::UdpSocket;
 
 use crate::sipp::{free_port, Mode, Run, TCP, UDP};
 
@@ -51,52 +51,43 @@ async fn a_phone_messages_a_web_user_over_tcp() {
     phone_to_web(TCP).await;
 }
 
-fn message(port: u16, to: &str, branch: &str, content_type: &str, body: &str) -> String {
-    format!(
-        "MESSAGE sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{branch};rport\r\n\
-         Max-Forwards: 70\r\nTo: <sip:{to}>\r\nFrom: <sip:{ALICE}>;tag=t\r\n\
-         Call-ID: {branch}\r\nCSeq: 1 MESSAGE\r\nContent-Type: {content_type}\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
+/// The status line a MESSAGE from alice to `to` gets.
+async fn status(relay: &Relay, mode: Mode, to: &str, ctype: &str, text: &str) -> String {
+    let keys = [
+        ("from", ALICE),
+        ("to", to),
+        ("ctype", ctype),
+        ("text", text),
+    ];
+    crate::sipp::final_status(relay.sip.unwrap(), "message-status", mode, &keys).await
 }
 
-async fn status_of(socket: &UdpSocket, request: String) -> String {
-    socket.send(request.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 65_536];
-    let n = tokio::time::timeout(WAIT, socket.recv(&mut buf))
-        .await
-        .expect("an answer to MESSAGE")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-    text.lines().next().unwrap_or_default().to_owned()
-}
-
-#[tokio::test]
-async fn messages_are_accepted_queued_or_refused_with_the_fitting_status() {
+async fn refusals(mode: Mode) {
     let relay = Relay::default().await.unwrap();
     let bob = relay.user(BOB).await.unwrap();
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    socket.connect(relay.sip.unwrap()).await.unwrap();
-    let port = socket.local_addr().unwrap().port();
-    let send = |to: &str, branch: &str, ct: &str, body: &str| message(port, to, branch, ct, body);
-
-    let line = status_of(&socket, send("nobody@example.net", "a1", "text/plain", "x")).await;
-    assert!(line.starts_with("SIP/2.0 404 "), "{line}");
-    let line = status_of(&socket, send(BOB, "a2", "text/plain", "x")).await;
-    assert!(line.starts_with("SIP/2.0 480 "), "{line}");
-
+    let expect = [
+        ("nobody@example.net", "text/plain", "x", 404),
+        (BOB, "text/plain", "x", 480),
+    ];
+    for (to, ctype, text, code) in expect {
+        let line = status(&relay, mode, to, ctype, text).await;
+        assert!(line.starts_with(&format!("SIP/2.0 {code} ")), "{line}");
+    }
     // Logged in without a live stream: queued (202), and handed over when the stream opens.
     let id = bob.login(json!({})).await.unwrap();
-    let line = status_of(&socket, send(BOB, "a3", "application/json", r#"{"a":1}"#)).await;
-    assert!(line.starts_with("SIP/2.0 202 "), "{line}");
-    let line = status_of(&socket, send(BOB, "a4", "image/png", "x")).await;
-    assert!(line.starts_with("SIP/2.0 415 "), "{line}");
-    let line = status_of(&socket, send(BOB, "a5", "text/plain;charset=latin1", "x")).await;
-    assert!(line.starts_with("SIP/2.0 415 "), "{line}");
-    let line = status_of(&socket, send(BOB, "a6", "application/json", "{not json")).await;
-    assert!(line.starts_with("SIP/2.0 400 "), "{line}");
-
+    let expect = [
+        ("application/json", r#"{"a":1}"#, 202),
+        ("image/png", "x", 415),
+        ("text/plain;charset=latin1", "x", 415),
+        ("application/json", "{not json", 400),
+    ];
+    for (ctype, text, code) in expect {
+        let line = status(&relay, mode, BOB, ctype, text).await;
+        assert!(
+            line.starts_with(&format!("SIP/2.0 {code} ")),
+            "{ctype}: {line}"
+        );
+    }
     let mut inbox = bob.sse(&format!("/login/{BOB}/{id}"), None).await.unwrap();
     let mut got = None;
     for _ in 0..3 {
@@ -107,8 +98,21 @@ async fn messages_are_accepted_queued_or_refused_with_the_fitting_status() {
         }
     }
     let got = got.expect("the queued MESSAGE");
-    assert_eq!(got.data["body"]["text"], r#"{"a":1}"#);
+    assert_eq!(
+        got.data["body"]["text"].as_str().unwrap().trim(),
+        r#"{"a":1}"#
+    );
     assert_eq!(got.data["body"]["contentType"], "application/json");
+}
+
+#[tokio::test]
+async fn messages_are_accepted_queued_or_refused_with_the_fitting_status_over_udp() {
+    refusals(UDP).await;
+}
+
+#[tokio::test]
+async fn messages_are_accepted_queued_or_refused_with_the_fitting_status_over_tcp() {
+    refusals(TCP).await;
 }
 
 /// A sipp phone registers as alice, then a sipp UAS on its port answers bob's `im` SEND with
@@ -154,9 +158,11 @@ async fn a_web_users_im_reaches_a_phone_over_udp_and_tcp() {
 }
 
 #[tokio::test]
-async fn a_phone_that_refuses_an_im_makes_the_delivery_fail() {
-    let d = web_to_phone(UDP, "message-uas-busy").await;
-    assert_eq!(d["status"], "failed", "{d}");
-    assert_eq!(d["sip"]["code"], 486, "{d}");
-    assert_eq!(d["sip"]["reason"], "Busy Here", "{d}");
+async fn a_phone_that_refuses_an_im_makes_the_delivery_fail_over_udp_and_tcp() {
+    for mode in [UDP, TCP] {
+        let d = web_to_phone(mode, "message-uas-busy").await;
+        assert_eq!(d["status"], "failed", "{d}");
+        assert_eq!(d["sip"]["code"], 486, "{d}");
+        assert_eq!(d["sip"]["reason"], "Busy Here", "{d}");
+    }
 }

@@ -150,3 +150,30 @@ pub(crate) async fn spawn_uas(
     }
     uas
 }
+
+/// Runs `scenario` (one that writes the status line of the final response it got to
+/// `-key out FILE`) once from a fresh port with `keys`; that status line.
+pub(crate) async fn final_status(
+    relay: SocketAddr,
+    scenario: &str,
+    mode: Mode,
+    keys: &[(&str, &str)],
+) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("status");
+    let out_arg = out.to_string_lossy().into_owned();
+    let mut all = keys.to_vec();
+    all.push(("out", &out_arg));
+    Run {
+        relay,
+        scenario,
+        mode,
+        port: free_port(),
+        keys: &all,
+        auth: None,
+    }
+    .pass()
+    .await
+    .unwrap();
+    std::fs::read_to_string(&out).unwrap().trim().to_owned()
+}
