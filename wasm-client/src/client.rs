@@ -15,17 +15,6 @@ use crate::invite::{IncomingInvite, Invitation, InviteState, Step};
 use crate::js;
 use crate::socket::Connection;
 
-/// This client's login at the relay.
-#[derive(Clone)]
-pub(crate) struct Login {
-    /// Contact id.
-    pub(crate) id: f64,
-    /// `/login/{email}/{id}`.
-    pub(crate) url: String,
-    /// Lifetime granted, seconds.
-    pub(crate) expires: f64,
-}
-
 /// State shared by the client, its streams and its invitation objects.
 pub(crate) struct Shared {
     /// REST access.
@@ -37,7 +26,8 @@ pub(crate) struct Shared {
     /// Logged-in user.
     email: RefCell<Option<String>>,
     /// The login, once made (or learnt from the owning tab).
-    login: RefCell<Option<Login>>,
+    /// (The relay's answer: `{id, url: "/login/{email}/{id}", expires}`; undefined before.)
+    login: RefCell<JsValue>,
     /// Login body (contact, presence, expires) used for creating and refreshing.
     pub(crate) options: RefCell<JsValue>,
     /// Whether tabs share the login.
@@ -66,11 +56,16 @@ impl Shared {
         self.email.borrow().clone()
     }
 
-    pub(crate) fn login(&self) -> Option<Login> {
+    pub(crate) fn login(&self) -> JsValue {
         self.login.borrow().clone()
     }
 
-    pub(crate) fn set_login(&self, login: Option<Login>) {
+    /// The login resource, `/login/{email}/{id}`.
+    pub(crate) fn login_url(&self) -> Option<String> {
+        js::get_str(&self.login.borrow(), "url")
+    }
+
+    pub(crate) fn set_login(&self, login: JsValue) {
         *self.login.borrow_mut() = login;
     }
 
@@ -82,14 +77,14 @@ impl Shared {
 
     pub(crate) fn emit_login(&self, state: &str) {
         let event = js::object(&[("state", state.into())]);
-        if let Some(login) = self.login() {
-            js::set(&event, "url", &login.url.as_str().into());
+        if let Some(url) = self.login_url() {
+            js::set(&event, "url", &url.into());
         }
         self.emitter.emit("login", &event);
     }
 
-    pub(crate) fn emit_login_error(&self, state: &str, error: ClientError) {
-        let event = js::object(&[("state", state.into()), ("error", error.into())]);
+    pub(crate) fn emit_login_error(&self, state: &str, error: JsValue) {
+        let event = js::object(&[("state", state.into()), ("error", error)]);
         self.emitter.emit("login", &event);
     }
 
@@ -109,10 +104,10 @@ impl Shared {
 
     /// Joins `call` with this login and `session`.
     pub(crate) fn join(&self, call: &str, session: &JsValue) -> Pending {
-        let Some(login) = self.login() else {
+        let Some(url) = self.login_url() else {
             return Pending::failed(ClientError::not_logged_in());
         };
-        let body = js::object(&[("url", login.url.into())]);
+        let body = js::object(&[("url", url.into())]);
         if !session.is_undefined() {
             js::set(&body, "session", session);
         }
@@ -220,8 +215,8 @@ impl Served {
 }
 
 /// A promise already rejected with `error`.
-fn rejected(error: ClientError) -> Promise {
-    Promise::reject(&error.into())
+fn rejected(error: JsValue) -> Promise {
+    Promise::reject(&error)
 }
 
 /// A boxed operation of the client.
@@ -230,7 +225,7 @@ pub(crate) type Op = js::Task<Result<JsValue>>;
 /// Runs an operation as a promise. Boxing makes every method share one instance of the
 /// promise glue instead of one per method, which keeps the module small.
 pub(crate) fn promise(op: Op) -> Promise {
-    future_to_promise(async move { op.await.map_err(JsValue::from) })
+    future_to_promise(op)
 }
 
 /// Runs a background task (a refresh loop, a reconnect), through the same boxed glue.
@@ -265,7 +260,7 @@ impl Client {
                 emitter,
                 conn,
                 email: RefCell::new(None),
-                login: RefCell::new(None),
+                login: RefCell::new(JsValue::UNDEFINED),
                 options: RefCell::new(js_sys::Object::new().into()),
                 shared_tabs: Cell::new(true),
                 leader: Cell::new(false),
@@ -290,7 +285,7 @@ impl Client {
     /// This client's login resource (`/login/{email}/{id}`), once logged in.
     #[wasm_bindgen(getter, js_name = loginUrl)]
     pub fn login_url(&self) -> Option<String> {
-        self.inner.login().map(|l| l.url)
+        self.inner.login_url()
     }
 
     /// Listens to `message` (a SEND to me: `InboxMessage`), `invite` (an `IncomingInvite`),
@@ -325,7 +320,7 @@ impl Client {
         let inner = self.inner.clone();
         promise(Box::pin(async move {
             if inner.email().is_some() {
-                return Err(ClientError::new(
+                return Err(ClientError::coded(
                     "conflict",
                     0,
                     "already logged in; log out first",
@@ -359,60 +354,52 @@ impl Client {
                     return Err(e);
                 }
             };
-            Ok(js::object(&[
-                ("email", email.into()),
-                ("url", login.url.into()),
-                ("id", JsValue::from_f64(login.id)),
-                ("expires", JsValue::from_f64(login.expires)),
-                (
-                    "owner",
-                    JsValue::from_bool(inner.leader.get() || !inner.shared_tabs.get()),
-                ),
-            ]))
+            let result = js::copy(&login);
+            js::set(&result, "email", &email.into());
+            js::set(
+                &result,
+                "owner",
+                &JsValue::from_bool(inner.leader.get() || !inner.shared_tabs.get()),
+            );
+            Ok(result)
         }))
     }
 
     /// Logs out: removes the login (when this tab owns it) and closes the streams.
     #[wasm_bindgen(js_name = logOut)]
     pub fn log_out(&self) -> Promise {
-        let inner = self.inner.clone();
-        promise(Box::pin(async move {
-            let Some(email) = inner.email() else {
-                return Ok(JsValue::UNDEFINED);
-            };
-            let owned = inner.leader.get() || !inner.shared_tabs.get();
-            let login = inner.login();
-            inner.end_session();
-            inner.conn.stop();
-            let result = match (owned, login) {
-                (true, Some(login)) => {
-                    inner.forget_stored_login(&email);
-                    inner
-                        .http
-                        .request("DELETE", &login.url, None)
-                        .await
-                        .map(|_| JsValue::UNDEFINED)
-                }
-                _ => Ok(JsValue::UNDEFINED),
-            };
-            *inner.email.borrow_mut() = None;
-            inner.http.clear_credentials();
-            result
-        }))
+        let inner = &self.inner;
+        let Some(email) = inner.email() else {
+            return Promise::resolve(&JsValue::UNDEFINED);
+        };
+        let owned = inner.leader.get() || !inner.shared_tabs.get();
+        let url = inner.login_url();
+        inner.end_session();
+        inner.conn.stop();
+        // The DELETE leaves with the credentials before they are forgotten.
+        let removed = match (owned, url) {
+            (true, Some(url)) => {
+                inner.forget_stored_login(&email);
+                Some(inner.http.request("DELETE", &url, None))
+            }
+            _ => None,
+        };
+        *inner.email.borrow_mut() = None;
+        inner.http.clear_credentials();
+        match removed {
+            Some(removed) => promise(Box::pin(removed)),
+            None => Promise::resolve(&JsValue::UNDEFINED),
+        }
     }
 
     /// Publishes presence with the login (e.g. `{status: "away"}`).
     #[wasm_bindgen(js_name = setPresence, unchecked_return_type = "Promise<LoginCreated>")]
     pub fn set_presence(&self, presence: JsValue) -> Promise {
-        let Some(login) = self.inner.login() else {
+        let Some(url) = self.inner.login_url() else {
             return rejected(ClientError::not_logged_in());
         };
         js::set(&self.inner.options.borrow(), "presence", &presence);
-        self.rest(
-            "PUT",
-            login.url,
-            Some(js::object(&[("presence", presence)])),
-        )
+        self.rest("PUT", url, Some(js::object(&[("presence", presence)])))
     }
 
     /// A user's profile (default: mine).
@@ -443,11 +430,10 @@ impl Client {
         if !path.starts_with('/') {
             return Err(ClientError::invalid(
                 "watch a resource path such as /login/alice@example.net",
-            )
-            .into());
+            ));
         }
         if self.inner.email().is_none() {
-            return Err(ClientError::not_logged_in().into());
+            return Err(ClientError::not_logged_in());
         }
         let updates = js::get_str(&options, "updates").unwrap_or_else(|| "diff".into());
         let id = self.inner.conn.watch(&path, &updates, &callback);
@@ -594,7 +580,7 @@ impl Client {
         handler: Function,
     ) -> std::result::Result<Served, JsValue> {
         if self.inner.email().is_none() {
-            return Err(ClientError::not_logged_in().into());
+            return Err(ClientError::not_logged_in());
         }
         self.inner.conn.start();
         self.inner.conn.serve(&namespace, handler);

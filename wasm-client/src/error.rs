@@ -1,34 +1,26 @@
 //! Errors as JavaScript sees them: `Error` objects named `RestsipError` with a stable `code` to
 //! branch on (`unauthorized`, `forbidden`, `not-found`, `conflict`, `network`, ...), the HTTP
-//! `status` (0 when there was no answer) and the relay's `detail`.
+//! `status` (0 when there was no answer) and the relay's `detail`. An error is made as that JS
+//! object at once and travels as a `JsValue`: nothing needs converting (or dropping) on its way
+//! to the page.
 
 use wasm_bindgen::prelude::*;
 
 use crate::js;
 
-/// A failed client operation.
-pub(crate) struct ClientError {
-    /// Stable code.
-    pub(crate) code: String,
-    /// HTTP status, 0 if none.
-    pub(crate) status: u16,
-    /// What went wrong.
-    pub(crate) message: String,
-}
+/// The makers of the client's errors.
+pub(crate) struct ClientError;
 
 impl ClientError {
-    pub(crate) fn new(code: &str, status: u16, message: &str) -> Self {
-        Self {
-            code: code.into(),
-            status,
-            message: message.into(),
-        }
+    /// A `RestsipError`.
+    pub(crate) fn coded(code: &str, status: u16, message: &str) -> JsValue {
+        js::error(code, status, message)
     }
 
     /// The relay could not be reached (offline, refused, CORS).
-    pub(crate) fn network(cause: &JsValue) -> Self {
+    pub(crate) fn network(cause: &JsValue) -> JsValue {
         let detail = js::get_str(cause, "message");
-        Self::new(
+        Self::coded(
             "network",
             0,
             &js::cat(&[
@@ -38,31 +30,31 @@ impl ClientError {
         )
     }
 
-    /// An answer polled again after it was taken (never, with `.await`).
-    pub(crate) fn gone() -> Self {
-        Self::new("internal", 0, "the answer was already taken")
-    }
-
     /// The client is not logged in.
-    pub(crate) fn not_logged_in() -> Self {
-        Self::new("not-logged-in", 0, "log in first (client.logIn)")
+    pub(crate) fn not_logged_in() -> JsValue {
+        Self::coded("not-logged-in", 0, "log in first (client.logIn)")
     }
 
     /// A bad argument from the page.
-    pub(crate) fn invalid(message: &str) -> Self {
-        Self::new("invalid-argument", 0, message)
+    pub(crate) fn invalid(message: &str) -> JsValue {
+        Self::coded("invalid-argument", 0, message)
     }
 
     /// The error for an HTTP answer with a problem body (or none).
-    pub(crate) fn from_problem(status: u16, problem: &JsValue) -> Self {
+    pub(crate) fn from_problem(status: u16, problem: &JsValue) -> JsValue {
         let code = js::get_str(problem, "code");
         let message = js::get_str(problem, "detail")
             .unwrap_or_else(|| js::cat(&["the relay answered ", &js::digits(status.into())]));
-        Self::new(
+        Self::coded(
             code.as_deref().unwrap_or_else(|| fallback_code(status)),
             status,
             &message,
         )
+    }
+
+    /// The HTTP status of an error (0 when there was no answer).
+    pub(crate) fn status(error: &JsValue) -> f64 {
+        js::get_f64(error, "status").unwrap_or(0.0)
     }
 }
 
@@ -71,11 +63,5 @@ fn fallback_code(status: u16) -> &'static str {
     restsip_protocol::ProblemKind::from_status(status).map_or("internal", |k| k.code())
 }
 
-impl From<ClientError> for JsValue {
-    fn from(e: ClientError) -> Self {
-        js::error(&e.code, e.status, &e.message)
-    }
-}
-
-/// Result of a client operation.
-pub(crate) type Result<T> = std::result::Result<T, ClientError>;
+/// Result of a client operation: the error is the `RestsipError` itself.
+pub(crate) type Result<T> = std::result::Result<T, JsValue>;

@@ -66,12 +66,12 @@ impl Http {
 }
 
 /// The answer to a request: the parsed JSON body of a 2xx, or the error.
-pub(crate) struct Pending(std::result::Result<JsFuture, Option<ClientError>>);
+pub(crate) struct Pending(std::result::Result<JsFuture, JsValue>);
 
 impl Pending {
     /// A request that failed before it was sent.
-    pub(crate) fn failed(error: ClientError) -> Self {
-        Self(Err(Some(error)))
+    pub(crate) fn failed(error: JsValue) -> Self {
+        Self(Err(error))
     }
 }
 
@@ -84,7 +84,7 @@ impl Future for Pending {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(answer) => answer,
             },
-            Err(error) => return Poll::Ready(Err(error.take().unwrap_or_else(ClientError::gone))),
+            Err(error) => return Poll::Ready(Err(std::mem::take(error))),
         };
         Poll::Ready(match answer {
             // [status, parsed body?]

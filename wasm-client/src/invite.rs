@@ -2,7 +2,7 @@
 //! to the callee, answered by `accept` or `reject`, withdrawn by `cancel`. The page sees each
 //! side as an object whose `state` changes, with `onState` callbacks.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -26,7 +26,7 @@ pub(crate) struct InviteState {
     /// The call URL.
     pub(crate) call: String,
     /// `sending`, `ringing`, `accepted`, `rejected`, `cancelled`, `failed`.
-    pub(crate) state: RefCell<String>,
+    pub(crate) state: Cell<&'static str>,
     /// The reason given with a reject.
     pub(crate) reason: RefCell<JsValue>,
     /// `onState` callbacks.
@@ -34,26 +34,26 @@ pub(crate) struct InviteState {
 }
 
 impl InviteState {
-    pub(crate) fn new(id: f64, peer: &str, call: &str, state: &str) -> Rc<Self> {
+    pub(crate) fn new(id: f64, peer: &str, call: &str, state: &'static str) -> Rc<Self> {
         Rc::new(Self {
             id,
             peer: peer.to_owned(),
             call: call.to_owned(),
-            state: RefCell::new(state.to_owned()),
+            state: Cell::new(state),
             reason: RefCell::new(JsValue::UNDEFINED),
             listeners: Emitter::new(),
         })
     }
 
     /// Moves to `state` (unless already final) and tells the listeners.
-    pub(crate) fn set(&self, state: &str) {
+    pub(crate) fn set(&self, state: &'static str) {
         if matches!(
-            self.state.borrow().as_str(),
+            self.state.get(),
             "accepted" | "rejected" | "cancelled" | "failed"
         ) {
             return;
         }
-        *self.state.borrow_mut() = state.to_owned();
+        self.state.set(state);
         self.listeners.emit("state", &JsValue::from_str(state));
     }
 
@@ -179,7 +179,7 @@ impl Invitation {
     /// `ringing` (delivered or queued), `accepted`, `rejected`, `cancelled` or `failed`.
     #[wasm_bindgen(getter)]
     pub fn state(&self) -> String {
-        self.inner.state.borrow().clone()
+        self.inner.state.get().into()
     }
 
     /// The reason the callee gave with a reject.
@@ -239,7 +239,7 @@ impl IncomingInvite {
     /// `ringing`, `accepted`, `rejected` or `cancelled` (the caller withdrew).
     #[wasm_bindgen(getter)]
     pub fn state(&self) -> String {
-        self.inner.state.borrow().clone()
+        self.inner.state.get().into()
     }
 
     /// Calls `callback(state)` on every change of state.
@@ -251,8 +251,8 @@ impl IncomingInvite {
     /// Joins the call with `session` and tells the caller `accept`. Resolves to the participant.
     #[wasm_bindgen(unchecked_return_type = "Promise<ParticipantCreated>")]
     pub fn accept(&self, session: JsValue) -> Promise {
-        let joined = if self.inner.state.borrow().as_str() == "cancelled" {
-            Pending::failed(ClientError::new(
+        let joined = if self.inner.state.get() == "cancelled" {
+            Pending::failed(ClientError::coded(
                 "conflict",
                 0,
                 "the caller cancelled this invitation",

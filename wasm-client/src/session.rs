@@ -8,7 +8,7 @@ use std::rc::Rc;
 use js_sys::Function;
 use wasm_bindgen::prelude::*;
 
-use crate::client::{spawn, Login, Shared};
+use crate::client::{spawn, Shared};
 use crate::error::{ClientError, Result};
 use crate::js;
 
@@ -33,43 +33,35 @@ fn store_login(email: &str, id: Option<f64>) {
 impl Shared {
     /// Creates the login (or takes over `reuse` when it is still alive), watches its inbox and
     /// keeps it refreshed.
-    pub(crate) async fn own_login(self: &Rc<Self>, reuse: Option<f64>) -> Result<Login> {
-        let email = self.email().ok_or_else(ClientError::not_logged_in)?;
+    pub(crate) async fn own_login(self: &Rc<Self>, reuse: Option<f64>) -> Result<JsValue> {
+        let Some(email) = self.email() else {
+            return Err(ClientError::not_logged_in());
+        };
         let options = self.options.borrow().clone();
-        let refreshed = match reuse {
-            Some(id) => self
-                .http
-                .request(
-                    "PUT",
-                    &js::cat(&["/login/", &email, "/", &js::digits(id as u64)]),
-                    Some(&options),
-                )
-                .await
-                .ok(),
-            None => None,
-        };
-        let answer = match refreshed {
-            Some(answer) => answer,
-            None => {
-                self.http
-                    .request("POST", &js::cat(&["/login/", &email]), Some(&options))
-                    .await?
+        if let Some(id) = reuse {
+            let path = js::cat(&["/login/", &email, "/", &js::digits(id as u64)]);
+            if let Ok(answer) = self.http.request("PUT", &path, Some(&options)).await {
+                return Ok(self.adopt_login(&email, answer));
             }
-        };
-        let login = Login {
-            id: js::get_f64(&answer, "id").unwrap_or(0.0),
-            url: js::get_str(&answer, "url").unwrap_or_default(),
-            expires: js::get_f64(&answer, "expires").unwrap_or(60.0),
-        };
-        if self.shared_tabs.get() {
-            store_login(&email, Some(login.id));
         }
-        self.set_login(Some(login.clone()));
-        self.watch_inbox(&login.url);
-        self.keep_alive(login.clone());
+        let path = js::cat(&["/login/", &email]);
+        let answer = self.http.request("POST", &path, Some(&options)).await?;
+        Ok(self.adopt_login(&email, answer))
+    }
+
+    /// This tab owns `login` (the relay's answer) from now on: its inbox is watched, it is kept
+    /// refreshed, and the other tabs learn it.
+    fn adopt_login(self: &Rc<Self>, email: &str, login: JsValue) -> JsValue {
+        if self.shared_tabs.get() {
+            store_login(email, js::get_f64(&login, "id"));
+        }
+        self.set_login(login.clone());
+        let url = self.login_url().unwrap_or_default();
+        self.watch_inbox(&url);
+        self.keep_alive(url, js::get_f64(&login, "expires").unwrap_or(60.0));
         self.broadcast_login();
         self.emit_login("active");
-        Ok(login)
+        login
     }
 
     fn watch_inbox(self: &Rc<Self>, url: &str) {
@@ -88,7 +80,7 @@ impl Shared {
                 }
                 // The relay no longer has this login (expired while offline, removed
                 // elsewhere): log in again rather than go deaf.
-                Some("gone") | Some("error") if this.login().is_some_and(|l| l.url == path) => {
+                Some("gone") | Some("error") if this.login_url().as_ref() == Some(&path) => {
                     this.emit_login("lost");
                     this.recover_login(&path);
                 }
@@ -105,11 +97,11 @@ impl Shared {
     /// Makes a new login after `lost` went away, once: the inbox's `gone` and a refresh's 404
     /// both report the same loss, and only the first may log in again.
     fn recover_login(self: &Rc<Self>, lost: &str) {
-        if self.login().is_none_or(|l| l.url != lost) {
+        if self.login_url().as_deref() != Some(lost) {
             return;
         }
         self.conn.unwatch(lost, self.inbox_watch.get());
-        self.set_login(None);
+        self.set_login(JsValue::UNDEFINED);
         self.bump_generation();
         let this = self.clone();
         spawn(Box::pin(async move {
@@ -120,11 +112,11 @@ impl Shared {
     }
 
     /// Refreshes the login at 75% of its lifetime until logout or a newer login replaces it.
-    fn keep_alive(self: &Rc<Self>, login: Login) {
+    fn keep_alive(self: &Rc<Self>, url: String, expires: f64) {
         let this = self.clone();
         let generation = self.bump_generation();
         spawn(Box::pin(async move {
-            let mut wait = login.expires * REFRESH_AT;
+            let mut wait = expires * REFRESH_AT;
             let mut failures = 0u32;
             loop {
                 let _ = js::sleep((wait * 1000.0) as u32).await;
@@ -135,18 +127,17 @@ impl Shared {
                     return;
                 }
                 let options = this.options.borrow().clone();
-                match this.http.request("PUT", &login.url, Some(&options)).await {
+                match this.http.request("PUT", &url, Some(&options)).await {
                     Ok(answer) => {
                         failures = 0;
-                        wait =
-                            js::get_f64(&answer, "expires").unwrap_or(login.expires) * REFRESH_AT;
+                        wait = js::get_f64(&answer, "expires").unwrap_or(expires) * REFRESH_AT;
                     }
-                    Err(e) if e.status == 404 => {
+                    Err(e) if ClientError::status(&e) == 404.0 => {
                         if this.generation.get() != generation {
                             return;
                         }
                         this.emit_login_error("lost", e);
-                        this.recover_login(&login.url);
+                        this.recover_login(&url);
                         return;
                     }
                     Err(e) => {
@@ -154,7 +145,7 @@ impl Shared {
                         failures += 1;
                         this.emit_login_error("refresh-failed", e);
                         wait = f64::from(1u32 << failures.min(5))
-                            .min(login.expires * (1.0 - REFRESH_AT) / 2.0);
+                            .min(expires * (1.0 - REFRESH_AT) / 2.0);
                     }
                 }
             }
@@ -162,7 +153,7 @@ impl Shared {
     }
 
     /// Logs in, sharing one login among the tabs of this origin when the browser allows it.
-    pub(crate) async fn start_session(self: &Rc<Self>) -> Result<Login> {
+    pub(crate) async fn start_session(self: &Rc<Self>) -> Result<JsValue> {
         let email = self.email().ok_or_else(ClientError::not_logged_in)?;
         if !(self.shared_tabs.get() && js::locks_supported()) {
             self.shared_tabs.set(false);
@@ -174,18 +165,19 @@ impl Shared {
             .await
             .unwrap_or(JsValue::NULL);
         if !release.is_null() {
-            return self.lead(release, stored_login(&email)).await;
+            self.lead(release);
+            return self.own_login(stored_login(&email)).await;
         }
         self.queue_for_lead(&email);
         self.post(&js::object(&[("type", "hello".into())]));
         for _ in 0..40 {
-            if let Some(login) = self.login() {
+            if self.login_url().is_some() {
                 self.emit_login("active");
-                return Ok(login);
+                return Ok(self.login());
             }
             let _ = js::sleep(50).await;
         }
-        Err(ClientError::new(
+        Err(ClientError::coded(
             "unavailable",
             0,
             "another tab holds the login but does not answer",
@@ -193,10 +185,9 @@ impl Shared {
     }
 
     /// Owns the login while this tab holds the lock (`release` lets it go).
-    async fn lead(self: &Rc<Self>, release: JsValue, reuse: Option<f64>) -> Result<Login> {
+    fn lead(&self, release: JsValue) {
         *self.release.borrow_mut() = Some(release.unchecked_into());
         self.leader.set(true);
-        self.own_login(reuse).await
     }
 
     /// Queues for the lock; when the owning tab goes, this one takes the login over.
@@ -217,8 +208,9 @@ impl Shared {
                 let _ = release.unchecked_ref::<Function>().call0(&JsValue::NULL);
                 return;
             };
-            let reuse = this.login().map(|l| l.id).or_else(|| stored_login(&email));
-            if let Err(e) = this.lead(release, reuse).await {
+            let reuse = js::get_f64(&this.login(), "id").or_else(|| stored_login(&email));
+            this.lead(release);
+            if let Err(e) = this.own_login(reuse).await {
                 this.emit_login_error("lost", e);
             }
         }));
@@ -233,12 +225,7 @@ impl Shared {
                     this.dispatch_inbox(&js::get(&data, "message"))
                 }
                 Some("login") if !this.leader.get() => {
-                    let login = js::get(&data, "login");
-                    this.set_login(js::get_str(&login, "url").map(|url| Login {
-                        id: js::get_f64(&login, "id").unwrap_or(0.0),
-                        url,
-                        expires: js::get_f64(&login, "expires").unwrap_or(0.0),
-                    }));
+                    this.set_login(js::get(&data, "login"));
                 }
                 Some("hello") if this.leader.get() => this.broadcast_login(),
                 _ => {}
@@ -259,13 +246,11 @@ impl Shared {
     }
 
     fn broadcast_login(&self) {
-        if let Some(login) = self.login() {
-            let value = js::object(&[
-                ("id", JsValue::from_f64(login.id)),
-                ("url", login.url.as_str().into()),
-                ("expires", JsValue::from_f64(login.expires)),
-            ]);
-            self.post(&js::object(&[("type", "login".into()), ("login", value)]));
+        if self.login_url().is_some() {
+            self.post(&js::object(&[
+                ("type", "login".into()),
+                ("login", self.login()),
+            ]));
         }
     }
 
@@ -282,7 +267,7 @@ impl Shared {
         if let Some((channel, _)) = self.channel.borrow_mut().take() {
             js::shut(&channel, false);
         }
-        self.set_login(None);
+        self.set_login(JsValue::UNDEFINED);
     }
 
     /// Forgets the stored login id of this user (after a logout by the owner).

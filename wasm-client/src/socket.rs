@@ -250,7 +250,7 @@ impl Connection {
                     this.attach(&this.http.ws_url(&js::cat(&["/ws?access_token=", &token])));
                 }
                 Err(e) => {
-                    this.emit_state("reconnecting", Some(&JsValue::from(e)));
+                    this.emit_state("reconnecting", Some(&e));
                     this.schedule_reconnect();
                 }
             }
