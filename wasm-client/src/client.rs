@@ -88,6 +88,27 @@ impl Shared {
         self.emitter.emit("login", &event);
     }
 
+    /// The end of `logIn`: `{email, url, id, expires, owner}`, or, when no login could be made,
+    /// the error (and nothing left of the attempt).
+    fn logged_in(&self, started: Result<JsValue>) -> Result<JsValue> {
+        match started {
+            Ok(login) => {
+                let result = js::copy(&login);
+                js::set(&result, "email", &self.email().into());
+                let owner = self.leader.get() || !self.shared_tabs.get();
+                js::set(&result, "owner", &JsValue::from_bool(owner));
+                Ok(result)
+            }
+            Err(e) => {
+                self.end_session();
+                self.conn.stop();
+                *self.email.borrow_mut() = None;
+                self.http.clear_credentials();
+                Err(e)
+            }
+        }
+    }
+
     /// The resource a SEND goes to: an email means all of that user's contacts.
     fn target(to: &str) -> String {
         if to.starts_with('/') {
@@ -171,48 +192,54 @@ pub struct Client {
     inner: Rc<Shared>,
 }
 
-/// A watch on an active resource; `close()` ends it.
+// `Watch` and `Served` are plain JS objects (`{path, close}`, `{namespace, close}`) whose
+// `close` calls back into the connection (see `Connection::handle`): two small objects a page
+// holds, not two more exported classes with their glue.
 #[wasm_bindgen]
-pub struct Watch {
-    conn: Rc<Connection>,
-    path: String,
-    id: u32,
-}
-
-#[wasm_bindgen]
-impl Watch {
+extern "C" {
+    /// A watch on an active resource; `close()` ends it.
+    #[wasm_bindgen(typescript_type = "Watch")]
+    pub type Watch;
     /// The watched resource.
-    #[wasm_bindgen(getter)]
-    pub fn path(&self) -> String {
-        self.path.clone()
-    }
-
+    #[wasm_bindgen(method, getter)]
+    pub fn path(this: &Watch) -> String;
     /// Stops the callbacks of this watch.
-    pub fn close(&self) {
-        self.conn.unwatch(&self.path, self.id);
-    }
-}
-
-/// The service of a SOAP namespace by this page; `close()` ends it.
-#[wasm_bindgen]
-pub struct Served {
-    conn: Rc<Connection>,
-    namespace: String,
+    #[wasm_bindgen(method)]
+    pub fn close(this: &Watch);
 }
 
 #[wasm_bindgen]
-impl Served {
+extern "C" {
+
+    /// The service of a SOAP namespace by this page; `close()` ends it.
+    #[wasm_bindgen(typescript_type = "Served")]
+    pub type Served;
     /// The namespace served.
-    #[wasm_bindgen(getter)]
-    pub fn namespace(&self) -> String {
-        self.namespace.clone()
-    }
-
+    #[wasm_bindgen(method, getter)]
+    pub fn namespace(this: &Served) -> String;
     /// Stops serving it.
-    pub fn close(&self) {
-        self.conn.unserve(&self.namespace);
-    }
+    #[wasm_bindgen(method)]
+    pub fn close(this: &Served);
 }
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_HANDLES: &'static str = r#"
+/** A watch on an active resource; `close()` ends it. */
+export interface Watch {
+  /** The watched resource. */
+  readonly path: string;
+  /** Stops the callbacks of this watch. */
+  close(): void;
+}
+
+/** The service of a SOAP namespace by this page; `close()` ends it. */
+export interface Served {
+  /** The namespace served. */
+  readonly namespace: string;
+  /** Stops serving it. */
+  close(): void;
+}
+"#;
 
 /// A promise already rejected with `error`.
 fn rejected(error: JsValue) -> Promise {
@@ -318,50 +345,36 @@ impl Client {
     )]
     pub fn log_in(&self, email: String, password: String, options: JsValue) -> Promise {
         let inner = self.inner.clone();
-        promise(Box::pin(async move {
-            if inner.email().is_some() {
-                return Err(ClientError::coded(
-                    "conflict",
-                    0,
-                    "already logged in; log out first",
-                ));
+        if inner.email().is_some() {
+            return rejected(ClientError::coded(
+                "conflict",
+                0,
+                "already logged in; log out first",
+            ));
+        }
+        // The credentials are checked with a token request first.
+        inner.http.set_credentials(&email, &password);
+        let checked = inner.http.request("POST", "/token", None);
+        let body = js::object(&[]);
+        for key in ["contact", "presence", "expires"] {
+            let value = js::get(&options, key);
+            if !value.is_undefined() {
+                js::set(&body, key, &value);
             }
-            inner.http.set_credentials(&email, &password);
-            if let Err(e) = inner.http.request("POST", "/token", None).await {
+        }
+        *inner.options.borrow_mut() = body;
+        inner
+            .shared_tabs
+            .set(js::get(&options, "shared").as_bool() != Some(false));
+        promise(Box::pin(async move {
+            if let Err(e) = checked.await {
                 inner.http.clear_credentials();
                 return Err(e);
             }
-            let body: JsValue = js_sys::Object::new().into();
-            for key in ["contact", "presence", "expires"] {
-                let value = js::get(&options, key);
-                if !value.is_undefined() {
-                    js::set(&body, key, &value);
-                }
-            }
-            *inner.options.borrow_mut() = body;
-            inner
-                .shared_tabs
-                .set(js::get(&options, "shared").as_bool().unwrap_or(true));
-            *inner.email.borrow_mut() = Some(email.clone());
+            *inner.email.borrow_mut() = Some(email);
             inner.conn.start();
-            let login = match inner.start_session().await {
-                Ok(login) => login,
-                Err(e) => {
-                    inner.end_session();
-                    inner.conn.stop();
-                    *inner.email.borrow_mut() = None;
-                    inner.http.clear_credentials();
-                    return Err(e);
-                }
-            };
-            let result = js::copy(&login);
-            js::set(&result, "email", &email.into());
-            js::set(
-                &result,
-                "owner",
-                &JsValue::from_bool(inner.leader.get() || !inner.shared_tabs.get()),
-            );
-            Ok(result)
+            let started = inner.start_session().await;
+            inner.logged_in(started)
         }))
     }
 
@@ -437,11 +450,7 @@ impl Client {
         }
         let updates = js::get_str(&options, "updates").unwrap_or_else(|| "diff".into());
         let id = self.inner.conn.watch(&path, &updates, &callback);
-        Ok(Watch {
-            conn: self.inner.conn.clone(),
-            path,
-            id,
-        })
+        Ok(self.inner.conn.handle(&path, id.into()).unchecked_into())
     }
 
     /// SENDs `body` to a user (`"alice@example.net"`: all of their logins) or to one login
@@ -584,10 +593,11 @@ impl Client {
         }
         self.inner.conn.start();
         self.inner.conn.serve(&namespace, handler);
-        Ok(Served {
-            conn: self.inner.conn.clone(),
-            namespace,
-        })
+        Ok(self
+            .inner
+            .conn
+            .handle(&namespace, JsValue::UNDEFINED)
+            .unchecked_into())
     }
 
     /// Drops the WebSocket as a network failure would (for tests of reconnection).

@@ -82,6 +82,11 @@ export function emit(list, name, value) {
 export function call(f, value) {
   try { f(value); } catch (e) { console.error("restsip: an event handler threw", e); }
 }
+export function handle(key, id, closer) {
+  return id === undefined
+    ? { namespace: key, close: () => closer([key]) }
+    : { path: key, close: () => closer([key, id]) };
+}
 export function error(code, status, message) {
   const e = new Error(message);
   e.name = "RestsipError";
@@ -124,6 +129,9 @@ extern "C" {
     /// Calls a page callback, reporting (not propagating) what it throws: one page handler's
     /// bug must not break the client.
     pub(crate) fn call(f: &Function, value: &JsValue);
+    /// `{path: key, close}` (a watch, with its id) or `{namespace: key, close}` (a served
+    /// namespace, id undefined), where `close()` calls `closer([key, id?])`.
+    pub(crate) fn handle(key: &str, id: JsValue, closer: &Function) -> JsValue;
     /// A `RestsipError`.
     pub(crate) fn error(code: &str, status: u16, message: &str) -> JsValue;
 }

@@ -35,6 +35,8 @@ pub(crate) struct Connection {
     subs: RefCell<Vec<(String, Subscription)>>,
     /// SOAP namespaces this page serves, with their handlers.
     services: RefCell<Vec<(String, js_sys::Function)>>,
+    /// What the `close()` of watches and served namespaces calls (made once, at the first).
+    closer: RefCell<Option<js::Handler>>,
     /// Whether the socket is open.
     open: Cell<bool>,
     /// Set by `stop`: no more reconnects.
@@ -53,6 +55,7 @@ impl Connection {
             http,
             emitter,
             socket: RefCell::new(None),
+            closer: RefCell::new(None),
             subs: RefCell::new(Vec::new()),
             services: RefCell::new(Vec::new()),
             open: Cell::new(false),
@@ -99,23 +102,39 @@ impl Connection {
         let id = self.next_watch.get();
         self.next_watch.set(id + 1);
         let mut subs = self.subs.borrow_mut();
-        let fresh = !subs.iter().any(|(p, _)| p == path);
-        if fresh {
+        if !subs.iter().any(|(p, _)| p == path) {
             let sub = Subscription {
-                updates: updates.to_owned(),
+                updates: updates.into(),
                 last_id: None,
                 listeners: Emitter::new(),
             };
-            subs.push((path.to_owned(), sub));
+            if self.open.get() {
+                self.send_subscribe(path, &sub);
+            }
+            subs.push((path.into(), sub));
         }
-        if let Some((_, sub)) = subs.iter_mut().find(|(p, _)| p == path) {
+        if let Some((_, sub)) = subs.iter().find(|(p, _)| p == path) {
             sub.listeners.on(&js::digits(id.into()), listener);
         }
-        drop(subs);
-        if fresh && self.open.get() {
-            self.send_subscribe(path);
-        }
         id
+    }
+
+    /// The page's handle of a watch (`id`: its watch id) or of a served namespace (`id`
+    /// undefined): `close()` ends it.
+    pub(crate) fn handle(self: &Rc<Self>, key: &str, id: JsValue) -> JsValue {
+        let mut closer = self.closer.borrow_mut();
+        let closer = closer.get_or_insert_with(|| {
+            let weak = Rc::downgrade(self);
+            js::handler(Box::new(move |closed: JsValue| {
+                let Some(this) = weak.upgrade() else { return };
+                let key = js::get_str(&closed, "0").unwrap_or_default();
+                match js::get_f64(&closed, "1") {
+                    Some(id) => this.unwatch(&key, id as u32),
+                    None => this.unserve(&key),
+                }
+            }))
+        });
+        js::handle(key, id, closer.as_ref().unchecked_ref())
     }
 
     /// Ends one watch; the subscription goes when its last watch does.
@@ -222,22 +241,16 @@ impl Connection {
         }
     }
 
-    fn send_subscribe(&self, path: &str) {
-        let frame = {
-            let subs = self.subs.borrow();
-            let Some((_, sub)) = subs.iter().find(|(p, _)| p == path) else {
-                return;
-            };
-            let frame = js::object(&[
-                ("op", "subscribe".into()),
-                ("path", path.into()),
-                ("updates", sub.updates.as_str().into()),
-            ]);
-            if let Some(id) = sub.last_id {
-                js::set(&frame, "since", &JsValue::from_f64(id));
-            }
-            frame
-        };
+    /// Subscribes `path`, from the last event delivered if any (the relay replays the rest).
+    fn send_subscribe(&self, path: &str, sub: &Subscription) {
+        let frame = js::object(&[
+            ("op", "subscribe".into()),
+            ("path", path.into()),
+            ("updates", sub.updates.as_str().into()),
+        ]);
+        if let Some(id) = sub.last_id {
+            js::set(&frame, "since", &JsValue::from_f64(id));
+        }
         self.send(&frame);
     }
 
@@ -290,18 +303,11 @@ impl Connection {
     fn opened(&self) {
         self.open.set(true);
         self.attempts.set(0);
-        let paths: Vec<String> = self.subs.borrow().iter().map(|(p, _)| p.clone()).collect();
-        for path in paths {
-            self.send_subscribe(&path);
+        for (path, sub) in self.subs.borrow().iter() {
+            self.send_subscribe(path, sub);
         }
-        let served: Vec<String> = self
-            .services
-            .borrow()
-            .iter()
-            .map(|(n, _)| n.clone())
-            .collect();
-        for namespace in served {
-            self.send_serve(&namespace);
+        for (namespace, _) in self.services.borrow().iter() {
+            self.send_serve(namespace);
         }
         self.emit_state("open", None);
     }
