@@ -3,9 +3,10 @@
 //! 200 (with its SDP answer) or 486 come back to the caller's stream as `ringing`, `accept` or
 //! `reject`; SENDs of `cancel` and `bye` are CANCEL and BYE. A malformed SDP offer is refused
 //! before anything is sent; a phone's malformed SDP answer is a `reject` 488 (and the relay
-//! hangs up). A phone that vanishes ends the call: a `bye` (answered) or a `reject` (ringing),
-//! at once over TCP (the connection closes), after the keep-alive OPTIONS or the INVITE
-//! transaction times out over UDP (Timer F/B, 32 s).
+//! hangs up). A phone nobody answers is cancelled after the invite timeout (`reject` 480). A
+//! phone that vanishes ends the call: a `bye` (answered) or a `reject` (ringing), at once over
+//! TCP (the connection closes); over UDP once the keep-alive OPTIONS times out (Timer F, 32 s)
+//! or, ringing, at the invite timeout.
 
 use std::time::Duration;
 
@@ -257,9 +258,37 @@ async fn a_phone_that_stops_answering_mid_call_ends_it_over_udp() {
     callee_vanishes(UDP, "the phone stopped answering").await;
 }
 
+/// Ringing phones are cancelled after this (`--sip-invite-timeout`).
+const RING: [&str; 2] = ["--sip-invite-timeout", "2"];
+
+/// Nobody answers the ringing phone: the relay cancels it after the invite timeout and the
+/// caller gets `reject` 480; the phone gets the CANCEL, answers 487 and gets the ACK.
+async fn unanswered(mode: Mode) {
+    let mut s = setup_with(&RING, mode, "invite-uas-cancel").await;
+    s.send(json!({"command": "invite", "sdp": OFFER, "id": 4}))
+        .await;
+    assert_eq!(s.next_body().await["command"], "ringing");
+    let reject = s.next_body().await;
+    assert_eq!(reject["command"], "reject", "{reject}");
+    assert_eq!(reject["code"], 480, "{reject}");
+    assert_eq!(reject["id"], 4, "{reject}");
+    (&mut s.phone).await.unwrap().unwrap();
+    s.inbox.assert_quiet().await;
+}
+
+#[tokio::test]
+async fn a_phone_nobody_answers_is_cancelled_after_the_invite_timeout_over_udp() {
+    unanswered(UDP).await;
+}
+
+#[tokio::test]
+async fn a_phone_nobody_answers_is_cancelled_after_the_invite_timeout_over_tcp() {
+    unanswered(TCP).await;
+}
+
 /// The phone rings, then vanishes: the caller gets `reject` with `code`.
 async fn vanishes_while_ringing(mode: Mode, code: u16) {
-    let mut s = setup(mode, "invite-uas-ring-vanish").await;
+    let mut s = setup_with(&RING, mode, "invite-uas-ring-vanish").await;
     s.send(json!({"command": "invite", "sdp": OFFER, "id": 6}))
         .await;
     assert_eq!(s.next_body().await["command"], "ringing");
@@ -275,8 +304,8 @@ async fn a_phone_whose_connection_closes_while_ringing_is_a_reject_over_tcp() {
     vanishes_while_ringing(TCP, 503).await;
 }
 
-/// Slow: only the INVITE transaction's timeout (Timer B, 32 s) tells.
+/// Over UDP nothing tells a vanished phone from one ringing: the invite timeout ends it.
 #[tokio::test]
 async fn a_phone_that_vanishes_while_ringing_is_a_reject_over_udp() {
-    vanishes_while_ringing(UDP, 408).await;
+    vanishes_while_ringing(UDP, 480).await;
 }

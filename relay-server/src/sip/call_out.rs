@@ -65,6 +65,10 @@ struct Call {
     leg: Leg,
     /// When it started (ms), to forget calls nobody ended.
     since: i64,
+    /// The sender has been told of the answer (a `bye` may follow).
+    told: bool,
+    /// The connection closed before the sender was told of the answer.
+    gone: bool,
 }
 
 /// Where an INVITE goes.
@@ -97,6 +101,8 @@ struct Inner {
     endpoint: OnceLock<(WeakEndpoint, SocketAddr)>,
     /// Seconds between OPTIONS probes in an answered call (0: none).
     keepalive: std::sync::atomic::AtomicU64,
+    /// Seconds a phone may ring before the relay cancels the call (0: no limit).
+    ring: std::sync::atomic::AtomicU64,
 }
 
 fn failed(code: u16, reason: &str) -> SipStatus {
@@ -123,8 +129,18 @@ impl Outgoing {
                 calls: Mutex::default(),
                 endpoint: OnceLock::new(),
                 keepalive: std::sync::atomic::AtomicU64::new(0),
+                ring: std::sync::atomic::AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Cancels a call no phone answered within `limit` (zero: never): the sender gets a
+    /// `reject` 480.
+    pub fn set_ring_timeout(&self, limit: std::time::Duration) {
+        let secs = limit.as_secs();
+        self.inner
+            .ring
+            .store(secs, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Probes answered calls with an OPTIONS every `every` (zero: never); see
@@ -268,8 +284,18 @@ impl Outgoing {
                 peer,
                 leg: Leg::Ringing(req),
                 since: now_ms(),
+                told: false,
+                gone: false,
             },
         );
+        let ring = self.inner.ring.load(std::sync::atomic::Ordering::Relaxed);
+        if ring > 0 {
+            let (this, call_id) = (self.clone(), call_id.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_secs(ring)).await;
+                this.unanswered(&call_id).await;
+            });
+        }
         let mut first = rx.recv().await;
         if let Some(Outcome::Response(resp)) = &first {
             if let Some(again) = self.authorize(&call_id, resp, credentials.as_ref()) {
@@ -341,8 +367,13 @@ impl Outgoing {
         let resp = match outcome {
             Outcome::Response(resp) => resp,
             Outcome::Timeout => {
-                let mut reject =
-                    json!({"command": "reject", "code": 408, "reason": "Request Timeout"});
+                let mut reject = if self.connection_lost(call_id) {
+                    let reason =
+                        format!("Service Unavailable ({})", super::dialog::CONNECTION_LOST);
+                    json!({"command": "reject", "code": 503, "reason": reason})
+                } else {
+                    json!({"command": "reject", "code": 408, "reason": "Request Timeout"})
+                };
                 self.tell(call_id, &mut reject, true).await;
                 return true;
             }
@@ -384,8 +415,16 @@ impl Outgoing {
         } else {
             let mut accept = json!({"command": "accept", "sdp": answer});
             self.tell(call_id, &mut accept, false).await;
-            let (this, call_id) = (self.clone(), call_id.to_owned());
-            tokio::spawn(async move { this.keep(&call_id).await });
+            let gone = self.lock().get_mut(call_id).is_some_and(|c| {
+                c.told = true;
+                c.gone
+            });
+            if gone {
+                self.lost(call_id, super::dialog::CONNECTION_LOST).await;
+            } else {
+                let (this, call_id) = (self.clone(), call_id.to_owned());
+                tokio::spawn(async move { this.keep(&call_id).await });
+            }
         }
         for other in others {
             self.cancel_leg(&other);
@@ -462,13 +501,38 @@ impl Outgoing {
         self.tell(call_id, &mut body, true).await;
     }
 
-    /// A TCP connection closed: the legs on it are over.
+    /// A leg still ringing when the ring timeout ends: CANCEL, and a `reject` 480 to the
+    /// sender at once (the phone's 487, or its silence, no longer matters).
+    async fn unanswered(&self, call_id: &str) {
+        if !self.cancel_leg(call_id) {
+            return;
+        }
+        let reason = "Temporarily Unavailable (no answer)";
+        let mut reject = json!({"command": "reject", "code": 480, "reason": reason});
+        self.tell(call_id, &mut reject, true).await;
+    }
+
+    /// Whether the leg's phone was reached over a TCP connection that is gone.
+    fn connection_lost(&self, call_id: &str) -> bool {
+        let Some(peer) = self.lock().get(call_id).map(|c| c.peer) else {
+            return false;
+        };
+        let endpoint = self.inner.endpoint.get().and_then(|(w, _)| w.upgrade());
+        peer.transport.reliable() && endpoint.is_some_and(|e| !e.is_open(peer))
+    }
+
+    /// A TCP connection closed: the answered legs on it are over (the sender gets a `bye`
+    /// once told of the answer); ringing ones end through their INVITE transaction, which
+    /// the closed connection ends after any response read from it.
     pub fn closed(&self, peer: Peer) {
         let legs: Vec<String> = self
             .lock()
-            .iter()
+            .iter_mut()
             .filter(|(_, c)| c.peer == peer)
-            .map(|(k, _)| k.clone())
+            .filter_map(|(k, c)| {
+                c.gone = true;
+                (c.told && matches!(c.leg, Leg::Up { .. })).then(|| k.clone())
+            })
             .collect();
         if legs.is_empty() {
             return;

@@ -74,6 +74,7 @@ impl Endpoint {
 
     /// A TCP connection closed (the transport says so once it is gone): calls over it end.
     pub fn connection_closed(&self, peer: Peer) {
+        self.inner.client.connection_closed(peer);
         self.inner.core.closed(peer);
     }
 

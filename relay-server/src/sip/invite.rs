@@ -195,7 +195,11 @@ impl Invites {
     pub fn new(inbox: Inbox, calls: Calls, store: Arc<dyn Store>, timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
-                out: super::call_out::Outgoing::new(inbox.clone()),
+                out: {
+                    let out = super::call_out::Outgoing::new(inbox.clone());
+                    out.set_ring_timeout(timeout);
+                    out
+                },
                 inbox,
                 calls,
                 store,

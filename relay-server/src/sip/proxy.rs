@@ -5,8 +5,9 @@
 //! Record-Route so that the dialog's ACK and BYE pass the relay too. Provisional and 2xx
 //! responses go back at once (without the relay's Via); otherwise the best final response
 //! (§16.7: a 6xx, else the lowest code) once every branch has answered. A CANCEL cancels the
-//! branches still pending. Requests whose top Route names the relay (in-dialog requests) lose
-//! that Route and go on to the next one or to their Request-URI.
+//! branches still pending; so does Timer C for a branch that rang for over three minutes.
+//! Requests whose top Route names the relay (in-dialog requests) lose that Route and go on to
+//! the next one or to their Request-URI.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -338,6 +339,8 @@ impl Proxy {
         }
         let mut best: Option<SipMessage> = None;
         let mut answered = false;
+        // Branches that answered with a provisional response.
+        let mut ringing = std::collections::HashSet::new();
         while open > 0 {
             let Some((i, outcome)) = rx.recv().await else {
                 break;
@@ -346,7 +349,11 @@ impl Proxy {
                 Outcome::Response(resp) => *resp,
                 Outcome::Timeout => {
                     open -= 1;
-                    self.forget_branch(&key, i);
+                    let branch = self.forget_branch(&key, i);
+                    // Timer C (§16.8): a branch that rang too long is cancelled.
+                    if let Some(b) = branch.filter(|_| ringing.contains(&i)) {
+                        drop(endpoint.client().send(&cancel_for(&b.request), b.peer));
+                    }
                     continue;
                 }
             };
@@ -360,6 +367,7 @@ impl Proxy {
                 continue;
             }
             if code < 200 {
+                ringing.insert(i);
                 if !answered {
                     responder.forward(&out, code);
                 }
@@ -405,10 +413,9 @@ impl Proxy {
         }
     }
 
-    fn forget_branch(&self, key: &TxKey, i: usize) {
-        if let Some(branches) = lock(&self.inner.pending).get_mut(key) {
-            branches.remove(&i);
-        }
+    /// Forgets a branch that ended; the branch, if it was still pending.
+    fn forget_branch(&self, key: &TxKey, i: usize) -> Option<Branch> {
+        lock(&self.inner.pending).get_mut(key)?.remove(&i)
     }
 
     /// Cancels the branches of `key` still pending.

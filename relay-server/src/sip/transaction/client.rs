@@ -1,7 +1,9 @@
 //! Client transactions (RFC 3261 §17.1): requests are retransmitted over UDP (Timer A for
 //! INVITE, E for others), give up after 64*T1 (Timers B, F) with a synthetic 408, and a
 //! completed transaction absorbs retransmitted responses (Timers D, K); a non-2xx final
-//! response to an INVITE is acknowledged by the transaction itself.
+//! response to an INVITE is acknowledged by the transaction itself. Timer B applies before
+//! any response: an INVITE answered by a provisional one (a phone ringing) waits for its final
+//! response until the transaction user cancels it, with a backstop of [`TIMER_C`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +13,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::consts::{backoff, T1, T2, T4, TIMEOUT, TIMER_D};
+use super::consts::{backoff, T1, T2, T4, TIMEOUT, TIMER_C, TIMER_D};
 use super::timers::TimerQueue;
 use super::TxKey;
 use crate::sip::message::{Method, SipMessage, StartLine};
@@ -55,6 +57,8 @@ struct ClientTx {
     interval: Duration,
     /// The transaction user.
     user: mpsc::UnboundedSender<Outcome>,
+    /// Timer B found the INVITE ringing and was moved on by [`TIMER_C`].
+    ringing: bool,
 }
 
 /// Timers of client transactions.
@@ -134,6 +138,7 @@ impl ClientTransactions {
                 peer,
                 interval: T1,
                 user,
+                ringing: false,
             },
         );
         self.inner.wire.send(peer, data);
@@ -203,6 +208,19 @@ impl ClientTransactions {
                 .schedule(Instant::now() + after, (key, Timer::Linger));
         }
         true
+    }
+
+    /// The connection to `peer` closed (§18.4, a transport error): its transactions still
+    /// waiting for a final response end as if timed out. Responses read from the connection
+    /// before it closed have reached their users already, so they come first.
+    pub fn connection_closed(&self, peer: Peer) {
+        self.inner.lock().retain(|_, tx| {
+            if tx.peer != peer || tx.state == State::Completed {
+                return true;
+            }
+            let _ = tx.user.send(Outcome::Timeout);
+            false
+        });
     }
 
     /// Hands a response to its transaction; the response back when none matches.
@@ -281,6 +299,13 @@ impl Inner {
             }
             Timer::Retransmit if tx.state == State::Proceeding && !tx.invite => {
                 self.retransmit(&key, tx, T2);
+            }
+            Timer::Timeout if tx.invite && tx.state == State::Proceeding && !tx.ringing => {
+                // Timer B stops at the first response (§17.1.1.2): a phone may ring for
+                // minutes; the backstop ends one nobody cancelled (or whose 487 never came).
+                tx.ringing = true;
+                self.timers
+                    .schedule(Instant::now() + TIMER_C, (key, Timer::Timeout));
             }
             Timer::Timeout if tx.state != State::Completed => {
                 let _ = tx.user.send(Outcome::Timeout);

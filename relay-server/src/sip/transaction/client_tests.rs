@@ -102,3 +102,18 @@ async fn invite_times_out_with_timer_b_and_tcp_is_never_retransmitted() {
     assert_eq!(rx.recv().await, Some(Outcome::Timeout));
     assert_eq!(wire.times_since(start), [0]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_ringing_invite_outlives_timer_b_until_the_backstop() {
+    let wire = Arc::new(Capture::default());
+    let layer = ClientTransactions::new(wire.clone());
+    let start = Instant::now();
+    let mut rx = layer.send(&request("INVITE"), udp()).expect("sent");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(layer.on_response(response("INVITE", 180)));
+    assert!(matches!(rx.recv().await, Some(Outcome::Response(r)) if r.code() == Some(180)));
+    assert_eq!(rx.recv().await, Some(Outcome::Timeout));
+    assert_eq!(Instant::now() - start, TIMEOUT + TIMER_C);
+    // Proceeding stops Timer A: only the request itself went out.
+    assert_eq!(wire.times_since(start), [0]);
+}

@@ -10,6 +10,9 @@ pub const T2: Duration = Duration::from_secs(4);
 pub const T4: Duration = Duration::from_secs(5);
 /// Timers B, F, H and J: 64*T1.
 pub const TIMEOUT: Duration = Duration::from_secs(32);
+/// How long an INVITE may stay provisional (a phone ringing) before the transaction gives
+/// up, as a proxy's Timer C (RFC 3261 §16.8: more than 3 minutes), counted after Timer B.
+pub const TIMER_C: Duration = Duration::from_secs(181);
 /// Timer D over unreliable transports (at least 32 s).
 pub const TIMER_D: Duration = Duration::from_secs(32);
 
