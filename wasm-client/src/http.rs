@@ -39,9 +39,9 @@ impl Http {
         *self.authorization.borrow_mut() = JsValue::UNDEFINED;
     }
 
-    /// The `ws://` or `wss://` URL of a path (relative bases use the page's origin).
-    pub(crate) fn ws_url(&self, path: &str) -> String {
-        js::ws_url(&self.base, path)
+    /// Opens a WebSocket to a path of the relay (see [`js::ws_open`]).
+    pub(crate) fn ws_open(&self, path: &str, handler: &js_sys::Function) -> JsValue {
+        js::ws_open(&self.base, path, handler)
     }
 
     /// Sends `method path` with an optional JSON body; the parsed JSON answer (undefined for

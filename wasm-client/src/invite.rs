@@ -165,20 +165,20 @@ impl Invitation {
     }
 
     /// The invited user's email.
-    #[wasm_bindgen(getter)]
-    pub fn to(&self) -> String {
-        self.inner.peer.clone()
+    #[wasm_bindgen(getter, unchecked_return_type = "string")]
+    pub fn to(&self) -> JsValue {
+        self.inner.peer.as_str().into()
     }
 
     /// The call the invitation is for.
-    #[wasm_bindgen(getter)]
-    pub fn call(&self) -> String {
-        self.inner.call.clone()
+    #[wasm_bindgen(getter, unchecked_return_type = "string")]
+    pub fn call(&self) -> JsValue {
+        self.inner.call.as_str().into()
     }
 
     /// `ringing` (delivered or queued), `accepted`, `rejected`, `cancelled` or `failed`.
-    #[wasm_bindgen(getter)]
-    pub fn state(&self) -> String {
+    #[wasm_bindgen(getter, unchecked_return_type = "string")]
+    pub fn state(&self) -> JsValue {
         self.inner.state.get().into()
     }
 
@@ -225,20 +225,20 @@ impl IncomingInvite {
     }
 
     /// Who invites (email).
-    #[wasm_bindgen(getter)]
-    pub fn from(&self) -> String {
-        self.inner.peer.clone()
+    #[wasm_bindgen(getter, unchecked_return_type = "string")]
+    pub fn from(&self) -> JsValue {
+        self.inner.peer.as_str().into()
     }
 
     /// The call to join.
-    #[wasm_bindgen(getter)]
-    pub fn call(&self) -> String {
-        self.inner.call.clone()
+    #[wasm_bindgen(getter, unchecked_return_type = "string")]
+    pub fn call(&self) -> JsValue {
+        self.inner.call.as_str().into()
     }
 
     /// `ringing`, `accepted`, `rejected` or `cancelled` (the caller withdrew).
-    #[wasm_bindgen(getter)]
-    pub fn state(&self) -> String {
+    #[wasm_bindgen(getter, unchecked_return_type = "string")]
+    pub fn state(&self) -> JsValue {
         self.inner.state.get().into()
     }
 

@@ -32,13 +32,10 @@ export function http(url, method, auth, body) {
 export function delay(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
-export function ws_url(base, path) {
-  const url = new URL(base + path, globalThis.location && location.href);
-  url.protocol = url.protocol == "https:" ? "wss:" : "ws:";
-  return url.href;
-}
-export function ws_open(url, handler) {
+export function ws_open(base, path, handler) {
   try {
+    const url = new URL(base + path, globalThis.location && location.href);
+    url.protocol = url.protocol == "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(url);
     ws.onopen = () => handler(true);
     ws.onclose = () => handler(false);
@@ -104,11 +101,10 @@ extern "C" {
     /// `fetch` with JSON: resolves to `[status, parsed body?]`, rejects on network failure.
     fn http(url: &str, method: &str, auth: &JsValue, body: &JsValue) -> Promise;
     fn delay(ms: u32) -> Promise;
-    /// The `ws:` / `wss:` URL of `base + path` (an empty base is the page's origin).
-    pub(crate) fn ws_url(base: &str, path: &str) -> String;
-    /// Opens a WebSocket: `handler(true)` when open, `handler(false)` when closed,
-    /// `handler(frame)` for every JSON frame. Null if the URL is refused.
-    pub(crate) fn ws_open(url: &str, handler: &Function) -> JsValue;
+    /// Opens a WebSocket to `base + path` (`ws:` or `wss:` as the base is `http:` or `https:`;
+    /// an empty base is the page's origin): `handler(true)` when open, `handler(false)` when
+    /// closed, `handler(frame)` for every JSON frame. Null if the URL is refused.
+    pub(crate) fn ws_open(base: &str, path: &str, handler: &Function) -> JsValue;
     /// Opens a BroadcastChannel: `handler(data)` for every message.
     pub(crate) fn channel_open(name: &str, handler: &Function) -> JsValue;
     /// Sends on a WebSocket (as JSON) or posts on a BroadcastChannel.

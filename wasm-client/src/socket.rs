@@ -260,7 +260,7 @@ impl Connection {
             match this.http.request("POST", "/token", None).await {
                 Ok(answer) => {
                     let token = js::get_str(&answer, "token").unwrap_or_default();
-                    this.attach(&this.http.ws_url(&js::cat(&["/ws?access_token=", &token])));
+                    this.attach(&js::cat(&["/ws?access_token=", &token]));
                 }
                 Err(e) => {
                     this.emit_state("reconnecting", Some(&e));
@@ -270,7 +270,7 @@ impl Connection {
         }));
     }
 
-    fn attach(self: &Rc<Self>, url: &str) {
+    fn attach(self: &Rc<Self>, path: &str) {
         self.close_socket();
         let generation = self.generation.get() + 1;
         self.generation.set(generation);
@@ -290,7 +290,7 @@ impl Connection {
                 None => this.receive(&event),
             }
         }));
-        let socket = js::ws_open(url, handler.as_ref().unchecked_ref());
+        let socket = self.http.ws_open(path, handler.as_ref().unchecked_ref());
         if socket.is_null() {
             self.schedule_reconnect();
         } else {
