@@ -100,7 +100,8 @@ pub struct Settings {
     #[arg(long, env = "RESTSIP_SIP_DIGEST_ALGORITHMS", value_name = "LIST")]
     pub sip_digest_algorithms: Option<String>,
     /// Seconds an INVITE to a web user waits for an answer before 480 and a missed-call
-    /// offline message [default: 60].
+    /// offline message, and a web user's call rings a phone before it is cancelled
+    /// [default: 60].
     #[arg(long, env = "RESTSIP_SIP_INVITE_TIMEOUT", value_name = "SECONDS")]
     pub sip_invite_timeout: Option<u64>,
     /// Seconds between the OPTIONS probes the relay sends in an answered call between a web
