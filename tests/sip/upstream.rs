@@ -416,7 +416,7 @@ async fn a_call_through_the_upstream_server_is_refused_or_cancelled() {
     let alice = relay.user(ALICE).await.unwrap();
     let (_, mut inbox) = web_login(&alice).await;
     // Busy: the phone's 486 comes back through Kamailio as a reject.
-    let uas = spawn_uas(upstream, UDP, phone, "upstream-invite-uas-busy").await;
+    let uas = spawn_uas(upstream, UDP, phone, "invite-uas-busy").await;
     let receipt = send(
         &alice,
         CAROL,
