@@ -7,8 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
+# --converge repeats -Oz while it still shrinks the module; --low-memory-unused and
+# --zero-filled-memory hold for a Rust module (its data and stack start at 1 MiB, its memory is
+# its own, so fresh and zeroed).
 optimise() {
-  node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory \
+  node_modules/.bin/wasm-opt -Oz --converge --low-memory-unused --zero-filled-memory --strip-debug --strip-producers --enable-bulk-memory \
     --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
     --enable-reference-types --enable-multivalue \
     "$1/restsip_wasm_bg.wasm" -o "$1/restsip_wasm_bg.wasm"
