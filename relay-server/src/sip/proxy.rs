@@ -339,7 +339,7 @@ impl Proxy {
         }
         let mut best: Option<SipMessage> = None;
         let mut answered = false;
-        // Branches that answered with a provisional response.
+        // Branches that answered with a provisional response (CANCEL needs one, §9.1).
         let mut ringing = std::collections::HashSet::new();
         while open > 0 {
             let Some((i, outcome)) = rx.recv().await else {
@@ -359,6 +359,9 @@ impl Proxy {
             };
             let Some(code) = resp.code() else { continue };
             tracing::debug!(branch = i, code, "proxied branch answered");
+            if code < 200 {
+                ringing.insert(i);
+            }
             if code == 100 {
                 continue;
             }
@@ -367,7 +370,6 @@ impl Proxy {
                 continue;
             }
             if code < 200 {
-                ringing.insert(i);
                 if !answered {
                     responder.forward(&out, code);
                 }
