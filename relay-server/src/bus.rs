@@ -80,7 +80,15 @@ struct Channel {
     floor: u64,
     /// Last publish or subscribe.
     touched: Instant,
+    /// When a subscriber was last seen: until [`RESUME_WINDOW`] after it, events are kept for
+    /// a stream that comes back with the last id it saw.
+    watched: Option<Instant>,
 }
+
+/// How long after its last subscriber a resource's events are still built and kept, so a
+/// stream that reconnects gets what it missed; after that a resume starts from the full state
+/// (as after a sweep), and an unwatched resource's changes cost no event at all.
+pub const RESUME_WINDOW: Duration = Duration::from_secs(600);
 
 impl Channel {
     fn new(capacity: usize, floor: u64) -> Self {
@@ -89,7 +97,17 @@ impl Channel {
             recent: VecDeque::new(),
             floor,
             touched: Instant::now(),
+            watched: None,
         }
+    }
+
+    /// Whether events must be built: someone watches, or watched recently enough to resume.
+    fn wanted(&mut self) -> bool {
+        if self.tx.receiver_count() > 0 {
+            self.watched = Some(Instant::now());
+            return true;
+        }
+        self.watched.is_some_and(|at| at.elapsed() < RESUME_WINDOW)
     }
 }
 
@@ -156,6 +174,42 @@ impl Bus {
         id
     }
 
+    /// Publishes a change of `topic` whose data and state `make` builds, only if someone watches
+    /// it or did so within [`RESUME_WINDOW`]; otherwise the change only takes an id and moves
+    /// the resource's history floor past it, so a resume from before it starts from the full
+    /// state instead of missing it. Returns the id.
+    pub fn publish_lazy(
+        &self,
+        topic: &Topic,
+        kind: EventKind,
+        make: impl FnOnce() -> (Value, Option<Value>),
+    ) -> u64 {
+        let mut topics = self.lock();
+        let Some(channel) = topics.get_mut(topic) else {
+            // No channel: nobody watches, and one made later starts at the last id (this one).
+            return self.next_id();
+        };
+        if !channel.wanted() {
+            let id = self.next_id();
+            channel.recent.clear();
+            channel.floor = id;
+            return id;
+        }
+        let (data, state) = make();
+        let id = self.next_id();
+        self.push(
+            &mut topics,
+            topic,
+            BusEvent {
+                id,
+                kind,
+                data,
+                state,
+            },
+        );
+        id
+    }
+
     /// Publishes an event whose id was taken earlier with [`Bus::next_id`].
     pub fn publish_with_id(&self, topic: &Topic, event: BusEvent) {
         let mut topics = self.lock();
@@ -182,6 +236,7 @@ impl Bus {
         let mut topics = self.lock();
         let channel = self.channel(&mut topics, topic);
         channel.touched = Instant::now();
+        channel.watched = Some(channel.touched);
         let receiver = channel.tx.subscribe();
         let missed = since.and_then(|since| {
             // Events before the floor are unknown here (an earlier process, a sweep, or dropped
@@ -305,6 +360,40 @@ mod tests {
                 .map(|m| m.iter().map(|e| e.id).collect::<Vec<_>>()),
             Some(vec![id])
         );
+    }
+
+    #[test]
+    fn lazy_events_are_built_only_for_watched_or_recently_watched_topics() {
+        let bus = Bus::new(0, 8, 8);
+        let topic = Topic::Login("a@x".into());
+        let before = bus.last_id();
+        let id = bus.publish_lazy(&topic, EventKind::Updated, || {
+            unreachable!("nobody watches")
+        });
+        assert!(id > before);
+        // A resume from before the unbuilt event must start from the full state.
+        assert!(bus.subscribe(&topic, Some(before)).missed.is_none());
+        let sub = bus.subscribe(&topic, None);
+        let id = bus.publish_lazy(&topic, EventKind::Updated, || (json!(1), None));
+        drop(sub);
+        // Watched a moment ago: still built, and a resume gets it.
+        let later = bus.publish_lazy(&topic, EventKind::Updated, || (json!(2), None));
+        let missed = bus.subscribe(&topic, Some(id - 1)).missed.expect("history");
+        assert_eq!(
+            missed.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![id, later]
+        );
+    }
+
+    #[test]
+    fn an_unbuilt_event_moves_the_history_floor() {
+        let bus = Bus::new(0, 8, 8);
+        let topic = Topic::Login("a@x".into());
+        let first = bus.publish(&topic, EventKind::Added, json!(1), None);
+        let skipped = bus.publish_lazy(&topic, EventKind::Updated, || unreachable!());
+        assert!(bus.subscribe(&topic, Some(first)).missed.is_none());
+        let sub = bus.subscribe(&topic, Some(skipped)).missed;
+        assert_eq!(sub.map(|m| m.len()), Some(0));
     }
 
     #[test]

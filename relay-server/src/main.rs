@@ -4,6 +4,11 @@ use std::io::Write;
 
 use restsip_relay::config::Config;
 
+/// mimalloc: glibc's malloc cost a quarter of the CPU time of a SIP REGISTER (many small
+/// allocations, freed on other threads than the one that made them).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()

@@ -115,23 +115,23 @@ impl Location {
         expires_at: i64,
         route: Value,
     ) -> Result<()> {
+        let mut route = Some(route);
         let mut refreshed = None;
         if let Some(i) = position(live, &uri) {
-            let mut record = live[i].clone();
+            let record = &mut live[i];
             record.expires_at = expires_at;
-            record.sip = Some(route.clone());
-            if self.store.update_contact(&record).await? {
-                self.cache.upsert(&record);
-                live[i] = record.clone();
-                refreshed = Some(record);
+            record.sip = route.take();
+            if self.store.update_contact(record).await? {
+                self.cache.upsert(record);
+                refreshed = Some(i);
             } else {
                 // It expired and was swept meanwhile: bind it afresh.
                 self.cache.remove(email, record.id);
-                live.remove(i);
+                route = live.remove(i).sip;
             }
         }
-        let (kind, record) = match refreshed {
-            Some(record) => (EventKind::Updated, record),
+        let (kind, at) = match refreshed {
+            Some(i) => (EventKind::Updated, i),
             None => {
                 let bindings = live
                     .iter()
@@ -149,7 +149,7 @@ impl Location {
                     expires_at,
                     presence: None,
                     source: ContactSource::Sip,
-                    sip: Some(route),
+                    sip: route,
                 };
                 let record = self
                     .store
@@ -157,20 +157,19 @@ impl Location {
                     .await?
                     .ok_or_else(|| Error::NotFound(format!("no user {email}")))?;
                 self.cache.upsert(&record);
-                live.push(record.clone());
-                (EventKind::Added, record)
+                live.push(record);
+                (EventKind::Added, live.len() - 1)
             }
         };
-        // The state is what `live` holds now: no second read of the store.
-        let now = now_ms();
-        let state: Vec<Contact> = live.iter().map(|c| contact_view(c, now)).collect();
-        let item = serde_json::to_value(contact_view(&record, now)).unwrap_or_default();
-        self.bus.publish(
-            &Topic::Login(email.to_owned()),
-            kind,
-            item,
-            Some(json!(state)),
-        );
+        // The state is what `live` holds now: no second read of the store. Built only when
+        // someone watches the user's logins (most phones' refreshes have no audience).
+        self.bus
+            .publish_lazy(&Topic::Login(email.to_owned()), kind, || {
+                let now = now_ms();
+                let state: Vec<Contact> = live.iter().map(|c| contact_view(c, now)).collect();
+                let item = serde_json::to_value(contact_view(&live[at], now)).unwrap_or_default();
+                (item, Some(json!(state)))
+            });
         Ok(())
     }
 

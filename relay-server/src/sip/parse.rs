@@ -83,7 +83,10 @@ pub fn parse_framed(head: &[u8], body: &[u8]) -> Result<SipMessage, Rejected> {
 /// The start line and headers, without checking header values yet. Fails (with nothing to
 /// answer) only when the text is not a SIP message at all.
 pub fn parse_head(head: &[u8]) -> Result<SipMessage, Rejected> {
-    let text = String::from_utf8_lossy(head);
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(head),
+    };
     let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let first = lines.next().unwrap_or_default();
     let mut headers: Vec<Header> = Vec::new();
@@ -108,7 +111,7 @@ pub fn parse_head(head: &[u8]) -> Result<SipMessage, Rejected> {
         match line.split_once(':') {
             Some((name, value)) if is_token(name.trim_end()) => {
                 let name = name.trim_end();
-                let name = match expand_compact(name) {
+                let name = match expand_compact(name).or_else(|| common_name(name)) {
                     Some(full) => Cow::Borrowed(full),
                     None => Cow::Owned(name.to_owned()),
                 };
@@ -204,29 +207,62 @@ fn check(msg: SipMessage) -> Result<SipMessage, Rejected> {
     }
 }
 
+/// Header names as most senders write them, kept without a copy of their own.
+const COMMON_NAMES: [&str; 16] = [
+    "Via",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Contact",
+    "Max-Forwards",
+    "Expires",
+    "Content-Length",
+    "Content-Type",
+    "User-Agent",
+    "Allow",
+    "Supported",
+    "Route",
+    "Record-Route",
+    "Authorization",
+];
+
+fn common_name(name: &str) -> Option<&'static str> {
+    COMMON_NAMES.iter().find(|n| **n == name).copied()
+}
+
+/// The headers that must appear (Via, From, To, Call-ID, CSeq) and those that may appear once
+/// at most (From, To, Call-ID, CSeq, Max-Forwards, Content-Length), by index in [`COUNTED`].
+const COUNTED: [&str; 7] = [
+    "Via",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Max-Forwards",
+    "Content-Length",
+];
+
 fn check_headers(msg: &SipMessage) -> Result<(), &'static str> {
-    for required in ["Via", "From", "To", "Call-ID", "CSeq"] {
-        if msg.header(required).is_none() {
-            return Err(match required {
-                "Via" => "missing Via",
-                "From" => "missing From",
-                "To" => "missing To",
-                "Call-ID" => "missing Call-ID",
-                _ => "missing CSeq",
-            });
+    // One pass over the headers for the counts.
+    let mut counts = [0usize; COUNTED.len()];
+    for h in &msg.headers {
+        if let Some(i) = COUNTED.iter().position(|n| h.name.eq_ignore_ascii_case(n)) {
+            counts[i] += 1;
         }
     }
-    for single in [
-        "From",
-        "To",
-        "Call-ID",
-        "CSeq",
-        "Max-Forwards",
-        "Content-Length",
-    ] {
-        if msg.headers_named(single).nth(1).is_some() {
-            return Err("a header that may appear once appears twice");
-        }
+    let missing = [
+        "missing Via",
+        "missing From",
+        "missing To",
+        "missing Call-ID",
+        "missing CSeq",
+    ];
+    if let Some(i) = counts[..5].iter().position(|&n| n == 0) {
+        return Err(missing[i]);
+    }
+    if counts[1..].iter().any(|&n| n > 1) {
+        return Err("a header that may appear once appears twice");
     }
     for h in &msg.headers {
         let v = h.value.as_str();

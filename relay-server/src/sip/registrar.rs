@@ -215,9 +215,19 @@ fn authenticate(
     }
 }
 
-/// The current time as an RFC 1123 date in GMT (the Date header of RFC 3261 §20.17).
+/// The current time as an RFC 1123 date in GMT (the Date header of RFC 3261 §20.17), made
+/// once a second.
 fn http_date() -> String {
+    static LAST: std::sync::Mutex<(i64, String)> = std::sync::Mutex::new((i64::MIN, String::new()));
     let secs = now_ms() / 1000;
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    if last.0 != secs {
+        *last = (secs, format_date(secs));
+    }
+    last.1.clone()
+}
+
+fn format_date(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;

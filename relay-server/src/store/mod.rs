@@ -4,6 +4,7 @@
 //! acknowledged survives a crash.
 
 mod sqlite;
+mod sqlite_batch;
 mod sqlite_webhooks;
 
 use std::sync::Arc;

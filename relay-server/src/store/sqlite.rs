@@ -24,6 +24,8 @@ pub struct SqliteStore {
     /// The one writer. SQLite allows one write transaction at a time; writers queueing here in
     /// the pool instead of in SQLite's busy handler (which sleeps) keeps writes fast under load.
     pub(super) writer: SqlitePool,
+    /// Contact updates, committed in groups through `writer`.
+    contact_writes: super::sqlite_batch::ContactWrites,
 }
 
 impl SqliteStore {
@@ -52,6 +54,7 @@ impl SqliteStore {
         if url.contains(":memory:") {
             return Ok(Self {
                 pool: writer.clone(),
+                contact_writes: super::sqlite_batch::ContactWrites::start(writer.clone()),
                 writer,
             });
         }
@@ -59,11 +62,15 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options)
             .await?;
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            contact_writes: super::sqlite_batch::ContactWrites::start(writer.clone()),
+            writer,
+        })
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
@@ -76,7 +83,7 @@ fn json_map(text: String) -> StoreResult<Map<String, Value>> {
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn source_name(source: ContactSource) -> &'static str {
+pub(super) fn source_name(source: ContactSource) -> &'static str {
     match source {
         ContactSource::Web => "web",
         ContactSource::Sip => "sip",
@@ -315,19 +322,10 @@ impl Store for SqliteStore {
     }
 
     async fn update_contact(&self, contact: &ContactRecord) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE contacts SET contact = ?, expires_at = ?, presence = ?, source = ?, sip = ? WHERE email = ? AND id = ?",
-        )
-        .bind(&contact.contact)
-        .bind(contact.expires_at)
-        .bind(contact.presence.as_ref().map(to_json))
-        .bind(source_name(contact.source))
-        .bind(contact.sip.as_ref().map(to_json))
-        .bind(&contact.email)
-        .bind(contact.id)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        match self.contact_writes.update(contact).await {
+            Some(outcome) => outcome,
+            None => super::sqlite_batch::update_one(&self.writer, contact).await,
+        }
     }
 
     async fn contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>> {

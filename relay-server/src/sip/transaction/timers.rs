@@ -35,9 +35,14 @@ impl<K: Ord> TimerQueue<K> {
         let mut guard = self.heap.lock().unwrap_or_else(|p| p.into_inner());
         let (heap, counter) = &mut *guard;
         *counter += 1;
+        // The serving task sleeps until the earliest deadline: it needs waking only when this
+        // one comes first (most are Timer J, 32 s from now, behind all others).
+        let first = heap.peek().is_none_or(|Reverse((head, _, _))| at < *head);
         heap.push(Reverse((at, *counter, what)));
         drop(guard);
-        self.added.notify_one();
+        if first {
+            self.added.notify_one();
+        }
     }
 
     /// Waits for the earliest deadline to pass and returns what is due.
