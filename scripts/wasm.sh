@@ -15,6 +15,8 @@ optimise() {
     --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
     --enable-reference-types --enable-multivalue \
     "$1/restsip_wasm_bg.wasm" -o "$1/restsip_wasm_bg.wasm"
+  # Short import names instead of wasm-bindgen's hashed ones, in the .wasm and the glue alike.
+  node wasm-client/short-imports.mjs "$1/restsip_wasm_bg.wasm" "$1/restsip_wasm.js"
 }
 wasm-pack build --mode no-install --profile wasm --target web --out-dir pkg --no-opt wasm-client >&2
 optimise wasm-client/pkg

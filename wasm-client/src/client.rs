@@ -155,24 +155,12 @@ impl Shared {
                 self.emitter.emit("invite", &JsValue::from(invite));
             }
             "cancel" => {
-                let found = self
-                    .incoming
-                    .borrow()
-                    .iter()
-                    .find(|s| s.matches(&from, &call, id))
-                    .cloned();
-                if let Some(state) = found {
+                if let Some(state) = find(&self.incoming, &from, &call, id) {
                     state.set("cancelled");
                 }
             }
             "accept" | "reject" => {
-                let found = self
-                    .outgoing
-                    .borrow()
-                    .iter()
-                    .find(|s| s.matches(&from, &call, id))
-                    .cloned();
-                if let Some(state) = found {
+                if let Some(state) = find(&self.outgoing, &from, &call, id) {
                     *state.reason.borrow_mut() = js::get(&body, "reason");
                     state.set(if command == "accept" {
                         "accepted"
@@ -184,6 +172,19 @@ impl Shared {
             _ => {}
         }
     }
+}
+
+/// The invitation (peer, call, id) in a list of them.
+fn find(
+    list: &RefCell<Vec<Rc<InviteState>>>,
+    peer: &str,
+    call: &str,
+    id: f64,
+) -> Option<Rc<InviteState>> {
+    list.borrow()
+        .iter()
+        .find(|s| s.peer == peer && s.call == call && s.id == id)
+        .cloned()
 }
 
 /// A restsip client: one per page (tabs of an origin share their login).

@@ -57,11 +57,6 @@ impl InviteState {
         self.listeners.emit("state", &JsValue::from_str(state));
     }
 
-    /// Whether this is the invitation (peer, call, id).
-    pub(crate) fn matches(&self, peer: &str, call: &str, id: f64) -> bool {
-        self.peer == peer && self.call == call && self.id == id
-    }
-
     /// The SEND body of a command about this invitation.
     pub(crate) fn command(&self, command: &str) -> JsValue {
         js::object(&[
