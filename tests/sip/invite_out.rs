@@ -231,11 +231,15 @@ async fn a_phone_s_malformed_sdp_answer_is_a_reject_over_tcp() {
     bad_answer(TCP).await;
 }
 
-/// The phone answers, then vanishes: the caller gets `bye` with `reason`; hanging up after
-/// that is an ordinary SEND again (alice has no web login: 409).
+/// The phone answers, then vanishes: the caller gets `bye` with `reason`. Over UDP only the
+/// keep-alive tells (every 3 s here: sipp is gone by the first).
 async fn callee_vanishes(mode: Mode, reason: &str) {
-    let args = ["--sip-call-keepalive", "1"];
-    let mut s = setup_with(&args, mode, "invite-uas-vanish").await;
+    let args: &[&str] = if mode == UDP {
+        &["--sip-call-keepalive", "3"]
+    } else {
+        &[]
+    };
+    let mut s = setup_with(args, mode, "invite-uas-vanish").await;
     s.send(json!({"command": "invite", "sdp": OFFER, "id": 5}))
         .await;
     assert_eq!(s.next_body().await["command"], "ringing");
