@@ -35,6 +35,8 @@ const BUS_CAPACITY: usize = 1024;
 const EXPIRY_TICK: Duration = Duration::from_millis(500);
 /// Resources nobody watches are forgotten by the bus after this long.
 const BUS_IDLE: Duration = Duration::from_secs(600);
+/// Longest a shutdown waits for the upstream server to take the unregistrations.
+const UPSTREAM_STOP: Duration = Duration::from_secs(5);
 /// How long a SIP digest nonce stays fresh; after it, clients get `stale=true`.
 const NONCE_TTL: Duration = Duration::from_secs(300);
 
@@ -128,6 +130,7 @@ impl Relay {
         if started > 0 {
             tracing::info!(webhooks = started, "webhooks resumed");
         }
+        let mut registrations = None;
         let sip_tasks = match self.sip {
             Some(listeners) => {
                 let presence = sip::presence::Presence::new(
@@ -162,11 +165,13 @@ impl Relay {
                 if let Some(sender) = &upstream {
                     // Users of the upstream's domains are registered there while logged in.
                     if let Some(changes) = self.state.location.observe() {
-                        tasks.push(sip::upstream::Registrations::start(
+                        let (r, task) = sip::upstream::Registrations::start(
                             sender.clone(),
                             self.state.store.clone(),
                             changes,
-                        ));
+                        );
+                        registrations = Some(r);
+                        tasks.push(task);
                     }
                 }
                 self.state
@@ -199,6 +204,10 @@ impl Relay {
         })
         .await;
         expiry.abort();
+        if let Some(registrations) = registrations {
+            // Unregister the users registered upstream while SIP still runs (bounded).
+            let _ = tokio::time::timeout(UPSTREAM_STOP, registrations.stop()).await;
+        }
         for task in sip_tasks {
             task.abort();
         }

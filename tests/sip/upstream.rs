@@ -6,7 +6,8 @@
 //!   whose 407 the relay answers with the trunk or her own upstream credentials;
 //! - while she has a web login, the relay registers her at Kamailio (401 answered, refreshed
 //!   before it ends, removed when she logs out), so carol's MESSAGE and INVITE to her AOR there
-//!   reach her web streams, and carol can watch her presence through Kamailio.
+//!   reach her web streams, and carol can watch her presence through Kamailio; a relay that
+//!   shuts down unregisters her.
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -446,4 +447,30 @@ async fn a_call_through_the_upstream_server_is_refused_or_cancelled() {
     assert_eq!(reject["command"], "reject", "{reject}");
     assert_eq!(reject["code"], 487, "{reject}");
     uas.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_relay_that_shuts_down_unregisters_its_users_upstream() {
+    let kamailio = kamailio().await;
+    let upstream = kamailio.addr;
+    let mut relay = Relay::start(&[
+        "--sip-upstream",
+        &format!("sip:{upstream}"),
+        "--sip-upstream-user",
+        "relay",
+        "--sip-upstream-password",
+        "relay-pw",
+        "--sip-upstream-domain",
+        "kamailio.test",
+    ])
+    .await
+    .unwrap();
+    let alice = relay.user(ALICE).await.unwrap();
+    let (_, _inbox) = web_login(&alice).await;
+    eventually(upstream, UDP, "upstream-message-uac").await;
+    // Still logged in (for 600 s at Kamailio) when the relay stops: it removes the binding.
+    relay.terminate().await.unwrap();
+    carol_calls(upstream, UDP, "upstream-message-uac-404")
+        .await
+        .unwrap();
 }

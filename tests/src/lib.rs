@@ -75,6 +75,18 @@ impl Relay {
         Self::start(&[]).await
     }
 
+    /// Stops the process gracefully (SIGTERM) and waits until it has exited.
+    pub async fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        let pid = self
+            .child
+            .id()
+            .ok_or_else(|| anyhow!("the relay has exited"))?;
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        Ok(tokio::time::timeout(WAIT, self.child.wait()).await??)
+    }
+
     /// Kills the process at once (SIGKILL: no shutdown, nothing flushed) and starts it again on
     /// the same port and database.
     pub async fn kill_and_restart(&mut self) -> Result<()> {

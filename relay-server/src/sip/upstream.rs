@@ -8,7 +8,7 @@
 //!   or one with its own `--sip-upstream-account`) has a live web login, the relay keeps the
 //!   AOR `sip:{email}` registered there with the Contact `sip:{email escaped}@{relay}`
 //!   (digest-authenticated, refreshed before it ends, removed with `Expires: 0` once the
-//!   user's last web login ends).
+//!   user's last web login ends, and for every user when the relay shuts down).
 //! - [`inbound`]: a request the upstream server sends to such a Contact is for the user whose
 //!   email the Contact's user part holds: its Request-URI becomes `sip:{email}` and it is
 //!   handled like a request from a phone registered at the relay.
@@ -222,6 +222,15 @@ fn refresh_after(granted: u32) -> Duration {
     ))
 }
 
+/// What a user's registration task is told.
+#[derive(Debug)]
+enum Cmd {
+    /// The user's logins changed: look at them again.
+    Look,
+    /// The relay is stopping: unregister, then say so.
+    Stop(tokio::sync::oneshot::Sender<()>),
+}
+
 /// The registrations of the relay's users at the upstream server; cheap to clone.
 #[derive(Clone)]
 pub struct Registrations {
@@ -235,7 +244,7 @@ struct RegInner {
     /// Logins.
     store: Arc<dyn Store>,
     /// The task of each user being registered: poking it makes it look at the logins again.
-    users: Mutex<HashMap<String, mpsc::UnboundedSender<()>>>,
+    users: Mutex<HashMap<String, mpsc::UnboundedSender<Cmd>>>,
 }
 
 /// Why a REGISTER did not succeed.
@@ -261,12 +270,13 @@ struct Dialog {
 
 impl Registrations {
     /// Registers users at `sender`'s server as `changes` (emails whose logins changed, from
-    /// [`crate::location::Location::observe`]) tell.
+    /// [`crate::location::Location::observe`]) tell; the handle (for [`Self::stop`]) and the
+    /// task reading the changes.
     pub fn start(
         sender: Arc<UpstreamSender>,
         store: Arc<dyn Store>,
         mut changes: mpsc::UnboundedReceiver<String>,
-    ) -> tokio::task::JoinHandle<()> {
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let this = Self {
             inner: Arc::new(RegInner {
                 sender,
@@ -274,23 +284,44 @@ impl Registrations {
                 users: Mutex::default(),
             }),
         };
-        tokio::spawn(async move {
+        let reader = this.clone();
+        let task = tokio::spawn(async move {
             while let Some(email) = changes.recv().await {
-                if this.inner.sender.config.registers(&email) {
-                    this.poke(&email.to_ascii_lowercase());
+                if reader.inner.sender.config.registers(&email) {
+                    reader.poke(&email.to_ascii_lowercase());
                 }
             }
-        })
+        });
+        (this, task)
     }
 
-    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<()>>> {
+    /// Unregisters every user registered at the upstream server (the relay is stopping); the
+    /// tasks end.
+    pub async fn stop(&self) {
+        let waits: Vec<_> = self
+            .users()
+            .drain()
+            .filter_map(|(_, tx)| {
+                let (done, wait) = tokio::sync::oneshot::channel();
+                tx.send(Cmd::Stop(done)).ok().map(|()| wait)
+            })
+            .collect();
+        for wait in waits {
+            let _ = wait.await;
+        }
+    }
+
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Cmd>>> {
         self.inner.users.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Makes `email`'s task look at its logins, starting one if none runs.
     fn poke(&self, email: &str) {
         let mut users = self.users();
-        if users.get(email).is_some_and(|tx| tx.send(()).is_ok()) {
+        if users
+            .get(email)
+            .is_some_and(|tx| tx.send(Cmd::Look).is_ok())
+        {
             return;
         }
         let (tx, rx) = mpsc::unbounded_channel();
@@ -310,7 +341,7 @@ impl Registrations {
     }
 
     /// Keeps `email` registered while it has a web login, then unregisters it and ends.
-    async fn run(self, email: String, mut pokes: mpsc::UnboundedReceiver<()>) {
+    async fn run(self, email: String, mut pokes: mpsc::UnboundedReceiver<Cmd>) {
         let mut dialog = Dialog {
             email: email.clone(),
             call_id: format!("{}@restsip", outgoing::token()),
@@ -320,8 +351,9 @@ impl Registrations {
         let mut registered = false;
         let mut next = Instant::now();
         let mut retry = RETRY_MIN;
+        let mut stopped: Option<tokio::sync::oneshot::Sender<()>> = None;
         loop {
-            if self.web_login(&email).await {
+            if stopped.is_none() && self.web_login(&email).await {
                 if Instant::now() >= next {
                     match self.register(&mut dialog, self.expires()).await {
                         Ok(granted) => {
@@ -355,21 +387,34 @@ impl Registrations {
                         ),
                     }
                 }
+                if let Some(done) = stopped {
+                    let _ = done.send(());
+                    return;
+                }
                 // Ends unless a login came meanwhile (pokes are sent under the same lock).
                 let mut users = self.users();
-                if pokes.try_recv().is_err() {
-                    users.remove(&email);
-                    return;
+                match pokes.try_recv() {
+                    Err(_) => {
+                        users.remove(&email);
+                        return;
+                    }
+                    Ok(Cmd::Stop(done)) => stopped = Some(done),
+                    Ok(Cmd::Look) => {}
                 }
                 continue;
             }
             tokio::select! {
-                poke = pokes.recv() => {
-                    if poke.is_none() {
-                        break;
+                cmd = pokes.recv() => match cmd {
+                    None => break,
+                    Some(Cmd::Stop(done)) => stopped = Some(done),
+                    Some(Cmd::Look) => {
+                        while let Ok(cmd) = pokes.try_recv() {
+                            if let Cmd::Stop(done) = cmd {
+                                stopped = Some(done);
+                            }
+                        }
                     }
-                    while pokes.try_recv().is_ok() {}
-                }
+                },
                 () = tokio::time::sleep_until(next) => {}
             }
         }
