@@ -7,7 +7,7 @@
 //! - while she has a web login, the relay registers her at Kamailio (401 answered, refreshed
 //!   before it ends, removed when she logs out), so carol's MESSAGE and INVITE to her AOR there
 //!   reach her web streams, and carol can watch her presence through Kamailio; a relay that
-//!   shuts down unregisters her.
+//!   shuts down unregisters her, one restarted registers her again.
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -473,4 +473,42 @@ async fn a_relay_that_shuts_down_unregisters_its_users_upstream() {
     carol_calls(upstream, UDP, "upstream-message-uac-404")
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_restarted_relay_registers_its_logged_in_users_upstream_again() {
+    let kamailio = kamailio().await;
+    let upstream = kamailio.addr;
+    let mut relay = Relay::start(&[
+        "--sip-upstream",
+        &format!("sip:{upstream}"),
+        "--sip-upstream-user",
+        "relay",
+        "--sip-upstream-password",
+        "relay-pw",
+        "--sip-upstream-domain",
+        "kamailio.test",
+    ])
+    .await
+    .unwrap();
+    let alice = relay.user(ALICE).await.unwrap();
+    let (id, first) = web_login(&alice).await;
+    eventually(upstream, UDP, "upstream-message-uac").await;
+    drop(first);
+    // Killed (no unregistration) and started again on another SIP port: her login survives,
+    // and the relay registers her new Contact, so carol's message reaches her again.
+    relay.kill_and_restart().await.unwrap();
+    let alice = relay.client(ALICE, &format!("pw-{ALICE}"));
+    let mut inbox = alice
+        .sse(&format!("/login/{ALICE}/{id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(inbox.next().await.unwrap().kind, EventKind::State);
+    eventually(upstream, UDP, "upstream-message-uac").await;
+    let im = next_body(&mut inbox, CAROL).await;
+    assert_eq!(
+        im["text"].as_str().map(str::trim),
+        Some("hello web"),
+        "{im}"
+    );
 }

@@ -286,6 +286,17 @@ impl Registrations {
         };
         let reader = this.clone();
         let task = tokio::spawn(async move {
+            // Logins that outlived a restart: their users are registered again.
+            match reader.inner.store.logged_in(now_ms()).await {
+                Ok(emails) => {
+                    for email in emails {
+                        if reader.inner.sender.config.registers(&email) {
+                            reader.poke(&email.to_ascii_lowercase());
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "logins not read; none registered upstream"),
+            }
             while let Some(email) = changes.recv().await {
                 if reader.inner.sender.config.registers(&email) {
                     reader.poke(&email.to_ascii_lowercase());

@@ -240,6 +240,12 @@ pub trait Store: Send + Sync + 'static {
     async fn take_expired_contacts(&self, now: i64) -> StoreResult<Vec<ContactRecord>>;
     /// The earliest contact expiry, if any contact exists.
     async fn next_expiry(&self) -> StoreResult<Option<i64>>;
+    /// The users with a contact that has not expired at `now` (after a restart, the relay
+    /// registers them at its upstream SIP server again).
+    async fn logged_in(&self, now: i64) -> StoreResult<Vec<String>> {
+        let _ = now;
+        Ok(Vec::new())
+    }
 
     /// Adds a call.
     async fn create_call(&self, call: &CallRecord) -> StoreResult<()>;

@@ -375,6 +375,15 @@ impl Store for SqliteStore {
             .await?)
     }
 
+    async fn logged_in(&self, now: i64) -> StoreResult<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT email FROM contacts WHERE expires_at > ?")
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     async fn create_call(&self, call: &CallRecord) -> StoreResult<()> {
         let result = sqlx::query(
             "INSERT INTO calls (id, owner, subject, data, created) VALUES (?, ?, ?, ?, ?)",
