@@ -522,14 +522,22 @@ impl Outgoing {
     }
 
     /// A TCP connection closed: the answered legs on it are over (the sender gets a `bye`
-    /// once told of the answer); ringing ones end through their INVITE transaction, which
-    /// the closed connection ends after any response read from it.
+    /// once told of the answer), but for those through a proxy; ringing ones end through
+    /// their INVITE transaction, which the closed connection ends after any response read
+    /// from it.
     pub fn closed(&self, peer: Peer) {
         let legs: Vec<String> = self
             .lock()
             .iter_mut()
             .filter(|(_, c)| c.peer == peer)
             .filter_map(|(k, c)| {
+                if let Leg::Up { routes, .. } = &c.leg {
+                    if let Some(route) = routes.first() {
+                        // Through a proxy: its next requests go to the first route.
+                        c.peer = super::dialog::route_peer(route).unwrap_or(c.peer);
+                        return None;
+                    }
+                }
                 c.gone = true;
                 (c.told && matches!(c.leg, Leg::Up { .. })).then(|| k.clone())
             })

@@ -5,6 +5,8 @@
 //! UDP it just stops answering. While a call is up the relay sends an OPTIONS in the dialog
 //! every keep-alive interval; a 408, a 481 (the phone forgot the call, RFC 5057 §5.1) or no
 //! answer at all (Timer F, 32 s) ends the call for the web user as if the phone had hung up.
+//! A call that goes through a proxy (a route set) is not over when the connection to the proxy
+//! closes: its requests go to the first route, over a new connection.
 
 use std::net::SocketAddr;
 
@@ -49,6 +51,23 @@ impl InDialog<'_> {
     }
 }
 
+/// Where the first entry of a route set is reached (an IP address; the relay does not resolve
+/// names): its host and port (5060), over TCP when it says `transport=tcp`.
+pub fn route_peer(route: &str) -> Option<Peer> {
+    let uri = super::headers::NameAddr::parse(route).ok()?.uri;
+    let sip = uri.sip()?;
+    let host = sip.host.trim_start_matches('[').trim_end_matches(']');
+    let ip = host.parse::<std::net::IpAddr>().ok()?;
+    let transport = match sip.param("transport").flatten() {
+        Some(t) if t.eq_ignore_ascii_case("tcp") => super::transport::Transport::Tcp,
+        _ => super::transport::Transport::Udp,
+    };
+    Some(Peer {
+        transport,
+        addr: SocketAddr::new(ip, sip.port.unwrap_or(5060)),
+    })
+}
+
 /// Why a call ended without a BYE from the phone (the `reason` of the web user's `bye`).
 pub const CONNECTION_LOST: &str = "connection lost";
 /// The phone did not answer a keep-alive probe.
@@ -77,4 +96,25 @@ pub async fn probe(endpoint: &Endpoint, req: &SipMessage, peer: Peer) -> Result<
         }
     }
     Err(NO_ANSWER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::transport::Transport;
+
+    #[test]
+    fn a_route_names_where_a_proxied_call_goes() {
+        let tcp = route_peer("<sip:192.0.2.7:5070;transport=tcp;lr>");
+        assert_eq!(
+            tcp,
+            Some(Peer {
+                transport: Transport::Tcp,
+                addr: SocketAddr::from(([192, 0, 2, 7], 5070)),
+            })
+        );
+        let udp = route_peer("<sip:[2001:db8::1];lr>").map(|p| (p.transport, p.addr.port()));
+        assert_eq!(udp, Some((Transport::Udp, 5060)));
+        assert_eq!(route_peer("<sip:proxy.example.net;lr>"), None);
+    }
 }

@@ -592,7 +592,8 @@ impl Invites {
     }
 
     /// A TCP connection closed: the calls on it are over (the phone cannot be reached
-    /// there any more), ringing or answered; calls to phones too.
+    /// there any more), ringing or answered, but for answered ones through a proxy; calls to
+    /// phones too.
     pub fn closed(&self, peer: Peer) {
         for p in lock(&self.inner.pending).values() {
             if p.peer == peer {
@@ -600,9 +601,16 @@ impl Invites {
             }
         }
         let up: Vec<(String, u64)> = lock(&self.inner.dialogs)
-            .iter()
+            .iter_mut()
             .filter(|(_, d)| d.peer == peer)
-            .map(|(k, d)| (k.clone(), d.id))
+            .filter_map(|(k, d)| match d.routes.first() {
+                // Through a proxy: its next requests go to the first route.
+                Some(route) => {
+                    d.peer = dialog::route_peer(route).unwrap_or(d.peer);
+                    None
+                }
+                None => Some((k.clone(), d.id)),
+            })
             .collect();
         if !up.is_empty() {
             let this = self.clone();
