@@ -27,9 +27,9 @@ pub(crate) struct Shared {
     email: RefCell<Option<String>>,
     /// The login, once made (or learnt from the owning tab).
     /// (The relay's answer: `{id, url: "/login/{email}/{id}", expires}`; undefined before.)
-    login: RefCell<JsValue>,
+    login: Cell<JsValue>,
     /// Login body (contact, presence, expires) used for creating and refreshing.
-    pub(crate) options: RefCell<JsValue>,
+    pub(crate) options: Cell<JsValue>,
     /// Whether tabs share the login.
     pub(crate) shared_tabs: Cell<bool>,
     /// Whether this tab owns the shared login.
@@ -44,7 +44,7 @@ pub(crate) struct Shared {
     /// The BroadcastChannel to the other tabs, with its handler.
     pub(crate) channel: RefCell<Option<(JsValue, js::Handler)>>,
     /// Releases the Web Lock this tab holds.
-    pub(crate) release: RefCell<Option<Function>>,
+    pub(crate) release: Cell<JsValue>,
     /// Invitations sent.
     outgoing: RefCell<Vec<Rc<InviteState>>>,
     /// Invitations received.
@@ -57,16 +57,16 @@ impl Shared {
     }
 
     pub(crate) fn login(&self) -> JsValue {
-        self.login.borrow().clone()
+        js::peek(&self.login)
     }
 
     /// The login resource, `/login/{email}/{id}`.
     pub(crate) fn login_url(&self) -> Option<String> {
-        js::get_str(&self.login.borrow(), "url")
+        js::get_str(&self.login(), "url")
     }
 
     pub(crate) fn set_login(&self, login: JsValue) {
-        *self.login.borrow_mut() = login;
+        self.login.set(login);
     }
 
     pub(crate) fn bump_generation(&self) -> u32 {
@@ -161,7 +161,7 @@ impl Shared {
             }
             "accept" | "reject" => {
                 if let Some(state) = find(&self.outgoing, &from, &call, id) {
-                    *state.reason.borrow_mut() = js::get(&body, "reason");
+                    state.reason.set(js::get(&body, "reason"));
                     state.set(if command == "accept" {
                         "accepted"
                     } else {
@@ -244,7 +244,7 @@ export interface Served {
 
 /// A promise already rejected with `error`.
 fn rejected(error: JsValue) -> Promise {
-    Promise::reject(&error)
+    promise(Box::pin(Pending::failed(error)))
 }
 
 /// A boxed operation of the client.
@@ -288,8 +288,8 @@ impl Client {
                 emitter,
                 conn,
                 email: RefCell::new(None),
-                login: RefCell::new(JsValue::UNDEFINED),
-                options: RefCell::new(js_sys::Object::new().into()),
+                login: Cell::new(JsValue::UNDEFINED),
+                options: Cell::new(js::object(&[])),
                 shared_tabs: Cell::new(true),
                 leader: Cell::new(false),
                 generation: Cell::new(0),
@@ -297,7 +297,7 @@ impl Client {
                 inbox_watch: Cell::new(0),
                 inbox_handler: RefCell::new(None),
                 channel: RefCell::new(None),
-                release: RefCell::new(None),
+                release: Cell::new(JsValue::UNDEFINED),
                 outgoing: RefCell::new(Vec::new()),
                 incoming: RefCell::new(Vec::new()),
             }),
@@ -363,7 +363,7 @@ impl Client {
                 js::set(&body, key, &value);
             }
         }
-        *inner.options.borrow_mut() = body;
+        inner.options.set(body);
         inner
             .shared_tabs
             .set(js::get(&options, "shared").as_bool() != Some(false));
@@ -412,7 +412,7 @@ impl Client {
         let Some(url) = self.inner.login_url() else {
             return rejected(ClientError::not_logged_in());
         };
-        js::set(&self.inner.options.borrow(), "presence", &presence);
+        js::set(&js::peek(&self.inner.options), "presence", &presence);
         self.rest("PUT", url, Some(js::object(&[("presence", presence)])))
     }
 
@@ -475,10 +475,8 @@ impl Client {
     #[wasm_bindgen(unchecked_return_type = "Promise<Invitation>")]
     pub fn invite(&self, to: String, call: String) -> Promise {
         let inner = &self.inner;
-        // Unique enough among one caller's invitations: milliseconds plus a random tail.
-        let now = js_sys::Date::now();
-        let id =
-            (now - (now / 1e9).floor() * 1e9) * 1000.0 + (js_sys::Math::random() * 1000.0).floor();
+        // Unique enough among one caller's invitations: a random integer of 12 digits.
+        let id = (js_sys::Math::random() * 1e12).floor();
         let peer = to
             .strip_prefix("/login/")
             .and_then(|p| p.split('/').next())

@@ -25,13 +25,9 @@ impl Emitter {
         js::unlisten(&self.0, name, callback);
     }
 
-    /// Removes every handler of `name`.
-    pub(crate) fn off_all(&self, name: &str) {
-        js::unlisten(&self.0, name, JsValue::UNDEFINED.unchecked_ref());
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.length() == 0
+    /// Removes every handler of `name`; whether none is left at all.
+    pub(crate) fn off_all(&self, name: &str) -> bool {
+        js::unlisten(&self.0, name, JsValue::UNDEFINED.unchecked_ref()) == 0
     }
 
     /// Calls the handlers of `name` (every handler when `name` is empty).

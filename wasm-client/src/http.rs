@@ -1,7 +1,7 @@
 //! Requests to the relay's REST API with `fetch`: JSON in, JSON out, credentials attached, and
 //! problem+json answers turned into [`ClientError`]s.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -17,26 +17,26 @@ pub(crate) struct Http {
     /// `https://relay.example` without a trailing slash; empty for the page's own origin.
     pub(crate) base: String,
     /// `Basic ...` once logged in (undefined before).
-    authorization: RefCell<JsValue>,
+    authorization: Cell<JsValue>,
 }
 
 impl Http {
     pub(crate) fn new(base: &str) -> Self {
         Self {
             base: base.trim_end_matches('/').into(),
-            authorization: RefCell::new(JsValue::UNDEFINED),
+            authorization: Cell::new(JsValue::UNDEFINED),
         }
     }
 
     /// Uses HTTP Basic with these credentials from now on.
     pub(crate) fn set_credentials(&self, email: &str, password: &str) {
         let value = js::cat(&["Basic ", &js::base64(&js::cat(&[email, ":", password]))]);
-        *self.authorization.borrow_mut() = value.into();
+        self.authorization.set(value.into());
     }
 
     /// Forgets the credentials.
     pub(crate) fn clear_credentials(&self) {
-        *self.authorization.borrow_mut() = JsValue::UNDEFINED;
+        self.authorization.set(JsValue::UNDEFINED);
     }
 
     /// Opens a WebSocket to a path of the relay (see [`js::ws_open`]).
@@ -52,16 +52,10 @@ impl Http {
     /// Every REST call of the client goes through here, and the request is on its way when
     /// this returns: the [`Pending`] answer is one small future shared by all callers.
     pub(crate) fn request(&self, method: &str, path: &str, body: Option<&JsValue>) -> Pending {
-        let text = match body.map(js_sys::JSON::stringify) {
-            Some(Ok(text)) => text.into(),
-            Some(Err(_)) => {
-                return Pending::failed(ClientError::invalid("the body cannot be sent as JSON"))
-            }
-            None => JsValue::UNDEFINED,
-        };
         let url = js::cat(&[&self.base, &encode_path(path)]);
-        let auth = self.authorization.borrow().clone();
-        Pending(Ok(js::fetch(&url, method, &auth, &text)))
+        let auth = js::peek(&self.authorization);
+        let none = JsValue::UNDEFINED;
+        Pending(Ok(js::fetch(&url, method, &auth, body.unwrap_or(&none))))
     }
 }
 
@@ -89,7 +83,13 @@ impl Future for Pending {
         Poll::Ready(match answer {
             // [status, parsed body?]
             Ok(answer) => {
-                let status = js::get_f64(&answer, "0").unwrap_or(0.0) as u16;
+                let status = js::get_f64(&answer, "0").unwrap_or(0.0);
+                if status < 0.0 {
+                    return Poll::Ready(Err(ClientError::invalid(
+                        "the body cannot be sent as JSON",
+                    )));
+                }
+                let status = status as u16;
                 let parsed = js::get(&answer, "1");
                 if (200..300).contains(&status) {
                     Ok(parsed)

@@ -2,7 +2,7 @@
 //! to the callee, answered by `accept` or `reject`, withdrawn by `cancel`. The page sees each
 //! side as an object whose `state` changes, with `onState` callbacks.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -28,7 +28,7 @@ pub(crate) struct InviteState {
     /// `sending`, `ringing`, `accepted`, `rejected`, `cancelled`, `failed`.
     pub(crate) state: Cell<&'static str>,
     /// The reason given with a reject.
-    pub(crate) reason: RefCell<JsValue>,
+    pub(crate) reason: Cell<JsValue>,
     /// `onState` callbacks.
     pub(crate) listeners: Emitter,
 }
@@ -40,7 +40,7 @@ impl InviteState {
             peer: peer.to_owned(),
             call: call.to_owned(),
             state: Cell::new(state),
-            reason: RefCell::new(JsValue::UNDEFINED),
+            reason: Cell::new(JsValue::UNDEFINED),
             listeners: Emitter::new(),
         })
     }
@@ -180,7 +180,7 @@ impl Invitation {
     /// The reason the callee gave with a reject.
     #[wasm_bindgen(getter)]
     pub fn reason(&self) -> JsValue {
-        self.inner.reason.borrow().clone()
+        js::peek(&self.inner.reason)
     }
 
     /// Calls `callback(state)` on every change of state.

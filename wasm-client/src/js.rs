@@ -7,6 +7,7 @@
 //! Also the few string helpers the client needs, written so that no `core::fmt` formatting
 //! (`format!`, `to_string`, `concat`) is linked into the module.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -25,7 +26,8 @@ export function lock(name, ifAvailable) {
 export function http(url, method, auth, body) {
   const headers = { accept: "application/json" };
   if (auth) headers.authorization = auth;
-  if (body != null) headers["content-type"] = "application/json";
+  try { body = JSON.stringify(body); } catch (_) { return Promise.resolve([-1]); }
+  if (body !== undefined) headers["content-type"] = "application/json";
   return fetch(url, { method, headers, body, credentials: "omit" }).then((r) =>
     r.status == 204 ? [204] : r.json().then((j) => [r.status, j], () => [r.status]));
 }
@@ -41,9 +43,7 @@ export function ws_open(base, path, handler) {
     ws.onclose = () => handler(false);
     ws.onmessage = (e) => { try { handler(JSON.parse(e.data)); } catch (_) {} };
     return ws;
-  } catch (_) {
-    return null;
-  }
+  } catch (_) {}
 }
 export function channel_open(name, handler) {
   const channel = new BroadcastChannel(name);
@@ -72,9 +72,13 @@ export function unlisten(list, name, f) {
   const keep = list.filter(([n, g]) => n != name || (f !== undefined && g != f));
   list.length = 0;
   list.push(...keep);
+  return list.length;
 }
 export function emit(list, name, value) {
   for (const [n, f] of list.slice()) if (!name || n == name) call(f, value);
+}
+export function settle(f, value) {
+  return new Promise((resolve) => resolve(f(value)));
 }
 export function call(f, value) {
   try { f(value); } catch (e) { console.error("restsip: an event handler threw", e); }
@@ -83,6 +87,9 @@ export function handle(key, id, closer) {
   return id === undefined
     ? { namespace: key, close: () => closer([key]) }
     : { path: key, close: () => closer([key, id]) };
+}
+export function copy(value) {
+  return { ...value };
 }
 export function error(code, status, message) {
   const e = new Error(message);
@@ -98,12 +105,13 @@ extern "C" {
     /// Requests the Web Lock `name`: resolves, once granted, to the function that releases it
     /// (or to null when `if_available` and another tab holds it).
     pub(crate) fn lock(name: &str, if_available: bool) -> Promise;
-    /// `fetch` with JSON: resolves to `[status, parsed body?]`, rejects on network failure.
+    /// `fetch` with JSON: resolves to `[status, parsed body?]` (`[-1]` when the body cannot be
+    /// JSON), rejects on network failure.
     fn http(url: &str, method: &str, auth: &JsValue, body: &JsValue) -> Promise;
     fn delay(ms: u32) -> Promise;
     /// Opens a WebSocket to `base + path` (`ws:` or `wss:` as the base is `http:` or `https:`;
     /// an empty base is the page's origin): `handler(true)` when open, `handler(false)` when
-    /// closed, `handler(frame)` for every JSON frame. Null if the URL is refused.
+    /// closed, `handler(frame)` for every JSON frame. Undefined if the URL is refused.
     pub(crate) fn ws_open(base: &str, path: &str, handler: &Function) -> JsValue;
     /// Opens a BroadcastChannel: `handler(data)` for every message.
     pub(crate) fn channel_open(name: &str, handler: &Function) -> JsValue;
@@ -118,8 +126,11 @@ extern "C" {
     /// Adds `[name, f]` to a list of event handlers.
     pub(crate) fn listen(list: &Array, name: &str, f: &Function);
     /// Removes `[name, f]` from a list of event handlers (every `name` handler when `f` is
-    /// undefined).
-    pub(crate) fn unlisten(list: &Array, name: &str, f: &Function);
+    /// undefined); the number of handlers left.
+    pub(crate) fn unlisten(list: &Array, name: &str, f: &Function) -> u32;
+    /// A promise of what `f(value)` returns (or its promise resolves to), rejected with what it
+    /// throws.
+    pub(crate) fn settle(f: &Function, value: &JsValue) -> Promise;
     /// Calls the handlers of `name` in a list with `value` (all of them when `name` is empty).
     pub(crate) fn emit(list: &Array, name: &str, value: &JsValue);
     /// Calls a page callback, reporting (not propagating) what it throws: one page handler's
@@ -128,8 +139,17 @@ extern "C" {
     /// `{path: key, close}` (a watch, with its id) or `{namespace: key, close}` (a served
     /// namespace, id undefined), where `close()` calls `closer([key, id?])`.
     pub(crate) fn handle(key: &str, id: JsValue, closer: &Function) -> JsValue;
+    /// A shallow copy of `value` when it is an object, else an empty object.
+    pub(crate) fn copy(value: &JsValue) -> JsValue;
     /// A `RestsipError`.
     pub(crate) fn error(code: &str, status: u16, message: &str) -> JsValue;
+}
+
+/// The value in a cell (JS values are cheap to clone; a `Cell` needs no borrow checks).
+pub(crate) fn peek(cell: &Cell<JsValue>) -> JsValue {
+    let value = cell.take();
+    cell.set(value.clone());
+    value
 }
 
 /// A JS callback into Rust (one closure type for every handler, so its glue exists once).
@@ -229,16 +249,6 @@ pub(crate) fn object(fields: &[(&str, JsValue)]) -> JsValue {
         set(&o, key, value);
     }
     o
-}
-
-/// A shallow copy of `value` when it is an object, else an empty object.
-pub(crate) fn copy(value: &JsValue) -> JsValue {
-    let target = js_sys::Object::new();
-    if value.is_object() {
-        js_sys::Object::assign(&target, value.unchecked_ref()).into()
-    } else {
-        target.into()
-    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 
 use std::rc::Rc;
 
-use js_sys::Function;
 use wasm_bindgen::prelude::*;
 
 use crate::client::{spawn, Shared};
@@ -37,7 +36,7 @@ impl Shared {
         let Some(email) = self.email() else {
             return Err(ClientError::not_logged_in());
         };
-        let options = self.options.borrow().clone();
+        let options = js::peek(&self.options);
         if let Some(id) = reuse {
             let path = js::cat(&["/login/", &email, "/", &js::digits(id as u64)]);
             if let Ok(answer) = self.http.request("PUT", &path, Some(&options)).await {
@@ -126,7 +125,7 @@ impl Shared {
                 if this.email().is_none() {
                     return;
                 }
-                let options = this.options.borrow().clone();
+                let options = js::peek(&this.options);
                 match this.http.request("PUT", &url, Some(&options)).await {
                     Ok(answer) => {
                         failures = 0;
@@ -164,7 +163,7 @@ impl Shared {
         let release = js::wait(js::lock(&storage_key(&email), true))
             .await
             .unwrap_or(JsValue::NULL);
-        if !release.is_null() {
+        if release.is_function() {
             self.lead(release);
             return self.own_login(stored_login(&email)).await;
         }
@@ -186,7 +185,7 @@ impl Shared {
 
     /// Owns the login while this tab holds the lock (`release` lets it go).
     fn lead(&self, release: JsValue) {
-        *self.release.borrow_mut() = Some(release.unchecked_into());
+        self.release.set(release);
         self.leader.set(true);
     }
 
@@ -205,7 +204,7 @@ impl Shared {
                 .upgrade()
                 .filter(|t| t.session_generation.get() == session)
             else {
-                let _ = release.unchecked_ref::<Function>().call0(&JsValue::NULL);
+                js::call(release.unchecked_ref(), &JsValue::UNDEFINED);
                 return;
             };
             let reuse = js::get_f64(&this.login(), "id").or_else(|| stored_login(&email));
@@ -261,8 +260,9 @@ impl Shared {
         self.session_generation
             .set(self.session_generation.get() + 1);
         self.leader.set(false);
-        if let Some(release) = self.release.borrow_mut().take() {
-            let _ = release.call0(&JsValue::NULL);
+        let release = self.release.take();
+        if release.is_function() {
+            js::call(release.unchecked_ref(), &JsValue::UNDEFINED);
         }
         if let Some((channel, _)) = self.channel.borrow_mut().take() {
             js::shut(&channel, false);

@@ -141,10 +141,7 @@ impl Connection {
     pub(crate) fn unwatch(&self, path: &str, id: u32) {
         let mut subs = self.subs.borrow_mut();
         let empty = match subs.iter_mut().find(|(p, _)| p == path) {
-            Some((_, sub)) => {
-                sub.listeners.off_all(&js::digits(id.into()));
-                sub.listeners.is_empty()
-            }
+            Some((_, sub)) => sub.listeners.off_all(&js::digits(id.into())),
             None => false,
         };
         if empty {
@@ -207,10 +204,7 @@ impl Connection {
         ]);
         let this = self.clone();
         spawn(Box::pin(async move {
-            let outcome = match handler.call1(&JsValue::NULL, &request) {
-                Ok(value) => js::wait(js_sys::Promise::resolve(&value)).await,
-                Err(e) => Err(e),
-            };
+            let outcome = js::wait(js::settle(&handler, &request)).await;
             let reply = js::object(&[("op", "service-reply".into()), ("id", id.into())]);
             match outcome {
                 Ok(result) => js::set(&reply, "result", &result),
@@ -291,7 +285,7 @@ impl Connection {
             }
         }));
         let socket = self.http.ws_open(path, handler.as_ref().unchecked_ref());
-        if socket.is_null() {
+        if socket.is_undefined() {
             self.schedule_reconnect();
         } else {
             *self.socket.borrow_mut() = Some((socket, handler));
