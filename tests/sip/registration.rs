@@ -59,6 +59,31 @@ async fn register_refresh_unregister(mode: Mode) {
     assert_eq!(list, serde_json::json!([]));
 }
 
+/// A refresh is acknowledged only once its binding is committed (refreshes are written in
+/// groups): after kill -9 and a restart the phone is still there with the refreshed lifetime.
+#[tokio::test]
+async fn a_refreshed_registration_survives_kill_dash_nine() {
+    let mut relay = Relay::default().await.unwrap();
+    relay.user(EMAIL).await.unwrap();
+    let port = free_port();
+    register(&relay, UDP, port, &[("aor", EMAIL), ("expires", "60")])
+        .pass()
+        .await
+        .unwrap();
+    register(&relay, UDP, port, &[("aor", EMAIL), ("expires", "900")])
+        .pass()
+        .await
+        .unwrap();
+
+    relay.kill_and_restart().await.unwrap();
+
+    let alice = relay.client(EMAIL, PASSWORD);
+    let list = alice.get("/login/alice@example.net").await.unwrap().body;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["source"], "sip", "{list}");
+    assert!(list[0]["expires"].as_u64().unwrap() > 600, "{list}");
+}
+
 #[tokio::test]
 async fn a_phone_registers_refreshes_and_unregisters_over_udp() {
     register_refresh_unregister(UDP).await;

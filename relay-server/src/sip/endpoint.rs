@@ -236,8 +236,8 @@ impl Endpoint {
             }
             Step::Async(task) => {
                 let endpoint = self.clone();
-                let core = self.inner.core.clone();
                 tokio::spawn(async move {
+                    let core = &endpoint.inner.core;
                     let reply = core.run(task, &req, from).await;
                     let code = reply.code;
                     endpoint.respond(&req, &top, &key, to, reply);

@@ -104,7 +104,7 @@ impl Registrar {
                 if list.len() > MAX_CONTACTS_PER_REQUEST {
                     return Err(Reply::bad_request("too many Contact values"));
                 }
-                let route = json!({
+                let mut route = json!({
                     "transport": from.transport.name(),
                     "source": from.addr.to_string(),
                     "path": req.headers_named("Path").collect::<Vec<_>>(),
@@ -127,9 +127,24 @@ impl Registrar {
                         n => BindingChange::Bind {
                             uri,
                             expires: n.min(self.limits.max_expires),
-                            route: route.clone(),
+                            route: serde_json::Value::Null,
                         },
                     });
+                }
+                // Each binding keeps the route; the last one takes it without a copy.
+                let mut left = changes
+                    .iter()
+                    .filter(|c| matches!(c, BindingChange::Bind { .. }))
+                    .count();
+                for change in &mut changes {
+                    if let BindingChange::Bind { route: r, .. } = change {
+                        left -= 1;
+                        *r = if left == 0 {
+                            std::mem::take(&mut route)
+                        } else {
+                            route.clone()
+                        };
+                    }
                 }
                 self.location
                     .register_sip(&aor, call_id, cseq, changes)

@@ -131,7 +131,11 @@ pub fn build(
 }
 
 fn has_tag(to: &str) -> bool {
-    super::headers::NameAddr::parse(to).is_ok_and(|n| n.tag().is_some())
+    // Most To headers of new requests have no tag at all: no need to parse them.
+    to.as_bytes()
+        .windows(3)
+        .any(|w| w.eq_ignore_ascii_case(b"tag"))
+        && super::headers::NameAddr::parse(to).is_ok_and(|n| n.tag().is_some())
 }
 
 /// A random tag for To headers.
