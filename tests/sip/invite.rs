@@ -5,8 +5,8 @@
 //! message, a BYE is `bye`. With two web logins the one that does not answer gets a `cancel`.
 //! An unknown user, a malformed SDP or a body that is not SDP are refused before the web user
 //! hears of the call; an `accept` with a malformed SDP answer is refused with a problem. A
-//! phone that vanishes (its TCP connection closes, or it answers the relay's keep-alive
-//! OPTIONS with 481) ends the call with a `bye` (or, still ringing, a `cancel`).
+//! phone that vanishes (its TCP connection closes, it answers the relay's keep-alive OPTIONS
+//! with 481, it never ACKs the 200) ends the call with a `bye` (or, still ringing, a `cancel`).
 
 use restsip_e2e::{Client, EventStream, Relay};
 use restsip_protocol::EventKind;
@@ -57,6 +57,16 @@ fn call(
     scenario: &'static str,
     mode: Mode,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    call_within(relay, scenario, mode, 20)
+}
+
+/// [`call`] for a scenario that may take up to `seconds`.
+fn call_within(
+    relay: &Relay,
+    scenario: &'static str,
+    mode: Mode,
+    seconds: u32,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     let sip = relay.sip.unwrap();
     tokio::spawn(async move {
         Run {
@@ -67,7 +77,7 @@ fn call(
             keys: &[("from", ALICE), ("to", BOB)],
             auth: None,
         }
-        .pass()
+        .pass_within(seconds)
         .await
     })
 }
@@ -298,7 +308,7 @@ async fn unknown_users_and_bad_bodies_are_refused_over_tcp() {
 async fn caller_vanishes(args: &[&str], mode: Mode, scenario: &'static str, reason: &str) {
     let relay = Relay::start(args).await.unwrap();
     let (bob, mut inbox) = callee(&relay).await;
-    let phone = call(&relay, scenario, mode);
+    let phone = call_within(&relay, scenario, mode, 60);
     let invite = next_body(&mut inbox).await;
     let url = accept(&bob, &invite).await;
     phone.await.unwrap().unwrap();
@@ -316,6 +326,12 @@ async fn caller_vanishes(args: &[&str], mode: Mode, scenario: &'static str, reas
 async fn a_caller_whose_connection_closes_mid_call_ends_it_over_tcp() {
     // No keep-alive needed: the closed connection tells.
     caller_vanishes(&[], TCP, "invite-accept-vanish", "connection lost").await;
+}
+
+/// Slow: the relay waits 64*T1 (32 s) for the ACK, then hangs up with a BYE (sipp checks it).
+#[tokio::test]
+async fn a_caller_that_never_acks_the_answer_is_hung_up_over_tcp() {
+    caller_vanishes(&[], TCP, "invite-no-ack", "no ACK for the answer").await;
 }
 
 #[tokio::test]
