@@ -24,7 +24,7 @@ pub(crate) struct Shared {
     /// The WebSocket.
     pub(crate) conn: Rc<Connection>,
     /// Logged-in user.
-    email: RefCell<Option<String>>,
+    email: Cell<Option<String>>,
     /// The login, once made (or learnt from the owning tab).
     /// (The relay's answer: `{id, url: "/login/{email}/{id}", expires}`; undefined before.)
     login: Cell<JsValue>,
@@ -40,7 +40,7 @@ pub(crate) struct Shared {
     pub(crate) session_generation: Cell<u32>,
     /// The watch id of the inbox, and its handler.
     pub(crate) inbox_watch: Cell<u32>,
-    pub(crate) inbox_handler: RefCell<Option<js::Handler>>,
+    pub(crate) inbox_handler: Cell<Option<js::Handler>>,
     /// The BroadcastChannel to the other tabs, with its handler.
     pub(crate) channel: RefCell<Option<(JsValue, js::Handler)>>,
     /// Releases the Web Lock this tab holds.
@@ -53,7 +53,9 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn email(&self) -> Option<String> {
-        self.email.borrow().clone()
+        let email = self.email.take();
+        self.email.set(email.clone());
+        email
     }
 
     pub(crate) fn login(&self) -> JsValue {
@@ -102,7 +104,7 @@ impl Shared {
             Err(e) => {
                 self.end_session();
                 self.conn.stop();
-                *self.email.borrow_mut() = None;
+                self.email.set(None);
                 self.http.clear_credentials();
                 Err(e)
             }
@@ -287,7 +289,7 @@ impl Client {
                 http,
                 emitter,
                 conn,
-                email: RefCell::new(None),
+                email: Cell::new(None),
                 login: Cell::new(JsValue::UNDEFINED),
                 options: Cell::new(js::object(&[])),
                 shared_tabs: Cell::new(true),
@@ -295,7 +297,7 @@ impl Client {
                 generation: Cell::new(0),
                 session_generation: Cell::new(0),
                 inbox_watch: Cell::new(0),
-                inbox_handler: RefCell::new(None),
+                inbox_handler: Cell::new(None),
                 channel: RefCell::new(None),
                 release: Cell::new(JsValue::UNDEFINED),
                 outgoing: RefCell::new(Vec::new()),
@@ -372,7 +374,7 @@ impl Client {
                 inner.http.clear_credentials();
                 return Err(e);
             }
-            *inner.email.borrow_mut() = Some(email);
+            inner.email.set(Some(email));
             inner.conn.start();
             let started = inner.start_session().await;
             inner.logged_in(started)
@@ -398,7 +400,7 @@ impl Client {
             }
             _ => None,
         };
-        *inner.email.borrow_mut() = None;
+        inner.email.set(None);
         inner.http.clear_credentials();
         match removed {
             Some(removed) => promise(Box::pin(removed)),

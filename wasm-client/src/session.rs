@@ -90,7 +90,7 @@ impl Shared {
             .conn
             .watch(url, "diff", listener.as_ref().unchecked_ref());
         self.inbox_watch.set(id);
-        *self.inbox_handler.borrow_mut() = Some(listener);
+        self.inbox_handler.set(Some(listener));
     }
 
     /// Makes a new login after `lost` went away, once: the inbox's `gone` and a refresh's 404

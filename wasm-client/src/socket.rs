@@ -30,7 +30,9 @@ pub(crate) struct Connection {
     /// Where `connection` state events go.
     emitter: Rc<Emitter>,
     /// The current WebSocket, with its handler (kept alive while it lives).
-    socket: RefCell<Option<(JsValue, js::Handler)>>,
+    socket: Cell<JsValue>,
+    /// Its handler, kept alive while it lives.
+    handler: Cell<Option<js::Handler>>,
     /// Watched resources by path (a page watches few: a list beats a map in code size).
     subs: RefCell<Vec<(String, Subscription)>>,
     /// SOAP namespaces this page serves, with their handlers.
@@ -54,7 +56,8 @@ impl Connection {
         Rc::new(Self {
             http,
             emitter,
-            socket: RefCell::new(None),
+            socket: Cell::new(JsValue::UNDEFINED),
+            handler: Cell::new(None),
             closer: RefCell::new(None),
             subs: RefCell::new(Vec::new()),
             services: RefCell::new(Vec::new()),
@@ -85,16 +88,19 @@ impl Connection {
 
     /// Closes the socket as a network drop would (tests use it): the client reconnects.
     pub(crate) fn drop_socket(&self) {
-        if let Some((socket, _)) = self.socket.borrow().as_ref() {
-            js::shut(socket, true);
+        let socket = js::peek(&self.socket);
+        if !socket.is_undefined() {
+            js::shut(&socket, true);
         }
     }
 
     fn close_socket(&self) {
         self.open.set(false);
-        if let Some((socket, _)) = self.socket.borrow_mut().take() {
+        let socket = self.socket.take();
+        if !socket.is_undefined() {
             js::shut(&socket, false);
         }
+        self.handler.set(None);
     }
 
     /// Watches `path`; returns the watch id for [`Connection::unwatch`].
@@ -230,9 +236,7 @@ impl Connection {
         if !self.open.get() {
             return;
         }
-        if let Some((socket, _)) = self.socket.borrow().as_ref() {
-            js::post(socket, frame);
-        }
+        js::post(&js::peek(&self.socket), frame);
     }
 
     /// Subscribes `path`, from the last event delivered if any (the relay replays the rest).
@@ -288,7 +292,8 @@ impl Connection {
         if socket.is_undefined() {
             self.schedule_reconnect();
         } else {
-            *self.socket.borrow_mut() = Some((socket, handler));
+            self.socket.set(socket);
+            self.handler.set(Some(handler));
         }
     }
 
