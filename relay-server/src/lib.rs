@@ -163,6 +163,8 @@ impl Relay {
                         .map(std::sync::Arc::new)
                 });
                 if let Some(sender) = &upstream {
+                    // Phones' requests for non-accounts are proxied through it.
+                    proxy.set_upstream(sender.clone());
                     // Users of the upstream's domains are registered there while logged in.
                     if let Some(changes) = self.state.location.observe() {
                         let (r, task) = sip::upstream::Registrations::start(

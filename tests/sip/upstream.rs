@@ -8,6 +8,10 @@
 //!   before it ends, removed when she logs out), so carol's MESSAGE and INVITE to her AOR there
 //!   reach her web streams, and carol can watch her presence through Kamailio; a relay that
 //!   shuts down unregisters her, one restarted registers her again.
+//!
+//! A sipp phone registered at the relay as dave@kamailio.test (an account of the relay with
+//! the same password at Kamailio) messages and calls carol: the relay proxies the requests to
+//! Kamailio, whose 407 goes back to the phone, which answers it itself.
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -26,6 +30,10 @@ const ALICE: &str = "alice@kamailio.test";
 const CAROL: &str = "carol@kamailio.test";
 /// Carol's password at Kamailio (as `register_phone` answers).
 const CAROL_PW: &str = "pw-carol@kamailio.test";
+/// A relay account whose phone is registered at the relay; Kamailio knows the same user.
+const DAVE: &str = "dave@kamailio.test";
+/// Dave's password at Kamailio and at the relay (as the harness signs users up).
+const DAVE_PW: &str = "pw-dave@kamailio.test";
 
 const OFFER: &str = "v=0\r\no=webcaller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
                      t=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
@@ -511,4 +519,92 @@ async fn a_restarted_relay_registers_its_logged_in_users_upstream_again() {
         Some("hello web"),
         "{im}"
     );
+}
+
+/// Dave's phone, registered at the relay over `mode`, runs `scenario` (a UAC through the
+/// relay) to carol from its registered port.
+async fn dave_calls(
+    relay: SocketAddr,
+    mode: Mode,
+    port: u16,
+    scenario: &str,
+) -> anyhow::Result<()> {
+    Run {
+        relay,
+        scenario,
+        mode,
+        port,
+        keys: &[("from", DAVE), ("to", CAROL), ("text", "hello phone")],
+        auth: Some((DAVE, DAVE_PW)),
+    }
+    .pass()
+    .await
+}
+
+/// Dave's phone at the relay messages and calls carol's phone at Kamailio over `mode` (the
+/// relay's upstream over the same transport). The relay has trunk credentials, yet Kamailio's
+/// 407 reaches the phone: the relay never answers a challenge for a phone.
+async fn a_phone_at_the_relay_reaches_a_phone_upstream(mode: Mode) {
+    let kamailio = kamailio().await;
+    let upstream = kamailio.addr;
+    let carol = free_port();
+    register_phone(upstream, mode, CAROL, carol).await;
+    let transport = if mode == TCP { ";transport=tcp" } else { "" };
+    let relay = Relay::start(&[
+        "--sip-upstream",
+        &format!("sip:{upstream}{transport}"),
+        "--sip-upstream-user",
+        "relay",
+        "--sip-upstream-password",
+        "relay-pw",
+    ])
+    .await
+    .unwrap();
+    let sip = relay.sip.unwrap();
+    relay.user(DAVE).await.unwrap();
+    let dave = free_port();
+    register_phone(sip, mode, DAVE, dave).await;
+    // MESSAGE: 407 from Kamailio through the relay, answered by the phone, then carol's 200.
+    let uas = spawn_uas(upstream, mode, carol, "message-uas").await;
+    dave_calls(sip, mode, dave, "upstream-message-uac")
+        .await
+        .unwrap();
+    uas.await.unwrap().unwrap();
+    // INVITE: the same challenge; carol rings and answers; the ACK and BYE go along the
+    // relay's and Kamailio's Record-Routes.
+    let uas = spawn_uas(upstream, mode, carol, "upstream-invite-uas").await;
+    dave_calls(sip, mode, dave, "upstream-proxy-invite-uac")
+        .await
+        .unwrap();
+    uas.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_phone_at_the_relay_reaches_a_phone_upstream_over_udp() {
+    a_phone_at_the_relay_reaches_a_phone_upstream(UDP).await;
+}
+
+#[tokio::test]
+async fn a_phone_at_the_relay_reaches_a_phone_upstream_over_tcp() {
+    a_phone_at_the_relay_reaches_a_phone_upstream(TCP).await;
+}
+
+#[tokio::test]
+async fn without_an_upstream_a_phones_message_to_another_domain_is_404() {
+    let relay = Relay::default().await.unwrap();
+    let sip = relay.sip.unwrap();
+    relay.user(DAVE).await.unwrap();
+    let status = crate::sipp::final_status(
+        sip,
+        "message-status",
+        UDP,
+        &[
+            ("from", DAVE),
+            ("to", CAROL),
+            ("ctype", "text/plain"),
+            ("text", "hello"),
+        ],
+    )
+    .await;
+    assert!(status.starts_with("SIP/2.0 404"), "{status}");
 }

@@ -137,12 +137,29 @@ impl Core {
         }
     }
 
-    /// Answers a MESSAGE: proxied to the user's phones when the user has only phones, else a
-    /// SEND to the user.
+    /// The proxy when the request goes to the upstream server (a relay user's request for a
+    /// non-account, with an upstream configured).
+    async fn upstream_proxy(
+        &self,
+        responder: &super::endpoint::Responder,
+    ) -> Option<&super::proxy::Proxy> {
+        let proxy = self.proxy.as_ref()?;
+        proxy
+            .for_upstream(responder.request(), responder.peer())
+            .await
+            .then_some(proxy)
+    }
+
+    /// Answers a MESSAGE: proxied to the user's phones when the user has only phones, or to
+    /// the upstream server for a non-account, else a SEND to the user.
     pub async fn message(&self, responder: super::endpoint::Responder) {
         let targets = self.proxy_targets(responder.request()).await;
         if let (Some(proxy), false) = (&self.proxy, targets.is_empty()) {
             proxy.fork(responder, targets).await;
+            return;
+        }
+        if let Some(proxy) = self.upstream_proxy(&responder).await {
+            proxy.upstream(responder).await;
             return;
         }
         let reply = match &self.inbox {
@@ -159,6 +176,10 @@ impl Core {
         let targets = self.proxy_targets(responder.request()).await;
         if let (Some(proxy), false) = (&self.proxy, targets.is_empty()) {
             proxy.fork(responder, targets).await;
+            return;
+        }
+        if let Some(proxy) = self.upstream_proxy(&responder).await {
+            proxy.upstream(responder).await;
             return;
         }
         let reply = super::service::answer(self.services.as_ref(), responder.request()).await;
@@ -190,11 +211,16 @@ impl Core {
     }
 
     /// Answers an INVITE (after its 100 Trying): proxied to the user's phones when the user
-    /// has only phones, else a call to the web user.
+    /// has only phones, or to the upstream server for a non-account, else a call to the web
+    /// user.
     pub async fn invite(&self, responder: super::endpoint::Responder) {
         let targets = self.proxy_targets(responder.request()).await;
         if let (Some(proxy), false) = (&self.proxy, targets.is_empty()) {
             proxy.fork(responder, targets).await;
+            return;
+        }
+        if let Some(proxy) = self.upstream_proxy(&responder).await {
+            proxy.upstream(responder).await;
             return;
         }
         match &self.invites {

@@ -8,6 +8,11 @@
 //! branches still pending; so does Timer C for a branch that rang for over three minutes.
 //! Requests whose top Route names the relay (in-dialog requests) lose that Route and go on to
 //! the next one or to their Request-URI.
+//!
+//! With an upstream server (`--sip-upstream`), an INVITE, MESSAGE or SERVICE from a relay
+//! account for an address that is no account here goes to the upstream server instead, with a
+//! Route to it (and, for INVITE, the relay's Record-Route): its answers, a 401/407 challenge
+//! included, go back to the phone, which answers a challenge itself with a new request.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +30,7 @@ use super::response::Reply;
 use super::transaction::client::Outcome;
 use super::transaction::{TxKey, MAGIC_COOKIE};
 use super::transport::{Peer, Transport};
+use super::upstream::UpstreamSender;
 use super::uri::Uri;
 use crate::clock::now_ms;
 use crate::store::{ContactRecord, Store};
@@ -60,6 +66,8 @@ struct Inner {
     /// Proxied INVITEs waiting for a final response, by server transaction: their pending
     /// branches (a CANCEL cancels them).
     pending: Mutex<HashMap<TxKey, HashMap<usize, Branch>>>,
+    /// The upstream server requests for non-accounts go to, when there is one.
+    upstream: OnceLock<Arc<UpstreamSender>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -74,6 +82,7 @@ impl Proxy {
                 store,
                 endpoint: OnceLock::new(),
                 pending: Mutex::default(),
+                upstream: OnceLock::new(),
             }),
         }
     }
@@ -81,6 +90,89 @@ impl Proxy {
     /// Sends through `endpoint`, whose listeners are bound to `listen`.
     pub fn attach(&self, endpoint: WeakEndpoint, listen: SocketAddr) {
         let _ = self.inner.endpoint.set((endpoint, listen));
+    }
+
+    /// Sends requests of the relay's users for non-accounts through `upstream`.
+    pub fn set_upstream(&self, upstream: Arc<UpstreamSender>) {
+        let _ = self.inner.upstream.set(upstream);
+    }
+
+    /// Whether `req`, which `from` sent, goes to the upstream server: there is one, the
+    /// Request-URI names an address that is no account here, the From is an account (a phone
+    /// of a relay user; the relay is no open relay) and the request did not come from the
+    /// upstream server itself (no loop).
+    pub async fn for_upstream(&self, req: &SipMessage, from: Peer) -> bool {
+        let Some(upstream) = self.inner.upstream.get() else {
+            return false;
+        };
+        let StartLine::Request { uri, .. } = &req.start else {
+            return false;
+        };
+        let Some(target) = uri.sip().and_then(|u| u.address()) else {
+            return false;
+        };
+        let Some(sender) = req
+            .from()
+            .ok()
+            .and_then(|f| f.uri.sip().and_then(|u| u.address()))
+        else {
+            return false;
+        };
+        let store = &self.inner.store;
+        match (store.user(&target).await, store.user(&sender).await) {
+            (Ok(None), Ok(Some(_))) => {}
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "user lookup failed");
+                return false;
+            }
+            _ => return false,
+        }
+        upstream.peer().await.map(|p| p.addr) != Some(from.addr)
+    }
+
+    /// Forwards a request for a non-account to the upstream server (a Route to it, sent to
+    /// it; INVITE with the relay's Record-Route) and relays the answers, a challenge included:
+    /// the relay never answers one with its own credentials for a phone.
+    pub async fn upstream(&self, responder: Responder) {
+        let Some((weak, listen)) = self.inner.endpoint.get().cloned() else {
+            responder.reply(Reply::new(
+                500,
+                "Server Internal Error (SIP is not attached)",
+            ));
+            return;
+        };
+        let Some(endpoint) = weak.upgrade() else {
+            return;
+        };
+        let Some(upstream) = self.inner.upstream.get().cloned() else {
+            responder.reply(Reply::new(404, "Not Found"));
+            return;
+        };
+        let Some(peer) = upstream.peer().await else {
+            responder.reply(Reply::new(
+                503,
+                "Service Unavailable (cannot resolve the upstream server)",
+            ));
+            return;
+        };
+        let invite = responder.request().method() == Some(&Method::INVITE);
+        if invite && lock(&self.inner.pending).len() >= MAX_PENDING {
+            responder.reply(Reply::new(503, "Service Unavailable (too many calls)"));
+            return;
+        }
+        let mut base = responder.request().clone();
+        if top_route(&base).is_some_and(|r| self.is_relay(&r.uri)) {
+            pop_route(&mut base);
+        }
+        let routes = [upstream.route().to_owned()];
+        let Some(request) =
+            forward_copy(&base, responder.top(), None, &routes, listen, peer, invite)
+        else {
+            responder.reply(Reply::bad_request("cannot forward the request"));
+            return;
+        };
+        self.run_branches(&endpoint, responder, vec![(request, peer)], invite)
+            .await;
     }
 
     fn listen(&self) -> Option<SocketAddr> {
