@@ -541,8 +541,8 @@ async fn dave_calls(
     .await
 }
 
-/// Dave's phone at the relay messages and calls carol's phone at Kamailio over `mode` (the
-/// relay's upstream over the same transport). The relay has trunk credentials, yet Kamailio's
+/// Dave's phone at the relay messages, calls and hangs up, then calls and cancels carol's phone
+/// at Kamailio over `mode` (the relay's upstream over the same transport). The relay has trunk credentials, yet Kamailio's
 /// 407 reaches the phone: the relay never answers a challenge for a phone.
 async fn a_phone_at_the_relay_reaches_a_phone_upstream(mode: Mode) {
     let kamailio = kamailio().await;
@@ -574,6 +574,12 @@ async fn a_phone_at_the_relay_reaches_a_phone_upstream(mode: Mode) {
     // relay's and Kamailio's Record-Routes.
     let uas = spawn_uas(upstream, mode, carol, "upstream-invite-uas").await;
     dave_calls(sip, mode, dave, "upstream-proxy-invite-uac")
+        .await
+        .unwrap();
+    uas.await.unwrap().unwrap();
+    // Cancelled while ringing: the relay's CANCEL goes to Kamailio, carol's 487 comes back.
+    let uas = spawn_uas(upstream, mode, carol, "upstream-invite-uas-cancel").await;
+    dave_calls(sip, mode, dave, "upstream-proxy-invite-cancel-uac")
         .await
         .unwrap();
     uas.await.unwrap().unwrap();
