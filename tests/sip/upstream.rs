@@ -583,6 +583,21 @@ async fn a_phone_at_the_relay_reaches_a_phone_upstream(mode: Mode) {
         .await
         .unwrap();
     uas.await.unwrap().unwrap();
+    // From a non-account: 404 at once, neither proxied nor sent as a SEND with the relay's
+    // credentials (that would get Kamailio's answer for carol's phone, which no longer listens).
+    let status = crate::sipp::final_status(
+        sip,
+        "message-status",
+        mode,
+        &[
+            ("from", "mallory@kamailio.test"),
+            ("to", CAROL),
+            ("ctype", "text/plain"),
+            ("text", "hello"),
+        ],
+    )
+    .await;
+    assert!(status.starts_with("SIP/2.0 404"), "{status}");
 }
 
 #[tokio::test]

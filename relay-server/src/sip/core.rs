@@ -137,19 +137,6 @@ impl Core {
         }
     }
 
-    /// The proxy when the request goes to the upstream server (a relay user's request for a
-    /// non-account, with an upstream configured).
-    async fn upstream_proxy(
-        &self,
-        responder: &super::endpoint::Responder,
-    ) -> Option<&super::proxy::Proxy> {
-        let proxy = self.proxy.as_ref()?;
-        proxy
-            .for_upstream(responder.request(), responder.peer())
-            .await
-            .then_some(proxy)
-    }
-
     /// Answers a MESSAGE: proxied to the user's phones when the user has only phones, or to
     /// the upstream server for a non-account, else a SEND to the user.
     pub async fn message(&self, responder: super::endpoint::Responder) {
@@ -158,9 +145,22 @@ impl Core {
             proxy.fork(responder, targets).await;
             return;
         }
-        if let Some(proxy) = self.upstream_proxy(&responder).await {
-            proxy.upstream(responder).await;
-            return;
+        if let Some(proxy) = &self.proxy {
+            match proxy
+                .to_upstream(responder.request(), responder.peer())
+                .await
+            {
+                super::proxy::ToUpstream::Proxy => {
+                    proxy.upstream(responder).await;
+                    return;
+                }
+                // Not a SEND either: that would go upstream with the relay's credentials.
+                super::proxy::ToUpstream::Refuse => {
+                    responder.reply(Reply::new(404, "Not Found"));
+                    return;
+                }
+                super::proxy::ToUpstream::No => {}
+            }
         }
         let reply = match &self.inbox {
             Some(inbox) => super::im::incoming(inbox, responder.request()).await,
@@ -176,10 +176,6 @@ impl Core {
         let targets = self.proxy_targets(responder.request()).await;
         if let (Some(proxy), false) = (&self.proxy, targets.is_empty()) {
             proxy.fork(responder, targets).await;
-            return;
-        }
-        if let Some(proxy) = self.upstream_proxy(&responder).await {
-            proxy.upstream(responder).await;
             return;
         }
         let reply = super::service::answer(self.services.as_ref(), responder.request()).await;
@@ -219,9 +215,14 @@ impl Core {
             proxy.fork(responder, targets).await;
             return;
         }
-        if let Some(proxy) = self.upstream_proxy(&responder).await {
-            proxy.upstream(responder).await;
-            return;
+        if let Some(proxy) = &self.proxy {
+            let to = proxy
+                .to_upstream(responder.request(), responder.peer())
+                .await;
+            if to == super::proxy::ToUpstream::Proxy {
+                proxy.upstream(responder).await;
+                return;
+            }
         }
         match &self.invites {
             Some(invites) => invites.invite(responder).await,

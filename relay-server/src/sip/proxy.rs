@@ -9,8 +9,7 @@
 //! Requests whose top Route names the relay (in-dialog requests) lose that Route and go on to
 //! the next one or to their Request-URI.
 //!
-//! With an upstream server (`--sip-upstream`), an INVITE, MESSAGE or SERVICE from a relay
-//! account for an address that is no account here goes to the upstream server instead, with a
+//! With an upstream server (`--sip-upstream`), an INVITE or MESSAGE from a relay account for an address that is no account here goes to the upstream server instead, with a
 //! Route to it (and, for INVITE, the relay's Record-Route): its answers, a 401/407 challenge
 //! included, go back to the phone, which answers a challenge itself with a new request.
 
@@ -42,6 +41,18 @@ const BRANCH_PREFIX: &str = "z9hG4bKrsp";
 const ROUTE_MARK: &str = "restsip";
 /// Most proxied INVITEs pending at once (503 above).
 const MAX_PENDING: usize = 10_000;
+
+/// Whether a request goes to the upstream server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToUpstream {
+    /// No: no upstream, or the request is for an account here.
+    No,
+    /// Yes: a relay user's request for a non-account.
+    Proxy,
+    /// A request for a non-account from a non-account (or from the upstream): not forwarded,
+    /// not sent with the relay's credentials either.
+    Refuse,
+}
 
 /// A forwarded copy of a request, still waiting for its final response.
 struct Branch {
@@ -100,34 +111,46 @@ impl Proxy {
     /// Whether `req`, which `from` sent, goes to the upstream server: there is one, the
     /// Request-URI names an address that is no account here, the From is an account (a phone
     /// of a relay user; the relay is no open relay) and the request did not come from the
-    /// upstream server itself (no loop).
-    pub async fn for_upstream(&self, req: &SipMessage, from: Peer) -> bool {
+    /// upstream server itself (no loop). A request for a non-account that may not go there is
+    /// [`ToUpstream::Refuse`].
+    pub async fn to_upstream(&self, req: &SipMessage, from: Peer) -> ToUpstream {
         let Some(upstream) = self.inner.upstream.get() else {
-            return false;
+            return ToUpstream::No;
         };
         let StartLine::Request { uri, .. } = &req.start else {
-            return false;
+            return ToUpstream::No;
         };
         let Some(target) = uri.sip().and_then(|u| u.address()) else {
-            return false;
-        };
-        let Some(sender) = req
-            .from()
-            .ok()
-            .and_then(|f| f.uri.sip().and_then(|u| u.address()))
-        else {
-            return false;
+            return ToUpstream::No;
         };
         let store = &self.inner.store;
-        match (store.user(&target).await, store.user(&sender).await) {
-            (Ok(None), Ok(Some(_))) => {}
-            (Err(e), _) | (_, Err(e)) => {
+        match store.user(&target).await {
+            Ok(None) => {}
+            Ok(Some(_)) => return ToUpstream::No,
+            Err(e) => {
                 tracing::warn!(error = %e, "user lookup failed");
-                return false;
+                return ToUpstream::No;
             }
-            _ => return false,
         }
-        upstream.peer().await.map(|p| p.addr) != Some(from.addr)
+        let sender = req
+            .from()
+            .ok()
+            .and_then(|f| f.uri.sip().and_then(|u| u.address()));
+        let account = match sender {
+            Some(sender) => match store.user(&sender).await {
+                Ok(found) => found.is_some(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "user lookup failed");
+                    false
+                }
+            },
+            None => false,
+        };
+        if account && upstream.peer().await.map(|p| p.addr) != Some(from.addr) {
+            ToUpstream::Proxy
+        } else {
+            ToUpstream::Refuse
+        }
     }
 
     /// Forwards a request for a non-account to the upstream server (a Route to it, sent to
