@@ -41,6 +41,20 @@ impl BindingChange {
     }
 }
 
+/// Locks that make the REGISTERs of one user take effect one after the other (RFC 3261 §10.3
+/// asks for each to be processed atomically): two REGISTERs of a new Contact in flight at once
+/// would otherwise both add it. Users share them by hash, so memory stays fixed.
+static USER_LOCKS: [tokio::sync::Mutex<()>; 256] =
+    [const { tokio::sync::Mutex::const_new(()) }; 256];
+
+fn user_lock(email: &str) -> &'static tokio::sync::Mutex<()> {
+    // FNV-1a: spreads emails over the locks; nothing secret depends on it.
+    let hash = email.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    &USER_LOCKS[(hash % USER_LOCKS.len() as u64) as usize]
+}
+
 fn position(live: &[ContactRecord], uri: &str) -> Option<usize> {
     live.iter()
         .position(|c| c.source == ContactSource::Sip && c.contact.as_deref() == Some(uri))
@@ -62,6 +76,7 @@ impl Location {
         cseq: u32,
         changes: Vec<BindingChange>,
     ) -> Result<Vec<ContactRecord>> {
+        let _one_at_a_time = user_lock(email).lock().await;
         let now = now_ms();
         let mut live = self.live(email, now).await?;
         for change in &changes {
@@ -175,6 +190,7 @@ impl Location {
 
     /// Removes every SIP binding of `email` (`Contact: *`); REST logins stay.
     pub async fn unregister_sip_all(&self, email: &str) -> Result<()> {
+        let _one_at_a_time = user_lock(email).lock().await;
         for record in self.live(email, now_ms()).await? {
             if record.source != ContactSource::Sip {
                 continue;
