@@ -28,9 +28,10 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknow
 fi
 
 # Debian packages: Chromium and its driver for the browser tests, sipp and Kamailio (an
-# upstream SIP server, tests/sip/kamailio-upstream.cfg) for the SIP tests
+# upstream SIP server, tests/sip/kamailio-upstream.cfg; its presence and presence_xml modules
+# for the presence test) for the SIP tests
 # (`setup.sh run` skips them: running the product needs neither).
-APT_PKGS=(chromium chromium-driver sip-tester kamailio)
+APT_PKGS=(chromium chromium-driver sip-tester kamailio kamailio-presence-modules)
 [ "${1:-}" = "run" ] && APT_PKGS=()
 missing=()
 for p in "${APT_PKGS[@]+"${APT_PKGS[@]}"}"; do

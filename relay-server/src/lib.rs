@@ -152,7 +152,8 @@ impl Relay {
                     .with_services(self.soap)
                     .with_presence(presence.clone())
                     .with_invites(invites.clone())
-                    .with_proxy(proxy.clone());
+                    .with_proxy(proxy.clone())
+                    .with_watches(self.state.location.foreign().clone());
                 if self.sip_config.upstream.is_some() {
                     core = core.with_upstream();
                 }
@@ -165,6 +166,11 @@ impl Relay {
                 if let Some(sender) = &upstream {
                     // Phones' requests for non-accounts are proxied through it.
                     proxy.set_upstream(sender.clone());
+                    // Web users watch addresses of its domains through it.
+                    self.state
+                        .location
+                        .foreign()
+                        .attach(sender.clone(), self.state.bus.clone());
                     // Users of the upstream's domains are registered there while logged in.
                     if let Some(changes) = self.state.location.observe() {
                         let (r, task) = sip::upstream::Registrations::start(

@@ -37,6 +37,8 @@ pub struct Location {
     cache: Arc<cache::ContactCache>,
     /// Told the email of each user whose logins changed (the upstream registrations).
     observer: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>>,
+    /// Addresses of other domains watched through the upstream server (inert without one).
+    foreign: crate::sip::watch::Watches,
 }
 
 /// The API view of a contact.
@@ -61,6 +63,7 @@ impl Location {
             limits,
             cache: Arc::default(),
             observer: Arc::default(),
+            foreign: crate::sip::watch::Watches::default(),
         }
     }
 
@@ -75,6 +78,31 @@ impl Location {
         if let Some(tx) = self.observer.get() {
             let _ = tx.send(email.to_owned());
         }
+    }
+
+    /// The presence subscriptions to addresses of other domains (attached to the upstream
+    /// server when SIP starts with one).
+    pub fn foreign(&self) -> &crate::sip::watch::Watches {
+        &self.foreign
+    }
+
+    /// Whether `/login/{address}` may be watched through the upstream server: no account here,
+    /// and the upstream serves its domain.
+    pub async fn foreign_watchable(&self, address: &str) -> Result<bool> {
+        Ok(self.foreign.watchable(address) && self.store.user(address).await?.is_none())
+    }
+
+    /// `watcher` watches `address` through the upstream server while it holds the guard; None
+    /// when `address` is an account here or not watchable.
+    pub async fn watch_foreign(
+        &self,
+        address: &str,
+        watcher: &str,
+    ) -> Result<Option<crate::sip::watch::WatchGuard>> {
+        if !self.foreign_watchable(address).await? {
+            return Ok(None);
+        }
+        Ok(self.foreign.watch(address, watcher))
     }
 
     /// The lifetime granted for a requested one.
@@ -171,14 +199,16 @@ impl Location {
     }
 
     /// The state of `/login/{email}` as a stream's `state` event carries it.
+    /// For an address of another domain watched through the upstream server: its presence.
     pub async fn state(&self, email: &str) -> Result<serde_json::Value> {
         let now = now_ms();
-        let list: Vec<Contact> = self
-            .contacts(email)
-            .await?
-            .iter()
-            .map(|c| contact_view(c, now))
-            .collect();
+        let contacts = match self.contacts(email).await {
+            Err(Error::NotFound(why)) => {
+                return self.foreign.state(email).ok_or(Error::NotFound(why));
+            }
+            r => r?,
+        };
+        let list: Vec<Contact> = contacts.iter().map(|c| contact_view(c, now)).collect();
         Ok(json!(list))
     }
 

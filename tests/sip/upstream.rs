@@ -63,12 +63,48 @@ impl Drop for Kamailio {
 }
 
 async fn kamailio() -> Kamailio {
+    kamailio_with(false).await
+}
+
+/// The db_text tables of Kamailio's presence modules, copied from the package's templates.
+const PRESENCE_TABLES: &[&str] = &[
+    "version",
+    "presentity",
+    "active_watchers",
+    "watchers",
+    "xcap",
+];
+
+/// Kamailio, also the presence server of its domain when `presence` (`-A WITH_PRESENCE`;
+/// Debian package kamailio-presence-modules, db_text tables in its temporary directory).
+async fn kamailio_with(presence: bool) -> Kamailio {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let template = include_str!("kamailio-upstream.cfg");
     let cfg = dir.path().join("kamailio.cfg");
-    std::fs::write(&cfg, template.replace("KAMAILIO_PORT", &port.to_string())).unwrap();
-    let child = std::process::Command::new("kamailio")
+    let db = dir.path().join("db");
+    if presence {
+        std::fs::create_dir(&db).unwrap();
+        for table in PRESENCE_TABLES {
+            std::fs::copy(
+                format!("/usr/share/kamailio/dbtext/kamailio/{table}"),
+                db.join(table),
+            )
+            .expect("kamailio's db_text tables: install kamailio with scripts/setup.sh");
+        }
+    }
+    std::fs::write(
+        &cfg,
+        template
+            .replace("KAMAILIO_PORT", &port.to_string())
+            .replace("KAMAILIO_DBDIR", &db.display().to_string()),
+    )
+    .unwrap();
+    let mut command = std::process::Command::new("kamailio");
+    if presence {
+        command.args(["-A", "WITH_PRESENCE"]);
+    }
+    let child = command
         .arg("-f")
         .arg(&cfg)
         .arg("-P")
@@ -628,4 +664,105 @@ async fn without_an_upstream_a_phones_message_to_another_domain_is_404() {
     )
     .await;
     assert!(status.starts_with("SIP/2.0 404"), "{status}");
+}
+
+/// The data of `e`, checked to be carol's one pseudo-contact with presence `presence`.
+fn carol_is(e: &restsip_protocol::Event, kind: EventKind, presence: &str) {
+    assert_eq!(e.kind, kind, "{e:?}");
+    assert_eq!(e.data["contact"], format!("sip:{CAROL}"), "{e:?}");
+    assert_eq!(e.data["presence"], presence, "{e:?}");
+    assert_eq!(e.data["source"], "sip", "{e:?}");
+}
+
+#[tokio::test]
+async fn a_web_user_watches_the_presence_of_a_phone_at_the_upstream_server() {
+    let kamailio = kamailio_with(true).await;
+    let upstream = kamailio.addr;
+    let relay = Relay::start(&[
+        "--sip-upstream",
+        &format!("sip:{upstream}"),
+        "--sip-upstream-user",
+        "relay",
+        "--sip-upstream-password",
+        "relay-pw",
+        "--sip-upstream-domain",
+        "kamailio.test",
+    ])
+    .await
+    .unwrap();
+    let alice = relay.user(ALICE).await.unwrap();
+    // Carol is no account here: watching her subscribes to her presence at Kamailio (its 407
+    // answered with the trunk's credentials); nothing is known before the first NOTIFY.
+    let mut watch = alice.sse(&format!("/login/{CAROL}"), None).await.unwrap();
+    let first = watch.next().await.unwrap();
+    assert_eq!(first.kind, EventKind::State, "{first:?}");
+    assert_eq!(first.data, json!([]), "{first:?}");
+    // Kamailio's first NOTIFY: no publication yet, closed.
+    carol_is(&watch.next().await.unwrap(), EventKind::Added, "closed");
+    // Carol's phone publishes open, then closed.
+    let phone = tokio::spawn(async move {
+        Run {
+            relay: upstream,
+            scenario: "upstream-publish",
+            mode: UDP,
+            port: free_port(),
+            keys: &[("from", CAROL)],
+            auth: Some((CAROL, CAROL_PW)),
+        }
+        .pass()
+        .await
+    });
+    carol_is(&watch.next().await.unwrap(), EventKind::Updated, "open");
+    // A second watcher (NDJSON) shares the subscription and starts from its state.
+    let mut second = alice.ndjson(&format!("/login/{CAROL}")).await.unwrap();
+    let state = second.next().await.unwrap();
+    assert_eq!(state.kind, EventKind::State, "{state:?}");
+    assert_eq!(state.data[0]["presence"], "open", "{state:?}");
+    // And so does a WebSocket subscription.
+    let mut ws = alice.ws().await.unwrap();
+    ws.send(json!({"op": "subscribe", "path": format!("/login/{CAROL}")}))
+        .await
+        .unwrap();
+    let state = ws.next_event().await.unwrap();
+    assert_eq!(state.kind, EventKind::State, "{state:?}");
+    assert_eq!(state.data[0]["presence"], "open", "{state:?}");
+    carol_is(&watch.next().await.unwrap(), EventKind::Updated, "closed");
+    carol_is(&second.next().await.unwrap(), EventKind::Updated, "closed");
+    carol_is(&ws.next_event().await.unwrap(), EventKind::Updated, "closed");
+    phone.await.unwrap().unwrap();
+    // A plain GET of a watched address is its state.
+    let r = alice.get(&format!("/login/{CAROL}")).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body[0]["presence"], "closed", "{}", r.body);
+    drop(watch);
+    drop(second);
+    drop(ws);
+    // A domain the upstream does not serve stays 404.
+    let r = alice
+        .builder("GET", "/login/zed@elsewhere.test")
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // Once the last watcher left the relay unsubscribed: a plain GET is 404 again.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = alice.get(&format!("/login/{CAROL}")).await.unwrap();
+        if r.status == 404 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", r.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Without an upstream, watching carol is 404.
+    let plain = Relay::default().await.unwrap();
+    let alice = plain.user(ALICE).await.unwrap();
+    let r = alice
+        .builder("GET", &format!("/login/{CAROL}"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }

@@ -47,14 +47,23 @@ pub(crate) async fn login_create(
 }
 
 /// `GET /login/{email}`: the user's contacts with presence; any signed-in user may look, and
-/// with a streaming `Accept` the request stays open for every change.
+/// with a streaming `Accept` the request stays open for every change. With an upstream server,
+/// an address of a domain it serves that is no account here is watched through it.
 pub(crate) async fn login_list(
     State(state): State<AppState>,
     caller: Caller,
     Path(email): Path<String>,
     watch_req: Watch,
 ) -> Result<Response, ApiError> {
-    let list = state.location.state(&email).await?;
+    let list = match state.location.state(&email).await {
+        // An address of another domain: watched through the upstream server (SUBSCRIBE).
+        Err(crate::error::Error::NotFound(_))
+            if watch_req.is_stream() && state.location.foreign_watchable(&email).await? =>
+        {
+            return watch(&state, &caller, Topic::Login(email), watch_req);
+        }
+        r => r?,
+    };
     if watch_req.is_stream() {
         return watch(&state, &caller, Topic::Login(email), watch_req);
     }

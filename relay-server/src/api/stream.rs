@@ -231,8 +231,21 @@ pub(crate) fn open_events(
     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
     let resources = state.resources();
     let mut closing = state.closing.clone();
+    let watcher = caller.0.clone();
     tokio::spawn(async move {
         let _slot = slot;
+        // An address of another domain is subscribed to through the upstream while watched.
+        let _foreign = match &topic {
+            Topic::Login(email) => resources
+                .location
+                .watch_foreign(email, &watcher)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "foreign presence not watched");
+                    None
+                }),
+            _ => None,
+        };
         let sink = StreamSink {
             tx: tx.clone(),
             inbox: resources.inbox.clone(),

@@ -47,6 +47,8 @@ pub enum Task {
     Subscribe,
     /// BYE: the end of a call's dialog.
     Bye,
+    /// NOTIFY of a subscription the relay holds through the upstream server.
+    Notify,
 }
 
 /// The request handlers; cheap to clone.
@@ -69,6 +71,8 @@ pub struct Core {
     /// Whether users are registered at an upstream server: requests to the Contacts registered
     /// there are for the users they name.
     upstream: bool,
+    /// Presence the relay watches through the upstream server; its NOTIFYs.
+    watches: Option<super::watch::Watches>,
 }
 
 fn not_implemented() -> Reply {
@@ -94,6 +98,7 @@ impl Core {
             invites: None,
             proxy: None,
             upstream: false,
+            watches: None,
         }
     }
 
@@ -251,6 +256,12 @@ impl Core {
         }
     }
 
+    /// Takes the NOTIFYs of the subscriptions of `watches`.
+    pub fn with_watches(mut self, watches: super::watch::Watches) -> Self {
+        self.watches = Some(watches);
+        self
+    }
+
     /// Answers SUBSCRIBE (Event: presence) with `presence`.
     pub fn with_presence(mut self, presence: super::presence::Presence) -> Self {
         self.presence = Some(presence);
@@ -322,6 +333,9 @@ impl Core {
         if *method == Method::REGISTER {
             return Step::Async(Task::Register);
         }
+        if *method == Method::NOTIFY && self.watches.as_ref().is_some_and(|w| w.owns(req)) {
+            return Step::Async(Task::Notify);
+        }
         if self.proxy.as_ref().is_some_and(|p| p.routed_here(req)) {
             if req.max_forwards().ok().flatten() == Some(0) {
                 return Step::Reply(Reply::new(483, "Too Many Hops"));
@@ -365,6 +379,10 @@ impl Core {
             Task::Subscribe => match &self.presence {
                 Some(presence) => presence.subscribe(req, from).await,
                 None => not_implemented(),
+            },
+            Task::Notify => match &self.watches {
+                Some(watches) => watches.notify(req),
+                None => Reply::new(481, "Subscription Does Not Exist"),
             },
             Task::Bye => match &self.invites {
                 Some(invites) => invites.bye(req).await,

@@ -27,3 +27,4 @@ pub mod transaction;
 pub mod transport;
 pub mod upstream;
 pub mod uri;
+pub mod watch;

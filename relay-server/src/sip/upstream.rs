@@ -130,6 +130,24 @@ impl UpstreamSender {
         self.config.credentials_of(sender)
     }
 
+    /// Whether the upstream server serves `domain` (a `--sip-upstream-domain`).
+    pub fn serves_domain(&self, domain: &str) -> bool {
+        self.config
+            .domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// The address the SIP listeners are bound to.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The endpoint requests go out through.
+    pub(crate) fn endpoint(&self) -> &WeakEndpoint {
+        &self.endpoint
+    }
+
     /// The upstream server's address and transport.
     pub async fn peer(&self) -> Option<Peer> {
         let sip = self.uri.sip()?;
@@ -216,7 +234,7 @@ const RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// When to refresh a registration granted for `granted` seconds: a minute before it ends, or
 /// half way through a short one.
-fn refresh_after(granted: u32) -> Duration {
+pub(crate) fn refresh_after(granted: u32) -> Duration {
     Duration::from_secs(u64::from(
         (granted / 2).max(granted.saturating_sub(60)).max(1),
     ))
