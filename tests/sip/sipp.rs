@@ -55,6 +55,12 @@ impl Run<'_> {
     /// [`Run::pass`] for a scenario that may take up to `seconds` (one that waits out a
     /// SIP timer).
     pub(crate) async fn pass_within(&self, seconds: u32) -> Result<()> {
+        self.pass_with(seconds, &[]).await
+    }
+
+    /// [`Run::pass_within`] with more sipp options (`-aa`: NOTIFYs the scenario does not
+    /// expect are answered 200 instead of failing it).
+    pub(crate) async fn pass_with(&self, seconds: u32, options: &[&str]) -> Result<()> {
         let dir = tempfile::tempdir()?;
         let errors = dir.path().join("errors.log");
         let mut cmd = Command::new("sipp");
@@ -65,6 +71,7 @@ impl Run<'_> {
             .args(["-p", &self.port.to_string()])
             .args(["-timeout", &format!("{seconds}s"), "-timeout_error"])
             .args(["-recv_timeout", "5000"])
+            .args(options)
             .arg("-trace_err")
             .arg("-error_file")
             .arg(&errors)

@@ -728,7 +728,11 @@ async fn a_web_user_watches_the_presence_of_a_phone_at_the_upstream_server() {
     assert_eq!(state.data[0]["presence"], "open", "{state:?}");
     carol_is(&watch.next().await.unwrap(), EventKind::Updated, "closed");
     carol_is(&second.next().await.unwrap(), EventKind::Updated, "closed");
-    carol_is(&ws.next_event().await.unwrap(), EventKind::Updated, "closed");
+    carol_is(
+        &ws.next_event().await.unwrap(),
+        EventKind::Updated,
+        "closed",
+    );
     phone.await.unwrap().unwrap();
     // A plain GET of a watched address is its state.
     let r = alice.get(&format!("/login/{CAROL}")).await.unwrap();
@@ -765,4 +769,63 @@ async fn a_web_user_watches_the_presence_of_a_phone_at_the_upstream_server() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+}
+
+/// Dave's phone at the relay watches carol at Kamailio (its presence server) over `mode`: the
+/// relay proxies the SUBSCRIBE there with its Record-Route, Kamailio's 407 reaches the phone,
+/// and the NOTIFYs (carol's phone publishing open, then closed) come back through the relay.
+async fn a_phone_at_the_relay_watches_a_user_upstream(mode: Mode) {
+    let kamailio = kamailio_with(true).await;
+    let upstream = kamailio.addr;
+    let transport = if mode == TCP { ";transport=tcp" } else { "" };
+    let relay = Relay::start(&[
+        "--sip-upstream",
+        &format!("sip:{upstream}{transport}"),
+        "--sip-upstream-user",
+        "relay",
+        "--sip-upstream-password",
+        "relay-pw",
+    ])
+    .await
+    .unwrap();
+    let sip = relay.sip.unwrap();
+    relay.user(DAVE).await.unwrap();
+    let dave = free_port();
+    register_phone(sip, mode, DAVE, dave).await;
+    let watcher = tokio::spawn(async move {
+        Run {
+            relay: sip,
+            scenario: "upstream-proxy-subscribe-uac",
+            mode,
+            port: dave,
+            keys: &[("from", DAVE), ("to", CAROL)],
+            auth: Some((DAVE, DAVE_PW)),
+        }
+        .pass_with(20, &["-aa"])
+        .await
+    });
+    // Carol publishes once the subscription is in place.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    Run {
+        relay: upstream,
+        scenario: "upstream-publish",
+        mode,
+        port: free_port(),
+        keys: &[("from", CAROL)],
+        auth: Some((CAROL, CAROL_PW)),
+    }
+    .pass()
+    .await
+    .unwrap();
+    watcher.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_phone_at_the_relay_watches_a_user_upstream_over_udp() {
+    a_phone_at_the_relay_watches_a_user_upstream(UDP).await;
+}
+
+#[tokio::test]
+async fn a_phone_at_the_relay_watches_a_user_upstream_over_tcp() {
+    a_phone_at_the_relay_watches_a_user_upstream(TCP).await;
 }

@@ -34,6 +34,9 @@ pub enum Step {
     /// A request whose top Route names the relay: [`Core::route`] passes it on (100 Trying
     /// first for an INVITE).
     Route,
+    /// A SUBSCRIBE with an upstream server: [`Core::subscribe`] proxies one for a non-account
+    /// there, else answers it as a presence subscription.
+    Subscribe,
 }
 
 /// Work that needs the store.
@@ -172,6 +175,38 @@ impl Core {
             None => not_implemented(),
         };
         responder.reply(reply);
+    }
+
+    /// Answers a SUBSCRIBE when there is an upstream server: one for a non-account From a
+    /// relay account is proxied there (with the relay's Record-Route, so the NOTIFYs come back
+    /// through the relay), one From a non-account is 404, the rest are presence subscriptions
+    /// to the relay's users.
+    pub async fn subscribe(&self, responder: super::endpoint::Responder) {
+        if let Some(proxy) = &self.proxy {
+            match proxy
+                .to_upstream(responder.request(), responder.peer())
+                .await
+            {
+                super::proxy::ToUpstream::Proxy => {
+                    proxy.upstream(responder).await;
+                    return;
+                }
+                super::proxy::ToUpstream::Refuse => {
+                    responder.reply(Reply::new(404, "Not Found"));
+                    return;
+                }
+                super::proxy::ToUpstream::No => {}
+            }
+        }
+        let Some(presence) = &self.presence else {
+            responder.reply(not_implemented());
+            return;
+        };
+        let req = responder.request().clone();
+        let reply = presence.subscribe(&req, responder.peer()).await;
+        let code = reply.code;
+        responder.reply(reply);
+        presence.after(&req, code);
     }
 
     /// Answers a SERVICE: one for a user whose logins are all phones is proxied to them like
@@ -364,6 +399,12 @@ impl Core {
             return Step::Invite;
         }
         if *method == Method::SUBSCRIBE && self.presence.is_some() {
+            if self.upstream && self.proxy.is_some() {
+                if req.max_forwards().ok().flatten() == Some(0) {
+                    return Step::Reply(Reply::new(483, "Too Many Hops"));
+                }
+                return Step::Subscribe;
+            }
             return Step::Async(Task::Subscribe);
         }
         if sip.user.is_some() {

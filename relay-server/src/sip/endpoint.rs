@@ -212,7 +212,11 @@ impl Endpoint {
             Step::Reply(reply) => {
                 self.respond(&req, &top, &key, to, reply);
             }
-            step @ (Step::Invite | Step::Message | Step::Service | Step::Route) => {
+            step @ (Step::Invite
+            | Step::Message
+            | Step::Service
+            | Step::Route
+            | Step::Subscribe) => {
                 let invite = req.method() == Some(&Method::INVITE);
                 if matches!(step, Step::Invite) || (matches!(step, Step::Route) && invite) {
                     self.respond(&req, &top, &key, to, Reply::new(100, "Trying"));
@@ -230,6 +234,7 @@ impl Endpoint {
                         Step::Invite => core.invite(responder).await,
                         Step::Message => core.message(responder).await,
                         Step::Service => core.service(responder).await,
+                        Step::Subscribe => core.subscribe(responder).await,
                         _ => core.route(responder).await,
                     }
                 });

@@ -188,9 +188,17 @@ impl Proxy {
             pop_route(&mut base);
         }
         let routes = [upstream.route().to_owned()];
-        let Some(request) =
-            forward_copy(&base, responder.top(), None, &routes, listen, peer, invite)
-        else {
+        // A SUBSCRIBE's NOTIFYs must come back through the relay too.
+        let record_route = invite || responder.request().method() == Some(&Method::SUBSCRIBE);
+        let Some(request) = forward_copy(
+            &base,
+            responder.top(),
+            None,
+            &routes,
+            listen,
+            peer,
+            record_route,
+        ) else {
             responder.reply(Reply::bad_request("cannot forward the request"));
             return;
         };
