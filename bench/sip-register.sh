@@ -8,8 +8,9 @@
 # server that merely queues would pass). The same work on both
 # sides: no digest authentication (the relay with --sip-auth off, Kamailio with the reference
 # in-memory registrar of bench/kamailio-registrar.cfg), one binding per user refreshed again and
-# again. The relay also writes every binding to SQLite and announces it on its event bus, which
-# Kamailio (usrloc db_mode=0) does not do.
+# again. The relay also commits every binding to SQLite before its 200 (refreshes in group
+# commits), which Kamailio (usrloc db_mode=0, bindings in memory) does not do; its login events
+# are built only when someone watches the user (nobody does here).
 #
 # Prints, per transport, the highest sustained rate of each, the response-time percentiles at
 # that rate, and the ratio relay/Kamailio.
