@@ -738,6 +738,24 @@ async fn a_web_user_watches_the_presence_of_a_phone_at_the_upstream_server() {
     let r = alice.get(&format!("/login/{CAROL}")).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body[0]["presence"], "closed", "{}", r.body);
+    assert!(r.body[0]["expires"].as_u64().unwrap() <= 10, "{}", r.body);
+    // Past the 10 s Kamailio grants, the subscription lives on (refreshed): a new publication
+    // still reaches the watchers.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    Run {
+        relay: upstream,
+        scenario: "upstream-publish",
+        mode: UDP,
+        port: free_port(),
+        keys: &[("from", CAROL)],
+        auth: Some((CAROL, CAROL_PW)),
+    }
+    .pass()
+    .await
+    .unwrap();
+    carol_is(&watch.next().await.unwrap(), EventKind::Updated, "open");
+    carol_is(&watch.next().await.unwrap(), EventKind::Updated, "closed");
+    carol_is(&ws.next_event().await.unwrap(), EventKind::Updated, "open");
     drop(watch);
     drop(second);
     drop(ws);
