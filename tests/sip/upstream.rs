@@ -777,6 +777,26 @@ async fn a_web_user_watches_the_presence_of_a_phone_at_the_upstream_server() {
         assert!(tokio::time::Instant::now() < deadline, "{}", r.body);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Without credentials for Kamailio's 407, the watchers are told the resource is gone.
+    let bare = Relay::start(&[
+        "--sip-upstream",
+        &format!("sip:{upstream}"),
+        "--sip-upstream-domain",
+        "kamailio.test",
+    ])
+    .await
+    .unwrap();
+    let alice = bare.user(ALICE).await.unwrap();
+    let mut watch = alice.sse(&format!("/login/{CAROL}"), None).await.unwrap();
+    let mut last = watch.next().await.unwrap();
+    if last.kind == EventKind::State {
+        last = watch.next().await.unwrap();
+    }
+    assert_eq!(last.kind, EventKind::Gone, "{last:?}");
+    assert!(
+        last.data["reason"].as_str().unwrap().starts_with("407"),
+        "{last:?}"
+    );
     // Without an upstream, watching carol is 404.
     let plain = Relay::default().await.unwrap();
     let alice = plain.user(ALICE).await.unwrap();

@@ -494,7 +494,15 @@ impl SubDialog {
 
 #[cfg(test)]
 mod tests {
-    use super::pidf_open;
+    use super::{pidf_open, Watches};
+
+    #[test]
+    fn nothing_is_watched_without_an_upstream() {
+        let watches = Watches::default();
+        assert!(!watches.watchable("carol@pbx.example.org"));
+        assert!(watches.watch("carol@pbx.example.org", "a@x").is_none());
+        assert!(watches.state("carol@pbx.example.org").is_none());
+    }
 
     #[test]
     fn pidf_states() {
