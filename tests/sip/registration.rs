@@ -164,3 +164,78 @@ async fn an_expired_registration_leaves_the_login_list() {
     let list = alice.get("/login/alice@example.net").await.unwrap().body;
     assert_eq!(list, serde_json::json!([]));
 }
+
+/// One UDP datagram to the relay and the answer to it.
+async fn exchange(socket: &tokio::net::UdpSocket, request: &str) -> String {
+    socket.send(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let n = tokio::time::timeout(restsip_e2e::WAIT, socket.recv(&mut buf))
+        .await
+        .expect("no answer to REGISTER")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// A REGISTER has no server transaction (it is answered statelessly, like Kamailio's
+/// registrar): a retransmission is processed again. The same authenticated REGISTER sent
+/// twice gets two identical 200s (its nonce count is not a replay when the request is the
+/// same) and makes one binding; the same nonce count in another request is still a replay.
+#[tokio::test]
+async fn a_retransmitted_register_gets_the_same_200_and_one_binding() {
+    let relay = Relay::default().await.unwrap();
+    let alice = relay.user(EMAIL).await.unwrap();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.connect(relay.sip.unwrap()).await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let uri = format!("sip:{}", relay.sip.unwrap());
+    let request = |cseq: u32, branch: &str, authorization: &str| {
+        format!(
+            "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{branch};rport\r\n\
+             Max-Forwards: 70\r\nTo: <sip:{EMAIL}>\r\nFrom: <sip:{EMAIL}>;tag=retx\r\n\
+             Call-ID: retransmitted-register\r\nCSeq: {cseq} REGISTER\r\n\
+             Contact: <sip:phone@127.0.0.1:{port}>\r\nExpires: 300\r\n{authorization}\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+    let challenge = exchange(&socket, &request(1, "first", "")).await;
+    assert!(challenge.starts_with("SIP/2.0 401 "), "{challenge}");
+    let line = challenge
+        .lines()
+        .find(|l| l.starts_with("WWW-Authenticate:") && l.contains("SHA-256"))
+        .unwrap_or_else(|| panic!("no SHA-256 challenge in {challenge}"));
+    let param = |name: &str| {
+        let start = line.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        line[start..][..line[start..].find('"').unwrap()].to_owned()
+    };
+    let (realm, nonce) = (param("realm"), param("nonce"));
+    let authorization = |cnonce: &str| {
+        let ha1 = sha256_hex(&format!("{EMAIL}:{realm}:{PASSWORD}"));
+        let ha2 = sha256_hex(&format!("REGISTER:{uri}"));
+        let response = sha256_hex(&format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
+        format!(
+            "Authorization: Digest username=\"{EMAIL}\", realm=\"{realm}\", nonce=\"{nonce}\", \
+             uri=\"{uri}\", response=\"{response}\", algorithm=SHA-256, qop=auth, \
+             nc=00000001, cnonce=\"{cnonce}\"\r\n"
+        )
+    };
+
+    let register = request(2, "second", &authorization("c1"));
+    let first = exchange(&socket, &register).await;
+    assert!(first.starts_with("SIP/2.0 200 "), "{first}");
+    let again = exchange(&socket, &register).await;
+    assert_eq!(first, again, "a retransmission gets the same 200");
+    let list = alice.get("/login/alice@example.net").await.unwrap().body;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["source"], "sip", "{list}");
+
+    // The nonce count used again by another request is a replay: challenged, not registered.
+    let replay = exchange(&socket, &request(3, "third", &authorization("c2"))).await;
+    assert!(replay.starts_with("SIP/2.0 401 "), "{replay}");
+    let list = alice.get("/login/alice@example.net").await.unwrap().body;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+}

@@ -68,7 +68,9 @@ fn stored_order(c: &ContactRecord) -> Option<(&str, u64)> {
 impl Location {
     /// Applies the changes of one REGISTER (Call-ID `call_id`, CSeq `cseq`) for `email` and
     /// returns the user's SIP bindings after it. A REGISTER older than a binding it touches
-    /// (same Call-ID, CSeq not higher) changes nothing and is an [`Error::Conflict`].
+    /// (same Call-ID, CSeq lower) changes nothing and is an [`Error::Conflict`]; the one that
+    /// made a binding (same Call-ID and CSeq: a retransmission) changes nothing either and gets
+    /// the bindings as they are.
     pub async fn register_sip(
         &self,
         email: &str,
@@ -79,6 +81,7 @@ impl Location {
         let _one_at_a_time = user_lock(email).lock().await;
         let now = now_ms();
         let mut live = self.live(email, now).await?;
+        let mut retransmission = false;
         for change in &changes {
             if change.uri().len() > MAX_CONTACT_LEN {
                 return Err(Error::Invalid(format!(
@@ -86,11 +89,26 @@ impl Location {
                 )));
             }
             let existing = position(&live, change.uri()).and_then(|i| stored_order(&live[i]));
-            if existing.is_some_and(|(id, seq)| id == call_id && u64::from(cseq) <= seq) {
-                return Err(Error::Conflict(
-                    "CSeq is not above the one that made the binding".into(),
-                ));
+            match existing {
+                // The same REGISTER again (a UDP retransmission: REGISTER has no server
+                // transaction): it already took effect, so it changes nothing and is answered
+                // with the bindings as they are.
+                Some((id, seq)) if id == call_id && u64::from(cseq) == seq => {
+                    retransmission = true;
+                }
+                Some((id, seq)) if id == call_id && u64::from(cseq) < seq => {
+                    return Err(Error::Conflict(
+                        "CSeq is not above the one that made the binding".into(),
+                    ));
+                }
+                _ => {}
             }
+        }
+        if retransmission {
+            return Ok(live
+                .into_iter()
+                .filter(|c| c.source == ContactSource::Sip)
+                .collect());
         }
         for change in changes {
             match change {

@@ -17,6 +17,9 @@ use super::scan::Scanner;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// A nonce's highest count, its expiry (s) and the fingerprint of the request that used it.
+type NonceUse = (u32, u64, Option<u64>);
+
 /// Nonce counts remembered at most; past this, expired entries are dropped first.
 const MAX_TRACKED_NONCES: usize = 200_000;
 
@@ -161,8 +164,9 @@ pub struct DigestAuth {
     ttl: u64,
     /// The algorithms offered, most preferred first.
     algorithms: Vec<Algorithm>,
-    /// Highest nonce count used per nonce, with the nonce's expiry (s).
-    counts: Mutex<HashMap<String, (u32, u64)>>,
+    /// Highest nonce count used per nonce, with the nonce's expiry (s) and the fingerprint of
+    /// the request that used it (its retransmission may use the count again).
+    counts: Mutex<HashMap<String, NonceUse>>,
 }
 
 impl DigestAuth {
@@ -235,6 +239,20 @@ impl DigestAuth {
         ha1_of: impl Fn(Algorithm) -> Option<String>,
         now: u64,
     ) -> Verdict {
+        self.verify_request(creds, method, ha1_of, now, None)
+    }
+
+    /// [`Self::verify`] for a request answered without a server transaction (REGISTER):
+    /// `request` is a fingerprint of the whole request, and the same request again (a UDP
+    /// retransmission, byte for byte) may reuse its nonce count; any other reuse is a replay.
+    pub fn verify_request(
+        &self,
+        creds: &Credentials,
+        method: &str,
+        ha1_of: impl Fn(Algorithm) -> Option<String>,
+        now: u64,
+        request: Option<u64>,
+    ) -> Verdict {
         let Some(algorithm) = creds.algorithm().filter(|a| self.algorithms.contains(a)) else {
             return Verdict::Invalid("unsupported digest algorithm");
         };
@@ -273,30 +291,33 @@ impl DigestAuth {
         if now > expiry || issued > now.saturating_add(60) {
             return Verdict::Stale;
         }
-        if !self.count(&creds.nonce, nc, expiry, now) {
+        if !self.count(&creds.nonce, nc, expiry, now, request) {
             return Verdict::Invalid("nonce count replayed");
         }
         Verdict::Valid
     }
 
-    /// Records `nc` for `nonce`; false if it is not above every count used before.
-    fn count(&self, nonce: &str, nc: u32, expiry: u64, now: u64) -> bool {
+    /// Records `nc` for `nonce`; false if it is not above every count used before (or the
+    /// last count again, by the same request `request`).
+    fn count(&self, nonce: &str, nc: u32, expiry: u64, now: u64, request: Option<u64>) -> bool {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if counts.len() >= MAX_TRACKED_NONCES && !counts.contains_key(nonce) {
-            counts.retain(|_, (_, exp)| *exp >= now);
+            counts.retain(|_, (_, exp, _)| *exp >= now);
             if counts.len() >= MAX_TRACKED_NONCES {
                 // Refusing is safe: the client gets a new nonce and tries again.
                 return false;
             }
         }
         match counts.get_mut(nonce) {
-            Some((last, _)) if nc <= *last => false,
-            Some((last, _)) => {
+            Some((last, _, seen)) if nc == *last && request.is_some() && *seen == request => true,
+            Some((last, _, _)) if nc <= *last => false,
+            Some((last, _, seen)) => {
                 *last = nc;
+                *seen = request;
                 true
             }
             None => {
-                counts.insert(nonce.to_owned(), (nc, expiry));
+                counts.insert(nonce.to_owned(), (nc, expiry, request));
                 true
             }
         }

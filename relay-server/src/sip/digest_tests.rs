@@ -154,3 +154,17 @@ fn challenges_offer_sha256_before_md5() {
         .iter()
         .all(|v| v.contains("stale=true") && v.contains("qop=\"auth\"")));
 }
+
+#[test]
+fn the_same_request_may_use_its_nonce_count_again_another_may_not() {
+    let auth = DigestAuth::new("restsip", &BOTH, b"key", 300);
+    let n = auth.nonce(1000);
+    let ok = answer(&auth, &n, Algorithm::Sha256, "secret", 1);
+    let verify = |request| auth.verify_request(&ok, "REGISTER", stored(&auth), 1010, request);
+    assert_eq!(verify(Some(7)), Verdict::Valid);
+    // Its retransmission (the same fingerprint) is not a replay.
+    assert_eq!(verify(Some(7)), Verdict::Valid);
+    // Another request, or one without a fingerprint, with that count is.
+    assert!(matches!(verify(Some(8)), Verdict::Invalid(_)));
+    assert!(matches!(verify(None), Verdict::Invalid(_)));
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::core::{Core, Step};
+use super::core::{Core, Step, Task};
 use super::headers::Via;
 use super::message::{Method, SipMessage, StartLine};
 use super::parse::{parse_datagram, parse_head, Rejected};
@@ -196,6 +196,22 @@ impl Endpoint {
         };
         let to = stamp_via(&mut via, from);
         let is_ack = req.method() == Some(&Method::ACK);
+        if stateless(&req) {
+            // No server transaction: a retransmission is processed again, which changes
+            // nothing (same Call-ID and CSeq, RFC 3261 §10.3) and is answered alike.
+            let top = via.to_string();
+            let endpoint = self.clone();
+            let tag = stable_tag(&req, &key);
+            tokio::spawn(async move {
+                let reply = endpoint.inner.core.run(Task::Register, &req, from).await;
+                let reply = Reply {
+                    to_tag: reply.to_tag.clone().or(Some(tag)),
+                    ..reply
+                };
+                endpoint.respond(&req, &top, &key, to, reply);
+            });
+            return;
+        }
         match self.inner.server.receive(&key, is_ack, to) {
             Received::New => {}
             Received::AckUnmatched => {
@@ -317,6 +333,36 @@ impl Responder {
             .server
             .respond(&self.key, code, data, self.to);
     }
+}
+
+/// Whether a request is answered without a server transaction: a REGISTER that passes the
+/// core's checks and does not remove every binding (`Contact: *`). Processing one again is
+/// harmless (the registrar ignores the binding's own Call-ID and CSeq), so, as in Kamailio's
+/// stateless registrar, retransmissions need no 32-second transaction to absorb them.
+fn stateless(req: &SipMessage) -> bool {
+    let StartLine::Request { method, uri } = &req.start else {
+        return false;
+    };
+    *method == Method::REGISTER
+        && uri.sip().is_some()
+        && req.cseq().is_ok_and(|c| c.method == Method::REGISTER)
+        && req.header("Require").is_none()
+        && req.headers_named("Contact").all(|c| c.trim() != "*")
+}
+
+/// The To tag of a stateless response: the same for a request and its retransmissions (the
+/// same branch, sent-by, Call-ID and From), unguessable without the process's random key.
+fn stable_tag(req: &SipMessage, key: &TxKey) -> String {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let mut h = KEY
+        .get_or_init(std::collections::hash_map::RandomState::new)
+        .build_hasher();
+    key.hash(&mut h);
+    req.header("Call-ID").hash(&mut h);
+    req.header("From").hash(&mut h);
+    format!("{:016x}", h.finish())
 }
 
 /// Fills in `received` and `rport` (RFC 3261 §18.2.1, RFC 3581 §4) and returns where responses

@@ -219,7 +219,9 @@ fn authenticate(
             "Forbidden (no SIP password stored: set the account's password again)",
         ));
     }
-    match auth.verify(&creds, "REGISTER", secret, now) {
+    // A REGISTER has no server transaction: its UDP retransmission (the same bytes) is
+    // processed again, and must not be refused as a replay of its nonce count.
+    match auth.verify_request(&creds, "REGISTER", secret, now, Some(fingerprint(req))) {
         Verdict::Valid => Ok(()),
         Verdict::Stale => Err(challenge(true, "Unauthorized (stale nonce)")),
         Verdict::Invalid("wrong password") => Err(Reply::new(403, "Forbidden (wrong password)")),
@@ -228,6 +230,17 @@ fn authenticate(
             Err(challenge(false, "Unauthorized"))
         }
     }
+}
+
+/// A keyed hash of the whole request (start line, headers, body): the same request again
+/// (a retransmission) has the same fingerprint, and without the process's random key one
+/// cannot be forged for another request.
+pub fn fingerprint(req: &SipMessage) -> u64 {
+    use std::hash::BuildHasher;
+    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    KEY.get_or_init(std::collections::hash_map::RandomState::new)
+        .hash_one(req.to_bytes())
 }
 
 /// The current time as an RFC 1123 date in GMT (the Date header of RFC 3261 §20.17), made
