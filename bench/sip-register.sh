@@ -12,11 +12,18 @@
 # commits), which Kamailio (usrloc db_mode=0, bindings in memory) does not do; its login events
 # are built only when someone watches the user (nobody does here).
 #
+# A second reference (REFERENCE_DB=1, the default) is Kamailio with usrloc db_mode=1, every
+# binding written through to SQLite (db_sqlite, its defaults) before the 200: the same durable
+# work as the relay. It runs one worker (-n 1 -N 1): db_sqlite has no busy timeout, and two
+# workers writing at once get "database is locked" and answer 500. It ramps through DB_RATES.
+# The in-memory Kamailio stays the main comparison.
+#
 # Prints, per transport, the highest sustained rate of each, the response-time percentiles at
-# that rate, and the ratio relay/Kamailio.
+# that rate, and the ratios relay/Kamailio.
 #
 # Settings (environment): RATES (REGISTER/s steps), DURATION (s per step), TRANSPORTS (u1 t1),
-# USERS, WORKERS (Kamailio -n/-N), MAX_P99 (ms, default 100).
+# USERS, WORKERS (Kamailio -n/-N), MAX_P99 (ms, default 100), REFERENCE_DB (1, or 0 to skip
+# the write-through Kamailio), DB_RATES (its steps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +33,11 @@ TRANSPORTS=${TRANSPORTS:-"u1 t1"}
 USERS=${USERS:-100}
 WORKERS=${WORKERS:-2}
 MAX_P99=${MAX_P99:-100}
+REFERENCE_DB=${REFERENCE_DB:-1}
+DB_RATES=${DB_RATES:-"500 1000 1500 2000 3000 4000 6000 8000"}
 KAMAILIO_PORT=5070
+KAMAILIO_DB_PORT=5071
+KAMAILIO_MODULES=/usr/lib/x86_64-linux-gnu/kamailio/modules
 
 log() { printf 'sip-bench: %s\n' "$*" >&2; }
 
@@ -41,6 +52,10 @@ need() {
 need sipp sip-tester
 need kamailio kamailio
 command -v curl >/dev/null || need curl curl
+if [ "$REFERENCE_DB" = 1 ]; then
+  need sqlite3 sqlite3
+  [ -f "$KAMAILIO_MODULES/db_sqlite.so" ] || need /nonexistent kamailio-sqlite-modules
+fi
 
 log "building the relay (release)"
 cargo build --release --locked -p relay-server
@@ -48,9 +63,11 @@ cargo build --release --locked -p relay-server
 work=$(mktemp -d)
 relay_pid=""
 kamailio_pid=""
+kamailio_db_pid=""
 cleanup() {
   [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null || true
   [ -n "$kamailio_pid" ] && kill "$kamailio_pid" 2>/dev/null || true
+  [ -n "$kamailio_db_pid" ] && kill "$kamailio_db_pid" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -83,6 +100,22 @@ kamailio -f "$work/kamailio.cfg" -P "$work/kamailio.pid" -DD -E -b 4194304 \
 kamailio_pid=$!
 sleep 1
 kill -0 "$kamailio_pid" 2>/dev/null || { log "kamailio did not start"; cat "$work/kamailio.err" >&2; exit 1; }
+
+# The same registrar writing every binding through to SQLite (usrloc db_mode=1) on 5071.
+if [ "$REFERENCE_DB" = 1 ]; then
+  sqlite3 "$work/kamailio.sqlite" </usr/share/kamailio/db_sqlite/standard-create.sql
+  sqlite3 "$work/kamailio.sqlite" </usr/share/kamailio/db_sqlite/usrloc-create.sql
+  sed -e "s#PEERS_DIR#$work#g" -e "s#:5070#:$KAMAILIO_DB_PORT#g" -e 's#kamailio_ctl#kamailio_db_ctl#' \
+    -e 's#^modparam("usrloc", "db_mode", 0)#modparam("usrloc", "db_mode", 1)\nmodparam("usrloc", "db_url", "sqlite://'"$work"'/kamailio.sqlite")#' \
+    -e 's#^loadmodule "usrloc.so"#loadmodule "db_sqlite.so"\nloadmodule "usrloc.so"#' \
+    bench/kamailio-registrar.cfg >"$work/kamailio-db.cfg"
+  grep -q '"db_mode", 1' "$work/kamailio-db.cfg" || { log "could not make the db_mode=1 config"; exit 1; }
+  kamailio -f "$work/kamailio-db.cfg" -P "$work/kamailio-db.pid" -DD -E -b 4194304 \
+    -n 1 -N 1 >"$work/kamailio-db.out" 2>"$work/kamailio-db.err" &
+  kamailio_db_pid=$!
+  sleep 1
+  kill -0 "$kamailio_db_pid" 2>/dev/null || { log "kamailio (db_mode=1) did not start"; cat "$work/kamailio-db.err" >&2; exit 1; }
+fi
 
 # One step: sipp at RATE for DURATION seconds. Prints "ok rate p50 p90 p99 max" or "fail why".
 step() {
@@ -128,7 +161,7 @@ step() {
 # sides share two cores with sipp, so one noisy step should not end the ramp).
 ramp() {
   local target=$1 transport=$2 best="none" result
-  for rate in $RATES; do
+  for rate in ${3:-$RATES}; do
     result=$(step "$target" "$transport" "$rate")
     if [ "${result%% *}" != ok ]; then
       log "  $rate/s: ${result#fail }; again"
@@ -147,19 +180,29 @@ for transport in $TRANSPORTS; do
   best[relay-$transport]=$(ramp "$relay_sip" "$transport")
   log "kamailio over $transport (127.0.0.1:$KAMAILIO_PORT)"
   best[kamailio-$transport]=$(ramp "127.0.0.1:$KAMAILIO_PORT" "$transport")
+  if [ "$REFERENCE_DB" = 1 ]; then
+    log "kamailio db_mode=1 (SQLite write-through) over $transport (127.0.0.1:$KAMAILIO_DB_PORT)"
+    best[kamailio-db-$transport]=$(ramp "127.0.0.1:$KAMAILIO_DB_PORT" "$transport" "$DB_RATES")
+  fi
 done
+servers="relay kamailio"
+[ "$REFERENCE_DB" = 1 ] && servers="$servers kamailio-db"
 
 echo
 echo "REGISTER/s sustained with zero retransmissions and p99 under ${MAX_P99} ms (${DURATION}s steps, $USERS users, $(nproc) cores shared with sipp)"
-printf '%-10s %-9s %12s %8s %8s %8s %8s\n' transport server "REGISTER/s" "p50 ms" "p90 ms" "p99 ms" "max ms"
+echo "(kamailio: usrloc db_mode=0, in memory, $WORKERS workers; kamailio-db: db_mode=1, written through to SQLite, 1 worker)"
+printf '%-10s %-12s %12s %8s %8s %8s %8s\n' transport server "REGISTER/s" "p50 ms" "p90 ms" "p99 ms" "max ms"
 for transport in $TRANSPORTS; do
-  for server in relay kamailio; do
+  for server in $servers; do
     read -r rate p50 p90 p99 max _ <<<"${best[$server-$transport]} - - - - -"
-    printf '%-10s %-9s %12s %8s %8s %8s %8s\n' "$transport" "$server" "$rate" "$p50" "$p90" "$p99" "$max"
+    printf '%-10s %-12s %12s %8s %8s %8s %8s\n' "$transport" "$server" "$rate" "$p50" "$p90" "$p99" "$max"
   done
   r=${best[relay-$transport]%% *}
-  k=${best[kamailio-$transport]%% *}
-  if [[ "$r" =~ ^[0-9]+$ && "$k" =~ ^[0-9]+$ ]]; then
-    echo "$transport ratio relay/kamailio: $(awk -v r="$r" -v k="$k" 'BEGIN {printf "%.2f", r / k}')"
-  fi
+  for server in $servers; do
+    [ "$server" = relay ] && continue
+    k=${best[$server-$transport]%% *}
+    if [[ "$r" =~ ^[0-9]+$ && "$k" =~ ^[0-9]+$ ]]; then
+      echo "$transport ratio relay/$server: $(awk -v r="$r" -v k="$k" 'BEGIN {printf "%.2f", r / k}')"
+    fi
+  done
 done
