@@ -106,7 +106,17 @@ async fn assert_context_gone(bob: &Client, url: &str) {
     assert_eq!(ctx.status, 404, "{url} outlived its call: {}", ctx.body);
 }
 
-async fn answered(mode: Mode) {
+/// How the web user gives the SDP answer.
+#[derive(Clone, Copy)]
+enum Answering {
+    /// In the accept SEND (`sdp`).
+    InTheAccept,
+    /// As the session it joins the call context with (`{"sdp": ...}`), then a bare accept
+    /// (what the wasm client's `IncomingInvite.accept(session)` does).
+    ByJoining,
+}
+
+async fn answered(mode: Mode, how: Answering) {
     let relay = Relay::default().await.unwrap();
     let (bob, mut inbox) = callee(&relay).await;
     let phone = call(&relay, "invite-accept", mode);
@@ -123,6 +133,8 @@ async fn answered(mode: Mode) {
     assert!(url.starts_with("/call/"), "{invite}");
     let ctx = bob.get(&url).await.unwrap();
     assert_eq!(ctx.status, 200, "{}", ctx.body);
+    // The call context carries the offer, for a page that answers by joining it.
+    assert_eq!(ctx.body["data"]["sdp"], invite["sdp"], "{}", ctx.body);
 
     // A malformed SDP answer is refused and the invite still waits for a good one.
     let bad = answer(
@@ -135,7 +147,25 @@ async fn answered(mode: Mode) {
     let none = answer(&bob, json!({"command": "accept", "id": id})).await;
     none.assert_problem(422, "unprocessable");
 
-    accept(&bob, &invite).await;
+    match how {
+        Answering::InTheAccept => {
+            accept(&bob, &invite).await;
+        }
+        Answering::ByJoining => {
+            let login = bob.get(&format!("/login/{BOB}")).await.unwrap().body[0]["url"].clone();
+            let joined = bob
+                .request(
+                    "POST",
+                    &url,
+                    Some(json!({"url": login, "session": {"sdp": ANSWER}})),
+                )
+                .await
+                .unwrap();
+            assert_eq!(joined.status, 201, "{}", joined.body);
+            let receipt = answer(&bob, json!({"command": "accept", "id": id})).await;
+            assert_eq!(receipt.status, 200, "{}", receipt.body);
+        }
+    }
     let bye = next_body(&mut inbox).await;
     assert_eq!(bye["command"], "bye", "{bye}");
     assert_eq!(bye["id"], id, "{bye}");
@@ -146,12 +176,17 @@ async fn answered(mode: Mode) {
 
 #[tokio::test]
 async fn a_phone_calls_a_web_user_who_answers_over_udp() {
-    answered(UDP).await;
+    answered(UDP, Answering::InTheAccept).await;
+}
+
+#[tokio::test]
+async fn a_web_user_answers_with_the_session_it_joined_the_call_with_over_udp() {
+    answered(UDP, Answering::ByJoining).await;
 }
 
 #[tokio::test]
 async fn a_phone_calls_a_web_user_who_answers_over_tcp() {
-    answered(TCP).await;
+    answered(TCP, Answering::InTheAccept).await;
 }
 
 async fn rejected(mode: Mode) {

@@ -78,6 +78,8 @@ struct Pending {
     peer: Peer,
     /// Whether the INVITE carried an SDP offer (the accept must then carry an answer).
     offer: bool,
+    /// The call context made for the call (`/call/{context}`).
+    context: String,
 }
 
 /// An established call, by Call-ID.
@@ -315,10 +317,15 @@ impl Invites {
                 &callee,
                 CreateCall {
                     subject: Some(format!("Call from {caller}")),
-                    data: serde_json::Map::from_iter([
-                        ("from".to_owned(), json!(caller)),
-                        ("sip".to_owned(), json!({"callId": call_id})),
-                    ]),
+                    data: serde_json::Map::from_iter(
+                        [
+                            ("from".to_owned(), json!(caller)),
+                            ("sip".to_owned(), json!({"callId": call_id})),
+                        ]
+                        .into_iter()
+                        // The caller's offer, for a page that answers by joining the call.
+                        .chain(sdp.as_ref().map(|o| ("sdp".to_owned(), json!(o)))),
+                    ),
                 },
             )
             .await
@@ -337,6 +344,7 @@ impl Invites {
                 key: responder.key().clone(),
                 peer: responder.peer(),
                 offer: sdp.is_some(),
+                context: call.id.clone(),
             },
         );
         let mut body = message("invite", id, &call_id);
@@ -420,6 +428,26 @@ impl Invites {
         };
         self.forget_context(&call.id, &callee).await;
         Some(reply)
+    }
+
+    /// The session description `user` last joined the call context with, when it is one (a
+    /// string, or an object's `sdp` string); empty otherwise.
+    async fn joined_session(&self, context: &str, user: &str) -> String {
+        let Ok(call) = self.inner.calls.view(context).await else {
+            return String::new();
+        };
+        call.children
+            .iter()
+            .rev()
+            .filter(|p| p.user == user)
+            .find_map(|p| {
+                let session = p.session.as_ref()?;
+                session
+                    .as_str()
+                    .or_else(|| session.get("sdp")?.as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default()
     }
 
     /// Deletes the call context the relay made for a call that ended.
@@ -883,25 +911,37 @@ impl SendHook for Invites {
             return Some(receipt(did, email, status));
         }
         let id = id?;
-        let pending = lock(&self.inner.pending);
-        let p = pending.get(&id)?;
-        if p.callee != sender || p.caller != email {
-            return None;
-        }
+        let (offer, context) = {
+            let pending = lock(&self.inner.pending);
+            let p = pending.get(&id)?;
+            if p.callee != sender || p.caller != email {
+                return None;
+            }
+            (p.offer, p.context.clone())
+        };
         let login = login_of(body);
         let answer = if command == "accept" {
-            let sdp = body.get("sdp").and_then(Value::as_str).unwrap_or_default();
+            let mut sdp = body
+                .get("sdp")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if sdp.is_empty() && offer {
+                // The answer may be the session the callee joined the call context with.
+                sdp = self.joined_session(&context, sender).await;
+            }
             if sdp.len() > MAX_SDP {
                 return Some(Err(Error::Invalid(format!(
                     "sdp is longer than {MAX_SDP} bytes"
                 ))));
             }
-            if sdp.is_empty() && p.offer {
+            if sdp.is_empty() && offer {
                 return Some(Err(Error::Invalid(format!(
-                    "invite {id} carried an SDP offer: accept needs an sdp answer"
+                    "invite {id} carried an SDP offer: accept needs an sdp answer \
+                     (in the accept, or as the session you joined /call/{context} with)"
                 ))));
             }
-            if let Err(why) = Some(sdp)
+            if let Err(why) = Some(sdp.as_str())
                 .filter(|s| !s.is_empty())
                 .map_or(Ok(()), sdp::check)
             {
@@ -909,7 +949,7 @@ impl SendHook for Invites {
                     "sdp is not a valid session description: {why}"
                 ))));
             }
-            Answer::Accept(sdp.to_owned(), login)
+            Answer::Accept(sdp, login)
         } else {
             let (code, reason) = rejection(body);
             Answer::Reject(code, reason, login)
@@ -918,7 +958,10 @@ impl SendHook for Invites {
             Answer::Reject(code, ..) => *code,
             _ => 200,
         };
-        if p.answer.send(answer).is_err() {
+        let sent = lock(&self.inner.pending)
+            .get(&id)
+            .is_some_and(|p| p.answer.send(answer).is_ok());
+        if !sent {
             return Some(Err(Error::Conflict(format!("invite {id} has ended"))));
         }
         Some(receipt(
