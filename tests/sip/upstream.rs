@@ -236,16 +236,7 @@ async fn a_web_user_messages_and_calls_a_phone_registered_at_the_upstream_server
     let phone = free_port();
     register_phone(upstream, UDP, CAROL, phone).await;
     let uas = spawn_uas(upstream, UDP, phone, "message-uas").await;
-    let relay = Relay::start(&[
-        "--sip-upstream",
-        &format!("sip:{upstream}"),
-        "--sip-upstream-user",
-        "relay",
-        "--sip-upstream-password",
-        "relay-pw",
-    ])
-    .await
-    .unwrap();
+    let relay = trunk_relay(&upstream.to_string(), &[]).await;
     let alice = relay.user(ALICE).await.unwrap();
     // Kamailio challenges requests from its domain (407); the trunk credentials answer it.
     let r = send(
@@ -292,20 +283,16 @@ async fn without_credentials_the_upstream_challenge_is_the_delivery_status() {
 async fn a_phone_at_the_upstream_server_reaches_a_web_user_registered_there_over_udp() {
     let kamailio = kamailio().await;
     let upstream = kamailio.addr;
-    let relay = Relay::start(&[
-        "--sip-upstream",
-        &format!("sip:{upstream}"),
-        "--sip-upstream-user",
-        "relay",
-        "--sip-upstream-password",
-        "relay-pw",
-        "--sip-upstream-domain",
-        "kamailio.test",
-        "--sip-upstream-expires",
-        "10",
-    ])
-    .await
-    .unwrap();
+    let relay = trunk_relay(
+        &upstream.to_string(),
+        &[
+            "--sip-upstream-domain",
+            "kamailio.test",
+            "--sip-upstream-expires",
+            "10",
+        ],
+    )
+    .await;
     let alice = relay.user(ALICE).await.unwrap();
     // Not logged in: not registered at Kamailio.
     carol_calls(upstream, UDP, "upstream-message-uac-404")
@@ -398,18 +385,11 @@ async fn a_web_user_with_her_own_upstream_account_is_reached_and_calls_over_tcp(
 async fn a_phone_at_the_upstream_server_watches_a_web_users_presence() {
     let kamailio = kamailio().await;
     let upstream = kamailio.addr;
-    let relay = Relay::start(&[
-        "--sip-upstream",
-        &format!("sip:{upstream}"),
-        "--sip-upstream-user",
-        "relay",
-        "--sip-upstream-password",
-        "relay-pw",
-        "--sip-upstream-domain",
-        "kamailio.test",
-    ])
-    .await
-    .unwrap();
+    let relay = trunk_relay(
+        &upstream.to_string(),
+        &["--sip-upstream-domain", "kamailio.test"],
+    )
+    .await;
     let alice = relay.user(ALICE).await.unwrap();
     let (id, _inbox) = web_login(&alice).await;
     eventually(upstream, UDP, "upstream-message-uac").await;
@@ -448,16 +428,7 @@ async fn a_call_through_the_upstream_server_is_refused_or_cancelled() {
     let upstream = kamailio.addr;
     let phone = free_port();
     register_phone(upstream, UDP, CAROL, phone).await;
-    let relay = Relay::start(&[
-        "--sip-upstream",
-        &format!("sip:{upstream}"),
-        "--sip-upstream-user",
-        "relay",
-        "--sip-upstream-password",
-        "relay-pw",
-    ])
-    .await
-    .unwrap();
+    let relay = trunk_relay(&upstream.to_string(), &[]).await;
     let alice = relay.user(ALICE).await.unwrap();
     let (_, mut inbox) = web_login(&alice).await;
     // Busy: the phone's 486 comes back through Kamailio as a reject.
@@ -497,18 +468,11 @@ async fn a_call_through_the_upstream_server_is_refused_or_cancelled() {
 async fn a_relay_that_shuts_down_unregisters_its_users_upstream() {
     let kamailio = kamailio().await;
     let upstream = kamailio.addr;
-    let mut relay = Relay::start(&[
-        "--sip-upstream",
-        &format!("sip:{upstream}"),
-        "--sip-upstream-user",
-        "relay",
-        "--sip-upstream-password",
-        "relay-pw",
-        "--sip-upstream-domain",
-        "kamailio.test",
-    ])
-    .await
-    .unwrap();
+    let mut relay = trunk_relay(
+        &upstream.to_string(),
+        &["--sip-upstream-domain", "kamailio.test"],
+    )
+    .await;
     let alice = relay.user(ALICE).await.unwrap();
     let (_, _inbox) = web_login(&alice).await;
     eventually(upstream, UDP, "upstream-message-uac").await;
@@ -523,18 +487,11 @@ async fn a_relay_that_shuts_down_unregisters_its_users_upstream() {
 async fn a_restarted_relay_registers_its_logged_in_users_upstream_again() {
     let kamailio = kamailio().await;
     let upstream = kamailio.addr;
-    let mut relay = Relay::start(&[
-        "--sip-upstream",
-        &format!("sip:{upstream}"),
-        "--sip-upstream-user",
-        "relay",
-        "--sip-upstream-password",
-        "relay-pw",
-        "--sip-upstream-domain",
-        "kamailio.test",
-    ])
-    .await
-    .unwrap();
+    let mut relay = trunk_relay(
+        &upstream.to_string(),
+        &["--sip-upstream-domain", "kamailio.test"],
+    )
+    .await;
     let alice = relay.user(ALICE).await.unwrap();
     let (id, first) = web_login(&alice).await;
     eventually(upstream, UDP, "upstream-message-uac").await;
@@ -555,6 +512,22 @@ async fn a_restarted_relay_registers_its_logged_in_users_upstream_again() {
         Some("hello web"),
         "{im}"
     );
+}
+
+/// A relay whose upstream server is `sip:{upstream}` (host, port and URI parameters), with the
+/// trunk credentials Kamailio's config knows, started with the `extra` flags too.
+async fn trunk_relay(upstream: &str, extra: &[&str]) -> Relay {
+    let uri = format!("sip:{upstream}");
+    let mut args = vec![
+        "--sip-upstream",
+        uri.as_str(),
+        "--sip-upstream-user",
+        "relay",
+        "--sip-upstream-password",
+        "relay-pw",
+    ];
+    args.extend_from_slice(extra);
+    Relay::start(&args).await.unwrap()
 }
 
 /// Dave's phone, registered at the relay over `mode`, runs `scenario` (a UAC through the
@@ -586,16 +559,7 @@ async fn a_phone_at_the_relay_reaches_a_phone_upstream(mode: Mode) {
     let carol = free_port();
     register_phone(upstream, mode, CAROL, carol).await;
     let transport = if mode == TCP { ";transport=tcp" } else { "" };
-    let relay = Relay::start(&[
-        "--sip-upstream",
-        &format!("sip:{upstream}{transport}"),
-        "--sip-upstream-user",
-        "relay",
-        "--sip-upstream-password",
-        "relay-pw",
-    ])
-    .await
-    .unwrap();
+    let relay = trunk_relay(&format!("{upstream}{transport}"), &[]).await;
     let sip = relay.sip.unwrap();
     relay.user(DAVE).await.unwrap();
     let dave = free_port();
@@ -678,18 +642,11 @@ fn carol_is(e: &restsip_protocol::Event, kind: EventKind, presence: &str) {
 async fn a_web_user_watches_the_presence_of_a_phone_at_the_upstream_server() {
     let kamailio = kamailio_with(true).await;
     let upstream = kamailio.addr;
-    let relay = Relay::start(&[
-        "--sip-upstream",
-        &format!("sip:{upstream}"),
-        "--sip-upstream-user",
-        "relay",
-        "--sip-upstream-password",
-        "relay-pw",
-        "--sip-upstream-domain",
-        "kamailio.test",
-    ])
-    .await
-    .unwrap();
+    let relay = trunk_relay(
+        &upstream.to_string(),
+        &["--sip-upstream-domain", "kamailio.test"],
+    )
+    .await;
     let alice = relay.user(ALICE).await.unwrap();
     // Carol is no account here: watching her subscribes to her presence at Kamailio (its 407
     // answered with the trunk's credentials); nothing is known before the first NOTIFY.
@@ -816,16 +773,7 @@ async fn a_phone_at_the_relay_watches_a_user_upstream(mode: Mode) {
     let kamailio = kamailio_with(true).await;
     let upstream = kamailio.addr;
     let transport = if mode == TCP { ";transport=tcp" } else { "" };
-    let relay = Relay::start(&[
-        "--sip-upstream",
-        &format!("sip:{upstream}{transport}"),
-        "--sip-upstream-user",
-        "relay",
-        "--sip-upstream-password",
-        "relay-pw",
-    ])
-    .await
-    .unwrap();
+    let relay = trunk_relay(&format!("{upstream}{transport}"), &[]).await;
     let sip = relay.sip.unwrap();
     relay.user(DAVE).await.unwrap();
     let dave = free_port();
