@@ -653,9 +653,13 @@ async fn a_web_user_watches_the_presence_of_a_phone_at_the_upstream_server() {
     let mut watch = alice.sse(&format!("/login/{CAROL}"), None).await.unwrap();
     let first = watch.next().await.unwrap();
     assert_eq!(first.kind, EventKind::State, "{first:?}");
-    assert_eq!(first.data, json!([]), "{first:?}");
-    // Kamailio's first NOTIFY: no publication yet, closed.
-    carol_is(&watch.next().await.unwrap(), EventKind::Added, "closed");
+    // Kamailio's first NOTIFY (no publication yet: closed) comes as `added`, or is in the
+    // state already when it overtook the stream's start.
+    if first.data == json!([]) {
+        carol_is(&watch.next().await.unwrap(), EventKind::Added, "closed");
+    } else {
+        assert_eq!(first.data[0]["presence"], "closed", "{first:?}");
+    }
     // Carol's phone publishes open, then closed.
     let phone = tokio::spawn(async move {
         Run {
@@ -750,8 +754,11 @@ async fn a_web_user_watches_the_presence_of_a_phone_at_the_upstream_server() {
         last = watch.next().await.unwrap();
     }
     assert_eq!(last.kind, EventKind::Gone, "{last:?}");
+    // The upstream's answer when the stream was under way by then; when the refusal overtook
+    // the stream's start, the subscription is already dropped and the stream finds no user.
+    let reason = last.data["reason"].as_str().unwrap();
     assert!(
-        last.data["reason"].as_str().unwrap().starts_with("407"),
+        reason.starts_with("407") || reason == format!("no user {CAROL}"),
         "{last:?}"
     );
     // Without an upstream, watching carol is 404.
