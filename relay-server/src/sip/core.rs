@@ -153,23 +153,9 @@ impl Core {
             proxy.fork(responder, targets).await;
             return;
         }
-        if let Some(proxy) = &self.proxy {
-            match proxy
-                .to_upstream(responder.request(), responder.peer())
-                .await
-            {
-                super::proxy::ToUpstream::Proxy => {
-                    proxy.upstream(responder).await;
-                    return;
-                }
-                // Not a SEND either: that would go upstream with the relay's credentials.
-                super::proxy::ToUpstream::Refuse => {
-                    responder.reply(Reply::new(404, "Not Found"));
-                    return;
-                }
-                super::proxy::ToUpstream::No => {}
-            }
-        }
+        let Some(responder) = self.via_upstream(responder).await else {
+            return;
+        };
         let reply = match &self.inbox {
             Some(inbox) => super::im::incoming(inbox, responder.request()).await,
             None => not_implemented(),
@@ -177,27 +163,37 @@ impl Core {
         responder.reply(reply);
     }
 
+    /// Proxies the request to the upstream server, or refuses it with 404 (not a SEND or a
+    /// subscription here either: that would go upstream with the relay's credentials), when the
+    /// proxy says so; the responder back when the relay answers the request itself.
+    async fn via_upstream(
+        &self,
+        responder: super::endpoint::Responder,
+    ) -> Option<super::endpoint::Responder> {
+        let Some(proxy) = &self.proxy else {
+            return Some(responder);
+        };
+        match proxy
+            .to_upstream(responder.request(), responder.peer())
+            .await
+        {
+            super::proxy::ToUpstream::Proxy => proxy.upstream(responder).await,
+            super::proxy::ToUpstream::Refuse => {
+                responder.reply(Reply::new(404, "Not Found"));
+            }
+            super::proxy::ToUpstream::No => return Some(responder),
+        }
+        None
+    }
+
     /// Answers a SUBSCRIBE when there is an upstream server: one for a non-account From a
     /// relay account is proxied there (with the relay's Record-Route, so the NOTIFYs come back
     /// through the relay), one From a non-account is 404, the rest are presence subscriptions
     /// to the relay's users.
     pub async fn subscribe(&self, responder: super::endpoint::Responder) {
-        if let Some(proxy) = &self.proxy {
-            match proxy
-                .to_upstream(responder.request(), responder.peer())
-                .await
-            {
-                super::proxy::ToUpstream::Proxy => {
-                    proxy.upstream(responder).await;
-                    return;
-                }
-                super::proxy::ToUpstream::Refuse => {
-                    responder.reply(Reply::new(404, "Not Found"));
-                    return;
-                }
-                super::proxy::ToUpstream::No => {}
-            }
-        }
+        let Some(responder) = self.via_upstream(responder).await else {
+            return;
+        };
         let Some(presence) = &self.presence else {
             responder.reply(not_implemented());
             return;
