@@ -464,18 +464,26 @@ async fn a_call_through_the_upstream_server_is_refused_or_cancelled() {
     uas.await.unwrap().unwrap();
 }
 
-#[tokio::test]
-async fn a_relay_that_shuts_down_unregisters_its_users_upstream() {
+/// Kamailio, and a relay serving its domain with alice logged in (her login id and inbox
+/// stream) and so registered there: carol's message reaches her.
+async fn alice_registered_upstream() -> (Kamailio, Relay, i64, EventStream) {
     let kamailio = kamailio().await;
     let upstream = kamailio.addr;
-    let mut relay = trunk_relay(
+    let relay = trunk_relay(
         &upstream.to_string(),
         &["--sip-upstream-domain", "kamailio.test"],
     )
     .await;
     let alice = relay.user(ALICE).await.unwrap();
-    let (_, _inbox) = web_login(&alice).await;
+    let (id, inbox) = web_login(&alice).await;
     eventually(upstream, UDP, "upstream-message-uac").await;
+    (kamailio, relay, id, inbox)
+}
+
+#[tokio::test]
+async fn a_relay_that_shuts_down_unregisters_its_users_upstream() {
+    let (kamailio, mut relay, _, _inbox) = alice_registered_upstream().await;
+    let upstream = kamailio.addr;
     // Still logged in (for 600 s at Kamailio) when the relay stops: it removes the binding.
     relay.terminate().await.unwrap();
     carol_calls(upstream, UDP, "upstream-message-uac-404")
@@ -485,16 +493,8 @@ async fn a_relay_that_shuts_down_unregisters_its_users_upstream() {
 
 #[tokio::test]
 async fn a_restarted_relay_registers_its_logged_in_users_upstream_again() {
-    let kamailio = kamailio().await;
+    let (kamailio, mut relay, id, first) = alice_registered_upstream().await;
     let upstream = kamailio.addr;
-    let mut relay = trunk_relay(
-        &upstream.to_string(),
-        &["--sip-upstream-domain", "kamailio.test"],
-    )
-    .await;
-    let alice = relay.user(ALICE).await.unwrap();
-    let (id, first) = web_login(&alice).await;
-    eventually(upstream, UDP, "upstream-message-uac").await;
     drop(first);
     // Killed (no unregistration) and started again on another SIP port: her login survives,
     // and the relay registers her new Contact, so carol's message reaches her again.
