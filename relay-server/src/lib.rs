@@ -199,6 +199,7 @@ impl Relay {
             }
             None => Vec::new(),
         };
+        let store = self.state.store.clone();
         let router = api::app(self.state, self.www.as_deref());
         let service = tower::util::MapRequest::new(router, api::override_method);
         let closing = self.closing;
@@ -219,6 +220,8 @@ impl Relay {
         for task in sip_tasks {
             task.abort();
         }
+        // Refreshes answered from memory are on disk before the process ends.
+        store.flush().await;
         result.map_err(Into::into)
     }
 }

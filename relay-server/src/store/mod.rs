@@ -230,6 +230,15 @@ pub trait Store: Send + Sync + 'static {
     async fn add_contact(&self, contact: &ContactRecord) -> StoreResult<Option<ContactRecord>>;
     /// Replaces a contact's address, expiry and presence; false if it is gone.
     async fn update_contact(&self, contact: &ContactRecord) -> StoreResult<bool>;
+    /// Queues a contact update to be written shortly without waiting for its commit
+    /// (write-behind, for SIP refreshes answered from memory); false if this store cannot,
+    /// and the caller writes it with [`Store::update_contact`].
+    fn update_contact_later(&self, contact: ContactRecord) -> bool {
+        let _ = contact;
+        false
+    }
+    /// Waits until every update queued with [`Store::update_contact_later`] is written.
+    async fn flush(&self) {}
     /// One contact, expired or not.
     async fn contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>>;
     /// The user's contacts that have not expired at `now`, by id.

@@ -328,6 +328,14 @@ impl Store for SqliteStore {
         }
     }
 
+    fn update_contact_later(&self, contact: ContactRecord) -> bool {
+        self.contact_writes.later(contact)
+    }
+
+    async fn flush(&self) {
+        self.contact_writes.flush().await;
+    }
+
     async fn contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>> {
         sqlx::query("SELECT * FROM contacts WHERE email = ? AND id = ?")
             .bind(email)

@@ -3,6 +3,14 @@
 //! commits, not in the rows. Updates queue here; one task takes every update waiting, writes
 //! them in one statement (one implicit transaction, one commit) and only then answers each, so a
 //! caller still hears back only once its row is committed.
+//!
+//! A refresh queued with [`ContactWrites::later`] waits for no answer (write-behind): the
+//! registrar answers from memory and the row follows in the next group, milliseconds later.
+//! Updates of one contact queued close together are written once, the last one winning (each
+//! replaces the whole row), and every update is written after those queued before it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
@@ -10,61 +18,132 @@ use tokio::sync::{mpsc, oneshot};
 use super::sqlite::{source_name, to_json};
 use super::{ContactRecord, StoreError, StoreResult};
 
-/// Most updates written in one transaction (7 parameters each).
+/// Most contacts written in one transaction (7 parameters each).
 const MAX_BATCH: usize = 64;
 
-/// One update waiting, with where its outcome goes.
-type Pending = (ContactRecord, oneshot::Sender<StoreResult<bool>>);
+/// Most updates queued without a waiter; past it [`ContactWrites::later`] refuses, and the
+/// caller waits for its commit instead (the store sets the pace when it falls behind).
+const MAX_BEHIND: usize = 4096;
+
+/// Where the outcome of an update goes, if anyone waits for it.
+type Waiter = oneshot::Sender<StoreResult<bool>>;
+
+/// What the writing task is asked.
+#[derive(Debug)]
+enum Op {
+    /// Write this contact; tell the waiter (if any) once committed.
+    Update(ContactRecord, Option<Waiter>),
+    /// Answer once everything queued before is committed.
+    Flush(oneshot::Sender<()>),
+}
+
+/// One row of a group with whoever waits for it.
+type Row = (ContactRecord, Option<Waiter>);
 
 /// The queue of contact updates; cheap to clone.
 #[derive(Debug, Clone)]
 pub(super) struct ContactWrites {
     /// Into the writing task.
-    tx: mpsc::UnboundedSender<Pending>,
+    tx: mpsc::UnboundedSender<Op>,
+    /// How many updates without a waiter are queued and not yet taken by the task.
+    behind: Arc<AtomicUsize>,
 }
 
 impl ContactWrites {
     /// Starts the writing task on the current runtime, writing through `writer`.
     pub(super) fn start(writer: SqlitePool) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(writer.clone(), rx));
-        Self { tx }
+        let behind = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(run(writer.clone(), rx, behind.clone()));
+        Self { tx, behind }
     }
 
     /// Replaces a contact's fields once committed with those queued beside it; false if it is
     /// gone. None when the task is gone (its runtime ended): the caller writes it alone.
     pub(super) async fn update(&self, contact: &ContactRecord) -> Option<StoreResult<bool>> {
         let (done, outcome) = oneshot::channel();
-        self.tx.send((contact.clone(), done)).ok()?;
+        self.tx.send(Op::Update(contact.clone(), Some(done))).ok()?;
         outcome.await.ok()
+    }
+
+    /// Queues a contact update without waiting for its commit; false when the task is gone
+    /// or too far behind.
+    pub(super) fn later(&self, contact: ContactRecord) -> bool {
+        if self.behind.fetch_add(1, Ordering::Relaxed) >= MAX_BEHIND {
+            self.behind.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        if self.tx.send(Op::Update(contact, None)).is_err() {
+            self.behind.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Waits until every update queued before is committed (or the task is gone).
+    pub(super) async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.tx.send(Op::Flush(done)).is_ok() {
+            let _ = flushed.await;
+        }
     }
 }
 
-async fn run(writer: SqlitePool, mut rx: mpsc::UnboundedReceiver<Pending>) {
-    let mut carry: Option<Pending> = None;
+async fn run(writer: SqlitePool, mut rx: mpsc::UnboundedReceiver<Op>, behind: Arc<AtomicUsize>) {
+    let mut carry: Option<Op> = None;
     loop {
         let first = match carry.take() {
             Some(first) => first,
             None => match rx.recv().await {
-                Some(first) => first,
+                Some(first) => taken(first, &behind),
                 None => return,
             },
         };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            let Ok(next) = rx.try_recv() else { break };
-            // Two updates of one contact go in order, in separate statements.
-            if batch
-                .iter()
-                .any(|(c, _)| c.id == next.0.id && c.email == next.0.email)
-            {
-                carry = Some(next);
-                break;
+        let mut batch: Vec<Row> = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(op) = next.take() {
+            match op {
+                Op::Flush(done) => flushes.push(done),
+                Op::Update(contact, waiter) => {
+                    let full = batch.len() == MAX_BATCH;
+                    let same = |(c, _): &&mut Row| c.id == contact.id && c.email == contact.email;
+                    match batch.iter_mut().find(same) {
+                        // A later update of the same contact replaces the whole row, unless
+                        // someone waits for the earlier one: then it goes in the next group.
+                        Some((row, slot @ None)) => {
+                            *row = contact;
+                            *slot = waiter;
+                        }
+                        Some(_) => {
+                            carry = Some(Op::Update(contact, waiter));
+                            break;
+                        }
+                        None if full => {
+                            carry = Some(Op::Update(contact, waiter));
+                            break;
+                        }
+                        None => batch.push((contact, waiter)),
+                    }
+                }
             }
-            batch.push(next);
+            next = rx.try_recv().ok().map(|op| taken(op, &behind));
         }
-        write(&writer, batch).await;
+        if !batch.is_empty() {
+            write(&writer, batch).await;
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
     }
+}
+
+/// Counts an update without a waiter as no longer queued.
+fn taken(op: Op, behind: &AtomicUsize) -> Op {
+    if matches!(op, Op::Update(_, None)) {
+        behind.fetch_sub(1, Ordering::Relaxed);
+    }
+    op
 }
 
 /// The script updating `rows` contacts (a power of two, so few scripts are prepared): one
@@ -82,19 +161,19 @@ fn script(rows: usize) -> String {
     sql
 }
 
-async fn write(writer: &SqlitePool, batch: Vec<Pending>) {
+async fn write(writer: &SqlitePool, batch: Vec<Row>) {
     if let [(contact, _)] = batch.as_slice() {
         let outcome = update_one(writer, contact).await;
-        if let Some((_, done)) = batch.into_iter().next() {
-            let _ = done.send(outcome);
+        if let Some((contact, waiter)) = batch.into_iter().next() {
+            tell(&contact, waiter, outcome);
         }
         return;
     }
     match write_all(writer, &batch).await {
         // Every contact was there: the common case.
         Ok(updated) if updated == batch.len() as i64 => {
-            for (_, done) in batch {
-                let _ = done.send(Ok(true));
+            for (contact, waiter) in batch {
+                tell(&contact, waiter, Ok(true));
             }
         }
         outcome => {
@@ -103,15 +182,33 @@ async fn write(writer: &SqlitePool, batch: Vec<Pending>) {
             if let Err(e) = outcome {
                 tracing::debug!(error = %e, rows = batch.len(), "batched contact update failed");
             }
-            for (c, done) in batch {
-                let _ = done.send(update_one(writer, &c).await);
+            for (contact, waiter) in batch {
+                let outcome = update_one(writer, &contact).await;
+                tell(&contact, waiter, outcome);
             }
         }
     }
 }
 
+/// Gives the row's outcome to whoever waits for it; with nobody waiting (a write-behind
+/// refresh), a failure is logged: the binding was removed meanwhile, or the store failed.
+fn tell(contact: &ContactRecord, waiter: Option<Waiter>, outcome: StoreResult<bool>) {
+    match (waiter, &outcome) {
+        (Some(done), _) => {
+            let _ = done.send(outcome);
+        }
+        (None, Ok(true)) => {}
+        (None, Ok(false)) => {
+            tracing::debug!(email = %contact.email, id = contact.id, "refreshed contact was gone");
+        }
+        (None, Err(e)) => {
+            tracing::warn!(error = %e, email = %contact.email, "writing a refreshed contact failed");
+        }
+    }
+}
+
 /// Runs the updates of `batch` in one transaction; how many rows they changed.
-async fn write_all(writer: &SqlitePool, batch: &[Pending]) -> StoreResult<i64> {
+async fn write_all(writer: &SqlitePool, batch: &[Row]) -> StoreResult<i64> {
     let rows = batch.len().next_power_of_two();
     let sql = script(rows);
     let mut query = sqlx::query(&sql);
@@ -178,6 +275,7 @@ mod tests {
     use restsip_protocol::ContactSource;
     use serde_json::{json, Map};
 
+    use super::MAX_BEHIND;
     use crate::store::{ContactRecord, SqliteStore, Store, UserRecord};
 
     #[tokio::test]
@@ -247,5 +345,81 @@ mod tests {
         assert!(outcomes.into_iter().all(|o| o.expect("update")));
         let stored = store.contacts("a@x", 0).await.expect("contacts");
         assert!(stored.iter().all(|c| c.expires_at == 20_000), "{stored:?}");
+    }
+
+    #[tokio::test]
+    async fn updates_written_behind_are_on_disk_after_a_flush_in_the_order_queued() {
+        let store = SqliteStore::open("sqlite::memory:").await.expect("store");
+        let user = UserRecord {
+            email: "a@x".into(),
+            password_hash: "x".into(),
+            name: None,
+            data: Map::new(),
+            created: 1,
+        };
+        store.create_user(&user).await.expect("user");
+        let contact = ContactRecord {
+            email: "a@x".into(),
+            id: 0,
+            contact: Some("sip:p@h".into()),
+            expires_at: 1_000,
+            presence: None,
+            source: ContactSource::Sip,
+            sip: None,
+        };
+        let contact = store
+            .add_contact(&contact)
+            .await
+            .expect("add")
+            .expect("user");
+        let at = |expires_at| ContactRecord {
+            expires_at,
+            ..contact.clone()
+        };
+        for n in 1..=50 {
+            assert!(store.update_contact_later(at(10_000 + n)));
+        }
+        store.flush().await;
+        let stored = store.contacts("a@x", 0).await.expect("contacts");
+        assert_eq!(stored[0].expires_at, 10_050, "the last refresh wins");
+        // One written behind, then one waited for, then one behind again: each in turn.
+        assert!(store.update_contact_later(at(20_000)));
+        assert!(store.update_contact(&at(30_000)).await.expect("update"));
+        assert!(store.update_contact_later(at(40_000)));
+        store.flush().await;
+        let stored = store.contacts("a@x", 0).await.expect("contacts");
+        assert_eq!(stored[0].expires_at, 40_000);
+        // A contact removed meanwhile stays removed.
+        store
+            .remove_contact("a@x", contact.id)
+            .await
+            .expect("remove");
+        assert!(store.update_contact_later(at(50_000)));
+        store.flush().await;
+        assert!(store.contacts("a@x", 0).await.expect("contacts").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_writer_too_far_behind_refuses_more_until_it_catches_up() {
+        let store = SqliteStore::open("sqlite::memory:").await.expect("store");
+        let contact = ContactRecord {
+            email: "a@x".into(),
+            id: 1,
+            contact: None,
+            expires_at: 1_000,
+            presence: None,
+            source: ContactSource::Sip,
+            sip: None,
+        };
+        // The writing task cannot run meanwhile (one thread, no await).
+        for _ in 0..MAX_BEHIND {
+            assert!(store.update_contact_later(contact.clone()));
+        }
+        assert!(
+            !store.update_contact_later(contact.clone()),
+            "past the bound"
+        );
+        store.flush().await;
+        assert!(store.update_contact_later(contact), "caught up");
     }
 }
