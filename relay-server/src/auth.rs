@@ -136,6 +136,16 @@ impl Auth {
         }
     }
 
+    /// The digest secrets of `email` if they are in memory (None: not known here, ask
+    /// [`Auth::digest`]).
+    pub fn cached_digest(&self, email: &str) -> Option<DigestRecord> {
+        let digests = self.inner.digests.lock().unwrap_or_else(|p| p.into_inner());
+        digests
+            .get(email)
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .map(|(record, _)| record.clone())
+    }
+
     /// The digest secrets of `email` (None for an unknown user or one without them), read
     /// through a cache that [`Auth::forget`] clears.
     pub async fn digest(&self, email: &str) -> Result<Option<DigestRecord>> {

@@ -195,7 +195,8 @@ impl Location {
         if self.store.user(email).await?.is_none() {
             return Err(Error::NotFound(format!("no user {email}")));
         }
-        Ok(self.store.contacts(email, now_ms()).await?)
+        // Through the memory copy: a refresh written behind is seen at once.
+        self.live(email, now_ms()).await
     }
 
     /// The state of `/login/{email}` as a stream's `state` event carries it.

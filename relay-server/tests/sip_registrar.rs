@@ -10,10 +10,13 @@ use std::net::SocketAddr;
 use harness::{harness, harness_with, options, Harness, CLIENT};
 use restsip_protocol::EventKind;
 use restsip_relay::bus::Topic;
+use restsip_relay::clock::now_ms;
 use restsip_relay::config::Limits;
+use restsip_relay::location::BindingChange;
 use restsip_relay::sip::digest::{ha1, Algorithm, Credentials};
+use restsip_relay::sip::endpoint::MAX_REGISTERS_WAITING;
 use restsip_relay::sip::message::SipMessage;
-use restsip_relay::sip::transport::Transport;
+use restsip_relay::sip::transport::{Peer, Transport};
 
 const AOR: &str = "alice@example.net";
 
@@ -131,6 +134,58 @@ async fn a_refresh_updates_the_binding_instead_of_adding_one() {
     let contacts = h.location.contacts(AOR).await.unwrap();
     assert_eq!(contacts.len(), 1);
     assert_eq!(contacts[0].id, 1);
+}
+
+/// A refresh of a binding in memory is answered without waiting for the store, and its new
+/// lifetime is written behind; what needs the store (a new Contact, an unknown user, an older
+/// CSeq, a binding near its end) is left to the full path.
+#[tokio::test]
+async fn a_refresh_is_answered_from_memory_and_written_behind() {
+    let h = alice().await;
+    let uri = "sip:alice@192.0.2.99:40000";
+    registered(&h, 1, &format!("Contact: <{uri}>\r\n"), Algorithm::Md5).await;
+    let bind = |uri: &str, expires| {
+        vec![BindingChange::Bind {
+            uri: uri.into(),
+            expires,
+            route: serde_json::json!({"transport": "udp"}),
+        }]
+    };
+    let refresh = |cseq, expires| {
+        h.location
+            .refresh_sip(AOR, "reg-1", cseq, bind(uri, expires))
+    };
+    assert!(h
+        .location
+        .refresh_sip(AOR, "reg-1", 9, bind("sip:alice@192.0.2.7", 60))
+        .is_none());
+    assert!(h
+        .location
+        .refresh_sip("bob@example.net", "reg-1", 9, bind(uri, 60))
+        .is_none());
+    assert!(
+        refresh(2, 60).is_none(),
+        "CSeq 2 is older than the binding's 3"
+    );
+
+    let after = refresh(10, 7_200).unwrap();
+    assert_eq!(after.len(), 1);
+    let expires_at = after[0].expires_at;
+    assert!((expires_at - now_ms() - 7_200_000).abs() < 5_000);
+    assert_eq!(
+        refresh(10, 7_200).unwrap()[0].expires_at,
+        expires_at,
+        "a retransmission"
+    );
+    h.store.flush().await;
+    let stored = h.store.contacts(AOR, 0).await.unwrap();
+    assert_eq!(stored[0].expires_at, expires_at);
+    assert_eq!(stored[0].sip.as_ref().unwrap()["cseq"], 10);
+    assert_eq!(stored[0].sip.as_ref().unwrap()["transport"], "udp");
+
+    // Five seconds left: the next refresh goes through the store.
+    refresh(11, 5).unwrap();
+    assert!(refresh(12, 60).is_none());
 }
 
 #[tokio::test]
@@ -307,6 +362,72 @@ async fn a_retransmitted_register_is_answered_again_without_a_transaction() {
     assert_eq!((first.code(), again.code()), (Some(401), Some(401)));
     assert_eq!(first.header("To"), again.header("To"));
     assert_eq!(h.endpoint.server().len(), 0);
+}
+
+/// A REGISTER that waits for the store is a transaction of sorts: its retransmission meanwhile
+/// is absorbed, and the one answer comes when the store has spoken.
+#[tokio::test]
+async fn a_retransmission_while_the_register_waits_for_the_store_is_absorbed() {
+    let h = harness_with(Limits::default(), false).await;
+    h.user(AOR, "x").await;
+    let first = register("w1", 1, "Contact: <sip:a@192.0.2.1>\r\n");
+    let from = Peer {
+        transport: Transport::Udp,
+        addr: SocketAddr::from(CLIENT),
+    };
+    // Both arrive before the first one's task runs (this runtime has one thread).
+    h.endpoint.on_datagram(first.as_bytes(), from);
+    let got = h.exchange(first.as_bytes(), Transport::Udp, 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1.code(), Some(200));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(
+        h.sent(),
+        1,
+        "one answer for the request and its retransmission"
+    );
+    // Once answered, a retransmission is handled again (the 200 may have been lost).
+    assert_eq!(h.request(&first).await.code(), Some(200));
+}
+
+/// Past the most REGISTERs that may wait for the store, the relay says it is overloaded
+/// (503 with Retry-After) instead of queueing without end, and serves again once they are done.
+#[tokio::test]
+async fn registers_past_the_most_waiting_get_503_with_retry_after() {
+    let h = harness_with(Limits::default(), false).await;
+    h.user(AOR, "x").await;
+    let from = Peer {
+        transport: Transport::Udp,
+        addr: SocketAddr::from(CLIENT),
+    };
+    let nobody = |n: usize| {
+        register(&format!("o{n}"), 1, "")
+            .replace("alice@", "nobody@")
+            .replace("reg-1", &format!("reg-o{n}"))
+    };
+    for n in 0..MAX_REGISTERS_WAITING {
+        h.endpoint.on_datagram(nobody(n).as_bytes(), from);
+    }
+    assert_eq!(h.sent(), 0, "all of them wait for the store");
+    let over = h.request(&nobody(MAX_REGISTERS_WAITING)).await;
+    assert_eq!(over.code(), Some(503));
+    assert!(over.header("Retry-After").is_some());
+    // The ones waiting are all answered, then the relay takes new ones again.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while h.sent() < MAX_REGISTERS_WAITING + 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(h.sent(), MAX_REGISTERS_WAITING + 1);
+    assert_eq!(
+        h.request(&nobody(0).replace("z9hG4bKo0", "z9hG4bKlater"))
+            .await
+            .code(),
+        Some(404)
+    );
+    let ok = h
+        .request(&register("l1", 1, "Contact: <sip:a@192.0.2.1>\r\n"))
+        .await;
+    assert_eq!(ok.code(), Some(200));
 }
 
 #[tokio::test]

@@ -11,6 +11,16 @@ use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::store::ContactRecord;
 
+/// A binding refreshed from memory has at least this long left (ms): its new lifetime is
+/// written behind within milliseconds, long before the expiry sweep could see the old one end.
+const REFRESH_MARGIN_MS: i64 = 10_000;
+
+fn sip_only(live: Vec<ContactRecord>) -> Vec<ContactRecord> {
+    live.into_iter()
+        .filter(|c| c.source == ContactSource::Sip)
+        .collect()
+}
+
 /// Most SIP bindings one user may hold.
 pub const MAX_BINDINGS: usize = 32;
 
@@ -105,10 +115,7 @@ impl Location {
             }
         }
         if retransmission {
-            return Ok(live
-                .into_iter()
-                .filter(|c| c.source == ContactSource::Sip)
-                .collect());
+            return Ok(sip_only(live));
         }
         for change in changes {
             match change {
@@ -134,10 +141,7 @@ impl Location {
                 }
             }
         }
-        Ok(live
-            .into_iter()
-            .filter(|c| c.source == ContactSource::Sip)
-            .collect())
+        Ok(sip_only(live))
     }
 
     async fn bind(
@@ -194,8 +198,14 @@ impl Location {
                 (EventKind::Added, live.len() - 1)
             }
         };
-        // The state is what `live` holds now: no second read of the store. Built only when
-        // someone watches the user's logins (most phones' refreshes have no audience).
+        self.announce_binding(email, live, at, kind);
+        Ok(())
+    }
+
+    /// Tells the watchers of `email`'s logins that `live[at]` changed. The state is what `live`
+    /// holds now: no second read of the store. Built only when someone watches the user's
+    /// logins (most phones' refreshes have no audience).
+    fn announce_binding(&self, email: &str, live: &[ContactRecord], at: usize, kind: EventKind) {
         self.bus
             .publish_lazy(&Topic::Login(email.to_owned()), kind, || {
                 let now = now_ms();
@@ -203,7 +213,64 @@ impl Location {
                 let item = serde_json::to_value(contact_view(&live[at], now)).unwrap_or_default();
                 (item, Some(json!(state)))
             });
-        Ok(())
+    }
+
+    /// Applies a REGISTER that only refreshes bindings the relay holds in memory, without
+    /// waiting for the store: the new lifetimes are written behind, in the next group commit
+    /// (Kamailio's usrloc write-back does the same). Returns the user's SIP bindings after it,
+    /// or None when the REGISTER needs [`Location::register_sip`]: a new or removed binding,
+    /// a binding near its end (so the expiry sweep, which reads the store, cannot take it
+    /// before its refresh is written), an out-of-order CSeq, a user not in memory, a store
+    /// that cannot write behind, or another REGISTER of the user in progress.
+    pub fn refresh_sip(
+        &self,
+        email: &str,
+        call_id: &str,
+        cseq: u32,
+        changes: Vec<BindingChange>,
+    ) -> Option<Vec<ContactRecord>> {
+        let _one_at_a_time = user_lock(email).try_lock().ok()?;
+        let now = now_ms();
+        let mut live = self.cache.get(email, now)?;
+        let mut found = Vec::with_capacity(changes.len());
+        for change in &changes {
+            let BindingChange::Bind { uri, .. } = change else {
+                return None;
+            };
+            let i = position(&live, uri)?;
+            if live[i].expires_at - now < REFRESH_MARGIN_MS {
+                return None;
+            }
+            match stored_order(&live[i]) {
+                Some((id, seq)) if id == call_id && u64::from(cseq) == seq => {
+                    // A retransmission: it took effect already.
+                    return Some(sip_only(live));
+                }
+                Some((id, seq)) if id == call_id && u64::from(cseq) < seq => return None,
+                _ => {}
+            }
+            found.push(i);
+        }
+        for (change, i) in changes.into_iter().zip(found) {
+            let BindingChange::Bind {
+                expires, mut route, ..
+            } = change
+            else {
+                continue;
+            };
+            route["call_id"] = json!(call_id);
+            route["cseq"] = json!(cseq);
+            let mut record = live[i].clone();
+            record.expires_at = now + i64::from(expires) * 1000;
+            record.sip = Some(route);
+            if !self.store.update_contact_later(record.clone()) {
+                return None;
+            }
+            self.cache.upsert(&record);
+            live[i] = record;
+            self.announce_binding(email, &live, i, EventKind::Updated);
+        }
+        Some(sip_only(live))
     }
 
     /// Removes every SIP binding of `email` (`Contact: *`); REST logins stay.
@@ -223,7 +290,7 @@ impl Location {
     }
 
     /// The live contacts of `email` (all sources): from the cache, else from the store.
-    async fn live(&self, email: &str, now: i64) -> Result<Vec<ContactRecord>> {
+    pub(super) async fn live(&self, email: &str, now: i64) -> Result<Vec<ContactRecord>> {
         if let Some(list) = self.cache.get(email, now) {
             return Ok(list);
         }

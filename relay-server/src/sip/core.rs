@@ -409,6 +409,12 @@ impl Core {
         Step::Reply(self.answer(method))
     }
 
+    /// Answers a REGISTER at once when the registrar can from memory (a refresh); None when
+    /// it must run as [`Task::Register`].
+    pub fn register_now(&self, req: &SipMessage, from: Peer) -> Option<Reply> {
+        self.registrar.register_now(req, from)
+    }
+
     /// Does the asynchronous part of a request.
     pub async fn run(&self, task: Task, req: &SipMessage, from: Peer) -> Reply {
         match task {

@@ -2,8 +2,9 @@
 //! (RFC 3581), routes responses back per RFC 3261 §18.2.2, runs requests through the
 //! transaction layer and hands new ones to the core (registrar, OPTIONS, refusals).
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -46,7 +47,16 @@ struct Inner {
     core: Core,
     /// Largest message accepted.
     max_message: usize,
+    /// The REGISTERs waiting for the store, by transaction.
+    registering: Mutex<HashSet<TxKey>>,
 }
+
+/// Most REGISTERs waiting for the store at once; past it the relay is overloaded and answers
+/// 503 with Retry-After (RFC 3261 §21.5.4) rather than queue without end.
+pub const MAX_REGISTERS_WAITING: usize = 2048;
+
+/// Seconds an overloaded registrar asks a client to wait before it tries again.
+const OVERLOAD_RETRY_AFTER: &str = "2";
 
 impl Endpoint {
     /// An endpoint sending through `wire` and answering with `core`.
@@ -58,6 +68,7 @@ impl Endpoint {
                 wire,
                 core,
                 max_message,
+                registering: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -200,15 +211,29 @@ impl Endpoint {
             // No server transaction: a retransmission is processed again, which changes
             // nothing (same Call-ID and CSeq, RFC 3261 §10.3) and is answered alike.
             let top = via.to_string();
-            let endpoint = self.clone();
             let tag = stable_tag(&req, &key);
+            let tagged = |reply: Reply| Reply {
+                to_tag: reply.to_tag.clone().or(Some(tag)),
+                ..reply
+            };
+            // A refresh is answered here, in the receiving task; the rest needs the store.
+            if let Some(reply) = self.inner.core.register_now(&req, from) {
+                self.respond(&req, &top, &key, to, tagged(reply));
+                return;
+            }
+            let Some(waiting) = self.wait_for_store(&key) else {
+                return; // a retransmission of one in progress: its answer comes
+            };
+            let Ok(waiting) = waiting else {
+                let busy = Reply::new(503, "Service Unavailable (overloaded)")
+                    .with("Retry-After", OVERLOAD_RETRY_AFTER);
+                self.respond(&req, &top, &key, to, tagged(busy));
+                return;
+            };
             tokio::spawn(async move {
+                let endpoint = &waiting.endpoint;
                 let reply = endpoint.inner.core.run(Task::Register, &req, from).await;
-                let reply = Reply {
-                    to_tag: reply.to_tag.clone().or(Some(tag)),
-                    ..reply
-                };
-                endpoint.respond(&req, &top, &key, to, reply);
+                endpoint.respond(&req, &top, &waiting.key, to, tagged(reply));
             });
             return;
         }
@@ -268,12 +293,52 @@ impl Endpoint {
         }
     }
 
+    /// Notes a stateless REGISTER as waiting for the store until the guard drops. None: one
+    /// of the same transaction waits already (a retransmission, absorbed as a server
+    /// transaction would); Err: too many wait (overload).
+    fn wait_for_store(&self, key: &TxKey) -> Option<Result<Waiting, ()>> {
+        let mut registering = self
+            .inner
+            .registering
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if registering.contains(key) {
+            return None;
+        }
+        if registering.len() >= MAX_REGISTERS_WAITING {
+            return Some(Err(()));
+        }
+        registering.insert(key.clone());
+        Some(Ok(Waiting {
+            endpoint: self.clone(),
+            key: key.clone(),
+        }))
+    }
+
     fn respond(&self, req: &SipMessage, top: &str, key: &TxKey, to: Peer, reply: Reply) -> Bytes {
         let tag = reply.to_tag.clone().unwrap_or_else(new_tag);
         let response = build(req, Some(top), &reply, &tag);
         let data = Bytes::from(response.to_bytes());
         self.inner.server.respond(key, reply.code, data.clone(), to);
         data
+    }
+}
+
+/// A REGISTER waiting for the store; no longer counted once dropped (answered or aborted).
+struct Waiting {
+    endpoint: Endpoint,
+    key: TxKey,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut registering = self
+            .endpoint
+            .inner
+            .registering
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        registering.remove(&self.key);
     }
 }
 

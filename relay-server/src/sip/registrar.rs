@@ -15,7 +15,7 @@ use crate::clock::{now_ms, seconds_until};
 use crate::config::Limits;
 use crate::error::Error;
 use crate::location::{BindingChange, Location};
-use crate::store::{DigestRecord, Store};
+use crate::store::{ContactRecord, DigestRecord, Store};
 
 /// Most Contact values one REGISTER may carry.
 const MAX_CONTACTS_PER_REQUEST: usize = 16;
@@ -66,40 +66,81 @@ impl Registrar {
     }
 
     async fn try_register(&self, req: &SipMessage, from: Peer) -> Result<Reply, Reply> {
-        let to = req.to().map_err(Reply::bad_request)?;
-        let aor = to
-            .uri
-            .sip()
-            .and_then(|u| u.address())
-            .ok_or_else(|| Reply::new(404, "Not Found (To is not a user's SIP address)"))?;
+        let aor = address_of_record(req)?;
         let digest = self.auth.digest(&aor).await.map_err(internal)?;
         if digest.is_none() && self.store.user(&aor).await.map_err(internal)?.is_none() {
             return Err(Reply::new(404, "Not Found"));
         }
-        if let Some(auth) = &self.digest {
-            authenticate(auth, req, &aor, digest.as_ref())?;
-        }
-        let call_id = req.call_id().unwrap_or_default();
-        let cseq = req.cseq().map_err(Reply::bad_request)?.seq;
-        let expires_header = req.expires().map_err(Reply::bad_request)?;
-        let bindings = match req.contacts().map_err(Reply::bad_request)? {
-            None => {
-                if expires_header != Some(0) || req.headers_named("Contact").count() != 1 {
-                    return Err(Reply::bad_request(
-                        "Contact: * needs Expires: 0 and no other Contact",
-                    ));
-                }
+        let ask = self.read(req, from, &aor, digest.as_ref())?;
+        let bindings = match ask.what {
+            What::RemoveAll => {
                 self.location
                     .unregister_sip_all(&aor)
                     .await
                     .map_err(location_error)?;
                 Vec::new()
             }
-            Some(list) if list.is_empty() => self
+            What::Query => self
                 .location
                 .sip_bindings(&aor)
                 .await
                 .map_err(location_error)?,
+            What::Change(changes) => self
+                .location
+                .register_sip(&aor, ask.call_id, ask.cseq, changes)
+                .await
+                .map_err(location_error)?,
+        };
+        Ok(answer(req, &bindings))
+    }
+
+    /// Answers a REGISTER at once when it can be done from memory: a refresh of bindings the
+    /// relay holds, by a user whose digest secrets are in memory (see
+    /// [`Location::refresh_sip`]); also a challenge or refusal of its credentials. None when it
+    /// needs the store ([`Registrar::register`] then).
+    pub fn register_now(&self, req: &SipMessage, from: Peer) -> Option<Reply> {
+        let aor = address_of_record(req).ok()?;
+        let digest = self.auth.cached_digest(&aor)?;
+        let ask = match self.read(req, from, &aor, Some(&digest)) {
+            Ok(ask) => ask,
+            // Refused credentials are answered alike either way; other errors on the way.
+            Err(reply) if matches!(reply.code, 401 | 403) => return Some(reply),
+            Err(_) => return None,
+        };
+        let What::Change(changes) = ask.what else {
+            return None;
+        };
+        let bindings = self
+            .location
+            .refresh_sip(&aor, ask.call_id, ask.cseq, changes)?;
+        Some(answer(req, &bindings))
+    }
+
+    /// Checks the credentials of a REGISTER for `aor` (whose digest secrets are `digest`) and
+    /// reads what it asks; Err is the response refusing it.
+    fn read<'a>(
+        &self,
+        req: &'a SipMessage,
+        from: Peer,
+        aor: &str,
+        digest: Option<&DigestRecord>,
+    ) -> Result<Ask<'a>, Reply> {
+        if let Some(auth) = &self.digest {
+            authenticate(auth, req, aor, digest)?;
+        }
+        let call_id = req.call_id().unwrap_or_default();
+        let cseq = req.cseq().map_err(Reply::bad_request)?.seq;
+        let expires_header = req.expires().map_err(Reply::bad_request)?;
+        let what = match req.contacts().map_err(Reply::bad_request)? {
+            None => {
+                if expires_header != Some(0) || req.headers_named("Contact").count() != 1 {
+                    return Err(Reply::bad_request(
+                        "Contact: * needs Expires: 0 and no other Contact",
+                    ));
+                }
+                What::RemoveAll
+            }
+            Some(list) if list.is_empty() => What::Query,
             Some(list) => {
                 if list.len() > MAX_CONTACTS_PER_REQUEST {
                     return Err(Reply::bad_request("too many Contact values"));
@@ -146,25 +187,60 @@ impl Registrar {
                         };
                     }
                 }
-                self.location
-                    .register_sip(&aor, call_id, cseq, changes)
-                    .await
-                    .map_err(location_error)?
+                What::Change(changes)
             }
         };
-        let now = now_ms();
-        let mut reply = Reply::new(200, "OK");
-        for b in &bindings {
-            if let Some(uri) = &b.contact {
-                let expires = seconds_until(b.expires_at, now);
-                reply = reply.with("Contact", format!("<{uri}>;expires={expires}"));
-            }
-        }
-        for path in req.headers_named("Path") {
-            reply = reply.with("Path", path.to_owned());
-        }
-        Ok(reply.with("Date", http_date()))
+        Ok(Ask {
+            call_id,
+            cseq,
+            what,
+        })
     }
+}
+
+/// What a REGISTER asks, read from its headers.
+struct Ask<'a> {
+    /// Its Call-ID.
+    call_id: &'a str,
+    /// Its CSeq number.
+    cseq: u32,
+    /// The change.
+    what: What,
+}
+
+/// The change a REGISTER asks for.
+enum What {
+    /// `Contact: *`: remove every binding.
+    RemoveAll,
+    /// No Contact: list the bindings.
+    Query,
+    /// Add, refresh or remove these.
+    Change(Vec<BindingChange>),
+}
+
+/// The user a REGISTER is for: its To address; Err is the 400 or 404 to answer.
+fn address_of_record(req: &SipMessage) -> Result<String, Reply> {
+    let to = req.to().map_err(Reply::bad_request)?;
+    to.uri
+        .sip()
+        .and_then(|u| u.address())
+        .ok_or_else(|| Reply::new(404, "Not Found (To is not a user's SIP address)"))
+}
+
+/// The 200 listing the user's bindings `bindings` with their lifetimes left.
+fn answer(req: &SipMessage, bindings: &[ContactRecord]) -> Reply {
+    let now = now_ms();
+    let mut reply = Reply::new(200, "OK");
+    for b in bindings {
+        if let Some(uri) = &b.contact {
+            let expires = seconds_until(b.expires_at, now);
+            reply = reply.with("Contact", format!("<{uri}>;expires={expires}"));
+        }
+    }
+    for path in req.headers_named("Path") {
+        reply = reply.with("Path", path.to_owned());
+    }
+    reply.with("Date", http_date())
 }
 
 fn location_error(e: Error) -> Reply {
