@@ -92,6 +92,16 @@ impl Relay {
     pub async fn kill_and_restart(&mut self) -> Result<()> {
         self.child.start_kill()?;
         self.child.wait().await?;
+        self.start_again().await
+    }
+
+    /// Stops the process gracefully (SIGTERM) and starts it again on the same port and database.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.terminate().await?;
+        self.start_again().await
+    }
+
+    async fn start_again(&mut self) -> Result<()> {
         let port: u16 = self.base.rsplit(':').next().unwrap_or("0").parse()?;
         let (child, base, sip) = spawn(self.dir.path(), Some(port), &self.args).await?;
         self.child = child;
