@@ -4,13 +4,18 @@
 //! them in one statement (one implicit transaction, one commit) and only then answers each, so a
 //! caller still hears back only once its row is committed.
 //!
-//! A refresh queued with [`ContactWrites::later`] waits for no answer (write-behind): the
-//! registrar answers from memory and the row follows in the next group, milliseconds later.
-//! Updates of one contact queued close together are written once, the last one winning (each
-//! replaces the whole row), and every update is written after those queued before it.
+//! A refresh queued with [`ContactWrites::later`] waits for no answer (write-behind, as
+//! Kamailio's usrloc write-back): the registrar answers from memory, and the task gathers such
+//! refreshes for up to [`BEHIND_DELAY`] before it writes them, so at high rates a contact
+//! refreshed many times in that window is one row and the rows share commits. Updates of one
+//! contact are written once, the last one winning (each replaces the whole row), and every
+//! update is written after those queued before it; an update someone waits for, or a flush,
+//! ends the gathering at once.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
@@ -20,6 +25,12 @@ use super::{ContactRecord, StoreError, StoreResult};
 
 /// Most contacts written in one transaction (7 parameters each).
 const MAX_BATCH: usize = 64;
+
+/// How long refreshes written behind are gathered before they are written.
+const BEHIND_DELAY: Duration = Duration::from_millis(50);
+
+/// Most contacts gathered behind before they are written (in transactions of [`MAX_BATCH`]).
+const MAX_GATHERED: usize = 1024;
 
 /// Most updates queued without a waiter; past it [`ContactWrites::later`] refuses, and the
 /// caller waits for its commit instead (the store sets the pace when it falls behind).
@@ -99,6 +110,19 @@ async fn run(writer: SqlitePool, mut rx: mpsc::UnboundedReceiver<Op>, behind: Ar
                 None => return,
             },
         };
+        let first = match first {
+            Op::Update(contact, None) => {
+                let (mut rows, next) = gather(contact, &mut rx, &behind).await;
+                carry = next;
+                while !rows.is_empty() {
+                    let rest = rows.split_off(rows.len().min(MAX_BATCH));
+                    write(&writer, rows.into_iter().map(|c| (c, None)).collect()).await;
+                    rows = rest;
+                }
+                continue;
+            }
+            first => first,
+        };
         let mut batch: Vec<Row> = Vec::new();
         let mut flushes = Vec::new();
         let mut next = Some(first);
@@ -136,6 +160,40 @@ async fn run(writer: SqlitePool, mut rx: mpsc::UnboundedReceiver<Op>, behind: Ar
             let _ = done.send(());
         }
     }
+}
+
+/// Gathers the updates without a waiter that come within [`BEHIND_DELAY`] of `first`, the
+/// last of each contact; stops early at [`MAX_GATHERED`] contacts or at another kind of
+/// operation, returned to be done after them.
+async fn gather(
+    first: ContactRecord,
+    rx: &mut mpsc::UnboundedReceiver<Op>,
+    behind: &AtomicUsize,
+) -> (Vec<ContactRecord>, Option<Op>) {
+    let deadline = tokio::time::sleep(BEHIND_DELAY);
+    tokio::pin!(deadline);
+    let mut index = HashMap::from([((first.email.clone(), first.id), 0)]);
+    let mut rows = vec![first];
+    while rows.len() < MAX_GATHERED {
+        let op = tokio::select! {
+            op = rx.recv() => op,
+            () = &mut deadline => break,
+        };
+        match op.map(|op| taken(op, behind)) {
+            Some(Op::Update(contact, None)) => {
+                match index.get(&(contact.email.clone(), contact.id)) {
+                    Some(&at) => rows[at] = contact,
+                    None => {
+                        index.insert((contact.email.clone(), contact.id), rows.len());
+                        rows.push(contact);
+                    }
+                }
+            }
+            Some(other) => return (rows, Some(other)),
+            None => break,
+        }
+    }
+    (rows, None)
 }
 
 /// Counts an update without a waiter as no longer queued.
