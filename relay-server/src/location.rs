@@ -17,7 +17,7 @@ use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::store::{ContactRecord, Store};
 
-pub use sip::{BindingChange, MAX_BINDINGS};
+pub use sip::{Binding, BindingChange, MAX_BINDINGS};
 
 /// Longest contact address accepted.
 const MAX_CONTACT_LEN: usize = 1024;

@@ -130,7 +130,13 @@ async fn a_refresh_updates_the_binding_instead_of_adding_one() {
         ok.header("Contact"),
         Some("<sip:alice@192.0.2.99:40000>;expires=120")
     );
-    assert_eq!(watch.recv().await.unwrap().kind, EventKind::Updated);
+    let event = watch.recv().await.unwrap();
+    assert_eq!(event.kind, EventKind::Updated);
+    // The changed login and the whole list, with the new lifetime.
+    assert_eq!(event.data["id"], 1, "{event:?}");
+    let expires = event.data["expires"].as_u64().unwrap();
+    assert!((118..=120).contains(&expires), "{event:?}");
+    assert_eq!(event.state.as_ref().unwrap().as_array().unwrap().len(), 1);
     let contacts = h.location.contacts(AOR).await.unwrap();
     assert_eq!(contacts.len(), 1);
     assert_eq!(contacts[0].id, 1);

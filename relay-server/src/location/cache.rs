@@ -68,6 +68,19 @@ impl ContactCache {
         }
     }
 
+    /// Runs `change` on the contacts of `email` (expired ones included), if known, under the
+    /// lock; its Some counts as a write. It must change nothing when it returns None.
+    pub(super) fn update<R>(
+        &self,
+        email: &str,
+        change: impl FnOnce(&mut Vec<ContactRecord>) -> Option<R>,
+    ) -> Option<R> {
+        let mut users = self.lock();
+        let out = change(users.get_mut(email)?)?;
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        Some(out)
+    }
+
     /// A contact was removed from the store.
     pub(super) fn remove(&self, email: &str, id: i64) {
         let mut users = self.lock();

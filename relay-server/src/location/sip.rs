@@ -21,6 +21,31 @@ fn sip_only(live: Vec<ContactRecord>) -> Vec<ContactRecord> {
         .collect()
 }
 
+/// A SIP binding as the 200 to a REGISTER lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The Contact URI.
+    pub uri: String,
+    /// When it expires (ms).
+    pub expires_at: i64,
+}
+
+impl Binding {
+    /// The SIP bindings among `contacts`.
+    pub fn list<'a>(contacts: impl IntoIterator<Item = &'a ContactRecord>) -> Vec<Binding> {
+        contacts
+            .into_iter()
+            .filter(|c| c.source == ContactSource::Sip)
+            .filter_map(|c| {
+                Some(Binding {
+                    uri: c.contact.clone()?,
+                    expires_at: c.expires_at,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Most SIP bindings one user may hold.
 pub const MAX_BINDINGS: usize = 32;
 
@@ -216,61 +241,100 @@ impl Location {
     }
 
     /// Applies a REGISTER that only refreshes bindings the relay holds in memory, without
-    /// waiting for the store: the new lifetimes are written behind, in the next group commit
-    /// (Kamailio's usrloc write-back does the same). Returns the user's SIP bindings after it,
-    /// or None when the REGISTER needs [`Location::register_sip`]: a new or removed binding,
-    /// a binding near its end (so the expiry sweep, which reads the store, cannot take it
-    /// before its refresh is written), an out-of-order CSeq, a user not in memory, a store
-    /// that cannot write behind, or another REGISTER of the user in progress.
+    /// waiting for the store: the new lifetimes are written behind (Kamailio's usrloc
+    /// write-back does the same). Returns the user's SIP bindings after it, or None when the
+    /// REGISTER needs [`Location::register_sip`]: a new or removed binding, a binding near its
+    /// end (so the expiry sweep, which reads the store, cannot take it before its refresh is
+    /// written), an out-of-order CSeq, a user not in memory, a store that cannot write behind,
+    /// or another REGISTER of the user in progress.
     pub fn refresh_sip(
         &self,
         email: &str,
         call_id: &str,
         cseq: u32,
         changes: Vec<BindingChange>,
-    ) -> Option<Vec<ContactRecord>> {
+    ) -> Option<Vec<Binding>> {
         let _one_at_a_time = user_lock(email).try_lock().ok()?;
         let now = now_ms();
-        let mut live = self.cache.get(email, now)?;
-        let mut found = Vec::with_capacity(changes.len());
-        for change in &changes {
-            let BindingChange::Bind { uri, .. } = change else {
-                return None;
-            };
-            let i = position(&live, uri)?;
-            if live[i].expires_at - now < REFRESH_MARGIN_MS {
-                return None;
-            }
-            match stored_order(&live[i]) {
-                Some((id, seq)) if id == call_id && u64::from(cseq) == seq => {
-                    // A retransmission: it took effect already.
-                    return Some(sip_only(live));
+        let mut refreshed = Vec::with_capacity(changes.len());
+        // In place, under the copy's lock: no list is copied for a refresh.
+        let bindings = self.cache.update(email, |list| {
+            let alive = |c: &ContactRecord| c.expires_at > now;
+            let mut found = Vec::with_capacity(changes.len());
+            for change in &changes {
+                let BindingChange::Bind { uri, .. } = change else {
+                    return None;
+                };
+                let i = list.iter().position(|c| {
+                    alive(c) && c.source == ContactSource::Sip && c.contact.as_deref() == Some(uri)
+                })?;
+                if list[i].expires_at - now < REFRESH_MARGIN_MS {
+                    return None;
                 }
-                Some((id, seq)) if id == call_id && u64::from(cseq) < seq => return None,
-                _ => {}
+                match stored_order(&list[i]) {
+                    // A retransmission: it took effect already.
+                    Some((id, seq)) if id == call_id && u64::from(cseq) == seq => {
+                        return Some(Binding::list(list.iter().filter(|c| alive(c))));
+                    }
+                    Some((id, seq)) if id == call_id && u64::from(cseq) < seq => return None,
+                    _ => {}
+                }
+                found.push(i);
             }
-            found.push(i);
-        }
-        for (change, i) in changes.into_iter().zip(found) {
-            let BindingChange::Bind {
-                expires, mut route, ..
-            } = change
-            else {
-                continue;
-            };
-            route["call_id"] = json!(call_id);
-            route["cseq"] = json!(cseq);
-            let mut record = live[i].clone();
-            record.expires_at = now + i64::from(expires) * 1000;
-            record.sip = Some(route);
-            if !self.store.update_contact_later(record.clone()) {
-                return None;
+            let mut updates = Vec::with_capacity(found.len());
+            for (change, &i) in changes.into_iter().zip(&found) {
+                let BindingChange::Bind {
+                    expires, mut route, ..
+                } = change
+                else {
+                    continue;
+                };
+                route["call_id"] = json!(call_id);
+                route["cseq"] = json!(cseq);
+                let old = &list[i];
+                let record = ContactRecord {
+                    email: old.email.clone(),
+                    id: old.id,
+                    contact: old.contact.clone(),
+                    expires_at: now + i64::from(expires) * 1000,
+                    presence: old.presence.clone(),
+                    source: old.source,
+                    sip: Some(route),
+                };
+                // Queued for the store before the copy changes: if the store refuses, the
+                // REGISTER goes through it as a whole.
+                if !self.store.update_contact_later(record.clone()) {
+                    return None;
+                }
+                updates.push((i, record));
             }
-            self.cache.upsert(&record);
-            live[i] = record;
-            self.announce_binding(email, &live, i, EventKind::Updated);
+            for (i, record) in updates {
+                refreshed.push(record.id);
+                list[i] = record;
+            }
+            Some(Binding::list(list.iter().filter(|c| alive(c))))
+        })?;
+        for id in refreshed {
+            self.announce_refresh(email, id);
         }
-        Some(sip_only(live))
+        Some(bindings)
+    }
+
+    /// Tells the watchers of `email`'s logins that the binding `id` was refreshed, the state
+    /// from the copy in memory (built only when someone watches).
+    fn announce_refresh(&self, email: &str, id: i64) {
+        self.bus
+            .publish_lazy(&Topic::Login(email.to_owned()), EventKind::Updated, || {
+                let now = now_ms();
+                let live = self.cache.get(email, now).unwrap_or_default();
+                let state: Vec<Contact> = live.iter().map(|c| contact_view(c, now)).collect();
+                let item = live
+                    .iter()
+                    .find(|c| c.id == id)
+                    .map(|c| serde_json::to_value(contact_view(c, now)).unwrap_or_default())
+                    .unwrap_or_default();
+                (item, Some(json!(state)))
+            });
     }
 
     /// Removes every SIP binding of `email` (`Contact: *`); REST logins stay.

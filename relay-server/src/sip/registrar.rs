@@ -14,8 +14,8 @@ use crate::auth::Auth;
 use crate::clock::{now_ms, seconds_until};
 use crate::config::Limits;
 use crate::error::Error;
-use crate::location::{BindingChange, Location};
-use crate::store::{ContactRecord, DigestRecord, Store};
+use crate::location::{Binding, BindingChange, Location};
+use crate::store::{DigestRecord, Store};
 
 /// Most Contact values one REGISTER may carry.
 const MAX_CONTACTS_PER_REQUEST: usize = 16;
@@ -91,7 +91,7 @@ impl Registrar {
                 .await
                 .map_err(location_error)?,
         };
-        Ok(answer(req, &bindings))
+        Ok(answer(req, &Binding::list(&bindings)))
     }
 
     /// Answers a REGISTER at once when it can be done from memory: a refresh of bindings the
@@ -228,14 +228,12 @@ fn address_of_record(req: &SipMessage) -> Result<String, Reply> {
 }
 
 /// The 200 listing the user's bindings `bindings` with their lifetimes left.
-fn answer(req: &SipMessage, bindings: &[ContactRecord]) -> Reply {
+fn answer(req: &SipMessage, bindings: &[Binding]) -> Reply {
     let now = now_ms();
     let mut reply = Reply::new(200, "OK");
     for b in bindings {
-        if let Some(uri) = &b.contact {
-            let expires = seconds_until(b.expires_at, now);
-            reply = reply.with("Contact", format!("<{uri}>;expires={expires}"));
-        }
+        let expires = seconds_until(b.expires_at, now);
+        reply = reply.with("Contact", format!("<{}>;expires={expires}", b.uri));
     }
     for path in req.headers_named("Path") {
         reply = reply.with("Path", path.to_owned());
