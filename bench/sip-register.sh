@@ -2,7 +2,8 @@
 # SIP REGISTER load, the relay beside Kamailio in the same run (a benchmark, not a test).
 #
 # sipp sends REGISTERs (tests/sip/scenarios/register-noauth.xml, 100 users cycled through an
-# injection file) at increasing rates to each registrar in turn; a rate is sustained when every
+# injection file) at increasing rates, the relay and Kamailio taking turns at each rate (so a
+# change in the machine's load falls on both); a rate is sustained when every
 # REGISTER got its 200 with zero retransmissions, no failure, on time, and the 99th percentile
 # response time stayed under MAX_P99 ms (over TCP sipp never retransmits, so without it a
 # server that merely queues would pass). The same work on both
@@ -18,8 +19,9 @@
 # workers writing at once get "database is locked" and answer 500. It ramps through DB_RATES.
 # The in-memory Kamailio stays the main comparison.
 #
-# Prints, per transport, the highest sustained rate of each, the response-time percentiles at
-# that rate, and the ratios relay/Kamailio.
+# Prints, per transport, the highest sustained rate of each, the response-time percentiles and
+# the server's CPU time per REGISTER at that rate (from /proc: a figure that depends less on
+# how busy the machine is than the rate), and the ratios relay/Kamailio.
 #
 # Settings (environment): RATES (REGISTER/s steps), DURATION (s per step), TRANSPORTS (u1 t1),
 # USERS, WORKERS (Kamailio -n/-N), MAX_P99 (ms, default 100), REFERENCE_DB (1, or 0 to skip
@@ -27,7 +29,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RATES=${RATES:-"2000 4000 6000 7000 8000 9000 10000 12000 14000 16000 18000 20000 24000"}
+RATES=${RATES:-"2000 4000 6000 8000 10000 12000 14000 16000 18000 20000 24000 28000 32000"}
 DURATION=${DURATION:-5}
 TRANSPORTS=${TRANSPORTS:-"u1 t1"}
 USERS=${USERS:-100}
@@ -117,11 +119,25 @@ if [ "$REFERENCE_DB" = 1 ]; then
   kill -0 "$kamailio_db_pid" 2>/dev/null || { log "kamailio (db_mode=1) did not start"; cat "$work/kamailio-db.err" >&2; exit 1; }
 fi
 
-# One step: sipp at RATE for DURATION seconds. Prints "ok rate p50 p90 p99 max" or "fail why".
+# CPU time (clock ticks, user + system) of a server: the process and its children (Kamailio's
+# workers are child processes; the relay's threads count in its own line).
+cpu_ticks() {
+  local pid total=0
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+
+# One step: sipp at RATE for DURATION seconds against the server NAME at TARGET. Prints
+# "ok rate p50 p90 p99 max cpu-us-per-register" or "fail why".
 step() {
-  local target=$1 transport=$2 rate=$3
-  local count=$((rate * DURATION)) dir="$work/step-$target-$transport-$rate"
+  local name=$1 transport=$2 rate=$3
+  local target=${addr[$name]} pid=${pids[$name]}
+  local count=$((rate * DURATION)) dir="$work/step-$name-$transport-$rate"
   mkdir -p "$dir"
+  local cpu_before
+  cpu_before=$(cpu_ticks "$pid")
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   (cd "$dir" && timeout $((DURATION * 4 + 30)) sipp "$target" \
@@ -129,6 +145,8 @@ step() {
     -t "$transport" -i 127.0.0.1 -p "$port" -r "$rate" -rp 1000 -m "$count" \
     -buff_size 4194304 -nostdin -timeout $((DURATION * 3 + 20))s -recv_timeout 10000 \
     -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 1000 >sipp.out 2>&1) || true
+  local cpu_after
+  cpu_after=$(cpu_ticks "$pid")
   local last
   last=$(tail -1 "$dir/stat.csv" 2>/dev/null || true)
   [ -n "$last" ] || { echo "fail no-statistics"; return; }
@@ -154,35 +172,55 @@ step() {
     echo "fail p99=${p99}ms over ${MAX_P99}ms"
     return
   fi
-  echo "ok $rate $(pct 50) $(pct 90) $p99 $(tail -1 "$dir/rtt")"
+  local cpu_us
+  cpu_us=$(awk -v t=$((cpu_after - cpu_before)) -v hz="$(getconf CLK_TCK)" -v n="$count" \
+    'BEGIN {printf "%.1f", t * 1000000 / hz / n}')
+  echo "ok $rate $(pct 50) $(pct 90) $p99 $(tail -1 "$dir/rtt") $cpu_us"
 }
 
-# The highest rate sustained: steps up until one fails, then a retry of that rate (the two
-# sides share two cores with sipp, so one noisy step should not end the ramp).
+# One rate step of server NAME, retried once when it fails (the servers share two cores with
+# sipp, so one noisy step should not end a ramp). Logs and prints the step's result.
+attempt() {
+  local name=$1 transport=$2 rate=$3 result
+  result=$(step "$name" "$transport" "$rate")
+  if [ "${result%% *}" != ok ]; then
+    log "  $name $rate/s: ${result#fail }; again"
+    result=$(step "$name" "$transport" "$rate")
+  fi
+  log "  $name $rate/s: $result"
+  echo "$result"
+}
+
+# The highest rate each of NAMES sustains over TRANSPORT through RATES: the servers take turns
+# at each rate (so a change in the machine's load falls on both), each until its first failure.
 ramp() {
-  local target=$1 transport=$2 best="none" result
-  for rate in ${3:-$RATES}; do
-    result=$(step "$target" "$transport" "$rate")
-    if [ "${result%% *}" != ok ]; then
-      log "  $rate/s: ${result#fail }; again"
-      result=$(step "$target" "$transport" "$rate")
-    fi
-    log "  $rate/s: $result"
-    [ "${result%% *}" = ok ] || break
-    best=${result#ok }
+  local transport=$1 rates=$2 name result
+  shift 2
+  local -A going=()
+  for name in "$@"; do going[$name]=1; best[$name-$transport]="none"; done
+  for rate in $rates; do
+    for name in "$@"; do
+      [ -n "${going[$name]}" ] || continue
+      result=$(attempt "$name" "$transport" "$rate")
+      if [ "${result%% *}" = ok ]; then
+        best[$name-$transport]=${result#ok }
+      else
+        going[$name]=""
+      fi
+    done
+    [ -n "${going[*]// /}" ] || break
   done
-  echo "$best"
 }
 
+declare -A addr=([relay]=$relay_sip [kamailio]=127.0.0.1:$KAMAILIO_PORT [kamailio-db]=127.0.0.1:$KAMAILIO_DB_PORT)
+declare -A pids=([relay]=$relay_pid [kamailio]=$kamailio_pid [kamailio-db]=${kamailio_db_pid:-$kamailio_pid})
 declare -A best
 for transport in $TRANSPORTS; do
-  log "relay over $transport ($relay_sip)"
-  best[relay-$transport]=$(ramp "$relay_sip" "$transport")
-  log "kamailio over $transport (127.0.0.1:$KAMAILIO_PORT)"
-  best[kamailio-$transport]=$(ramp "127.0.0.1:$KAMAILIO_PORT" "$transport")
+  log "relay ($relay_sip) and kamailio (127.0.0.1:$KAMAILIO_PORT) over $transport, taking turns"
+  ramp "$transport" "$RATES" relay kamailio
   if [ "$REFERENCE_DB" = 1 ]; then
     log "kamailio db_mode=1 (SQLite write-through) over $transport (127.0.0.1:$KAMAILIO_DB_PORT)"
-    best[kamailio-db-$transport]=$(ramp "127.0.0.1:$KAMAILIO_DB_PORT" "$transport" "$DB_RATES")
+    ramp "$transport" "$DB_RATES" kamailio-db
   fi
 done
 servers="relay kamailio"
@@ -191,11 +229,12 @@ servers="relay kamailio"
 echo
 echo "REGISTER/s sustained with zero retransmissions and p99 under ${MAX_P99} ms (${DURATION}s steps, $USERS users, $(nproc) cores shared with sipp)"
 echo "(kamailio: usrloc db_mode=0, in memory, $WORKERS workers; kamailio-db: db_mode=1, written through to SQLite, 1 worker)"
-printf '%-10s %-12s %12s %8s %8s %8s %8s\n' transport server "REGISTER/s" "p50 ms" "p90 ms" "p99 ms" "max ms"
+echo "(CPU us/REGISTER: the server's user + system CPU time at that rate over the REGISTERs sent)"
+printf '%-10s %-12s %12s %8s %8s %8s %8s %10s\n' transport server "REGISTER/s" "p50 ms" "p90 ms" "p99 ms" "max ms" "CPU us/REG"
 for transport in $TRANSPORTS; do
   for server in $servers; do
-    read -r rate p50 p90 p99 max _ <<<"${best[$server-$transport]} - - - - -"
-    printf '%-10s %-12s %12s %8s %8s %8s %8s\n' "$transport" "$server" "$rate" "$p50" "$p90" "$p99" "$max"
+    read -r rate p50 p90 p99 max cpu _ <<<"${best[$server-$transport]} - - - - - -"
+    printf '%-10s %-12s %12s %8s %8s %8s %8s %10s\n' "$transport" "$server" "$rate" "$p50" "$p90" "$p99" "$max" "$cpu"
   done
   r=${best[relay-$transport]%% *}
   for server in $servers; do
