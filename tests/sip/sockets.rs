@@ -139,6 +139,49 @@ async fn refusals_come_back_on_the_tcp_connection() {
         .starts_with("SIP/2.0 200 "));
 }
 
+/// Thousands of requests written at once on one TCP connection all get their response: the
+/// relay answers as it reads, faster than its writer may run, and none is dropped for that.
+#[tokio::test]
+async fn every_request_pipelined_on_one_tcp_connection_is_answered() {
+    const REQUESTS: usize = 5000;
+    let relay = Relay::default().await.unwrap();
+    let stream = TcpStream::connect(relay.sip.unwrap()).await.unwrap();
+    let port = stream.local_addr().unwrap().port();
+    let (mut reader, mut writer) = stream.into_split();
+    let all: String = (0..REQUESTS)
+        .map(|n| options(port, "TCP", &format!("pipe-{n}")))
+        .collect();
+    let sending = tokio::spawn(async move {
+        writer.write_all(all.as_bytes()).await.unwrap();
+        writer // kept open until the answers are read
+    });
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65_536];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let answered = |got: &[u8]| {
+        String::from_utf8_lossy(got)
+            .matches("SIP/2.0 200 OK\r\n")
+            .count()
+    };
+    while answered(&got) < REQUESTS {
+        let n = tokio::time::timeout_at(deadline, reader.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{} of {REQUESTS} answered", answered(&got)))
+            .unwrap();
+        assert!(n > 0, "the relay closed the connection");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    let mut ids: Vec<&str> = text
+        .split("\r\n")
+        .filter_map(|line| line.strip_prefix("Call-ID: pipe-"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), REQUESTS, "each request answered once");
+    drop(sending.await.unwrap());
+}
+
 #[tokio::test]
 async fn the_relay_speaks_sip_over_ipv6_too() {
     if std::net::UdpSocket::bind("[::1]:0").is_err() {

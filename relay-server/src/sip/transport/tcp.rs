@@ -1,16 +1,18 @@
-//! TCP: each connection has a reader that frames messages by Content-Length and a writer fed
-//! by a bounded queue; responses go back on the connection the request came on, or on a new
-//! one to the same address when it has closed (RFC 3261 §18.2.2).
+//! TCP: each connection has a reader that frames messages by Content-Length and a writer that
+//! sends whatever has gathered in the connection's outbox in one write; responses go back on
+//! the connection the request came on, or on a new one to the same address when it has closed
+//! (RFC 3261 §18.2.2). Nothing queued is dropped: a peer that stops reading while more than
+//! [`MAX_PENDING`] bytes wait for it loses the connection, which its transactions see.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use super::{Peer, Transport};
 use crate::sip::endpoint::{Endpoint, WeakEndpoint};
@@ -20,8 +22,9 @@ use crate::sip::framing::{Frame, FramingError, StreamFramer};
 pub const MAX_CONNECTIONS: usize = 4096;
 /// A connection silent this long is closed.
 const IDLE: Duration = Duration::from_secs(2 * 3600);
-/// Messages queued for one connection before more are dropped.
-const QUEUE: usize = 256;
+/// Bytes that may wait for one connection; past it the peer is not reading, and the
+/// connection is closed.
+pub const MAX_PENDING: usize = 4 * 1024 * 1024;
 /// How long connecting to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -35,7 +38,7 @@ pub struct Connections {
 #[derive(Default)]
 struct Inner {
     /// Writer queues by remote address, with a serial number per connection.
-    writers: Mutex<HashMap<SocketAddr, (u64, mpsc::Sender<Bytes>)>>,
+    writers: Mutex<HashMap<SocketAddr, (u64, Arc<Outbox>)>>,
     /// Serial numbers of connections.
     serial: std::sync::atomic::AtomicU64,
     /// The endpoint messages go to (set once it exists; weak, to avoid a cycle).
@@ -48,7 +51,7 @@ impl Connections {
         let _ = self.inner.endpoint.set(endpoint.downgrade());
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, (u64, mpsc::Sender<Bytes>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, (u64, Arc<Outbox>)>> {
         self.inner.writers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -64,7 +67,7 @@ impl Connections {
 
     /// Whether a connection to `to` is open.
     pub fn is_open(&self, to: SocketAddr) -> bool {
-        self.lock().get(&to).is_some_and(|(_, w)| !w.is_closed())
+        self.lock().get(&to).is_some_and(|(_, w)| w.is_open())
     }
 
     /// Queues `data` for the connection to `to`, connecting first if there is none.
@@ -72,8 +75,8 @@ impl Connections {
         let writer = self.lock().get(&to).map(|(_, w)| w.clone());
         match writer {
             Some(w) => {
-                if w.try_send(data).is_err() {
-                    tracing::debug!(%to, "TCP send queue full or closed; message dropped");
+                if !w.push(&data) {
+                    tracing::debug!(%to, "TCP connection closed; message not sent");
                 }
             }
             None => {
@@ -82,7 +85,7 @@ impl Connections {
                     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to)).await {
                         Ok(Ok(stream)) => {
                             if let Some(w) = conns.open(stream, to) {
-                                let _ = w.try_send(data);
+                                w.push(&data);
                             }
                         }
                         _ => tracing::debug!(%to, "cannot connect to send a SIP message"),
@@ -112,28 +115,24 @@ impl Connections {
         }
     }
 
-    /// Starts the reader and writer of a connection; returns its queue.
-    fn open(&self, stream: TcpStream, addr: SocketAddr) -> Option<mpsc::Sender<Bytes>> {
+    /// Starts the reader and writer of a connection; returns its outbox.
+    fn open(&self, stream: TcpStream, addr: SocketAddr) -> Option<Arc<Outbox>> {
         let endpoint = self.inner.endpoint.get()?.upgrade()?;
         let _ = stream.set_nodelay(true);
-        let (reader, mut writer) = stream.into_split();
-        let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
+        let (reader, writer) = stream.into_split();
+        let outbox = Arc::new(Outbox::default());
         let serial = self
             .inner
             .serial
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.lock().insert(addr, (serial, tx.clone()));
-        tokio::spawn(async move {
-            while let Some(data) = rx.recv().await {
-                if writer.write_all(&data).await.is_err() {
-                    break;
-                }
-            }
-        });
+        self.lock().insert(addr, (serial, outbox.clone()));
+        tokio::spawn(write(writer, addr, outbox.clone()));
         let conns = self.clone();
+        let closing = outbox.clone();
         tokio::spawn(async move {
-            read(reader, addr, &endpoint).await;
-            // Dropping the queue lets the writer flush what is queued, then close.
+            read(reader, addr, &endpoint, &closing).await;
+            // The writer sends what is queued, then closes.
+            closing.close();
             let current = {
                 let mut writers = conns.lock();
                 let current = writers.get(&addr).is_some_and(|(s, _)| *s == serial);
@@ -149,12 +148,110 @@ impl Connections {
                 });
             }
         });
-        Some(tx)
+        Some(outbox)
     }
 }
 
-/// Reads and frames messages until the peer closes, goes idle or breaks the framing.
-async fn read(mut reader: tokio::net::tcp::OwnedReadHalf, addr: SocketAddr, endpoint: &Endpoint) {
+/// What waits to be written to one connection.
+#[derive(Default)]
+pub struct Outbox {
+    /// The bytes and whether more may come.
+    state: Mutex<OutboxState>,
+    /// Wakes the writer.
+    ready: Notify,
+    /// Wakes the reader once the writer is gone.
+    broken: Notify,
+}
+
+#[derive(Default)]
+struct OutboxState {
+    /// Messages not yet written, in order.
+    pending: BytesMut,
+    /// No more will be queued: the reader ended (the writer sends what is here, then closes).
+    closed: bool,
+    /// The writer is gone (the connection broke or the peer stopped reading).
+    gone: bool,
+}
+
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutboxState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a message; false when the connection is closing or gone. Past [`MAX_PENDING`]
+    /// the connection is given up.
+    pub fn push(&self, data: &[u8]) -> bool {
+        let mut state = self.lock();
+        if state.closed || state.gone {
+            return false;
+        }
+        if state.pending.len() + data.len() > MAX_PENDING {
+            state.gone = true;
+            state.pending = BytesMut::new();
+            drop(state);
+            self.ready.notify_one();
+            return false;
+        }
+        state.pending.extend_from_slice(data);
+        drop(state);
+        self.ready.notify_one();
+        true
+    }
+
+    /// No more messages: the writer sends what is queued, then closes.
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_one();
+    }
+
+    /// Whether messages can still be sent.
+    fn is_open(&self) -> bool {
+        let state = self.lock();
+        !state.closed && !state.gone
+    }
+}
+
+/// Writes what gathers in `outbox`, all of it at once, until it is closed and empty, the peer
+/// falls [`MAX_PENDING`] behind, or a write fails.
+async fn write(mut writer: tokio::net::tcp::OwnedWriteHalf, addr: SocketAddr, outbox: Arc<Outbox>) {
+    loop {
+        let chunk = {
+            let mut state = outbox.lock();
+            if state.gone {
+                tracing::warn!(%addr, "SIP peer is not reading; connection closed");
+                break;
+            }
+            if state.pending.is_empty() {
+                if state.closed {
+                    break;
+                }
+                None
+            } else {
+                Some(state.pending.split().freeze())
+            }
+        };
+        match chunk {
+            Some(chunk) => {
+                if writer.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+            // A message queued since the check left a permit: no wake-up is missed.
+            None => outbox.ready.notified().await,
+        }
+    }
+    outbox.lock().gone = true;
+    outbox.broken.notify_waiters();
+}
+
+/// Reads and frames messages until the peer closes, goes idle or breaks the framing, or the
+/// connection's writer is gone (nothing could be answered).
+async fn read(
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    addr: SocketAddr,
+    endpoint: &Endpoint,
+    outbox: &Outbox,
+) {
     let peer = Peer {
         transport: Transport::Tcp,
         addr,
@@ -177,9 +274,89 @@ async fn read(mut reader: tokio::net::tcp::OwnedReadHalf, addr: SocketAddr, endp
             }
         }
         framer.buffer().reserve(8192);
-        match tokio::time::timeout(IDLE, reader.read_buf(framer.buffer())).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-            Ok(Ok(_)) => {}
+        let broken = outbox.broken.notified();
+        tokio::pin!(broken);
+        // Registered before the check, so the writer's going cannot slip between them.
+        broken.as_mut().enable();
+        if outbox.lock().gone {
+            return;
         }
+        tokio::select! {
+            read = tokio::time::timeout(IDLE, reader.read_buf(framer.buffer())) => match read {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+                Ok(Ok(_)) => {}
+            },
+            () = &mut broken => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected pair on loopback: the relay's side split, and the peer's stream.
+    async fn pair() -> (
+        tokio::net::tcp::OwnedReadHalf,
+        tokio::net::tcp::OwnedWriteHalf,
+        SocketAddr,
+        TcpStream,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let peer = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (ours, addr) = listener.accept().await.expect("accept");
+        let (reader, writer) = ours.into_split();
+        (reader, writer, addr, peer)
+    }
+
+    #[tokio::test]
+    async fn everything_queued_before_the_writer_runs_arrives_in_order() {
+        let (_reader, writer, addr, mut peer) = pair().await;
+        let outbox = Arc::new(Outbox::default());
+        // This runtime has one thread: all of these are queued before the writer first runs.
+        let messages: Vec<String> = (0..10_000).map(|n| format!("message {n}\r\n")).collect();
+        for m in &messages {
+            assert!(outbox.push(m.as_bytes()));
+        }
+        let writing = tokio::spawn(write(writer, addr, outbox.clone()));
+        outbox.close();
+        assert!(!outbox.push(b"late"), "nothing is queued once closed");
+        let mut got = String::new();
+        peer.read_to_string(&mut got).await.expect("read");
+        assert_eq!(got, messages.concat());
+        writing.await.expect("writer");
+        assert!(!outbox.is_open());
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_loses_the_connection_not_messages_silently() {
+        let (reader, writer, addr, mut peer) = pair().await;
+        let outbox = Arc::new(Outbox::default());
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut queued = 0;
+        while outbox.push(&chunk) {
+            queued += chunk.len();
+        }
+        assert!(queued <= MAX_PENDING && queued + chunk.len() > MAX_PENDING);
+        assert!(!outbox.is_open());
+        tokio::spawn(write(writer, addr, outbox.clone()));
+        // The reader of the connection stops too, and the peer sees the connection end.
+        let writer_gone = async {
+            let broken = outbox.broken.notified();
+            tokio::pin!(broken);
+            broken.as_mut().enable();
+            if !outbox.lock().gone {
+                broken.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), writer_gone)
+            .await
+            .expect("the writer gives up");
+        drop(reader);
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), peer.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the peer sees the connection end");
     }
 }
