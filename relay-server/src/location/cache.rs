@@ -18,20 +18,56 @@ const MAX_USERS: usize = 100_000;
 /// Contacts by user.
 #[derive(Debug, Default)]
 pub(super) struct ContactCache {
-    /// email → contacts (possibly expired; readers filter).
-    users: Mutex<HashMap<String, Vec<ContactRecord>>>,
+    /// The lists and who is busy.
+    inner: Mutex<Inner>,
     /// Counts writes, so a list read from the store while a write went on is not kept.
     epoch: AtomicU64,
 }
 
+#[derive(Debug, Default)]
+struct Inner {
+    /// email → contacts (possibly expired; readers filter).
+    users: HashMap<String, Vec<ContactRecord>>,
+    /// Users with a change through the store in progress, and how many.
+    busy: HashMap<String, u32>,
+}
+
+/// A change through the store in progress for one user; over once dropped.
+pub(super) struct Busy<'a> {
+    cache: &'a ContactCache,
+    email: String,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.cache.lock();
+        if let Some(n) = inner.busy.get_mut(&self.email) {
+            *n -= 1;
+            if *n == 0 {
+                inner.busy.remove(&self.email);
+            }
+        }
+    }
+}
+
 impl ContactCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<ContactRecord>>> {
-        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks `email` busy until the guard drops: [`ContactCache::update`] leaves the user's
+    /// list alone meanwhile (its change is read from the store and written back after).
+    pub(super) fn busy(&self, email: &str) -> Busy<'_> {
+        *self.lock().busy.entry(email.to_owned()).or_default() += 1;
+        Busy {
+            cache: self,
+            email: email.to_owned(),
+        }
     }
 
     /// The contacts of `email` alive at `now`, if known.
     pub(super) fn get(&self, email: &str, now: i64) -> Option<Vec<ContactRecord>> {
-        self.lock().get(email).map(|list| {
+        self.lock().users.get(email).map(|list| {
             list.iter()
                 .filter(|c| c.expires_at > now)
                 .cloned()
@@ -46,7 +82,7 @@ impl ContactCache {
 
     /// Keeps a list read from the store, unless a write happened since `epoch`.
     pub(super) fn fill(&self, email: &str, list: &[ContactRecord], epoch: u64) {
-        let mut users = self.lock();
+        let users = &mut self.lock().users;
         if self.epoch.load(Ordering::SeqCst) != epoch {
             return;
         }
@@ -58,7 +94,7 @@ impl ContactCache {
 
     /// A contact was added or changed in the store.
     pub(super) fn upsert(&self, record: &ContactRecord) {
-        let mut users = self.lock();
+        let users = &mut self.lock().users;
         self.epoch.fetch_add(1, Ordering::SeqCst);
         if let Some(list) = users.get_mut(&record.email) {
             match list.iter_mut().find(|c| c.id == record.id) {
@@ -68,22 +104,26 @@ impl ContactCache {
         }
     }
 
-    /// Runs `change` on the contacts of `email` (expired ones included), if known, under the
-    /// lock; its Some counts as a write. It must change nothing when it returns None.
+    /// Runs `change` on the contacts of `email` (expired ones included), if known and not
+    /// [`ContactCache::busy`], under the lock; its Some counts as a write. It must change
+    /// nothing when it returns None.
     pub(super) fn update<R>(
         &self,
         email: &str,
         change: impl FnOnce(&mut Vec<ContactRecord>) -> Option<R>,
     ) -> Option<R> {
-        let mut users = self.lock();
-        let out = change(users.get_mut(email)?)?;
+        let mut inner = self.lock();
+        if inner.busy.contains_key(email) {
+            return None;
+        }
+        let out = change(inner.users.get_mut(email)?)?;
         self.epoch.fetch_add(1, Ordering::SeqCst);
         Some(out)
     }
 
     /// A contact was removed from the store.
     pub(super) fn remove(&self, email: &str, id: i64) {
-        let mut users = self.lock();
+        let users = &mut self.lock().users;
         self.epoch.fetch_add(1, Ordering::SeqCst);
         if let Some(list) = users.get_mut(email) {
             list.retain(|c| c.id != id);
@@ -128,6 +168,28 @@ mod tests {
         assert_eq!(ids(60), Some(vec![1]));
         cache.remove("a@x", 1);
         assert_eq!(ids(0), Some(vec![2]));
+    }
+
+    #[test]
+    fn a_busy_user_is_left_alone_until_the_change_is_over() {
+        let cache = ContactCache::default();
+        cache.fill("a@x", &[contact(1, 100)], cache.epoch());
+        let set = |expires_at| {
+            cache.update("a@x", |list| {
+                list[0].expires_at = expires_at;
+                Some(())
+            })
+        };
+        {
+            let _first = cache.busy("a@x");
+            let second = cache.busy("a@x");
+            assert!(set(200).is_none());
+            drop(second);
+            assert!(set(200).is_none(), "one change still in progress");
+        }
+        assert!(set(300).is_some());
+        assert_eq!(cache.get("a@x", 0).expect("known")[0].expires_at, 300);
+        assert!(cache.update("b@x", |_| Some(())).is_none(), "unknown users");
     }
 
     #[test]

@@ -114,6 +114,7 @@ impl Location {
         changes: Vec<BindingChange>,
     ) -> Result<Vec<ContactRecord>> {
         let _one_at_a_time = user_lock(email).lock().await;
+        let _busy = self.cache.busy(email);
         let now = now_ms();
         let mut live = self.live(email, now).await?;
         let mut retransmission = false;
@@ -181,9 +182,13 @@ impl Location {
         let mut refreshed = None;
         if let Some(i) = position(live, &uri) {
             let record = &mut live[i];
+            // A binding far from its end is refreshed behind, as from memory: REGISTERs that
+            // queued behind another of the user's take no commit each.
+            let far = record.expires_at - now_ms() >= REFRESH_MARGIN_MS;
             record.expires_at = expires_at;
             record.sip = route.take();
-            if self.store.update_contact(record).await? {
+            let behind = far && self.store.update_contact_later(record.clone());
+            if behind || self.store.update_contact(record).await? {
                 self.cache.upsert(record);
                 refreshed = Some(i);
             } else {
@@ -246,7 +251,7 @@ impl Location {
     /// REGISTER needs [`Location::register_sip`]: a new or removed binding, a binding near its
     /// end (so the expiry sweep, which reads the store, cannot take it before its refresh is
     /// written), an out-of-order CSeq, a user not in memory, a store that cannot write behind,
-    /// or another REGISTER of the user in progress.
+    /// or a change of the user's bindings through the store in progress.
     pub fn refresh_sip(
         &self,
         email: &str,
@@ -254,7 +259,8 @@ impl Location {
         cseq: u32,
         changes: Vec<BindingChange>,
     ) -> Option<Vec<Binding>> {
-        let _one_at_a_time = user_lock(email).try_lock().ok()?;
+        // Refreshes from memory take turns under the copy's lock, and keep out of a change
+        // through the store in progress (register_sip and unregister_sip_all mark it).
         let now = now_ms();
         let mut refreshed = Vec::with_capacity(changes.len());
         // In place, under the copy's lock: no list is copied for a refresh.
@@ -340,6 +346,7 @@ impl Location {
     /// Removes every SIP binding of `email` (`Contact: *`); REST logins stay.
     pub async fn unregister_sip_all(&self, email: &str) -> Result<()> {
         let _one_at_a_time = user_lock(email).lock().await;
+        let _busy = self.cache.busy(email);
         for record in self.live(email, now_ms()).await? {
             if record.source != ContactSource::Sip {
                 continue;

@@ -34,7 +34,7 @@ const MAX_GATHERED: usize = 1024;
 
 /// Most updates queued without a waiter; past it [`ContactWrites::later`] refuses, and the
 /// caller waits for its commit instead (the store sets the pace when it falls behind).
-const MAX_BEHIND: usize = 4096;
+const MAX_BEHIND: usize = 65_536;
 
 /// Where the outcome of an update goes, if anyone waits for it.
 type Waiter = oneshot::Sender<StoreResult<bool>>;
