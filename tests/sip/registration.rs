@@ -59,12 +59,9 @@ async fn register_refresh_unregister(mode: Mode) {
     assert_eq!(list, serde_json::json!([]));
 }
 
-/// A new binding is acknowledged only once it is committed: after kill -9 and a restart the
-/// phone is still there. (A refresh of it is answered from memory and written behind within
-/// milliseconds, so kill -9 right after a refresh may leave the earlier lifetime.)
-#[tokio::test]
-async fn a_registration_survives_kill_dash_nine() {
-    let mut relay = Relay::default().await.unwrap();
+/// A relay where alice's phone registered for 60 s, then refreshed for 900 s.
+async fn registered_then_refreshed() -> Relay {
+    let relay = Relay::default().await.unwrap();
     relay.user(EMAIL).await.unwrap();
     let port = free_port();
     register(&relay, UDP, port, &[("aor", EMAIL), ("expires", "60")])
@@ -75,6 +72,15 @@ async fn a_registration_survives_kill_dash_nine() {
         .pass()
         .await
         .unwrap();
+    relay
+}
+
+/// A new binding is acknowledged only once it is committed: after kill -9 and a restart the
+/// phone is still there. (A refresh of it is answered from memory and written behind within
+/// milliseconds, so kill -9 right after a refresh may leave the earlier lifetime.)
+#[tokio::test]
+async fn a_registration_survives_kill_dash_nine() {
+    let mut relay = registered_then_refreshed().await;
 
     relay.kill_and_restart().await.unwrap();
 
@@ -89,17 +95,7 @@ async fn a_registration_survives_kill_dash_nine() {
 /// the binding has the refreshed lifetime.
 #[tokio::test]
 async fn a_refreshed_registration_keeps_its_lifetime_across_a_restart() {
-    let mut relay = Relay::default().await.unwrap();
-    relay.user(EMAIL).await.unwrap();
-    let port = free_port();
-    register(&relay, UDP, port, &[("aor", EMAIL), ("expires", "60")])
-        .pass()
-        .await
-        .unwrap();
-    register(&relay, UDP, port, &[("aor", EMAIL), ("expires", "900")])
-        .pass()
-        .await
-        .unwrap();
+    let mut relay = registered_then_refreshed().await;
 
     relay.restart().await.unwrap();
 

@@ -336,8 +336,8 @@ mod tests {
     use super::MAX_BEHIND;
     use crate::store::{ContactRecord, SqliteStore, Store, UserRecord};
 
-    #[tokio::test]
-    async fn concurrent_updates_are_committed_together_and_a_gone_contact_is_told() {
+    /// A store in memory with the user a@x.
+    async fn store_with_user() -> SqliteStore {
         let store = SqliteStore::open("sqlite::memory:").await.expect("store");
         let user = UserRecord {
             email: "a@x".into(),
@@ -347,6 +347,12 @@ mod tests {
             created: 1,
         };
         store.create_user(&user).await.expect("user");
+        store
+    }
+
+    #[tokio::test]
+    async fn concurrent_updates_are_committed_together_and_a_gone_contact_is_told() {
+        let store = store_with_user().await;
         let mut contacts = Vec::new();
         for n in 0..5 {
             let c = ContactRecord {
@@ -407,15 +413,7 @@ mod tests {
 
     #[tokio::test]
     async fn updates_written_behind_are_on_disk_after_a_flush_in_the_order_queued() {
-        let store = SqliteStore::open("sqlite::memory:").await.expect("store");
-        let user = UserRecord {
-            email: "a@x".into(),
-            password_hash: "x".into(),
-            name: None,
-            data: Map::new(),
-            created: 1,
-        };
-        store.create_user(&user).await.expect("user");
+        let store = store_with_user().await;
         let contact = ContactRecord {
             email: "a@x".into(),
             id: 0,
