@@ -24,7 +24,7 @@ pub const MAX_CONNECTIONS: usize = 4096;
 const IDLE: Duration = Duration::from_secs(2 * 3600);
 /// Bytes that may wait for one connection; past it the peer is not reading, and the
 /// connection is closed.
-pub const MAX_PENDING: usize = 4 * 1024 * 1024;
+pub const MAX_PENDING: usize = 1024 * 1024;
 /// How long connecting to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
