@@ -392,6 +392,10 @@ impl Invites {
             cancel["reason"] = json!(reason);
             cancel
         };
+        if !matches!(answer, Ok(Some(Answer::Accept(..)))) {
+            // The call is over: its context is gone before anyone hears so.
+            self.forget_context(&call.id, &callee).await;
+        }
         let reply = match answer {
             Ok(Some(Answer::Accept(sdp, login))) => {
                 let others = others(&reached, login);
@@ -426,7 +430,6 @@ impl Invites {
                 Reply::new(480, "Temporarily Unavailable (no answer)").with_to_tag(tag)
             }
         };
-        self.forget_context(&call.id, &callee).await;
         Some(reply)
     }
 
@@ -602,6 +605,8 @@ impl Invites {
         };
         let Some(d) = found else { return };
         tracing::debug!(call_id, reason, "call ended without the phone's BYE");
+        // The context is gone before the web user hears the call is over.
+        self.forget_context(&d.context, &d.callee).await;
         let mut body = message("bye", d.id, call_id);
         body["reason"] = json!(reason);
         if let Err(e) = self
@@ -612,11 +617,9 @@ impl Invites {
         {
             tracing::debug!(error = %e, "bye not delivered");
         }
-        let (context, callee) = (d.context.clone(), d.callee.clone());
         if bye {
             self.hang_up(call_id, d);
         }
-        self.forget_context(&context, &callee).await;
     }
 
     /// A TCP connection closed: the calls on it are over (the phone cannot be reached
@@ -727,6 +730,8 @@ impl Invites {
             };
         };
         d.acked.notify_one();
+        // The context is gone before the web user hears the call is over.
+        self.forget_context(&d.context, &d.callee).await;
         let body = message("bye", d.id, call_id);
         if let Err(e) = self
             .inner
@@ -736,7 +741,6 @@ impl Invites {
         {
             tracing::debug!(error = %e, "bye not delivered");
         }
-        self.forget_context(&d.context, &d.callee).await;
         Reply::new(200, "OK")
     }
 
