@@ -1,8 +1,10 @@
 //! TCP: each connection has a reader that frames messages by Content-Length and a writer that
 //! sends whatever has gathered in the connection's outbox in one write; responses go back on
 //! the connection the request came on, or on a new one to the same address when it has closed
-//! (RFC 3261 §18.2.2). Nothing queued is dropped: a peer that stops reading while more than
-//! [`MAX_PENDING`] bytes wait for it loses the connection, which its transactions see.
+//! (RFC 3261 §18.2.2). Nothing queued is dropped: while more than [`PAUSE_AT`] bytes wait for
+//! a peer, the relay reads no more of its requests (TCP's flow control then slows the peer),
+//! and a peer that still falls [`MAX_PENDING`] behind (messages from elsewhere for it) loses
+//! the connection, which its transactions see.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,9 +24,12 @@ use crate::sip::framing::{Frame, FramingError, StreamFramer};
 pub const MAX_CONNECTIONS: usize = 4096;
 /// A connection silent this long is closed.
 const IDLE: Duration = Duration::from_secs(2 * 3600);
+/// Bytes waiting for one connection past which its requests are not read until the writer
+/// has taken them.
+pub const PAUSE_AT: usize = 256 * 1024;
 /// Bytes that may wait for one connection; past it the peer is not reading, and the
 /// connection is closed.
-pub const MAX_PENDING: usize = 1024 * 1024;
+pub const MAX_PENDING: usize = 2 * 1024 * 1024;
 /// How long connecting to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -161,6 +166,8 @@ pub struct Outbox {
     ready: Notify,
     /// Wakes the reader once the writer is gone.
     broken: Notify,
+    /// Wakes the reader once the writer has taken what waited.
+    drained: Notify,
 }
 
 #[derive(Default)]
@@ -230,6 +237,9 @@ async fn write(mut writer: tokio::net::tcp::OwnedWriteHalf, addr: SocketAddr, ou
                 Some(state.pending.split().freeze())
             }
         };
+        if chunk.is_some() {
+            outbox.drained.notify_waiters();
+        }
         match chunk {
             Some(chunk) => {
                 if writer.write_all(&chunk).await.is_err() {
@@ -242,6 +252,27 @@ async fn write(mut writer: tokio::net::tcp::OwnedWriteHalf, addr: SocketAddr, ou
     }
     outbox.lock().gone = true;
     outbox.broken.notify_waiters();
+    outbox.drained.notify_waiters();
+}
+
+/// Waits until at most [`PAUSE_AT`] bytes wait in `outbox`; false once its writer is gone.
+async fn room(outbox: &Outbox) -> bool {
+    loop {
+        let drained = outbox.drained.notified();
+        tokio::pin!(drained);
+        // Registered before the check, so the writer's taking cannot slip between them.
+        drained.as_mut().enable();
+        {
+            let state = outbox.lock();
+            if state.gone {
+                return false;
+            }
+            if state.pending.len() <= PAUSE_AT {
+                return true;
+            }
+        }
+        drained.await;
+    }
 }
 
 /// Reads and frames messages until the peer closes, goes idle or breaks the framing, or the
@@ -272,6 +303,10 @@ async fn read(
                     return;
                 }
             }
+        }
+        // Answers pile up faster than the peer takes them: read no more until it does.
+        if !room(outbox).await {
+            return;
         }
         framer.buffer().reserve(8192);
         let broken = outbox.broken.notified();
@@ -328,6 +363,28 @@ mod tests {
         assert_eq!(got, messages.concat());
         writing.await.expect("writer");
         assert!(!outbox.is_open());
+    }
+
+    #[tokio::test]
+    async fn the_reader_waits_while_too_much_waits_for_the_peer() {
+        let (_reader, writer, addr, mut peer) = pair().await;
+        let outbox = Arc::new(Outbox::default());
+        assert!(room(&outbox).await, "nothing waits");
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut queued = 0;
+        while queued <= PAUSE_AT {
+            assert!(outbox.push(&chunk));
+            queued += chunk.len();
+        }
+        let waiting = tokio::time::timeout(Duration::from_millis(100), room(&outbox)).await;
+        assert!(waiting.is_err(), "no room before the writer takes it");
+        tokio::spawn(write(writer, addr, outbox.clone()));
+        let resumed = tokio::time::timeout(Duration::from_secs(5), room(&outbox)).await;
+        assert_eq!(resumed.ok(), Some(true));
+        outbox.close();
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).await.expect("read");
+        assert_eq!(got.len(), queued, "all of it arrives");
     }
 
     #[tokio::test]
