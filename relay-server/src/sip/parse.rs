@@ -31,7 +31,10 @@ fn reject(reason: impl Into<Cow<'static, str>>, partial: Option<SipMessage>) -> 
 /// Where the header block ends and the body starts: after the first empty line.
 pub fn head_end(bytes: &[u8]) -> Option<(usize, usize)> {
     let crlf = memchr_seq(bytes, b"\r\n\r\n").map(|i| (i, i + 4));
-    let lf = memchr_seq(bytes, b"\n\n").map(|i| (i, i + 2));
+    // A bare "\n\n" wins only before the CRLF one: look no further (on a stream the bytes
+    // after it are the next messages, and scanning them all for each message was quadratic).
+    let before = crlf.map_or(bytes.len(), |(i, _)| (i + 2).min(bytes.len()));
+    let lf = memchr_seq(&bytes[..before], b"\n\n").map(|i| (i, i + 2));
     match (crlf, lf) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),
