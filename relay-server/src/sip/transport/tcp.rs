@@ -255,6 +255,17 @@ async fn write(mut writer: tokio::net::tcp::OwnedWriteHalf, addr: SocketAddr, ou
     outbox.drained.notify_waiters();
 }
 
+/// Waits until the writer of `outbox` is gone.
+async fn writer_gone(outbox: &Outbox) {
+    let broken = outbox.broken.notified();
+    tokio::pin!(broken);
+    // Registered before the check, so the writer's going cannot slip between them.
+    broken.as_mut().enable();
+    if !outbox.lock().gone {
+        broken.await;
+    }
+}
+
 /// Waits until at most [`PAUSE_AT`] bytes wait in `outbox`; false once its writer is gone.
 async fn room(outbox: &Outbox) -> bool {
     loop {
@@ -309,19 +320,12 @@ async fn read(
             return;
         }
         framer.buffer().reserve(8192);
-        let broken = outbox.broken.notified();
-        tokio::pin!(broken);
-        // Registered before the check, so the writer's going cannot slip between them.
-        broken.as_mut().enable();
-        if outbox.lock().gone {
-            return;
-        }
         tokio::select! {
             read = tokio::time::timeout(IDLE, reader.read_buf(framer.buffer())) => match read {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
                 Ok(Ok(_)) => {}
             },
-            () = &mut broken => return,
+            () = writer_gone(outbox) => return,
         }
     }
 }
@@ -400,15 +404,7 @@ mod tests {
         assert!(!outbox.is_open());
         tokio::spawn(write(writer, addr, outbox.clone()));
         // The reader of the connection stops too, and the peer sees the connection end.
-        let writer_gone = async {
-            let broken = outbox.broken.notified();
-            tokio::pin!(broken);
-            broken.as_mut().enable();
-            if !outbox.lock().gone {
-                broken.await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), writer_gone)
+        tokio::time::timeout(Duration::from_secs(5), writer_gone(&outbox))
             .await
             .expect("the writer gives up");
         drop(reader);
