@@ -8,6 +8,7 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::sip::digest::Algorithm;
+pub use crate::sip::transport::tcp::TcpLimits;
 
 /// Flags and file settings as given; every one is optional, [`Config::resolve`] fills defaults.
 #[derive(Debug, Default, Clone, Parser, Deserialize)]
@@ -41,6 +42,15 @@ pub struct Settings {
     /// Most HTTP connections open at once; more wait to be accepted [default: 10000].
     #[arg(long, env = "RESTSIP_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Most HTTP connections open at once from one IP address; more are closed at once, so
+    /// that one address cannot take every slot [default: 1000].
+    #[arg(long, env = "RESTSIP_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Seconds an HTTP connection has to send a request's whole header block, counted from
+    /// the connection's start or the end of its previous request; slower ones are closed
+    /// [default: 10].
+    #[arg(long, env = "RESTSIP_HEADER_TIMEOUT", value_name = "SECONDS")]
+    pub header_timeout: Option<u64>,
     /// Most open streams (SSE, NDJSON, WebSocket subscriptions) per user [default: 32].
     #[arg(long, env = "RESTSIP_MAX_STREAMS_PER_USER", value_name = "N")]
     pub max_streams_per_user: Option<usize>,
@@ -90,6 +100,21 @@ pub struct Settings {
     /// Largest SIP message accepted, in bytes; larger requests get 513 [default: 65535].
     #[arg(long, env = "RESTSIP_SIP_MAX_MESSAGE_BYTES", value_name = "BYTES")]
     pub sip_max_message_bytes: Option<usize>,
+    /// Most SIP TCP connections open at once; more are closed at accept [default: 4096].
+    #[arg(long, env = "RESTSIP_SIP_MAX_CONNECTIONS", value_name = "N")]
+    pub sip_max_connections: Option<usize>,
+    /// Most SIP TCP connections open at once from one IP address [default: 256].
+    #[arg(long, env = "RESTSIP_SIP_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub sip_max_connections_per_ip: Option<usize>,
+    /// Seconds a SIP message on TCP has to arrive whole, counted from its first byte (the
+    /// first message: from the connection's start); slower connections are closed
+    /// [default: 10].
+    #[arg(long, env = "RESTSIP_SIP_MESSAGE_TIMEOUT", value_name = "SECONDS")]
+    pub sip_message_timeout: Option<u64>,
+    /// Seconds a SIP TCP connection may stay silent before it is closed (phones keep theirs
+    /// open with CRLF keep-alives or re-registrations) [default: 7200].
+    #[arg(long, env = "RESTSIP_SIP_TCP_IDLE_TIMEOUT", value_name = "SECONDS")]
+    pub sip_tcp_idle_timeout: Option<u64>,
     /// Digest authentication of SIP REGISTER: on, or off for benchmarks and trusted networks
     /// only (anyone can then register as anyone) [default: on].
     #[arg(long, env = "RESTSIP_SIP_AUTH", value_name = "on|off")]
@@ -171,6 +196,8 @@ pub struct SipConfig {
     pub max_message_bytes: usize,
     /// Whether REGISTER must authenticate.
     pub auth: bool,
+    /// TCP connection limits and timeouts.
+    pub tcp: TcpLimits,
     /// Digest algorithms offered, most preferred first.
     pub algorithms: Vec<Algorithm>,
     /// How long an INVITE to a web user waits for an answer (s).
@@ -336,6 +363,7 @@ impl Default for SipConfig {
             realm: "restsip".to_owned(),
             max_message_bytes: 65_535,
             auth: true,
+            tcp: TcpLimits::default(),
             algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
             invite_timeout: 60,
             call_keepalive: 30,
@@ -377,6 +405,10 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Most HTTP connections at once.
     pub max_connections: usize,
+    /// Most HTTP connections at once from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Time a connection has to send a request's header block (s).
+    pub header_timeout: u64,
     /// Most streams per user.
     pub max_streams_per_user: usize,
     /// Most undelivered SENDs waiting for one contact.
@@ -408,6 +440,8 @@ impl Default for Limits {
         Self {
             max_body_bytes: 64 * 1024,
             max_connections: 10_000,
+            max_connections_per_ip: 1000,
+            header_timeout: 10,
             max_streams_per_user: 32,
             max_queued_per_contact: 1000,
             default_expires: 3600,
@@ -446,6 +480,14 @@ impl Config {
                 .max_connections
                 .or(file.max_connections)
                 .unwrap_or(d.max_connections),
+            max_connections_per_ip: cli
+                .max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(d.max_connections_per_ip),
+            header_timeout: cli
+                .header_timeout
+                .or(file.header_timeout)
+                .unwrap_or(d.header_timeout),
             max_streams_per_user: cli
                 .max_streams_per_user
                 .or(file.max_streams_per_user)
@@ -506,6 +548,14 @@ impl Config {
             limits.max_connections >= 1,
             "max-connections must be at least 1"
         );
+        anyhow::ensure!(
+            limits.max_connections_per_ip >= 1,
+            "max-connections-per-ip must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=3600).contains(&limits.header_timeout),
+            "header-timeout must be from 1 to 3600 seconds"
+        );
         anyhow::ensure!(limits.keepalive >= 1, "keepalive must be at least 1 second");
         anyhow::ensure!(
             limits.max_webhook_queue >= 1,
@@ -532,6 +582,13 @@ impl Config {
             cli.sip_digest_algorithms.or(file.sip_digest_algorithms),
         )?;
         let mut sip = sip;
+        sip.tcp = resolve_tcp(
+            cli.sip_max_connections.or(file.sip_max_connections),
+            cli.sip_max_connections_per_ip
+                .or(file.sip_max_connections_per_ip),
+            cli.sip_message_timeout.or(file.sip_message_timeout),
+            cli.sip_tcp_idle_timeout.or(file.sip_tcp_idle_timeout),
+        )?;
         if let Some(t) = cli.sip_invite_timeout.or(file.sip_invite_timeout) {
             anyhow::ensure!(
                 (1..=600).contains(&t),
@@ -637,11 +694,41 @@ fn resolve_sip(
         realm,
         max_message_bytes,
         auth,
+        tcp: d.tcp,
         algorithms,
         invite_timeout: d.invite_timeout,
         call_keepalive: d.call_keepalive,
         upstream: None,
     })
+}
+
+fn resolve_tcp(
+    max_connections: Option<usize>,
+    max_per_ip: Option<usize>,
+    message_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
+) -> anyhow::Result<TcpLimits> {
+    let d = TcpLimits::default();
+    let secs = std::time::Duration::from_secs;
+    let limits = TcpLimits {
+        max_connections: max_connections.unwrap_or(d.max_connections),
+        max_per_ip: max_per_ip.unwrap_or(d.max_per_ip),
+        message_timeout: message_timeout.map_or(d.message_timeout, secs),
+        idle_timeout: idle_timeout.map_or(d.idle_timeout, secs),
+    };
+    anyhow::ensure!(
+        limits.max_connections >= 1 && limits.max_per_ip >= 1,
+        "sip-max-connections and sip-max-connections-per-ip must be at least 1"
+    );
+    anyhow::ensure!(
+        (1..=3600).contains(&limits.message_timeout.as_secs()),
+        "sip-message-timeout must be from 1 to 3600 seconds"
+    );
+    anyhow::ensure!(
+        limits.idle_timeout >= limits.message_timeout,
+        "sip-tcp-idle-timeout must be at least sip-message-timeout"
+    );
+    Ok(limits)
 }
 
 fn resolve_soap(services: Vec<String>, timeout: Option<u64>) -> anyhow::Result<SoapConfig> {

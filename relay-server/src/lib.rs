@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod inbox;
 pub mod location;
+pub mod per_ip;
 pub mod sip;
 pub mod soap;
 pub mod store;
@@ -98,7 +99,11 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
     .with_web(state.soap_web.clone());
     Ok(Relay {
         soap,
-        listener: LimitedListener::new(tcp, config.limits.max_connections),
+        listener: LimitedListener::new(
+            tcp,
+            config.limits.max_connections,
+            config.limits.max_connections_per_ip,
+        ),
         http_addr,
         sip,
         sip_config: config.sip,
@@ -158,7 +163,8 @@ impl Relay {
                     core = core.with_upstream();
                 }
                 let listen = listeners.addr();
-                let (endpoint, mut tasks) = listeners.run(core, self.sip_config.max_message_bytes);
+                let (endpoint, mut tasks) =
+                    listeners.run(core, self.sip_config.max_message_bytes, self.sip_config.tcp);
                 let upstream = self.sip_config.upstream.as_ref().and_then(|u| {
                     sip::upstream::UpstreamSender::new(u, endpoint.downgrade(), listen)
                         .map(std::sync::Arc::new)
@@ -200,29 +206,53 @@ impl Relay {
             None => Vec::new(),
         };
         let store = self.state.store.clone();
+        let header_timeout = Duration::from_secs(self.state.limits.header_timeout);
         let router = api::app(self.state, self.www.as_deref());
         let service = tower::util::MapRequest::new(router, api::override_method);
         let closing = self.closing;
-        let result = axum::serve(
-            self.listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
+        // SIP's receiving tasks run as long as the relay: if one ends, the relay stops with
+        // an error (a supervisor restarts it) instead of answering HTTP with SIP dead.
+        let sip_aborts: Vec<_> = sip_tasks.iter().map(|t| t.abort_handle()).collect();
+        let sip_ended = async move {
+            if sip_tasks.is_empty() {
+                return std::future::pending().await;
+            }
+            let (ended, _, _) = futures_util::future::select_all(sip_tasks).await;
+            match ended {
+                Err(e) if e.is_panic() => "a SIP receiving task panicked".to_owned(),
+                _ => "a SIP receiving task ended".to_owned(),
+            }
+        };
+        let mut result = Ok(());
+        let stopped = tokio::sync::Notify::new();
+        let served = api::serve(self.listener, service, header_timeout, async {
+            tokio::select! {
+                () = shutdown => {}
+                () = stopped.notified() => {}
+            }
             let _ = closing.send(true);
-        })
-        .await;
+        });
+        tokio::pin!(served);
+        tokio::select! {
+            () = &mut served => {}
+            why = sip_ended => {
+                tracing::error!(why, "SIP stopped; the relay stops too");
+                result = Err(anyhow::anyhow!("{why}; stopping so that a supervisor restarts the relay"));
+                stopped.notify_one();
+                served.await;
+            }
+        }
         expiry.abort();
         if let Some(registrations) = registrations {
             // Unregister the users registered upstream while SIP still runs (bounded).
             let _ = tokio::time::timeout(UPSTREAM_STOP, registrations.stop()).await;
         }
-        for task in sip_tasks {
+        for task in sip_aborts {
             task.abort();
         }
         // Refreshes answered from memory are on disk before the process ends.
         store.flush().await;
-        result.map_err(Into::into)
+        result
     }
 }
 

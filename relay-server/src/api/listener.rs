@@ -1,15 +1,29 @@
-//! A TCP listener that holds at most `max` connections open: the next accept waits for a slot,
-//! so a flood of connections queues in the kernel instead of exhausting file descriptors.
+//! The HTTP listener and its connections: at most `max` connections open (the next accept
+//! waits for a slot, so a flood queues in the kernel instead of exhausting file descriptors),
+//! at most `max_per_ip` of them from one address (more are closed at once), and a deadline for
+//! each request's header block (hyper's header read timeout, which axum::serve does not set),
+//! so slow or silent clients cannot hold the slots of everyone else.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use axum::extract::Request;
+use axum::response::Response;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tower::ServiceExt;
+
+use crate::per_ip::{IpSlot, PerIp};
 
 /// The bounded listener.
 #[derive(Debug)]
@@ -18,44 +32,39 @@ pub(crate) struct LimitedListener {
     inner: TcpListener,
     /// One permit per open connection.
     slots: Arc<Semaphore>,
+    /// Open connections per address.
+    per_ip: PerIp,
 }
 
 impl LimitedListener {
-    pub(crate) fn new(inner: TcpListener, max: usize) -> Self {
+    pub(crate) fn new(inner: TcpListener, max: usize, max_per_ip: usize) -> Self {
         Self {
             inner,
             slots: Arc::new(Semaphore::new(max)),
+            per_ip: PerIp::new(max_per_ip),
         }
     }
-}
 
-/// A connection holding its slot until dropped.
-#[derive(Debug)]
-pub(crate) struct LimitedStream {
-    /// The connection.
-    inner: TcpStream,
-    /// Released when the connection closes.
-    _slot: OwnedSemaphorePermit,
-}
-
-impl axum::serve::Listener for LimitedListener {
-    type Io = LimitedStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    /// The next connection within the limits.
+    async fn accept(&mut self) -> (LimitedStream, SocketAddr) {
         loop {
             let Ok(slot) = self.slots.clone().acquire_owned().await else {
                 // The semaphore is never closed; wait and try again if it were.
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
+                    let Some(ip_slot) = self.per_ip.take(addr.ip()) else {
+                        tracing::warn!(%addr, "too many HTTP connections from one address; closing a new one");
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     return (
                         LimitedStream {
                             inner: stream,
                             _slot: slot,
+                            _ip_slot: ip_slot,
                         },
                         addr,
                     );
@@ -63,15 +72,78 @@ impl axum::serve::Listener for LimitedListener {
                 Err(e) => {
                     // Out of descriptors and similar: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
     }
+}
 
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
+/// Serves `service` on `listener` until `shutdown` completes; then accepts no more, lets each
+/// connection finish its request in flight and waits for them all. Requests carry the peer's
+/// address as `ConnectInfo<SocketAddr>`.
+pub(crate) async fn serve<S>(
+    mut listener: LimitedListener,
+    service: S,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    // Every connection holds a receiver of `open`; its sender sees them all gone.
+    let (open_tx, open_rx) = watch::channel(());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, addr) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let service = service.clone();
+        let mut stop = stop_rx.clone();
+        let open = open_rx.clone();
+        tokio::spawn(async move {
+            let hyper_service =
+                hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(addr));
+                    service.clone().oneshot(req.map(axum::body::Body::new))
+                });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), hyper_service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%addr, error = %e, "HTTP connection ended");
+                    }
+                }
+                () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(open);
+        });
     }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(open_rx);
+    open_tx.closed().await;
+}
+
+/// A connection holding its slots until dropped.
+#[derive(Debug)]
+pub(crate) struct LimitedStream {
+    /// The connection.
+    inner: TcpStream,
+    /// Released when the connection closes.
+    _slot: OwnedSemaphorePermit,
+    /// Its place in its address's count.
+    _ip_slot: IpSlot,
 }
 
 impl AsyncRead for LimitedStream {

@@ -39,7 +39,7 @@ use crate::location::Location;
 use crate::store::Store;
 use crate::webhooks::Webhooks;
 
-pub(crate) use listener::LimitedListener;
+pub(crate) use listener::{serve, LimitedListener};
 use stream::StreamCounter;
 
 /// What every handler can reach; cheap to clone.
@@ -215,6 +215,9 @@ pub fn app(state: AppState, www: Option<&std::path::Path>) -> Router {
         None => router.fallback(|| async { StatusCode::NOT_FOUND }),
     };
     router
+        // A declared Content-Length over the limit is refused at once (413), before any body
+        // is awaited; a body without one is cut at the limit as it arrives.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
         .layer(axum::middleware::map_response(problem_bodies))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(cors)

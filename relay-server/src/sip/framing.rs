@@ -53,6 +53,11 @@ impl StreamFramer {
         &mut self.buf
     }
 
+    /// Whether part of a message has been received (bytes other than CRLF keep-alives wait).
+    pub fn mid_message(&self) -> bool {
+        self.buf.iter().any(|b| !matches!(b, b'\r' | b'\n'))
+    }
+
     /// The next frame, None when more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FramingError> {
         let crlfs = self

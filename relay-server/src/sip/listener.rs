@@ -7,8 +7,10 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 
 use super::core::Core;
+
 use super::endpoint::Endpoint;
-use super::transport::{tcp, udp, Transports};
+use super::transport::tcp::{self, TcpLimits};
+use super::transport::{udp, Transports};
 
 /// Attempts at finding a port free for both UDP and TCP when port 0 is asked.
 const PORT_ATTEMPTS: usize = 50;
@@ -53,9 +55,14 @@ impl SipListeners {
     }
 
     /// Starts receiving; the tasks run until aborted.
-    pub fn run(self, core: Core, max_message: usize) -> (Endpoint, Vec<JoinHandle<()>>) {
+    pub fn run(
+        self,
+        core: Core,
+        max_message: usize,
+        limits: TcpLimits,
+    ) -> (Endpoint, Vec<JoinHandle<()>>) {
         let udp = Arc::new(self.udp);
-        let connections = tcp::Connections::default();
+        let connections = tcp::Connections::new(limits);
         let wire = Arc::new(Transports {
             udp: udp.clone(),
             tcp: connections.clone(),

@@ -188,7 +188,8 @@ fn start_line(line: &str) -> Result<StartLine, (&'static str, u16)> {
     };
     let method = Method::new(method).ok_or(("method is not a token", 400))?;
     if !version.eq_ignore_ascii_case("SIP/2.0") {
-        let other = version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/");
+        // Compared as bytes: the text is untrusted and may split a character anywhere.
+        let other = version.len() > 4 && version.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/");
         return Err(if other {
             ("SIP version not supported", 505)
         } else {

@@ -158,3 +158,27 @@ fn garbage_is_rejected_without_anything_to_answer() {
         assert!(e.partial.is_none() || junk.starts_with("GET"), "{junk:?}");
     }
 }
+
+#[test]
+fn a_character_of_several_bytes_anywhere_is_refused_never_a_panic() {
+    // The datagram: a two-byte character right after "SIP" in the version.
+    let e = parse_datagram(b"OPTIONS sip:x SIP\xc3\xa9\r\n\r\n").expect_err("refused");
+    assert_eq!(e.status, 400, "{}", e.reason);
+    // Every split of a multi-byte character at every place of a request is refused or parsed.
+    let request = REGISTER.as_bytes();
+    for at in 0..request.len() {
+        for insert in [
+            &b"\xc3\xa9"[..],
+            b"\xe2\x82\xac",
+            b"\xf0\x9f\x98\x80",
+            b"\xc3",
+            b"\xff",
+        ] {
+            let mut bytes = request[..at].to_vec();
+            bytes.extend_from_slice(insert);
+            bytes.extend_from_slice(&request[at..]);
+            let _ = parse_datagram(&bytes);
+            let _ = parse_datagram(&bytes[..at + 1]);
+        }
+    }
+}

@@ -84,3 +84,44 @@ impl Wire for Transports {
         }
     }
 }
+
+/// Runs the handling of one message from `from`, so that a panic in it costs that message
+/// only: the receive loop or connection that called it goes on. The panic is logged with the
+/// peer (the default hook has already printed where it happened). None when it panicked.
+pub fn contained<R>(from: Peer, handle: impl FnOnce() -> R) -> Option<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(handle)) {
+        Ok(r) => Some(r),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            tracing::error!(
+                peer = %from.addr,
+                transport = %from.transport,
+                panic = %what,
+                "handling a SIP message panicked; the message is dropped"
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_handling_a_message_is_contained() {
+        let peer = Peer {
+            transport: Transport::Udp,
+            addr: "127.0.0.1:5060".parse().expect("addr"),
+        };
+        assert_eq!(contained(peer, || 7), Some(7));
+        let text = String::from("é");
+        let sliced: Option<usize> = contained(peer, || text[..1].len());
+        assert_eq!(sliced, None, "the panic is caught");
+        assert_eq!(contained(peer, || "still here"), Some("still here"));
+    }
+}

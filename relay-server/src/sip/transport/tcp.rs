@@ -16,14 +16,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use super::{Peer, Transport};
+use super::{contained, Peer, Transport};
+use crate::per_ip::{IpSlot, PerIp};
 use crate::sip::endpoint::{Endpoint, WeakEndpoint};
 use crate::sip::framing::{Frame, FramingError, StreamFramer};
 
-/// Most SIP connections open at once; more are closed at accept.
-pub const MAX_CONNECTIONS: usize = 4096;
-/// A connection silent this long is closed.
-const IDLE: Duration = Duration::from_secs(2 * 3600);
 /// Bytes waiting for one connection past which its requests are not read until the writer
 /// has taken them.
 pub const PAUSE_AT: usize = 256 * 1024;
@@ -32,6 +29,30 @@ pub const PAUSE_AT: usize = 256 * 1024;
 pub const MAX_PENDING: usize = 2 * 1024 * 1024;
 /// How long connecting to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Limits of SIP over TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Most connections open at once from one IP address.
+    pub max_per_ip: usize,
+    /// Time a message has to arrive whole, from its first byte (the first one: from the start).
+    pub message_timeout: std::time::Duration,
+    /// Time a connection may stay silent.
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            max_per_ip: 256,
+            message_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(7200),
+        }
+    }
+}
 
 /// The open connections by remote address; cheap to clone.
 #[derive(Clone, Default)]
@@ -42,6 +63,10 @@ pub struct Connections {
 
 #[derive(Default)]
 struct Inner {
+    /// Connection limits and timeouts.
+    limits: TcpLimits,
+    /// Accepted connections open, by remote IP address.
+    per_ip: PerIp,
     /// Writer queues by remote address, with a serial number per connection.
     writers: Mutex<HashMap<SocketAddr, (u64, Arc<Outbox>)>>,
     /// Serial numbers of connections.
@@ -51,6 +76,17 @@ struct Inner {
 }
 
 impl Connections {
+    /// Connections under `limits`.
+    pub fn new(limits: TcpLimits) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                limits,
+                per_ip: PerIp::new(limits.max_per_ip),
+                ..Inner::default()
+            }),
+        }
+    }
+
     /// Tells the connections where received messages go.
     pub fn attach(&self, endpoint: &Endpoint) {
         let _ = self.inner.endpoint.set(endpoint.downgrade());
@@ -89,7 +125,7 @@ impl Connections {
                 tokio::spawn(async move {
                     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to)).await {
                         Ok(Ok(stream)) => {
-                            if let Some(w) = conns.open(stream, to) {
+                            if let Some(w) = conns.open(stream, to, None) {
                                 w.push(&data);
                             }
                         }
@@ -105,11 +141,15 @@ impl Connections {
         loop {
             match listener.accept().await {
                 Ok((stream, addr)) => {
-                    if self.len() >= MAX_CONNECTIONS {
+                    if self.len() >= self.inner.limits.max_connections {
                         tracing::warn!(%addr, "too many SIP connections; closing a new one");
                         continue;
                     }
-                    self.open(stream, addr);
+                    let Some(slot) = self.inner.per_ip.take(addr.ip()) else {
+                        tracing::warn!(%addr, "too many SIP connections from one address; closing a new one");
+                        continue;
+                    };
+                    self.open(stream, addr, Some(slot));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.
@@ -120,8 +160,15 @@ impl Connections {
         }
     }
 
-    /// Starts the reader and writer of a connection; returns its outbox.
-    fn open(&self, stream: TcpStream, addr: SocketAddr) -> Option<Arc<Outbox>> {
+    /// Starts the reader and writer of a connection; returns its outbox. An accepted
+    /// connection holds its `slot` in its address's count, and must send its first message
+    /// within the message timeout.
+    fn open(
+        &self,
+        stream: TcpStream,
+        addr: SocketAddr,
+        slot: Option<IpSlot>,
+    ) -> Option<Arc<Outbox>> {
         let endpoint = self.inner.endpoint.get()?.upgrade()?;
         let _ = stream.set_nodelay(true);
         let (reader, writer) = stream.into_split();
@@ -134,8 +181,11 @@ impl Connections {
         tokio::spawn(write(writer, addr, outbox.clone()));
         let conns = self.clone();
         let closing = outbox.clone();
+        let limits = self.inner.limits;
+        let accepted = slot.is_some();
         tokio::spawn(async move {
-            read(reader, addr, &endpoint, &closing).await;
+            let _slot = slot;
+            read(reader, addr, &endpoint, &closing, limits, accepted).await;
             // The writer sends what is queued, then closes.
             closing.close();
             let current = {
@@ -286,23 +336,38 @@ async fn room(outbox: &Outbox) -> bool {
     }
 }
 
-/// Reads and frames messages until the peer closes, goes idle or breaks the framing, or the
-/// connection's writer is gone (nothing could be answered).
+/// Reads and frames messages until the peer closes, goes idle or breaks the framing, is too
+/// slow to send a message whole, or the connection's writer is gone (nothing could be
+/// answered). An `accepted` connection's first message is due within the message timeout.
 async fn read(
     mut reader: tokio::net::tcp::OwnedReadHalf,
     addr: SocketAddr,
     endpoint: &Endpoint,
     outbox: &Outbox,
+    limits: TcpLimits,
+    accepted: bool,
 ) {
     let peer = Peer {
         transport: Transport::Tcp,
         addr,
     };
     let mut framer = StreamFramer::new(endpoint.max_message());
+    // On an accepted connection, when the first message is due (until it has come).
+    let mut first_due = accepted.then(|| tokio::time::Instant::now() + limits.message_timeout);
+    // When the message being received is due.
+    let mut partial_due = None;
     loop {
         loop {
-            match framer.next_frame() {
-                Ok(Some(Frame::Message(parsed))) => endpoint.on_parsed(*parsed, peer),
+            // A panic in framing leaves the stream's state unknown: the connection ends. A
+            // panic while handling a message costs that message only.
+            let Some(frame) = contained(peer, || framer.next_frame()) else {
+                return;
+            };
+            match frame {
+                Ok(Some(Frame::Message(parsed))) => {
+                    first_due = None;
+                    contained(peer, || endpoint.on_parsed(*parsed, peer));
+                }
                 Ok(Some(Frame::Ping)) => endpoint.pong(peer),
                 Ok(None) => break,
                 Err(FramingError::TooLarge(partial)) => {
@@ -319,10 +384,23 @@ async fn read(
         if !room(outbox).await {
             return;
         }
+        if !framer.mid_message() {
+            partial_due = None;
+        } else if partial_due.is_none() {
+            partial_due = Some(tokio::time::Instant::now() + limits.message_timeout);
+        }
+        let due = first_due.or(partial_due);
+        let deadline = due.unwrap_or_else(|| tokio::time::Instant::now() + limits.idle_timeout);
         framer.buffer().reserve(8192);
         tokio::select! {
-            read = tokio::time::timeout(IDLE, reader.read_buf(framer.buffer())) => match read {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+            read = tokio::time::timeout_at(deadline, reader.read_buf(framer.buffer())) => match read {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Err(_) => {
+                    if due.is_some() {
+                        tracing::warn!(%addr, "SIP message not received whole in time; connection closed");
+                    }
+                    return;
+                }
                 Ok(Ok(_)) => {}
             },
             () = writer_gone(outbox) => return,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 
-use super::{Peer, Transport};
+use super::{contained, Peer, Transport};
 use crate::sip::endpoint::Endpoint;
 
 /// Socket buffer asked of the kernel, so bursts are queued instead of dropped.
@@ -32,13 +32,14 @@ pub async fn receive(socket: Arc<UdpSocket>, endpoint: Endpoint) {
     let mut buf = vec![0u8; 65_536];
     loop {
         match socket.recv_from(&mut buf).await {
-            Ok((n, from)) => endpoint.on_datagram(
-                &buf[..n],
-                Peer {
+            Ok((n, from)) => {
+                let from = Peer {
                     transport: Transport::Udp,
                     addr: from,
-                },
-            ),
+                };
+                // A panic costs this datagram only; the loop goes on.
+                contained(from, || endpoint.on_datagram(&buf[..n], from));
+            }
             Err(e) => {
                 // ICMP errors surface here on some systems; never spin on a failing socket.
                 tracing::debug!(error = %e, "UDP receive failed");
