@@ -59,6 +59,14 @@ if ! have_version wasm-pack "$WASM_PACK_VERSION"; then
     || cargo install wasm-pack --version "$WASM_PACK_VERSION" --force
 fi
 
+# cargo-fuzz runs the fuzz targets (scripts/fuzz.sh) on the stable toolchain.
+CARGO_FUZZ_VERSION=0.13.2
+if [ "${1:-}" != "run" ] && ! { command -v cargo-fuzz >/dev/null 2>&1 \
+    && [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" = "$CARGO_FUZZ_VERSION" ]; }; then
+  log "cargo install cargo-fuzz $CARGO_FUZZ_VERSION (a few minutes, once)"
+  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --force
+fi
+
 # Node tooling from package-lock.json: binaryen 132's wasm-opt, playwright-core, vite.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "npm ci"

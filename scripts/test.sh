@@ -18,6 +18,9 @@ echo "== unit and end-to-end tests"
 cargo build --locked -p relay-server
 cargo test --workspace --locked
 
+echo "== fuzz: every parser of network input, ${FUZZ_SECONDS:-20} s each"
+bash scripts/fuzz.sh
+
 echo "== browser: the wasm client in headless Chromium, the demo page, a Vite build"
 bash scripts/test-browser.sh
 
