@@ -3,6 +3,7 @@
 //! the client's typings come from the same definitions as the server's.
 #![warn(missing_docs)]
 
+pub mod address;
 mod call;
 mod event;
 mod login;
@@ -14,6 +15,7 @@ mod user;
 mod webhook;
 mod ws;
 
+pub use address::{check_email, normalize_email};
 pub use call::{
     Call, CallCreated, CreateCall, JoinCall, Participant, ParticipantCreated, UpdateParticipant,
 };

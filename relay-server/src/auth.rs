@@ -24,6 +24,10 @@ type HmacSha256 = Hmac<Sha256>;
 const CACHE_TTL: Duration = Duration::from_secs(300);
 /// Entries kept in the credential cache at most.
 const CACHE_MAX: usize = 100_000;
+/// How long an account's credential stamp is used from memory: a token made before a password
+/// change, deletion or re-creation stops working within this time on every relay (at once on
+/// the relay that made the change).
+const STAMP_TTL: Duration = Duration::from_secs(10);
 
 /// Cheap-clone handle to the authenticator.
 #[derive(Clone)]
@@ -45,6 +49,25 @@ struct Inner {
     verified: Mutex<HashMap<String, ([u8; 32], Instant)>>,
     /// email → (its digest secrets, when read): every SIP REGISTER needs them.
     digests: Mutex<HashMap<String, (DigestRecord, Instant)>>,
+    /// email → (its credential stamp, when read), for checking bearer tokens.
+    stamps: Mutex<HashMap<String, (Stamp, Instant)>>,
+    /// Ids of tokens withdrawn before their expiry → that expiry (s).
+    revoked: Mutex<HashMap<String, u64>>,
+}
+
+/// What identifies one generation of an account's credentials: a keyed hash of its password
+/// hash, which changes with every password change and every re-creation (a new salt).
+type Stamp = [u8; 8];
+
+/// What a valid bearer token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenClaims {
+    /// The account it speaks for.
+    pub email: String,
+    /// When it expires (s since the epoch).
+    pub expires: u64,
+    /// Its id, by which it can be revoked.
+    pub id: String,
 }
 
 impl std::fmt::Debug for Auth {
@@ -57,6 +80,11 @@ impl Auth {
     /// An authenticator over the users in `store`; SIP digest secrets are for `realm`.
     pub async fn new(store: Arc<dyn Store>, token_ttl: Duration, realm: &str) -> Result<Self> {
         let secret = store.secret().await?;
+        let revoked = store
+            .revoked_tokens(unix_secs())
+            .await?
+            .into_iter()
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -65,6 +93,8 @@ impl Auth {
                 realm: realm.to_owned(),
                 verified: Mutex::new(HashMap::new()),
                 digests: Mutex::new(HashMap::new()),
+                stamps: Mutex::new(HashMap::new()),
+                revoked: Mutex::new(revoked),
             }),
         })
     }
@@ -97,11 +127,12 @@ impl Auth {
             return Ok(false);
         };
         let password = password.to_owned();
+        let checked = password.clone();
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&user.password_hash)
                 .map(|hash| {
                     Argon2::default()
-                        .verify_password(password.as_bytes(), &hash)
+                        .verify_password(checked.as_bytes(), &hash)
                         .is_ok()
                 })
                 .unwrap_or(false)
@@ -109,6 +140,7 @@ impl Auth {
         .await
         .map_err(|e| Error::Internal(format!("password check task: {e}")))?;
         if ok {
+            self.refresh_digest(email, &password).await?;
             let mut cache = self.lock();
             if cache.len() >= CACHE_MAX {
                 cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
@@ -119,6 +151,20 @@ impl Auth {
             cache.insert(email.to_owned(), (key, Instant::now()));
         }
         Ok(ok)
+    }
+
+    /// Stores the digest secrets of `email` again when those stored were not computed from
+    /// this (just verified) password, this address and this realm: after addresses were put in
+    /// canonical form (`B@X` became `b@x`), or the realm changed, a user's next password login
+    /// makes SIP registration work again without a password change.
+    async fn refresh_digest(&self, email: &str, password: &str) -> Result<()> {
+        let fresh = self.digest_record(email, password);
+        let stored = self.inner.store.digest(email).await?;
+        if stored.as_ref() != Some(&fresh) {
+            self.inner.store.set_digest(email, &fresh).await?;
+            lock(&self.inner.digests).remove(email);
+        }
+        Ok(())
     }
 
     /// The SIP digest realm.
@@ -174,6 +220,7 @@ impl Auth {
     /// Forgets cached credentials of `email` (password changed, user deleted).
     pub fn forget(&self, email: &str) {
         self.lock().remove(email);
+        lock(&self.inner.stamps).remove(email);
         self.inner
             .digests
             .lock()
@@ -181,27 +228,109 @@ impl Auth {
             .remove(email);
     }
 
-    /// A bearer token for `email`: `base64(email).expiry.signature`.
-    pub fn issue_token(&self, email: &str) -> (String, u64) {
-        let ttl = self.inner.token_ttl.as_secs();
-        let expiry = unix_secs() + ttl;
-        let payload = format!("{}.{expiry}", URL_SAFE_NO_PAD.encode(email));
-        let signature = URL_SAFE_NO_PAD.encode(self.sign(payload.as_bytes()));
-        (format!("{payload}.{signature}"), ttl)
+    /// The credential stamp of `email` now; None when there is no such account.
+    async fn stamp(&self, email: &str) -> Result<Option<Stamp>> {
+        if let Some((stamp, at)) = lock(&self.inner.stamps).get(email) {
+            if at.elapsed() < STAMP_TTL {
+                return Ok(Some(*stamp));
+            }
+        }
+        let Some(user) = self.inner.store.user(email).await? else {
+            lock(&self.inner.stamps).remove(email);
+            return Ok(None);
+        };
+        let mut mac = self.mac();
+        mac.update(b"credential stamp\0");
+        mac.update(user.password_hash.as_bytes());
+        let mut stamp = Stamp::default();
+        stamp.copy_from_slice(&mac.finalize().into_bytes()[..8]);
+        let mut stamps = lock(&self.inner.stamps);
+        if stamps.len() >= CACHE_MAX {
+            stamps.clear();
+        }
+        stamps.insert(email.to_owned(), (stamp, Instant::now()));
+        Ok(Some(stamp))
     }
 
-    /// The email a valid, unexpired token was issued to.
-    pub fn check_token(&self, token: &str) -> Option<String> {
+    /// A bearer token for `email`, bound to its credentials as they are now, valid for the
+    /// token lifetime but never past `not_after` (a token made with a token lives no longer
+    /// than that one): `base64(email).expiry.stamp.id.signature`. None when the account is
+    /// gone. Returns the token and its lifetime in seconds.
+    pub async fn issue_token(
+        &self,
+        email: &str,
+        not_after: Option<u64>,
+    ) -> Result<Option<(String, u64)>> {
+        let Some(stamp) = self.stamp(email).await? else {
+            return Ok(None);
+        };
+        let now = unix_secs();
+        let expiry = not_after.map_or(now + self.inner.token_ttl.as_secs(), |n| {
+            n.min(now + self.inner.token_ttl.as_secs())
+        });
+        let id = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 12]>());
+        let payload = format!(
+            "{}.{expiry}.{}.{id}",
+            URL_SAFE_NO_PAD.encode(email),
+            hex::encode(stamp)
+        );
+        let signature = URL_SAFE_NO_PAD.encode(self.sign(payload.as_bytes()));
+        Ok(Some((
+            format!("{payload}.{signature}"),
+            expiry.saturating_sub(now),
+        )))
+    }
+
+    /// What a token says, if it is genuine, unexpired, not revoked, and its account's
+    /// credentials are still those it was made for (no password change, deletion or
+    /// re-creation since).
+    pub async fn check_token(&self, token: &str) -> Result<Option<TokenClaims>> {
+        let Some(claims) = self.signed_claims(token) else {
+            return Ok(None);
+        };
+        if claims.0.expires < unix_secs()
+            || lock(&self.inner.revoked).contains_key(&claims.0.id)
+            || self.stamp(&claims.0.email).await? != Some(claims.1)
+        {
+            return Ok(None);
+        }
+        Ok(Some(claims.0))
+    }
+
+    /// The claims and stamp of a token whose signature is right.
+    fn signed_claims(&self, token: &str) -> Option<(TokenClaims, Stamp)> {
         let (payload, signature) = token.rsplit_once('.')?;
         let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
         let mut mac = self.mac();
         mac.update(payload.as_bytes());
         mac.verify_slice(&signature).ok()?;
-        let (email, expiry) = payload.split_once('.')?;
-        if expiry.parse::<u64>().ok()? < unix_secs() {
+        let mut parts = payload.split('.');
+        let (email, expires, stamp, id) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
             return None;
         }
-        String::from_utf8(URL_SAFE_NO_PAD.decode(email).ok()?).ok()
+        let mut decoded = Stamp::default();
+        hex::decode_to_slice(stamp, &mut decoded).ok()?;
+        let claims = TokenClaims {
+            email: String::from_utf8(URL_SAFE_NO_PAD.decode(email).ok()?).ok()?,
+            expires: expires.parse().ok()?,
+            id: id.to_owned(),
+        };
+        Some((claims, decoded))
+    }
+
+    /// Withdraws a token before its expiry, on every relay sharing the store.
+    pub async fn revoke_token(&self, claims: &TokenClaims) -> Result<()> {
+        self.inner
+            .store
+            .revoke_token(&claims.id, claims.expires)
+            .await?;
+        let now = unix_secs();
+        let mut revoked = lock(&self.inner.revoked);
+        revoked.retain(|_, expires| *expires >= now);
+        revoked.insert(claims.id.clone(), claims.expires);
+        Ok(())
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -226,6 +355,10 @@ impl Auth {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn unix_secs() -> u64 {
@@ -275,15 +408,88 @@ mod tests {
     #[tokio::test]
     async fn tokens_verify_and_tampering_fails() {
         let auth = auth_with_user("pw").await;
-        let (token, ttl) = auth.issue_token("a@x");
+        let (token, ttl) = auth
+            .issue_token("a@x", None)
+            .await
+            .expect("issue")
+            .expect("user");
         assert_eq!(ttl, 60);
-        assert_eq!(auth.check_token(&token).as_deref(), Some("a@x"));
+        let claims = auth
+            .check_token(&token)
+            .await
+            .expect("check")
+            .expect("valid");
+        assert_eq!(claims.email, "a@x");
         let forged = token.replacen(
             &URL_SAFE_NO_PAD.encode("a@x"),
             &URL_SAFE_NO_PAD.encode("b@x"),
             1,
         );
-        assert_eq!(auth.check_token(&forged), None);
-        assert_eq!(auth.check_token("garbage"), None);
+        assert_eq!(auth.check_token(&forged).await.expect("check"), None);
+        assert_eq!(auth.check_token("garbage").await.expect("check"), None);
+        assert_eq!(auth.check_token("a.b.c.d.e").await.expect("check"), None);
+    }
+
+    #[tokio::test]
+    async fn a_token_dies_with_its_credentials_and_when_revoked() {
+        let auth = auth_with_user("pw").await;
+        let (first, _) = auth
+            .issue_token("a@x", None)
+            .await
+            .expect("issue")
+            .expect("user");
+        let (second, _) = auth
+            .issue_token("a@x", None)
+            .await
+            .expect("issue")
+            .expect("user");
+        // Revoking one leaves the other.
+        let claims = auth
+            .check_token(&first)
+            .await
+            .expect("check")
+            .expect("valid");
+        auth.revoke_token(&claims).await.expect("revoke");
+        assert_eq!(auth.check_token(&first).await.expect("check"), None);
+        assert!(auth.check_token(&second).await.expect("check").is_some());
+        // A new password hash (password change or re-creation) ends every earlier token.
+        let mut user = auth
+            .inner
+            .store
+            .user("a@x")
+            .await
+            .expect("read")
+            .expect("user");
+        user.password_hash = Auth::hash_password("pw").await.expect("hash");
+        assert!(auth.inner.store.update_user(&user).await.expect("update"));
+        auth.forget("a@x");
+        assert_eq!(auth.check_token(&second).await.expect("check"), None);
+        // Revocations survive a restart.
+        let again = Auth::new(auth.inner.store.clone(), Duration::from_secs(60), "restsip")
+            .await
+            .expect("auth");
+        assert!(lock(&again.inner.revoked).contains_key(&claims.id));
+    }
+
+    #[tokio::test]
+    async fn a_token_made_with_a_token_lives_no_longer() {
+        let auth = auth_with_user("pw").await;
+        let soon = unix_secs() + 5;
+        let (token, ttl) = auth
+            .issue_token("a@x", Some(soon))
+            .await
+            .expect("issue")
+            .expect("user");
+        assert!(ttl <= 5);
+        let claims = auth
+            .check_token(&token)
+            .await
+            .expect("check")
+            .expect("valid");
+        assert_eq!(claims.expires, soon);
+        assert_eq!(
+            auth.issue_token("nobody@x", None).await.expect("issue"),
+            None
+        );
     }
 }

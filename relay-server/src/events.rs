@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use restsip_protocol::{Event, EventKind, UpdateMode};
+use restsip_protocol::{normalize_email, Event, EventKind, UpdateMode};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -49,13 +49,14 @@ pub trait Sink: Send + Sync {
     async fn emit_claimed(&self, seq: i64, event: Event) -> Result<Option<Flow>>;
 }
 
-/// Parses an active resource's path: `/login/{email}`, `/login/{email}/{id}`, `/call/{id}`.
+/// Parses an active resource's path: `/login/{email}`, `/login/{email}/{id}`, `/call/{id}`;
+/// the email is put in its canonical form.
 pub fn parse_topic(path: &str) -> Option<Topic> {
     let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
     match segments.as_slice() {
-        ["login", email] if !email.is_empty() => Some(Topic::Login((*email).to_owned())),
+        ["login", email] if !email.is_empty() => Some(Topic::Login(normalize_email(email))),
         ["login", email, id] if !email.is_empty() => {
-            Some(Topic::Inbox((*email).to_owned(), id.parse().ok()?))
+            Some(Topic::Inbox(normalize_email(email), id.parse().ok()?))
         }
         ["call", id] if !id.is_empty() => Some(Topic::Call((*id).to_owned())),
         _ => None,

@@ -208,7 +208,9 @@ impl Relay {
         let store = self.state.store.clone();
         let header_timeout = Duration::from_secs(self.state.limits.header_timeout);
         let router = api::app(self.state, self.www.as_deref());
-        let service = tower::util::MapRequest::new(router, api::override_method);
+        let service = tower::util::MapRequest::new(router, |req| {
+            api::canonical_path(api::override_method(req))
+        });
         let closing = self.closing;
         // SIP's receiving tasks run as long as the relay: if one ends, the relay stops with
         // an error (a supervisor restarts it) instead of answering HTTP with SIP dead.

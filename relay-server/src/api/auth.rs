@@ -3,8 +3,8 @@
 //! /token`, for EventSource and WebSocket, which cannot set headers.
 
 use axum::extract::{FromRequestParts, State};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -12,6 +12,7 @@ use restsip_protocol::Token;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::auth::TokenClaims;
 
 /// The email of the authenticated user.
 #[derive(Debug, Clone)]
@@ -38,7 +39,42 @@ fn query_token(parts: &Parts) -> Option<String> {
     })
 }
 
+/// The authenticated user and, when a bearer token was used, what it says.
+#[derive(Debug, Clone)]
+pub(crate) struct Credential {
+    /// Who is asking.
+    pub(crate) caller: Caller,
+    /// The bearer token used, if one was.
+    pub(crate) token: Option<TokenClaims>,
+}
+
 impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Credential::from_request_parts(parts, state)
+            .await
+            .map(|c| c.caller)
+    }
+}
+
+async fn bearer(state: &AppState, token: &str, source: &str) -> Result<Credential, ApiError> {
+    match state.auth.check_token(token.trim()).await? {
+        Some(claims) => Ok(Credential {
+            caller: Caller(claims.email.clone()),
+            token: Some(claims),
+        }),
+        None => Err(ApiError::unauthorized(format!(
+            "{source} is invalid, expired or revoked, or the account's password changed; \
+             get a new one from POST /token"
+        ))),
+    }
+}
+
+impl FromRequestParts<AppState> for Credential {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -59,30 +95,24 @@ impl FromRequestParts<AppState> for Caller {
                 let (email, password) = decoded
                     .split_once(':')
                     .ok_or_else(|| ApiError::unauthorized("malformed Basic credentials"))?;
-                if state.auth.check_password(email, password).await? {
-                    Ok(Caller(email.to_owned()))
+                let email = restsip_protocol::normalize_email(email);
+                if state.auth.check_password(&email, password).await? {
+                    Ok(Credential {
+                        caller: Caller(email),
+                        token: None,
+                    })
                 } else {
                     Err(ApiError::unauthorized("wrong email or password"))
                 }
             }
-            Some((scheme, value)) if scheme.eq_ignore_ascii_case("bearer") => state
-                .auth
-                .check_token(value.trim())
-                .map(Caller)
-                .ok_or_else(|| {
-                    ApiError::unauthorized(
-                        "the bearer token is invalid or expired; get a new one from POST /token",
-                    )
-                }),
+            Some((scheme, value)) if scheme.eq_ignore_ascii_case("bearer") => {
+                bearer(state, value, "the bearer token").await
+            }
             Some((scheme, _)) => Err(ApiError::unauthorized(format!(
                 "unsupported authorization scheme {scheme}"
             ))),
             None => match query_token(parts) {
-                Some(token) => state.auth.check_token(&token).map(Caller).ok_or_else(|| {
-                    ApiError::unauthorized(
-                        "access_token is invalid or expired; get a new one from POST /token",
-                    )
-                }),
+                Some(token) => bearer(state, &token, "access_token").await,
                 None => Err(ApiError::unauthorized(
                     "credentials required: HTTP Basic, a bearer token or ?access_token=",
                 )),
@@ -91,8 +121,33 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// `POST /token`: a short-lived bearer token for the caller.
-pub(crate) async fn token_create(State(state): State<AppState>, caller: Caller) -> Json<Token> {
-    let (token, expires) = state.auth.issue_token(&caller.0);
-    Json(Token { token, expires })
+/// `POST /token`: a short-lived bearer token for the caller, bound to the account's current
+/// credentials; made with a token, it expires no later than that one.
+pub(crate) async fn token_create(
+    State(state): State<AppState>,
+    credential: Credential,
+) -> Result<Json<Token>, ApiError> {
+    let not_after = credential.token.as_ref().map(|t| t.expires);
+    let email = &credential.caller.0;
+    let (token, expires) = state
+        .auth
+        .issue_token(email, not_after)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized(format!("{email} no longer exists")))?;
+    Ok(Json(Token { token, expires }))
+}
+
+/// `DELETE /token`: revokes the bearer token the request carries (a page logging out).
+pub(crate) async fn token_delete(
+    State(state): State<AppState>,
+    credential: Credential,
+) -> Result<StatusCode, ApiError> {
+    let Some(claims) = credential.token else {
+        return Err(ApiError::new(
+            restsip_protocol::ProblemKind::BadRequest,
+            "send the token to revoke as Authorization: Bearer (or ?access_token=)",
+        ));
+    };
+    state.auth.revoke_token(&claims).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -48,11 +48,10 @@ pub(crate) async fn call_get(
 
 /// Parses a login URL into (email, contact id).
 fn parse_login(url: &str) -> Option<(String, Option<i64>)> {
-    let rest = url.strip_prefix("/login/")?;
-    match rest.split_once('/') {
-        None if !rest.is_empty() => Some((rest.to_owned(), None)),
-        Some((email, id)) if !email.is_empty() => Some((email.to_owned(), Some(id.parse().ok()?))),
-        _ => None,
+    match crate::events::parse_topic(url)? {
+        Topic::Login(email) => Some((email, None)),
+        Topic::Inbox(email, id) => Some((email, Some(id))),
+        Topic::Call(_) => None,
     }
 }
 
@@ -146,6 +145,7 @@ mod tests {
     fn login_urls() {
         assert_eq!(parse_login("/login/a@x"), Some(("a@x".into(), None)));
         assert_eq!(parse_login("/login/a@x/3"), Some(("a@x".into(), Some(3))));
+        assert_eq!(parse_login("/login/A@X./3"), Some(("a@x".into(), Some(3))));
         assert_eq!(parse_login("/login/"), None);
         assert_eq!(parse_login("/login/a@x/z"), None);
         assert_eq!(parse_login("/user/a@x"), None);

@@ -172,7 +172,10 @@ pub fn app(state: AppState, www: Option<&std::path::Path>) -> Router {
             "/user/{id}/message/{mid}",
             get(user::message_get).delete(user::message_delete),
         )
-        .route("/token", post(auth::token_create))
+        .route(
+            "/token",
+            post(auth::token_create).delete(auth::token_delete),
+        )
         .route(
             "/login/{email}",
             get(login::login_list)
@@ -239,6 +242,48 @@ pub fn override_method(mut req: Request) -> Request {
         }) {
             *req.method_mut() = method;
         }
+    }
+    req
+}
+
+/// What a path segment keeps unescaped when an email in it is rewritten.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'@')
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'+')
+    .remove(b'~');
+
+/// Puts the email in `/user/{email}...` and `/login/{email}...` in its canonical form before
+/// routing (one address, one account: `/login/B@EXAMPLE.NET.` is `/login/b@example.net`), so
+/// every handler, stream and authorization check sees one spelling.
+pub fn canonical_path(mut req: Request) -> Request {
+    let path = req.uri().path();
+    let Some((prefix, rest)) = ["/user/", "/login/"]
+        .iter()
+        .find_map(|p| path.strip_prefix(p).map(|rest| (*p, rest)))
+    else {
+        return req;
+    };
+    let (segment, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let Ok(decoded) = percent_encoding::percent_decode_str(segment).decode_utf8() else {
+        return req;
+    };
+    let canonical = restsip_protocol::normalize_email(&decoded);
+    if canonical == decoded {
+        return req;
+    }
+    let mut rewritten = format!(
+        "{prefix}{}{tail}",
+        percent_encoding::utf8_percent_encode(&canonical, SEGMENT)
+    );
+    if let Some(query) = req.uri().query() {
+        rewritten.push('?');
+        rewritten.push_str(query);
+    }
+    if let Ok(uri) = rewritten.parse() {
+        *req.uri_mut() = uri;
     }
     req
 }

@@ -66,6 +66,7 @@ pub fn operations() -> Vec<Operation> {
         Operation { response: schema!(p::MailMessage), ..op("GET", "/user/{id}/message/{mid}", "One of your offline messages") },
         Operation { status: 204, ..op("DELETE", "/user/{id}/message/{mid}", "Delete one of your offline messages") },
         Operation { response: schema!(p::Token), ..op("POST", "/token", "A short-lived bearer token, for EventSource and WebSocket (?access_token=)") },
+        Operation { status: 204, ..op("DELETE", "/token", "Revoke the bearer token this request carries (log out a page)") },
         Operation { request: schema!(p::CreateLogin), status: 201, response: schema!(p::LoginCreated), ..op("POST", "/login/{email}", "Log in: register a contact") },
         Operation { response: schema!(Vec<p::Contact>), streams: true, ..op("GET", "/login/{email}", "A user's contacts and presence; an active resource") },
         Operation { request: schema!(serde_json::Value), response: schema!(p::SendReceipt), ..op("SEND", "/login/{email}", "Deliver a message to every live contact of the user") },

@@ -18,8 +18,6 @@ use crate::store::{MailRecord, StoreError, UserRecord};
 
 /// Longest password accepted (argon2 takes any length; this bounds the work).
 const MAX_PASSWORD: usize = 1024;
-/// Longest email accepted (RFC 5321's path limit).
-const MAX_EMAIL: usize = 254;
 
 fn user_url(email: &str) -> String {
     format!("/user/{email}")
@@ -40,32 +38,14 @@ fn user_view(u: UserRecord) -> User {
     }
 }
 
-/// A plausible email: one `@`, something on both sides, no spaces, slashes or control characters
-/// (it becomes a path segment and a SIP URI user part).
+/// An address that may name a new account (see `restsip_protocol::address`).
 fn check_email(email: &str) -> Result<(), ApiError> {
-    let bad = |why: &str| {
-        Err(ApiError::new(
+    restsip_protocol::check_email(email).map_err(|why| {
+        ApiError::new(
             restsip_protocol::ProblemKind::Unprocessable,
             format!("email {email:?}: {why}"),
-        ))
-    };
-    if email.len() > MAX_EMAIL {
-        return bad("too long");
-    }
-    let Some((local, domain)) = email.split_once('@') else {
-        return bad("must contain @");
-    };
-    if local.is_empty() || domain.is_empty() || domain.contains('@') {
-        return bad("must be local@domain");
-    }
-    if email.chars().any(|c| {
-        c.is_whitespace()
-            || c.is_control()
-            || matches!(c, '/' | '?' | '#' | '%' | ':' | ';' | '<' | '>' | '"')
-    }) {
-        return bad("contains a character not allowed in an address");
-    }
-    Ok(())
+        )
+    })
 }
 
 fn check_password(password: &str) -> Result<(), ApiError> {
@@ -81,8 +61,10 @@ fn check_password(password: &str) -> Result<(), ApiError> {
 /// `POST /user`: sign up.
 pub(crate) async fn user_create(
     State(state): State<AppState>,
-    JsonBody(req): JsonBody<CreateUser>,
+    JsonBody(mut req): JsonBody<CreateUser>,
 ) -> Result<impl IntoResponse, ApiError> {
+    // One address, one account: `B@EXAMPLE.NET` signs up (and later logs in) as b@example.net.
+    req.email = restsip_protocol::normalize_email(&req.email);
     check_email(&req.email)?;
     check_password(&req.password)?;
     let record = UserRecord {

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use restsip_protocol::normalize_email;
 use serde_json::json;
 
 use super::digest::{Algorithm, Credentials, DigestAuth, Verdict};
@@ -272,7 +273,7 @@ fn authenticate(
     else {
         return Err(challenge(false, "Unauthorized"));
     };
-    if creds.username != aor {
+    if normalize_email(&creds.username) != aor {
         return Err(Reply::new(
             403,
             "Forbidden (the credentials are not those of the To address)",

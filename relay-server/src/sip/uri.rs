@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use restsip_protocol::normalize_email;
+
 /// A URI as SIP carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Uri {
@@ -196,11 +198,12 @@ impl SipUri {
             .map(|(_, v)| v.as_deref())
     }
 
-    /// `user@host` with escapes undone: the account email this URI names, if it has a user.
+    /// `user@host` with escapes undone, in the canonical form of account addresses
+    /// (`restsip_protocol::normalize_email`): the account email this URI names, if it has a user.
     pub fn address(&self) -> Option<String> {
         self.user
             .as_ref()
-            .map(|u| format!("{}@{}", unescape(u), self.host.to_ascii_lowercase()))
+            .map(|u| normalize_email(&format!("{}@{}", unescape(u), self.host)))
     }
 }
 

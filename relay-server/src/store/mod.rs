@@ -313,6 +313,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// A random secret created on first use and kept, for signing tokens.
     async fn secret(&self) -> StoreResult<Vec<u8>>;
+    /// Records that the bearer token `id`, valid until `expires` (s), is withdrawn.
+    async fn revoke_token(&self, id: &str, expires: u64) -> StoreResult<()>;
+    /// The withdrawn tokens still unexpired at `now` (s), with their expiry; forgets the rest.
+    async fn revoked_tokens(&self, now: u64) -> StoreResult<Vec<(String, u64)>>;
 
     /// Adds a webhook unless its owner has `max_per_owner` already; false then.
     async fn create_webhook(&self, hook: &WebhookRecord, max_per_owner: usize)
@@ -358,3 +362,6 @@ pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
         anyhow::bail!("unsupported database URL {url:?}: use sqlite:PATH (postgres: comes with multi-relay support)")
     }
 }
+
+#[cfg(test)]
+mod canonical_tests;
