@@ -4,6 +4,7 @@
 //! sockets. `sipp` comes from Debian's sip-tester package (scripts/setup.sh installs it).
 #![allow(clippy::unwrap_used)]
 
+mod hostile_peers;
 mod invite;
 mod invite_out;
 mod message;

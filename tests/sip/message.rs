@@ -166,3 +166,18 @@ async fn a_phone_that_refuses_an_im_makes_the_delivery_fail_over_udp_and_tcp() {
         assert_eq!(d["sip"]["reason"], "Busy Here", "{d}");
     }
 }
+
+/// One address, one account over SIP too: a MESSAGE to `sip:Bob@Example.NET.` reaches bob.
+#[tokio::test]
+async fn a_message_to_any_spelling_of_an_address_reaches_its_account() {
+    let relay = Relay::default().await.unwrap();
+    let bob = relay.user(BOB).await.unwrap();
+    let id = bob.login(json!({})).await.unwrap();
+    let mut inbox = bob.sse(&format!("/login/{BOB}/{id}"), None).await.unwrap();
+    assert_eq!(inbox.next().await.unwrap().kind, EventKind::State);
+    let line = status(&relay, UDP, "Bob@Example.NET.", "text/plain", "hi bob").await;
+    assert!(line.starts_with("SIP/2.0 200 "), "{line}");
+    let msg = inbox.next().await.unwrap();
+    assert_eq!(msg.kind, EventKind::Message);
+    assert_eq!(msg.data["body"]["text"].as_str().unwrap().trim(), "hi bob");
+}

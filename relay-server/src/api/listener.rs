@@ -56,7 +56,7 @@ impl LimitedListener {
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
                     let Some(ip_slot) = self.per_ip.take(addr.ip()) else {
-                        tracing::warn!(%addr, "too many HTTP connections from one address; closing a new one");
+                        tracing::debug!(%addr, "too many HTTP connections from one address; closing a new one");
                         continue;
                     };
                     let _ = stream.set_nodelay(true);

@@ -146,7 +146,7 @@ impl Connections {
                         continue;
                     }
                     let Some(slot) = self.inner.per_ip.take(addr.ip()) else {
-                        tracing::warn!(%addr, "too many SIP connections from one address; closing a new one");
+                        tracing::debug!(%addr, "too many SIP connections from one address; closing a new one");
                         continue;
                     };
                     self.open(stream, addr, Some(slot));
