@@ -103,7 +103,11 @@ impl Shared {
             }
             Err(e) => {
                 self.end_session();
-                self.conn.stop();
+                for revoked in self.conn.stop() {
+                    spawn(Box::pin(async move {
+                        let _ = revoked.await;
+                    }));
+                }
                 self.email.set(None);
                 self.http.clear_credentials();
                 Err(e)
@@ -381,7 +385,8 @@ impl Client {
         }))
     }
 
-    /// Logs out: removes the login (when this tab owns it) and closes the streams.
+    /// Logs out: removes the login (when this tab owns it), closes the streams and revokes the
+    /// bearer tokens they were opened with.
     #[wasm_bindgen(js_name = logOut)]
     pub fn log_out(&self) -> Promise {
         let inner = &self.inner;
@@ -391,7 +396,8 @@ impl Client {
         let owned = inner.leader.get() || !inner.shared_tabs.get();
         let url = inner.login_url();
         inner.end_session();
-        inner.conn.stop();
+        // The socket's tokens are revoked: nothing the page held works after it logs out.
+        let revoked = inner.conn.stop();
         // The DELETE leaves with the credentials before they are forgotten.
         let removed = match (owned, url) {
             (true, Some(url)) => {
@@ -402,10 +408,16 @@ impl Client {
         };
         inner.email.set(None);
         inner.http.clear_credentials();
-        match removed {
-            Some(removed) => promise(Box::pin(removed)),
-            None => Promise::resolve(&JsValue::UNDEFINED),
-        }
+        promise(Box::pin(async move {
+            for revocation in revoked {
+                // A token already expired or ended by a password change is fine.
+                let _ = revocation.await;
+            }
+            match removed {
+                Some(removed) => removed.await,
+                None => Ok(JsValue::UNDEFINED),
+            }
+        }))
     }
 
     /// Publishes presence with the login (e.g. `{status: "away"}`).

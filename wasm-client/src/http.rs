@@ -39,6 +39,14 @@ impl Http {
         self.authorization.set(JsValue::UNDEFINED);
     }
 
+    /// Revokes a bearer token the relay gave (`DELETE /token` carrying it), so that it stops
+    /// working before it expires: a page that logs out leaves no live token behind.
+    pub(crate) fn revoke(&self, token: &str) -> Pending {
+        let url = js::cat(&[&self.base, "/token"]);
+        let auth: JsValue = js::cat(&["Bearer ", token]).into();
+        Pending(Ok(js::fetch(&url, "DELETE", &auth, &JsValue::UNDEFINED)))
+    }
+
     /// Opens a WebSocket to a path of the relay (see [`js::ws_open`]).
     pub(crate) fn ws_open(&self, path: &str, handler: &js_sys::Function) -> JsValue {
         js::ws_open(&self.base, path, handler)

@@ -49,6 +49,8 @@ pub(crate) struct Connection {
     next_watch: Cell<u32>,
     /// Bumped on every connect, so handlers of an old socket stay quiet.
     generation: Cell<u32>,
+    /// The bearer tokens fetched for the socket (one per connect), revoked when it stops.
+    tokens: RefCell<Vec<String>>,
 }
 
 impl Connection {
@@ -66,6 +68,7 @@ impl Connection {
             attempts: Cell::new(0),
             next_watch: Cell::new(1),
             generation: Cell::new(0),
+            tokens: RefCell::new(Vec::new()),
         })
     }
 
@@ -77,13 +80,16 @@ impl Connection {
         self.connect();
     }
 
-    /// Closes the socket for good.
-    pub(crate) fn stop(&self) {
+    /// Closes the socket for good and revokes the tokens it was opened with; the answers of
+    /// the revocations, which are on their way when this returns.
+    pub(crate) fn stop(&self) -> Vec<crate::http::Pending> {
         self.stopped.set(true);
         self.generation.set(self.generation.get() + 1);
         self.close_socket();
         self.subs.borrow_mut().clear();
         self.services.borrow_mut().clear();
+        let tokens = std::mem::take(&mut *self.tokens.borrow_mut());
+        tokens.iter().map(|t| self.http.revoke(t)).collect()
     }
 
     /// Closes the socket as a network drop would (tests use it): the client reconnects.
@@ -258,6 +264,7 @@ impl Connection {
             match this.http.request("POST", "/token", None).await {
                 Ok(answer) => {
                     let token = js::get_str(&answer, "token").unwrap_or_default();
+                    this.tokens.borrow_mut().push(token.clone());
                     this.attach(&js::cat(&["/ws?access_token=", &token]));
                 }
                 Err(e) => {

@@ -138,6 +138,38 @@ async fn rest_as(email: &str, method: &str, path: &str, body: Option<&str>) -> u
     response.unchecked_into::<web_sys::Response>().status()
 }
 
+/// The status of a GET of `path` with `?access_token=token` and no other credentials.
+async fn status_with_token(path: &str, token: &str) -> u16 {
+    let url = format!("{RELAY}{path}?access_token={token}");
+    let response = JsFuture::from(web_sys::window().unwrap().fetch_with_str(&url))
+        .await
+        .unwrap();
+    response.unchecked_into::<web_sys::Response>().status()
+}
+
+/// The `access_token`s of every WebSocket the page has opened since [`record_sockets`].
+fn socket_tokens() -> Vec<String> {
+    let urls = Reflect::get(&js_sys::global(), &"__restsipSocketUrls".into()).unwrap();
+    js_sys::Array::from(&urls)
+        .iter()
+        .filter_map(|u| u.as_string())
+        .filter_map(|u| u.split_once("access_token=").map(|(_, t)| t.to_owned()))
+        .collect()
+}
+
+/// Records the URL of every WebSocket the page opens from now on (a test's view of what the
+/// client does on the wire).
+fn record_sockets() {
+    Function::new_no_args(
+        "if (!globalThis.__restsipSocketUrls) { \
+           const W = globalThis.WebSocket; globalThis.__restsipSocketUrls = []; \
+           globalThis.WebSocket = class extends W { \
+             constructor(u, p) { super(u, p); globalThis.__restsipSocketUrls.push(String(u)); } }; }",
+    )
+    .call0(&JsValue::NULL)
+    .unwrap();
+}
+
 async fn contacts(client: &Client, email: &str) -> u32 {
     js_sys::Array::from(&ok(client.contacts(email.into())).await).length()
 }
@@ -594,4 +626,36 @@ async fn a_page_serves_soap_to_sip_and_another_calls_it() {
         code_of(bob.service("mailto:x@y".into(), calc("Add", ""), JsValue::UNDEFINED)).await,
         "unprocessable"
     );
+}
+
+#[wasm_bindgen_test]
+async fn logging_out_revokes_the_tokens_the_page_held() {
+    record_sockets();
+    let (client, email) = user("revoker").await;
+    // The socket opens with a token of this user (only its owner reads its mail).
+    let mail = format!("/user/{email}/message");
+    let mut mine = Vec::new();
+    for _ in 0..100 {
+        for token in socket_tokens() {
+            if !mine.contains(&token) && status_with_token(&mail, &token).await == 200 {
+                mine.push(token);
+            }
+        }
+        if !mine.is_empty() {
+            break;
+        }
+        sleep(50).await;
+    }
+    assert!(
+        !mine.is_empty(),
+        "the socket opened with a token of {email}"
+    );
+    ok(client.log_out()).await;
+    for token in &mine {
+        assert_eq!(
+            status_with_token(&mail, token).await,
+            401,
+            "a token of the page works after logOut"
+        );
+    }
 }
