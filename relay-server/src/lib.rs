@@ -215,16 +215,7 @@ impl Relay {
         // SIP's receiving tasks run as long as the relay: if one ends, the relay stops with
         // an error (a supervisor restarts it) instead of answering HTTP with SIP dead.
         let sip_aborts: Vec<_> = sip_tasks.iter().map(|t| t.abort_handle()).collect();
-        let sip_ended = async move {
-            if sip_tasks.is_empty() {
-                return std::future::pending().await;
-            }
-            let (ended, _, _) = futures_util::future::select_all(sip_tasks).await;
-            match ended {
-                Err(e) if e.is_panic() => "a SIP receiving task panicked".to_owned(),
-                _ => "a SIP receiving task ended".to_owned(),
-            }
-        };
+        let sip_ended = first_to_end(sip_tasks);
         let mut result = Ok(());
         let stopped = tokio::sync::Notify::new();
         let served = api::serve(self.listener, service, header_timeout, async {
@@ -255,6 +246,20 @@ impl Relay {
         // Refreshes answered from memory are on disk before the process ends.
         store.flush().await;
         result
+    }
+}
+
+/// Why the first of `tasks` ended (never, when there are none): they are meant to run as long
+/// as the relay.
+async fn first_to_end(tasks: Vec<tokio::task::JoinHandle<()>>) -> String {
+    if tasks.is_empty() {
+        return std::future::pending().await;
+    }
+    let (ended, _, _) = futures_util::future::select_all(tasks).await;
+    match ended {
+        Err(e) if e.is_panic() => "a SIP receiving task panicked".to_owned(),
+        Err(_) => "a SIP receiving task was cancelled".to_owned(),
+        Ok(()) => "a SIP receiving task ended".to_owned(),
     }
 }
 
@@ -292,5 +297,25 @@ async fn expire_logins(state: AppState) {
             state.bus.sweep(BUS_IDLE);
             last_sweep = tokio::time::Instant::now();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_first_sip_task_to_end_is_noticed_with_why() {
+        let forever = || tokio::spawn(std::future::pending::<()>());
+        let dies = tokio::spawn(async { panic!("a bug") });
+        let why = first_to_end(vec![forever(), dies, forever()]).await;
+        assert_eq!(why, "a SIP receiving task panicked");
+        let returns = tokio::spawn(async {});
+        assert_eq!(
+            first_to_end(vec![forever(), returns]).await,
+            "a SIP receiving task ended"
+        );
+        let none = tokio::time::timeout(Duration::from_millis(50), first_to_end(Vec::new())).await;
+        assert!(none.is_err(), "no SIP, nothing ends");
     }
 }
