@@ -18,8 +18,9 @@ fi
 cargo fuzz build -s none >/dev/null 2>&1 || cargo fuzz build -s none
 failed=0
 for t in "${targets[@]}"; do
-  mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
-  log="fuzz/artifacts/$t/last-run.log"
+  mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t" fuzz/logs
+  # Not in artifacts/: cargo fuzz takes the newest file there for the failing input.
+  log="fuzz/logs/$t.log"
   # -rss_limit_mb: a parser that holds gigabytes for one input is a bug too.
   if cargo fuzz run -s none "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
       -max_total_time="$SECONDS_EACH" -rss_limit_mb=1024 -max_len=70000 \
@@ -29,8 +30,8 @@ for t in "${targets[@]}"; do
     printf 'fuzz %-14s ok: %s runs in %ss, coverage %s edges, corpus %s inputs\n' \
       "$t" "${runs:-?}" "$SECONDS_EACH" "${cov:-?}" "$(ls "fuzz/corpus/$t" | wc -l)"
   else
-    echo "fuzz $t FAILED: the input is in fuzz/artifacts/$t/; the run's end:"
-    tail -40 "$log"
+    echo "fuzz $t FAILED: the input is in fuzz/artifacts/$t/; what failed:"
+    grep -a -m1 -A12 "panicked at" "$log" || tail -c 3000 "$log"
     failed=1
   fi
 done

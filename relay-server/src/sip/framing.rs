@@ -32,6 +32,9 @@ pub struct StreamFramer {
     buf: BytesMut,
     /// Largest message accepted.
     max: usize,
+    /// The buffer ended inside a run of CR and LF bytes that began with no ping: the rest of
+    /// the run is skipped too, so a ping is found (or not) whatever the reads' sizes.
+    in_run: bool,
 }
 
 impl StreamFramer {
@@ -40,6 +43,7 @@ impl StreamFramer {
         Self {
             buf: BytesMut::with_capacity(4096),
             max,
+            in_run: false,
         }
     }
 
@@ -65,15 +69,22 @@ impl StreamFramer {
             .iter()
             .take_while(|b| matches!(b, b'\r' | b'\n'))
             .count();
-        if self.buf.starts_with(b"\r\n\r\n") {
-            self.buf.advance(4);
-            return Ok(Some(Frame::Ping));
-        }
-        if crlfs == self.buf.len() && crlfs < 4 {
-            // Maybe the start of a ping: wait (keep at most what a ping needs).
-            return Ok(None);
+        if !self.in_run {
+            // A ping is a double CRLF at the start of a run of line ends between messages.
+            if self.buf.starts_with(b"\r\n\r\n") {
+                self.buf.advance(4);
+                return Ok(Some(Frame::Ping));
+            }
+            if crlfs == self.buf.len() && crlfs < 4 {
+                // Maybe the start of a ping: wait (keep at most what a ping needs).
+                return Ok(None);
+            }
         }
         self.buf.advance(crlfs);
+        self.in_run = self.buf.is_empty() && crlfs > 0;
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
         let Some((end, body_start)) = head_end(&self.buf[..self.buf.len().min(self.max + 4)])
         else {
             if self.buf.len() > self.max {
@@ -212,5 +223,28 @@ mod tests {
         let first = f.next_frame().expect("frame").expect("some");
         assert!(matches!(first, Frame::Message(m) if m.is_err()));
         assert_eq!(bodies(&mut f), ["b"]);
+    }
+
+    /// Found by the sip_stream fuzz target: bare line ends followed by a double CRLF were a
+    /// ping when read in pieces and not when read at once.
+    #[test]
+    fn line_ends_between_messages_frame_the_same_however_they_are_read() {
+        let stream = b"\n\n\n\n\n\r\n\r\nOPTIONS sip:x SIP/2.0\r\nl: 0\r\n\r\n\r\n\r\n\n";
+        let kinds = |step: usize| {
+            let mut framer = StreamFramer::new(4096);
+            let mut out = Vec::new();
+            for chunk in stream.chunks(step) {
+                framer.extend(chunk);
+                while let Some(frame) = framer.next_frame().expect("frames") {
+                    out.push(matches!(frame, Frame::Ping));
+                }
+            }
+            out
+        };
+        let whole = kinds(stream.len());
+        assert_eq!(whole, [false, true], "a message, then the ping after it");
+        for step in 1..stream.len() {
+            assert_eq!(kinds(step), whole, "read {step} bytes at a time");
+        }
     }
 }
