@@ -5,33 +5,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use restsip_e2e::{Relay, WAIT};
+use restsip_e2e::{closed_within, Relay, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 /// A connection to the relay from the loopback address `from` (another "host").
 async fn connect_from(from: &str, relay: &Relay) -> std::io::Result<TcpStream> {
     let to: SocketAddr = relay.base.trim_start_matches("http://").parse().unwrap();
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(format!("{from}:0").parse().unwrap())?;
-    socket.connect(to).await
-}
-
-/// Whether the relay closes `stream` within `within` (EOF or reset), writing `drip` every
-/// 500 ms meanwhile.
-async fn closed_within(stream: &mut TcpStream, within: Duration, drip: &[u8]) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut buf = [0u8; 1024];
-    while tokio::time::Instant::now() < deadline {
-        if stream.write_all(drip).await.is_err() {
-            return true;
-        }
-        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) | Err(_) => {}
-        }
-    }
-    false
+    restsip_e2e::connect_from(from, to).await
 }
 
 #[tokio::test]

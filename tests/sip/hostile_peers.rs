@@ -6,9 +6,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use restsip_e2e::{Relay, WAIT};
+use restsip_e2e::{closed_within, Relay, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+use tokio::net::{TcpStream, UdpSocket};
 
 fn options(port: u16, transport: &str, call_id: &str) -> String {
     format!(
@@ -60,25 +60,7 @@ async fn tcp_ok(stream: &mut TcpStream, call_id: &str) -> bool {
 }
 
 async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
-    socket.connect(to).await.unwrap()
-}
-
-/// Whether the relay closes `stream` within `within`, writing `drip` every 500 ms meanwhile.
-async fn closed_within(stream: &mut TcpStream, within: Duration, drip: &[u8]) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut buf = [0u8; 1024];
-    while tokio::time::Instant::now() < deadline {
-        if stream.write_all(drip).await.is_err() {
-            return true;
-        }
-        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) | Err(_) => {}
-        }
-    }
-    false
+    restsip_e2e::connect_from(from, to).await.unwrap()
 }
 
 #[tokio::test]

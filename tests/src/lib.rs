@@ -554,3 +554,36 @@ impl Ws {
         }
     }
 }
+
+/// A TCP connection to `to` from the loopback address `from` (127.0.0.2 and up play other
+/// hosts: the relay sees them as other addresses).
+pub async fn connect_from(
+    from: &str,
+    to: std::net::SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(format!("{from}:0").parse().map_err(std::io::Error::other)?)?;
+    socket.connect(to).await
+}
+
+/// Whether the peer closes `stream` (end of stream or reset) within `within`, while `drip` is
+/// written every 500 ms.
+pub async fn closed_within(
+    stream: &mut tokio::net::TcpStream,
+    within: Duration,
+    drip: &[u8],
+) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; 1024];
+    while tokio::time::Instant::now() < deadline {
+        if stream.write_all(drip).await.is_err() {
+            return true;
+        }
+        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+    false
+}
