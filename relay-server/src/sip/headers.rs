@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::message::Method;
+use super::method::Method;
 use super::scan::{is_token, is_token_char, params, Scanner};
 use super::uri::Uri;
 

@@ -13,6 +13,7 @@ pub mod im;
 pub mod invite;
 pub mod listener;
 pub mod message;
+pub mod method;
 pub mod outgoing;
 pub mod parse;
 pub mod presence;

@@ -20,7 +20,7 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::sqlite::{source_name, to_json};
+use super::sqlite_rows::{source_name, to_json};
 use super::{ContactRecord, StoreError, StoreResult};
 
 /// Most contacts written in one transaction (7 parameters each).
