@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use restsip_relay::sip::digest::{Algorithm, Credentials};
-use restsip_relay::sip::headers::{CSeq, NameAddr, Via};
-use restsip_relay::sip::uri::Uri;
+use restsip_sip::digest::{Algorithm, Credentials};
+use restsip_sip::headers::{CSeq, NameAddr, Via};
+use restsip_sip::uri::Uri;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

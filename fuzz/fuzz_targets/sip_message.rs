@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use restsip_relay::sip::parse::{parse_datagram, parse_head};
+use restsip_sip::parse::{parse_datagram, parse_head};
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_head(data);

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use restsip_relay::sip::framing::{Frame, StreamFramer};
+use restsip_sip::framing::{Frame, StreamFramer};
 
 /// What a framer finds in `data` read in pieces of `step` bytes: each frame as text, and
 /// whether the stream was given up.

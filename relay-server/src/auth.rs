@@ -15,8 +15,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
-use crate::sip::digest::{ha1, Algorithm};
 use crate::store::{DigestRecord, Store};
+use crate::sync::lock;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -43,8 +43,8 @@ struct Inner {
     secret: Vec<u8>,
     /// Token lifetime.
     token_ttl: Duration,
-    /// The SIP digest realm the stored HA1 values are computed for.
-    realm: String,
+    /// Derives the SIP digest secrets stored with a password.
+    secrets: Arc<dyn DigestSecrets>,
     /// email → (keyed hash of a password verified for it, when).
     verified: Mutex<HashMap<String, ([u8; 32], Instant)>>,
     /// email → (its digest secrets, when read): every SIP REGISTER needs them.
@@ -76,9 +76,23 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// How the secrets SIP phones authenticate with (digest HA1 values) are derived from a
+/// password: the SIP application provides it; the domain stores what it derives whenever it
+/// holds a verified password.
+pub trait DigestSecrets: Send + Sync + 'static {
+    /// The realm the secrets are for.
+    fn realm(&self) -> &str;
+    /// The secrets of `email` with `password`.
+    fn derive(&self, email: &str, password: &str) -> DigestRecord;
+}
+
 impl Auth {
-    /// An authenticator over the users in `store`; SIP digest secrets are for `realm`.
-    pub async fn new(store: Arc<dyn Store>, token_ttl: Duration, realm: &str) -> Result<Self> {
+    /// An authenticator over the users in `store`; SIP digest secrets come from `secrets`.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        token_ttl: Duration,
+        secrets: Arc<dyn DigestSecrets>,
+    ) -> Result<Self> {
         let secret = store.secret().await?;
         let revoked = store
             .revoked_tokens(unix_secs())
@@ -90,7 +104,7 @@ impl Auth {
                 store,
                 secret,
                 token_ttl,
-                realm: realm.to_owned(),
+                secrets,
                 verified: Mutex::new(HashMap::new()),
                 digests: Mutex::new(HashMap::new()),
                 stamps: Mutex::new(HashMap::new()),
@@ -169,17 +183,12 @@ impl Auth {
 
     /// The SIP digest realm.
     pub fn realm(&self) -> &str {
-        &self.inner.realm
+        self.inner.secrets.realm()
     }
 
     /// The digest secrets (HA1 for MD5 and SHA-256) of `email` with `password`, for SIP.
     pub fn digest_record(&self, email: &str, password: &str) -> DigestRecord {
-        let realm = &self.inner.realm;
-        DigestRecord {
-            realm: realm.clone(),
-            md5: ha1(Algorithm::Md5, email, realm, password),
-            sha256: ha1(Algorithm::Sha256, email, realm, password),
-        }
+        self.inner.secrets.derive(email, password)
     }
 
     /// The digest secrets of `email` if they are in memory (None: not known here, ask
@@ -357,10 +366,6 @@ impl Auth {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn unix_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -387,9 +392,13 @@ mod tests {
             })
             .await
             .expect("user");
-        Auth::new(store, Duration::from_secs(60), "restsip")
-            .await
-            .expect("auth")
+        Auth::new(
+            store,
+            Duration::from_secs(60),
+            Arc::new(crate::sipapp::registrar::Ha1::new("restsip")),
+        )
+        .await
+        .expect("auth")
     }
 
     #[tokio::test]
@@ -465,9 +474,13 @@ mod tests {
         auth.forget("a@x");
         assert_eq!(auth.check_token(&second).await.expect("check"), None);
         // Revocations survive a restart.
-        let again = Auth::new(auth.inner.store.clone(), Duration::from_secs(60), "restsip")
-            .await
-            .expect("auth");
+        let again = Auth::new(
+            auth.inner.store.clone(),
+            Duration::from_secs(60),
+            Arc::new(crate::sipapp::registrar::Ha1::new("restsip")),
+        )
+        .await
+        .expect("auth");
         assert!(lock(&again.inner.revoked).contains_key(&claims.id));
     }
 

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::sip::digest::Algorithm;
-pub use crate::sip::transport::tcp::TcpLimits;
+use restsip_sip::digest::Algorithm;
+
+pub use crate::limits::Limits;
+pub use crate::sipapp::upstream::Upstream;
+pub use restsip_sip::transport::tcp::TcpLimits;
 
 /// Flags and file settings as given; every one is optional, [`Config::resolve`] fills defaults.
 #[derive(Debug, Default, Clone, Parser, Deserialize)]
@@ -208,51 +211,6 @@ pub struct SipConfig {
     pub upstream: Option<Upstream>,
 }
 
-/// An upstream SIP server.
-#[derive(Clone)]
-pub struct Upstream {
-    /// Its `sip:` URI (a Route toward it; its host, port and transport are the next hop).
-    pub uri: String,
-    /// Digest user name and password for its challenges (the trunk's, for every user).
-    pub credentials: Option<(String, String)>,
-    /// Domains it serves: their users are registered there (lowercase).
-    pub domains: Vec<String>,
-    /// Per-user digest credentials there, by email (lowercase); these users are registered.
-    pub accounts: std::collections::HashMap<String, (String, String)>,
-    /// Lifetime asked for registrations there (s).
-    pub expires: u32,
-}
-
-impl Upstream {
-    /// Whether the relay registers `email` at the upstream server.
-    pub fn registers(&self, email: &str) -> bool {
-        let email = email.to_ascii_lowercase();
-        self.accounts.contains_key(&email)
-            || email
-                .rsplit_once('@')
-                .is_some_and(|(_, domain)| self.domains.iter().any(|d| d == domain))
-    }
-
-    /// The digest credentials `email` answers the upstream server's challenges with.
-    pub fn credentials_of(&self, email: &str) -> Option<&(String, String)> {
-        self.accounts
-            .get(&email.to_ascii_lowercase())
-            .or(self.credentials.as_ref())
-    }
-}
-
-impl std::fmt::Debug for Upstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream")
-            .field("uri", &self.uri)
-            .field("user", &self.credentials.as_ref().map(|c| &c.0))
-            .field("domains", &self.domains)
-            .field("accounts", &self.accounts.keys().collect::<Vec<_>>())
-            .field("expires", &self.expires)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Registrations at the upstream server: which users, with which credentials, how long.
 #[derive(Debug, Default)]
 struct UpstreamUsers {
@@ -326,7 +284,7 @@ fn resolve_upstream(
         );
         return Ok(None);
     };
-    let parsed = crate::sip::uri::Uri::parse(&uri)
+    let parsed = restsip_sip::uri::Uri::parse(&uri)
         .map_err(|e| anyhow::anyhow!("sip-upstream: {uri:?} is not a URI: {e}"))?;
     let sip = parsed
         .sip()
@@ -396,66 +354,6 @@ pub struct Config {
     pub sip: SipConfig,
     /// SOAP services for SERVICE requests.
     pub soap: SoapConfig,
-}
-
-/// Sizes, counts and lifetimes the relay enforces.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Largest request body in bytes.
-    pub max_body_bytes: usize,
-    /// Most HTTP connections at once.
-    pub max_connections: usize,
-    /// Most HTTP connections at once from one IP address.
-    pub max_connections_per_ip: usize,
-    /// Time a connection has to send a request's header block (s).
-    pub header_timeout: u64,
-    /// Most streams per user.
-    pub max_streams_per_user: usize,
-    /// Most undelivered SENDs waiting for one contact.
-    pub max_queued_per_contact: usize,
-    /// Default login lifetime (s).
-    pub default_expires: u32,
-    /// Shortest login lifetime (s).
-    pub min_expires: u32,
-    /// Longest login lifetime (s).
-    pub max_expires: u32,
-    /// Bearer token lifetime (s).
-    pub token_ttl: u64,
-    /// Keep-alive interval on streams (s).
-    pub keepalive: u64,
-    /// Most webhooks per user.
-    pub max_webhooks_per_user: usize,
-    /// Most unacknowledged events stored per webhook.
-    pub max_webhook_queue: usize,
-    /// Time a webhook target has to answer (s).
-    pub webhook_timeout: u64,
-    /// Longest wait between delivery attempts (s).
-    pub webhook_max_backoff: u64,
-    /// Age of a failing event after which its webhook is marked failing (s).
-    pub webhook_max_age: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: 64 * 1024,
-            max_connections: 10_000,
-            max_connections_per_ip: 1000,
-            header_timeout: 10,
-            max_streams_per_user: 32,
-            max_queued_per_contact: 1000,
-            default_expires: 3600,
-            min_expires: 30,
-            max_expires: 86_400,
-            token_ttl: 600,
-            keepalive: 15,
-            max_webhooks_per_user: 32,
-            max_webhook_queue: 1000,
-            webhook_timeout: 10,
-            webhook_max_backoff: 300,
-            webhook_max_age: 86_400,
-        }
-    }
 }
 
 impl Config {

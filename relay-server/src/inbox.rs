@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use crate::bus::{Bus, BusEvent, Topic};
 use crate::clock::now_ms;
-use crate::config::Limits;
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::store::{ContactRecord, SendRecord, Store};
 
 /// Longest a SEND waits for SIP phones' final responses (below the 32 s of a SIP client's own

@@ -11,16 +11,20 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod inbox;
+pub mod limits;
 pub mod location;
-pub mod per_ip;
-pub mod sip;
+pub mod sipapp;
 pub mod soap;
 pub mod store;
+pub mod sync;
 pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use restsip_sip::listener::SipListeners;
 
 use tokio::sync::watch;
 
@@ -47,18 +51,24 @@ pub struct Relay {
     listener: LimitedListener,
     /// Its address (the real port when 0 was asked).
     http_addr: SocketAddr,
-    /// The SIP listeners (UDP and TCP on one address), unless SIP is off.
-    sip: Option<sip::listener::SipListeners>,
-    /// SIP settings.
-    sip_config: config::SipConfig,
-    /// SOAP services (SERVICE requests).
-    soap: soap::Services,
+    /// The SIP side, unless SIP is off.
+    sip: Option<Sip>,
     /// Shared state.
     state: AppState,
     /// Static files.
     www: Option<std::path::PathBuf>,
     /// Tells streams the relay is closing.
     closing: watch::Sender<bool>,
+}
+
+/// The SIP side, built and bound, receiving once served.
+struct Sip {
+    /// The address UDP and TCP listen on.
+    addr: SocketAddr,
+    /// What receives (holds the endpoint).
+    receivers: restsip_sip::listener::Receivers,
+    /// The upstream server, when one is configured.
+    upstream: Option<Arc<sipapp::upstream::UpstreamSender>>,
 }
 
 /// Opens the store and binds the listener.
@@ -74,19 +84,26 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
     let auth = auth::Auth::new(
         store.clone(),
         Duration::from_secs(config.limits.token_ttl),
-        &config.sip.realm,
+        Arc::new(sipapp::registrar::Ha1::new(&config.sip.realm)),
     )
     .await?;
     let (closing, closing_rx) = watch::channel(false);
-    let state = AppState::new(store, bus, auth, config.limits.clone(), closing_rx);
     let tcp = tokio::net::TcpListener::bind(config.http)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http))?;
     let http_addr = tcp.local_addr()?;
-    let sip = match config.sip.addr {
-        Some(addr) => Some(sip::listener::SipListeners::bind(addr).await?),
+    let listeners = match config.sip.addr {
+        Some(addr) => Some(SipListeners::bind(addr).await?),
         None => None,
     };
+    // Addresses of other domains are watched through the SIP side's upstream server.
+    let watches = listeners
+        .as_ref()
+        .map(|_| sipapp::watch::Watches::new(bus.clone()));
+    let foreign = watches
+        .clone()
+        .map(|w| Arc::new(w) as Arc<dyn location::Foreign>);
+    let mut state = AppState::new(store, bus, auth, config.limits.clone(), closing_rx, foreign);
     let soap = soap::Services::new(
         Some(soap::builtin::Builtin::new(
             state.location.clone(),
@@ -97,8 +114,13 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         config.sip.max_message_bytes,
     )
     .with_web(state.soap_web.clone());
+    let sip = match (listeners, watches) {
+        (Some(listeners), Some(watches)) => {
+            Some(sip_app(listeners, &mut state, &config.sip, soap, watches))
+        }
+        _ => None,
+    };
     Ok(Relay {
-        soap,
         listener: LimitedListener::new(
             tcp,
             config.limits.max_connections,
@@ -106,11 +128,75 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         ),
         http_addr,
         sip,
-        sip_config: config.sip,
         state,
         www: config.www.filter(|d| d.is_dir()),
         closing,
     })
+}
+
+/// The SIP application on `listeners`: the endpoint and every feature built at once, each
+/// given a weak handle to the endpoint; the REST side's ports to SIP (SENDs to phones, the
+/// call gateway, outgoing SERVICE, watches of other domains) connected.
+fn sip_app(
+    listeners: SipListeners,
+    state: &mut AppState,
+    config: &config::SipConfig,
+    soap: soap::Services,
+    watches: sipapp::watch::Watches,
+) -> Sip {
+    let addr = listeners.addr();
+    let timers = sipapp::call_out::CallTimers {
+        ring: Duration::from_secs(config.invite_timeout),
+        keepalive: Duration::from_secs(config.call_keepalive),
+    };
+    let (endpoint, (invites, upstream), receivers) =
+        listeners.endpoint(config.max_message_bytes, config.tcp, |weak| {
+            let upstream = config.upstream.as_ref().and_then(|u| {
+                sipapp::upstream::UpstreamSender::new(u, weak.clone(), weak.listen()).map(Arc::new)
+            });
+            let presence = sipapp::presence::Presence::new(
+                state.location.clone(),
+                state.bus.clone(),
+                weak.clone(),
+            );
+            let invites = sipapp::invite::Invites::new(
+                state.inbox.clone(),
+                state.calls.clone(),
+                state.store.clone(),
+                weak.clone(),
+                timers,
+            );
+            let proxy =
+                sipapp::proxy::Proxy::new(state.store.clone(), weak.clone(), upstream.clone());
+            let mut core = sip_core(state, config)
+                .with_services(soap)
+                .with_presence(presence)
+                .with_invites(invites.clone())
+                .with_proxy(proxy)
+                .with_watches(watches.clone());
+            if config.upstream.is_some() {
+                core = core.with_upstream();
+            }
+            let handler: Box<dyn restsip_sip::endpoint::Handler> = Box::new(core);
+            (handler, (invites, upstream))
+        });
+    let weak = endpoint.downgrade();
+    if let Some(sender) = &upstream {
+        // Web users watch addresses of its domains through it.
+        watches.attach(sender.clone());
+    }
+    state.inbox.set_hook(Arc::new(invites.clone()));
+    state.inbox.set_sip(Arc::new(sipapp::call_out::SipSide {
+        im: sipapp::im::Outbound::new(weak.clone(), addr),
+        calls: invites.outgoing(),
+        upstream: upstream.clone(),
+    }));
+    state.service_out = Some(sipapp::service_out::ServiceSender::new(weak));
+    Sip {
+        addr,
+        receivers,
+        upstream,
+    }
 }
 
 impl Relay {
@@ -121,7 +207,7 @@ impl Relay {
 
     /// The SIP address (UDP and TCP), unless SIP is off.
     pub fn sip_addr(&self) -> Option<SocketAddr> {
-        self.sip.as_ref().map(|s| s.addr())
+        self.sip.as_ref().map(|s| s.addr)
     }
 
     /// Serves until `shutdown` completes, then ends open streams and waits for requests in flight.
@@ -137,70 +223,19 @@ impl Relay {
         }
         let mut registrations = None;
         let sip_tasks = match self.sip {
-            Some(listeners) => {
-                let presence = sip::presence::Presence::new(
-                    self.state.location.clone(),
-                    self.state.bus.clone(),
-                );
-                let invites = sip::invite::Invites::new(
-                    self.state.inbox.clone(),
-                    self.state.calls.clone(),
-                    self.state.store.clone(),
-                    Duration::from_secs(self.sip_config.invite_timeout),
-                );
-                invites.set_keepalive(Duration::from_secs(self.sip_config.call_keepalive));
-                self.state
-                    .inbox
-                    .set_hook(std::sync::Arc::new(invites.clone()));
-                let proxy = sip::proxy::Proxy::new(self.state.store.clone());
-                let mut core = sip_core(&self.state, &self.sip_config)
-                    .with_services(self.soap)
-                    .with_presence(presence.clone())
-                    .with_invites(invites.clone())
-                    .with_proxy(proxy.clone())
-                    .with_watches(self.state.location.foreign().clone());
-                if self.sip_config.upstream.is_some() {
-                    core = core.with_upstream();
+            Some(sip) => {
+                let mut tasks = sip.receivers.spawn();
+                // Users of the upstream's domains are registered there while logged in.
+                if let (Some(sender), Some(changes)) = (sip.upstream, self.state.location.observe())
+                {
+                    let (r, task) = sipapp::upstream::Registrations::start(
+                        sender,
+                        self.state.store.clone(),
+                        changes,
+                    );
+                    registrations = Some(r);
+                    tasks.push(task);
                 }
-                let listen = listeners.addr();
-                let (endpoint, mut tasks) =
-                    listeners.run(core, self.sip_config.max_message_bytes, self.sip_config.tcp);
-                let upstream = self.sip_config.upstream.as_ref().and_then(|u| {
-                    sip::upstream::UpstreamSender::new(u, endpoint.downgrade(), listen)
-                        .map(std::sync::Arc::new)
-                });
-                if let Some(sender) = &upstream {
-                    // Phones' requests for non-accounts are proxied through it.
-                    proxy.set_upstream(sender.clone());
-                    // Web users watch addresses of its domains through it.
-                    self.state
-                        .location
-                        .foreign()
-                        .attach(sender.clone(), self.state.bus.clone());
-                    // Users of the upstream's domains are registered there while logged in.
-                    if let Some(changes) = self.state.location.observe() {
-                        let (r, task) = sip::upstream::Registrations::start(
-                            sender.clone(),
-                            self.state.store.clone(),
-                            changes,
-                        );
-                        registrations = Some(r);
-                        tasks.push(task);
-                    }
-                }
-                self.state
-                    .inbox
-                    .set_sip(std::sync::Arc::new(sip::call_out::SipSide {
-                        im: sip::im::Outbound::new(endpoint.downgrade(), listen),
-                        calls: invites.outgoing(),
-                        upstream,
-                    }));
-                presence.attach(endpoint.downgrade(), listen);
-                invites.attach(endpoint.downgrade(), listen);
-                proxy.attach(endpoint.downgrade(), listen);
-                self.state.service_out.attach(endpoint.downgrade(), listen);
-                // The endpoint lives as long as its receiving tasks hold it.
-                drop(endpoint);
                 tasks
             }
             None => Vec::new(),
@@ -264,23 +299,23 @@ async fn first_to_end(tasks: Vec<tokio::task::JoinHandle<()>>) -> String {
 }
 
 /// The SIP request handlers over the REST side's accounts and location service.
-fn sip_core(state: &AppState, config: &config::SipConfig) -> sip::core::Core {
+fn sip_core(state: &AppState, config: &config::SipConfig) -> sipapp::core::Core {
     let digest = config.auth.then(|| {
-        std::sync::Arc::new(sip::digest::DigestAuth::new(
+        Arc::new(restsip_sip::digest::DigestAuth::new(
             &config.realm,
             &config.algorithms,
             state.auth.secret(),
             NONCE_TTL.as_secs(),
         ))
     });
-    let registrar = sip::registrar::Registrar::new(
+    let registrar = sipapp::registrar::Registrar::new(
         state.location.clone(),
         state.store.clone(),
         state.auth.clone(),
         digest,
         state.limits.clone(),
     );
-    sip::core::Core::new(registrar, state.store.clone()).with_inbox(state.inbox.clone())
+    sipapp::core::Core::new(registrar, state.store.clone()).with_inbox(state.inbox.clone())
 }
 
 /// Removes logins as they expire (announcing each), and lets the bus forget idle resources.

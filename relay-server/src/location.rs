@@ -13,8 +13,8 @@ use serde_json::json;
 use crate::bus::{Bus, Topic};
 use crate::calls::Calls;
 use crate::clock::{now_ms, seconds_until};
-use crate::config::Limits;
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::store::{ContactRecord, Store};
 
 pub use sip::{Binding, BindingChange, MAX_BINDINGS};
@@ -37,8 +37,19 @@ pub struct Location {
     cache: Arc<cache::ContactCache>,
     /// Told the email of each user whose logins changed (the upstream registrations).
     observer: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>>,
-    /// Addresses of other domains watched through the upstream server (inert without one).
-    foreign: crate::sip::watch::Watches,
+    /// Addresses of other domains watched through an upstream server (none without SIP).
+    foreign: Option<Arc<dyn Foreign>>,
+}
+
+/// Presence of addresses of other domains, which the SIP application watches through an
+/// upstream server: the location service reads and watches them through this port.
+pub trait Foreign: Send + Sync + 'static {
+    /// Whether `address` (no account here) may be watched: its domain is served upstream.
+    fn watchable(&self, address: &str) -> bool;
+    /// Watches `address` for `watcher` while the returned guard lives; None when it cannot.
+    fn watch(&self, address: &str, watcher: &str) -> Option<Box<dyn Send + Sync>>;
+    /// The address's presence as a login resource's state, once a notification gave it.
+    fn state(&self, address: &str) -> Option<serde_json::Value>;
 }
 
 /// The API view of a contact.
@@ -54,8 +65,15 @@ pub fn contact_view(c: &ContactRecord, now: i64) -> Contact {
 }
 
 impl Location {
-    /// The location service over `store`, announcing on `bus`.
-    pub fn new(store: Arc<dyn Store>, bus: Bus, calls: Calls, limits: Arc<Limits>) -> Self {
+    /// The location service over `store`, announcing on `bus`; addresses of other domains
+    /// are watched through `foreign`, when there is one.
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Bus,
+        calls: Calls,
+        limits: Arc<Limits>,
+        foreign: Option<Arc<dyn Foreign>>,
+    ) -> Self {
         Self {
             store,
             bus,
@@ -63,7 +81,7 @@ impl Location {
             limits,
             cache: Arc::default(),
             observer: Arc::default(),
-            foreign: crate::sip::watch::Watches::default(),
+            foreign,
         }
     }
 
@@ -80,16 +98,11 @@ impl Location {
         }
     }
 
-    /// The presence subscriptions to addresses of other domains (attached to the upstream
-    /// server when SIP starts with one).
-    pub fn foreign(&self) -> &crate::sip::watch::Watches {
-        &self.foreign
-    }
-
     /// Whether `/login/{address}` may be watched through the upstream server: no account here,
     /// and the upstream serves its domain.
     pub async fn foreign_watchable(&self, address: &str) -> Result<bool> {
-        Ok(self.foreign.watchable(address) && self.store.user(address).await?.is_none())
+        let watchable = self.foreign.as_ref().is_some_and(|f| f.watchable(address));
+        Ok(watchable && self.store.user(address).await?.is_none())
     }
 
     /// `watcher` watches `address` through the upstream server while it holds the guard; None
@@ -98,11 +111,13 @@ impl Location {
         &self,
         address: &str,
         watcher: &str,
-    ) -> Result<Option<crate::sip::watch::WatchGuard>> {
-        if !self.foreign_watchable(address).await? {
-            return Ok(None);
+    ) -> Result<Option<Box<dyn Send + Sync>>> {
+        match &self.foreign {
+            Some(foreign) if self.foreign_watchable(address).await? => {
+                Ok(foreign.watch(address, watcher))
+            }
+            _ => Ok(None),
         }
-        Ok(self.foreign.watch(address, watcher))
     }
 
     /// The lifetime granted for a requested one.
@@ -205,7 +220,8 @@ impl Location {
         let now = now_ms();
         let contacts = match self.contacts(email).await {
             Err(Error::NotFound(why)) => {
-                return self.foreign.state(email).ok_or(Error::NotFound(why));
+                let foreign = self.foreign.as_ref().and_then(|f| f.state(email));
+                return foreign.ok_or(Error::NotFound(why));
             }
             r => r?,
         };

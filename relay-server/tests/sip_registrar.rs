@@ -13,10 +13,10 @@ use restsip_relay::bus::Topic;
 use restsip_relay::clock::now_ms;
 use restsip_relay::config::Limits;
 use restsip_relay::location::BindingChange;
-use restsip_relay::sip::digest::{ha1, Algorithm, Credentials};
-use restsip_relay::sip::endpoint::MAX_REGISTERS_WAITING;
-use restsip_relay::sip::message::SipMessage;
-use restsip_relay::sip::transport::{Peer, Transport};
+use restsip_sip::digest::{ha1, Algorithm, Credentials};
+use restsip_sip::endpoint::MAX_REGISTERS_WAITING;
+use restsip_sip::message::SipMessage;
+use restsip_sip::transport::{Peer, Transport};
 
 const AOR: &str = "alice@example.net";
 
@@ -382,7 +382,7 @@ async fn a_retransmission_while_the_register_waits_for_the_store_is_absorbed() {
         addr: SocketAddr::from(CLIENT),
     };
     // Both arrive before the first one's task runs (this runtime has one thread).
-    h.endpoint.on_datagram(first.as_bytes(), from);
+    h.endpoint.inbound().datagram(first.as_bytes(), from);
     let got = h.exchange(first.as_bytes(), Transport::Udp, 1).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].1.code(), Some(200));
@@ -412,7 +412,7 @@ async fn registers_past_the_most_waiting_get_503_with_retry_after() {
             .replace("reg-1", &format!("reg-o{n}"))
     };
     for n in 0..MAX_REGISTERS_WAITING {
-        h.endpoint.on_datagram(nobody(n).as_bytes(), from);
+        h.endpoint.inbound().datagram(nobody(n).as_bytes(), from);
     }
     assert_eq!(h.sent(), 0, "all of them wait for the store");
     let over = h.request(&nobody(MAX_REGISTERS_WAITING)).await;

@@ -8,9 +8,9 @@
 mod harness;
 
 use harness::{harness, options, Harness};
-use restsip_relay::sip::message::{Method, SipMessage};
-use restsip_relay::sip::parse::parse_datagram;
-use restsip_relay::sip::transport::{Peer, Transport};
+use restsip_sip::message::{Method, SipMessage};
+use restsip_sip::parse::parse_datagram;
+use restsip_sip::transport::{Peer, Transport};
 
 /// What the relay does with a message: answer with a status, or drop it.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
-use crate::per_ip::{IpSlot, PerIp};
+use restsip_sip::per_ip::{IpSlot, PerIp};
 
 /// The bounded listener.
 #[derive(Debug)]

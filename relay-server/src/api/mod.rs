@@ -32,9 +32,9 @@ use tower_http::services::ServeDir;
 use crate::auth::Auth;
 use crate::bus::Bus;
 use crate::calls::Calls;
-use crate::config::Limits;
 use crate::events::Resources;
 use crate::inbox::Inbox;
+use crate::limits::Limits;
 use crate::location::Location;
 use crate::store::Store;
 use crate::webhooks::Webhooks;
@@ -59,8 +59,8 @@ pub struct AppState {
     pub(crate) inbox: Inbox,
     /// Webhooks.
     pub(crate) webhooks: Webhooks,
-    /// Outgoing SERVICE requests (attached when SIP starts).
-    pub(crate) service_out: crate::sip::service_out::ServiceSender,
+    /// Outgoing SERVICE requests; None when SIP is off.
+    pub(crate) service_out: Option<crate::sipapp::service_out::ServiceSender>,
     /// Web clients serving SOAP namespaces (over the WebSocket).
     pub(crate) soap_web: crate::soap::web::WebServers,
     /// Limits in force.
@@ -79,10 +79,17 @@ impl AppState {
         auth: Auth,
         limits: Limits,
         closing: watch::Receiver<bool>,
+        foreign: Option<Arc<dyn crate::location::Foreign>>,
     ) -> Self {
         let limits = Arc::new(limits);
         let calls = Calls::new(store.clone(), bus.clone());
-        let location = Location::new(store.clone(), bus.clone(), calls.clone(), limits.clone());
+        let location = Location::new(
+            store.clone(),
+            bus.clone(),
+            calls.clone(),
+            limits.clone(),
+            foreign,
+        );
         let inbox = Inbox::new(store.clone(), bus.clone(), limits.clone());
         let resources = Resources {
             bus: bus.clone(),
@@ -100,7 +107,7 @@ impl AppState {
             calls,
             inbox,
             webhooks,
-            service_out: Default::default(),
+            service_out: None,
             soap_web: Default::default(),
             limits,
             closing,

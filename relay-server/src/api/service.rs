@@ -10,7 +10,7 @@ use super::auth::Caller;
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::AppState;
-use crate::sip::service_out::SendError;
+use crate::sipapp::service_out::SendError;
 
 /// Largest SOAP body sent: what fits in a SIP message with its headers.
 const MAX_SOAP_BODY: usize = 60 * 1024;
@@ -22,7 +22,13 @@ pub(crate) async fn service_send(
     caller: Caller,
     JsonBody(req): JsonBody<ServiceRequest>,
 ) -> Result<Json<ServiceResult>, ApiError> {
-    match state.service_out.send(&caller.0, &req, MAX_SOAP_BODY).await {
+    let Some(sender) = &state.service_out else {
+        return Err(ApiError::new(
+            ProblemKind::Unavailable,
+            "SIP is off on this relay",
+        ));
+    };
+    match sender.send(&caller.0, &req, MAX_SOAP_BODY).await {
         Ok(result) => Ok(Json(result)),
         Err(SendError::Invalid(why)) => Err(ApiError::new(ProblemKind::Unprocessable, why)),
         Err(SendError::Unavailable(why)) => Err(ApiError::new(ProblemKind::Unavailable, why)),

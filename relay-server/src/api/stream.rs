@@ -318,7 +318,7 @@ mod tests {
     use super::*;
     use crate::auth::Auth;
     use crate::bus::Bus;
-    use crate::config::Limits;
+    use crate::limits::Limits;
     use crate::store::{SqliteStore, Store, UserRecord};
     use restsip_protocol::{ContactSource, CreateLogin, EventKind, RefreshLogin};
 
@@ -335,12 +335,23 @@ mod tests {
             })
             .await
             .expect("user");
-        let auth = Auth::new(store.clone(), Duration::from_secs(60), "restsip")
-            .await
-            .expect("auth");
+        let auth = Auth::new(
+            store.clone(),
+            Duration::from_secs(60),
+            Arc::new(crate::sipapp::registrar::Ha1::new("restsip")),
+        )
+        .await
+        .expect("auth");
         let (closing_tx, closing) = tokio::sync::watch::channel(false);
         (
-            AppState::new(store, Bus::new(0, 16, 32), auth, Limits::default(), closing),
+            AppState::new(
+                store,
+                Bus::new(0, 16, 32),
+                auth,
+                Limits::default(),
+                closing,
+                None,
+            ),
             closing_tx,
         )
     }

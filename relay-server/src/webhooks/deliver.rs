@@ -10,7 +10,7 @@ use restsip_protocol::{
 };
 use sha2::Sha256;
 
-use crate::config::Limits;
+use crate::limits::Limits;
 use crate::store::{WebhookEventRecord, WebhookRecord};
 
 /// The outgoing HTTP client: HTTP/1.1 and HTTP/2, HTTPS with rustls and Mozilla's roots, the

@@ -18,9 +18,9 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use crate::clock::now_ms;
-use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::events::{self, Resources};
+use crate::limits::Limits;
 use crate::store::{Store, StoreError, WebhookRecord};
 
 pub use deliver::signature;

@@ -20,6 +20,7 @@ use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::events::{self, Flow, Sink};
 use crate::store::{Queued, WebhookRecord};
+use crate::sync::lock;
 
 /// Wait before trying again after the store failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -194,10 +195,6 @@ impl Runner {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The feeder's sink: each event is committed to the outbox (with its SEND's claim) before the

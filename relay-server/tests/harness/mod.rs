@@ -12,15 +12,15 @@ use restsip_relay::bus::Bus;
 use restsip_relay::calls::Calls;
 use restsip_relay::config::Limits;
 use restsip_relay::location::Location;
-use restsip_relay::sip::core::Core;
-use restsip_relay::sip::digest::{ha1, Algorithm, DigestAuth};
-use restsip_relay::sip::endpoint::Endpoint;
-use restsip_relay::sip::framing::{Frame, FramingError, StreamFramer};
-use restsip_relay::sip::message::SipMessage;
-use restsip_relay::sip::parse::{head_end, parse_head};
-use restsip_relay::sip::registrar::Registrar;
-use restsip_relay::sip::transport::{Peer, Transport, Wire};
+use restsip_relay::sipapp::core::Core;
+use restsip_relay::sipapp::registrar::Registrar;
 use restsip_relay::store::{DigestRecord, SqliteStore, Store, UserRecord};
+use restsip_sip::digest::{ha1, Algorithm, DigestAuth};
+use restsip_sip::endpoint::Endpoint;
+use restsip_sip::framing::{Frame, FramingError, StreamFramer};
+use restsip_sip::message::SipMessage;
+use restsip_sip::parse::{head_end, parse_head};
+use restsip_sip::transport::{Peer, Transport, Wire};
 
 /// Where test requests come from.
 pub const CLIENT: ([u8; 4], u16) = ([192, 0, 2, 99], 40_000);
@@ -55,7 +55,7 @@ pub async fn harness_with(limits: Limits, auth: bool) -> Harness {
     let bus = Bus::new(0, 64, 64);
     let limits = Arc::new(limits);
     let calls = Calls::new(store.clone(), bus.clone());
-    let location = Location::new(store.clone(), bus.clone(), calls, limits.clone());
+    let location = Location::new(store.clone(), bus.clone(), calls, limits.clone(), None);
     let digest = auth.then(|| {
         Arc::new(DigestAuth::new(
             "restsip",
@@ -64,13 +64,23 @@ pub async fn harness_with(limits: Limits, auth: bool) -> Harness {
             300,
         ))
     });
-    let auth = Auth::new(store.clone(), Duration::from_secs(60), "restsip")
-        .await
-        .unwrap();
+    let auth = Auth::new(
+        store.clone(),
+        Duration::from_secs(60),
+        Arc::new(restsip_relay::sipapp::registrar::Ha1::new("restsip")),
+    )
+    .await
+    .unwrap();
     let registrar = Registrar::new(location.clone(), store.clone(), auth, digest, limits);
     let core = Core::new(registrar, store.clone());
     let wire = Arc::new(Capture::default());
-    let endpoint = Endpoint::new(wire.clone(), core, 65_535);
+    let sent_to = wire.clone();
+    let (endpoint, ()) = Endpoint::build(
+        SocketAddr::from(([192, 0, 2, 1], 5060)),
+        65_535,
+        |_| sent_to,
+        |_| (Box::new(core), ()),
+    );
     Harness {
         endpoint,
         wire,
@@ -127,21 +137,21 @@ impl Harness {
             addr: SocketAddr::from(CLIENT),
         };
         match transport {
-            Transport::Udp => self.endpoint.on_datagram(data, from),
+            Transport::Udp => self.endpoint.inbound().datagram(data, from),
             Transport::Tcp => {
                 let mut framer = StreamFramer::new(65_535);
                 framer.extend(data);
                 loop {
                     match framer.next_frame() {
-                        Ok(Some(Frame::Message(m))) => self.endpoint.on_parsed(*m, from),
-                        Ok(Some(Frame::Ping)) => self.endpoint.pong(from),
+                        Ok(Some(Frame::Message(m))) => self.endpoint.inbound().message(*m, from),
+                        Ok(Some(Frame::Ping)) => self.endpoint.inbound().ping(from),
                         Ok(None) => break,
                         Err(FramingError::TooLarge(p)) => {
-                            self.endpoint.too_large(p, from);
+                            self.endpoint.inbound().too_large(p, from);
                             break;
                         }
                         Err(FramingError::BadLength(p)) => {
-                            self.endpoint.bad_framing(p, from);
+                            self.endpoint.inbound().bad_framing(p, from);
                             break;
                         }
                     }

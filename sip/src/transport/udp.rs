@@ -8,8 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 
-use super::{contained, Peer, Transport};
-use crate::sip::endpoint::Endpoint;
+use super::{contained, Inbound, Peer, Transport};
 
 /// Socket buffer asked of the kernel, so bursts are queued instead of dropped.
 pub const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
@@ -27,7 +26,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 /// Receives datagrams until the task is aborted.
-pub async fn receive(socket: Arc<UdpSocket>, endpoint: Endpoint) {
+pub async fn receive<I: Inbound + ?Sized>(socket: Arc<UdpSocket>, inbound: Arc<I>) {
     // One datagram at most 64 KiB; larger than any accepted message, so oversize ones are seen.
     let mut buf = vec![0u8; 65_536];
     loop {
@@ -38,7 +37,7 @@ pub async fn receive(socket: Arc<UdpSocket>, endpoint: Endpoint) {
                     addr: from,
                 };
                 // A panic costs this datagram only; the loop goes on.
-                contained(from, || endpoint.on_datagram(&buf[..n], from));
+                contained(from, || inbound.datagram(&buf[..n], from));
             }
             Err(e) => {
                 // ICMP errors surface here on some systems; never spin on a failing socket.

@@ -1,17 +1,34 @@
 //! What the relay answers to a new request: the checks every request goes through (method,
 //! CSeq, Require, URI scheme, user) and the handlers of the methods implemented so far.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-use super::message::{Method, SipMessage, StartLine};
+use restsip_sip::endpoint::{Endpoint, Responder};
+use restsip_sip::endpoint::{Handler, Pending};
+use restsip_sip::message::{Method, SipMessage, StartLine};
+use restsip_sip::response::Reply;
+use restsip_sip::transport::Peer;
+
 use super::registrar::Registrar;
-use super::response::Reply;
-use super::transport::Peer;
 use crate::inbox::Inbox;
 use crate::store::Store;
 
-/// The methods the relay handles.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, REGISTER, OPTIONS, MESSAGE, SUBSCRIBE, SERVICE";
+/// The methods the core answers itself.
+const METHODS: &[&str] = &["OPTIONS"];
+
+/// The methods the relay handles: what each feature declares, gathered.
+static ALLOW: LazyLock<String> = LazyLock::new(|| {
+    [
+        super::invite::METHODS,
+        super::registrar::METHODS,
+        METHODS,
+        super::im::METHODS,
+        super::presence::METHODS,
+        super::service::METHODS,
+    ]
+    .concat()
+    .join(", ")
+});
 /// Body types the relay accepts.
 pub const ACCEPT: &str =
     "application/sdp, text/plain, application/json, text/xml, application/soap+xml";
@@ -79,12 +96,12 @@ pub struct Core {
 }
 
 fn not_implemented() -> Reply {
-    Reply::new(501, "Not Implemented").with("Allow", ALLOW)
+    Reply::new(501, "Not Implemented").with("Allow", ALLOW.as_str())
 }
 
 fn options() -> Reply {
     Reply::new(200, "OK")
-        .with("Allow", ALLOW)
+        .with("Allow", ALLOW.as_str())
         .with("Accept", ACCEPT)
         .with("Supported", SUPPORTED)
 }
@@ -114,16 +131,15 @@ impl Core {
 
     /// A new request as the handlers see it: one for a Contact registered upstream gets the
     /// user's `sip:{email}` as its Request-URI.
-    pub fn inbound(&self, mut req: SipMessage) -> SipMessage {
+    pub fn inbound(&self, req: &mut SipMessage) {
         if !self.upstream {
-            return req;
+            return;
         }
         if let StartLine::Request { uri, .. } = &mut req.start {
             if let Some(user) = super::upstream::inbound(uri) {
                 *uri = user;
             }
         }
-        req
     }
 
     /// Proxies INVITE and MESSAGE for users whose logins are all phones, and requests routed
@@ -147,7 +163,7 @@ impl Core {
 
     /// Answers a MESSAGE: proxied to the user's phones when the user has only phones, or to
     /// the upstream server for a non-account, else a SEND to the user.
-    pub async fn message(&self, responder: super::endpoint::Responder) {
+    pub async fn message(&self, responder: restsip_sip::endpoint::Responder) {
         let targets = self.proxy_targets(responder.request()).await;
         if let (Some(proxy), false) = (&self.proxy, targets.is_empty()) {
             proxy.fork(responder, targets).await;
@@ -168,8 +184,8 @@ impl Core {
     /// proxy says so; the responder back when the relay answers the request itself.
     async fn via_upstream(
         &self,
-        responder: super::endpoint::Responder,
-    ) -> Option<super::endpoint::Responder> {
+        responder: restsip_sip::endpoint::Responder,
+    ) -> Option<restsip_sip::endpoint::Responder> {
         let Some(proxy) = &self.proxy else {
             return Some(responder);
         };
@@ -190,7 +206,7 @@ impl Core {
     /// relay account is proxied there (with the relay's Record-Route, so the NOTIFYs come back
     /// through the relay), one From a non-account is 404, the rest are presence subscriptions
     /// to the relay's users.
-    pub async fn subscribe(&self, responder: super::endpoint::Responder) {
+    pub async fn subscribe(&self, responder: restsip_sip::endpoint::Responder) {
         let Some(responder) = self.via_upstream(responder).await else {
             return;
         };
@@ -208,18 +224,19 @@ impl Core {
     /// Answers a SERVICE: one for a user whose logins are all phones is proxied to them like
     /// any other request (the phone is the service); otherwise the SOAP body names the service,
     /// whatever the Request-URI's user (a page of that user, an HTTP endpoint, a built-in).
-    pub async fn service(&self, responder: super::endpoint::Responder) {
+    pub async fn service(&self, responder: restsip_sip::endpoint::Responder) {
         let targets = self.proxy_targets(responder.request()).await;
         if let (Some(proxy), false) = (&self.proxy, targets.is_empty()) {
             proxy.fork(responder, targets).await;
             return;
         }
-        let reply = super::service::answer(self.services.as_ref(), responder.request()).await;
+        let reply =
+            super::service::answer(self.services.as_ref(), responder.request(), &ALLOW).await;
         responder.reply(reply);
     }
 
     /// Passes on a request whose top Route names the relay.
-    pub async fn route(&self, responder: super::endpoint::Responder) {
+    pub async fn route(&self, responder: restsip_sip::endpoint::Responder) {
         match &self.proxy {
             Some(proxy) => proxy.route(responder).await,
             None => {
@@ -230,7 +247,7 @@ impl Core {
 
     /// A response that matches no client transaction (a retransmitted 2xx of a proxied
     /// INVITE goes on).
-    pub fn stray_response(&self, resp: SipMessage, endpoint: &super::endpoint::Endpoint) {
+    pub fn stray_response(&self, resp: SipMessage, endpoint: &restsip_sip::endpoint::Endpoint) {
         if let Some(proxy) = &self.proxy {
             proxy.stray_response(resp, endpoint);
         }
@@ -245,7 +262,7 @@ impl Core {
     /// Answers an INVITE (after its 100 Trying): proxied to the user's phones when the user
     /// has only phones, or to the upstream server for a non-account, else a call to the web
     /// user.
-    pub async fn invite(&self, responder: super::endpoint::Responder) {
+    pub async fn invite(&self, responder: restsip_sip::endpoint::Responder) {
         let targets = self.proxy_targets(responder.request()).await;
         if let (Some(proxy), false) = (&self.proxy, targets.is_empty()) {
             proxy.fork(responder, targets).await;
@@ -409,12 +426,6 @@ impl Core {
         Step::Reply(self.answer(method))
     }
 
-    /// Answers a REGISTER at once when the registrar can from memory (a refresh); None when
-    /// it must run as [`Task::Register`].
-    pub fn register_now(&self, req: &SipMessage, from: Peer) -> Option<Reply> {
-        self.registrar.register_now(req, from)
-    }
-
     /// Does the asynchronous part of a request.
     pub async fn run(&self, task: Task, req: &SipMessage, from: Peer) -> Reply {
         match task {
@@ -456,5 +467,70 @@ impl Core {
         } else {
             not_implemented()
         }
+    }
+}
+
+impl Handler for Core {
+    fn request(&self, mut responder: Responder) {
+        self.inbound(responder.request_mut());
+        match self.step(responder.request()) {
+            Step::Reply(reply) => {
+                responder.reply(reply);
+            }
+            step @ (Step::Invite
+            | Step::Message
+            | Step::Service
+            | Step::Route
+            | Step::Subscribe) => {
+                let invite = responder.request().method() == Some(&Method::INVITE);
+                if matches!(step, Step::Invite) || (matches!(step, Step::Route) && invite) {
+                    responder.reply(Reply::new(100, "Trying"));
+                }
+                let core = self.clone();
+                tokio::spawn(async move {
+                    match step {
+                        Step::Invite => core.invite(responder).await,
+                        Step::Message => core.message(responder).await,
+                        Step::Service => core.service(responder).await,
+                        Step::Subscribe => core.subscribe(responder).await,
+                        _ => core.route(responder).await,
+                    }
+                });
+            }
+            Step::Async(task) => {
+                let core = self.clone();
+                tokio::spawn(async move {
+                    let req = responder.request();
+                    let reply = core.run(task, req, responder.source()).await;
+                    let code = reply.code;
+                    responder.reply(reply);
+                    core.after(task, responder.request(), code);
+                });
+            }
+        }
+    }
+
+    fn stateless_now(&self, req: &SipMessage, from: Peer) -> Option<Reply> {
+        self.registrar.register_now(req, from)
+    }
+
+    fn stateless<'a>(&'a self, req: &'a SipMessage, from: Peer) -> Pending<'a, Reply> {
+        Box::pin(self.registrar.register(req, from))
+    }
+
+    fn ack(&self, req: &SipMessage, from: Peer) {
+        Core::ack(self, req, from);
+    }
+
+    fn stray_response(&self, resp: SipMessage, endpoint: &Endpoint) {
+        Core::stray_response(self, resp, endpoint);
+    }
+
+    fn closed(&self, peer: Peer) {
+        Core::closed(self, peer);
+    }
+
+    fn allow(&self) -> &str {
+        &ALLOW
     }
 }

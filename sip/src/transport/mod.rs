@@ -10,6 +10,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 
+use crate::message::SipMessage;
+use crate::parse::Rejected;
+
 /// A SIP transport the relay speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Transport {
@@ -59,6 +62,25 @@ pub trait Wire: Send + Sync + 'static {
         let _ = to;
         true
     }
+}
+
+/// Where the transports hand what they receive (the endpoint, seen from below): transports
+/// frame and read, the endpoint parses, answers and routes.
+pub trait Inbound: Send + Sync + 'static {
+    /// Largest message accepted (the stream framers' limit).
+    fn max_message(&self) -> usize;
+    /// One UDP datagram.
+    fn datagram(&self, data: &[u8], from: Peer);
+    /// A message a stream framer found, or why it could not be parsed.
+    fn message(&self, parsed: Result<SipMessage, Rejected>, from: Peer);
+    /// A double-CRLF keep-alive ping on a stream (RFC 5626 §4.4.1).
+    fn ping(&self, from: Peer);
+    /// A message over the size limit; the stream is closed after it.
+    fn too_large(&self, partial: Option<Box<SipMessage>>, from: Peer);
+    /// A message whose length cannot be framed; the stream is closed after it.
+    fn bad_framing(&self, partial: Option<Box<SipMessage>>, from: Peer);
+    /// A connection closed (told once, when it is gone).
+    fn closed(&self, peer: Peer);
 }
 
 /// The relay's transports: one UDP socket and the TCP connections, on the same address.

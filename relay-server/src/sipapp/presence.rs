@@ -5,20 +5,22 @@
 //! the subscription's lifetime a last NOTIFY with `Subscription-State: terminated`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::endpoint::WeakEndpoint;
-use super::message::{parse_u32, Method, SipMessage, StartLine};
-use super::outgoing;
-use super::response::Reply;
-use super::transport::Peer;
 use crate::bus::{Bus, Topic};
 use crate::location::Location;
+use restsip_sip::endpoint::WeakEndpoint;
+use restsip_sip::message::{parse_u32, Method, SipMessage, StartLine};
+use restsip_sip::outgoing;
+use restsip_sip::response::Reply;
+use restsip_sip::transport::Peer;
+
+/// The methods this feature answers (gathered into the Allow header by the core).
+pub const METHODS: &[&str] = &["SUBSCRIBE"];
 
 /// Lifetime granted when the SUBSCRIBE names none (RFC 3856 §6.4: one hour).
 const DEFAULT_EXPIRES: u32 = 3600;
@@ -77,7 +79,7 @@ struct Inner {
     /// Changes of logins.
     bus: Bus,
     /// The endpoint that sends NOTIFYs (set when SIP starts).
-    endpoint: OnceLock<(WeakEndpoint, SocketAddr)>,
+    endpoint: WeakEndpoint,
 }
 
 fn event_is_presence(req: &SipMessage) -> bool {
@@ -111,21 +113,17 @@ pub fn pidf(email: &str, open: bool) -> String {
 }
 
 impl Presence {
-    /// Subscriptions to the logins of `location`, whose changes come on `bus`.
-    pub fn new(location: Location, bus: Bus) -> Self {
+    /// Subscriptions to the logins of `location`, whose changes come on `bus`, notified
+    /// through `endpoint`.
+    pub fn new(location: Location, bus: Bus, endpoint: WeakEndpoint) -> Self {
         Self {
             inner: Arc::new(Inner {
                 subs: Mutex::default(),
                 location,
                 bus,
-                endpoint: OnceLock::new(),
+                endpoint,
             }),
         }
-    }
-
-    /// Sends NOTIFYs through `endpoint`, whose listeners are bound to `listen`.
-    pub fn attach(&self, endpoint: WeakEndpoint, listen: SocketAddr) {
-        let _ = self.inner.endpoint.set((endpoint, listen));
     }
 
     fn lock(
@@ -200,24 +198,18 @@ impl Presence {
             .tag()
             .map(str::to_owned);
         // The relay's Contact (RFC 6665 §4.2.1.1): where requests in the dialog go.
-        let listen = self.inner.endpoint.get().map(|(_, l)| *l);
-        let contact = listen.map(|l| {
-            let local = outgoing::local_addr(l, from.addr);
-            let transport = if from.transport.reliable() {
-                ";transport=tcp"
-            } else {
-                ""
-            };
-            format!("<sip:{}{transport}>", outgoing::host_port(local))
-        });
+        let local = outgoing::local_addr(self.inner.endpoint.listen(), from.addr);
+        let transport = if from.transport.reliable() {
+            ";transport=tcp"
+        } else {
+            ""
+        };
+        let contact = format!("<sip:{}{transport}>", outgoing::host_port(local));
         let ok = |tag: String| {
-            let reply = Reply::new(200, "OK")
+            Reply::new(200, "OK")
                 .with("Expires", expires.to_string())
-                .with_to_tag(tag);
-            match &contact {
-                Some(c) => reply.with("Contact", c.clone()),
-                None => reply,
-            }
+                .with_to_tag(tag)
+                .with("Contact", contact.clone())
         };
         if let Some(tag) = to_tag {
             // A refresh or an unsubscribe within the dialog.
@@ -252,7 +244,7 @@ impl Presence {
             peer: from,
             routes: req
                 .headers_named("Record-Route")
-                .flat_map(super::headers::split_list)
+                .flat_map(restsip_sip::headers::split_list)
                 .map(|r| r.trim().to_owned())
                 .collect(),
             cseq: 0,
@@ -343,16 +335,15 @@ impl Presence {
     /// Sends a NOTIFY with the presentity's state now; `state` None is `active` with the time
     /// left. A 481 from the subscriber, or no answer, ends nothing here: the lifetime does.
     async fn notify(&self, dialog: &mut Dialog, state: Option<&str>, deadline: Option<Instant>) {
-        let Some((weak, listen)) = self.inner.endpoint.get() else {
-            return;
-        };
+        let weak = &self.inner.endpoint;
+        let listen = &weak.listen();
         let open = self
             .inner
             .location
             .contacts(&dialog.email)
             .await
             .is_ok_and(|c| !c.is_empty());
-        let Ok(uri) = super::uri::Uri::parse(&dialog.target) else {
+        let Ok(uri) = restsip_sip::uri::Uri::parse(&dialog.target) else {
             return;
         };
         let local = outgoing::local_addr(*listen, dialog.peer.addr);

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod consts;
+mod layer;
 pub mod server;
 mod timers;
 
@@ -26,6 +27,17 @@ pub struct TxKey {
 pub const MAGIC_COOKIE: &str = "z9hG4bK";
 
 impl TxKey {
+    /// The key of the INVITE a CANCEL cancels (RFC 3261 §9.2: the same branch and sent-by,
+    /// the method INVITE); None when the request has no usable top Via.
+    pub fn cancelled(cancel: &SipMessage) -> Option<TxKey> {
+        let via = cancel.top_via().ok()?;
+        let key = TxKey::of(cancel, &via)?;
+        Some(TxKey {
+            method: Method::INVITE.as_str().to_owned(),
+            ..key
+        })
+    }
+
     /// The key of a request (or of a response, which carries the same top Via and CSeq).
     pub fn of(msg: &SipMessage, via: &Via) -> Option<TxKey> {
         let cseq = msg.cseq().ok()?;

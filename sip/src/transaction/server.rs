@@ -2,17 +2,16 @@
 //! final responses to INVITE are retransmitted over UDP until the ACK (Timers G, H, I), and a
 //! completed transaction lingers to absorb retransmissions (Timer J) before it is forgotten.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::consts::{backoff, T1, T4, TIMEOUT};
-use super::timers::TimerQueue;
+use super::layer::{Kind, Layer};
 use super::TxKey;
-use crate::sip::transport::{Peer, Wire};
+use crate::transport::{Peer, Wire};
 
 /// Transaction states (§17.2.1, §17.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,37 +73,26 @@ pub struct ServerTransactions {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    /// Live transactions.
-    table: Mutex<HashMap<TxKey, ServerTx>>,
-    /// Their deadlines.
-    timers: TimerQueue<(TxKey, Timer)>,
-    /// Where responses are sent.
-    wire: Arc<dyn Wire>,
-}
+/// Server transactions.
+struct Server;
 
-impl super::timers::Deadlines for Inner {
-    type Due = (TxKey, Timer);
+type Inner = Layer<Server>;
 
-    fn queue(&self) -> &TimerQueue<Self::Due> {
-        &self.timers
-    }
+impl Kind for Server {
+    type Tx = ServerTx;
+    type Timer = Timer;
 
-    fn fire(&self, (key, timer): Self::Due) {
-        Inner::fire(self, key, timer);
+    fn fire(layer: &Inner, key: TxKey, timer: Timer) {
+        layer.fire(key, timer);
     }
 }
 
 impl ServerTransactions {
     /// The layer, with its timer task running until the last handle is dropped.
     pub fn new(wire: Arc<dyn Wire>) -> Self {
-        let inner = Arc::new(Inner {
-            table: Mutex::new(HashMap::new()),
-            timers: TimerQueue::new(),
-            wire,
-        });
-        super::timers::serve(Arc::downgrade(&inner));
-        Self { inner }
+        Self {
+            inner: Layer::start(wire),
+        }
     }
 
     /// Routes an incoming request to its transaction, or opens one.
@@ -214,10 +202,6 @@ impl ServerTransactions {
 }
 
 impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TxKey, ServerTx>> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn fire(&self, key: TxKey, timer: Timer) {
         let mut table = self.lock();
         let Some(tx) = table.get_mut(&key) else {

@@ -16,13 +16,13 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::message::{Method, SipMessage, StartLine};
-use super::outgoing;
-use super::response::Reply;
 use super::service_out::transact;
 use super::upstream::{authorization, UpstreamSender};
-use super::uri::Uri;
 use crate::bus::{Bus, Topic};
+use restsip_sip::message::{Method, SipMessage, StartLine};
+use restsip_sip::outgoing;
+use restsip_sip::response::Reply;
+use restsip_sip::uri::Uri;
 
 /// Lifetime asked for a subscription (s).
 const EXPIRES: u32 = 600;
@@ -53,18 +53,18 @@ struct Sub {
 }
 
 /// Subscriptions to addresses of other domains; cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Watches {
     /// Shared state.
     inner: Arc<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
-    /// Where SUBSCRIBEs go (set when SIP starts with an upstream server).
+    /// Where SUBSCRIBEs go: set once, when SIP starts with an upstream server (the location
+    /// service, and so this port, exist before the SIP endpoint the sender needs).
     sender: OnceLock<Arc<UpstreamSender>>,
     /// Where state changes are announced.
-    bus: OnceLock<Bus>,
+    bus: Bus,
     /// Watched addresses (lowercase).
     subs: Mutex<HashMap<String, Sub>>,
     /// The address and generation of each Call-ID the relay subscribed with.
@@ -99,6 +99,20 @@ impl Drop for WatchGuard {
     }
 }
 
+impl crate::location::Foreign for Watches {
+    fn watchable(&self, address: &str) -> bool {
+        Watches::watchable(self, address)
+    }
+
+    fn watch(&self, address: &str, watcher: &str) -> Option<Box<dyn Send + Sync>> {
+        Watches::watch(self, address, watcher).map(|g| Box::new(g) as Box<dyn Send + Sync>)
+    }
+
+    fn state(&self, address: &str) -> Option<Value> {
+        Watches::state(self, address)
+    }
+}
+
 /// Whether a PIDF document says open: any tuple's `basic` status is `open`.
 pub fn pidf_open(body: &[u8]) -> bool {
     let text = String::from_utf8_lossy(body).to_ascii_lowercase();
@@ -108,10 +122,22 @@ pub fn pidf_open(body: &[u8]) -> bool {
 }
 
 impl Watches {
-    /// Subscriptions through `sender`, announced on `bus`.
-    pub fn attach(&self, sender: Arc<UpstreamSender>, bus: Bus) {
+    /// Subscriptions announced on `bus`, inert until [`Watches::attach`].
+    pub fn new(bus: Bus) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                sender: OnceLock::new(),
+                bus,
+                subs: Mutex::default(),
+                calls: Mutex::default(),
+                next: std::sync::atomic::AtomicU64::default(),
+            }),
+        }
+    }
+
+    /// Subscriptions through `sender`, the upstream server.
+    pub fn attach(&self, sender: Arc<UpstreamSender>) {
         let _ = self.inner.sender.set(sender);
-        let _ = self.inner.bus.set(bus);
     }
 
     fn subs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Sub>> {
@@ -231,15 +257,13 @@ impl Watches {
         sub.open = Some(open);
         let item = contact(&address, sub);
         drop(subs);
-        if let Some(bus) = self.inner.bus.get() {
-            let item = serde_json::to_value(&item).unwrap_or_default();
-            bus.publish(
-                &Topic::Login(address),
-                kind,
-                item.clone(),
-                Some(json!([item])),
-            );
-        }
+        let item = serde_json::to_value(&item).unwrap_or_default();
+        self.inner.bus.publish(
+            &Topic::Login(address),
+            kind,
+            item.clone(),
+            Some(json!([item])),
+        );
         Reply::new(200, "OK")
     }
 
@@ -254,14 +278,12 @@ impl Watches {
         };
         if removed {
             tracing::warn!("watching {address} upstream failed: {why}");
-            if let Some(bus) = self.inner.bus.get() {
-                bus.publish(
-                    &Topic::Login(address.to_owned()),
-                    EventKind::Gone,
-                    json!({ "reason": why }),
-                    None,
-                );
-            }
+            self.inner.bus.publish(
+                &Topic::Login(address.to_owned()),
+                EventKind::Gone,
+                json!({ "reason": why }),
+                None,
+            );
         }
     }
 
@@ -466,7 +488,7 @@ impl SubDialog {
                             .map(|c| c.uri);
                         let mut routes: Vec<String> = response
                             .headers_named("Record-Route")
-                            .flat_map(super::headers::split_list)
+                            .flat_map(restsip_sip::headers::split_list)
                             .map(|r| r.trim().to_owned())
                             .collect();
                         routes.reverse();
@@ -498,7 +520,7 @@ mod tests {
 
     #[test]
     fn nothing_is_watched_without_an_upstream() {
-        let watches = Watches::default();
+        let watches = Watches::new(crate::bus::Bus::new(0, 16, 16));
         assert!(!watches.watchable("carol@pbx.example.org"));
         assert!(watches.watch("carol@pbx.example.org", "a@x").is_none());
         assert!(watches.state("carol@pbx.example.org").is_none());

@@ -23,15 +23,59 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::endpoint::WeakEndpoint;
-use super::message::{Method, SipMessage, StartLine};
-use super::outgoing;
 use super::service_out::{respond_to, transact};
-use super::transport::{Peer, Transport};
-use super::uri::{unescape, Uri};
 use crate::clock::now_ms;
-use crate::config::Upstream;
 use crate::store::Store;
+use restsip_sip::endpoint::WeakEndpoint;
+use restsip_sip::message::{Method, SipMessage, StartLine};
+use restsip_sip::outgoing;
+use restsip_sip::transport::{Peer, Transport};
+use restsip_sip::uri::{unescape, Uri};
+
+/// An upstream SIP server.
+#[derive(Clone)]
+pub struct Upstream {
+    /// Its `sip:` URI (a Route toward it; its host, port and transport are the next hop).
+    pub uri: String,
+    /// Digest user name and password for its challenges (the trunk's, for every user).
+    pub credentials: Option<(String, String)>,
+    /// Domains it serves: their users are registered there (lowercase).
+    pub domains: Vec<String>,
+    /// Per-user digest credentials there, by email (lowercase); these users are registered.
+    pub accounts: std::collections::HashMap<String, (String, String)>,
+    /// Lifetime asked for registrations there (s).
+    pub expires: u32,
+}
+
+impl Upstream {
+    /// Whether the relay registers `email` at the upstream server.
+    pub fn registers(&self, email: &str) -> bool {
+        let email = email.to_ascii_lowercase();
+        self.accounts.contains_key(&email)
+            || email
+                .rsplit_once('@')
+                .is_some_and(|(_, domain)| self.domains.iter().any(|d| d == domain))
+    }
+
+    /// The digest credentials `email` answers the upstream server's challenges with.
+    pub fn credentials_of(&self, email: &str) -> Option<&(String, String)> {
+        self.accounts
+            .get(&email.to_ascii_lowercase())
+            .or(self.credentials.as_ref())
+    }
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("uri", &self.uri)
+            .field("user", &self.credentials.as_ref().map(|c| &c.0))
+            .field("domains", &self.domains)
+            .field("accounts", &self.accounts.keys().collect::<Vec<_>>())
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Sends requests for non-accounts through the upstream server.
 pub struct UpstreamSender {
@@ -520,7 +564,7 @@ impl Registrations {
                     too_brief = true;
                     match response
                         .header("Min-Expires")
-                        .and_then(super::message::parse_u32)
+                        .and_then(restsip_sip::message::parse_u32)
                     {
                         Some(min) if min > asked => asked = min,
                         _ => return Err(refused(code, &reason)),
@@ -546,7 +590,7 @@ fn granted(response: &SipMessage, user: &str, asked: u32) -> u32 {
     mine.and_then(|c| {
         c.param("expires")
             .flatten()
-            .and_then(super::message::parse_u32)
+            .and_then(restsip_sip::message::parse_u32)
     })
     .or_else(|| response.expires().ok().flatten())
     .unwrap_or(asked)

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 
 use super::*;
-use crate::sip::transport::Transport;
+use crate::transport::Transport;
+use std::sync::Mutex;
 
 /// A wire that records what would be sent, and when.
 #[derive(Default)]

@@ -4,17 +4,20 @@
 //! for a body that is not XML and 400 for a malformed envelope. Every SERVICE is a transaction
 //! of its own: a Call-ID may be reused with any CSeq, in any order.
 
-use super::message::SipMessage;
-use super::response::Reply;
 use crate::soap::{Caller, Fault, FaultCode, Outcome, Services};
+use restsip_sip::message::SipMessage;
+use restsip_sip::response::Reply;
 
 /// The body types a SERVICE may carry.
 pub const ACCEPT: &str = "text/xml, application/soap+xml";
 /// The Content-Type of SOAP bodies the relay sends.
 pub const CONTENT_TYPE: &str = "text/xml";
 
+/// The methods this feature answers (gathered into the Allow header by the core).
+pub const METHODS: &[&str] = &["SERVICE"];
+
 /// Answers one SERVICE request.
-pub async fn answer(services: Option<&Services>, req: &SipMessage) -> Reply {
+pub async fn answer(services: Option<&Services>, req: &SipMessage, allow: &str) -> Reply {
     let media = req.header("Content-Type").map(|v| {
         v.split(';')
             .next()
@@ -52,8 +55,10 @@ pub async fn answer(services: Option<&Services>, req: &SipMessage) -> Reply {
             .ok()
             .and_then(|f| f.uri.sip().and_then(|u| u.address())),
         to: match &req.start {
-            super::message::StartLine::Request { uri, .. } => uri.sip().and_then(|u| u.address()),
-            super::message::StartLine::Response { .. } => None,
+            restsip_sip::message::StartLine::Request { uri, .. } => {
+                uri.sip().and_then(|u| u.address())
+            }
+            restsip_sip::message::StartLine::Response { .. } => None,
         },
         soap_action: req
             .header("SOAPAction")
@@ -73,11 +78,11 @@ pub async fn answer(services: Option<&Services>, req: &SipMessage) -> Reply {
             }
         },
     };
-    reply(outcome)
+    reply(outcome, allow)
 }
 
 /// The SIP answer to an outcome.
-pub fn reply(outcome: Outcome) -> Reply {
+pub fn reply(outcome: Outcome, allow: &str) -> Reply {
     match outcome {
         Outcome::Response(xml) => Reply::new(200, "OK").with_body(CONTENT_TYPE, xml),
         Outcome::Fault(xml) => {
@@ -89,7 +94,7 @@ pub fn reply(outcome: Outcome) -> Reply {
                 format!("no service here serves {method} of {namespace:?}"),
             );
             Reply::new(501, "Not Implemented")
-                .with("Allow", super::core::ALLOW)
+                .with("Allow", allow)
                 .with_body(CONTENT_TYPE, fault.to_xml())
         }
         Outcome::Malformed(e) => {
@@ -102,7 +107,7 @@ pub fn reply(outcome: Outcome) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::parse::parse_datagram;
+    use restsip_sip::parse::parse_datagram;
 
     fn service(content_type: Option<&str>, body: &str) -> SipMessage {
         let ct = content_type.map_or(String::new(), |c| format!("Content-Type: {c}\r\n"));
@@ -120,24 +125,34 @@ mod tests {
 
     #[tokio::test]
     async fn the_body_type_is_checked_before_the_xml() {
-        let reply = answer(None, &service(Some("application/json"), "{}")).await;
+        let reply = answer(None, &service(Some("application/json"), "{}"), "SERVICE").await;
         assert_eq!(reply.code, 415);
         assert!(reply
             .headers
             .iter()
             .any(|(n, v)| n == "Accept" && v == ACCEPT));
-        let reply = answer(None, &service(None, CALL)).await;
+        let reply = answer(None, &service(None, CALL), "SERVICE").await;
         assert_eq!(reply.code, 415);
-        let reply = answer(None, &service(Some("text/xml"), "")).await;
+        let reply = answer(None, &service(Some("text/xml"), ""), "SERVICE").await;
         assert_eq!(reply.code, 400);
-        let reply = answer(None, &service(Some("text/xml; charset=utf-8"), "<broken")).await;
+        let reply = answer(
+            None,
+            &service(Some("text/xml; charset=utf-8"), "<broken"),
+            "SERVICE",
+        )
+        .await;
         assert_eq!(reply.code, 400);
         assert!(String::from_utf8_lossy(&reply.body).contains("SOAP-ENV:Client"));
     }
 
     #[tokio::test]
     async fn without_services_every_method_is_unknown() {
-        let reply = answer(None, &service(Some("application/soap+xml"), CALL)).await;
+        let reply = answer(
+            None,
+            &service(Some("application/soap+xml"), CALL),
+            "SERVICE",
+        )
+        .await;
         assert_eq!(reply.code, 501);
         assert!(reply
             .headers

@@ -4,19 +4,18 @@
 //! (405, or 501) or a failure.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
 
 use restsip_protocol::{ServiceOutcome, ServiceRequest, ServiceResult, SoapFault};
 
-use super::digest::{ha1, Algorithm, Credentials};
-use super::endpoint::WeakEndpoint;
-use super::headers::split_list;
-use super::message::{Method, SipMessage, StartLine};
-use super::outgoing;
-use super::transaction::client::Outcome;
-use super::transport::{Peer, Transport};
-use super::uri::Uri;
 use crate::soap::Envelope;
+use restsip_sip::digest::{ha1, Algorithm, Credentials};
+use restsip_sip::endpoint::WeakEndpoint;
+use restsip_sip::headers::split_list;
+use restsip_sip::message::{Method, SipMessage, StartLine};
+use restsip_sip::outgoing;
+use restsip_sip::transaction::client::Outcome;
+use restsip_sip::transport::{Peer, Transport};
+use restsip_sip::uri::Uri;
 
 /// Why a SERVICE could not be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,17 +26,17 @@ pub enum SendError {
     Unavailable(&'static str),
 }
 
-/// Sends SERVICE requests through the SIP endpoint once it runs; cheap to clone.
-#[derive(Clone, Default)]
+/// Sends SERVICE requests through the SIP endpoint; cheap to clone.
+#[derive(Clone)]
 pub struct ServiceSender {
-    /// The endpoint and the address its listeners are bound to, set when SIP starts.
-    sip: Arc<OnceLock<(WeakEndpoint, SocketAddr)>>,
+    /// The endpoint.
+    endpoint: WeakEndpoint,
 }
 
 impl ServiceSender {
-    /// Sends through `endpoint`, whose listeners are bound to `listen` (set once).
-    pub fn attach(&self, endpoint: WeakEndpoint, listen: SocketAddr) {
-        let _ = self.sip.set((endpoint, listen));
+    /// Sends through `endpoint`.
+    pub fn new(endpoint: WeakEndpoint) -> Self {
+        Self { endpoint }
     }
 
     /// Sends `req` from the account `sender`; `max` bounds the SOAP body.
@@ -47,10 +46,8 @@ impl ServiceSender {
         req: &ServiceRequest,
         max: usize,
     ) -> Result<ServiceResult, SendError> {
-        let (weak, listen) = self
-            .sip
-            .get()
-            .ok_or(SendError::Unavailable("SIP is off on this relay"))?;
+        let weak = &self.endpoint;
+        let listen = &weak.listen();
         if req.body.len() > max {
             return Err(SendError::Invalid(format!(
                 "the SOAP body is larger than {max} bytes"

@@ -101,7 +101,7 @@ pub async fn probe(endpoint: &Endpoint, req: &SipMessage, peer: Peer) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::transport::Transport;
+    use crate::transport::Transport;
 
     #[test]
     fn a_route_names_where_a_proxied_call_goes() {

@@ -3,9 +3,9 @@
 use std::net::SocketAddr;
 
 use super::*;
-use crate::sip::parse::parse_datagram;
-use crate::sip::transaction::server::tests::Capture;
-use crate::sip::transport::Transport;
+use crate::parse::parse_datagram;
+use crate::transaction::server::tests::Capture;
+use crate::transport::Transport;
 
 fn request(method: &str) -> SipMessage {
     let text = format!(

@@ -9,23 +9,22 @@
 //! in the dialog follow the 2xx's Record-Route.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use restsip_protocol::{Delivery, DeliveryStatus, SendReceipt, SipStatus};
 use serde_json::{json, Value};
 
-use super::endpoint::WeakEndpoint;
 use super::im::sip_user;
-use super::message::{Method, SipMessage, StartLine};
-use super::outgoing;
-use super::transaction::client::Outcome;
-use super::transport::Peer;
-use super::uri::Uri;
 use crate::clock::now_ms;
 use crate::inbox::Inbox;
 use crate::store::ContactRecord;
+use restsip_sip::endpoint::WeakEndpoint;
+use restsip_sip::message::{Method, SipMessage, StartLine};
+use restsip_sip::outgoing;
+use restsip_sip::transaction::client::Outcome;
+use restsip_sip::transport::Peer;
+use restsip_sip::uri::Uri;
 
 /// Most calls to phones at once.
 const MAX_CALLS: usize = 10_000;
@@ -98,11 +97,20 @@ struct Inner {
     /// Legs by Call-ID.
     calls: Mutex<HashMap<String, Call>>,
     /// The endpoint and the listening address.
-    endpoint: OnceLock<(WeakEndpoint, SocketAddr)>,
-    /// Seconds between OPTIONS probes in an answered call (0: none).
-    keepalive: std::sync::atomic::AtomicU64,
-    /// Seconds a phone may ring before the relay cancels the call (0: no limit).
-    ring: std::sync::atomic::AtomicU64,
+    endpoint: WeakEndpoint,
+    /// How long phones ring and how often answered calls are probed.
+    timers: CallTimers,
+}
+
+/// The clocks of calls between web users and phones.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallTimers {
+    /// How long a phone may ring before the relay cancels the call (zero: no limit); also how
+    /// long a phone's INVITE waits for a web user's answer.
+    pub ring: std::time::Duration,
+    /// How often an answered call is probed with an OPTIONS in its dialog (zero: never); see
+    /// [`restsip_sip::dialog`].
+    pub keepalive: std::time::Duration,
 }
 
 fn failed(code: u16, reason: &str) -> SipStatus {
@@ -121,40 +129,16 @@ fn same_id(body: &Value, id: &Value) -> bool {
 }
 
 impl Outgoing {
-    /// Calls answered into `inbox`.
-    pub fn new(inbox: Inbox) -> Self {
+    /// Calls sent through `endpoint`, answered into `inbox`, under `timers`.
+    pub fn new(inbox: Inbox, endpoint: WeakEndpoint, timers: CallTimers) -> Self {
         Self {
             inner: Arc::new(Inner {
                 inbox,
                 calls: Mutex::default(),
-                endpoint: OnceLock::new(),
-                keepalive: std::sync::atomic::AtomicU64::new(0),
-                ring: std::sync::atomic::AtomicU64::new(0),
+                endpoint,
+                timers,
             }),
         }
-    }
-
-    /// Cancels a call no phone answered within `limit` (zero: never): the sender gets a
-    /// `reject` 480.
-    pub fn set_ring_timeout(&self, limit: std::time::Duration) {
-        let secs = limit.as_secs();
-        self.inner
-            .ring
-            .store(secs, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Probes answered calls with an OPTIONS every `every` (zero: never); see
-    /// [`super::dialog`].
-    pub fn set_keepalive(&self, every: std::time::Duration) {
-        let secs = every.as_secs();
-        self.inner
-            .keepalive
-            .store(secs, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Sends through `endpoint`, bound to `listen`.
-    pub fn attach(&self, endpoint: WeakEndpoint, listen: SocketAddr) {
-        let _ = self.inner.endpoint.set((endpoint, listen));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Call>> {
@@ -164,21 +148,20 @@ impl Outgoing {
     /// Sends an INVITE for an `invite` SEND body from `sender` to the phone `contact`; the
     /// status is the phone's first response (a 1xx counts as delivered).
     pub async fn invite(&self, sender: &str, contact: &ContactRecord, body: &Value) -> SipStatus {
-        let Some((weak, _)) = self.inner.endpoint.get() else {
-            return failed(503, "Service Unavailable");
-        };
+        let weak = &self.inner.endpoint;
+        let _ = &weak.listen();
         let Some(endpoint) = weak.upgrade() else {
             return failed(503, "Service Unavailable (SIP is stopping)");
         };
         let open = |p: Peer| endpoint.is_open(p);
-        let Some((uri, peer)) = outgoing::contact_peer(contact, open) else {
+        let Some((uri, peer)) = super::contact::contact_peer(contact, open) else {
             return failed(480, "Temporarily Unavailable (no usable contact address)");
         };
         drop(endpoint);
         let target = Target {
             uri,
             peer,
-            routes: outgoing::contact_routes(contact),
+            routes: super::contact::contact_routes(contact),
             callee: contact.email.clone(),
             credentials: None,
         };
@@ -215,9 +198,8 @@ impl Outgoing {
 
     /// Sends the INVITE to `target` and follows its responses.
     async fn start(&self, sender: &str, target: Target, body: &Value) -> SipStatus {
-        let Some((weak, listen)) = self.inner.endpoint.get() else {
-            return failed(503, "Service Unavailable");
-        };
+        let weak = &self.inner.endpoint;
+        let listen = &weak.listen();
         let Some(endpoint) = weak.upgrade() else {
             return failed(503, "Service Unavailable (SIP is stopping)");
         };
@@ -255,7 +237,7 @@ impl Outgoing {
                 outgoing::host_port(local)
             ),
         );
-        req.push("Allow", super::core::ALLOW);
+        req.push("Allow", endpoint.allow());
         let sdp = body.get("sdp").and_then(Value::as_str);
         let url = body.get("url").and_then(Value::as_str);
         let (content_type, text) = match (sdp, url) {
@@ -288,11 +270,11 @@ impl Outgoing {
                 gone: false,
             },
         );
-        let ring = self.inner.ring.load(std::sync::atomic::Ordering::Relaxed);
-        if ring > 0 {
+        let ring = self.inner.timers.ring;
+        if !ring.is_zero() {
             let (this, call_id) = (self.clone(), call_id.clone());
             tokio::spawn(async move {
-                tokio::time::sleep(std::time::Duration::from_secs(ring)).await;
+                tokio::time::sleep(ring).await;
                 this.unanswered(&call_id).await;
             });
         }
@@ -331,7 +313,8 @@ impl Outgoing {
         resp: &SipMessage,
         credentials: Option<&(String, String)>,
     ) -> Option<tokio::sync::mpsc::UnboundedReceiver<Outcome>> {
-        let (weak, listen) = self.inner.endpoint.get()?;
+        let weak = &self.inner.endpoint;
+        let listen = &weak.listen();
         let mut calls = self.lock();
         let call = calls.get_mut(call_id)?;
         let Leg::Ringing(invite) = &call.leg else {
@@ -368,8 +351,10 @@ impl Outgoing {
             Outcome::Response(resp) => resp,
             Outcome::Timeout => {
                 let mut reject = if self.connection_lost(call_id) {
-                    let reason =
-                        format!("Service Unavailable ({})", super::dialog::CONNECTION_LOST);
+                    let reason = format!(
+                        "Service Unavailable ({})",
+                        restsip_sip::dialog::CONNECTION_LOST
+                    );
                     json!({"command": "reject", "code": 503, "reason": reason})
                 } else {
                     json!({"command": "reject", "code": 408, "reason": "Request Timeout"})
@@ -405,7 +390,7 @@ impl Outgoing {
         let answer = String::from_utf8_lossy(&resp.body);
         let bad = Some(&*answer)
             .filter(|a| !a.is_empty())
-            .and_then(|a| super::sdp::check(a).err());
+            .and_then(|a| restsip_sip::sdp::check(a).err());
         if let Some(why) = bad {
             // §13.2.2.4 (an unusable answer): the call is ACKed, then hung up.
             let reason = format!("Not Acceptable Here (malformed SDP answer: {why})");
@@ -420,7 +405,8 @@ impl Outgoing {
                 c.gone
             });
             if gone {
-                self.lost(call_id, super::dialog::CONNECTION_LOST).await;
+                self.lost(call_id, restsip_sip::dialog::CONNECTION_LOST)
+                    .await;
             } else {
                 let (this, call_id) = (self.clone(), call_id.to_owned());
                 tokio::spawn(async move { this.keep(&call_id).await });
@@ -435,18 +421,14 @@ impl Outgoing {
     /// Probes an answered leg with OPTIONS every keep-alive interval until it ends; a phone
     /// that is gone ends it (the sender gets a `bye` with the reason).
     async fn keep(&self, call_id: &str) {
-        let secs = self
-            .inner
-            .keepalive
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if secs == 0 {
+        let every = self.inner.timers.keepalive;
+        if every.is_zero() {
             return;
         }
         loop {
-            tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
-            let Some((weak, listen)) = self.inner.endpoint.get() else {
-                return;
-            };
+            tokio::time::sleep(every).await;
+            let weak = &self.inner.endpoint;
+            let listen = &weak.listen();
             let probe = {
                 let mut calls = self.lock();
                 let Some(call) = calls.get_mut(call_id) else {
@@ -464,7 +446,7 @@ impl Outgoing {
                     return;
                 };
                 *cseq += 1;
-                let d = super::dialog::InDialog {
+                let d = restsip_sip::dialog::InDialog {
                     call_id,
                     local,
                     remote,
@@ -479,7 +461,7 @@ impl Outgoing {
             let Some(endpoint) = weak.upgrade() else {
                 return;
             };
-            if let Err(why) = super::dialog::probe(&endpoint, &req, peer).await {
+            if let Err(why) = restsip_sip::dialog::probe(&endpoint, &req, peer).await {
                 self.lost(call_id, why).await;
                 return;
             }
@@ -517,7 +499,7 @@ impl Outgoing {
         let Some(peer) = self.lock().get(call_id).map(|c| c.peer) else {
             return false;
         };
-        let endpoint = self.inner.endpoint.get().and_then(|(w, _)| w.upgrade());
+        let endpoint = self.inner.endpoint.upgrade();
         peer.transport.reliable() && endpoint.is_some_and(|e| !e.is_open(peer))
     }
 
@@ -534,7 +516,7 @@ impl Outgoing {
                 if let Leg::Up { routes, .. } = &c.leg {
                     if let Some(route) = routes.first() {
                         // Through a proxy: its next requests go to the first route.
-                        c.peer = super::dialog::route_peer(route).unwrap_or(c.peer);
+                        c.peer = restsip_sip::dialog::route_peer(route).unwrap_or(c.peer);
                         return None;
                     }
                 }
@@ -548,7 +530,7 @@ impl Outgoing {
         let this = self.clone();
         tokio::spawn(async move {
             for leg in legs {
-                this.lost(&leg, super::dialog::CONNECTION_LOST).await;
+                this.lost(&leg, restsip_sip::dialog::CONNECTION_LOST).await;
             }
         });
     }
@@ -580,26 +562,25 @@ impl Outgoing {
         // INVITE's own Route (a Path, the upstream server) when there is none.
         let mut routes: Vec<String> = resp
             .headers_named("Record-Route")
-            .flat_map(super::headers::split_list)
+            .flat_map(restsip_sip::headers::split_list)
             .map(|r| r.trim().to_owned())
             .collect();
         routes.reverse();
         if routes.is_empty() {
             routes = invite.headers_named("Route").map(str::to_owned).collect();
         }
-        if let Some((weak, listen)) = self.inner.endpoint.get() {
-            if let (Some(endpoint), Ok(uri)) = (weak.upgrade(), Uri::parse(&target)) {
-                let addr = outgoing::local_addr(*listen, call.peer.addr);
-                let mut ack = outgoing::request(Method::ACK, uri, addr, call.peer.transport);
-                for route in &routes {
-                    ack.push("Route", route.clone());
-                }
-                ack.push("From", local.clone());
-                ack.push("To", remote.clone());
-                ack.push("Call-ID", call_id.to_owned());
-                ack.push("CSeq", format!("{cseq} ACK"));
-                endpoint.send_to(call.peer, Bytes::from(ack.to_bytes()));
+        let weak = &self.inner.endpoint;
+        if let (Some(endpoint), Ok(uri)) = (weak.upgrade(), Uri::parse(&target)) {
+            let addr = outgoing::local_addr(weak.listen(), call.peer.addr);
+            let mut ack = outgoing::request(Method::ACK, uri, addr, call.peer.transport);
+            for route in &routes {
+                ack.push("Route", route.clone());
             }
+            ack.push("From", local.clone());
+            ack.push("To", remote.clone());
+            ack.push("Call-ID", call_id.to_owned());
+            ack.push("CSeq", format!("{cseq} ACK"));
+            endpoint.send_to(call.peer, Bytes::from(ack.to_bytes()));
         }
         call.leg = Leg::Up {
             local,
@@ -686,7 +667,7 @@ impl Outgoing {
 
     /// Sends a request in a client transaction, not waiting for its answer.
     fn send(&self, req: &SipMessage, peer: Peer) -> bool {
-        let Some(endpoint) = self.inner.endpoint.get().and_then(|(w, _)| w.upgrade()) else {
+        let Some(endpoint) = self.inner.endpoint.upgrade() else {
             return false;
         };
         endpoint.client().send(req, peer).is_some()
@@ -707,13 +688,10 @@ impl Outgoing {
         else {
             return false;
         };
-        let Some((_, listen)) = self.inner.endpoint.get() else {
-            return false;
-        };
         let Ok(uri) = Uri::parse(&target) else {
             return false;
         };
-        let addr = outgoing::local_addr(*listen, call.peer.addr);
+        let addr = outgoing::local_addr(self.inner.endpoint.listen(), call.peer.addr);
         let mut bye = outgoing::request(Method::BYE, uri, addr, call.peer.transport);
         for route in routes {
             bye.push("Route", route);

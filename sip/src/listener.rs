@@ -6,11 +6,9 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 
-use super::core::Core;
-
-use super::endpoint::Endpoint;
+use super::endpoint::{Endpoint, Handler, WeakEndpoint};
 use super::transport::tcp::{self, TcpLimits};
-use super::transport::{udp, Transports};
+use super::transport::{udp, Inbound, Transports};
 
 /// Attempts at finding a port free for both UDP and TCP when port 0 is asked.
 const PORT_ATTEMPTS: usize = 50;
@@ -54,27 +52,62 @@ impl SipListeners {
         self.addr
     }
 
-    /// Starts receiving; the tasks run until aborted.
-    pub fn run(
+    /// The endpoint on these listeners, answering with what `handler` builds (given a weak
+    /// handle to the endpoint; `T` is whatever else it builds), and its receivers, which
+    /// [`Receivers::spawn`] starts.
+    pub fn endpoint<T>(
         self,
-        core: Core,
         max_message: usize,
         limits: TcpLimits,
-    ) -> (Endpoint, Vec<JoinHandle<()>>) {
+        handler: impl FnOnce(&WeakEndpoint) -> (Box<dyn Handler>, T),
+    ) -> (Endpoint, T, Receivers) {
         let udp = Arc::new(self.udp);
-        let connections = tcp::Connections::new(limits);
-        let wire = Arc::new(Transports {
-            udp: udp.clone(),
-            tcp: connections.clone(),
-        });
-        let endpoint = Endpoint::new(wire, core, max_message);
-        connections.attach(&endpoint);
+        let mut connections = None;
+        let (endpoint, extra) = Endpoint::build(
+            self.addr,
+            max_message,
+            |inbound| {
+                let tcp = tcp::Connections::new(limits, inbound);
+                connections = Some(tcp.clone());
+                Arc::new(Transports {
+                    udp: udp.clone(),
+                    tcp,
+                })
+            },
+            handler,
+        );
+        let receivers = Receivers {
+            inbound: endpoint.inbound(),
+            udp,
+            tcp: connections.map(|c| (c, self.tcp)),
+        };
+        (endpoint, extra, receivers)
+    }
+}
+
+/// The receiving side of the listeners, not yet started; it holds the endpoint.
+pub struct Receivers {
+    /// Where received messages go.
+    inbound: Arc<dyn Inbound>,
+    /// The UDP socket.
+    udp: Arc<UdpSocket>,
+    /// The TCP connections and their listener.
+    tcp: Option<(tcp::Connections, TcpListener)>,
+}
+
+impl Receivers {
+    /// Starts receiving: a few UDP loops (one per core, up to four) and the TCP accept loop.
+    /// The tasks run until aborted and keep the endpoint alive.
+    pub fn spawn(self) -> Vec<JoinHandle<()>> {
         let loops = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         let mut tasks: Vec<JoinHandle<()>> = (0..loops)
-            .map(|_| tokio::spawn(udp::receive(udp.clone(), endpoint.clone())))
+            .map(|_| tokio::spawn(udp::receive(self.udp.clone(), self.inbound.clone())))
             .collect();
-        let tcp = self.tcp;
-        tasks.push(tokio::spawn(async move { connections.accept(tcp).await }));
-        (endpoint, tasks)
+        if let Some((connections, listener)) = self.tcp {
+            tasks.push(tokio::spawn(
+                async move { connections.accept(listener).await },
+            ));
+        }
+        tasks
     }
 }

@@ -1,14 +1,15 @@
 //! The SIP endpoint: parses what the transports receive, fills in `received` and `rport`
 //! (RFC 3581), routes responses back per RFC 3261 §18.2.2, runs requests through the
-//! transaction layer and hands new ones to the core (registrar, OPTIONS, refusals).
+//! transaction layer and hands new ones to the application's [`Handler`].
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 
-use super::core::{Core, Step, Task};
 use super::headers::Via;
 use super::message::{Method, SipMessage, StartLine};
 use super::parse::{parse_datagram, parse_head, Rejected};
@@ -16,7 +17,40 @@ use super::response::{build, new_tag, Reply};
 use super::transaction::client::ClientTransactions;
 use super::transaction::server::{Received, ServerTransactions};
 use super::transaction::TxKey;
-use super::transport::{Peer, Transport, Wire};
+use super::transport::{Inbound, Peer, Transport, Wire};
+
+// What the endpoint hands to the application above it: the stack owns this trait, the
+// application implements it, so the transaction layer never names an application type.
+
+/// A future the handler returns for work that waits (the store, a person, another server).
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The application's side of the endpoint.
+pub trait Handler: Send + Sync + 'static {
+    /// A new request in its server transaction; `responder` sends its responses, at once or
+    /// later (the handler spawns what waits).
+    fn request(&self, responder: Responder);
+
+    /// The answer to a request run without a server transaction (a REGISTER that keeps its
+    /// bindings: processing it again changes nothing), when it can be given from memory.
+    fn stateless_now(&self, req: &SipMessage, from: Peer) -> Option<Reply>;
+
+    /// The answer to such a request when it needs the store.
+    fn stateless<'a>(&'a self, req: &'a SipMessage, from: Peer) -> Pending<'a, Reply>;
+
+    /// The ACK of a 2xx: it matches no transaction.
+    fn ack(&self, req: &SipMessage, from: Peer);
+
+    /// A response that matches no client transaction (a retransmitted 2xx of a forwarded
+    /// INVITE, for one).
+    fn stray_response(&self, resp: SipMessage, endpoint: &Endpoint);
+
+    /// A connection closed (over TCP: the dialogs reached over it are gone).
+    fn closed(&self, peer: Peer);
+
+    /// The methods the application handles, as an Allow header lists them.
+    fn allow(&self) -> &str;
+}
 
 /// The SIP endpoint; cheap to clone.
 #[derive(Clone)]
@@ -25,18 +59,31 @@ pub struct Endpoint {
     inner: Arc<Inner>,
 }
 
-/// A handle that does not keep the endpoint alive (for the transports it owns).
+/// A handle that does not keep the endpoint alive (for what the endpoint owns: the
+/// application's features and the transports).
 #[derive(Clone)]
-pub struct WeakEndpoint(std::sync::Weak<Inner>);
+pub struct WeakEndpoint {
+    /// The endpoint.
+    inner: Weak<Inner>,
+    /// Its listening address.
+    listen: SocketAddr,
+}
 
 impl WeakEndpoint {
     /// The endpoint, if it still exists.
     pub fn upgrade(&self) -> Option<Endpoint> {
-        self.0.upgrade().map(|inner| Endpoint { inner })
+        self.inner.upgrade().map(|inner| Endpoint { inner })
+    }
+
+    /// The address the endpoint listens on (UDP and TCP).
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
     }
 }
 
 struct Inner {
+    /// Itself, for handing out handles from `&self`.
+    me: Weak<Inner>,
     /// Server transactions.
     server: ServerTransactions,
     /// Client transactions (requests the relay sends).
@@ -44,9 +91,11 @@ struct Inner {
     /// Where stateless responses go.
     wire: Arc<dyn Wire>,
     /// What answers requests.
-    core: Core,
+    handler: Box<dyn Handler>,
     /// Largest message accepted.
     max_message: usize,
+    /// The listening address.
+    listen: SocketAddr,
     /// The REGISTERs waiting for the store, by transaction.
     registering: Mutex<HashSet<TxKey>>,
 }
@@ -59,38 +108,77 @@ pub const MAX_REGISTERS_WAITING: usize = 2048;
 const OVERLOAD_RETRY_AFTER: &str = "2";
 
 impl Endpoint {
-    /// An endpoint sending through `wire` and answering with `core`.
-    pub fn new(wire: Arc<dyn Wire>, core: Core, max_message: usize) -> Self {
-        Self {
-            inner: Arc::new(Inner {
+    /// An endpoint on `listen`, built at once with what it owns: the wire its transports make
+    /// from the receiving side they are given (`wire`), and the application that answers
+    /// requests (`handler`, also given what else it builds, `T`), both handed a weak handle.
+    pub fn build<T>(
+        listen: SocketAddr,
+        max_message: usize,
+        wire: impl FnOnce(Weak<dyn Inbound>) -> Arc<dyn Wire>,
+        handler: impl FnOnce(&WeakEndpoint) -> (Box<dyn Handler>, T),
+    ) -> (Self, T) {
+        let mut extra = None;
+        let inner = Arc::new_cyclic(|me: &Weak<Inner>| {
+            let inbound: Weak<dyn Inbound> = me.clone();
+            let wire = wire(inbound);
+            let (handler, t) = handler(&WeakEndpoint {
+                inner: me.clone(),
+                listen,
+            });
+            extra = Some(t);
+            Inner {
+                me: me.clone(),
                 server: ServerTransactions::new(wire.clone()),
                 client: ClientTransactions::new(wire.clone()),
                 wire,
-                core,
+                handler,
                 max_message,
+                listen,
                 registering: Mutex::new(HashSet::new()),
-            }),
-        }
+            }
+        });
+        let Some(extra) = extra else {
+            unreachable!("new_cyclic runs its closure once")
+        };
+        (Self { inner }, extra)
     }
 
     /// A handle that does not keep the endpoint alive.
     pub fn downgrade(&self) -> WeakEndpoint {
-        WeakEndpoint(Arc::downgrade(&self.inner))
+        WeakEndpoint {
+            inner: Arc::downgrade(&self.inner),
+            listen: self.inner.listen,
+        }
+    }
+
+    /// The address the endpoint listens on.
+    pub fn listen(&self) -> SocketAddr {
+        self.inner.listen
+    }
+
+    /// The methods the application handles, for Allow headers.
+    pub fn allow(&self) -> &str {
+        self.inner.handler.allow()
+    }
+
+    /// The endpoint as the transports see it.
+    pub fn inbound(&self) -> Arc<dyn Inbound> {
+        self.inner.clone()
     }
 
     /// Answers a double-CRLF keep-alive ping with a CRLF pong (RFC 5626 §4.4.1).
-    pub fn pong(&self, to: Peer) {
+    fn pong(&self, to: Peer) {
         self.inner.wire.send(to, Bytes::from_static(b"\r\n"));
     }
 
     /// A TCP connection closed (the transport says so once it is gone): calls over it end.
-    pub fn connection_closed(&self, peer: Peer) {
+    fn connection_closed(&self, peer: Peer) {
         self.inner.client.connection_closed(peer);
-        self.inner.core.closed(peer);
+        self.inner.handler.closed(peer);
     }
 
     /// Answers 400 to a message whose length cannot be framed (the stream is closed then).
-    pub fn bad_framing(&self, partial: Option<Box<SipMessage>>, from: Peer) {
+    fn bad_framing(&self, partial: Option<Box<SipMessage>>, from: Peer) {
         if let Some(msg) = partial {
             self.stateless(&msg, from, Reply::bad_request("bad Content-Length"));
         }
@@ -122,7 +210,7 @@ impl Endpoint {
     }
 
     /// Handles one UDP datagram.
-    pub fn on_datagram(&self, data: &[u8], from: Peer) {
+    fn on_datagram(&self, data: &[u8], from: Peer) {
         if data.iter().all(|b| matches!(b, b'\r' | b'\n')) {
             return; // a keep-alive
         }
@@ -135,7 +223,7 @@ impl Endpoint {
     }
 
     /// Handles a message a stream framer found (or refused).
-    pub fn on_parsed(&self, parsed: Result<SipMessage, Rejected>, from: Peer) {
+    fn on_parsed(&self, parsed: Result<SipMessage, Rejected>, from: Peer) {
         match parsed {
             Ok(msg) => match msg.start {
                 StartLine::Request { .. } => self.on_request(msg, from),
@@ -143,7 +231,7 @@ impl Endpoint {
                     // Responses that match no client transaction go on when the relay
                     // forwarded their request (a retransmitted 2xx), else are dropped.
                     if let Some(stray) = self.inner.client.on_response_or_back(msg) {
-                        self.inner.core.stray_response(stray, self);
+                        self.inner.handler.stray_response(stray, self);
                     }
                 }
             },
@@ -162,7 +250,7 @@ impl Endpoint {
     }
 
     /// Answers 513 to a request too large to handle, if enough of it could be read.
-    pub fn too_large(&self, partial: Option<Box<SipMessage>>, from: Peer) {
+    fn too_large(&self, partial: Option<Box<SipMessage>>, from: Peer) {
         if let Some(msg) = partial {
             self.stateless(&msg, from, Reply::new(513, "Message Too Large"));
         }
@@ -217,7 +305,7 @@ impl Endpoint {
                 ..reply
             };
             // A refresh is answered here, in the receiving task; the rest needs the store.
-            if let Some(reply) = self.inner.core.register_now(&req, from) {
+            if let Some(reply) = self.inner.handler.stateless_now(&req, from) {
                 self.respond(&req, &top, &key, to, tagged(reply));
                 return;
             }
@@ -232,7 +320,7 @@ impl Endpoint {
             };
             tokio::spawn(async move {
                 let endpoint = &waiting.endpoint;
-                let reply = endpoint.inner.core.run(Task::Register, &req, from).await;
+                let reply = endpoint.inner.handler.stateless(&req, from).await;
                 endpoint.respond(&req, &top, &waiting.key, to, tagged(reply));
             });
             return;
@@ -242,55 +330,19 @@ impl Endpoint {
             Received::AckUnmatched => {
                 // The ACK of a 2xx: the end of a dialog's 2xx retransmissions, or one to pass
                 // on when its Route names the relay.
-                self.inner.core.ack(&req, from);
+                self.inner.handler.ack(&req, from);
                 return;
             }
             Received::Retransmission | Received::AckAbsorbed => return,
         }
-        let top = via.to_string();
-        let req = self.inner.core.inbound(req);
-        match self.inner.core.step(&req) {
-            Step::Reply(reply) => {
-                self.respond(&req, &top, &key, to, reply);
-            }
-            step @ (Step::Invite
-            | Step::Message
-            | Step::Service
-            | Step::Route
-            | Step::Subscribe) => {
-                let invite = req.method() == Some(&Method::INVITE);
-                if matches!(step, Step::Invite) || (matches!(step, Step::Route) && invite) {
-                    self.respond(&req, &top, &key, to, Reply::new(100, "Trying"));
-                }
-                let core = self.inner.core.clone();
-                let responder = Responder {
-                    endpoint: self.clone(),
-                    req,
-                    top,
-                    key,
-                    to,
-                };
-                tokio::spawn(async move {
-                    match step {
-                        Step::Invite => core.invite(responder).await,
-                        Step::Message => core.message(responder).await,
-                        Step::Service => core.service(responder).await,
-                        Step::Subscribe => core.subscribe(responder).await,
-                        _ => core.route(responder).await,
-                    }
-                });
-            }
-            Step::Async(task) => {
-                let endpoint = self.clone();
-                tokio::spawn(async move {
-                    let core = &endpoint.inner.core;
-                    let reply = core.run(task, &req, from).await;
-                    let code = reply.code;
-                    endpoint.respond(&req, &top, &key, to, reply);
-                    core.after(task, &req, code);
-                });
-            }
-        }
+        self.inner.handler.request(Responder {
+            endpoint: self.clone(),
+            top: via.to_string(),
+            req,
+            key,
+            to,
+            from,
+        });
     }
 
     /// Notes a stateless REGISTER as waiting for the store until the guard drops. None: one
@@ -324,6 +376,55 @@ impl Endpoint {
     }
 }
 
+impl Inner {
+    /// The endpoint, while it exists (it does while anything calls into it).
+    fn endpoint(&self) -> Option<Endpoint> {
+        self.me.upgrade().map(|inner| Endpoint { inner })
+    }
+}
+
+impl Inbound for Inner {
+    fn max_message(&self) -> usize {
+        self.max_message
+    }
+
+    fn datagram(&self, data: &[u8], from: Peer) {
+        if let Some(endpoint) = self.endpoint() {
+            endpoint.on_datagram(data, from);
+        }
+    }
+
+    fn message(&self, parsed: Result<SipMessage, Rejected>, from: Peer) {
+        if let Some(endpoint) = self.endpoint() {
+            endpoint.on_parsed(parsed, from);
+        }
+    }
+
+    fn ping(&self, from: Peer) {
+        if let Some(endpoint) = self.endpoint() {
+            endpoint.pong(from);
+        }
+    }
+
+    fn too_large(&self, partial: Option<Box<SipMessage>>, from: Peer) {
+        if let Some(endpoint) = self.endpoint() {
+            endpoint.too_large(partial, from);
+        }
+    }
+
+    fn bad_framing(&self, partial: Option<Box<SipMessage>>, from: Peer) {
+        if let Some(endpoint) = self.endpoint() {
+            endpoint.bad_framing(partial, from);
+        }
+    }
+
+    fn closed(&self, peer: Peer) {
+        if let Some(endpoint) = self.endpoint() {
+            endpoint.connection_closed(peer);
+        }
+    }
+}
+
 /// A REGISTER waiting for the store; no longer counted once dropped (answered or aborted).
 struct Waiting {
     endpoint: Endpoint,
@@ -342,8 +443,8 @@ impl Drop for Waiting {
     }
 }
 
-/// Answers one INVITE over time (provisional responses, then a final one) in its server
-/// transaction; handed to the core for requests whose answer waits for a person.
+/// Answers one request in its server transaction, at once or over time (provisional
+/// responses, then a final one); what the endpoint hands the [`Handler`].
 pub struct Responder {
     /// The endpoint the responses go through.
     endpoint: Endpoint,
@@ -355,6 +456,8 @@ pub struct Responder {
     key: TxKey,
     /// Where responses go.
     to: Peer,
+    /// Where the request came from (for UDP without `rport`, not where responses go).
+    from: Peer,
 }
 
 impl Responder {
@@ -368,9 +471,19 @@ impl Responder {
         &self.key
     }
 
-    /// Where the request came from (its responses go there).
+    /// The request, to rewrite before it is handled (its responses are built from it).
+    pub fn request_mut(&mut self) -> &mut SipMessage {
+        &mut self.req
+    }
+
+    /// Where the request's responses go.
     pub fn peer(&self) -> Peer {
         self.to
+    }
+
+    /// Where the request came from: its source address and transport.
+    pub fn source(&self) -> Peer {
+        self.from
     }
 
     /// The endpoint, for requests in the dialog the INVITE makes.
@@ -418,12 +531,8 @@ fn stateless(req: &SipMessage) -> bool {
 /// The To tag of a stateless response: the same for a request and its retransmissions (the
 /// same branch, sent-by, Call-ID and From), unguessable without the process's random key.
 fn stable_tag(req: &SipMessage, key: &TxKey) -> String {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
-        std::sync::OnceLock::new();
-    let mut h = KEY
-        .get_or_init(std::collections::hash_map::RandomState::new)
-        .build_hasher();
+    use std::hash::{Hash, Hasher};
+    let mut h = crate::keyed::hasher();
     key.hash(&mut h);
     req.header("Call-ID").hash(&mut h);
     req.header("From").hash(&mut h);

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -16,10 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use super::{contained, Peer, Transport};
+use super::{contained, Inbound, Peer, Transport};
+use crate::framing::{Frame, FramingError, StreamFramer};
 use crate::per_ip::{IpSlot, PerIp};
-use crate::sip::endpoint::{Endpoint, WeakEndpoint};
-use crate::sip::framing::{Frame, FramingError, StreamFramer};
 
 /// Bytes waiting for one connection past which its requests are not read until the writer
 /// has taken them.
@@ -55,13 +54,12 @@ impl Default for TcpLimits {
 }
 
 /// The open connections by remote address; cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Connections {
     /// Shared state.
     inner: Arc<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
     /// Connection limits and timeouts.
     limits: TcpLimits,
@@ -71,25 +69,22 @@ struct Inner {
     writers: Mutex<HashMap<SocketAddr, (u64, Arc<Outbox>)>>,
     /// Serial numbers of connections.
     serial: std::sync::atomic::AtomicU64,
-    /// The endpoint messages go to (set once it exists; weak, to avoid a cycle).
-    endpoint: OnceLock<WeakEndpoint>,
+    /// Where received messages go (weak: the endpoint owns these connections).
+    inbound: Weak<dyn Inbound>,
 }
 
 impl Connections {
-    /// Connections under `limits`.
-    pub fn new(limits: TcpLimits) -> Self {
+    /// Connections under `limits`, handing what they receive to `inbound`.
+    pub fn new(limits: TcpLimits, inbound: Weak<dyn Inbound>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 limits,
                 per_ip: PerIp::new(limits.max_per_ip),
-                ..Inner::default()
+                writers: Mutex::default(),
+                serial: std::sync::atomic::AtomicU64::default(),
+                inbound,
             }),
         }
-    }
-
-    /// Tells the connections where received messages go.
-    pub fn attach(&self, endpoint: &Endpoint) {
-        let _ = self.inner.endpoint.set(endpoint.downgrade());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, (u64, Arc<Outbox>)>> {
@@ -169,7 +164,7 @@ impl Connections {
         addr: SocketAddr,
         slot: Option<IpSlot>,
     ) -> Option<Arc<Outbox>> {
-        let endpoint = self.inner.endpoint.get()?.upgrade()?;
+        let inbound = self.inner.inbound.upgrade()?;
         let _ = stream.set_nodelay(true);
         let (reader, writer) = stream.into_split();
         let outbox = Arc::new(Outbox::default());
@@ -185,7 +180,7 @@ impl Connections {
         let accepted = slot.is_some();
         tokio::spawn(async move {
             let _slot = slot;
-            read(reader, addr, &endpoint, &closing, limits, accepted).await;
+            read(reader, addr, &*inbound, &closing, limits, accepted).await;
             // The writer sends what is queued, then closes.
             closing.close();
             let current = {
@@ -197,7 +192,7 @@ impl Connections {
                 current
             };
             if current {
-                endpoint.connection_closed(Peer {
+                inbound.closed(Peer {
                     transport: Transport::Tcp,
                     addr,
                 });
@@ -342,7 +337,7 @@ async fn room(outbox: &Outbox) -> bool {
 async fn read(
     mut reader: tokio::net::tcp::OwnedReadHalf,
     addr: SocketAddr,
-    endpoint: &Endpoint,
+    inbound: &dyn Inbound,
     outbox: &Outbox,
     limits: TcpLimits,
     accepted: bool,
@@ -351,7 +346,7 @@ async fn read(
         transport: Transport::Tcp,
         addr,
     };
-    let mut framer = StreamFramer::new(endpoint.max_message());
+    let mut framer = StreamFramer::new(inbound.max_message());
     // On an accepted connection, when the first message is due (until it has come).
     let mut first_due = accepted.then(|| tokio::time::Instant::now() + limits.message_timeout);
     // When the message being received is due.
@@ -366,16 +361,16 @@ async fn read(
             match frame {
                 Ok(Some(Frame::Message(parsed))) => {
                     first_due = None;
-                    contained(peer, || endpoint.on_parsed(*parsed, peer));
+                    contained(peer, || inbound.message(*parsed, peer));
                 }
-                Ok(Some(Frame::Ping)) => endpoint.pong(peer),
+                Ok(Some(Frame::Ping)) => inbound.ping(peer),
                 Ok(None) => break,
                 Err(FramingError::TooLarge(partial)) => {
-                    endpoint.too_large(partial, peer);
+                    inbound.too_large(partial, peer);
                     return;
                 }
                 Err(FramingError::BadLength(partial)) => {
-                    endpoint.bad_framing(partial, peer);
+                    inbound.bad_framing(partial, peer);
                     return;
                 }
             }

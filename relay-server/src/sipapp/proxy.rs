@@ -15,24 +15,25 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use restsip_protocol::ContactSource;
 use tokio::sync::mpsc;
 
-use super::endpoint::{Endpoint, Responder, WeakEndpoint};
-use super::headers::{NameAddr, Via};
-use super::message::{Header, Method, SipMessage, StartLine};
-use super::outgoing;
-use super::response::Reply;
-use super::transaction::client::Outcome;
-use super::transaction::{TxKey, MAGIC_COOKIE};
-use super::transport::{Peer, Transport};
 use super::upstream::UpstreamSender;
-use super::uri::Uri;
 use crate::clock::now_ms;
 use crate::store::{ContactRecord, Store};
+use crate::sync::lock;
+use restsip_sip::endpoint::{Endpoint, Responder, WeakEndpoint};
+use restsip_sip::headers::{NameAddr, Via};
+use restsip_sip::message::{Header, Method, SipMessage, StartLine};
+use restsip_sip::outgoing;
+use restsip_sip::response::Reply;
+use restsip_sip::transaction::client::Outcome;
+use restsip_sip::transaction::{TxKey, MAGIC_COOKIE};
+use restsip_sip::transport::{Peer, Transport};
+use restsip_sip::uri::Uri;
 
 /// Branches of requests the relay forwards start with this (responses to them that match no
 /// transaction, such as retransmitted 2xx, are forwarded statelessly).
@@ -73,39 +74,30 @@ struct Inner {
     /// Accounts and bindings.
     store: Arc<dyn Store>,
     /// The endpoint and the listening address.
-    endpoint: OnceLock<(WeakEndpoint, SocketAddr)>,
+    endpoint: WeakEndpoint,
     /// Proxied INVITEs waiting for a final response, by server transaction: their pending
     /// branches (a CANCEL cancels them).
     pending: Mutex<HashMap<TxKey, HashMap<usize, Branch>>>,
     /// The upstream server requests for non-accounts go to, when there is one.
-    upstream: OnceLock<Arc<UpstreamSender>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    upstream: Option<Arc<UpstreamSender>>,
 }
 
 impl Proxy {
-    /// A proxy over the bindings in `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    /// A proxy over the bindings in `store`, sending through `endpoint`; requests of the
+    /// relay's users for non-accounts go through `upstream`, when there is one.
+    pub fn new(
+        store: Arc<dyn Store>,
+        endpoint: WeakEndpoint,
+        upstream: Option<Arc<UpstreamSender>>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
-                endpoint: OnceLock::new(),
+                endpoint,
                 pending: Mutex::default(),
-                upstream: OnceLock::new(),
+                upstream,
             }),
         }
-    }
-
-    /// Sends through `endpoint`, whose listeners are bound to `listen`.
-    pub fn attach(&self, endpoint: WeakEndpoint, listen: SocketAddr) {
-        let _ = self.inner.endpoint.set((endpoint, listen));
-    }
-
-    /// Sends requests of the relay's users for non-accounts through `upstream`.
-    pub fn set_upstream(&self, upstream: Arc<UpstreamSender>) {
-        let _ = self.inner.upstream.set(upstream);
     }
 
     /// Whether `req`, which `from` sent, goes to the upstream server: there is one, the
@@ -114,7 +106,7 @@ impl Proxy {
     /// upstream server itself (no loop). A request for a non-account that may not go there is
     /// [`ToUpstream::Refuse`].
     pub async fn to_upstream(&self, req: &SipMessage, from: Peer) -> ToUpstream {
-        let Some(upstream) = self.inner.upstream.get() else {
+        let Some(upstream) = self.inner.upstream.as_ref() else {
             return ToUpstream::No;
         };
         let StartLine::Request { uri, .. } = &req.start else {
@@ -157,17 +149,12 @@ impl Proxy {
     /// it; INVITE with the relay's Record-Route) and relays the answers, a challenge included:
     /// the relay never answers one with its own credentials for a phone.
     pub async fn upstream(&self, responder: Responder) {
-        let Some((weak, listen)) = self.inner.endpoint.get().cloned() else {
-            responder.reply(Reply::new(
-                500,
-                "Server Internal Error (SIP is not attached)",
-            ));
-            return;
-        };
+        let weak = self.inner.endpoint.clone();
+        let listen = weak.listen();
         let Some(endpoint) = weak.upgrade() else {
             return;
         };
-        let Some(upstream) = self.inner.upstream.get().cloned() else {
+        let Some(upstream) = self.inner.upstream.as_ref().cloned() else {
             responder.reply(Reply::new(404, "Not Found"));
             return;
         };
@@ -204,10 +191,6 @@ impl Proxy {
         };
         self.run_branches(&endpoint, responder, vec![(request, peer)], invite)
             .await;
-    }
-
-    fn listen(&self) -> Option<SocketAddr> {
-        self.inner.endpoint.get().map(|(_, l)| *l)
     }
 
     /// The SIP bindings to proxy a request for `email` to: the user's contacts when every
@@ -247,7 +230,7 @@ impl Proxy {
         }
         let routes: usize = req
             .headers_named("Route")
-            .map(|v| super::headers::split_list(v).len())
+            .map(|v| restsip_sip::headers::split_list(v).len())
             .sum();
         if routes > 1 {
             return true;
@@ -267,9 +250,10 @@ impl Proxy {
 
     /// Whether `uri`'s host and port are the relay's listening address.
     fn is_relay_host(&self, uri: &Uri) -> bool {
-        let (Some(sip), Some(listen)) = (uri.sip(), self.listen()) else {
+        let Some(sip) = uri.sip() else {
             return false;
         };
+        let listen = self.inner.endpoint.listen();
         let host = sip.host.trim_start_matches('[').trim_end_matches(']');
         host.parse::<IpAddr>().ok() == Some(listen.ip())
             && sip.port.unwrap_or(5060) == listen.port()
@@ -277,13 +261,8 @@ impl Proxy {
 
     /// Forwards an INVITE or MESSAGE to `targets` and relays the answers (§16.6, §16.7).
     pub async fn fork(&self, responder: Responder, targets: Vec<ContactRecord>) {
-        let Some((weak, listen)) = self.inner.endpoint.get().cloned() else {
-            responder.reply(Reply::new(
-                500,
-                "Server Internal Error (SIP is not attached)",
-            ));
-            return;
-        };
+        let weak = self.inner.endpoint.clone();
+        let listen = weak.listen();
         let Some(endpoint) = weak.upgrade() else {
             return;
         };
@@ -291,10 +270,10 @@ impl Proxy {
         let mut hops = Vec::new();
         for contact in &targets {
             let open = |p: Peer| endpoint.is_open(p);
-            let Some((uri, peer)) = outgoing::contact_peer(contact, open) else {
+            let Some((uri, peer)) = super::contact::contact_peer(contact, open) else {
                 continue;
             };
-            let routes = outgoing::contact_routes(contact);
+            let routes = super::contact::contact_routes(contact);
             hops.push((uri, peer, routes));
         }
         if hops.is_empty() {
@@ -329,13 +308,8 @@ impl Proxy {
 
     /// Forwards a request whose top Route names the relay to the next hop, statefully.
     pub async fn route(&self, responder: Responder) {
-        let Some((weak, listen)) = self.inner.endpoint.get().cloned() else {
-            responder.reply(Reply::new(
-                500,
-                "Server Internal Error (SIP is not attached)",
-            ));
-            return;
-        };
+        let weak = self.inner.endpoint.clone();
+        let listen = weak.listen();
         let Some(endpoint) = weak.upgrade() else {
             return;
         };
@@ -360,14 +334,13 @@ impl Proxy {
 
     /// Forwards the ACK of a 2xx whose top Route names the relay (statelessly, §16.11).
     pub fn route_ack(&self, req: &SipMessage, from: Peer) {
-        let Some((weak, listen)) = self.inner.endpoint.get().cloned() else {
-            return;
-        };
+        let weak = self.inner.endpoint.clone();
+        let listen = weak.listen();
         let Some(endpoint) = weak.upgrade() else {
             return;
         };
         let Ok(mut via) = req.top_via() else { return };
-        super::endpoint::stamp_via(&mut via, from);
+        restsip_sip::endpoint::stamp_via(&mut via, from);
         let mut req = req.clone();
         pop_route(&mut req);
         if req.max_forwards().ok().flatten() == Some(0) {
@@ -400,14 +373,7 @@ impl Proxy {
     /// A CANCEL for a proxied INVITE: 200, and a CANCEL to each pending branch (§16.10).
     /// None when it matches no proxied INVITE.
     pub fn cancel(&self, req: &SipMessage) -> Option<Reply> {
-        let key = req
-            .top_via()
-            .ok()
-            .and_then(|via| TxKey::of(req, &via))
-            .map(|k| TxKey {
-                method: Method::INVITE.as_str().to_owned(),
-                ..k
-            })?;
+        let key = TxKey::cancelled(req)?;
         let branches: Vec<(SipMessage, Peer)> = {
             let pending = lock(&self.inner.pending);
             let found = pending.get(&key)?;
@@ -416,7 +382,7 @@ impl Proxy {
                 .map(|b| (cancel_for(&b.request), b.peer))
                 .collect()
         };
-        if let Some(endpoint) = self.inner.endpoint.get().and_then(|(w, _)| w.upgrade()) {
+        if let Some(endpoint) = self.inner.endpoint.upgrade() {
             for (cancel, peer) in branches {
                 // The branch's 487 ends it; the CANCEL's own answer is not needed.
                 drop(endpoint.client().send(&cancel, peer));
@@ -570,7 +536,7 @@ fn better_final(code: u16, best: u16) -> bool {
 /// The top Route entry, if any.
 fn top_route(req: &SipMessage) -> Option<NameAddr> {
     let first = req.headers_named("Route").next()?;
-    let value = super::headers::split_list(first).first().copied()?;
+    let value = restsip_sip::headers::split_list(first).first().copied()?;
     NameAddr::parse(value).ok()
 }
 
@@ -583,7 +549,7 @@ fn pop_route(req: &mut SipMessage) {
     else {
         return;
     };
-    let rest = super::headers::split_list(&req.headers[pos].value)
+    let rest = restsip_sip::headers::split_list(&req.headers[pos].value)
         .get(1..)
         .map(|r| r.join(", "))
         .unwrap_or_default();
@@ -603,7 +569,7 @@ fn strip_top_via(msg: &mut SipMessage) -> bool {
     else {
         return false;
     };
-    let rest = super::headers::split_list(&msg.headers[pos].value)
+    let rest = restsip_sip::headers::split_list(&msg.headers[pos].value)
         .get(1..)
         .map(|r| r.join(", "))
         .unwrap_or_default();
@@ -695,7 +661,7 @@ fn forward_copy(
         .headers
         .iter()
         .position(|h| h.name.eq_ignore_ascii_case("Via"))?;
-    let rest: Vec<String> = super::headers::split_list(&out.headers[pos].value)
+    let rest: Vec<String> = restsip_sip::headers::split_list(&out.headers[pos].value)
         .get(1..)
         .map(|r| r.iter().map(|s| (*s).to_owned()).collect())
         .unwrap_or_default();
@@ -802,7 +768,7 @@ mod tests {
     fn forwarding_adds_a_via_and_decrements_max_forwards() {
         let raw = b"MESSAGE sip:bob@example.net SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bKa;rport\r\n\
 Max-Forwards: 1\r\nFrom: <sip:alice@example.net>;tag=1\r\nTo: <sip:bob@example.net>\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
-        let req = crate::sip::parse::parse_datagram(raw).unwrap();
+        let req = restsip_sip::parse::parse_datagram(raw).unwrap();
         let peer = Peer {
             transport: Transport::Udp,
             addr: ([10, 0, 0, 2], 5070).into(),
@@ -826,14 +792,14 @@ Max-Forwards: 1\r\nFrom: <sip:alice@example.net>;tag=1\r\nTo: <sip:bob@example.n
     fn routes_pop_and_responses_lose_the_top_via() {
         let raw = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKrsp1, SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bKa;received=10.0.0.7;rport=7000\r\n\
 From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
-        let mut resp = crate::sip::parse::parse_datagram(raw).unwrap();
+        let mut resp = restsip_sip::parse::parse_datagram(raw).unwrap();
         assert!(strip_top_via(&mut resp));
         let next = resp.top_via().unwrap();
         assert_eq!(
             via_peer(&next).unwrap().addr,
             SocketAddr::from(([10, 0, 0, 7], 7000))
         );
-        let mut req = crate::sip::parse::parse_datagram(
+        let mut req = restsip_sip::parse::parse_datagram(
             b"BYE sip:b@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKb\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nRoute: <sip:10.0.0.9;lr;restsip>, <sip:10.0.0.3;lr>\r\nContent-Length: 0\r\n\r\n",
         )
         .unwrap();

@@ -12,14 +12,13 @@
 //! 415, before any web contact hears of the call; an `accept` whose SDP answer is malformed
 //! (or missing, when the phone made an offer) is refused with a problem and the invite still
 //! waits. A caller that vanishes (its TCP connection closes, it never ACKs the 200, or it
-//! stops answering the in-dialog OPTIONS probes, see [`super::dialog`]) ends the call: the web
+//! stops answering the in-dialog OPTIONS probes, see [`restsip_sip::dialog`]) ends the call: the web
 //! user gets `cancel` (still ringing) or `bye` with a `reason`. The call context the relay made
 //! for the call is deleted when the call ends.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use restsip_protocol::{
@@ -29,20 +28,24 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
-use super::dialog;
-use super::endpoint::{Responder, WeakEndpoint};
-use super::message::{Method, SipMessage, StartLine};
-use super::outgoing;
-use super::response::{new_tag, Reply};
-use super::sdp;
-use super::transaction::consts::{T1, T2, TIMEOUT};
-use super::transaction::TxKey;
-use super::transport::Peer;
 use crate::calls::Calls;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::inbox::{Inbox, SendHook};
 use crate::store::{MailRecord, Store};
+use crate::sync::lock;
+use restsip_sip::dialog;
+use restsip_sip::endpoint::{Responder, WeakEndpoint};
+use restsip_sip::message::{Method, SipMessage, StartLine};
+use restsip_sip::outgoing;
+use restsip_sip::response::{new_tag, Reply};
+use restsip_sip::sdp;
+use restsip_sip::transaction::consts::{T1, T2, TIMEOUT};
+use restsip_sip::transaction::TxKey;
+use restsip_sip::transport::Peer;
+
+/// The methods this feature answers (gathered into the Allow header by the core).
+pub const METHODS: &[&str] = &["INVITE", "ACK", "CANCEL", "BYE"];
 
 /// Most INVITEs waiting for an answer at once (503 above).
 const MAX_PENDING: usize = 10_000;
@@ -133,19 +136,15 @@ struct Inner {
     /// Answered calls, by Call-ID.
     dialogs: Mutex<HashMap<String, Dialog>>,
     /// The endpoint and the listening address, for BYEs the relay sends.
-    endpoint: OnceLock<(WeakEndpoint, SocketAddr)>,
+    endpoint: WeakEndpoint,
     /// Calls from web users to phones.
     out: super::call_out::Outgoing,
-    /// Seconds between OPTIONS probes in an answered call (0: none).
-    keepalive: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    /// How often an answered call is probed (zero: never).
+    keepalive: Duration,
 }
 
 /// The `user@host` of a From or To value.
-fn address_of(value: &super::headers::NameAddr) -> String {
+fn address_of(value: &restsip_sip::headers::NameAddr) -> String {
     value
         .uri
         .sip()
@@ -193,48 +192,33 @@ fn rejection(body: &Value) -> (u16, String) {
 }
 
 impl Invites {
-    /// The gateway over the REST side's services; INVITEs wait `timeout` for an answer.
-    pub fn new(inbox: Inbox, calls: Calls, store: Arc<dyn Store>, timeout: Duration) -> Self {
+    /// The gateway over the REST side's services, sending through `endpoint`: INVITEs wait
+    /// `timers.ring` for an answer, answered calls are probed every `timers.keepalive`.
+    pub fn new(
+        inbox: Inbox,
+        calls: Calls,
+        store: Arc<dyn Store>,
+        endpoint: WeakEndpoint,
+        timers: super::call_out::CallTimers,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                out: {
-                    let out = super::call_out::Outgoing::new(inbox.clone());
-                    out.set_ring_timeout(timeout);
-                    out
-                },
+                out: super::call_out::Outgoing::new(inbox.clone(), endpoint.clone(), timers),
                 inbox,
                 calls,
                 store,
-                timeout,
+                timeout: timers.ring,
                 next_id: AtomicU64::new(u64::from(rand::random::<u16>()) + 1),
                 pending: Mutex::default(),
                 dialogs: Mutex::default(),
-                endpoint: OnceLock::new(),
-                keepalive: AtomicU64::new(0),
+                endpoint,
+                keepalive: timers.keepalive,
             }),
         }
     }
 
-    /// Probes answered calls (both ways) with an OPTIONS in the dialog every `every` (zero:
-    /// never), to find phones that vanished.
-    pub fn set_keepalive(&self, every: Duration) {
-        self.inner
-            .keepalive
-            .store(every.as_secs(), Ordering::Relaxed);
-        self.inner.out.set_keepalive(every);
-    }
-
     fn keepalive(&self) -> Option<Duration> {
-        match self.inner.keepalive.load(Ordering::Relaxed) {
-            0 => None,
-            s => Some(Duration::from_secs(s)),
-        }
-    }
-
-    /// Sends the relay's requests (BYE) through `endpoint`, bound to `listen`.
-    pub fn attach(&self, endpoint: WeakEndpoint, listen: SocketAddr) {
-        self.inner.out.attach(endpoint.clone(), listen);
-        let _ = self.inner.endpoint.set((endpoint, listen));
+        Some(self.inner.keepalive).filter(|every| !every.is_zero())
     }
 
     /// Calls from web users to phones.
@@ -476,12 +460,7 @@ impl Invites {
     ) {
         let req = responder.request();
         let peer = responder.peer();
-        let listen = self
-            .inner
-            .endpoint
-            .get()
-            .map(|(_, l)| *l)
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
+        let listen = self.inner.endpoint.listen();
         let local_addr = outgoing::local_addr(listen, peer.addr);
         let transport = if peer.transport.reliable() {
             ";transport=tcp"
@@ -493,7 +472,7 @@ impl Invites {
                 "Contact",
                 format!("<sip:{}{transport}>", outgoing::host_port(local_addr)),
             )
-            .with("Allow", super::core::ALLOW)
+            .with("Allow", responder.endpoint().allow())
             .with_to_tag(tag.clone());
         if !sdp.is_empty() {
             ok = ok.with_body("application/sdp", sdp.into_bytes());
@@ -518,7 +497,7 @@ impl Invites {
                         peer,
                         routes: req
                             .headers_named("Record-Route")
-                            .flat_map(super::headers::split_list)
+                            .flat_map(restsip_sip::headers::split_list)
                             .map(|r| r.trim().to_owned())
                             .collect(),
                         since: now_ms(),
@@ -570,9 +549,8 @@ impl Invites {
         };
         loop {
             tokio::time::sleep(every).await;
-            let Some((weak, listen)) = self.inner.endpoint.get() else {
-                return;
-            };
+            let weak = &self.inner.endpoint;
+            let listen = &weak.listen();
             let probe = {
                 let mut dialogs = lock(&self.inner.dialogs);
                 let Some(d) = dialogs.get_mut(call_id).filter(|d| d.id == id) else {
@@ -689,14 +667,7 @@ impl Invites {
 
     /// A CANCEL (RFC 3261 §9.2): 200 and a 487 to its INVITE while it waits, else 481.
     pub fn cancel(&self, req: &SipMessage) -> Reply {
-        let key = req
-            .top_via()
-            .ok()
-            .and_then(|via| TxKey::of(req, &via))
-            .map(|k| TxKey {
-                method: Method::INVITE.as_str().to_owned(),
-                ..k
-            });
+        let key = TxKey::cancelled(req);
         let pending = lock(&self.inner.pending);
         let found = key.and_then(|key| pending.values().find(|p| p.key == key));
         match found {
@@ -768,9 +739,8 @@ impl Invites {
             code,
             reason: reason.to_owned(),
         };
-        let Some((weak, listen)) = self.inner.endpoint.get() else {
-            return failed(503, "Service Unavailable");
-        };
+        let weak = &self.inner.endpoint;
+        let listen = &weak.listen();
         let Some(endpoint) = weak.upgrade() else {
             return failed(503, "Service Unavailable");
         };

@@ -5,8 +5,7 @@
 //! any response: an INVITE answered by a provisional one (a phone ringing) waits for its final
 //! response until the transaction user cancels it, with a backstop of [`TIMER_C`].
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,10 +13,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::consts::{backoff, T1, T2, T4, TIMEOUT, TIMER_C, TIMER_D};
-use super::timers::TimerQueue;
+use super::layer::{Kind, Layer};
 use super::TxKey;
-use crate::sip::message::{Method, SipMessage, StartLine};
-use crate::sip::transport::{Peer, Wire};
+use crate::message::{Method, SipMessage, StartLine};
+use crate::transport::{Peer, Wire};
 
 /// What the transaction user hears.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,37 +78,26 @@ pub struct ClientTransactions {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    /// Live transactions.
-    table: Mutex<HashMap<TxKey, ClientTx>>,
-    /// Their deadlines.
-    timers: TimerQueue<(TxKey, Timer)>,
-    /// Where requests are sent.
-    wire: Arc<dyn Wire>,
-}
+/// Client transactions.
+struct Client;
 
-impl super::timers::Deadlines for Inner {
-    type Due = (TxKey, Timer);
+type Inner = Layer<Client>;
 
-    fn queue(&self) -> &TimerQueue<Self::Due> {
-        &self.timers
-    }
+impl Kind for Client {
+    type Tx = ClientTx;
+    type Timer = Timer;
 
-    fn fire(&self, (key, timer): Self::Due) {
-        Inner::fire(self, key, timer);
+    fn fire(layer: &Inner, key: TxKey, timer: Timer) {
+        layer.fire(key, timer);
     }
 }
 
 impl ClientTransactions {
     /// The layer, with its timer task running until the last handle is dropped.
     pub fn new(wire: Arc<dyn Wire>) -> Self {
-        let inner = Arc::new(Inner {
-            table: Mutex::new(HashMap::new()),
-            timers: TimerQueue::new(),
-            wire,
-        });
-        super::timers::serve(Arc::downgrade(&inner));
-        Self { inner }
+        Self {
+            inner: Layer::start(wire),
+        }
     }
 
     /// Sends `request` (whose top Via carries a fresh branch) to `peer`; responses and the
@@ -250,12 +238,12 @@ fn ack_for(request: &Bytes, response: &SipMessage) -> SipMessage {
     let mut ack = SipMessage {
         start: StartLine::Request {
             method: Method::ACK,
-            uri: crate::sip::uri::Uri::Other(String::new()),
+            uri: crate::uri::Uri::Other(String::new()),
         },
         headers: Vec::new(),
         body: Vec::new(),
     };
-    if let Ok(req) = crate::sip::parse::parse_datagram(request) {
+    if let Ok(req) = crate::parse::parse_datagram(request) {
         if let StartLine::Request { uri, .. } = &req.start {
             ack.start = StartLine::Request {
                 method: Method::ACK,
@@ -284,10 +272,6 @@ fn ack_for(request: &Bytes, response: &SipMessage) -> SipMessage {
 }
 
 impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TxKey, ClientTx>> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn fire(&self, key: TxKey, timer: Timer) {
         let mut table = self.lock();
         let Some(tx) = table.get_mut(&key) else {

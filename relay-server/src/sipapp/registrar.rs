@@ -7,16 +7,48 @@ use std::sync::Arc;
 use restsip_protocol::normalize_email;
 use serde_json::json;
 
-use super::digest::{Algorithm, Credentials, DigestAuth, Verdict};
-use super::message::{parse_u32, SipMessage};
-use super::response::Reply;
-use super::transport::Peer;
 use crate::auth::Auth;
 use crate::clock::{now_ms, seconds_until};
-use crate::config::Limits;
 use crate::error::Error;
+use crate::limits::Limits;
 use crate::location::{Binding, BindingChange, Location};
 use crate::store::{DigestRecord, Store};
+use restsip_sip::digest::{ha1, Algorithm, Credentials, DigestAuth, Verdict};
+use restsip_sip::message::{parse_u32, SipMessage};
+use restsip_sip::response::Reply;
+use restsip_sip::transport::Peer;
+
+/// The SIP digest secrets of a password: HA1 for MD5 and SHA-256 in one realm.
+pub struct Ha1 {
+    /// The realm.
+    realm: String,
+}
+
+impl Ha1 {
+    /// Secrets for `realm`.
+    pub fn new(realm: &str) -> Self {
+        Self {
+            realm: realm.to_owned(),
+        }
+    }
+}
+
+impl crate::auth::DigestSecrets for Ha1 {
+    fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    fn derive(&self, email: &str, password: &str) -> DigestRecord {
+        DigestRecord {
+            realm: self.realm.clone(),
+            md5: ha1(Algorithm::Md5, email, &self.realm, password),
+            sha256: ha1(Algorithm::Sha256, email, &self.realm, password),
+        }
+    }
+}
+
+/// The methods this feature answers (gathered into the Allow header by the core).
+pub const METHODS: &[&str] = &["REGISTER"];
 
 /// Most Contact values one REGISTER may carry.
 const MAX_CONTACTS_PER_REQUEST: usize = 16;
@@ -311,11 +343,7 @@ fn authenticate(
 /// (a retransmission) has the same fingerprint, and without the process's random key one
 /// cannot be forged for another request.
 pub fn fingerprint(req: &SipMessage) -> u64 {
-    use std::hash::BuildHasher;
-    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
-        std::sync::OnceLock::new();
-    KEY.get_or_init(std::collections::hash_map::RandomState::new)
-        .hash_one(req.to_bytes())
+    restsip_sip::keyed::hash_one(req.to_bytes())
 }
 
 /// The current time as an RFC 1123 date in GMT (the Date header of RFC 3261 §20.17), made

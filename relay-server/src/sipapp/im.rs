@@ -9,14 +9,17 @@ use std::net::SocketAddr;
 use restsip_protocol::{DeliveryStatus, SipStatus};
 use serde_json::{json, Value};
 
-use super::endpoint::WeakEndpoint;
-use super::message::{Method, SipMessage, StartLine};
-use super::outgoing;
-use super::response::Reply;
-use super::transport::Peer;
 use crate::error::Error;
 use crate::inbox::{Inbox, SipDelivery};
 use crate::store::ContactRecord;
+use restsip_sip::endpoint::WeakEndpoint;
+use restsip_sip::message::{Method, SipMessage, StartLine};
+use restsip_sip::outgoing;
+use restsip_sip::response::Reply;
+use restsip_sip::transport::Peer;
+
+/// The methods this feature answers (gathered into the Allow header by the core).
+pub const METHODS: &[&str] = &["MESSAGE"];
 
 /// Body types a MESSAGE may carry.
 pub const ACCEPT: &str = "text/plain, application/json";
@@ -178,12 +181,12 @@ pub fn message_request(
     body: &Value,
     open: impl Fn(Peer) -> bool,
 ) -> Result<(SipMessage, Peer), SipStatus> {
-    let (uri, peer) = outgoing::contact_peer(contact, open)
+    let (uri, peer) = super::contact::contact_peer(contact, open)
         .ok_or_else(|| failed(480, "Temporarily Unavailable (no usable contact address)"))?;
     let (content_type, text) = payload(body)?;
     let local = outgoing::local_addr(listen, peer.addr);
     let mut req = outgoing::request(Method::MESSAGE, uri, local, peer.transport);
-    for route in outgoing::contact_routes(contact) {
+    for route in super::contact::contact_routes(contact) {
         req.push("Route", route);
     }
     req.push(

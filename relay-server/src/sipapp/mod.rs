@@ -1,0 +1,16 @@
+//! The relay's SIP application over the stack of `restsip_sip`: the registrar with digest
+//! authentication over the REST side's accounts, presence, MESSAGE, calls between phones and
+//! web users, proxying, SERVICE, and the upstream server.
+
+pub mod call_out;
+pub mod contact;
+pub mod core;
+pub mod im;
+pub mod invite;
+pub mod presence;
+pub mod proxy;
+pub mod registrar;
+pub mod service;
+pub mod service_out;
+pub mod upstream;
+pub mod watch;
