@@ -8,6 +8,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::sqlite::SqliteStore;
+use super::sqlite_query::{changed_one, fetch_record, fetch_records, insert_or_conflict};
 use super::{Queued, StoreError, StoreResult, WebhookEventRecord, WebhookRecord};
 
 /// The columns of a webhook with the length of its outbox.
@@ -44,6 +45,15 @@ fn webhook_row(row: SqliteRow) -> StoreResult<WebhookRecord> {
     })
 }
 
+fn event_row(row: SqliteRow) -> StoreResult<WebhookEventRecord> {
+    Ok(WebhookEventRecord {
+        seq: row.try_get("seq")?,
+        event_id: row.try_get("event_id")?,
+        body: row.try_get("body")?,
+        queued: row.try_get("queued")?,
+    })
+}
+
 impl SqliteStore {
     pub(super) async fn wh_create(&self, hook: &WebhookRecord, max: usize) -> StoreResult<bool> {
         let mut tx = self.writer.begin().await?;
@@ -54,7 +64,7 @@ impl SqliteStore {
         if usize::try_from(count).unwrap_or(usize::MAX) >= max {
             return Ok(false);
         }
-        let result = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO webhooks (id, owner, target, resource, updates, secret, created, cursor) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -65,51 +75,29 @@ impl SqliteStore {
         .bind(updates_name(hook.updates))
         .bind(&hook.secret)
         .bind(hook.created)
-        .bind(hook.cursor)
-        .execute(&mut *tx)
-        .await;
-        match result {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                return Err(StoreError::Conflict)
-            }
-            Err(e) => return Err(e.into()),
-        }
+        .bind(hook.cursor);
+        insert_or_conflict(insert, &mut *tx).await?;
         tx.commit().await?;
         Ok(true)
     }
 
     pub(super) async fn wh_get(&self, id: &str) -> StoreResult<Option<WebhookRecord>> {
-        sqlx::query(&format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks w WHERE w.id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(webhook_row)
-        .transpose()
+        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks w WHERE w.id = ?");
+        fetch_record(sqlx::query(&sql).bind(id), &self.pool, webhook_row).await
     }
 
     pub(super) async fn wh_list(&self, owner: Option<&str>) -> StoreResult<Vec<WebhookRecord>> {
-        sqlx::query(&format!(
+        let sql = format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks w WHERE ? IS NULL OR w.owner = ? \
              ORDER BY w.created, w.id"
-        ))
-        .bind(owner)
-        .bind(owner)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(webhook_row)
-        .collect()
+        );
+        let query = sqlx::query(&sql).bind(owner).bind(owner);
+        fetch_records(query, &self.pool, webhook_row).await
     }
 
     pub(super) async fn wh_delete(&self, id: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM webhooks WHERE id = ?")
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let delete = sqlx::query("DELETE FROM webhooks WHERE id = ?").bind(id);
+        changed_one(delete, &self.writer).await
     }
 
     pub(super) async fn wh_queue(
@@ -160,22 +148,12 @@ impl SqliteStore {
     }
 
     pub(super) async fn wh_head(&self, id: &str) -> StoreResult<Option<WebhookEventRecord>> {
-        let row = sqlx::query(
+        let query = sqlx::query(
             "SELECT seq, event_id, body, queued FROM webhook_events WHERE webhook_id = ? \
              ORDER BY seq LIMIT 1",
         )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(WebhookEventRecord {
-                seq: r.try_get("seq")?,
-                event_id: r.try_get("event_id")?,
-                body: r.try_get("body")?,
-                queued: r.try_get("queued")?,
-            })
-        })
-        .transpose()
+        .bind(id);
+        fetch_record(query, &self.pool, event_row).await
     }
 
     pub(super) async fn wh_ack(&self, id: &str, seq: i64) -> StoreResult<bool> {
