@@ -13,6 +13,7 @@ use super::sqlite_rows::{
     call_row, contact_row, digest_row, mail_row, parse_status, participant_row, send_row,
     source_name, to_json, user_row,
 };
+use super::sqlite_webhooks as webhooks;
 use super::{
     CallRecord, ContactRecord, DigestRecord, MailRecord, ParticipantRecord, Queued, SendRecord,
     Store, StoreResult, UserRecord, WebhookEventRecord, WebhookRecord,
@@ -22,7 +23,7 @@ use super::{
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     /// Readers: WAL lets them run beside the writer.
-    pub(super) pool: SqlitePool,
+    pool: SqlitePool,
     /// The one writer. SQLite allows one write transaction at a time; writers queueing here in
     /// the pool instead of in SQLite's busy handler (which sleeps) keeps writes fast under load.
     pub(super) writer: SqlitePool,
@@ -507,19 +508,19 @@ impl Store for SqliteStore {
     // Webhooks: the SQL is in sqlite_webhooks.rs.
 
     async fn create_webhook(&self, hook: &WebhookRecord, max: usize) -> StoreResult<bool> {
-        self.wh_create(hook, max).await
+        webhooks::create(&self.writer, hook, max).await
     }
 
     async fn webhook(&self, id: &str) -> StoreResult<Option<WebhookRecord>> {
-        self.wh_get(id).await
+        webhooks::get(&self.pool, id).await
     }
 
     async fn webhooks(&self, owner: Option<&str>) -> StoreResult<Vec<WebhookRecord>> {
-        self.wh_list(owner).await
+        webhooks::list(&self.pool, owner).await
     }
 
     async fn delete_webhook(&self, id: &str) -> StoreResult<bool> {
-        self.wh_delete(id).await
+        webhooks::delete(&self.writer, id).await
     }
 
     async fn queue_webhook_event(
@@ -529,15 +530,15 @@ impl Store for SqliteStore {
         body: &str,
         claim: Option<i64>,
     ) -> StoreResult<Queued> {
-        self.wh_queue(id, event_id, body, claim).await
+        webhooks::queue(&self.writer, id, event_id, body, claim).await
     }
 
     async fn webhook_head(&self, id: &str) -> StoreResult<Option<WebhookEventRecord>> {
-        self.wh_head(id).await
+        webhooks::head(&self.pool, id).await
     }
 
     async fn ack_webhook_event(&self, id: &str, seq: i64) -> StoreResult<bool> {
-        self.wh_ack(id, seq).await
+        webhooks::ack(&self.writer, id, seq).await
     }
 
     async fn webhook_failed(
@@ -546,15 +547,15 @@ impl Store for SqliteStore {
         error: &str,
         failing_since: Option<i64>,
     ) -> StoreResult<()> {
-        self.wh_failed(id, error, failing_since).await
+        webhooks::failed(&self.writer, id, error, failing_since).await
     }
 
     async fn webhook_queue_len(&self, id: &str) -> StoreResult<usize> {
-        self.wh_queue_len(id).await
+        webhooks::queue_len(&self.pool, id).await
     }
 
     async fn max_webhook_cursor(&self) -> StoreResult<i64> {
-        self.wh_max_cursor().await
+        webhooks::max_cursor(&self.pool).await
     }
 }
 
