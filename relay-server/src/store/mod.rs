@@ -5,6 +5,7 @@
 
 mod sqlite;
 mod sqlite_batch;
+mod sqlite_query;
 mod sqlite_rows;
 mod sqlite_webhooks;
 

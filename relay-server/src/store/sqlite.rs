@@ -8,20 +8,22 @@ use restsip_protocol::DeliveryStatus;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use super::sqlite_query::{changed_one, fetch_record, fetch_records, insert_or_conflict};
 use super::sqlite_rows::{
-    call_row, contact_row, is_unique_violation, mail_row, parse_status, participant_row, send_row,
+    call_row, contact_row, digest_row, mail_row, parse_status, participant_row, send_row,
     source_name, to_json, user_row,
 };
+use super::sqlite_webhooks as webhooks;
 use super::{
     CallRecord, ContactRecord, DigestRecord, MailRecord, ParticipantRecord, Queued, SendRecord,
-    Store, StoreError, StoreResult, UserRecord, WebhookEventRecord, WebhookRecord,
+    Store, StoreResult, UserRecord, WebhookEventRecord, WebhookRecord,
 };
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     /// Readers: WAL lets them run beside the writer.
-    pub(super) pool: SqlitePool,
+    pool: SqlitePool,
     /// The one writer. SQLite allows one write transaction at a time; writers queueing here in
     /// the pool instead of in SQLite's busy handler (which sleeps) keeps writes fast under load.
     pub(super) writer: SqlitePool,
@@ -94,80 +96,57 @@ async fn warn_look_alikes(db: &SqlitePool) -> anyhow::Result<()> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
-        let result = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO users (email, password_hash, name, data, created) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(&user.email)
         .bind(&user.password_hash)
         .bind(&user.name)
         .bind(to_json(&user.data))
-        .bind(user.created)
-        .execute(&self.writer)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict),
-            Err(e) => Err(e.into()),
-        }
+        .bind(user.created);
+        insert_or_conflict(insert, &self.writer).await
     }
 
     async fn user(&self, email: &str) -> StoreResult<Option<UserRecord>> {
-        sqlx::query("SELECT email, password_hash, name, data, created FROM users WHERE email = ?")
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(user_row)
-            .transpose()
+        let query = sqlx::query(
+            "SELECT email, password_hash, name, data, created FROM users WHERE email = ?",
+        )
+        .bind(email);
+        fetch_record(query, &self.pool, user_row).await
     }
 
     async fn update_user(&self, user: &UserRecord) -> StoreResult<bool> {
-        let done =
+        let update =
             sqlx::query("UPDATE users SET password_hash = ?, name = ?, data = ? WHERE email = ?")
                 .bind(&user.password_hash)
                 .bind(&user.name)
                 .bind(to_json(&user.data))
-                .bind(&user.email)
-                .execute(&self.writer)
-                .await?;
-        Ok(done.rows_affected() == 1)
+                .bind(&user.email);
+        changed_one(update, &self.writer).await
     }
 
     async fn delete_user(&self, email: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM users WHERE email = ?")
-            .bind(email)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let delete = sqlx::query("DELETE FROM users WHERE email = ?").bind(email);
+        changed_one(delete, &self.writer).await
     }
 
     async fn set_digest(&self, email: &str, digest: &DigestRecord) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let update = sqlx::query(
             "UPDATE users SET digest_realm = ?, ha1_md5 = ?, ha1_sha256 = ? WHERE email = ?",
         )
         .bind(&digest.realm)
         .bind(&digest.md5)
         .bind(&digest.sha256)
-        .bind(email)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .bind(email);
+        changed_one(update, &self.writer).await
     }
 
     async fn digest(&self, email: &str) -> StoreResult<Option<DigestRecord>> {
-        let row = sqlx::query(
+        let query = sqlx::query(
             "SELECT digest_realm, ha1_md5, ha1_sha256 FROM users WHERE email = ? AND digest_realm IS NOT NULL",
         )
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(DigestRecord {
-                realm: r.try_get("digest_realm")?,
-                md5: r.try_get("ha1_md5")?,
-                sha256: r.try_get("ha1_sha256")?,
-            })
-        })
-        .transpose()
+        .bind(email);
+        fetch_record(query, &self.pool, digest_row).await
     }
 
     async fn add_mail(&self, mail: &MailRecord) -> StoreResult<MailRecord> {
@@ -186,22 +165,15 @@ impl Store for SqliteStore {
     }
 
     async fn mail(&self, owner: &str) -> StoreResult<Vec<MailRecord>> {
-        sqlx::query("SELECT * FROM mail WHERE owner = ? ORDER BY id")
-            .bind(owner)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(mail_row)
-            .collect()
+        let query = sqlx::query("SELECT * FROM mail WHERE owner = ? ORDER BY id").bind(owner);
+        fetch_records(query, &self.pool, mail_row).await
     }
 
     async fn delete_mail(&self, owner: &str, id: i64) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM mail WHERE owner = ? AND id = ?")
+        let delete = sqlx::query("DELETE FROM mail WHERE owner = ? AND id = ?")
             .bind(owner)
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
+            .bind(id);
+        changed_one(delete, &self.writer).await
     }
 
     async fn add_contact(&self, contact: &ContactRecord) -> StoreResult<Option<ContactRecord>> {
@@ -248,44 +220,31 @@ impl Store for SqliteStore {
     }
 
     async fn contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>> {
-        sqlx::query("SELECT * FROM contacts WHERE email = ? AND id = ?")
+        let query = sqlx::query("SELECT * FROM contacts WHERE email = ? AND id = ?")
             .bind(email)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(contact_row)
-            .transpose()
+            .bind(id);
+        fetch_record(query, &self.pool, contact_row).await
     }
 
     async fn contacts(&self, email: &str, now: i64) -> StoreResult<Vec<ContactRecord>> {
-        sqlx::query("SELECT * FROM contacts WHERE email = ? AND expires_at > ? ORDER BY id")
-            .bind(email)
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(contact_row)
-            .collect()
+        let query =
+            sqlx::query("SELECT * FROM contacts WHERE email = ? AND expires_at > ? ORDER BY id")
+                .bind(email)
+                .bind(now);
+        fetch_records(query, &self.pool, contact_row).await
     }
 
     async fn remove_contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>> {
-        sqlx::query("DELETE FROM contacts WHERE email = ? AND id = ? RETURNING *")
+        let delete = sqlx::query("DELETE FROM contacts WHERE email = ? AND id = ? RETURNING *")
             .bind(email)
-            .bind(id)
-            .fetch_optional(&self.writer)
-            .await?
-            .map(contact_row)
-            .transpose()
+            .bind(id);
+        fetch_record(delete, &self.writer, contact_row).await
     }
 
     async fn take_expired_contacts(&self, now: i64) -> StoreResult<Vec<ContactRecord>> {
-        sqlx::query("DELETE FROM contacts WHERE expires_at <= ? RETURNING *")
-            .bind(now)
-            .fetch_all(&self.writer)
-            .await?
-            .into_iter()
-            .map(contact_row)
-            .collect()
+        let delete =
+            sqlx::query("DELETE FROM contacts WHERE expires_at <= ? RETURNING *").bind(now);
+        fetch_records(delete, &self.writer, contact_row).await
     }
 
     async fn next_expiry(&self) -> StoreResult<Option<i64>> {
@@ -304,38 +263,25 @@ impl Store for SqliteStore {
     }
 
     async fn create_call(&self, call: &CallRecord) -> StoreResult<()> {
-        let result = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO calls (id, owner, subject, data, created) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(&call.id)
         .bind(&call.owner)
         .bind(&call.subject)
         .bind(to_json(&call.data))
-        .bind(call.created)
-        .execute(&self.writer)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict),
-            Err(e) => Err(e.into()),
-        }
+        .bind(call.created);
+        insert_or_conflict(insert, &self.writer).await
     }
 
     async fn call(&self, id: &str) -> StoreResult<Option<CallRecord>> {
-        sqlx::query("SELECT * FROM calls WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(call_row)
-            .transpose()
+        let query = sqlx::query("SELECT * FROM calls WHERE id = ?").bind(id);
+        fetch_record(query, &self.pool, call_row).await
     }
 
     async fn delete_call(&self, id: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM calls WHERE id = ?")
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let delete = sqlx::query("DELETE FROM calls WHERE id = ?").bind(id);
+        changed_one(delete, &self.writer).await
     }
 
     async fn add_participant(
@@ -364,36 +310,27 @@ impl Store for SqliteStore {
     }
 
     async fn participants(&self, call_id: &str) -> StoreResult<Vec<ParticipantRecord>> {
-        sqlx::query("SELECT * FROM participants WHERE call_id = ? ORDER BY id")
-            .bind(call_id)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(participant_row)
-            .collect()
+        let query =
+            sqlx::query("SELECT * FROM participants WHERE call_id = ? ORDER BY id").bind(call_id);
+        fetch_records(query, &self.pool, participant_row).await
     }
 
     async fn participant(&self, call_id: &str, id: i64) -> StoreResult<Option<ParticipantRecord>> {
-        sqlx::query("SELECT * FROM participants WHERE call_id = ? AND id = ?")
+        let query = sqlx::query("SELECT * FROM participants WHERE call_id = ? AND id = ?")
             .bind(call_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(participant_row)
-            .transpose()
+            .bind(id);
+        fetch_record(query, &self.pool, participant_row).await
     }
 
     async fn update_participant(&self, p: &ParticipantRecord) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let update = sqlx::query(
             "UPDATE participants SET session = ?, data = ? WHERE call_id = ? AND id = ?",
         )
         .bind(p.session.as_ref().map(to_json))
         .bind(to_json(&p.data))
         .bind(&p.call_id)
-        .bind(p.id)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .bind(p.id);
+        changed_one(update, &self.writer).await
     }
 
     async fn remove_participant(
@@ -401,13 +338,11 @@ impl Store for SqliteStore {
         call_id: &str,
         id: i64,
     ) -> StoreResult<Option<ParticipantRecord>> {
-        sqlx::query("DELETE FROM participants WHERE call_id = ? AND id = ? RETURNING *")
-            .bind(call_id)
-            .bind(id)
-            .fetch_optional(&self.writer)
-            .await?
-            .map(participant_row)
-            .transpose()
+        let delete =
+            sqlx::query("DELETE FROM participants WHERE call_id = ? AND id = ? RETURNING *")
+                .bind(call_id)
+                .bind(id);
+        fetch_record(delete, &self.writer, participant_row).await
     }
 
     async fn remove_participants_of(
@@ -416,13 +351,9 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<ParticipantRecord>> {
         let mut removed = Vec::new();
         for login in logins {
-            let rows = sqlx::query("DELETE FROM participants WHERE login = ? RETURNING *")
-                .bind(login)
-                .fetch_all(&self.writer)
-                .await?;
-            for row in rows {
-                removed.push(participant_row(row)?);
-            }
+            let delete =
+                sqlx::query("DELETE FROM participants WHERE login = ? RETURNING *").bind(login);
+            removed.extend(fetch_records(delete, &self.writer, participant_row).await?);
         }
         Ok(removed)
     }
@@ -461,13 +392,11 @@ impl Store for SqliteStore {
     }
 
     async fn claim_send(&self, seq: i64) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let claim = sqlx::query(
             "UPDATE sends SET status = 'delivered' WHERE seq = ? AND status != 'cancelled'",
         )
-        .bind(seq)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .bind(seq);
+        changed_one(claim, &self.writer).await
     }
 
     async fn pending_sends(
@@ -476,29 +405,21 @@ impl Store for SqliteStore {
         contact: i64,
         after: Option<i64>,
     ) -> StoreResult<Vec<SendRecord>> {
-        let rows = match after {
-            Some(after) => {
-                sqlx::query(
-                    "SELECT * FROM sends WHERE to_email = ? AND to_contact = ? \
-                     AND (seq > ? AND status != 'cancelled' OR status = 'queued') ORDER BY seq",
-                )
-                .bind(email)
-                .bind(contact)
-                .bind(after)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(
-                    "SELECT * FROM sends WHERE to_email = ? AND to_contact = ? AND status = 'queued' ORDER BY seq",
-                )
-                .bind(email)
-                .bind(contact)
-                .fetch_all(&self.pool)
-                .await?
-            }
+        let query = match after {
+            Some(after) => sqlx::query(
+                "SELECT * FROM sends WHERE to_email = ? AND to_contact = ? \
+                 AND (seq > ? AND status != 'cancelled' OR status = 'queued') ORDER BY seq",
+            )
+            .bind(email)
+            .bind(contact)
+            .bind(after),
+            None => sqlx::query(
+                "SELECT * FROM sends WHERE to_email = ? AND to_contact = ? AND status = 'queued' ORDER BY seq",
+            )
+            .bind(email)
+            .bind(contact),
         };
-        rows.into_iter().map(send_row).collect()
+        fetch_records(query, &self.pool, send_row).await
     }
 
     async fn cancel_send(
@@ -587,19 +508,19 @@ impl Store for SqliteStore {
     // Webhooks: the SQL is in sqlite_webhooks.rs.
 
     async fn create_webhook(&self, hook: &WebhookRecord, max: usize) -> StoreResult<bool> {
-        self.wh_create(hook, max).await
+        webhooks::create(&self.writer, hook, max).await
     }
 
     async fn webhook(&self, id: &str) -> StoreResult<Option<WebhookRecord>> {
-        self.wh_get(id).await
+        webhooks::get(&self.pool, id).await
     }
 
     async fn webhooks(&self, owner: Option<&str>) -> StoreResult<Vec<WebhookRecord>> {
-        self.wh_list(owner).await
+        webhooks::list(&self.pool, owner).await
     }
 
     async fn delete_webhook(&self, id: &str) -> StoreResult<bool> {
-        self.wh_delete(id).await
+        webhooks::delete(&self.writer, id).await
     }
 
     async fn queue_webhook_event(
@@ -609,15 +530,15 @@ impl Store for SqliteStore {
         body: &str,
         claim: Option<i64>,
     ) -> StoreResult<Queued> {
-        self.wh_queue(id, event_id, body, claim).await
+        webhooks::queue(&self.writer, id, event_id, body, claim).await
     }
 
     async fn webhook_head(&self, id: &str) -> StoreResult<Option<WebhookEventRecord>> {
-        self.wh_head(id).await
+        webhooks::head(&self.pool, id).await
     }
 
     async fn ack_webhook_event(&self, id: &str, seq: i64) -> StoreResult<bool> {
-        self.wh_ack(id, seq).await
+        webhooks::ack(&self.writer, id, seq).await
     }
 
     async fn webhook_failed(
@@ -626,20 +547,21 @@ impl Store for SqliteStore {
         error: &str,
         failing_since: Option<i64>,
     ) -> StoreResult<()> {
-        self.wh_failed(id, error, failing_since).await
+        webhooks::failed(&self.writer, id, error, failing_since).await
     }
 
     async fn webhook_queue_len(&self, id: &str) -> StoreResult<usize> {
-        self.wh_queue_len(id).await
+        webhooks::queue_len(&self.pool, id).await
     }
 
     async fn max_webhook_cursor(&self) -> StoreResult<i64> {
-        self.wh_max_cursor().await
+        webhooks::max_cursor(&self.pool).await
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::StoreError;
     use super::*;
     use restsip_protocol::ContactSource;
     use serde_json::Map;

@@ -20,6 +20,7 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
+use super::sqlite_query::changed_one;
 use super::sqlite_rows::{source_name, to_json};
 use super::{ContactRecord, StoreError, StoreResult};
 
@@ -313,7 +314,7 @@ async fn write_all(writer: &SqlitePool, batch: &[Row]) -> StoreResult<i64> {
 
 /// Updates one contact in a statement of its own; false if it is gone.
 pub(super) async fn update_one(writer: &SqlitePool, contact: &ContactRecord) -> StoreResult<bool> {
-    let done = sqlx::query(
+    let update = sqlx::query(
         "UPDATE contacts SET contact = ?, expires_at = ?, presence = ?, source = ?, sip = ? WHERE email = ? AND id = ?",
     )
     .bind(&contact.contact)
@@ -322,10 +323,8 @@ pub(super) async fn update_one(writer: &SqlitePool, contact: &ContactRecord) -> 
     .bind(source_name(contact.source))
     .bind(contact.sip.as_ref().map(to_json))
     .bind(&contact.email)
-    .bind(contact.id)
-    .execute(writer)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .bind(contact.id);
+    changed_one(update, writer).await
 }
 
 #[cfg(test)]

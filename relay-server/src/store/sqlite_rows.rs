@@ -1,5 +1,5 @@
 //! Rows of the SQLite store as records and back: JSON columns, enum names, one function per
-//! table's row, and the unique-violation test; shared by the store and its batch writer.
+//! table's row; shared by the store and its batch writer.
 
 use restsip_protocol::{ContactSource, DeliveryStatus};
 use serde_json::{Map, Value};
@@ -7,8 +7,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::{
-    CallRecord, ContactRecord, MailRecord, ParticipantRecord, SendRecord, StoreError, StoreResult,
-    UserRecord,
+    CallRecord, ContactRecord, DigestRecord, MailRecord, ParticipantRecord, SendRecord, StoreError,
+    StoreResult, UserRecord,
 };
 
 pub(super) fn to_json<T: serde::Serialize>(value: &T) -> String {
@@ -48,6 +48,15 @@ pub(super) fn user_row(row: SqliteRow) -> StoreResult<UserRecord> {
         name: row.try_get("name")?,
         data: json_map(row.try_get("data")?)?,
         created: row.try_get("created")?,
+    })
+}
+
+/// The digest columns of a user's row.
+pub(super) fn digest_row(row: SqliteRow) -> StoreResult<DigestRecord> {
+    Ok(DigestRecord {
+        realm: row.try_get("digest_realm")?,
+        md5: row.try_get("ha1_md5")?,
+        sha256: row.try_get("ha1_sha256")?,
     })
 }
 
@@ -115,8 +124,4 @@ pub(super) fn send_row(row: SqliteRow) -> StoreResult<SendRecord> {
         sent: row.try_get("sent")?,
         status: parse_status(&status)?,
     })
-}
-
-pub(super) fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }

@@ -1,13 +1,13 @@
 //! The webhook half of the SQLite store: webhooks and their outboxes. The [`Store`] methods in
-//! `sqlite.rs` call these.
+//! `sqlite.rs` call these with the pool each reads or writes through.
 //!
 //! [`Store`]: super::Store
 
 use restsip_protocol::UpdateMode;
 use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use sqlx::{Row, SqlitePool};
 
-use super::sqlite::SqliteStore;
+use super::sqlite_query::{changed_one, fetch_record, fetch_records, insert_or_conflict};
 use super::{Queued, StoreError, StoreResult, WebhookEventRecord, WebhookRecord};
 
 /// The columns of a webhook with the length of its outbox.
@@ -44,193 +44,175 @@ fn webhook_row(row: SqliteRow) -> StoreResult<WebhookRecord> {
     })
 }
 
-impl SqliteStore {
-    pub(super) async fn wh_create(&self, hook: &WebhookRecord, max: usize) -> StoreResult<bool> {
-        let mut tx = self.writer.begin().await?;
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE owner = ?")
-            .bind(&hook.owner)
+fn event_row(row: SqliteRow) -> StoreResult<WebhookEventRecord> {
+    Ok(WebhookEventRecord {
+        seq: row.try_get("seq")?,
+        event_id: row.try_get("event_id")?,
+        body: row.try_get("body")?,
+        queued: row.try_get("queued")?,
+    })
+}
+
+pub(super) async fn create(
+    writer: &SqlitePool,
+    hook: &WebhookRecord,
+    max: usize,
+) -> StoreResult<bool> {
+    let mut tx = writer.begin().await?;
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE owner = ?")
+        .bind(&hook.owner)
+        .fetch_one(&mut *tx)
+        .await?;
+    if usize::try_from(count).unwrap_or(usize::MAX) >= max {
+        return Ok(false);
+    }
+    let insert = sqlx::query(
+        "INSERT INTO webhooks (id, owner, target, resource, updates, secret, created, cursor) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&hook.id)
+    .bind(&hook.owner)
+    .bind(&hook.target)
+    .bind(&hook.resource)
+    .bind(updates_name(hook.updates))
+    .bind(&hook.secret)
+    .bind(hook.created)
+    .bind(hook.cursor);
+    insert_or_conflict(insert, &mut *tx).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub(super) async fn get(pool: &SqlitePool, id: &str) -> StoreResult<Option<WebhookRecord>> {
+    let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks w WHERE w.id = ?");
+    fetch_record(sqlx::query(&sql).bind(id), pool, webhook_row).await
+}
+
+pub(super) async fn list(
+    pool: &SqlitePool,
+    owner: Option<&str>,
+) -> StoreResult<Vec<WebhookRecord>> {
+    let sql = format!(
+        "SELECT {WEBHOOK_COLUMNS} FROM webhooks w WHERE ? IS NULL OR w.owner = ? \
+         ORDER BY w.created, w.id"
+    );
+    let query = sqlx::query(&sql).bind(owner).bind(owner);
+    fetch_records(query, pool, webhook_row).await
+}
+
+pub(super) async fn delete(writer: &SqlitePool, id: &str) -> StoreResult<bool> {
+    let delete = sqlx::query("DELETE FROM webhooks WHERE id = ?").bind(id);
+    changed_one(delete, writer).await
+}
+
+pub(super) async fn queue(
+    writer: &SqlitePool,
+    id: &str,
+    event_id: i64,
+    body: &str,
+    claim: Option<i64>,
+) -> StoreResult<Queued> {
+    let mut tx = writer.begin().await?;
+    // The cursor first: it tells whether the webhook still exists.
+    let moved =
+        sqlx::query("UPDATE webhooks SET cursor = MAX(COALESCE(cursor, 0), ?) WHERE id = ?")
+            .bind(event_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    if moved.rows_affected() != 1 {
+        return Ok(Queued::NoWebhook);
+    }
+    if let Some(seq) = claim {
+        let claimed = sqlx::query(
+            "UPDATE sends SET status = 'delivered' WHERE seq = ? AND status != 'cancelled'",
+        )
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() != 1 {
+            return Ok(Queued::NotClaimed);
+        }
+    }
+    sqlx::query(
+        "INSERT INTO webhook_events (webhook_id, event_id, body, queued) VALUES (?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(event_id)
+    .bind(body)
+    .bind(crate::clock::now_ms())
+    .execute(&mut *tx)
+    .await?;
+    let queued: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE webhook_id = ?")
+            .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-        if usize::try_from(count).unwrap_or(usize::MAX) >= max {
-            return Ok(false);
-        }
-        let result = sqlx::query(
-            "INSERT INTO webhooks (id, owner, target, resource, updates, secret, created, cursor) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&hook.id)
-        .bind(&hook.owner)
-        .bind(&hook.target)
-        .bind(&hook.resource)
-        .bind(updates_name(hook.updates))
-        .bind(&hook.secret)
-        .bind(hook.created)
-        .bind(hook.cursor)
-        .execute(&mut *tx)
-        .await;
-        match result {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                return Err(StoreError::Conflict)
-            }
-            Err(e) => return Err(e.into()),
-        }
-        tx.commit().await?;
-        Ok(true)
-    }
+    tx.commit().await?;
+    Ok(Queued::Stored(usize::try_from(queued).unwrap_or(0)))
+}
 
-    pub(super) async fn wh_get(&self, id: &str) -> StoreResult<Option<WebhookRecord>> {
-        sqlx::query(&format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks w WHERE w.id = ?"
-        ))
+pub(super) async fn head(pool: &SqlitePool, id: &str) -> StoreResult<Option<WebhookEventRecord>> {
+    let query = sqlx::query(
+        "SELECT seq, event_id, body, queued FROM webhook_events WHERE webhook_id = ? \
+         ORDER BY seq LIMIT 1",
+    )
+    .bind(id);
+    fetch_record(query, pool, event_row).await
+}
+
+pub(super) async fn ack(writer: &SqlitePool, id: &str, seq: i64) -> StoreResult<bool> {
+    let mut tx = writer.begin().await?;
+    sqlx::query("DELETE FROM webhook_events WHERE webhook_id = ? AND seq = ?")
         .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(webhook_row)
-        .transpose()
-    }
-
-    pub(super) async fn wh_list(&self, owner: Option<&str>) -> StoreResult<Vec<WebhookRecord>> {
-        sqlx::query(&format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks w WHERE ? IS NULL OR w.owner = ? \
-             ORDER BY w.created, w.id"
-        ))
-        .bind(owner)
-        .bind(owner)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(webhook_row)
-        .collect()
-    }
-
-    pub(super) async fn wh_delete(&self, id: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM webhooks WHERE id = ?")
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub(super) async fn wh_queue(
-        &self,
-        id: &str,
-        event_id: i64,
-        body: &str,
-        claim: Option<i64>,
-    ) -> StoreResult<Queued> {
-        let mut tx = self.writer.begin().await?;
-        // The cursor first: it tells whether the webhook still exists.
-        let moved =
-            sqlx::query("UPDATE webhooks SET cursor = MAX(COALESCE(cursor, 0), ?) WHERE id = ?")
-                .bind(event_id)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        if moved.rows_affected() != 1 {
-            return Ok(Queued::NoWebhook);
-        }
-        if let Some(seq) = claim {
-            let claimed = sqlx::query(
-                "UPDATE sends SET status = 'delivered' WHERE seq = ? AND status != 'cancelled'",
-            )
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-            if claimed.rows_affected() != 1 {
-                return Ok(Queued::NotClaimed);
-            }
-        }
-        sqlx::query(
-            "INSERT INTO webhook_events (webhook_id, event_id, body, queued) VALUES (?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(event_id)
-        .bind(body)
-        .bind(crate::clock::now_ms())
+        .bind(seq)
         .execute(&mut *tx)
         .await?;
-        let queued: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE webhook_id = ?")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        Ok(Queued::Stored(usize::try_from(queued).unwrap_or(0)))
-    }
-
-    pub(super) async fn wh_head(&self, id: &str) -> StoreResult<Option<WebhookEventRecord>> {
-        let row = sqlx::query(
-            "SELECT seq, event_id, body, queued FROM webhook_events WHERE webhook_id = ? \
-             ORDER BY seq LIMIT 1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(WebhookEventRecord {
-                seq: r.try_get("seq")?,
-                event_id: r.try_get("event_id")?,
-                body: r.try_get("body")?,
-                queued: r.try_get("queued")?,
-            })
-        })
-        .transpose()
-    }
-
-    pub(super) async fn wh_ack(&self, id: &str, seq: i64) -> StoreResult<bool> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("DELETE FROM webhook_events WHERE webhook_id = ? AND seq = ?")
+    let healthy =
+        sqlx::query("UPDATE webhooks SET failing_since = NULL, last_error = NULL WHERE id = ?")
             .bind(id)
-            .bind(seq)
             .execute(&mut *tx)
             .await?;
-        let healthy =
-            sqlx::query("UPDATE webhooks SET failing_since = NULL, last_error = NULL WHERE id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        Ok(healthy.rows_affected() == 1)
-    }
+    tx.commit().await?;
+    Ok(healthy.rows_affected() == 1)
+}
 
-    pub(super) async fn wh_failed(
-        &self,
-        id: &str,
-        error: &str,
-        failing_since: Option<i64>,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE webhooks SET last_error = ?, failing_since = COALESCE(failing_since, ?) \
-             WHERE id = ?",
-        )
-        .bind(error)
-        .bind(failing_since)
+pub(super) async fn failed(
+    writer: &SqlitePool,
+    id: &str,
+    error: &str,
+    failing_since: Option<i64>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE webhooks SET last_error = ?, failing_since = COALESCE(failing_since, ?) \
+         WHERE id = ?",
+    )
+    .bind(error)
+    .bind(failing_since)
+    .bind(id)
+    .execute(writer)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn queue_len(pool: &SqlitePool, id: &str) -> StoreResult<usize> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE webhook_id = ?")
         .bind(id)
-        .execute(&self.writer)
+        .fetch_one(pool)
         .await?;
-        Ok(())
-    }
+    Ok(usize::try_from(n).unwrap_or(0))
+}
 
-    pub(super) async fn wh_queue_len(&self, id: &str) -> StoreResult<usize> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE webhook_id = ?")
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(usize::try_from(n).unwrap_or(0))
-    }
-
-    pub(super) async fn wh_max_cursor(&self) -> StoreResult<i64> {
-        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(cursor) FROM webhooks")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(max.unwrap_or(0))
-    }
+pub(super) async fn max_cursor(pool: &SqlitePool) -> StoreResult<i64> {
+    let max: Option<i64> = sqlx::query_scalar("SELECT MAX(cursor) FROM webhooks")
+        .fetch_one(pool)
+        .await?;
+    Ok(max.unwrap_or(0))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{DeliveryStatus, SendRecord, Store, UserRecord};
+    use super::super::{DeliveryStatus, SendRecord, SqliteStore, Store, UserRecord};
     use super::*;
 
     fn hook(id: &str, owner: &str) -> WebhookRecord {
