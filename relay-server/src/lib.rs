@@ -145,7 +145,7 @@ fn sip_app(
     watches: sipapp::watch::Watches,
 ) -> Sip {
     let addr = listeners.addr();
-    let timers = sipapp::call_out::CallTimers {
+    let timers = sipapp::invite::CallTimers {
         ring: Duration::from_secs(config.invite_timeout),
         keepalive: Duration::from_secs(config.call_keepalive),
     };
@@ -159,7 +159,7 @@ fn sip_app(
                 state.bus.clone(),
                 weak.clone(),
             );
-            let invites = sipapp::invite::Invites::new(
+            let invites = sipapp::invite::inbound::Invites::new(
                 state.inbox.clone(),
                 state.calls.clone(),
                 state.store.clone(),
@@ -186,12 +186,12 @@ fn sip_app(
         watches.attach(sender.clone());
     }
     state.inbox.set_hook(Arc::new(invites.clone()));
-    state.inbox.set_sip(Arc::new(sipapp::call_out::SipSide {
-        im: sipapp::im::Outbound::new(weak.clone(), addr),
+    state.inbox.set_sip(Arc::new(sipapp::delivery::SipSide {
+        im: sipapp::im::outbound::Outbound::new(weak.clone(), addr),
         calls: invites.outgoing(),
         upstream: upstream.clone(),
     }));
-    state.service_out = Some(sipapp::service_out::ServiceSender::new(weak));
+    state.service_out = Some(sipapp::service::outbound::ServiceSender::new(weak));
     Sip {
         addr,
         receivers,

@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 
-use super::endpoint::Endpoint;
+use super::endpoint::{Endpoint, WeakEndpoint};
 use super::message::{Method, SipMessage};
 use super::outgoing;
 use super::transaction::client::Outcome;
@@ -96,6 +96,27 @@ pub async fn probe(endpoint: &Endpoint, req: &SipMessage, peer: Peer) -> Result<
         }
     }
     Err(NO_ANSWER)
+}
+
+/// Probes a dialog every `every` (zero: never) until it ends or its phone is gone: `next`
+/// gives the next OPTIONS of the dialog and where it goes, from the relay's listening address
+/// (None: the dialog is over). Some(why) when the phone is gone.
+pub async fn keep_alive(
+    every: std::time::Duration,
+    endpoint: &WeakEndpoint,
+    mut next: impl FnMut(SocketAddr) -> Option<(SipMessage, Peer)>,
+) -> Option<&'static str> {
+    if every.is_zero() {
+        return None;
+    }
+    loop {
+        tokio::time::sleep(every).await;
+        let (req, peer) = next(endpoint.listen())?;
+        let endpoint = endpoint.upgrade()?;
+        if let Err(why) = probe(&endpoint, &req, peer).await {
+            return Some(why);
+        }
+    }
 }
 
 #[cfg(test)]

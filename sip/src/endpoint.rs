@@ -14,8 +14,9 @@ use super::headers::Via;
 use super::message::{Method, SipMessage, StartLine};
 use super::parse::{parse_datagram, parse_head, Rejected};
 use super::response::{build, new_tag, Reply};
-use super::transaction::client::ClientTransactions;
-use super::transaction::server::{Received, ServerTransactions};
+use super::transaction::server::Received;
+use super::transaction::ClientTransactions;
+use super::transaction::ServerTransactions;
 use super::transaction::TxKey;
 use super::transport::{Inbound, Peer, Transport, Wire};
 

@@ -60,7 +60,7 @@ pub struct AppState {
     /// Webhooks.
     pub(crate) webhooks: Webhooks,
     /// Outgoing SERVICE requests; None when SIP is off.
-    pub(crate) service_out: Option<crate::sipapp::service_out::ServiceSender>,
+    pub(crate) service_out: Option<crate::sipapp::service::outbound::ServiceSender>,
     /// Web clients serving SOAP namespaces (over the WebSocket).
     pub(crate) soap_web: crate::soap::web::WebServers,
     /// Limits in force.

@@ -10,7 +10,7 @@ use super::auth::Caller;
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::AppState;
-use crate::sipapp::service_out::SendError;
+use crate::sipapp::service::outbound::SendError;
 
 /// Largest SOAP body sent: what fits in a SIP message with its headers.
 const MAX_SOAP_BODY: usize = 60 * 1024;

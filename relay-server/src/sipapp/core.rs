@@ -85,7 +85,7 @@ pub struct Core {
     /// Presence subscriptions; None answers SUBSCRIBE with 501.
     presence: Option<super::presence::Presence>,
     /// Calls between phones and web users; None answers INVITE and BYE with 501.
-    invites: Option<super::invite::Invites>,
+    invites: Option<super::invite::inbound::Invites>,
     /// Proxying between phones; None leaves every request to the gateway.
     proxy: Option<super::proxy::Proxy>,
     /// Whether users are registered at an upstream server: requests to the Contacts registered
@@ -173,7 +173,7 @@ impl Core {
             return;
         };
         let reply = match &self.inbox {
-            Some(inbox) => super::im::incoming(inbox, responder.request()).await,
+            Some(inbox) => super::im::inbound::incoming(inbox, responder.request()).await,
             None => not_implemented(),
         };
         responder.reply(reply);
@@ -231,7 +231,8 @@ impl Core {
             return;
         }
         let reply =
-            super::service::answer(self.services.as_ref(), responder.request(), &ALLOW).await;
+            super::service::inbound::answer(self.services.as_ref(), responder.request(), &ALLOW)
+                .await;
         responder.reply(reply);
     }
 
@@ -254,7 +255,7 @@ impl Core {
     }
 
     /// Answers INVITE, CANCEL, BYE and the ACK of a 2xx with `invites`.
-    pub fn with_invites(mut self, invites: super::invite::Invites) -> Self {
+    pub fn with_invites(mut self, invites: super::invite::inbound::Invites) -> Self {
         self.invites = Some(invites);
         self
     }

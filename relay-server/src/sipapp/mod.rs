@@ -2,15 +2,14 @@
 //! authentication over the REST side's accounts, presence, MESSAGE, calls between phones and
 //! web users, proxying, SERVICE, and the upstream server.
 
-pub mod call_out;
 pub mod contact;
 pub mod core;
+pub mod delivery;
 pub mod im;
 pub mod invite;
 pub mod presence;
 pub mod proxy;
 pub mod registrar;
 pub mod service;
-pub mod service_out;
 pub mod upstream;
 pub mod watch;

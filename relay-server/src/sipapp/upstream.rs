@@ -23,7 +23,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::service_out::{respond_to, transact};
+use super::service::outbound::{respond_to, transact};
 use crate::clock::now_ms;
 use crate::store::Store;
 use restsip_sip::endpoint::WeakEndpoint;

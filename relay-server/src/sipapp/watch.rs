@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::service_out::transact;
+use super::service::outbound::transact;
 use super::upstream::{authorization, UpstreamSender};
 use crate::bus::{Bus, Topic};
 use restsip_sip::message::{Method, SipMessage, StartLine};

@@ -5,7 +5,6 @@
 //! any response: an INVITE answered by a provisional one (a phone ringing) waits for its final
 //! response until the transaction user cancels it, with a backstop of [`TIMER_C`].
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,9 +13,10 @@ use tokio::time::Instant;
 
 use super::consts::{backoff, T1, T2, T4, TIMEOUT, TIMER_C, TIMER_D};
 use super::layer::{Kind, Layer};
+use super::ClientTransactions;
 use super::TxKey;
 use crate::message::{Method, SipMessage, StartLine};
-use crate::transport::{Peer, Wire};
+use crate::transport::Peer;
 
 /// What the transaction user hears.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,8 @@ pub enum State {
 }
 
 #[derive(Debug)]
-struct ClientTx {
+/// One client transaction.
+pub struct ClientTx {
     /// INVITE transaction.
     invite: bool,
     /// State.
@@ -62,7 +63,7 @@ struct ClientTx {
 
 /// Timers of client transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
+pub enum Timer {
     /// Retransmit the request (A for INVITE, E otherwise).
     Retransmit,
     /// Give up (B for INVITE, F otherwise).
@@ -71,35 +72,41 @@ enum Timer {
     Linger,
 }
 
-/// The client transactions of an endpoint; cheap to clone.
-#[derive(Clone)]
-pub struct ClientTransactions {
-    /// Shared state.
-    inner: Arc<Inner>,
-}
+type Inner = Layer<ClientTx>;
 
-/// Client transactions.
-struct Client;
-
-type Inner = Layer<Client>;
-
-impl Kind for Client {
-    type Tx = ClientTx;
+impl Kind for ClientTx {
     type Timer = Timer;
 
-    fn fire(layer: &Inner, key: TxKey, timer: Timer) {
-        layer.fire(key, timer);
+    fn fire(&mut self, layer: &Inner, key: &TxKey, timer: Timer) -> bool {
+        match timer {
+            Timer::Retransmit if matches!(self.state, State::Calling | State::Trying) => {
+                let next = backoff_for(self);
+                layer.retransmit(key, self, next);
+                false
+            }
+            Timer::Retransmit if self.state == State::Proceeding && !self.invite => {
+                layer.retransmit(key, self, T2);
+                false
+            }
+            Timer::Timeout if self.invite && self.state == State::Proceeding && !self.ringing => {
+                // Timer B stops at the first response (§17.1.1.2): a phone may ring for
+                // minutes; the backstop ends one nobody cancelled (or whose 487 never came).
+                self.ringing = true;
+                let next = Instant::now() + TIMER_C;
+                layer.timers.schedule(next, (key.clone(), Timer::Timeout));
+                false
+            }
+            Timer::Timeout if self.state != State::Completed => {
+                let _ = self.user.send(Outcome::Timeout);
+                true
+            }
+            Timer::Linger => true,
+            _ => false,
+        }
     }
 }
 
 impl ClientTransactions {
-    /// The layer, with its timer task running until the last handle is dropped.
-    pub fn new(wire: Arc<dyn Wire>) -> Self {
-        Self {
-            inner: Layer::start(wire),
-        }
-    }
-
     /// Sends `request` (whose top Via carries a fresh branch) to `peer`; responses and the
     /// timeout arrive on the returned receiver. None if the request has no usable Via or CSeq.
     pub fn send(
@@ -272,36 +279,6 @@ fn ack_for(request: &Bytes, response: &SipMessage) -> SipMessage {
 }
 
 impl Inner {
-    fn fire(&self, key: TxKey, timer: Timer) {
-        let mut table = self.lock();
-        let Some(tx) = table.get_mut(&key) else {
-            return;
-        };
-        match timer {
-            Timer::Retransmit if matches!(tx.state, State::Calling | State::Trying) => {
-                self.retransmit(&key, tx, backoff_for(tx));
-            }
-            Timer::Retransmit if tx.state == State::Proceeding && !tx.invite => {
-                self.retransmit(&key, tx, T2);
-            }
-            Timer::Timeout if tx.invite && tx.state == State::Proceeding && !tx.ringing => {
-                // Timer B stops at the first response (§17.1.1.2): a phone may ring for
-                // minutes; the backstop ends one nobody cancelled (or whose 487 never came).
-                tx.ringing = true;
-                self.timers
-                    .schedule(Instant::now() + TIMER_C, (key, Timer::Timeout));
-            }
-            Timer::Timeout if tx.state != State::Completed => {
-                let _ = tx.user.send(Outcome::Timeout);
-                table.remove(&key);
-            }
-            Timer::Linger => {
-                table.remove(&key);
-            }
-            _ => {}
-        }
-    }
-
     fn retransmit(&self, key: &TxKey, tx: &mut ClientTx, next: Duration) {
         self.wire.send(tx.peer, tx.request.clone());
         tx.interval = next;

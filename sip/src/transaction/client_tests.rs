@@ -6,6 +6,7 @@ use super::*;
 use crate::parse::parse_datagram;
 use crate::transaction::server::tests::Capture;
 use crate::transport::Transport;
+use std::sync::Arc;
 
 fn request(method: &str) -> SipMessage {
     let text = format!(

@@ -9,20 +9,42 @@ use super::timers::{Deadlines, TimerQueue};
 use super::TxKey;
 use crate::transport::Wire;
 
-/// One kind of transaction (client or server).
-pub(crate) trait Kind: Sized + Send + Sync + 'static {
-    /// A transaction's state.
-    type Tx: Send;
+/// One kind of transaction (client or server): the state of one transaction.
+pub trait Kind: Sized + Send + Sync + 'static {
     /// Its timers.
     type Timer: Ord + Send;
-    /// Acts on `timer` of the transaction `key`, which passed.
-    fn fire(layer: &Layer<Self>, key: TxKey, timer: Self::Timer);
+    /// Acts on `timer` of the live transaction `tx` (`key`), which passed, with the table
+    /// locked; true when the transaction is over and is forgotten.
+    fn fire(&mut self, layer: &Layer<Self>, key: &TxKey, timer: Self::Timer) -> bool;
 }
 
-/// The transactions of one kind.
-pub(crate) struct Layer<K: Kind> {
+/// The transactions of one kind (`K`, the state of one) of an endpoint; cheap to clone.
+pub struct Transactions<K: Kind> {
+    /// Shared state.
+    pub(crate) inner: Arc<Layer<K>>,
+}
+
+impl<K: Kind> Clone for Transactions<K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K: Kind> Transactions<K> {
+    /// The layer, with its timer task running until the last handle is dropped.
+    pub fn new(wire: Arc<dyn Wire>) -> Self {
+        Self {
+            inner: Layer::start(wire),
+        }
+    }
+}
+
+/// The table, deadlines and wire of one kind of transaction.
+pub struct Layer<K: Kind> {
     /// Live transactions.
-    table: Mutex<HashMap<TxKey, K::Tx>>,
+    table: Mutex<HashMap<TxKey, K>>,
     /// Their deadlines.
     pub(crate) timers: TimerQueue<(TxKey, K::Timer)>,
     /// Where messages are sent.
@@ -42,7 +64,7 @@ impl<K: Kind> Layer<K> {
     }
 
     /// The live transactions (a panic elsewhere while holding them loses nothing here).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<TxKey, K::Tx>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<TxKey, K>> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -55,6 +77,12 @@ impl<K: Kind> Deadlines for Layer<K> {
     }
 
     fn fire(&self, (key, timer): Self::Due) {
-        K::fire(self, key, timer);
+        let mut table = self.lock();
+        let Some(tx) = table.get_mut(&key) else {
+            return; // over before its timer
+        };
+        if tx.fire(self, &key, timer) {
+            table.remove(&key);
+        }
     }
 }

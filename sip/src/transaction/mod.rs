@@ -3,11 +3,16 @@
 
 pub mod client;
 pub mod consts;
-mod layer;
+pub mod layer;
 pub mod server;
 mod timers;
 
 use super::headers::Via;
+
+/// The client transactions of an endpoint (requests the relay sends); cheap to clone.
+pub type ClientTransactions = layer::Transactions<client::ClientTx>;
+/// The server transactions of an endpoint (requests the relay answers); cheap to clone.
+pub type ServerTransactions = layer::Transactions<server::ServerTx>;
 use super::message::{Method, SipMessage};
 
 /// What identifies a transaction (RFC 3261 §17.2.3): the branch, the sent-by and the method

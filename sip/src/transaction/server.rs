@@ -2,7 +2,6 @@
 //! final responses to INVITE are retransmitted over UDP until the ACK (Timers G, H, I), and a
 //! completed transaction lingers to absorb retransmissions (Timer J) before it is forgotten.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,8 +9,9 @@ use tokio::time::Instant;
 
 use super::consts::{backoff, T1, T4, TIMEOUT};
 use super::layer::{Kind, Layer};
+use super::ServerTransactions;
 use super::TxKey;
-use crate::transport::{Peer, Wire};
+use crate::transport::Peer;
 
 /// Transaction states (§17.2.1, §17.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,8 @@ pub enum Received {
 }
 
 #[derive(Debug)]
-struct ServerTx {
+/// One server transaction.
+pub struct ServerTx {
     /// INVITE transaction.
     invite: bool,
     /// State.
@@ -55,7 +56,7 @@ struct ServerTx {
 
 /// Timers of server transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
+pub enum Timer {
     /// Retransmit the final response to an INVITE.
     G,
     /// Give up waiting for the ACK.
@@ -66,35 +67,33 @@ enum Timer {
     J,
 }
 
-/// The server transactions of an endpoint; cheap to clone.
-#[derive(Clone)]
-pub struct ServerTransactions {
-    /// Shared state.
-    inner: Arc<Inner>,
-}
+type Inner = Layer<ServerTx>;
 
-/// Server transactions.
-struct Server;
-
-type Inner = Layer<Server>;
-
-impl Kind for Server {
-    type Tx = ServerTx;
+impl Kind for ServerTx {
     type Timer = Timer;
 
-    fn fire(layer: &Inner, key: TxKey, timer: Timer) {
-        layer.fire(key, timer);
+    fn fire(&mut self, layer: &Inner, key: &TxKey, timer: Timer) -> bool {
+        match timer {
+            Timer::G if self.state == State::Completed => {
+                self.interval = backoff(self.interval);
+                if let Some(last) = &self.last {
+                    layer.wire.send(self.peer, last.clone());
+                }
+                let next = Instant::now() + self.interval;
+                layer.timers.schedule(next, (key.clone(), Timer::G));
+                false
+            }
+            Timer::H if self.state == State::Completed => {
+                tracing::debug!(branch = %key.branch, "no ACK for a final response (Timer H)");
+                true
+            }
+            Timer::I | Timer::J => true,
+            _ => false,
+        }
     }
 }
 
 impl ServerTransactions {
-    /// The layer, with its timer task running until the last handle is dropped.
-    pub fn new(wire: Arc<dyn Wire>) -> Self {
-        Self {
-            inner: Layer::start(wire),
-        }
-    }
-
     /// Routes an incoming request to its transaction, or opens one.
     pub fn receive(&self, key: &TxKey, is_ack: bool, peer: Peer) -> Received {
         let mut table = self.inner.lock();
@@ -198,35 +197,6 @@ impl ServerTransactions {
     /// True when no transaction is alive.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-impl Inner {
-    fn fire(&self, key: TxKey, timer: Timer) {
-        let mut table = self.lock();
-        let Some(tx) = table.get_mut(&key) else {
-            return;
-        };
-        match timer {
-            Timer::G if tx.state == State::Completed => {
-                let (peer, last) = (tx.peer, tx.last.clone());
-                tx.interval = backoff(tx.interval);
-                let next = tx.interval;
-                drop(table);
-                if let Some(last) = last {
-                    self.wire.send(peer, last);
-                }
-                self.timers.schedule(Instant::now() + next, (key, Timer::G));
-            }
-            Timer::H if tx.state == State::Completed => {
-                tracing::debug!(branch = %key.branch, "no ACK for a final response (Timer H)");
-                table.remove(&key);
-            }
-            Timer::I | Timer::J => {
-                table.remove(&key);
-            }
-            _ => {}
-        }
     }
 }
 

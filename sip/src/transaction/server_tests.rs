@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use super::*;
 use crate::transport::Transport;
+use crate::transport::Wire;
+use std::sync::Arc;
 use std::sync::Mutex;
 
 /// A wire that records what would be sent, and when.

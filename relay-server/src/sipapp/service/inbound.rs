@@ -13,9 +13,6 @@ pub const ACCEPT: &str = "text/xml, application/soap+xml";
 /// The Content-Type of SOAP bodies the relay sends.
 pub const CONTENT_TYPE: &str = "text/xml";
 
-/// The methods this feature answers (gathered into the Allow header by the core).
-pub const METHODS: &[&str] = &["SERVICE"];
-
 /// Answers one SERVICE request.
 pub async fn answer(services: Option<&Services>, req: &SipMessage, allow: &str) -> Reply {
     let media = req.header("Content-Type").map(|v| {

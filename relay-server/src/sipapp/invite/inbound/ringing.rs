@@ -1,0 +1,313 @@
+//! A phone's INVITE to a web user until it is answered: the call context, the invite to
+//! every live web contact, ringing, the answer or the rejection, no answer in time.
+
+use super::*;
+
+impl Invites {
+    /// Answers an INVITE (its 100 Trying is out).
+    pub async fn invite(&self, responder: Responder) {
+        let reply = self.run(&responder).await;
+        if let Some(reply) = reply {
+            responder.reply(reply);
+        }
+    }
+
+    /// Handles the INVITE; the final reply, unless it was sent already (a 2xx).
+    pub(super) async fn run(&self, responder: &Responder) -> Option<Reply> {
+        let req = responder.request();
+        let StartLine::Request { uri, .. } = &req.start else {
+            return Some(Reply::bad_request("not a request"));
+        };
+        let Some(callee) = uri.sip().and_then(|u| u.address()) else {
+            return Some(Reply::new(404, "Not Found"));
+        };
+        let from = match req.from() {
+            Ok(f) => f,
+            Err(why) => return Some(Reply::bad_request(why)),
+        };
+        if from.tag().is_none() {
+            return Some(Reply::bad_request("From has no tag"));
+        }
+        let caller = address_of(&from);
+        let call_id = req.call_id().unwrap_or_default().to_owned();
+        let contact = match req.contacts() {
+            Ok(Some(list)) if list.len() == 1 => list[0].uri.to_string(),
+            Ok(_) => return Some(Reply::bad_request("an INVITE needs one Contact")),
+            Err(why) => return Some(Reply::bad_request(why)),
+        };
+        if lock(&self.inner.dialogs).contains_key(&call_id) {
+            // A re-INVITE: the relay does not renegotiate media.
+            return Some(Reply::new(488, "Not Acceptable Here (re-INVITE)"));
+        }
+        let contacts = match self.inner.store.user(&callee).await {
+            Ok(Some(_)) => match self.inner.store.contacts(&callee, now_ms()).await {
+                Ok(c) => c,
+                Err(e) => return Some(internal(&e.to_string())),
+            },
+            Ok(None) => return Some(Reply::new(404, "Not Found")),
+            Err(e) => return Some(internal(&e.to_string())),
+        };
+        // The body after the user (RFC 3261 §8.2.2 before §8.2.3): 404 before 415.
+        let sdp = match offer(req) {
+            Ok(sdp) => sdp,
+            Err(reply) => return Some(reply),
+        };
+        let web: Vec<i64> = contacts
+            .iter()
+            .filter(|c| c.source != ContactSource::Sip)
+            .map(|c| c.id)
+            .collect();
+        if web.is_empty() {
+            self.missed_call(&caller, &callee, &call_id).await;
+            return Some(Reply::new(480, "Temporarily Unavailable (not logged in)"));
+        }
+        if lock(&self.inner.pending).len() >= MAX_PENDING {
+            return Some(Reply::new(503, "Service Unavailable (too many calls)"));
+        }
+        let call = match self
+            .inner
+            .calls
+            .create(
+                &callee,
+                CreateCall {
+                    subject: Some(format!("Call from {caller}")),
+                    data: serde_json::Map::from_iter(
+                        [
+                            ("from".to_owned(), json!(caller)),
+                            ("sip".to_owned(), json!({"callId": call_id})),
+                        ]
+                        .into_iter()
+                        // The caller's offer, for a page that answers by joining the call.
+                        .chain(sdp.as_ref().map(|o| ("sdp".to_owned(), json!(o)))),
+                    ),
+                },
+            )
+            .await
+        {
+            Ok(call) => call,
+            Err(e) => return Some(internal(&e.to_string())),
+        };
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        lock(&self.inner.pending).insert(
+            id,
+            Pending {
+                caller: caller.clone(),
+                callee: callee.clone(),
+                answer: tx,
+                key: responder.key().clone(),
+                peer: responder.peer(),
+                offer: sdp.is_some(),
+                context: call.id.clone(),
+            },
+        );
+        let mut body = message("invite", id, &call_id);
+        body["from"] = json!(caller);
+        body["sdp"] = json!(sdp);
+        body["url"] = json!(format!("/call/{}", call.id));
+        let mut live = false;
+        let mut reached = Vec::new();
+        let mut busy = false;
+        for cid in &web {
+            match self
+                .inner
+                .inbox
+                .send(&caller, &callee, Some(*cid), body.clone())
+                .await
+            {
+                Ok(receipt) => {
+                    live |= receipt
+                        .deliveries
+                        .iter()
+                        .any(|d| d.status == DeliveryStatus::Delivered);
+                    reached.push(*cid);
+                }
+                Err(Error::Limit(_)) => busy = true,
+                Err(e) => tracing::debug!(error = %e, "invite SEND failed"),
+            }
+        }
+        if reached.is_empty() {
+            lock(&self.inner.pending).remove(&id);
+            self.forget_context(&call.id, &callee).await;
+            return Some(if busy {
+                Reply::new(486, "Busy Here")
+            } else {
+                Reply::new(480, "Temporarily Unavailable")
+            });
+        }
+        let tag = new_tag();
+        if live {
+            responder.reply(Reply::new(180, "Ringing").with_to_tag(tag.clone()));
+        }
+        let answer = tokio::time::timeout(self.inner.timeout, rx.recv()).await;
+        lock(&self.inner.pending).remove(&id);
+        let cancel = |reason: &str| {
+            let mut cancel = message("cancel", id, &call_id);
+            cancel["reason"] = json!(reason);
+            cancel
+        };
+        if !matches!(answer, Ok(Some(Answer::Accept(..)))) {
+            // The call is over: its context is gone before anyone hears so.
+            self.forget_context(&call.id, &callee).await;
+        }
+        let reply = match answer {
+            Ok(Some(Answer::Accept(sdp, login))) => {
+                let others = others(&reached, login);
+                self.tell(&caller, &callee, &others, cancel("answered elsewhere"))
+                    .await;
+                let ctx = call.id.clone();
+                self.answered(responder, id, &caller, &callee, contact, tag, sdp, ctx);
+                return None;
+            }
+            Ok(Some(Answer::Reject(code, reason, login))) => {
+                let others = others(&reached, login);
+                self.tell(&caller, &callee, &others, cancel("rejected elsewhere"))
+                    .await;
+                Reply::new(code, reason).with_to_tag(tag)
+            }
+            Ok(Some(Answer::Cancel)) => {
+                self.tell(&caller, &callee, &reached, message("cancel", id, &call_id))
+                    .await;
+                Reply::new(487, "Request Terminated").with_to_tag(tag)
+            }
+            Ok(Some(Answer::Gone)) => {
+                self.tell(&caller, &callee, &reached, cancel(dialog::CONNECTION_LOST))
+                    .await;
+                self.missed_call(&caller, &callee, &call_id).await;
+                // Nobody hears it: the connection is gone.
+                Reply::new(487, "Request Terminated").with_to_tag(tag)
+            }
+            Ok(None) | Err(_) => {
+                self.tell(&caller, &callee, &reached, cancel("timeout"))
+                    .await;
+                self.missed_call(&caller, &callee, &call_id).await;
+                Reply::new(480, "Temporarily Unavailable (no answer)").with_to_tag(tag)
+            }
+        };
+        Some(reply)
+    }
+
+    /// The session description `user` last joined the call context with, when it is one (a
+    /// string, or an object's `sdp` string); empty otherwise.
+    pub(super) async fn joined_session(&self, context: &str, user: &str) -> String {
+        let Ok(call) = self.inner.calls.view(context).await else {
+            return String::new();
+        };
+        call.children
+            .iter()
+            .rev()
+            .filter(|p| p.user == user)
+            .find_map(|p| {
+                let session = p.session.as_ref()?;
+                session
+                    .as_str()
+                    .or_else(|| session.get("sdp")?.as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default()
+    }
+
+    /// Deletes the call context the relay made for a call that ended.
+    pub(super) async fn forget_context(&self, context: &str, callee: &str) {
+        if let Err(e) = self.inner.calls.delete(context, callee).await {
+            tracing::debug!(error = %e, "call context not deleted");
+        }
+    }
+
+    /// Sends the 200 OK with the answer, keeps the dialog and retransmits the 2xx over UDP
+    /// until its ACK (RFC 3261 §13.3.1.4).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn answered(
+        &self,
+        responder: &Responder,
+        id: u64,
+        caller: &str,
+        callee: &str,
+        target: String,
+        tag: String,
+        sdp: String,
+        context: String,
+    ) {
+        let req = responder.request();
+        let peer = responder.peer();
+        let listen = self.inner.endpoint.listen();
+        let local_addr = outgoing::local_addr(listen, peer.addr);
+        let transport = if peer.transport.reliable() {
+            ";transport=tcp"
+        } else {
+            ""
+        };
+        let mut ok = Reply::new(200, "OK")
+            .with(
+                "Contact",
+                format!("<sip:{}{transport}>", outgoing::host_port(local_addr)),
+            )
+            .with("Allow", responder.endpoint().allow())
+            .with_to_tag(tag.clone());
+        if !sdp.is_empty() {
+            ok = ok.with_body("application/sdp", sdp.into_bytes());
+        }
+        let acked = Arc::new(Notify::new());
+        let call_id = req.call_id().unwrap_or_default().to_owned();
+        {
+            let mut dialogs = lock(&self.inner.dialogs);
+            let day_ago = now_ms() - 86_400_000;
+            dialogs.retain(|_, d| d.since > day_ago);
+            if dialogs.len() < MAX_DIALOGS {
+                dialogs.insert(
+                    call_id.clone(),
+                    Dialog {
+                        id,
+                        caller: caller.to_owned(),
+                        callee: callee.to_owned(),
+                        acked: acked.clone(),
+                        local: format!("{};tag={tag}", req.header("To").unwrap_or_default()),
+                        remote: req.header("From").unwrap_or_default().to_owned(),
+                        target,
+                        peer,
+                        routes: req
+                            .headers_named("Record-Route")
+                            .flat_map(restsip_sip::headers::split_list)
+                            .map(|r| r.trim().to_owned())
+                            .collect(),
+                        since: now_ms(),
+                        context,
+                        cseq: 0,
+                    },
+                );
+            }
+        }
+        let data = responder.reply(ok);
+        let responder_end = Instant::now() + TIMEOUT;
+        let resend = {
+            let endpoint = responder.endpoint().clone();
+            move |d: bytes::Bytes| endpoint.send_to(peer, d)
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            // Over TCP the 2xx is not retransmitted, but its ACK is awaited as long.
+            let mut interval = if peer.transport.reliable() {
+                TIMEOUT
+            } else {
+                T1
+            };
+            loop {
+                tokio::select! {
+                    () = acked.notified() => break,
+                    () = tokio::time::sleep(interval) => {}
+                }
+                if Instant::now() >= responder_end {
+                    // §13.3.1.4: the session ends with a BYE.
+                    tracing::debug!("no ACK for a 2xx to INVITE");
+                    this.vanished(&call_id, id, dialog::NO_ACK, true).await;
+                    return;
+                }
+                if !peer.transport.reliable() {
+                    resend(data.clone());
+                }
+                interval = (interval * 2).min(T2);
+            }
+            this.keep(&call_id, id).await;
+        });
+    }
+}

@@ -1,0 +1,20 @@
+//! Calls between phones and web users, by direction: [`inbound`], a phone's INVITE to a web
+//! user; [`outbound`], a web user's invite SEND to phones. Both end in a dialog the relay
+//! keeps alive with OPTIONS probes (see [`restsip_sip::dialog`]).
+
+pub mod inbound;
+pub mod outbound;
+
+/// The methods this feature answers (gathered into the Allow header by the core).
+pub const METHODS: &[&str] = &["INVITE", "ACK", "CANCEL", "BYE"];
+
+/// The clocks of calls between web users and phones.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallTimers {
+    /// How long a phone may ring before the relay cancels the call (zero: no limit); also how
+    /// long a phone's INVITE waits for a web user's answer.
+    pub ring: std::time::Duration,
+    /// How often an answered call is probed with an OPTIONS in its dialog (zero: never); see
+    /// [`restsip_sip::dialog`].
+    pub keepalive: std::time::Duration,
+}

@@ -1,0 +1,370 @@
+//! Calls from web users to phones (REST → SIP INVITE). A SEND of `{"command": "invite"}` to a
+//! user with registered phones is an INVITE to each phone in a client transaction (the SDP
+//! offer as `application/sdp`, else the call URL as `text/plain`); its responses come back to
+//! the sender's inbox as SENDs from the callee: 180/183 `ringing`, 200 `accept` with the
+//! answer SDP (the relay sends the ACK, and cancels the other phones), 3xx–6xx `reject` with
+//! the code and reason. A SEND of `cancel` is a CANCEL, a SEND of `bye` a BYE; a BYE from the
+//! phone is a `bye` message. An `invite` SEND to an address that is not an account goes the
+//! same way through the upstream server (`--sip-upstream`), a 401/407 answered once; requests
+//! in the dialog follow the 2xx's Record-Route.
+
+mod placed;
+mod responses;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use restsip_protocol::{Delivery, DeliveryStatus, SendReceipt, SipStatus};
+use serde_json::{json, Value};
+
+use super::CallTimers;
+use crate::clock::now_ms;
+use crate::inbox::Inbox;
+use crate::sipapp::im::sip_user;
+use crate::store::ContactRecord;
+use restsip_sip::endpoint::WeakEndpoint;
+use restsip_sip::message::{Method, SipMessage, StartLine};
+use restsip_sip::outgoing;
+use restsip_sip::transaction::client::Outcome;
+use restsip_sip::transport::Peer;
+use restsip_sip::uri::Uri;
+
+/// Most calls to phones at once.
+const MAX_CALLS: usize = 10_000;
+/// Longest SDP or URL sent in an INVITE.
+const MAX_BODY: usize = 32_768;
+
+/// Where a leg of a call is.
+enum Leg {
+    /// INVITE sent, no final response: the INVITE, for a CANCEL.
+    Ringing(SipMessage),
+    /// Answered: what the relay's requests in the dialog need.
+    Up {
+        /// From of the relay's requests (the INVITE's From with its tag).
+        local: String,
+        /// To of the relay's requests (the 200's To with the phone's tag).
+        remote: String,
+        /// The phone's Contact: Request-URI of the relay's requests.
+        target: String,
+        /// The route set (the 2xx's Record-Route reversed, else the INVITE's Route).
+        routes: Vec<String>,
+        /// The INVITE's CSeq number (BYE takes the next).
+        cseq: u32,
+    },
+}
+
+/// One INVITE to one phone.
+struct Call {
+    /// The web user calling.
+    sender: String,
+    /// The user called.
+    callee: String,
+    /// The id the sender's invite carried (echoed in the messages back), or null.
+    id: Value,
+    /// Where the phone is reached.
+    peer: Peer,
+    /// Where the leg is.
+    leg: Leg,
+    /// When it started (ms), to forget calls nobody ended.
+    since: i64,
+    /// The sender has been told of the answer (a `bye` may follow).
+    told: bool,
+    /// The connection closed before the sender was told of the answer.
+    gone: bool,
+}
+
+/// Where an INVITE goes.
+struct Target {
+    /// Request-URI.
+    uri: Uri,
+    /// The next hop.
+    peer: Peer,
+    /// Route values (a Path, the upstream server).
+    routes: Vec<String>,
+    /// The address called (To).
+    callee: String,
+    /// Digest credentials for a 401/407, if any.
+    credentials: Option<(String, String)>,
+}
+
+/// Calls from web users to phones; cheap to clone.
+#[derive(Clone)]
+pub struct Outgoing {
+    /// Shared state.
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The sender's inbox gets the phones' answers.
+    inbox: Inbox,
+    /// Legs by Call-ID.
+    calls: Mutex<HashMap<String, Call>>,
+    /// The endpoint and the listening address.
+    endpoint: WeakEndpoint,
+    /// How long phones ring and how often answered calls are probed.
+    timers: CallTimers,
+}
+
+impl Call {
+    /// The answered leg's dialog and its CSeq counter; None while it rings.
+    fn dialog<'a>(
+        &'a mut self,
+        call_id: &'a str,
+    ) -> Option<(restsip_sip::dialog::InDialog<'a>, &'a mut u32)> {
+        let peer = self.peer;
+        let Leg::Up {
+            local,
+            remote,
+            target,
+            routes,
+            cseq,
+        } = &mut self.leg
+        else {
+            return None;
+        };
+        let d = restsip_sip::dialog::InDialog {
+            call_id,
+            local,
+            remote,
+            target,
+            routes,
+            peer,
+        };
+        Some((d, cseq))
+    }
+}
+
+fn failed(code: u16, reason: &str) -> SipStatus {
+    SipStatus {
+        code,
+        reason: reason.to_owned(),
+    }
+}
+
+/// Whether the id of a `cancel` or `bye` SEND names the call (no id names any).
+fn same_id(body: &Value, id: &Value) -> bool {
+    match body.get("id") {
+        None | Some(Value::Null) => true,
+        Some(v) => v == id,
+    }
+}
+
+impl Outgoing {
+    /// Calls sent through `endpoint`, answered into `inbox`, under `timers`.
+    pub fn new(inbox: Inbox, endpoint: WeakEndpoint, timers: CallTimers) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                inbox,
+                calls: Mutex::default(),
+                endpoint,
+                timers,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Call>> {
+        self.inner.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends an INVITE for an `invite` SEND body from `sender` to the phone `contact`; the
+    /// status is the phone's first response (a 1xx counts as delivered).
+    pub async fn invite(&self, sender: &str, contact: &ContactRecord, body: &Value) -> SipStatus {
+        let weak = &self.inner.endpoint;
+        let _ = &weak.listen();
+        let Some(endpoint) = weak.upgrade() else {
+            return failed(503, "Service Unavailable (SIP is stopping)");
+        };
+        let open = |p: Peer| endpoint.is_open(p);
+        let Some((uri, peer)) = crate::sipapp::contact::contact_peer(contact, open) else {
+            return failed(480, "Temporarily Unavailable (no usable contact address)");
+        };
+        drop(endpoint);
+        let target = Target {
+            uri,
+            peer,
+            routes: crate::sipapp::contact::contact_routes(contact),
+            callee: contact.email.clone(),
+            credentials: None,
+        };
+        self.start(sender, target, body).await
+    }
+
+    /// Sends an INVITE for an `invite` SEND body from `sender` to `address`, which is not an
+    /// account here, through the upstream server (a 401/407 is answered once).
+    pub async fn invite_upstream(
+        &self,
+        sender: &str,
+        address: &str,
+        body: &Value,
+        upstream: &crate::sipapp::upstream::UpstreamSender,
+    ) -> SipStatus {
+        let Some(uri) = crate::sipapp::upstream::UpstreamSender::target(address) else {
+            return failed(404, "Not Found (not a SIP address)");
+        };
+        let Some(peer) = upstream.peer().await else {
+            return failed(
+                503,
+                "Service Unavailable (cannot resolve the upstream server)",
+            );
+        };
+        let target = Target {
+            uri,
+            peer,
+            routes: vec![upstream.route().to_owned()],
+            callee: address.to_owned(),
+            credentials: upstream.credentials_of(sender).cloned(),
+        };
+        self.start(sender, target, body).await
+    }
+
+    /// Sends the INVITE to `target` and follows its responses.
+    async fn start(&self, sender: &str, target: Target, body: &Value) -> SipStatus {
+        let weak = &self.inner.endpoint;
+        let listen = &weak.listen();
+        let Some(endpoint) = weak.upgrade() else {
+            return failed(503, "Service Unavailable (SIP is stopping)");
+        };
+        if self.lock().len() >= MAX_CALLS {
+            return failed(503, "Service Unavailable (too many calls)");
+        }
+        let Target {
+            uri,
+            peer,
+            routes,
+            callee,
+            credentials,
+        } = target;
+        let local = outgoing::local_addr(*listen, peer.addr);
+        let mut req = outgoing::request(Method::INVITE, uri, local, peer.transport);
+        for route in routes {
+            req.push("Route", route);
+        }
+        let from = format!("<sip:{}>;tag={}", sip_user(sender), outgoing::token());
+        let call_id = format!("{}@{}", outgoing::token(), outgoing::host_port(local));
+        req.push("From", from);
+        req.push("To", format!("<sip:{}>", sip_user(&callee)));
+        req.push("Call-ID", call_id.clone());
+        req.push("CSeq", "1 INVITE");
+        let transport = if peer.transport.reliable() {
+            ";transport=tcp"
+        } else {
+            ""
+        };
+        req.push(
+            "Contact",
+            format!(
+                "<sip:{}@{}{transport}>",
+                sip_user(sender).split('@').next().unwrap_or_default(),
+                outgoing::host_port(local)
+            ),
+        );
+        req.push("Allow", endpoint.allow());
+        let sdp = body.get("sdp").and_then(Value::as_str);
+        let url = body.get("url").and_then(Value::as_str);
+        let (content_type, text) = match (sdp, url) {
+            (Some(sdp), _) => ("application/sdp", sdp),
+            (None, Some(url)) => ("text/plain;charset=UTF-8", url),
+            (None, None) => ("", ""),
+        };
+        if text.len() > MAX_BODY {
+            return failed(513, "Message Too Large");
+        }
+        if !text.is_empty() {
+            req.push("Content-Type", content_type);
+            req.body = text.as_bytes().to_vec();
+        }
+        let Some(mut rx) = endpoint.client().send(&req, peer) else {
+            return failed(503, "Service Unavailable (request could not be sent)");
+        };
+        drop(endpoint);
+        let id = body.get("id").cloned().unwrap_or(Value::Null);
+        self.lock().insert(
+            call_id.clone(),
+            Call {
+                sender: sender.to_owned(),
+                callee,
+                id,
+                peer,
+                leg: Leg::Ringing(req),
+                since: now_ms(),
+                told: false,
+                gone: false,
+            },
+        );
+        let ring = self.inner.timers.ring;
+        if !ring.is_zero() {
+            let (this, call_id) = (self.clone(), call_id.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(ring).await;
+                this.unanswered(&call_id).await;
+            });
+        }
+        let mut first = rx.recv().await;
+        if let Some(Outcome::Response(resp)) = &first {
+            if let Some(again) = self.authorize(&call_id, resp, credentials.as_ref()) {
+                rx = again;
+                first = rx.recv().await;
+            }
+        }
+        let status = match &first {
+            Some(Outcome::Response(resp)) => match &resp.start {
+                StartLine::Response { code, reason } => failed(*code, reason),
+                StartLine::Request { .. } => failed(500, "Server Internal Error"),
+            },
+            Some(Outcome::Timeout) | None => failed(408, "Request Timeout"),
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut next = first;
+            while let Some(outcome) = next {
+                if this.on_outcome(&call_id, outcome).await {
+                    return;
+                }
+                next = rx.recv().await;
+            }
+        });
+        status
+    }
+
+    /// Sends the INVITE of a leg again with the answer to the challenge of `resp` (a 401 or
+    /// 407) and a new CSeq; the new transaction's outcomes.
+    fn authorize(
+        &self,
+        call_id: &str,
+        resp: &SipMessage,
+        credentials: Option<&(String, String)>,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<Outcome>> {
+        let weak = &self.inner.endpoint;
+        let listen = &weak.listen();
+        let mut calls = self.lock();
+        let call = calls.get_mut(call_id)?;
+        let Leg::Ringing(invite) = &call.leg else {
+            return None;
+        };
+        let StartLine::Request { uri, .. } = &invite.start else {
+            return None;
+        };
+        let answer =
+            crate::sipapp::upstream::authorization(resp, credentials, uri, &Method::INVITE)?;
+        let seq = invite.cseq().map(|c| c.seq).unwrap_or(1) + 1;
+        let local = outgoing::local_addr(*listen, call.peer.addr);
+        let mut again = outgoing::request(Method::INVITE, uri.clone(), local, call.peer.transport);
+        for h in &invite.headers {
+            let skip = ["Via", "Max-Forwards", "CSeq", "Content-Type"];
+            if !skip.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
+                again.push(h.name.clone(), h.value.clone());
+            }
+        }
+        again.push("CSeq", format!("{seq} INVITE"));
+        again.push(answer.0, answer.1);
+        if let Some(t) = invite.header("Content-Type") {
+            again.push("Content-Type", t.to_owned());
+        }
+        again.body = invite.body.clone();
+        let endpoint = weak.upgrade()?;
+        let rx = endpoint.client().send(&again, call.peer)?;
+        call.leg = Leg::Ringing(again);
+        Some(rx)
+    }
+}
