@@ -6,7 +6,6 @@ use std::rc::Rc;
 
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
 
 use crate::error::{ClientError, Result};
 use crate::events::Emitter;
@@ -14,6 +13,7 @@ use crate::http::{Http, Pending};
 use crate::invite::{IncomingInvite, Invitation, InviteState, Step};
 use crate::js;
 use crate::socket::Connection;
+use crate::task::{promise, spawn};
 
 /// State shared by the client, its streams and its invitation objects.
 pub(crate) struct Shared {
@@ -251,20 +251,6 @@ export interface Served {
 /// A promise already rejected with `error`.
 fn rejected(error: JsValue) -> Promise {
     promise(Box::pin(Pending::failed(error)))
-}
-
-/// A boxed operation of the client.
-pub(crate) type Op = js::Task<Result<JsValue>>;
-
-/// Runs an operation as a promise. Boxing makes every method share one instance of the
-/// promise glue instead of one per method, which keeps the module small.
-pub(crate) fn promise(op: Op) -> Promise {
-    future_to_promise(op)
-}
-
-/// Runs a background task (a refresh loop, a reconnect), through the same boxed glue.
-pub(crate) fn spawn(task: js::Task<()>) {
-    wasm_bindgen_futures::spawn_local(task);
 }
 
 impl Client {

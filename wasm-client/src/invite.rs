@@ -11,11 +11,12 @@ use std::task::{Context, Poll};
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 
-use crate::client::{promise, Shared};
+use crate::client::Shared;
 use crate::error::{ClientError, Result};
 use crate::events::Emitter;
 use crate::http::Pending;
 use crate::js;
+use crate::task::promise;
 
 /// Shared state of one invitation (either side).
 pub(crate) struct InviteState {

@@ -18,6 +18,7 @@ mod invite;
 mod js;
 mod session;
 mod socket;
+mod task;
 
 pub use client::{Client, Watch};
 pub use invite::{IncomingInvite, Invitation};

@@ -7,9 +7,10 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
-use crate::client::{spawn, Shared};
+use crate::client::Shared;
 use crate::error::{ClientError, Result};
 use crate::js;
+use crate::task::spawn;
 
 /// Refresh when this share of the lifetime has passed.
 const REFRESH_AT: f64 = 0.75;
