@@ -9,13 +9,13 @@ use wasm_bindgen::prelude::*;
 
 use crate::error::{ClientError, Result};
 use crate::events::Emitter;
-use crate::http::{Http, Pending};
+use crate::http::{self, Http, Pending};
 use crate::invite::{IncomingInvite, Invitation, InviteState, Step};
 use crate::js;
 use crate::socket::Connection;
 use crate::task::{promise, spawn};
 
-/// State shared by the client, its streams and its invitation objects.
+/// State shared by the client, its session and its streams.
 pub(crate) struct Shared {
     /// REST access.
     pub(crate) http: Rc<Http>,
@@ -25,9 +25,6 @@ pub(crate) struct Shared {
     pub(crate) conn: Rc<Connection>,
     /// Logged-in user.
     email: Cell<Option<String>>,
-    /// The login, once made (or learnt from the owning tab).
-    /// (The relay's answer: `{id, url: "/login/{email}/{id}", expires}`; undefined before.)
-    login: Cell<JsValue>,
     /// Login body (contact, presence, expires) used for creating and refreshing.
     pub(crate) options: Cell<JsValue>,
     /// Whether tabs share the login.
@@ -58,19 +55,6 @@ impl Shared {
         email
     }
 
-    pub(crate) fn login(&self) -> JsValue {
-        js::peek(&self.login)
-    }
-
-    /// The login resource, `/login/{email}/{id}`.
-    pub(crate) fn login_url(&self) -> Option<String> {
-        js::get_str(&self.login(), "url")
-    }
-
-    pub(crate) fn set_login(&self, login: JsValue) {
-        self.login.set(login);
-    }
-
     pub(crate) fn bump_generation(&self) -> u32 {
         let next = self.generation.get() + 1;
         self.generation.set(next);
@@ -79,7 +63,7 @@ impl Shared {
 
     pub(crate) fn emit_login(&self, state: &str) {
         let event = js::object(&[("state", state.into())]);
-        if let Some(url) = self.login_url() {
+        if let Some(url) = self.http.login_url() {
             js::set(&event, "url", &url.into());
         }
         self.emitter.emit("login", &event);
@@ -115,32 +99,6 @@ impl Shared {
         }
     }
 
-    /// The resource a SEND goes to: an email means all of that user's contacts.
-    fn target(to: &str) -> String {
-        if to.starts_with('/') {
-            to.to_owned()
-        } else {
-            js::cat(&["/login/", to])
-        }
-    }
-
-    /// SENDs `body` to a user or one login.
-    pub(crate) fn send_to(&self, to: &str, body: &JsValue) -> Pending {
-        self.http.request("SEND", &Self::target(to), Some(body))
-    }
-
-    /// Joins `call` with this login and `session`.
-    pub(crate) fn join(&self, call: &str, session: &JsValue) -> Pending {
-        let Some(url) = self.login_url() else {
-            return Pending::failed(ClientError::not_logged_in());
-        };
-        let body = js::object(&[("url", url.into())]);
-        if !session.is_undefined() {
-            js::set(&body, "session", session);
-        }
-        self.http.request("POST", call, Some(&body))
-    }
-
     /// A SEND reached this user: tell the page, and move invitations along.
     pub(crate) fn dispatch_inbox(self: &Rc<Self>, message: &JsValue) {
         self.emitter.emit("message", message);
@@ -155,9 +113,9 @@ impl Shared {
         };
         match command.as_str() {
             "invite" => {
-                let state = InviteState::new(id, &from, &call, "ringing");
+                let state = InviteState::new(id, &from, &call, "ringing", self.http.clone());
                 self.incoming.borrow_mut().push(state.clone());
-                let invite = IncomingInvite::new(state, self.clone());
+                let invite = IncomingInvite::new(state);
                 self.emitter.emit("invite", &JsValue::from(invite));
             }
             "cancel" => {
@@ -280,7 +238,6 @@ impl Client {
                 emitter,
                 conn,
                 email: Cell::new(None),
-                login: Cell::new(JsValue::UNDEFINED),
                 options: Cell::new(js::object(&[])),
                 shared_tabs: Cell::new(true),
                 leader: Cell::new(false),
@@ -305,7 +262,7 @@ impl Client {
     /// This client's login resource (`/login/{email}/{id}`), once logged in.
     #[wasm_bindgen(getter, js_name = loginUrl)]
     pub fn login_url(&self) -> Option<String> {
-        self.inner.login_url()
+        self.inner.http.login_url()
     }
 
     /// Listens to `message` (a SEND to me: `InboxMessage`), `invite` (an `IncomingInvite`),
@@ -380,7 +337,7 @@ impl Client {
             return Promise::resolve(&JsValue::UNDEFINED);
         };
         let owned = inner.leader.get() || !inner.shared_tabs.get();
-        let url = inner.login_url();
+        let url = inner.http.login_url();
         inner.end_session();
         // The socket's tokens are revoked: nothing the page held works after it logs out.
         let revoked = inner.conn.stop();
@@ -409,7 +366,7 @@ impl Client {
     /// Publishes presence with the login (e.g. `{status: "away"}`).
     #[wasm_bindgen(js_name = setPresence, unchecked_return_type = "Promise<LoginCreated>")]
     pub fn set_presence(&self, presence: JsValue) -> Promise {
-        let Some(url) = self.inner.login_url() else {
+        let Some(url) = self.inner.http.login_url() else {
             return rejected(ClientError::not_logged_in());
         };
         js::set(&js::peek(&self.inner.options), "presence", &presence);
@@ -458,7 +415,7 @@ impl Client {
     /// (`"/login/alice@example.net/2"`).
     #[wasm_bindgen(unchecked_return_type = "Promise<SendReceipt>")]
     pub fn send(&self, to: String, body: JsValue) -> Promise {
-        self.rest("SEND", Shared::target(&to), Some(body))
+        self.rest("SEND", http::target(&to), Some(body))
     }
 
     /// Withdraws a SEND that has not been delivered yet (`messageId` from its receipt).
@@ -466,7 +423,7 @@ impl Client {
     pub fn cancel(&self, to: String, message_id: String) -> Promise {
         self.rest(
             "CANCEL",
-            Shared::target(&to),
+            http::target(&to),
             Some(js::object(&[("id", message_id.into())])),
         )
     }
@@ -481,10 +438,10 @@ impl Client {
             .strip_prefix("/login/")
             .and_then(|p| p.split('/').next())
             .unwrap_or(&to);
-        let state = InviteState::new(id, peer, &call, "sending");
+        let state = InviteState::new(id, peer, &call, "sending", inner.http.clone());
         inner.outgoing.borrow_mut().push(state.clone());
-        let pending = inner.send_to(&to, &state.command("invite"));
-        let invitation = JsValue::from(Invitation::new(state.clone(), inner.clone()));
+        let pending = inner.http.send_to(&to, &state.command("invite"));
+        let invitation = JsValue::from(Invitation::new(state.clone()));
         Step::new(pending, &state, "ringing", "failed", invitation).promise()
     }
 
@@ -508,7 +465,7 @@ impl Client {
     /// Joins a call with this login and a session description (any JSON or string).
     #[wasm_bindgen(js_name = joinCall, unchecked_return_type = "Promise<ParticipantCreated>")]
     pub fn join_call(&self, url: String, session: JsValue) -> Promise {
-        promise(Box::pin(self.inner.join(&url, &session)))
+        promise(Box::pin(self.inner.http.join(&url, &session)))
     }
 
     /// Replaces my session description in a call (`participant` is its URL).
