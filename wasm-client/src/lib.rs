@@ -17,6 +17,7 @@ mod http;
 mod invite;
 mod js;
 mod session;
+mod shared;
 mod socket;
 mod task;
 

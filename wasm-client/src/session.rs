@@ -7,9 +7,9 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
-use crate::client::Shared;
 use crate::error::{ClientError, Result};
 use crate::js;
+use crate::shared::Shared;
 use crate::task::spawn;
 
 /// Refresh when this share of the lifetime has passed.
