@@ -1,197 +1,17 @@
 //! `Client`: the API a page uses. Every method returns a Promise; failures reject with a
 //! `RestsipError` carrying a stable `code`.
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
 
-use crate::error::{ClientError, Result};
-use crate::events::Emitter;
-use crate::http::{Http, Pending};
-use crate::invite::{IncomingInvite, Invitation, InviteState, Step};
+use crate::error::ClientError;
+use crate::http::{self, Pending};
+use crate::invite::{Invitation, InviteState, Step};
 use crate::js;
-use crate::socket::Connection;
-
-/// State shared by the client, its streams and its invitation objects.
-pub(crate) struct Shared {
-    /// REST access.
-    pub(crate) http: Rc<Http>,
-    /// Page event handlers.
-    pub(crate) emitter: Rc<Emitter>,
-    /// The WebSocket.
-    pub(crate) conn: Rc<Connection>,
-    /// Logged-in user.
-    email: Cell<Option<String>>,
-    /// The login, once made (or learnt from the owning tab).
-    /// (The relay's answer: `{id, url: "/login/{email}/{id}", expires}`; undefined before.)
-    login: Cell<JsValue>,
-    /// Login body (contact, presence, expires) used for creating and refreshing.
-    pub(crate) options: Cell<JsValue>,
-    /// Whether tabs share the login.
-    pub(crate) shared_tabs: Cell<bool>,
-    /// Whether this tab owns the shared login.
-    pub(crate) leader: Cell<bool>,
-    /// Bumped when a refresh loop must stop.
-    pub(crate) generation: Cell<u32>,
-    /// Bumped on logout, so late lock grants are ignored.
-    pub(crate) session_generation: Cell<u32>,
-    /// The watch id of the inbox, and its handler.
-    pub(crate) inbox_watch: Cell<u32>,
-    pub(crate) inbox_handler: Cell<Option<js::Handler>>,
-    /// The BroadcastChannel to the other tabs, with its handler.
-    pub(crate) channel: RefCell<Option<(JsValue, js::Handler)>>,
-    /// Releases the Web Lock this tab holds.
-    pub(crate) release: Cell<JsValue>,
-    /// Invitations sent.
-    outgoing: RefCell<Vec<Rc<InviteState>>>,
-    /// Invitations received.
-    incoming: RefCell<Vec<Rc<InviteState>>>,
-}
-
-impl Shared {
-    pub(crate) fn email(&self) -> Option<String> {
-        let email = self.email.take();
-        self.email.set(email.clone());
-        email
-    }
-
-    pub(crate) fn login(&self) -> JsValue {
-        js::peek(&self.login)
-    }
-
-    /// The login resource, `/login/{email}/{id}`.
-    pub(crate) fn login_url(&self) -> Option<String> {
-        js::get_str(&self.login(), "url")
-    }
-
-    pub(crate) fn set_login(&self, login: JsValue) {
-        self.login.set(login);
-    }
-
-    pub(crate) fn bump_generation(&self) -> u32 {
-        let next = self.generation.get() + 1;
-        self.generation.set(next);
-        next
-    }
-
-    pub(crate) fn emit_login(&self, state: &str) {
-        let event = js::object(&[("state", state.into())]);
-        if let Some(url) = self.login_url() {
-            js::set(&event, "url", &url.into());
-        }
-        self.emitter.emit("login", &event);
-    }
-
-    pub(crate) fn emit_login_error(&self, state: &str, error: JsValue) {
-        let event = js::object(&[("state", state.into()), ("error", error)]);
-        self.emitter.emit("login", &event);
-    }
-
-    /// The end of `logIn`: `{email, url, id, expires, owner}`, or, when no login could be made,
-    /// the error (and nothing left of the attempt).
-    fn logged_in(&self, started: Result<JsValue>) -> Result<JsValue> {
-        match started {
-            Ok(login) => {
-                let result = js::copy(&login);
-                js::set(&result, "email", &self.email().into());
-                let owner = self.leader.get() || !self.shared_tabs.get();
-                js::set(&result, "owner", &JsValue::from_bool(owner));
-                Ok(result)
-            }
-            Err(e) => {
-                self.end_session();
-                for revoked in self.conn.stop() {
-                    spawn(Box::pin(async move {
-                        let _ = revoked.await;
-                    }));
-                }
-                self.email.set(None);
-                self.http.clear_credentials();
-                Err(e)
-            }
-        }
-    }
-
-    /// The resource a SEND goes to: an email means all of that user's contacts.
-    fn target(to: &str) -> String {
-        if to.starts_with('/') {
-            to.to_owned()
-        } else {
-            js::cat(&["/login/", to])
-        }
-    }
-
-    /// SENDs `body` to a user or one login.
-    pub(crate) fn send_to(&self, to: &str, body: &JsValue) -> Pending {
-        self.http.request("SEND", &Self::target(to), Some(body))
-    }
-
-    /// Joins `call` with this login and `session`.
-    pub(crate) fn join(&self, call: &str, session: &JsValue) -> Pending {
-        let Some(url) = self.login_url() else {
-            return Pending::failed(ClientError::not_logged_in());
-        };
-        let body = js::object(&[("url", url.into())]);
-        if !session.is_undefined() {
-            js::set(&body, "session", session);
-        }
-        self.http.request("POST", call, Some(&body))
-    }
-
-    /// A SEND reached this user: tell the page, and move invitations along.
-    pub(crate) fn dispatch_inbox(self: &Rc<Self>, message: &JsValue) {
-        self.emitter.emit("message", message);
-        let body = js::get(message, "body");
-        let (Some(command), Some(from), Some(call), Some(id)) = (
-            js::get_str(&body, "command"),
-            js::get_str(message, "from"),
-            js::get_str(&body, "url"),
-            js::get_f64(&body, "id"),
-        ) else {
-            return;
-        };
-        match command.as_str() {
-            "invite" => {
-                let state = InviteState::new(id, &from, &call, "ringing");
-                self.incoming.borrow_mut().push(state.clone());
-                let invite = IncomingInvite::new(state, self.clone());
-                self.emitter.emit("invite", &JsValue::from(invite));
-            }
-            "cancel" => {
-                if let Some(state) = find(&self.incoming, &from, &call, id) {
-                    state.set("cancelled");
-                }
-            }
-            "accept" | "reject" => {
-                if let Some(state) = find(&self.outgoing, &from, &call, id) {
-                    state.reason.set(js::get(&body, "reason"));
-                    state.set(if command == "accept" {
-                        "accepted"
-                    } else {
-                        "rejected"
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// The invitation (peer, call, id) in a list of them.
-fn find(
-    list: &RefCell<Vec<Rc<InviteState>>>,
-    peer: &str,
-    call: &str,
-    id: f64,
-) -> Option<Rc<InviteState>> {
-    list.borrow()
-        .iter()
-        .find(|s| s.peer == peer && s.call == call && s.id == id)
-        .cloned()
-}
+use crate::shared::Shared;
+use crate::task::promise;
 
 /// A restsip client: one per page (tabs of an origin share their login).
 #[wasm_bindgen]
@@ -253,20 +73,6 @@ fn rejected(error: JsValue) -> Promise {
     promise(Box::pin(Pending::failed(error)))
 }
 
-/// A boxed operation of the client.
-pub(crate) type Op = js::Task<Result<JsValue>>;
-
-/// Runs an operation as a promise. Boxing makes every method share one instance of the
-/// promise glue instead of one per method, which keeps the module small.
-pub(crate) fn promise(op: Op) -> Promise {
-    future_to_promise(op)
-}
-
-/// Runs a background task (a refresh loop, a reconnect), through the same boxed glue.
-pub(crate) fn spawn(task: js::Task<()>) {
-    wasm_bindgen_futures::spawn_local(task);
-}
-
 impl Client {
     /// One REST call as a promise: every simple method shares this one future type, which keeps
     /// the module small.
@@ -285,28 +91,8 @@ impl Client {
     /// page's own origin.
     #[wasm_bindgen(constructor)]
     pub fn new(url: Option<String>) -> Client {
-        let http = Rc::new(Http::new(url.as_deref().unwrap_or("")));
-        let emitter = Rc::new(Emitter::new());
-        let conn = Connection::new(http.clone(), emitter.clone());
         Client {
-            inner: Rc::new(Shared {
-                http,
-                emitter,
-                conn,
-                email: Cell::new(None),
-                login: Cell::new(JsValue::UNDEFINED),
-                options: Cell::new(js::object(&[])),
-                shared_tabs: Cell::new(true),
-                leader: Cell::new(false),
-                generation: Cell::new(0),
-                session_generation: Cell::new(0),
-                inbox_watch: Cell::new(0),
-                inbox_handler: Cell::new(None),
-                channel: RefCell::new(None),
-                release: Cell::new(JsValue::UNDEFINED),
-                outgoing: RefCell::new(Vec::new()),
-                incoming: RefCell::new(Vec::new()),
-            }),
+            inner: Shared::new(url.as_deref().unwrap_or("")),
         }
     }
 
@@ -319,7 +105,7 @@ impl Client {
     /// This client's login resource (`/login/{email}/{id}`), once logged in.
     #[wasm_bindgen(getter, js_name = loginUrl)]
     pub fn login_url(&self) -> Option<String> {
-        self.inner.login_url()
+        self.inner.http.login_url()
     }
 
     /// Listens to `message` (a SEND to me: `InboxMessage`), `invite` (an `IncomingInvite`),
@@ -378,7 +164,7 @@ impl Client {
                 inner.http.clear_credentials();
                 return Err(e);
             }
-            inner.email.set(Some(email));
+            inner.set_email(Some(email));
             inner.conn.start();
             let started = inner.start_session().await;
             inner.logged_in(started)
@@ -394,7 +180,7 @@ impl Client {
             return Promise::resolve(&JsValue::UNDEFINED);
         };
         let owned = inner.leader.get() || !inner.shared_tabs.get();
-        let url = inner.login_url();
+        let url = inner.http.login_url();
         inner.end_session();
         // The socket's tokens are revoked: nothing the page held works after it logs out.
         let revoked = inner.conn.stop();
@@ -406,7 +192,7 @@ impl Client {
             }
             _ => None,
         };
-        inner.email.set(None);
+        inner.set_email(None);
         inner.http.clear_credentials();
         promise(Box::pin(async move {
             for revocation in revoked {
@@ -423,7 +209,7 @@ impl Client {
     /// Publishes presence with the login (e.g. `{status: "away"}`).
     #[wasm_bindgen(js_name = setPresence, unchecked_return_type = "Promise<LoginCreated>")]
     pub fn set_presence(&self, presence: JsValue) -> Promise {
-        let Some(url) = self.inner.login_url() else {
+        let Some(url) = self.inner.http.login_url() else {
             return rejected(ClientError::not_logged_in());
         };
         js::set(&js::peek(&self.inner.options), "presence", &presence);
@@ -472,7 +258,7 @@ impl Client {
     /// (`"/login/alice@example.net/2"`).
     #[wasm_bindgen(unchecked_return_type = "Promise<SendReceipt>")]
     pub fn send(&self, to: String, body: JsValue) -> Promise {
-        self.rest("SEND", Shared::target(&to), Some(body))
+        self.rest("SEND", http::target(&to), Some(body))
     }
 
     /// Withdraws a SEND that has not been delivered yet (`messageId` from its receipt).
@@ -480,7 +266,7 @@ impl Client {
     pub fn cancel(&self, to: String, message_id: String) -> Promise {
         self.rest(
             "CANCEL",
-            Shared::target(&to),
+            http::target(&to),
             Some(js::object(&[("id", message_id.into())])),
         )
     }
@@ -495,10 +281,10 @@ impl Client {
             .strip_prefix("/login/")
             .and_then(|p| p.split('/').next())
             .unwrap_or(&to);
-        let state = InviteState::new(id, peer, &call, "sending");
+        let state = InviteState::new(id, peer, &call, "sending", inner.http.clone());
         inner.outgoing.borrow_mut().push(state.clone());
-        let pending = inner.send_to(&to, &state.command("invite"));
-        let invitation = JsValue::from(Invitation::new(state.clone(), inner.clone()));
+        let pending = inner.http.send_to(&to, &state.command("invite"));
+        let invitation = JsValue::from(Invitation::new(state.clone()));
         Step::new(pending, &state, "ringing", "failed", invitation).promise()
     }
 
@@ -522,7 +308,7 @@ impl Client {
     /// Joins a call with this login and a session description (any JSON or string).
     #[wasm_bindgen(js_name = joinCall, unchecked_return_type = "Promise<ParticipantCreated>")]
     pub fn join_call(&self, url: String, session: JsValue) -> Promise {
-        promise(Box::pin(self.inner.join(&url, &session)))
+        promise(Box::pin(self.inner.http.join(&url, &session)))
     }
 
     /// Replaces my session description in a call (`participant` is its URL).

@@ -12,12 +12,17 @@ use wasm_bindgen_futures::JsFuture;
 use crate::error::{ClientError, Result};
 use crate::js;
 
-/// The relay's address and the credentials to use.
+/// The relay's address, and who the requests are made as: the credentials and the login.
 pub(crate) struct Http {
     /// `https://relay.example` without a trailing slash; empty for the page's own origin.
     pub(crate) base: String,
     /// `Basic ...` once logged in (undefined before).
     authorization: Cell<JsValue>,
+    /// The login, once made (or learnt from the owning tab).
+    /// (The relay's answer: `{id, url: "/login/{email}/{id}", expires}`; undefined before.)
+    /// Kept with the credentials because requests made as this login need it (joining a call),
+    /// including those of the invitation objects, which hold only this.
+    login: Cell<JsValue>,
 }
 
 impl Http {
@@ -25,7 +30,21 @@ impl Http {
         Self {
             base: base.trim_end_matches('/').into(),
             authorization: Cell::new(JsValue::UNDEFINED),
+            login: Cell::new(JsValue::UNDEFINED),
         }
+    }
+
+    pub(crate) fn login(&self) -> JsValue {
+        js::peek(&self.login)
+    }
+
+    /// The login resource, `/login/{email}/{id}`.
+    pub(crate) fn login_url(&self) -> Option<String> {
+        js::get_str(&self.login(), "url")
+    }
+
+    pub(crate) fn set_login(&self, login: JsValue) {
+        self.login.set(login);
     }
 
     /// Uses HTTP Basic with these credentials from now on.
@@ -64,6 +83,32 @@ impl Http {
         let auth = js::peek(&self.authorization);
         let none = JsValue::UNDEFINED;
         Pending(Ok(js::fetch(&url, method, &auth, body.unwrap_or(&none))))
+    }
+
+    /// SENDs `body` to a user or one login.
+    pub(crate) fn send_to(&self, to: &str, body: &JsValue) -> Pending {
+        self.request("SEND", &target(to), Some(body))
+    }
+
+    /// Joins `call` with this login and `session`.
+    pub(crate) fn join(&self, call: &str, session: &JsValue) -> Pending {
+        let Some(url) = self.login_url() else {
+            return Pending::failed(ClientError::not_logged_in());
+        };
+        let body = js::object(&[("url", url.into())]);
+        if !session.is_undefined() {
+            js::set(&body, "session", session);
+        }
+        self.request("POST", call, Some(&body))
+    }
+}
+
+/// The resource a SEND goes to: an email means all of that user's contacts.
+pub(crate) fn target(to: &str) -> String {
+    if to.starts_with('/') {
+        to.to_owned()
+    } else {
+        js::cat(&["/login/", to])
     }
 }
 

@@ -11,11 +11,11 @@ use std::task::{Context, Poll};
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 
-use crate::client::{promise, Shared};
 use crate::error::{ClientError, Result};
 use crate::events::Emitter;
-use crate::http::Pending;
+use crate::http::{Http, Pending};
 use crate::js;
+use crate::task::promise;
 
 /// Shared state of one invitation (either side).
 pub(crate) struct InviteState {
@@ -31,10 +31,19 @@ pub(crate) struct InviteState {
     pub(crate) reason: Cell<JsValue>,
     /// `onState` callbacks.
     pub(crate) listeners: Emitter,
+    /// The client's REST access, which SENDs the commands about this invitation and joins its
+    /// call (with the client's login as it is then).
+    pub(crate) http: Rc<Http>,
 }
 
 impl InviteState {
-    pub(crate) fn new(id: f64, peer: &str, call: &str, state: &'static str) -> Rc<Self> {
+    pub(crate) fn new(
+        id: f64,
+        peer: &str,
+        call: &str,
+        state: &'static str,
+        http: Rc<Http>,
+    ) -> Rc<Self> {
         Rc::new(Self {
             id,
             peer: peer.to_owned(),
@@ -42,6 +51,7 @@ impl InviteState {
             state: Cell::new(state),
             reason: Cell::new(JsValue::UNDEFINED),
             listeners: Emitter::new(),
+            http,
         })
     }
 
@@ -79,7 +89,7 @@ pub(crate) struct Step {
     /// What the promise resolves to (undefined: the answer itself).
     value: JsValue,
     /// Accepting: once joined, tell the caller `accept` (and resolve to the participant).
-    then_accept: Option<Rc<Shared>>,
+    then_accept: bool,
 }
 
 impl Step {
@@ -96,7 +106,7 @@ impl Step {
             ok,
             failed,
             value,
-            then_accept: None,
+            then_accept: false,
         }
     }
 
@@ -123,10 +133,10 @@ impl Future for Step {
                     return Poll::Ready(Err(e));
                 }
                 Ok(answer) => {
-                    if let Some(client) = this.then_accept.take() {
+                    if std::mem::take(&mut this.then_accept) {
                         this.value = answer;
-                        this.pending =
-                            client.send_to(&this.state.peer, &this.state.command("accept"));
+                        let state = &this.state;
+                        this.pending = state.http.send_to(&state.peer, &state.command("accept"));
                         continue;
                     }
                     this.state.set(this.ok);
@@ -142,12 +152,11 @@ impl Future for Step {
 #[wasm_bindgen]
 pub struct Invitation {
     inner: Rc<InviteState>,
-    client: Rc<Shared>,
 }
 
 impl Invitation {
-    pub(crate) fn new(inner: Rc<InviteState>, client: Rc<Shared>) -> Self {
-        Self { inner, client }
+    pub(crate) fn new(inner: Rc<InviteState>) -> Self {
+        Self { inner }
     }
 }
 
@@ -192,7 +201,8 @@ impl Invitation {
     /// Withdraws the invitation: the callee is told `cancel`.
     pub fn cancel(&self) -> Promise {
         let pending = self
-            .client
+            .inner
+            .http
             .send_to(&self.inner.peer, &self.inner.command("cancel"));
         Step::new(pending, &self.inner, "cancelled", "", JsValue::UNDEFINED).promise()
     }
@@ -202,12 +212,11 @@ impl Invitation {
 #[wasm_bindgen]
 pub struct IncomingInvite {
     inner: Rc<InviteState>,
-    client: Rc<Shared>,
 }
 
 impl IncomingInvite {
-    pub(crate) fn new(inner: Rc<InviteState>, client: Rc<Shared>) -> Self {
-        Self { inner, client }
+    pub(crate) fn new(inner: Rc<InviteState>) -> Self {
+        Self { inner }
     }
 }
 
@@ -253,10 +262,10 @@ impl IncomingInvite {
                 "the caller cancelled this invitation",
             ))
         } else {
-            self.client.join(&self.inner.call, &session)
+            self.inner.http.join(&self.inner.call, &session)
         };
         let mut step = Step::new(joined, &self.inner, "accepted", "", JsValue::UNDEFINED);
-        step.then_accept = Some(self.client.clone());
+        step.then_accept = true;
         step.promise()
     }
 
@@ -266,7 +275,7 @@ impl IncomingInvite {
         if !reason.is_undefined() {
             js::set(&body, "reason", &reason);
         }
-        let pending = self.client.send_to(&self.inner.peer, &body);
+        let pending = self.inner.http.send_to(&self.inner.peer, &body);
         Step::new(pending, &self.inner, "rejected", "", JsValue::UNDEFINED).promise()
     }
 }

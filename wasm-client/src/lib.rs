@@ -17,7 +17,9 @@ mod http;
 mod invite;
 mod js;
 mod session;
+mod shared;
 mod socket;
+mod task;
 
 pub use client::{Client, Watch};
 pub use invite::{IncomingInvite, Invitation};

@@ -7,9 +7,10 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
-use crate::client::{spawn, Shared};
 use crate::error::{ClientError, Result};
 use crate::js;
+use crate::shared::Shared;
+use crate::task::spawn;
 
 /// Refresh when this share of the lifetime has passed.
 const REFRESH_AT: f64 = 0.75;
@@ -54,8 +55,8 @@ impl Shared {
         if self.shared_tabs.get() {
             store_login(email, js::get_f64(&login, "id"));
         }
-        self.set_login(login.clone());
-        let url = self.login_url().unwrap_or_default();
+        self.http.set_login(login.clone());
+        let url = self.http.login_url().unwrap_or_default();
         self.watch_inbox(&url);
         self.keep_alive(url, js::get_f64(&login, "expires").unwrap_or(60.0));
         self.broadcast_login();
@@ -79,7 +80,7 @@ impl Shared {
                 }
                 // The relay no longer has this login (expired while offline, removed
                 // elsewhere): log in again rather than go deaf.
-                Some("gone") | Some("error") if this.login_url().as_ref() == Some(&path) => {
+                Some("gone") | Some("error") if this.http.login_url().as_ref() == Some(&path) => {
                     this.emit_login("lost");
                     this.recover_login(&path);
                 }
@@ -96,11 +97,11 @@ impl Shared {
     /// Makes a new login after `lost` went away, once: the inbox's `gone` and a refresh's 404
     /// both report the same loss, and only the first may log in again.
     fn recover_login(self: &Rc<Self>, lost: &str) {
-        if self.login_url().as_deref() != Some(lost) {
+        if self.http.login_url().as_deref() != Some(lost) {
             return;
         }
         self.conn.unwatch(lost, self.inbox_watch.get());
-        self.set_login(JsValue::UNDEFINED);
+        self.http.set_login(JsValue::UNDEFINED);
         self.bump_generation();
         let this = self.clone();
         spawn(Box::pin(async move {
@@ -170,9 +171,9 @@ impl Shared {
         self.queue_for_lead(&email);
         self.post(&js::object(&[("type", "hello".into())]));
         for _ in 0..40 {
-            if self.login_url().is_some() {
+            if self.http.login_url().is_some() {
                 self.emit_login("active");
-                return Ok(self.login());
+                return Ok(self.http.login());
             }
             let _ = js::sleep(50).await;
         }
@@ -207,7 +208,7 @@ impl Shared {
                 js::call(release.unchecked_ref(), &JsValue::UNDEFINED);
                 return;
             };
-            let reuse = js::get_f64(&this.login(), "id").or_else(|| stored_login(&email));
+            let reuse = js::get_f64(&this.http.login(), "id").or_else(|| stored_login(&email));
             this.lead(release);
             if let Err(e) = this.own_login(reuse).await {
                 this.emit_login_error("lost", e);
@@ -224,7 +225,7 @@ impl Shared {
                     this.dispatch_inbox(&js::get(&data, "message"))
                 }
                 Some("login") if !this.leader.get() => {
-                    this.set_login(js::get(&data, "login"));
+                    this.http.set_login(js::get(&data, "login"));
                 }
                 Some("hello") if this.leader.get() => this.broadcast_login(),
                 _ => {}
@@ -245,10 +246,10 @@ impl Shared {
     }
 
     fn broadcast_login(&self) {
-        if self.login_url().is_some() {
+        if self.http.login_url().is_some() {
             self.post(&js::object(&[
                 ("type", "login".into()),
-                ("login", self.login()),
+                ("login", self.http.login()),
             ]));
         }
     }
@@ -267,7 +268,7 @@ impl Shared {
         if let Some((channel, _)) = self.channel.borrow_mut().take() {
             js::shut(&channel, false);
         }
-        self.set_login(JsValue::UNDEFINED);
+        self.http.set_login(JsValue::UNDEFINED);
     }
 
     /// Forgets the stored login id of this user (after a logout by the owner).

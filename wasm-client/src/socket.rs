@@ -8,10 +8,10 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
-use crate::client::spawn;
 use crate::events::Emitter;
 use crate::http::Http;
 use crate::js;
+use crate::task::spawn;
 
 /// A watched resource.
 struct Subscription {
