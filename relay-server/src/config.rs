@@ -122,9 +122,10 @@ pub struct Settings {
     /// only (anyone can then register as anyone) [default: on].
     #[arg(long, env = "RESTSIP_SIP_AUTH", value_name = "on|off")]
     pub sip_auth: Option<String>,
-    /// Digest algorithms offered, most preferred first [default: MD5,SHA-256]. MD5 comes first
-    /// because many phones (and sipp) answer only the first challenge and know only MD5;
-    /// `SHA-256,MD5` is the order RFC 8760 recommends, `SHA-256` alone refuses MD5.
+    /// Digest algorithms offered, most preferred first [default: MD5]. MD5 alone by default:
+    /// many deployed phones (libre-based ones such as Debian's baresip among them) give up on
+    /// any challenge that is not MD5, even beside an MD5 one; `SHA-256,MD5` is the order RFC
+    /// 8760 recommends for fleets that support it, `SHA-256` alone refuses MD5.
     #[arg(long, env = "RESTSIP_SIP_DIGEST_ALGORITHMS", value_name = "LIST")]
     pub sip_digest_algorithms: Option<String>,
     /// Seconds an INVITE to a web user waits for an answer before 480 and a missed-call
@@ -322,7 +323,7 @@ impl Default for SipConfig {
             max_message_bytes: 65_535,
             auth: true,
             tcp: TcpLimits::default(),
-            algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
+            algorithms: vec![Algorithm::Md5],
             invite_timeout: 60,
             call_keepalive: 30,
             upstream: None,

@@ -390,12 +390,24 @@ impl Inbound for Inner {
     }
 
     fn datagram(&self, data: &[u8], from: Peer) {
+        crate::trace::received(from, data);
         if let Some(endpoint) = self.endpoint() {
             endpoint.on_datagram(data, from);
         }
     }
 
     fn message(&self, parsed: Result<SipMessage, Rejected>, from: Peer) {
+        if crate::trace::enabled() {
+            match &parsed {
+                Ok(msg) => crate::trace::received(from, &msg.to_bytes()),
+                Err(rejected) => tracing::trace!(
+                    peer = %from.addr,
+                    transport = %from.transport,
+                    reason = %rejected.reason,
+                    "received a message that could not be parsed"
+                ),
+            }
+        }
         if let Some(endpoint) = self.endpoint() {
             endpoint.on_parsed(parsed, from);
         }

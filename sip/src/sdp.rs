@@ -60,6 +60,25 @@ pub fn check(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An answer (RFC 3264 §6) that declines every media stream of `offer`: each `m=` line again
+/// with port 0 and its first format. What the relay answers a phone's offer with when the
+/// web user's invitation carried no session description: the call is signalling only, media
+/// can be added by a later offer.
+pub fn decline(offer: &str) -> String {
+    let mut answer =
+        String::from("v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n");
+    for line in offer.split('\n').map(|l| l.trim_end_matches('\r')) {
+        let Some(m) = line.strip_prefix("m=") else {
+            continue;
+        };
+        let fields: Vec<&str> = m.split_ascii_whitespace().collect();
+        if let [media, _port, proto, format, ..] = fields[..] {
+            answer.push_str(&format!("m={media} 0 {proto} {format}\r\n"));
+        }
+    }
+    answer
+}
+
 #[cfg(test)]
 mod tests {
     use super::check;
@@ -90,5 +109,15 @@ mod tests {
         assert!(why(&GOOD.replace("t=0 0\r\n", "")).contains("t="));
         assert!(why(&GOOD.replace("40000", "port")).contains("m="));
         assert!(why(&GOOD.replace("c=IN IP4 127.0.0.1\r\n", "")).contains("c="));
+    }
+
+    #[test]
+    fn a_declining_answer_has_each_stream_at_port_zero() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+                     m=audio 4000 RTP/AVP 0 8\r\nm=video 4002 RTP/AVP 96\r\n";
+        let answer = super::decline(offer);
+        assert!(super::check(&answer).is_ok(), "{answer}");
+        assert!(answer.contains("m=audio 0 RTP/AVP 0\r\n"), "{answer}");
+        assert!(answer.contains("m=video 0 RTP/AVP 96\r\n"), "{answer}");
     }
 }

@@ -8,6 +8,7 @@ mod hostile_peers;
 mod invite;
 mod invite_out;
 mod message;
+mod phones;
 mod presence;
 mod proxy;
 mod registration;

@@ -208,7 +208,10 @@ fn sha256_hex(text: &str) -> String {
 /// same) and makes one binding; the same nonce count in another request is still a replay.
 #[tokio::test]
 async fn a_retransmitted_register_gets_the_same_200_and_one_binding() {
-    let relay = Relay::default().await.unwrap();
+    // SHA-256 is offered when configured (MD5 alone by default).
+    let relay = Relay::start(&["--sip-digest-algorithms", "MD5,SHA-256"])
+        .await
+        .unwrap();
     let alice = relay.user(EMAIL).await.unwrap();
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     socket.connect(relay.sip.unwrap()).await.unwrap();

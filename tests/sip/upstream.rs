@@ -439,8 +439,9 @@ async fn a_call_through_the_upstream_server_is_refused_or_cancelled() {
         json!({"command": "invite", "url": "/call/x", "id": "b1"}),
     )
     .await;
-    // (Kamailio's 100 Trying comes first: the INVITE is on its way.)
-    assert_eq!(receipt["deliveries"][0]["status"], "delivered", "{receipt}");
+    // Kamailio's 100 Trying is no delivery: the phone's 486 is the receipt, its status line.
+    assert_eq!(receipt["deliveries"][0]["status"], "failed", "{receipt}");
+    assert_eq!(receipt["deliveries"][0]["sip"]["code"], 486, "{receipt}");
     let reject = next_body(&mut inbox, CAROL).await;
     assert_eq!(reject["command"], "reject", "{reject}");
     assert_eq!(reject["code"], 486, "{reject}");

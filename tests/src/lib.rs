@@ -53,21 +53,52 @@ pub struct Relay {
     dir: tempfile::TempDir,
     /// Extra flags it was started with.
     args: Vec<String>,
+    /// What it logs (stderr), when started with [`Relay::start_logging`].
+    log: Option<Log>,
 }
+
+/// A relay's log as it comes, shared with the task that reads it.
+type Log = std::sync::Arc<std::sync::Mutex<String>>;
 
 impl Relay {
     /// Starts a relay with the given extra flags.
     pub async fn start(args: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, base, sip) = spawn(dir.path(), None, &args).await?;
+        let (child, base, sip) = spawn(dir.path(), None, &args, None).await?;
         Ok(Self {
             child,
             base,
             sip,
             dir,
             args,
+            log: None,
         })
+    }
+
+    /// Starts a relay with the given extra flags and `RUST_LOG` filter, keeping what it logs
+    /// for [`Relay::log`].
+    pub async fn start_logging(args: &[&str], filter: &str) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let log = Log::default();
+        let (child, base, sip) = spawn(dir.path(), None, &args, Some((filter, &log))).await?;
+        Ok(Self {
+            child,
+            base,
+            sip,
+            dir,
+            args,
+            log: Some(log),
+        })
+    }
+
+    /// What the relay logged so far (empty unless started with [`Relay::start_logging`]).
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .map(|l| l.lock().unwrap().clone())
+            .unwrap_or_default()
     }
 
     /// Starts a relay with default settings.
@@ -103,7 +134,7 @@ impl Relay {
 
     async fn start_again(&mut self) -> Result<()> {
         let port: u16 = self.base.rsplit(':').next().unwrap_or("0").parse()?;
-        let (child, base, sip) = spawn(self.dir.path(), Some(port), &self.args).await?;
+        let (child, base, sip) = spawn(self.dir.path(), Some(port), &self.args, None).await?;
         self.child = child;
         self.base = base;
         self.sip = sip;
@@ -172,7 +203,12 @@ fn http_client() -> reqwest::Client {
 /// The process, its HTTP base URL and its SIP address.
 type Spawned = (Child, String, Option<std::net::SocketAddr>);
 
-async fn spawn(dir: &Path, port: Option<u16>, extra: &[String]) -> Result<Spawned> {
+async fn spawn(
+    dir: &Path,
+    port: Option<u16>,
+    extra: &[String],
+    logging: Option<(&str, &Log)>,
+) -> Result<Spawned> {
     let db = format!("sqlite:{}", dir.join("relay.db").display());
     let http = format!("127.0.0.1:{}", port.unwrap_or(0));
     // SIP on a free port unless the test chose (`--sip ADDR` or `--sip off`), so relays of
@@ -200,12 +236,27 @@ async fn spawn(dir: &Path, port: Option<u16>, extra: &[String]) -> Result<Spawne
             ])
             .args(default_sip)
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", logging.map_or("warn", |(filter, _)| filter))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if logging.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .kill_on_drop(true)
             .spawn()
             .context("starting relay-server")?;
+        if let (Some(stderr), Some((_, log))) = (child.stderr.take(), logging) {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
         match tokio::time::timeout(WAIT, lines.next_line()).await {

@@ -314,12 +314,16 @@ impl Presence {
                             self.notify(&mut dialog, Some("terminated;reason=timeout"), None).await;
                             break;
                         }
-                        self.notify(&mut dialog, None, deadline).await;
+                        if !self.notify(&mut dialog, None, deadline).await {
+                            break;
+                        }
                     }
                 },
                 change = changes.recv(), if started => match change {
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        self.notify(&mut dialog, None, deadline).await;
+                        if !self.notify(&mut dialog, None, deadline).await {
+                            break;
+                        }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
@@ -333,8 +337,14 @@ impl Presence {
     }
 
     /// Sends a NOTIFY with the presentity's state now; `state` None is `active` with the time
-    /// left. A 481 from the subscriber, or no answer, ends nothing here: the lifetime does.
-    async fn notify(&self, dialog: &mut Dialog, state: Option<&str>, deadline: Option<Instant>) {
+    /// left. False when the subscription is over for the subscriber: it answered 481, or
+    /// nothing at all (RFC 6665 §4.2.2: the notifier removes the subscription then).
+    async fn notify(
+        &self,
+        dialog: &mut Dialog,
+        state: Option<&str>,
+        deadline: Option<Instant>,
+    ) -> bool {
         let weak = &self.inner.endpoint;
         let listen = &weak.listen();
         let open = self
@@ -344,7 +354,7 @@ impl Presence {
             .await
             .is_ok_and(|c| !c.is_empty());
         let Ok(uri) = restsip_sip::uri::Uri::parse(&dialog.target) else {
-            return;
+            return false;
         };
         let local = outgoing::local_addr(*listen, dialog.peer.addr);
         let mut req = outgoing::request(Method::NOTIFY, uri, local, dialog.peer.transport);
@@ -373,7 +383,7 @@ impl Presence {
         req.push("Content-Type", "application/pidf+xml");
         req.body = pidf(&dialog.email, open).into_bytes();
         let Some(endpoint) = weak.upgrade() else {
-            return;
+            return false;
         };
         let rx = endpoint.client().send(&req, dialog.peer);
         drop(endpoint);
@@ -381,6 +391,8 @@ impl Presence {
         if status.code >= 300 {
             tracing::debug!(code = status.code, "NOTIFY refused");
         }
+        // 408 is also what final_status reports when no answer came (Timer F).
+        !matches!(status.code, 481 | 408)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::clock::{now_ms, seconds_until};
 use crate::error::Error;
 use crate::limits::Limits;
 use crate::location::{Binding, BindingChange, Location};
-use crate::store::{DigestRecord, Store};
+use crate::store::{DigestAlias, DigestRecord, Store};
 use restsip_sip::digest::{ha1, Algorithm, Credentials, DigestAuth, Verdict};
 use restsip_sip::message::{parse_u32, SipMessage};
 use restsip_sip::response::Reply;
@@ -39,11 +39,41 @@ impl crate::auth::DigestSecrets for Ha1 {
     }
 
     fn derive(&self, email: &str, password: &str) -> DigestRecord {
+        let secrets = |username: &str| {
+            (
+                ha1(Algorithm::Md5, username, &self.realm, password),
+                ha1(Algorithm::Sha256, username, &self.realm, password),
+            )
+        };
+        let (md5, sha256) = secrets(email);
+        let aliases = usernames(email)
+            .into_iter()
+            .map(|username| {
+                let (md5, sha256) = secrets(&username);
+                DigestAlias {
+                    username,
+                    md5,
+                    sha256,
+                }
+            })
+            .collect();
         DigestRecord {
             realm: self.realm.clone(),
-            md5: ha1(Algorithm::Md5, email, &self.realm, password),
-            sha256: ha1(Algorithm::Sha256, email, &self.realm, password),
+            md5,
+            sha256,
+            aliases,
         }
+    }
+}
+
+/// The other usernames phones are configured with for the account `email`: its local part
+/// alone (user `jan` on domain `example.net`) and the email with '@' escaped.
+fn usernames(email: &str) -> Vec<String> {
+    match email.rsplit_once('@') {
+        Some((local, domain)) if !local.is_empty() => {
+            vec![local.to_owned(), format!("{local}%40{domain}")]
+        }
+        _ => Vec::new(),
     }
 }
 
@@ -305,30 +335,35 @@ fn authenticate(
     else {
         return Err(challenge(false, "Unauthorized"));
     };
-    if normalize_email(&creds.username) != aor {
-        return Err(Reply::new(
-            403,
-            "Forbidden (the credentials are not those of the To address)",
-        ));
-    }
-    let secret = |algorithm: Algorithm| {
-        digest
-            .filter(|d| d.realm == auth.realm())
-            .map(|d| match algorithm {
-                Algorithm::Md5 => d.md5.clone(),
-                Algorithm::Sha256 => d.sha256.clone(),
-            })
-    };
-    if secret(Algorithm::Md5).is_none() {
+    // The secrets to check the response against: those of the username the phone sent, when
+    // it names the To address (the email itself, its local part, or the email escaped; for
+    // the escaped form the phone may have hashed either spelling).
+    let Some(usable) = digest.filter(|d| d.realm == auth.realm()) else {
         // Signed up before SIP (or under another realm): no digest secret to check against.
         return Err(Reply::new(
             403,
             "Forbidden (no SIP password stored: set the account's password again)",
         ));
-    }
+    };
+    let candidates = secrets_for(usable, &creds.username, aor)?;
     // A REGISTER has no server transaction: its UDP retransmission (the same bytes) is
     // processed again, and must not be refused as a replay of its nonce count.
-    match auth.verify_request(&creds, "REGISTER", secret, now, Some(fingerprint(req))) {
+    let mut verdict = Verdict::Invalid("wrong password");
+    for (md5, sha256) in candidates {
+        let secret = |algorithm: Algorithm| {
+            Some(match algorithm {
+                Algorithm::Md5 => md5.clone(),
+                Algorithm::Sha256 => sha256.clone(),
+            })
+        };
+        // A wrong response is refused before its nonce count is used: the next candidate
+        // can still be tried with the same credentials.
+        verdict = auth.verify_request(&creds, "REGISTER", secret, now, Some(fingerprint(req)));
+        if verdict != Verdict::Invalid("wrong password") {
+            break;
+        }
+    }
+    match verdict {
         Verdict::Valid => Ok(()),
         Verdict::Stale => Err(challenge(true, "Unauthorized (stale nonce)")),
         Verdict::Invalid("wrong password") => Err(Reply::new(403, "Forbidden (wrong password)")),
@@ -336,6 +371,46 @@ fn authenticate(
             tracing::debug!(aor, why, "digest refused; challenging again");
             Err(challenge(false, "Unauthorized"))
         }
+    }
+}
+
+/// The (MD5, SHA-256) secrets a response from `username` may have been computed with, for
+/// the account `aor`; 403 when the username is none of the account's, or when its form has
+/// no stored secret yet (an account made before such usernames were kept).
+fn secrets_for(
+    digest: &DigestRecord,
+    username: &str,
+    aor: &str,
+) -> Result<Vec<(String, String)>, Reply> {
+    let email = (digest.md5.clone(), digest.sha256.clone());
+    if normalize_email(username) == aor {
+        return Ok(vec![email]);
+    }
+    let alias = digest
+        .aliases
+        .iter()
+        .find(|a| a.username == username)
+        .map(|a| (a.md5.clone(), a.sha256.clone()));
+    let escaped = percent_encoding::percent_decode_str(username)
+        .decode_utf8()
+        .is_ok_and(|u| u != username && normalize_email(&u) == aor);
+    let local = aor
+        .rsplit_once('@')
+        .is_some_and(|(local, _)| local == username);
+    match alias {
+        Some(alias) if escaped => Ok(vec![alias, email]),
+        Some(alias) if local => Ok(vec![alias]),
+        // The escaped email hashed as the email itself, by a phone that escapes on the wire.
+        None if escaped => Ok(vec![email]),
+        None if local => Err(Reply::new(
+            403,
+            "Forbidden (no SIP password stored for this username: log in with the password \
+             once, or use the full email as username)",
+        )),
+        _ => Err(Reply::new(
+            403,
+            "Forbidden (the credentials are not those of the To address)",
+        )),
     }
 }
 

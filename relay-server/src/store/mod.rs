@@ -88,11 +88,26 @@ pub struct ContactRecord {
     pub sip: Option<Value>,
 }
 
-/// The digest authentication secrets of a user: `H(email:realm:password)` per algorithm.
+/// The digest authentication secrets of a user: `H(email:realm:password)` per algorithm, and
+/// the same for the other usernames a phone may be configured with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestRecord {
     /// The realm the values were computed for.
     pub realm: String,
+    /// MD5 HA1, hex.
+    pub md5: String,
+    /// SHA-256 HA1, hex.
+    pub sha256: String,
+    /// The HA1 values of the other usernames of the account.
+    pub aliases: Vec<DigestAlias>,
+}
+
+/// The digest secrets of one other username of an account (its email's local part, or the
+/// email with '@' escaped): `H(username:realm:password)`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DigestAlias {
+    /// The username as a phone sends it.
+    pub username: String,
     /// MD5 HA1, hex.
     pub md5: String,
     /// SHA-256 HA1, hex.

@@ -131,19 +131,23 @@ impl Store for SqliteStore {
     }
 
     async fn set_digest(&self, email: &str, digest: &DigestRecord) -> StoreResult<bool> {
+        let aliases = to_json(&digest.aliases);
         let update = sqlx::query(
-            "UPDATE users SET digest_realm = ?, ha1_md5 = ?, ha1_sha256 = ? WHERE email = ?",
+            "UPDATE users SET digest_realm = ?, ha1_md5 = ?, ha1_sha256 = ?, ha1_aliases = ? \
+             WHERE email = ?",
         )
         .bind(&digest.realm)
         .bind(&digest.md5)
         .bind(&digest.sha256)
+        .bind(aliases)
         .bind(email);
         changed_one(update, &self.writer).await
     }
 
     async fn digest(&self, email: &str) -> StoreResult<Option<DigestRecord>> {
         let query = sqlx::query(
-            "SELECT digest_realm, ha1_md5, ha1_sha256 FROM users WHERE email = ? AND digest_realm IS NOT NULL",
+            "SELECT digest_realm, ha1_md5, ha1_sha256, ha1_aliases FROM users \
+             WHERE email = ? AND digest_realm IS NOT NULL",
         )
         .bind(email);
         fetch_record(query, &self.pool, digest_row).await
@@ -699,6 +703,11 @@ mod tests {
             realm: "restsip".into(),
             md5: "m".into(),
             sha256: "s".into(),
+            aliases: vec![crate::store::DigestAlias {
+                username: "a".into(),
+                md5: "am".into(),
+                sha256: "as".into(),
+            }],
         };
         assert!(s.set_digest("a@x", &d).await.expect("set"));
         assert!(!s.set_digest("nobody@x", &d).await.expect("set"));

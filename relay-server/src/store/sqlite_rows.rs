@@ -53,10 +53,18 @@ pub(super) fn user_row(row: SqliteRow) -> StoreResult<UserRecord> {
 
 /// The digest columns of a user's row.
 pub(super) fn digest_row(row: SqliteRow) -> StoreResult<DigestRecord> {
+    let aliases: Option<String> = row.try_get("ha1_aliases")?;
     Ok(DigestRecord {
         realm: row.try_get("digest_realm")?,
         md5: row.try_get("ha1_md5")?,
         sha256: row.try_get("ha1_sha256")?,
+        // Stored before aliases existed: none until the next password login.
+        aliases: match aliases {
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?
+            }
+            None => Vec::new(),
+        },
     })
 }
 

@@ -112,6 +112,7 @@ impl Harness {
             realm: "restsip".into(),
             md5: ha1(Algorithm::Md5, email, "restsip", password),
             sha256: ha1(Algorithm::Sha256, email, "restsip", password),
+            aliases: Vec::new(),
         };
         self.store.set_digest(email, &digest).await.unwrap();
     }

@@ -93,6 +93,7 @@ pub struct Transports {
 
 impl Wire for Transports {
     fn send(&self, to: Peer, data: Bytes) {
+        crate::trace::sent(to, &data);
         match to.transport {
             Transport::Udp => udp::send(&self.udp, to.addr, data),
             Transport::Tcp => self.tcp.send(to.addr, data),

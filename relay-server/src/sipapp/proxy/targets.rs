@@ -10,6 +10,7 @@ use crate::clock::now_ms;
 use crate::store::ContactRecord;
 use restsip_sip::message::{SipMessage, StartLine};
 use restsip_sip::transport::Peer;
+use restsip_sip::uri::Uri;
 
 impl Proxy {
     /// Whether `req`, which `from` sent, goes to the upstream server: there is one, the
@@ -100,6 +101,23 @@ impl Proxy {
                 .parse::<IpAddr>()
                 .is_ok()
         });
-        ip_literal && !self.is_relay_host(uri)
+        ip_literal && !self.is_relay_host(uri) && !self.is_own_address(req, uri)
+    }
+
+    /// Whether `uri` is an address of record of the relay's own IP domain: a user at the
+    /// relay's IP address, no port, in a request outside any dialog (no To tag). Such a
+    /// request with a preloaded Route to the relay is served as if the Route were absent,
+    /// as for a name domain (an account `web@127.0.0.1`); an in-dialog request to a phone's
+    /// Contact at the same IP goes on.
+    fn is_own_address(&self, req: &SipMessage, uri: &Uri) -> bool {
+        let Some(sip) = uri.sip() else {
+            return false;
+        };
+        let host = sip.host.trim_start_matches('[').trim_end_matches(']');
+        let in_dialog = req.to().is_ok_and(|to| to.tag().is_some());
+        sip.user.is_some()
+            && sip.port.is_none()
+            && !in_dialog
+            && host.parse::<IpAddr>().ok() == Some(self.inner.endpoint.listen().ip())
     }
 }

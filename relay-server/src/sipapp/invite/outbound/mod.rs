@@ -30,6 +30,8 @@ use restsip_sip::transaction::client::Outcome;
 use restsip_sip::transport::Peer;
 use restsip_sip::uri::Uri;
 
+/// The header carrying the call resource (`/call/{id}`) of a web user's invitation.
+pub const CALL_URL_HEADER: &str = "X-Restsip-Call";
 /// Most calls to phones at once.
 const MAX_CALLS: usize = 10_000;
 /// Longest SDP or URL sent in an INVITE.
@@ -260,19 +262,21 @@ impl Outgoing {
             ),
         );
         req.push("Allow", endpoint.allow());
-        let sdp = body.get("sdp").and_then(Value::as_str);
-        let url = body.get("url").and_then(Value::as_str);
-        let (content_type, text) = match (sdp, url) {
-            (Some(sdp), _) => ("application/sdp", sdp),
-            (None, Some(url)) => ("text/plain;charset=UTF-8", url),
-            (None, None) => ("", ""),
-        };
-        if text.len() > MAX_BODY {
-            return failed(513, "Message Too Large");
+        // The offer, when the invitation has one; an invitation without one is an INVITE
+        // without a body (the phone makes the offer in its 2xx), never a body a phone must
+        // understand: the call's URL goes in a header phones ignore.
+        if let Some(url) = body.get("url").and_then(Value::as_str) {
+            if url.len() > MAX_BODY || url.contains(['\r', '\n']) {
+                return failed(400, "Bad Request (unusable call URL)");
+            }
+            req.push(CALL_URL_HEADER, url);
         }
-        if !text.is_empty() {
-            req.push("Content-Type", content_type);
-            req.body = text.as_bytes().to_vec();
+        if let Some(sdp) = body.get("sdp").and_then(Value::as_str) {
+            if sdp.len() > MAX_BODY {
+                return failed(513, "Message Too Large");
+            }
+            req.push("Content-Type", "application/sdp");
+            req.body = sdp.as_bytes().to_vec();
         }
         let Some(mut rx) = endpoint.client().send(&req, peer) else {
             return failed(503, "Service Unavailable (request could not be sent)");
@@ -300,28 +304,47 @@ impl Outgoing {
                 this.unanswered(&call_id).await;
             });
         }
-        let mut first = rx.recv().await;
-        if let Some(Outcome::Response(resp)) = &first {
-            if let Some(again) = self.authorize(&call_id, resp, credentials.as_ref()) {
-                rx = again;
-                first = rx.recv().await;
+        // The receipt says delivered once the phone rang or answered (18x, 2xx), with the
+        // phone's own status line; a 100 Trying (from a proxy on the way) says only that the
+        // INVITE left. What came meanwhile is followed after, in order.
+        let mut seen = Vec::new();
+        let mut challenged = false;
+        let status = loop {
+            let Some(outcome) = rx.recv().await else {
+                break failed(408, "Request Timeout");
+            };
+            let Outcome::Response(resp) = &outcome else {
+                seen.push(outcome);
+                break failed(408, "Request Timeout");
+            };
+            let StartLine::Response { code, reason } = &resp.start else {
+                continue;
+            };
+            let status = failed(*code, reason);
+            if !challenged && matches!(*code, 401 | 407) {
+                challenged = true;
+                if let Some(again) = self.authorize(&call_id, resp, credentials.as_ref()) {
+                    rx = again;
+                    seen.clear();
+                    continue;
+                }
             }
-        }
-        let status = match &first {
-            Some(Outcome::Response(resp)) => match &resp.start {
-                StartLine::Response { code, reason } => failed(*code, reason),
-                StartLine::Request { .. } => failed(500, "Server Internal Error"),
-            },
-            Some(Outcome::Timeout) | None => failed(408, "Request Timeout"),
+            seen.push(outcome);
+            if status.code >= 180 {
+                break status;
+            }
         };
         let this = self.clone();
         tokio::spawn(async move {
-            let mut next = first;
-            while let Some(outcome) = next {
+            for outcome in seen {
                 if this.on_outcome(&call_id, outcome).await {
                     return;
                 }
-                next = rx.recv().await;
+            }
+            while let Some(outcome) = rx.recv().await {
+                if this.on_outcome(&call_id, outcome).await {
+                    return;
+                }
             }
         });
         status

@@ -122,6 +122,13 @@ impl Outgoing {
             ack.push("To", remote.clone());
             ack.push("Call-ID", call_id.to_owned());
             ack.push("CSeq", format!("{cseq} ACK"));
+            if invite.body.is_empty() && !resp.body.is_empty() {
+                // The INVITE made no offer, so the 2xx did: the ACK answers it (RFC 3264),
+                // declining its media until the web user offers some.
+                let offer = String::from_utf8_lossy(&resp.body);
+                ack.push("Content-Type", "application/sdp");
+                ack.body = restsip_sip::sdp::decline(&offer).into_bytes();
+            }
             endpoint.send_to(call.peer, Bytes::from(ack.to_bytes()));
         }
         call.leg = Leg::Up {

@@ -1,0 +1,36 @@
+//! The SIP message trace: every message in and out, with its peer, transport and size, at
+//! the target `restsip_sip::trace` (level TRACE), so an operator turns it on alone
+//! (`RUST_LOG=info,restsip_sip::trace=trace`) and debugs a phone without tcpdump.
+
+use crate::transport::Peer;
+
+/// Whether the trace is on (nothing is formatted otherwise).
+pub fn enabled() -> bool {
+    tracing::enabled!(tracing::Level::TRACE)
+}
+
+/// A message received from `from`.
+pub fn received(from: Peer, data: &[u8]) {
+    if enabled() {
+        tracing::trace!(
+            peer = %from.addr,
+            transport = %from.transport,
+            bytes = data.len(),
+            "received\n{}",
+            String::from_utf8_lossy(data)
+        );
+    }
+}
+
+/// A message sent to `to`.
+pub fn sent(to: Peer, data: &[u8]) {
+    if enabled() {
+        tracing::trace!(
+            peer = %to.addr,
+            transport = %to.transport,
+            bytes = data.len(),
+            "sent\n{}",
+            String::from_utf8_lossy(data)
+        );
+    }
+}
