@@ -29,9 +29,10 @@ fi
 
 # Debian packages: Chromium and its driver for the browser tests, sipp and Kamailio (an
 # upstream SIP server, tests/sip/kamailio-upstream.cfg; its presence and presence_xml modules
-# for the presence test) for the SIP tests
-# (`setup.sh run` skips them: running the product needs neither).
-APT_PKGS=(chromium chromium-driver sip-tester kamailio kamailio-presence-modules)
+# for the presence test) for the SIP tests, and baresip (a softphone, tests/sip/interop.rs;
+# `baresip-core` has the binary and the modules it uses: ctrl_tcp, cons, presence, aubridge)
+# (`setup.sh run` skips them: running the product needs none).
+APT_PKGS=(chromium chromium-driver sip-tester kamailio kamailio-presence-modules baresip-core)
 [ "${1:-}" = "run" ] && APT_PKGS=()
 missing=()
 for p in "${APT_PKGS[@]+"${APT_PKGS[@]}"}"; do

@@ -1,10 +1,13 @@
 //! End-to-end tests of the relay's SIP side against the real binary: sipp as an independent
 //! peer (register, refresh, unregister, wrong password, OPTIONS, over UDP and TCP), the
 //! registration seen over REST and its streams, and the RFC 4475 torture messages over real
-//! sockets. `sipp` comes from Debian's sip-tester package (scripts/setup.sh installs it).
+//! sockets; and an independent softphone, baresip, registering, messaging, calling and
+//! watching presence through the relay (`interop`). `sipp` comes from Debian's sip-tester
+//! package, `baresip` from baresip-core (scripts/setup.sh installs both).
 #![allow(clippy::unwrap_used)]
 
 mod hostile_peers;
+mod interop;
 mod invite;
 mod invite_out;
 mod message;

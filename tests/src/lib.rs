@@ -3,6 +3,7 @@
 //! WebSocket clients.
 #![allow(clippy::unwrap_used)]
 
+pub mod baresip;
 pub mod receiver;
 
 use std::path::{Path, PathBuf};
