@@ -247,7 +247,7 @@ const COUNTED: [&str; 7] = [
     "Content-Length",
 ];
 
-fn check_headers(msg: &SipMessage) -> Result<(), &'static str> {
+fn check_headers(msg: &SipMessage) -> Result<(), Cow<'static, str>> {
     // One pass over the headers for the counts.
     let mut counts = [0usize; COUNTED.len()];
     for h in &msg.headers {
@@ -263,36 +263,38 @@ fn check_headers(msg: &SipMessage) -> Result<(), &'static str> {
         "missing CSeq",
     ];
     if let Some(i) = counts[..5].iter().position(|&n| n == 0) {
-        return Err(missing[i]);
+        return Err(missing[i].into());
     }
     if counts[1..].iter().any(|&n| n > 1) {
-        return Err("a header that may appear once appears twice");
+        return Err("a header that may appear once appears twice".into());
     }
     for h in &msg.headers {
         let v = h.value.as_str();
         let name = &*h.name;
         let is = |n: &str| name.eq_ignore_ascii_case(n);
+        // The reason names the header, so the sender learns what to fix.
+        let named = |why: &str| -> Cow<'static, str> { format!("{name}: {why}").into() };
         if is("Via") {
-            Via::parse_list(v)?;
+            Via::parse_list(v).map_err(named)?;
         } else if is("From") || is("To") {
-            NameAddr::parse(v)?;
+            NameAddr::parse(v).map_err(named)?;
         } else if is("Contact") {
             if v != "*" {
-                NameAddr::parse_list(v)?;
+                NameAddr::parse_list(v).map_err(named)?;
             }
         } else if is("Route") || is("Record-Route") {
-            NameAddr::parse_list(v)?;
+            NameAddr::parse_list(v).map_err(named)?;
         } else if is("CSeq") {
-            CSeq::parse(v)?;
+            CSeq::parse(v).map_err(named)?;
         } else if is("Call-ID") {
             if v.is_empty() || v.contains([' ', '\t']) {
-                return Err("malformed Call-ID");
+                return Err("malformed Call-ID".into());
             }
         } else if is("Expires") {
             parse_u32(v).ok_or("Expires is not a number of seconds below 2^32")?;
         } else if is("Date") {
             if !v.ends_with(" GMT") {
-                return Err("Date must be in GMT (RFC 3261 §20.17)");
+                return Err("Date must be in GMT (RFC 3261 §20.17)".into());
             }
         } else if is("Content-Type") {
             let media = v.split(';').next().unwrap_or_default();
@@ -300,7 +302,7 @@ fn check_headers(msg: &SipMessage) -> Result<(), &'static str> {
                 .split_once('/')
                 .is_some_and(|(t, s)| is_token(t.trim()) && is_token(s.trim()));
             if !ok {
-                return Err("malformed Content-Type");
+                return Err("malformed Content-Type".into());
             }
         }
     }

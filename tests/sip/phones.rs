@@ -200,6 +200,25 @@ async fn phones_authenticate_with_the_username_they_are_configured_with() {
     assert!(status.starts_with("SIP/2.0 403"), "{status}");
 }
 
+#[tokio::test]
+async fn a_contact_built_from_the_whole_email_is_refused_clearly() {
+    let relay = Relay::default().await.unwrap();
+    relay.user(JAN).await.unwrap();
+    let phone = Phone::new(&relay).await;
+    let own = format!("Contact: <sip:phone@127.0.0.1:{}>", phone.port);
+    let bad = format!("Contact: <sip:{JAN}@127.0.0.1:{}>", phone.port);
+    phone
+        .send(&phone.register(JAN, 1, None).replace(&own, &bad))
+        .await;
+    let answer = phone.next("SIP/2.0 ").await;
+    let status = answer.lines().next().unwrap_or_default();
+    assert!(status.starts_with("SIP/2.0 400"), "{answer}");
+    assert!(
+        status.contains("Contact"),
+        "the reason names the header: {status}"
+    );
+}
+
 /// A web user's inbox stream, after its `state` event.
 async fn inbox(client: &Client, email: &str) -> restsip_e2e::EventStream {
     let id = client.login(json!({})).await.unwrap();

@@ -167,10 +167,9 @@ impl Presence {
         let StartLine::Request { uri, .. } = &req.start else {
             return Err(Reply::bad_request("not a request"));
         };
-        let email = uri
-            .sip()
-            .and_then(|u| u.address())
-            .ok_or_else(|| Reply::new(404, "Not Found"))?;
+        // An in-dialog request (a refresh, an unsubscribe) goes to the relay's Contact, which
+        // names no user: the user is required of a new subscription only.
+        let email = uri.sip().and_then(|u| u.address());
         let expires = match req.header("Expires") {
             Some(v) => parse_u32(v).ok_or_else(|| Reply::bad_request("Expires is not a number"))?,
             None => DEFAULT_EXPIRES,
@@ -222,6 +221,9 @@ impl Presence {
                 _ => Err(Reply::new(481, "Subscription Does Not Exist")),
             };
         }
+        let Some(email) = email else {
+            return Err(Reply::new(404, "Not Found"));
+        };
         match self.inner.location.contacts(&email).await {
             Ok(_) => {}
             Err(crate::error::Error::NotFound(_)) => return Err(Reply::new(404, "Not Found")),
@@ -369,7 +371,17 @@ impl Presence {
         req.push("To", dialog.remote.clone());
         req.push("Call-ID", dialog.call_id.clone());
         req.push("CSeq", format!("{} NOTIFY", dialog.cseq));
-        req.push("Contact", format!("<sip:{}>", outgoing::host_port(local)));
+        // The same Contact as the 200's: over TCP it says so, or the subscriber's next
+        // request in the dialog would go over UDP.
+        let transport = if dialog.peer.transport.reliable() {
+            ";transport=tcp"
+        } else {
+            ""
+        };
+        req.push(
+            "Contact",
+            format!("<sip:{}{transport}>", outgoing::host_port(local)),
+        );
         req.push("Event", "presence");
         let state = match (state, deadline) {
             (Some(s), _) => s.to_owned(),
