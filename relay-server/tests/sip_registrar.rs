@@ -300,10 +300,17 @@ async fn wrong_passwords_other_users_and_replays_are_refused() {
 }
 
 #[tokio::test]
-async fn unknown_users_get_404_and_without_auth_anyone_registers() {
+async fn unknown_users_are_challenged_like_known_ones_and_without_auth_anyone_registers() {
     let h = alice().await;
     let nobody = register("n1", 1, "").replace("alice@", "nobody@");
-    assert_eq!(h.request(&nobody).await.code(), Some(404));
+    let known = register("n2", 1, "");
+    let (nobody, known) = (h.request(&nobody).await, h.request(&known).await);
+    assert_eq!(nobody.code(), Some(401), "no account list by REGISTER");
+    assert_eq!(nobody.code(), known.code());
+    assert_eq!(
+        nobody.headers_named("WWW-Authenticate").count(),
+        known.headers_named("WWW-Authenticate").count()
+    );
     let open = harness_with(Limits::default(), false).await;
     open.user(AOR, "x").await;
     let ok = open

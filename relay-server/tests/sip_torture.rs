@@ -26,7 +26,7 @@ const CASES: &[(&str, Expect, Option<&[u16]>)] = &[
     ("wsinv", Status(404), None),   // INVITE for an unknown user
     ("intmeth", Status(501), None), // an unknown extension method
     ("esc01", Status(404), None),   // escaped user part: "sips:user@example.com"
-    ("escnull", Status(404), None), // REGISTER of an AOR with an escaped NUL
+    ("escnull", Status(401), None), // REGISTER of an AOR with an escaped NUL: no account, challenged like one
     ("esc02", Status(501), None),   // RE%47IST%45R is a method of its own, not REGISTER
     ("lwsdisp", Status(200), None), // OPTIONS for user@example.com
     ("longreq", Status(501), None), // INVITE for a known user: not implemented yet

@@ -8,6 +8,7 @@ mod bad_input;
 mod calls;
 mod credentials;
 mod durability;
+mod guessing;
 mod limits;
 mod logins;
 mod openapi;

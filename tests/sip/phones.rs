@@ -20,15 +20,20 @@ fn md5_hex(text: &str) -> String {
 }
 
 /// A phone on a UDP socket of its own.
-struct Phone {
+pub(crate) struct Phone {
     socket: UdpSocket,
-    relay: SocketAddr,
-    port: u16,
+    pub(crate) relay: SocketAddr,
+    pub(crate) port: u16,
 }
 
 impl Phone {
-    async fn new(relay: &Relay) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    pub(crate) async fn new(relay: &Relay) -> Self {
+        Self::on(relay, "127.0.0.1").await
+    }
+
+    /// A phone at the address `ip` (another loopback address is another source).
+    pub(crate) async fn on(relay: &Relay, ip: &str) -> Self {
+        let socket = UdpSocket::bind((ip, 0)).await.unwrap();
         let port = socket.local_addr().unwrap().port();
         Self {
             socket,
@@ -37,7 +42,7 @@ impl Phone {
         }
     }
 
-    async fn send(&self, text: &str) {
+    pub(crate) async fn send(&self, text: &str) {
         self.socket
             .send_to(text.as_bytes(), self.relay)
             .await
@@ -45,7 +50,7 @@ impl Phone {
     }
 
     /// The next message the relay sends, within `wait`.
-    async fn next_within(&self, wait: Duration) -> Option<String> {
+    pub(crate) async fn next_within(&self, wait: Duration) -> Option<String> {
         let mut buf = vec![0u8; 65_536];
         let (n, _) = tokio::time::timeout(wait, self.socket.recv_from(&mut buf))
             .await
@@ -56,7 +61,7 @@ impl Phone {
 
     /// The next message whose start line begins with `start` (others, such as
     /// retransmissions, are skipped).
-    async fn next(&self, start: &str) -> String {
+    pub(crate) async fn next(&self, start: &str) -> String {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -71,7 +76,7 @@ impl Phone {
     }
 
     /// A REGISTER for `aor` as `username` (None: no Authorization).
-    fn register(&self, aor: &str, cseq: u32, authorization: Option<&str>) -> String {
+    pub(crate) fn register(&self, aor: &str, cseq: u32, authorization: Option<&str>) -> String {
         let port = self.port;
         let relay = self.relay;
         let authorization = authorization.map_or(String::new(), |a| format!("{a}\r\n"));
@@ -86,7 +91,7 @@ impl Phone {
     }
 
     /// Registers `aor` authenticating as `username` with MD5; the final status line.
-    async fn register_as(&self, aor: &str, username: &str, password: &str) -> String {
+    pub(crate) async fn register_as(&self, aor: &str, username: &str, password: &str) -> String {
         self.send(&self.register(aor, 1, None)).await;
         let challenge = self.next("SIP/2.0 401").await;
         let line = header_lines(&challenge, "WWW-Authenticate")
@@ -110,7 +115,7 @@ impl Phone {
     }
 
     /// Sends a response to `req` with `status` (a To tag added) and extra header lines.
-    async fn answer(&self, req: &str, status: &str, extra: &str, body: &str) {
+    pub(crate) async fn answer(&self, req: &str, status: &str, extra: &str, body: &str) {
         let mut head = format!("SIP/2.0 {status}\r\n");
         for name in ["Via", "From", "Call-ID", "CSeq"] {
             for line in header_lines(req, name) {

@@ -2,17 +2,19 @@
 //! request; `Authorization: Bearer` or `?access_token=` take a short-lived token from `POST
 //! /token`, for EventSource and WebSocket, which cannot set headers.
 
-use axum::extract::{FromRequestParts, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use restsip_protocol::Token;
+use restsip_protocol::{ProblemKind, Token};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::auth::TokenClaims;
+use crate::auth::{Admission, TokenClaims};
 
 /// The email of the authenticated user.
 #[derive(Debug, Clone)]
@@ -61,6 +63,18 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// 429 for a source that guessed too often, with when to try again.
+fn too_many_guesses(wait: std::time::Duration) -> ApiError {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let value =
+        HeaderValue::from_str(&secs.to_string()).unwrap_or_else(|_| HeaderValue::from_static("60"));
+    ApiError::new(
+        ProblemKind::TooManyRequests,
+        format!("too many wrong passwords from this address; try again in {secs} s"),
+    )
+    .with_header(header::RETRY_AFTER, value)
+}
+
 async fn bearer(state: &AppState, token: &str, source: &str) -> Result<Credential, ApiError> {
     match state.auth.check_token(token.trim()).await? {
         Some(claims) => Ok(Credential {
@@ -96,12 +110,23 @@ impl FromRequestParts<AppState> for Credential {
                     .split_once(':')
                     .ok_or_else(|| ApiError::unauthorized("malformed Basic credentials"))?;
                 let email = restsip_protocol::normalize_email(email);
+                let ip = parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip());
+                let guesses = state.auth.guesses();
+                if let Some(Admission::Wait(wait)) = ip.map(|ip| guesses.admit(&email, ip)) {
+                    return Err(too_many_guesses(wait));
+                }
                 if state.auth.check_password(&email, password).await? {
                     Ok(Credential {
                         caller: Caller(email),
                         token: None,
                     })
                 } else {
+                    if let Some(ip) = ip {
+                        guesses.failed(&email, ip);
+                    }
                     Err(ApiError::unauthorized("wrong email or password"))
                 }
             }

@@ -8,15 +8,17 @@ use restsip_protocol::normalize_email;
 use serde_json::json;
 
 use crate::auth::Auth;
+use crate::auth::{Admission, Guesses};
 use crate::clock::{now_ms, seconds_until};
 use crate::error::Error;
 use crate::limits::Limits;
 use crate::location::{Binding, BindingChange, Location};
 use crate::store::{DigestAlias, DigestRecord, Store};
 use restsip_sip::digest::{ha1, Algorithm, Credentials, DigestAuth, Verdict};
-use restsip_sip::message::{parse_u32, SipMessage};
+use restsip_sip::message::{parse_u32, SipMessage, StartLine};
 use restsip_sip::response::Reply;
 use restsip_sip::transport::Peer;
+use restsip_sip::uri::Uri;
 
 /// The SIP digest secrets of a password: HA1 for MD5 and SHA-256 in one realm.
 pub struct Ha1 {
@@ -77,6 +79,25 @@ fn usernames(email: &str) -> Vec<String> {
     }
 }
 
+/// Digest secrets no password matches, for an address that is no account (random each time:
+/// they are never stored, and every answer is `403 wrong password`).
+fn unknown_user(realm: &str, aor: &str) -> DigestRecord {
+    let random = || hex::encode(rand::random::<[u8; 16]>());
+    DigestRecord {
+        realm: realm.to_owned(),
+        md5: random(),
+        sha256: random(),
+        aliases: usernames(aor)
+            .into_iter()
+            .map(|username| DigestAlias {
+                username,
+                md5: random(),
+                sha256: random(),
+            })
+            .collect(),
+    }
+}
+
 /// The methods this feature answers (gathered into the Allow header by the core).
 pub const METHODS: &[&str] = &["REGISTER"];
 
@@ -130,9 +151,14 @@ impl Registrar {
 
     async fn try_register(&self, req: &SipMessage, from: Peer) -> Result<Reply, Reply> {
         let aor = address_of_record(req)?;
-        let digest = self.auth.digest(&aor).await.map_err(internal)?;
+        let mut digest = self.auth.digest(&aor).await.map_err(internal)?;
         if digest.is_none() && self.store.user(&aor).await.map_err(internal)?.is_none() {
-            return Err(Reply::new(404, "Not Found"));
+            // With authentication on, an unknown user is answered exactly as a known one
+            // (the same challenge, then 403 for any password): nobody lists the accounts.
+            let Some(auth) = &self.digest else {
+                return Err(Reply::new(404, "Not Found"));
+            };
+            digest = Some(unknown_user(auth.realm(), &aor));
         }
         let ask = self.read(req, from, &aor, digest.as_ref())?;
         let bindings = match ask.what {
@@ -189,7 +215,7 @@ impl Registrar {
         digest: Option<&DigestRecord>,
     ) -> Result<Ask<'a>, Reply> {
         if let Some(auth) = &self.digest {
-            authenticate(auth, req, aor, digest)?;
+            authenticate(auth, self.auth.guesses(), req, aor, digest, from)?;
         }
         let call_id = req.call_id().unwrap_or_default();
         let cseq = req.cseq().map_err(Reply::bad_request)?.seq;
@@ -316,9 +342,31 @@ fn location_error(e: Error) -> Reply {
 /// Checks the digest credentials of `req` for `aor`; Err is the 401 or 403 to answer.
 fn authenticate(
     auth: &DigestAuth,
+    guesses: &Guesses,
     req: &SipMessage,
     aor: &str,
     digest: Option<&DigestRecord>,
+    from: Peer,
+) -> Result<(), Reply> {
+    let ip = from.addr.ip();
+    let checked = check(auth, guesses, req, aor, digest, ip);
+    if let Err(reply) = &checked {
+        let throttled = reply.headers.iter().any(|(n, _)| n == "Retry-After");
+        if reply.code == 403 && !throttled {
+            guesses.failed(aor, ip);
+        }
+    }
+    checked
+}
+
+/// [`authenticate`] without the counting of failures.
+fn check(
+    auth: &DigestAuth,
+    guesses: &Guesses,
+    req: &SipMessage,
+    aor: &str,
+    digest: Option<&DigestRecord>,
+    ip: std::net::IpAddr,
 ) -> Result<(), Reply> {
     let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
     let challenge = |stale: bool, reason: &'static str| {
@@ -335,6 +383,22 @@ fn authenticate(
     else {
         return Err(challenge(false, "Unauthorized"));
     };
+    // The response covers the digest `uri`: it must be this request's Request-URI, or a
+    // response captured for another request could be replayed here (RFC 7616 §3.4.6).
+    let StartLine::Request { uri, .. } = &req.start else {
+        return Err(Reply::bad_request("not a request"));
+    };
+    let same = Uri::parse(creds.uri.trim()).is_ok_and(|u| u.to_string() == uri.to_string());
+    if !same {
+        return Err(Reply::bad_request("the digest uri is not the Request-URI"));
+    }
+    if let Admission::Wait(wait) = guesses.admit(aor, ip) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(
+            Reply::new(403, "Forbidden (too many wrong passwords; try later)")
+                .with("Retry-After", secs.to_string()),
+        );
+    }
     // The secrets to check the response against: those of the username the phone sent, when
     // it names the To address (the email itself, its local part, or the email escaped; for
     // the escaped form the phone may have hashed either spelling).

@@ -16,7 +16,10 @@ use sha2::Sha256;
 
 use crate::error::{Error, Result};
 use crate::store::{DigestRecord, Store};
+
+pub mod guesses;
 use crate::sync::lock;
+pub use guesses::{Admission, Guesses};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -45,6 +48,8 @@ struct Inner {
     token_ttl: Duration,
     /// Derives the SIP digest secrets stored with a password.
     secrets: Arc<dyn DigestSecrets>,
+    /// Failed checks, to throttle guessing.
+    guesses: Guesses,
     /// email → (keyed hash of a password verified for it, when).
     verified: Mutex<HashMap<String, ([u8; 32], Instant)>>,
     /// email → (its digest secrets, when read): every SIP REGISTER needs them.
@@ -76,6 +81,20 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// An argon2 hash of a random password, made once: what an unknown user's password is checked
+/// against, at the cost of a real check.
+fn unknown_user_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let salt = SaltString::generate(&mut OsRng);
+        let password = rand::random::<[u8; 16]>();
+        Argon2::default()
+            .hash_password(&password, &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
 /// How the secrets SIP phones authenticate with (digest HA1 values) are derived from a
 /// password: the SIP application provides it; the domain stores what it derives whenever it
 /// holds a verified password.
@@ -93,6 +112,8 @@ impl Auth {
         token_ttl: Duration,
         secrets: Arc<dyn DigestSecrets>,
     ) -> Result<Self> {
+        // The unknown user's hash is made now, so that no request waits for it.
+        tokio::task::spawn_blocking(unknown_user_hash);
         let secret = store.secret().await?;
         let revoked = store
             .revoked_tokens(unix_secs())
@@ -105,6 +126,7 @@ impl Auth {
                 secret,
                 token_ttl,
                 secrets,
+                guesses: Guesses::default(),
                 verified: Mutex::new(HashMap::new()),
                 digests: Mutex::new(HashMap::new()),
                 stamps: Mutex::new(HashMap::new()),
@@ -137,13 +159,15 @@ impl Auth {
         {
             return Ok(true);
         }
-        let Some(user) = self.inner.store.user(email).await? else {
-            return Ok(false);
-        };
+        // An unknown user costs an argon2 check too (against a hash no password matches), so
+        // that the time of the answer does not tell which accounts exist.
+        let user = self.inner.store.user(email).await?;
+        let known = user.is_some();
+        let stored = user.map_or_else(|| unknown_user_hash().to_owned(), |u| u.password_hash);
         let password = password.to_owned();
         let checked = password.clone();
         let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&user.password_hash)
+            PasswordHash::new(&stored)
                 .map(|hash| {
                     Argon2::default()
                         .verify_password(checked.as_bytes(), &hash)
@@ -153,6 +177,7 @@ impl Auth {
         })
         .await
         .map_err(|e| Error::Internal(format!("password check task: {e}")))?;
+        let ok = ok && known;
         if ok {
             self.refresh_digest(email, &password).await?;
             let mut cache = self.lock();
@@ -179,6 +204,11 @@ impl Auth {
             lock(&self.inner.digests).remove(email);
         }
         Ok(())
+    }
+
+    /// The failed checks of credentials (HTTP Basic and SIP digest), to throttle guessing.
+    pub fn guesses(&self) -> &Guesses {
+        &self.inner.guesses
     }
 
     /// The SIP digest realm.
