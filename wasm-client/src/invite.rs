@@ -36,6 +36,12 @@ pub(crate) struct InviteState {
     pub(crate) http: Rc<Http>,
 }
 
+/// A new invitation id, unique enough among one caller's invitations: a random integer of 12
+/// digits.
+pub(crate) fn new_id() -> f64 {
+    (js_sys::Math::random() * 1e12).floor()
+}
+
 impl InviteState {
     pub(crate) fn new(
         id: f64,
