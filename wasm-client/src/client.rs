@@ -16,7 +16,7 @@ use crate::task::promise;
 /// A restsip client: one per page (tabs of an origin share their login).
 #[wasm_bindgen]
 pub struct Client {
-    inner: Rc<Shared>,
+    pub(crate) inner: Rc<Shared>,
 }
 
 // `Watch` and `Served` are plain JS objects (`{path, close}`, `{namespace, close}`) whose

@@ -79,10 +79,18 @@ impl Http {
     /// Every REST call of the client goes through here, and the request is on its way when
     /// this returns: the [`Pending`] answer is one small future shared by all callers.
     pub(crate) fn request(&self, method: &str, path: &str, body: Option<&JsValue>) -> Pending {
-        let url = js::cat(&[&self.base, &encode_path(path)]);
-        let auth = js::peek(&self.authorization);
         let none = JsValue::UNDEFINED;
-        Pending(Ok(js::fetch(&url, method, &auth, body.unwrap_or(&none))))
+        Pending(Ok(js::wait(self.fetch(
+            method,
+            path,
+            body.unwrap_or(&none),
+        ))))
+    }
+
+    /// The request itself: a promise of `[status, parsed body?]` (see [`js::http`]).
+    pub(crate) fn fetch(&self, method: &str, path: &str, body: &JsValue) -> js_sys::Promise {
+        let url = js::cat(&[&self.base, &encode_path(path)]);
+        js::http(&url, method, &js::peek(&self.authorization), body)
     }
 
     /// SENDs `body` to a user or one login.
@@ -106,6 +114,12 @@ impl Http {
 /// Whom an invitation's `to` names: the email of a login (`/login/{email}/{id}`), else `to`.
 pub(crate) fn peer_of(to: &str) -> &str {
     after(to, "/login/", b"/").unwrap_or(to)
+}
+
+/// The address a call is SENT to: a `sip:` URI's `user@host` (the relay reaches accounts and,
+/// through its upstream, other addresses by it), else `to` as given.
+pub(crate) fn address(to: &str) -> &str {
+    after(to, "sip:", b";?").unwrap_or(to)
 }
 
 /// What follows `prefix` in `text` up to the first of the bytes `stop`; None without the
@@ -220,10 +234,16 @@ fn encode_path(path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{encode_path, peer_of};
+    use super::{address, encode_path, peer_of};
 
     #[test]
-    fn whom_an_invitation_goes_to() {
+    fn whom_a_call_goes_to() {
+        assert_eq!(
+            address("sip:carol@pbx.example.org;transport=tcp"),
+            "carol@pbx.example.org"
+        );
+        assert_eq!(address("sip:bob@example.net"), "bob@example.net");
+        assert_eq!(address("bob@example.net"), "bob@example.net");
         assert_eq!(peer_of("/login/bob@example.net/3"), "bob@example.net");
         assert_eq!(peer_of("bob@example.net"), "bob@example.net");
     }
