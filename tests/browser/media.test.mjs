@@ -182,3 +182,74 @@ test("a rejected call ends with the reason", async () => {
   await waitState(e, "ended");
   assert.equal(await e.page.evaluate(() => call.endReason), "rejected");
 });
+
+// The demo page's phone (www/phone.js), used as two people would: log in, call, answer, hold,
+// mute, DTMF, hang up, with the timer running. Screenshots go to tests/artifacts/.
+async function demoUser(name) {
+  const page = await (await browser.newContext()).newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  await page.goto(RELAY);
+  const email = `${name}-demo-${stamp}@example.net`;
+  await page.getByTestId("email").fill(email);
+  await page.getByTestId("password").fill("secret");
+  await page.getByTestId("signup").click();
+  await page.getByTestId("me").filter({ hasText: email }).waitFor();
+  return { page, email, errors };
+}
+
+test("the demo's phone: dial, ring, answer, timer, hold, mute, DTMF, hang up", async () => {
+  const artifacts = new URL("../artifacts/", import.meta.url).pathname;
+  const a = await demoUser("gina");
+  const b = await demoUser("hugo");
+  await a.page.getByTestId("dial-to").fill(b.email);
+  await a.page.getByTestId("dial").click();
+  await b.page.getByTestId("ringing-from").filter({ hasText: a.email }).waitFor();
+  await b.page.screenshot({ path: `${artifacts}/phone-hugo-ringing.png`, fullPage: true });
+  await b.page.getByTestId("answer").click();
+  for (const p of [a, b]) await p.page.getByTestId("call-state").filter({ hasText: /^active$/ }).waitFor();
+  assert.equal(await a.page.getByTestId("call-peer").innerText(), b.email);
+  // The timer runs.
+  await a.page.getByTestId("call-timer").filter({ hasText: /^0:0[1-9]$/ }).waitFor();
+  // The remote stream plays in the page's <audio> element.
+  await a.page.waitForFunction(() => {
+    const audio = document.querySelector("[data-testid=remote-audio]");
+    return audio.srcObject && !audio.paused && audio.srcObject.getAudioTracks().length === 1;
+  });
+  await a.page.getByTestId("hold").click();
+  await b.page.getByTestId("call-state").filter({ hasText: /^held$/ }).waitFor();
+  await a.page.getByTestId("hold").filter({ hasText: "Resume" }).waitFor();
+  await a.page.screenshot({ path: `${artifacts}/phone-gina-holding.png`, fullPage: true });
+  await a.page.getByTestId("hold").click();
+  await b.page.getByTestId("call-state").filter({ hasText: /^active$/ }).waitFor();
+  await a.page.getByTestId("mute").click();
+  await a.page.getByTestId("mute").filter({ hasText: "Unmute" }).waitFor();
+  await a.page.getByTestId("dtmf-5").click();
+  await a.page.getByTestId("dtmf-#").click();
+  await a.page.getByTestId("dtmf-sent").filter({ hasText: "5#" }).waitFor();
+  await a.page.screenshot({ path: `${artifacts}/phone-gina-in-call.png`, fullPage: true });
+  await b.page.getByTestId("hangup").click();
+  await a.page.getByTestId("call-ended").filter({ hasText: "remote-hangup" }).waitFor();
+  await b.page.getByTestId("call-ended").filter({ hasText: "hangup" }).waitFor();
+  assert.equal(await a.page.getByTestId("in-call").isHidden(), true);
+  await a.page.screenshot({ path: `${artifacts}/phone-gina-ended.png`, fullPage: true });
+
+  // A second call, declined.
+  await b.page.getByTestId("dial-to").fill(a.email);
+  await b.page.getByTestId("dial").click();
+  await a.page.getByTestId("decline").click();
+  await b.page.getByTestId("call-ended").filter({ hasText: "rejected" }).waitFor();
+
+  // A video call: pictures both ways.
+  await a.page.getByTestId("dial-to").fill(b.email);
+  await a.page.getByTestId("dial-video").check();
+  await a.page.getByTestId("dial").click();
+  await b.page.getByTestId("answer-video").click();
+  for (const p of [a, b]) {
+    await p.page.waitForFunction(() => document.querySelector("[data-testid=remote-video]").videoWidth > 0);
+  }
+  await b.page.screenshot({ path: `${artifacts}/phone-hugo-video.png`, fullPage: true });
+  await a.page.getByTestId("hangup").click();
+  await b.page.getByTestId("call-ended").filter({ hasText: "remote-hangup" }).waitFor();
+  assert.deepEqual([...a.errors, ...b.errors], [], "no uncaught errors in either page");
+});
