@@ -35,18 +35,18 @@ after(async () => {
 // up by the test would be refused as a public page reaching a local address) whose user signed
 // up and logged in with its own client of the package the relay serves, with an <audio> element
 // playing the remote stream.
-async function user(name, from = browser) {
+async function user(name, from = browser, signUp = true) {
   const context = await from.newContext();
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(e));
   await page.goto(RELAY);
   const email = `${name}-${stamp}@example.net`;
-  await page.evaluate(async (email) => {
+  await page.evaluate(async ([email, signUp]) => {
     const restsip = await import("/pkg/restsip_wasm.js");
     await restsip.default();
     const client = new restsip.Client();
-    await client.signUp(email, "secret", {});
+    if (signUp) await client.signUp(email, "secret", {});
     await client.logIn(email, "secret", {});
     window.client = client;
     document.body.append(Object.assign(document.createElement("audio"), { id: "remote", autoplay: true }));
@@ -60,7 +60,7 @@ async function user(name, from = browser) {
       document.getElementById("remote").srcObject = call.remoteStream;
       return call.state;
     };
-  }, email);
+  }, [email, signUp]);
   pages.push(page);
   return { page, email, errors };
 }
@@ -181,6 +181,22 @@ test("a rejected call ends with the reason", async () => {
   await f.page.evaluate(() => invites[0].reject("busy"));
   await waitState(e, "ended");
   assert.equal(await e.page.evaluate(() => call.endReason), "rejected");
+});
+
+test("a call to a user rings every login; the first to answer wins, the others stop ringing", async () => {
+  const caller = await user("ivan");
+  const desk = await user("judy");
+  const laptop = await user("judy", browser, false); // the same user, logged in again elsewhere
+  await caller.page.evaluate(async (to) => follow(await client.dial(to)), desk.email);
+  for (const p of [desk, laptop]) await p.page.waitForFunction(() => invites.length === 1);
+  await laptop.page.evaluate(async () => follow(await invites[0].answer()));
+  await waitState(caller, "active");
+  await desk.page.waitForFunction(() => invites[0].state === "cancelled");
+  // The caller talks to the login that answered only.
+  await inboundAudio(caller);
+  await caller.page.evaluate(() => call.hangUp());
+  await waitState(laptop, "ended");
+  assert.equal(await laptop.page.evaluate(() => call.endReason), "remote-hangup");
 });
 
 // The demo page's phone (www/phone.js), used as two people would: log in, call, answer, hold,
