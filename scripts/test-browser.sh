@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Browser tests of the wasm client: starts a real relay on a free port, then runs the
 # wasm_bindgen_test suite (wasm-client/tests/browser.rs) in Debian's headless Chromium with
-# RELAY_URL compiled in, then the page test of www/ (two browser contexts, two users) and the
-# bundler build. Stops the relay afterwards.
+# RELAY_URL compiled in, then the page test of www/ (two browser contexts, two users), the calls
+# with media between two pages (fake microphones, audio through WebRTC) and the bundler build.
+# Stops the relay afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -42,4 +43,5 @@ echo "== the demo page, two users in two browser contexts"
 bash scripts/wasm.sh >/dev/null
 echo "== the generated typings against a typed page (tsc --strict)"
 node_modules/.bin/tsc -p tests/browser/tsconfig.json
-RELAY_URL="$url" node --test tests/browser/page.test.mjs tests/browser/bundler.test.mjs
+RELAY_URL="$url" node --test tests/browser/page.test.mjs tests/browser/media.test.mjs \
+  tests/browser/bundler.test.mjs

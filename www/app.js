@@ -1,6 +1,7 @@
 // restsip demo: everything below goes through the wasm client; the page never sees SIP, and
 // never builds an HTTP request itself.
 import init, { Client } from "./pkg/restsip_wasm.js";
+import { phone } from "./phone.js";
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, attrs = {}, ...children) => {
@@ -26,7 +27,10 @@ client.on("message", (m) => {
     el("span", { className: "from" }, m.from), el("span", {}, body.text ?? JSON.stringify(body))));
 });
 
+phone(client, showError);
+
 client.on("invite", (invite) => {
+  if (invite.media) return; // a call with sound: the phone rings (phone.js)
   const state = el("span", { className: "state", "data-testid": "incoming-state" }, invite.state);
   const accept = el("button", { "data-testid": "accept" }, "Accept");
   const reject = el("button", { className: "secondary", "data-testid": "reject" }, "Reject");

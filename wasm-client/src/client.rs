@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::error::ClientError;
 use crate::http::{self, Pending};
-use crate::invite::{Invitation, InviteState, Step};
+use crate::invite::{new_id, Invitation, InviteState, Step};
 use crate::js;
 use crate::shared::Shared;
 use crate::task::promise;
@@ -16,7 +16,7 @@ use crate::task::promise;
 /// A restsip client: one per page (tabs of an origin share their login).
 #[wasm_bindgen]
 pub struct Client {
-    inner: Rc<Shared>,
+    pub(crate) inner: Rc<Shared>,
 }
 
 // `Watch` and `Served` are plain JS objects (`{path, close}`, `{namespace, close}`) whose
@@ -275,13 +275,8 @@ impl Client {
     #[wasm_bindgen(unchecked_return_type = "Promise<Invitation>")]
     pub fn invite(&self, to: String, call: String) -> Promise {
         let inner = &self.inner;
-        // Unique enough among one caller's invitations: a random integer of 12 digits.
-        let id = (js_sys::Math::random() * 1e12).floor();
-        let peer = to
-            .strip_prefix("/login/")
-            .and_then(|p| p.split('/').next())
-            .unwrap_or(&to);
-        let state = InviteState::new(id, peer, &call, "sending", inner.http.clone());
+        let peer = http::peer_of(&to);
+        let state = InviteState::new(new_id(), peer, &call, "sending", inner.http.clone());
         inner.outgoing.borrow_mut().push(state.clone());
         let pending = inner.http.send_to(&to, &state.command("invite"));
         let invitation = JsValue::from(Invitation::new(state.clone()));

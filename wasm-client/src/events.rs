@@ -30,6 +30,11 @@ impl Emitter {
         js::unlisten(&self.0, name, JsValue::UNDEFINED.unchecked_ref()) == 0
     }
 
+    /// The list itself (for handlers a JS object adds).
+    pub(crate) fn list(&self) -> &Array {
+        &self.0
+    }
+
     /// Calls the handlers of `name` (every handler when `name` is empty).
     pub(crate) fn emit(&self, name: &str, value: &JsValue) {
         js::emit(&self.0, name, value);

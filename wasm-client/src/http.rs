@@ -79,10 +79,18 @@ impl Http {
     /// Every REST call of the client goes through here, and the request is on its way when
     /// this returns: the [`Pending`] answer is one small future shared by all callers.
     pub(crate) fn request(&self, method: &str, path: &str, body: Option<&JsValue>) -> Pending {
-        let url = js::cat(&[&self.base, &encode_path(path)]);
-        let auth = js::peek(&self.authorization);
         let none = JsValue::UNDEFINED;
-        Pending(Ok(js::fetch(&url, method, &auth, body.unwrap_or(&none))))
+        Pending(Ok(js::wait(self.fetch(
+            method,
+            path,
+            body.unwrap_or(&none),
+        ))))
+    }
+
+    /// The request itself: a promise of `[status, parsed body?]` (see [`js::http`]).
+    pub(crate) fn fetch(&self, method: &str, path: &str, body: &JsValue) -> js_sys::Promise {
+        let url = js::cat(&[&self.base, &encode_path(path)]);
+        js::http(&url, method, &js::peek(&self.authorization), body)
     }
 
     /// SENDs `body` to a user or one login.
@@ -101,6 +109,34 @@ impl Http {
         }
         self.request("POST", call, Some(&body))
     }
+}
+
+/// Whom an invitation's `to` names: the email of a login (`/login/{email}/{id}`), else `to`.
+pub(crate) fn peer_of(to: &str) -> &str {
+    after(to, "/login/", b"/").unwrap_or(to)
+}
+
+/// The address a call is SENT to: a `sip:` URI's `user@host` (the relay reaches accounts and,
+/// through its upstream, other addresses by it), else `to` as given.
+pub(crate) fn address(to: &str) -> &str {
+    after(to, "sip:", b";?").unwrap_or(to)
+}
+
+/// What follows `prefix` in `text` up to the first of the bytes `stop`; None without the
+/// prefix. (Bytes, not a `char` pattern: no string searcher in the module.)
+fn after<'a>(text: &'a str, prefix: &str, stop: &[u8]) -> Option<&'a str> {
+    let bytes = text.as_bytes();
+    if !bytes.starts_with(prefix.as_bytes()) {
+        return None;
+    }
+    let mut end = prefix.len();
+    while let Some(b) = bytes.get(end) {
+        if stop.iter().any(|s| s == b) {
+            break;
+        }
+        end += 1;
+    }
+    text.get(prefix.len()..end)
 }
 
 /// The resource a SEND goes to: an email means all of that user's contacts.
@@ -133,25 +169,28 @@ impl Future for Pending {
             },
             Err(error) => return Poll::Ready(Err(std::mem::take(error))),
         };
-        Poll::Ready(match answer {
-            // [status, parsed body?]
-            Ok(answer) => {
-                let status = js::get_f64(&answer, "0").unwrap_or(0.0);
-                if status < 0.0 {
-                    return Poll::Ready(Err(ClientError::invalid(
-                        "the body cannot be sent as JSON",
-                    )));
-                }
-                let status = status as u16;
-                let parsed = js::get(&answer, "1");
-                if (200..300).contains(&status) {
-                    Ok(parsed)
-                } else {
-                    Err(ClientError::from_problem(status, &parsed))
-                }
+        Poll::Ready(outcome(answer))
+    }
+}
+
+/// What a request's `[status, parsed body?]` (or its failure) means: the body of a 2xx, or the
+/// error.
+pub(crate) fn outcome(answer: std::result::Result<JsValue, JsValue>) -> Result<JsValue> {
+    match answer {
+        Ok(answer) => {
+            let status = js::get_f64(&answer, "0").unwrap_or(0.0);
+            if status < 0.0 {
+                return Err(ClientError::invalid("the body cannot be sent as JSON"));
             }
-            Err(cause) => Err(ClientError::network(&cause)),
-        })
+            let status = status as u16;
+            let parsed = js::get(&answer, "1");
+            if (200..300).contains(&status) {
+                Ok(parsed)
+            } else {
+                Err(ClientError::from_problem(status, &parsed))
+            }
+        }
+        Err(cause) => Err(ClientError::network(&cause)),
     }
 }
 
@@ -195,7 +234,19 @@ fn encode_path(path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::encode_path;
+    use super::{address, encode_path, peer_of};
+
+    #[test]
+    fn whom_a_call_goes_to() {
+        assert_eq!(
+            address("sip:carol@pbx.example.org;transport=tcp"),
+            "carol@pbx.example.org"
+        );
+        assert_eq!(address("sip:bob@example.net"), "bob@example.net");
+        assert_eq!(address("bob@example.net"), "bob@example.net");
+        assert_eq!(peer_of("/login/bob@example.net/3"), "bob@example.net");
+        assert_eq!(peer_of("bob@example.net"), "bob@example.net");
+    }
 
     #[test]
     fn paths_keep_their_structure_and_escape_the_rest() {

@@ -15,6 +15,7 @@ use crate::error::{ClientError, Result};
 use crate::events::Emitter;
 use crate::http::{Http, Pending};
 use crate::js;
+use crate::media::Calls;
 use crate::task::promise;
 
 /// Shared state of one invitation (either side).
@@ -34,6 +35,16 @@ pub(crate) struct InviteState {
     /// The client's REST access, which SENDs the commands about this invitation and joins its
     /// call (with the client's login as it is then).
     pub(crate) http: Rc<Http>,
+    /// The caller's session offer (SDP text) of a call with media; undefined otherwise.
+    pub(crate) offer: JsValue,
+    /// The client's media calls, which an answered invitation joins (received ones only).
+    pub(crate) calls: Option<Calls>,
+}
+
+/// A new invitation id, unique enough among one caller's invitations: a random integer of 12
+/// digits.
+pub(crate) fn new_id() -> f64 {
+    (js_sys::Math::random() * 1e12).floor()
 }
 
 impl InviteState {
@@ -52,7 +63,27 @@ impl InviteState {
             reason: Cell::new(JsValue::UNDEFINED),
             listeners: Emitter::new(),
             http,
+            offer: JsValue::UNDEFINED,
+            calls: None,
         })
+    }
+
+    /// An invitation received: `offer` is its session offer (or undefined), `calls` where the
+    /// call goes once answered with media.
+    pub(crate) fn incoming(
+        id: f64,
+        peer: &str,
+        call: &str,
+        http: Rc<Http>,
+        offer: JsValue,
+        calls: &Calls,
+    ) -> Rc<Self> {
+        let mut state = Self::new(id, peer, call, "ringing", http);
+        if let Some(state) = Rc::get_mut(&mut state) {
+            state.offer = offer;
+            state.calls = Some(calls.clone());
+        }
+        state
     }
 
     /// Moves to `state` (unless already final) and tells the listeners.
@@ -211,7 +242,7 @@ impl Invitation {
 /// An invitation this client received (the `invite` event).
 #[wasm_bindgen]
 pub struct IncomingInvite {
-    inner: Rc<InviteState>,
+    pub(crate) inner: Rc<InviteState>,
 }
 
 impl IncomingInvite {

@@ -107,8 +107,9 @@ extern "C" {
     pub(crate) fn lock(name: &str, if_available: bool) -> Promise;
     /// `fetch` with JSON: resolves to `[status, parsed body?]` (`[-1]` when the body cannot be
     /// JSON), rejects on network failure.
-    fn http(url: &str, method: &str, auth: &JsValue, body: &JsValue) -> Promise;
-    fn delay(ms: u32) -> Promise;
+    pub(crate) fn http(url: &str, method: &str, auth: &JsValue, body: &JsValue) -> Promise;
+    /// Resolves after `ms` milliseconds.
+    pub(crate) fn delay(ms: u32) -> Promise;
     /// Opens a WebSocket to `base + path` (`ws:` or `wss:` as the base is `http:` or `https:`;
     /// an empty base is the page's origin): `handler(true)` when open, `handler(false)` when
     /// closed, `handler(frame)` for every JSON frame. Undefined if the URL is refused.

@@ -16,6 +16,10 @@ mod events;
 mod http;
 mod invite;
 mod js;
+mod media;
+mod place;
+mod rtc;
+mod sdp;
 mod session;
 mod shared;
 mod socket;
@@ -53,7 +57,8 @@ export interface RestsipError extends Error {
   name: "RestsipError";
   /** Stable code: "unauthorized" | "forbidden" | "not-found" | "conflict" | "network" |
    *  "bad-request" | "unprocessable" | "payload-too-large" | "too-many-requests" |
-   *  "not-logged-in" | "invalid-argument" | "unavailable" | "internal" | ... */
+   *  "not-logged-in" | "invalid-argument" | "unavailable" | "internal" |
+   *  "media-denied" (getUserMedia refused) | "media-unavailable" (no such device) | ... */
   code: string;
   /** HTTP status of the relay's answer; 0 when there was none. */
   status: number;

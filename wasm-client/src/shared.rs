@@ -11,6 +11,7 @@ use crate::events::Emitter;
 use crate::http::Http;
 use crate::invite::{IncomingInvite, InviteState};
 use crate::js;
+use crate::media::Calls;
 use crate::socket::Connection;
 use crate::task::spawn;
 
@@ -45,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) outgoing: RefCell<Vec<Rc<InviteState>>>,
     /// Invitations received.
     incoming: RefCell<Vec<Rc<InviteState>>>,
+    /// Media calls, dialled or answered (until they end).
+    pub(crate) calls: Calls,
 }
 
 impl Shared {
@@ -69,6 +72,7 @@ impl Shared {
             release: Cell::new(JsValue::UNDEFINED),
             outgoing: RefCell::new(Vec::new()),
             incoming: RefCell::new(Vec::new()),
+            calls: Calls::default(),
         })
     }
 
@@ -126,21 +130,38 @@ impl Shared {
         }
     }
 
-    /// A SEND reached this user: tell the page, and move invitations along.
+    /// A SEND reached this user: tell the page, and move invitations and media calls along.
     pub(crate) fn dispatch_inbox(self: &Rc<Self>, message: &JsValue) {
         self.emitter.emit("message", message);
         let body = js::get(message, "body");
-        let (Some(command), Some(from), Some(call), Some(id)) = (
+        let (Some(command), Some(from), Some(id)) = (
             js::get_str(&body, "command"),
             js::get_str(message, "from"),
-            js::get_str(&body, "url"),
             js::get_f64(&body, "id"),
         ) else {
             return;
         };
+        // A media call is named by its peer and id (a phone's messages carry no call URL;
+        // the relay spells addresses in lower case).
+        let call = {
+            let mut calls = self.calls.borrow_mut();
+            calls.retain(|c| c.state() != "ended");
+            calls
+                .iter()
+                .find(|c| c.leg.id == id && c.leg.peer.eq_ignore_ascii_case(&from))
+                .cloned()
+        };
+        if let Some(call) = call {
+            call.receive(&command, &body);
+        }
+        let Some(call) = js::get_str(&body, "url") else {
+            return;
+        };
         match command.as_str() {
             "invite" => {
-                let state = InviteState::new(id, &from, &call, "ringing", self.http.clone());
+                let offer = js::get(&body, "sdp");
+                let http = self.http.clone();
+                let state = InviteState::incoming(id, &from, &call, http, offer, &self.calls);
                 self.incoming.borrow_mut().push(state.clone());
                 let invite = IncomingInvite::new(state);
                 self.emitter.emit("invite", &JsValue::from(invite));

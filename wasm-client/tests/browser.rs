@@ -343,6 +343,53 @@ async fn invite_accept_reject_and_cancel() {
     );
 }
 
+/// Calls with media as far as they go without a microphone (the page tests in
+/// tests/browser/media.test.mjs make real ones with fake devices): an invitation says whether
+/// it carries an offer, only one that does can be answered, and dialling needs a login and a
+/// microphone.
+#[wasm_bindgen_test]
+async fn media_invitations_and_dialling_without_a_microphone() {
+    let (alice, _) = user("caller").await;
+    let (bob, bob_email) = user("callee").await;
+    let invites = Recorder::default();
+    bob.on("invite", invites.callback());
+    let call = ok(alice.create_call(obj("{}"))).await;
+    let call_url = get(&call, "url").as_string().unwrap();
+
+    // A signalling-only invitation: no media, so no answer.
+    ok(alice.invite(bob_email.clone(), call_url.clone())).await;
+    invites.until("an invite", |i| i.len() == 1).await;
+    let plain: IncomingInvite =
+        wasm_bindgen::convert::TryFromJsValue::try_from_js_value(invites.all()[0].clone()).unwrap();
+    assert!(!plain.media());
+    assert_eq!(
+        code_of(plain.answer(JsValue::UNDEFINED)).await,
+        "invalid-argument"
+    );
+
+    // An invitation with an offer (as a page's dial or a phone sends it) is a media call.
+    let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
+    let body = js_sys::Object::new();
+    Reflect::set(&body, &"command".into(), &"invite".into()).unwrap();
+    Reflect::set(&body, &"sdp".into(), &offer.into()).unwrap();
+    Reflect::set(&body, &"url".into(), &call_url.clone().into()).unwrap();
+    Reflect::set(&body, &"id".into(), &7.into()).unwrap();
+    ok(alice.send(bob_email.clone(), body.into())).await;
+    invites.until("a media invite", |i| i.len() == 2).await;
+    let media: IncomingInvite =
+        wasm_bindgen::convert::TryFromJsValue::try_from_js_value(invites.all()[1].clone()).unwrap();
+    assert!(media.media());
+
+    // Dialling needs a login, then a microphone (this browser has none to give).
+    let nobody = Client::new(Some(RELAY.into()));
+    assert_eq!(
+        code_of(nobody.dial(bob_email.clone(), obj("{}"))).await,
+        "not-logged-in"
+    );
+    let refused = code_of(alice.dial(bob_email, obj(r#"{"audio": true}"#))).await;
+    assert!(refused.starts_with("media-"), "{refused}");
+}
+
 #[wasm_bindgen_test]
 async fn watching_presence_and_call_members() {
     let (alice, _) = user("watcher").await;
