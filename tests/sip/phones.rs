@@ -20,14 +20,14 @@ fn md5_hex(text: &str) -> String {
 }
 
 /// A phone on a UDP socket of its own.
-struct Phone {
-    socket: UdpSocket,
-    relay: SocketAddr,
-    port: u16,
+pub(crate) struct Phone {
+    pub(crate) socket: UdpSocket,
+    pub(crate) relay: SocketAddr,
+    pub(crate) port: u16,
 }
 
 impl Phone {
-    async fn new(relay: &Relay) -> Self {
+    pub(crate) async fn new(relay: &Relay) -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let port = socket.local_addr().unwrap().port();
         Self {
@@ -37,7 +37,7 @@ impl Phone {
         }
     }
 
-    async fn send(&self, text: &str) {
+    pub(crate) async fn send(&self, text: &str) {
         self.socket
             .send_to(text.as_bytes(), self.relay)
             .await
@@ -45,7 +45,7 @@ impl Phone {
     }
 
     /// The next message the relay sends, within `wait`.
-    async fn next_within(&self, wait: Duration) -> Option<String> {
+    pub(crate) async fn next_within(&self, wait: Duration) -> Option<String> {
         let mut buf = vec![0u8; 65_536];
         let (n, _) = tokio::time::timeout(wait, self.socket.recv_from(&mut buf))
             .await
@@ -56,7 +56,7 @@ impl Phone {
 
     /// The next message whose start line begins with `start` (others, such as
     /// retransmissions, are skipped).
-    async fn next(&self, start: &str) -> String {
+    pub(crate) async fn next(&self, start: &str) -> String {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -71,7 +71,7 @@ impl Phone {
     }
 
     /// A REGISTER for `aor` as `username` (None: no Authorization).
-    fn register(&self, aor: &str, cseq: u32, authorization: Option<&str>) -> String {
+    pub(crate) fn register(&self, aor: &str, cseq: u32, authorization: Option<&str>) -> String {
         let port = self.port;
         let relay = self.relay;
         let authorization = authorization.map_or(String::new(), |a| format!("{a}\r\n"));
@@ -86,7 +86,7 @@ impl Phone {
     }
 
     /// Registers `aor` authenticating as `username` with MD5; the final status line.
-    async fn register_as(&self, aor: &str, username: &str, password: &str) -> String {
+    pub(crate) async fn register_as(&self, aor: &str, username: &str, password: &str) -> String {
         self.send(&self.register(aor, 1, None)).await;
         let challenge = self.next("SIP/2.0 401").await;
         let line = header_lines(&challenge, "WWW-Authenticate")
@@ -110,7 +110,7 @@ impl Phone {
     }
 
     /// Sends a response to `req` with `status` (a To tag added) and extra header lines.
-    async fn answer(&self, req: &str, status: &str, extra: &str, body: &str) {
+    pub(crate) async fn answer(&self, req: &str, status: &str, extra: &str, body: &str) {
         let mut head = format!("SIP/2.0 {status}\r\n");
         for name in ["Via", "From", "Call-ID", "CSeq"] {
             for line in header_lines(req, name) {
@@ -131,7 +131,7 @@ impl Phone {
 }
 
 /// The header lines named `name` of a message.
-fn header_lines(msg: &str, name: &str) -> Vec<String> {
+pub(crate) fn header_lines(msg: &str, name: &str) -> Vec<String> {
     msg.split("\r\n\r\n")
         .next()
         .unwrap_or_default()
@@ -151,7 +151,7 @@ fn param(line: &str, name: &str) -> String {
     line[start..][..line[start..].find('"').unwrap()].to_owned()
 }
 
-fn body_of(msg: &str) -> &str {
+pub(crate) fn body_of(msg: &str) -> &str {
     msg.split_once("\r\n\r\n").map_or("", |(_, b)| b)
 }
 
@@ -220,7 +220,7 @@ async fn a_contact_built_from_the_whole_email_is_refused_clearly() {
 }
 
 /// A web user's inbox stream, after its `state` event.
-async fn inbox(client: &Client, email: &str) -> restsip_e2e::EventStream {
+pub(crate) async fn inbox(client: &Client, email: &str) -> restsip_e2e::EventStream {
     let id = client.login(json!({})).await.unwrap();
     let mut inbox = client
         .sse(&format!("/login/{email}/{id}"), None)
@@ -300,7 +300,7 @@ async fn a_notify_answered_481_ends_the_subscription() {
 }
 
 /// Carol's phone registered (full email as username), and Alice on the web with her inbox.
-async fn call_setup(relay: &Relay) -> (Phone, Client, restsip_e2e::EventStream) {
+pub(crate) async fn call_setup(relay: &Relay) -> (Phone, Client, restsip_e2e::EventStream) {
     relay.user("carol@example.net").await.unwrap();
     let phone = Phone::new(relay).await;
     let status = phone
@@ -317,7 +317,7 @@ async fn call_setup(relay: &Relay) -> (Phone, Client, restsip_e2e::EventStream) 
 }
 
 /// Alice's SEND to Carol, answered when its receipt comes.
-fn send_invite(alice: &Client, body: Value) -> tokio::task::JoinHandle<Value> {
+pub(crate) fn send_invite(alice: &Client, body: Value) -> tokio::task::JoinHandle<Value> {
     let alice = alice.clone();
     tokio::spawn(async move {
         let r = alice
