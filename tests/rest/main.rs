@@ -8,6 +8,7 @@ mod bad_input;
 mod calls;
 mod credentials;
 mod durability;
+mod ice_servers;
 mod limits;
 mod logins;
 mod openapi;
