@@ -176,3 +176,80 @@ async fn a_phone_calls_a_browser_which_gets_webrtc_and_holds_it() {
     assert_eq!(next_body(&mut inbox).await["command"], "bye");
     assert_deleted(&engine, &call_id).await;
 }
+
+/// The CANCEL of `invite` (same Request-URI, Via, From, To, Call-ID; RFC 3261 §9.1).
+fn cancel_of(invite: &str) -> String {
+    let uri = invite.lines().next().unwrap().split(' ').nth(1).unwrap();
+    let mut cancel = format!("CANCEL {uri} SIP/2.0\r\n");
+    for name in ["Via", "Max-Forwards", "From", "To", "Call-ID"] {
+        cancel.push_str(&format!("{name}: {}\r\n", header(invite, name)));
+    }
+    cancel.push_str("CSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n");
+    cancel
+}
+
+#[tokio::test]
+async fn a_rejected_or_cancelled_call_leaves_no_rtpengine_session() {
+    let engine = Rtpengine::start().await.unwrap();
+    let relay = Relay::start(&["--rtpengine", &engine.addr()])
+        .await
+        .unwrap();
+    let (phone, alice, mut inbox) = call_setup(&relay).await;
+    // The phone refuses the browser's call.
+    let receipt = send_invite(
+        &alice,
+        json!({"command": "invite", "sdp": CHROME_OFFER, "id": "r1"}),
+    );
+    let invite = phone.next("INVITE ").await;
+    let call_id = header(&invite, "Call-ID");
+    assert_eq!(engine.query(&call_id).await.unwrap()["result"], "ok");
+    phone.answer(&invite, "486 Busy Here", "", "").await;
+    let receipt = tokio::time::timeout(WAIT, receipt).await.unwrap().unwrap();
+    assert_eq!(receipt["deliveries"][0]["sip"]["code"], 486, "{receipt}");
+    assert_eq!(next_body(&mut inbox).await["command"], "reject");
+    assert_deleted(&engine, &call_id).await;
+
+    // A phone's call to the browser, cancelled while it rings.
+    let caller = Phone::new(&relay).await;
+    let call_id = format!("cancelled-{}", caller.port);
+    let invite = phone_invite(&caller, ALICE, &call_id, &phone_sdp(4000, "sendrecv"));
+    caller.send(&invite).await;
+    assert_eq!(next_body(&mut inbox).await["command"], "invite");
+    assert_eq!(engine.query(&call_id).await.unwrap()["result"], "ok");
+    caller.send(&cancel_of(&invite)).await;
+    let terminated = response_to(&caller, "INVITE").await;
+    assert!(terminated.starts_with("SIP/2.0 487"), "{terminated}");
+    assert_eq!(next_body(&mut inbox).await["command"], "cancel");
+    assert_deleted(&engine, &call_id).await;
+}
+
+#[tokio::test]
+async fn a_phone_that_forgot_the_call_frees_its_rtpengine_session() {
+    let engine = Rtpengine::start().await.unwrap();
+    let args = ["--rtpengine", &engine.addr(), "--sip-call-keepalive", "1"];
+    let relay = Relay::start(&args).await.unwrap();
+    let (phone, alice, mut inbox) = call_setup(&relay).await;
+    let _receipt = send_invite(
+        &alice,
+        json!({"command": "invite", "sdp": CHROME_OFFER, "id": "v1"}),
+    );
+    let invite = phone.next("INVITE ").await;
+    let call_id = header(&invite, "Call-ID");
+    let headers = format!(
+        "Contact: <sip:carol@127.0.0.1:{}>\r\nContent-Type: application/sdp\r\n",
+        phone.port
+    );
+    phone
+        .answer(&invite, "200 OK", &headers, &phone_sdp(4000, "sendrecv"))
+        .await;
+    phone.next("ACK ").await;
+    assert_eq!(next_body(&mut inbox).await["command"], "accept");
+    // The phone restarted: it answers the keep-alive 481.
+    let probe = phone.next("OPTIONS ").await;
+    phone
+        .answer(&probe, "481 Call/Transaction Does Not Exist", "", "")
+        .await;
+    let bye = next_body(&mut inbox).await;
+    assert_eq!(bye["command"], "bye", "{bye}");
+    assert_deleted(&engine, &call_id).await;
+}
