@@ -29,11 +29,13 @@ fi
 
 # Debian packages: Chromium and its driver for the browser tests, sipp and Kamailio (an
 # upstream SIP server, tests/sip/kamailio-upstream.cfg; its presence and presence_xml modules
-# for the presence test) for the SIP tests, and baresip (a softphone, tests/sip/interop.rs;
-# `baresip-core` has the binary and the modules it uses: ctrl_tcp, cons, presence, aubridge)
-# (`setup.sh run` skips them: running the product needs none).
-APT_PKGS=(chromium chromium-driver sip-tester kamailio kamailio-presence-modules baresip-core)
-[ "${1:-}" = "run" ] && APT_PKGS=()
+# for the presence test) for the SIP tests, baresip (a softphone, tests/sip/interop.rs;
+# `baresip-core` has the binary and the modules it uses: ctrl_tcp, cons, presence, aubridge),
+# and rtpengine (`rtpengine-daemon`: the media relay between browsers and SIP phones, run in
+# userspace by tests/sip/media/ and by scripts/run.sh). `setup.sh run` installs rtpengine
+# only, and goes on without it when it cannot (calls with phones are then refused).
+APT_PKGS=(chromium chromium-driver sip-tester kamailio kamailio-presence-modules baresip-core rtpengine-daemon)
+[ "${1:-}" = "run" ] && APT_PKGS=(rtpengine-daemon)
 missing=()
 for p in "${APT_PKGS[@]+"${APT_PKGS[@]}"}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -41,8 +43,15 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   log "apt-get install ${missing[*]}"
-  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -q
-  $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q "${missing[@]}"
+  install_missing() {
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 update -q
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q "${missing[@]}"
+  }
+  if [ "${1:-}" = "run" ]; then
+    install_missing || log "could not install ${missing[*]}: calls between browsers and SIP phones will be refused"
+  else
+    install_missing
+  fi
 fi
 
 # The wasm-bindgen CLI must equal the wasm-bindgen crate in Cargo.lock; wasm-pack is pinned too.

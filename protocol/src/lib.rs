@@ -7,6 +7,7 @@ pub mod address;
 mod call;
 mod event;
 mod login;
+mod media;
 mod message;
 mod problem;
 mod send;
@@ -21,6 +22,7 @@ pub use call::{
 };
 pub use event::{Event, EventKind, UpdateMode};
 pub use login::{Contact, ContactSource, CreateLogin, LoginCreated, RefreshLogin};
+pub use media::IceServer;
 pub use message::{MailMessage, NewMailMessage};
 pub use problem::{Problem, ProblemKind};
 pub use send::{

@@ -31,6 +31,9 @@ pub enum ProblemKind {
     Internal,
     /// 503: the relay is shutting down or its store is unavailable.
     Unavailable,
+    /// 503: a call between a browser and a SIP phone needs the media relay (rtpengine), and
+    /// none is configured or it does not answer.
+    MediaRelayUnavailable,
 }
 
 impl ProblemKind {
@@ -48,7 +51,7 @@ impl ProblemKind {
             Self::Unprocessable => 422,
             Self::TooManyRequests => 429,
             Self::Internal => 500,
-            Self::Unavailable => 503,
+            Self::Unavailable | Self::MediaRelayUnavailable => 503,
         }
     }
 
@@ -67,6 +70,7 @@ impl ProblemKind {
             Self::TooManyRequests => "too-many-requests",
             Self::Internal => "internal",
             Self::Unavailable => "unavailable",
+            Self::MediaRelayUnavailable => "media-relay-unavailable",
         }
     }
 
@@ -126,6 +130,7 @@ impl Problem {
             ProblemKind::TooManyRequests => "Too many requests",
             ProblemKind::Internal => "Internal error",
             ProblemKind::Unavailable => "Service unavailable",
+            ProblemKind::MediaRelayUnavailable => "Media relay unavailable",
         };
         Self {
             kind: format!("urn:restsip:problem:{}", kind.code()),

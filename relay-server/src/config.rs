@@ -9,6 +9,9 @@ use serde::Deserialize;
 
 use restsip_sip::digest::Algorithm;
 
+mod media;
+pub use media::MediaConfig;
+
 pub use crate::limits::Limits;
 pub use crate::sipapp::upstream::Upstream;
 pub use restsip_sip::transport::tcp::TcpLimits;
@@ -187,6 +190,35 @@ pub struct Settings {
     /// Seconds a SOAP-over-HTTP endpoint has to answer a forwarded SERVICE [default: 10].
     #[arg(long, env = "RESTSIP_SOAP_TIMEOUT", value_name = "SECONDS")]
     pub soap_timeout: Option<u64>,
+    /// rtpengine's ng control address (its `--listen-ng`, UDP), which carries the media of
+    /// calls between browsers and SIP phones: WebRTC (DTLS-SRTP, ICE, rtcp-mux, Opus) on the
+    /// browser's side, plain RTP/AVP (G.711) on the phone's. Without it such calls are refused
+    /// (488 to the phone, `media-relay-unavailable` to the page); calls between browsers never
+    /// need it [default: none; scripts/run.sh starts one on 127.0.0.1:2223].
+    #[arg(long, env = "RESTSIP_RTPENGINE", value_name = "HOST:PORT")]
+    pub rtpengine: Option<String>,
+    /// A STUN or TURN server handed to pages for their WebRTC connections (`GET
+    /// /ice-servers`), as `stun:HOST:PORT` or `turn:HOST:PORT[?transport=udp|tcp]`
+    /// (repeatable; in the file a list) [default: none: host candidates only, enough on a LAN].
+    #[arg(
+        long = "ice-server",
+        env = "RESTSIP_ICE_SERVER",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub ice_server: Vec<String>,
+    /// The user name for the turn: ice-servers.
+    #[arg(long, env = "RESTSIP_ICE_USERNAME", value_name = "USER")]
+    pub ice_username: Option<String>,
+    /// The password for the turn: ice-servers.
+    #[arg(long, env = "RESTSIP_ICE_CREDENTIAL", value_name = "PASSWORD")]
+    pub ice_credential: Option<String>,
+    /// Without --rtpengine, hand a phone's plain RTP offer to web users unchanged instead of
+    /// refusing the call with 488: for web users that are servers with an RTP stack of their
+    /// own rather than browsers [default: off].
+    #[arg(long, env = "RESTSIP_SIP_SDP_PASSTHROUGH", value_name = "on|off")]
+    pub sip_sdp_passthrough: Option<String>,
 }
 
 /// SIP settings in force.
@@ -355,6 +387,8 @@ pub struct Config {
     pub sip: SipConfig,
     /// SOAP services for SERVICE requests.
     pub soap: SoapConfig,
+    /// rtpengine and ICE servers.
+    pub media: MediaConfig,
 }
 
 impl Config {
@@ -531,7 +565,19 @@ impl Config {
             },
             cli.soap_timeout.or(file.soap_timeout),
         )?;
+        let media = media::resolve_media(media::MediaSettings {
+            rtpengine: cli.rtpengine.or(file.rtpengine),
+            ice_servers: if cli.ice_server.is_empty() {
+                file.ice_server
+            } else {
+                cli.ice_server
+            },
+            ice_username: cli.ice_username.or(file.ice_username),
+            ice_credential: cli.ice_credential.or(file.ice_credential),
+            sdp_passthrough: cli.sip_sdp_passthrough.or(file.sip_sdp_passthrough),
+        })?;
         Ok(Self {
+            media,
             soap,
             http,
             database,

@@ -21,6 +21,10 @@ pub enum Error {
     /// A configured limit was reached.
     #[error("{0}")]
     Limit(String),
+    /// A call between a browser and a phone needs the media relay, which is not configured
+    /// or failed.
+    #[error("{0}")]
+    MediaRelay(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

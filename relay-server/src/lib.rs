@@ -104,6 +104,30 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         .clone()
         .map(|w| Arc::new(w) as Arc<dyn location::Foreign>);
     let mut state = AppState::new(store, bus, auth, config.limits.clone(), closing_rx, foreign);
+    state.set_ice_servers(config.media.ice_servers.clone());
+    let media = match &config.media.rtpengine {
+        Some(addr) => {
+            let media = sipapp::media::Media::connect(addr, sipapp::media::ng::TRY_TIMEOUT)
+                .await
+                .map_err(|e| anyhow::anyhow!("rtpengine {addr}: {e}"))?;
+            let (probe, addr) = (media.clone(), addr.clone());
+            tokio::spawn(async move {
+                match probe.ready().await {
+                    Ok(()) => tracing::info!(rtpengine = %addr, "media relay ready"),
+                    Err(e) => {
+                        tracing::warn!(rtpengine = %addr, error = %e, "media relay not answering")
+                    }
+                }
+            });
+            media
+        }
+        None => sipapp::media::Media::none(),
+    };
+    let media = sipapp::invite::CallMedia {
+        media,
+        passthrough: config.media.sdp_passthrough,
+        upstream: config.sip.upstream.is_some(),
+    };
     let soap = soap::Services::new(
         Some(soap::builtin::Builtin::new(
             state.location.clone(),
@@ -115,9 +139,14 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
     )
     .with_web(state.soap_web.clone());
     let sip = match (listeners, watches) {
-        (Some(listeners), Some(watches)) => {
-            Some(sip_app(listeners, &mut state, &config.sip, soap, watches))
-        }
+        (Some(listeners), Some(watches)) => Some(sip_app(
+            listeners,
+            &mut state,
+            &config.sip,
+            soap,
+            watches,
+            media,
+        )),
         _ => None,
     };
     Ok(Relay {
@@ -143,6 +172,7 @@ fn sip_app(
     config: &config::SipConfig,
     soap: soap::Services,
     watches: sipapp::watch::Watches,
+    media: sipapp::invite::CallMedia,
 ) -> Sip {
     let addr = listeners.addr();
     let timers = sipapp::invite::CallTimers {
@@ -165,6 +195,7 @@ fn sip_app(
                 state.store.clone(),
                 weak.clone(),
                 timers,
+                media,
             );
             let proxy =
                 sipapp::proxy::Proxy::new(state.store.clone(), weak.clone(), upstream.clone());

@@ -390,7 +390,7 @@ impl Inbound for Inner {
     }
 
     fn datagram(&self, data: &[u8], from: Peer) {
-        crate::trace::received(from, data);
+        crate::trace::received(from.addr, from.transport.name(), data);
         if let Some(endpoint) = self.endpoint() {
             endpoint.on_datagram(data, from);
         }
@@ -399,7 +399,9 @@ impl Inbound for Inner {
     fn message(&self, parsed: Result<SipMessage, Rejected>, from: Peer) {
         if crate::trace::enabled() {
             match &parsed {
-                Ok(msg) => crate::trace::received(from, &msg.to_bytes()),
+                Ok(msg) => {
+                    crate::trace::received(from.addr, from.transport.name(), &msg.to_bytes())
+                }
                 Err(rejected) => tracing::trace!(
                     peer = %from.addr,
                     transport = %from.transport,

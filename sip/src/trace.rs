@@ -2,19 +2,19 @@
 //! the target `restsip_sip::trace` (level TRACE), so an operator turns it on alone
 //! (`RUST_LOG=info,restsip_sip::trace=trace`) and debugs a phone without tcpdump.
 
-use crate::transport::Peer;
+use std::net::SocketAddr;
 
 /// Whether the trace is on (nothing is formatted otherwise).
 pub fn enabled() -> bool {
     tracing::enabled!(tracing::Level::TRACE)
 }
 
-/// A message received from `from`.
-pub fn received(from: Peer, data: &[u8]) {
+/// A message received from `addr` over `transport`.
+pub fn received(addr: SocketAddr, transport: &str, data: &[u8]) {
     if enabled() {
         tracing::trace!(
-            peer = %from.addr,
-            transport = %from.transport,
+            peer = %addr,
+            transport = %transport,
             bytes = data.len(),
             "received\n{}",
             String::from_utf8_lossy(data)
@@ -22,12 +22,12 @@ pub fn received(from: Peer, data: &[u8]) {
     }
 }
 
-/// A message sent to `to`.
-pub fn sent(to: Peer, data: &[u8]) {
+/// A message sent to `addr` over `transport`.
+pub fn sent(addr: SocketAddr, transport: &str, data: &[u8]) {
     if enabled() {
         tracing::trace!(
-            peer = %to.addr,
-            transport = %to.transport,
+            peer = %addr,
+            transport = %transport,
             bytes = data.len(),
             "sent\n{}",
             String::from_utf8_lossy(data)

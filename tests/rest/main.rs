@@ -9,6 +9,7 @@ mod calls;
 mod credentials;
 mod durability;
 mod guessing;
+mod ice_servers;
 mod limits;
 mod logins;
 mod openapi;

@@ -35,9 +35,13 @@ const OFFER: &str = "v=0\r\no=webcaller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 
 const ANSWER: &str = "v=0\r\no=webanswer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
                       t=0 0\r\nm=audio 40002 RTP/AVP 0\r\n";
 
-/// The relay of every test here: its default settings, what a user runs.
+/// The relay of every test here: its default settings, what a user runs, but for the web
+/// user, which answers baresip with plain SDP as a server with its own RTP stack would:
+/// phones' offers reach it as they are (browsers get theirs through rtpengine, see `media`).
 async fn relay() -> Relay {
-    Relay::default().await.unwrap()
+    Relay::start(&["--sip-sdp-passthrough", "on"])
+        .await
+        .unwrap()
 }
 
 /// Both users signed up; bob logged in on the web with his inbox stream open.

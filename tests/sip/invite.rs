@@ -17,6 +17,11 @@ use crate::sipp::{free_port, Mode, Run, TCP, UDP};
 const ALICE: &str = "alice@example.net";
 const BOB: &str = "bob@example.net";
 
+/// The web users here answer with plain SDP, as servers with an RTP stack of their own
+/// would: the relay hands them phones' offers as they are (calls through rtpengine, for
+/// browsers, are in `media`).
+const PASSTHROUGH: &[&str] = &["--sip-sdp-passthrough", "on"];
+
 const ANSWER: &str = "v=0\r\no=webanswer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
                       t=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
 
@@ -117,7 +122,7 @@ enum Answering {
 }
 
 async fn answered(mode: Mode, how: Answering) {
-    let relay = Relay::default().await.unwrap();
+    let relay = Relay::start(PASSTHROUGH).await.unwrap();
     let (bob, mut inbox) = callee(&relay).await;
     let phone = call(&relay, "invite-accept", mode);
     let invite = next_body(&mut inbox).await;
@@ -190,7 +195,7 @@ async fn a_phone_calls_a_web_user_who_answers_over_tcp() {
 }
 
 async fn rejected(mode: Mode) {
-    let relay = Relay::default().await.unwrap();
+    let relay = Relay::start(PASSTHROUGH).await.unwrap();
     let (bob, mut inbox) = callee(&relay).await;
     let phone = call(&relay, "invite-busy", mode);
     let invite = next_body(&mut inbox).await;
@@ -215,7 +220,7 @@ async fn a_web_user_rejects_a_call_with_486_over_tcp() {
 }
 
 async fn cancelled(mode: Mode) {
-    let relay = Relay::default().await.unwrap();
+    let relay = Relay::start(PASSTHROUGH).await.unwrap();
     let (_bob, mut inbox) = callee(&relay).await;
     let phone = call(&relay, "invite-cancel", mode);
     let invite = next_body(&mut inbox).await;
@@ -237,7 +242,9 @@ async fn a_phone_cancels_a_call_over_tcp() {
 }
 
 async fn unanswered(mode: Mode) {
-    let relay = Relay::start(&["--sip-invite-timeout", "1"]).await.unwrap();
+    let relay = Relay::start(&["--sip-invite-timeout", "1", PASSTHROUGH[0], PASSTHROUGH[1]])
+        .await
+        .unwrap();
     let (bob, mut inbox) = callee(&relay).await;
     let phone = call(&relay, "invite-timeout", mode);
     let invite = next_body(&mut inbox).await;
@@ -266,7 +273,7 @@ async fn an_unanswered_call_is_480_and_a_missed_call_message_over_tcp() {
 /// Bob has two web logins; the invite reaches both, one answers (naming itself as `login`),
 /// and the other gets a `cancel`.
 async fn answered_elsewhere(mode: Mode) {
-    let relay = Relay::default().await.unwrap();
+    let relay = Relay::start(PASSTHROUGH).await.unwrap();
     let (bob, mut desk) = callee(&relay).await;
     let mut laptop = web_login(&bob).await;
     let phone = call(&relay, "invite-accept", mode);
@@ -315,7 +322,7 @@ async fn refusal(relay: &Relay, mode: Mode, to: &str, ctype: &str, body: &str) -
 /// Unknown users, malformed SDP and bodies that are not SDP are refused, and the web user
 /// hears nothing of them.
 async fn refused(mode: Mode) {
-    let relay = Relay::default().await.unwrap();
+    let relay = Relay::start(PASSTHROUGH).await.unwrap();
     let (_bob, mut inbox) = callee(&relay).await;
     let sdp = "application/sdp";
     let line = refusal(&relay, mode, "nobody@example.net", sdp, "v=0").await;
@@ -341,7 +348,8 @@ async fn unknown_users_and_bad_bodies_are_refused_over_tcp() {
 /// The caller vanishes once answered (`scenario`; the relay runs with `args`): the web user
 /// gets a `bye` with `reason` and the call context goes.
 async fn caller_vanishes(args: &[&str], mode: Mode, scenario: &'static str, reason: &str) {
-    let relay = Relay::start(args).await.unwrap();
+    let args: Vec<&str> = args.iter().chain(PASSTHROUGH).copied().collect();
+    let relay = Relay::start(&args).await.unwrap();
     let (bob, mut inbox) = callee(&relay).await;
     let phone = call_within(&relay, scenario, mode, 60);
     let invite = next_body(&mut inbox).await;
@@ -378,7 +386,7 @@ async fn a_caller_that_forgot_the_call_answers_the_keepalive_481_over_udp() {
 
 #[tokio::test]
 async fn a_caller_whose_connection_closes_while_ringing_is_a_cancel_over_tcp() {
-    let relay = Relay::default().await.unwrap();
+    let relay = Relay::start(PASSTHROUGH).await.unwrap();
     let (bob, mut inbox) = callee(&relay).await;
     let phone = call(&relay, "invite-ring-vanish", TCP);
     let invite = next_body(&mut inbox).await;

@@ -11,6 +11,7 @@ mod hostile_peers;
 mod interop;
 mod invite;
 mod invite_out;
+mod media;
 mod message;
 mod phones;
 mod presence;

@@ -21,7 +21,7 @@ fn md5_hex(text: &str) -> String {
 
 /// A phone on a UDP socket of its own.
 pub(crate) struct Phone {
-    socket: UdpSocket,
+    pub(crate) socket: UdpSocket,
     pub(crate) relay: SocketAddr,
     pub(crate) port: u16,
 }
@@ -136,7 +136,7 @@ impl Phone {
 }
 
 /// The header lines named `name` of a message.
-fn header_lines(msg: &str, name: &str) -> Vec<String> {
+pub(crate) fn header_lines(msg: &str, name: &str) -> Vec<String> {
     msg.split("\r\n\r\n")
         .next()
         .unwrap_or_default()
@@ -156,7 +156,7 @@ fn param(line: &str, name: &str) -> String {
     line[start..][..line[start..].find('"').unwrap()].to_owned()
 }
 
-fn body_of(msg: &str) -> &str {
+pub(crate) fn body_of(msg: &str) -> &str {
     msg.split_once("\r\n\r\n").map_or("", |(_, b)| b)
 }
 
@@ -225,7 +225,7 @@ async fn a_contact_built_from_the_whole_email_is_refused_clearly() {
 }
 
 /// A web user's inbox stream, after its `state` event.
-async fn inbox(client: &Client, email: &str) -> restsip_e2e::EventStream {
+pub(crate) async fn inbox(client: &Client, email: &str) -> restsip_e2e::EventStream {
     let id = client.login(json!({})).await.unwrap();
     let mut inbox = client
         .sse(&format!("/login/{email}/{id}"), None)
@@ -305,7 +305,7 @@ async fn a_notify_answered_481_ends_the_subscription() {
 }
 
 /// Carol's phone registered (full email as username), and Alice on the web with her inbox.
-async fn call_setup(relay: &Relay) -> (Phone, Client, restsip_e2e::EventStream) {
+pub(crate) async fn call_setup(relay: &Relay) -> (Phone, Client, restsip_e2e::EventStream) {
     relay.user("carol@example.net").await.unwrap();
     let phone = Phone::new(relay).await;
     let status = phone
@@ -322,7 +322,7 @@ async fn call_setup(relay: &Relay) -> (Phone, Client, restsip_e2e::EventStream) 
 }
 
 /// Alice's SEND to Carol, answered when its receipt comes.
-fn send_invite(alice: &Client, body: Value) -> tokio::task::JoinHandle<Value> {
+pub(crate) fn send_invite(alice: &Client, body: Value) -> tokio::task::JoinHandle<Value> {
     let alice = alice.clone();
     tokio::spawn(async move {
         let r = alice

@@ -290,6 +290,9 @@ async fn a_phone_at_the_upstream_server_reaches_a_web_user_registered_there_over
             "kamailio.test",
             "--sip-upstream-expires",
             "10",
+            // Alice answers with plain SDP: the phone's offer reaches her as it is.
+            "--sip-sdp-passthrough",
+            "on",
         ],
     )
     .await;

@@ -5,6 +5,7 @@
 
 pub mod baresip;
 pub mod receiver;
+pub mod rtpengine;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

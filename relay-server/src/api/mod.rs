@@ -69,6 +69,8 @@ pub struct AppState {
     pub(crate) streams: StreamCounter,
     /// Turns true when the relay shuts down; streams end then.
     pub(crate) closing: watch::Receiver<bool>,
+    /// The STUN and TURN servers pages get (`GET /ice-servers`).
+    pub(crate) ice_servers: Arc<Vec<restsip_protocol::IceServer>>,
 }
 
 impl AppState {
@@ -111,7 +113,13 @@ impl AppState {
             soap_web: Default::default(),
             limits,
             closing,
+            ice_servers: Arc::default(),
         }
+    }
+
+    /// Hands `servers` to pages at `GET /ice-servers`.
+    pub fn set_ice_servers(&mut self, servers: Vec<restsip_protocol::IceServer>) {
+        self.ice_servers = Arc::new(servers);
     }
 
     /// What event sources read.
@@ -128,6 +136,15 @@ impl AppState {
     pub fn location(&self) -> &Location {
         &self.location
     }
+}
+
+/// `GET /ice-servers`: the STUN and TURN servers for a signed-in page's WebRTC connections,
+/// as `RTCIceServer` objects (an empty list when none is configured).
+async fn ice_servers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    _caller: auth::Caller,
+) -> Json<Vec<restsip_protocol::IceServer>> {
+    Json(state.ice_servers.as_ref().clone())
 }
 
 /// The methods the relay adds to HTTP's.
@@ -219,6 +236,7 @@ pub fn app(state: AppState, www: Option<&std::path::Path>) -> Router {
         )
         .route("/service", post(service::service_send))
         .route("/ws", get(ws::ws_upgrade))
+        .route("/ice-servers", get(ice_servers))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }));
     let router = match www {
         Some(dir) => router.fallback_service(ServeDir::new(dir)),

@@ -89,6 +89,7 @@ pub fn operations() -> Vec<Operation> {
         Operation { status: 204, ..op("DELETE", "/webhook/{id}", "Delete one of your webhooks; what it had queued is dropped") },
         Operation { request: schema!(p::ServiceRequest), response: schema!(p::ServiceResult), ..op("POST", "/service", "Send a SIP SERVICE with a SOAP envelope to a SIP URI; the far end's SOAP response, Fault or refusal") },
         Operation { status: 101, ..op("GET", "/ws", "The multiplexed WebSocket: subscribe, SEND, CANCEL (frames: ClientFrame, ServerFrame)") },
+        Operation { response: schema!(Vec<p::IceServer>), ..op("GET", "/ice-servers", "The STUN and TURN servers for your pages' WebRTC connections (RTCIceServer objects; empty when none is configured)") },
         Operation { auth: false, ..op("GET", "/openapi.json", "This document") },
     ]
 }

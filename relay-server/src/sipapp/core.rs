@@ -264,6 +264,16 @@ impl Core {
     /// has only phones, or to the upstream server for a non-account, else a call to the web
     /// user.
     pub async fn invite(&self, responder: restsip_sip::endpoint::Responder) {
+        if let Some(invites) = &self.invites {
+            let call_id = responder.request().call_id().unwrap_or_default();
+            if invites.owns(call_id) {
+                // A re-INVITE in a call between a phone and a web user.
+                if let Some(reply) = invites.reinvite(&responder).await {
+                    responder.reply(reply);
+                }
+                return;
+            }
+        }
         let targets = self.proxy_targets(responder.request()).await;
         if let (Some(proxy), false) = (&self.proxy, targets.is_empty()) {
             proxy.fork(responder, targets).await;

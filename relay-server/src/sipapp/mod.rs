@@ -7,6 +7,7 @@ pub mod core;
 pub mod delivery;
 pub mod im;
 pub mod invite;
+pub mod media;
 pub mod presence;
 pub mod proxy;
 pub mod registrar;

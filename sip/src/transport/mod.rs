@@ -93,7 +93,7 @@ pub struct Transports {
 
 impl Wire for Transports {
     fn send(&self, to: Peer, data: Bytes) {
-        crate::trace::sent(to, &data);
+        crate::trace::sent(to.addr, to.transport.name(), &data);
         match to.transport {
             Transport::Udp => udp::send(&self.udp, to.addr, data),
             Transport::Tcp => self.tcp.send(to.addr, data),

@@ -4,6 +4,7 @@
 
 pub mod inbound;
 pub mod outbound;
+pub mod update;
 
 /// The methods this feature answers (gathered into the Allow header by the core).
 pub const METHODS: &[&str] = &["INVITE", "ACK", "CANCEL", "BYE"];
@@ -17,4 +18,15 @@ pub struct CallTimers {
     /// How often an answered call is probed with an OPTIONS in its dialog (zero: never); see
     /// [`restsip_sip::dialog`].
     pub keepalive: std::time::Duration,
+}
+
+/// How calls between web users and phones get their media.
+#[derive(Clone, Default)]
+pub struct CallMedia {
+    /// rtpengine, when configured.
+    pub media: crate::sipapp::media::Media,
+    /// Without rtpengine, phones' plain offers reach web users unchanged (else 488).
+    pub passthrough: bool,
+    /// Whether SENDs to non-accounts go to an upstream server.
+    pub upstream: bool,
 }

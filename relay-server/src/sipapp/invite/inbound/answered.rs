@@ -118,9 +118,12 @@ impl Invites {
         }
     }
 
-    /// The ACK of a 2xx: its retransmissions stop.
+    /// The ACK of a 2xx (to an INVITE or a re-INVITE): its retransmissions stop.
     pub fn acked(&self, req: &SipMessage) {
         let Some(call_id) = req.call_id() else { return };
+        if self.inner.reneg.acked(call_id) {
+            return;
+        }
         if let Some(d) = lock(&self.inner.dialogs).get(call_id) {
             d.acked.notify_one();
         }
@@ -147,6 +150,7 @@ impl Invites {
     /// Tells the web user that answered call `d` that it is over (with why, when the phone
     /// did not say so with a BYE), once its call context is gone.
     async fn ended(&self, call_id: &str, d: &Dialog, reason: Option<&str>) {
+        self.inner.reneg.ended(call_id, d.media);
         self.forget_context(&d.context, &d.callee).await;
         let mut body = message("bye", d.id, call_id);
         if let Some(reason) = reason {

@@ -15,8 +15,16 @@ impl SendHook for Invites {
             return Some(Ok(r));
         }
         let command = body.get("command").and_then(Value::as_str)?;
-        if command == "invite" {
-            return self.bad_offer(email, body).await.map(Err);
+        match command {
+            "invite" => {
+                if let Some(e) = self.bad_offer(email, body).await {
+                    return Some(Err(e));
+                }
+                return self.media_check(email, body).await.map(Err);
+            }
+            "update" => return self.update(sender, email, body).await,
+            "updated" => return self.inner.reneg.updated(sender, email, body),
+            _ => {}
         }
         if !matches!(command, "accept" | "reject" | "bye") {
             return None;
@@ -40,19 +48,23 @@ impl SendHook for Invites {
             };
             let did = d.id;
             d.acked.notify_one();
+            self.inner.reneg.ended(&call_id, d.media);
             let context = d.context.clone();
             let status = self.hang_up(&call_id, d);
             self.forget_context(&context, sender).await;
             return Some(receipt(did, email, status));
         }
         let id = id?;
-        let (offer, context) = {
+        let (offer, context, media) = {
             let pending = lock(&self.inner.pending);
             let p = pending.get(&id)?;
             if p.callee != sender || p.caller != email {
                 return None;
             }
-            (p.offer, p.context.clone())
+            let media = p
+                .media
+                .then(|| (p.call_id.clone(), p.phone_tag.clone(), p.tag.clone()));
+            (p.offer, p.context.clone(), media)
         };
         let login = login_of(body);
         let answer = if command == "accept" {
@@ -84,7 +96,10 @@ impl SendHook for Invites {
                     "sdp is not a valid session description: {why}"
                 ))));
             }
-            Answer::Accept(sdp, login)
+            match self.media_answer(id, media, sdp).await {
+                Ok(sdp) => Answer::Accept(sdp, login),
+                Err(e) => return Some(Err(e)),
+            }
         } else {
             let (code, reason) = rejection(body);
             Answer::Reject(code, reason, login)

@@ -18,6 +18,7 @@
 
 mod answered;
 mod hook;
+mod media;
 mod ringing;
 
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ use crate::calls::Calls;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::inbox::{Inbox, SendHook};
+use crate::sipapp::invite::update::Renegotiation;
 use crate::store::{MailRecord, Store};
 use crate::sync::lock;
 use restsip_sip::dialog;
@@ -62,6 +64,8 @@ enum Answer {
     Accept(String, Option<i64>),
     /// `reject`: a final failure response, from this login if named.
     Reject(u16, String, Option<i64>),
+    /// The web user's answer could not pass the media relay: 503 with a Warning.
+    MediaFailed,
     /// The phone sent CANCEL.
     Cancel,
     /// The phone's TCP connection closed.
@@ -84,6 +88,14 @@ struct Pending {
     offer: bool,
     /// The call context made for the call (`/call/{context}`).
     context: String,
+    /// Whether the call's media go through rtpengine.
+    media: bool,
+    /// The Call-ID.
+    call_id: String,
+    /// The phone's tag (From's).
+    phone_tag: String,
+    /// The relay's tag (in To of its responses).
+    tag: String,
 }
 
 /// An established call, by Call-ID.
@@ -112,6 +124,8 @@ struct Dialog {
     context: String,
     /// The CSeq number of the relay's last request in the dialog.
     cseq: u32,
+    /// Whether the call's media go through rtpengine.
+    media: bool,
 }
 
 /// Calls from phones to web users; cheap to clone.
@@ -142,6 +156,12 @@ struct Inner {
     out: crate::sipapp::invite::outbound::Outgoing,
     /// How often an answered call is probed (zero: never).
     keepalive: Duration,
+    /// New offers in answered calls, and the media relay.
+    reneg: Renegotiation,
+    /// Without rtpengine, phones' plain offers reach web users unchanged (else 488).
+    passthrough: bool,
+    /// Whether SENDs to non-accounts go to an upstream server.
+    upstream: bool,
 }
 
 /// The `user@host` of a From or To value.
@@ -194,21 +214,28 @@ fn rejection(body: &Value) -> (u16, String) {
 
 impl Invites {
     /// The gateway over the REST side's services, sending through `endpoint`: INVITEs wait
-    /// `timers.ring` for an answer, answered calls are probed every `timers.keepalive`.
+    /// `timers.ring` for an answer, answered calls are probed every `timers.keepalive`;
+    /// media as `media` says.
     pub fn new(
         inbox: Inbox,
         calls: Calls,
         store: Arc<dyn Store>,
         endpoint: WeakEndpoint,
         timers: super::CallTimers,
+        media: super::CallMedia,
     ) -> Self {
+        let reneg = Renegotiation::new(inbox.clone(), media.media, endpoint.clone());
         Self {
             inner: Arc::new(Inner {
                 out: crate::sipapp::invite::outbound::Outgoing::new(
                     inbox.clone(),
                     endpoint.clone(),
                     timers,
+                    reneg.clone(),
                 ),
+                reneg,
+                passthrough: media.passthrough,
+                upstream: media.upstream,
                 inbox,
                 calls,
                 store,

@@ -35,9 +35,9 @@ impl Invites {
             Ok(_) => return Some(Reply::bad_request("an INVITE needs one Contact")),
             Err(why) => return Some(Reply::bad_request(why)),
         };
-        if lock(&self.inner.dialogs).contains_key(&call_id) {
-            // A re-INVITE: the relay does not renegotiate media.
-            return Some(Reply::new(488, "Not Acceptable Here (re-INVITE)"));
+        if self.owns(&call_id) {
+            // A re-INVITE in a call the relay knows.
+            return self.reinvite(responder).await;
         }
         let contacts = match self.inner.store.user(&callee).await {
             Ok(Some(_)) => match self.inner.store.contacts(&callee, now_ms()).await {
@@ -64,6 +64,11 @@ impl Invites {
         if lock(&self.inner.pending).len() >= MAX_PENDING {
             return Some(Reply::new(503, "Service Unavailable (too many calls)"));
         }
+        let phone_tag = from.tag().unwrap_or_default().to_owned();
+        let (sdp, media) = match self.media_offer(&call_id, &phone_tag, sdp).await {
+            Ok(offer) => offer,
+            Err(reply) => return Some(reply),
+        };
         let call = match self
             .inner
             .calls
@@ -85,8 +90,12 @@ impl Invites {
             .await
         {
             Ok(call) => call,
-            Err(e) => return Some(internal(&e.to_string())),
+            Err(e) => {
+                self.inner.reneg.ended(&call_id, media);
+                return Some(internal(&e.to_string()));
+            }
         };
+        let tag = new_tag();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel();
         lock(&self.inner.pending).insert(
@@ -99,6 +108,10 @@ impl Invites {
                 peer: responder.peer(),
                 offer: sdp.is_some(),
                 context: call.id.clone(),
+                media,
+                call_id: call_id.clone(),
+                phone_tag,
+                tag: tag.clone(),
             },
         );
         let mut body = message("invite", id, &call_id);
@@ -128,6 +141,7 @@ impl Invites {
         }
         if reached.is_empty() {
             lock(&self.inner.pending).remove(&id);
+            self.inner.reneg.ended(&call_id, media);
             self.forget_context(&call.id, &callee).await;
             return Some(if busy {
                 Reply::new(486, "Busy Here")
@@ -135,7 +149,6 @@ impl Invites {
                 Reply::new(480, "Temporarily Unavailable")
             });
         }
-        let tag = new_tag();
         if live {
             responder.reply(Reply::new(180, "Ringing").with_to_tag(tag.clone()));
         }
@@ -149,6 +162,7 @@ impl Invites {
         if !matches!(answer, Ok(Some(Answer::Accept(..)))) {
             // The call is over: its context is gone before anyone hears so.
             self.forget_context(&call.id, &callee).await;
+            self.inner.reneg.ended(&call_id, media);
         }
         let reply = match answer {
             Ok(Some(Answer::Accept(sdp, login))) => {
@@ -156,8 +170,19 @@ impl Invites {
                 self.tell(&caller, &callee, &others, cancel("answered elsewhere"))
                     .await;
                 let ctx = call.id.clone();
-                self.answered(responder, id, &caller, &callee, contact, tag, sdp, ctx);
+                let parties = (caller.as_str(), callee.as_str());
+                self.answered(responder, id, parties, contact, tag, sdp, ctx, media);
                 return None;
+            }
+            Ok(Some(Answer::MediaFailed)) => {
+                self.tell(
+                    &caller,
+                    &callee,
+                    &reached,
+                    cancel("media relay unavailable"),
+                )
+                .await;
+                super::super::update::unavailable(503, "Service Unavailable").with_to_tag(tag)
             }
             Ok(Some(Answer::Reject(code, reason, login))) => {
                 let others = others(&reached, login);
@@ -221,12 +246,12 @@ impl Invites {
         &self,
         responder: &Responder,
         id: u64,
-        caller: &str,
-        callee: &str,
+        (caller, callee): (&str, &str),
         target: String,
         tag: String,
         sdp: String,
         context: String,
+        media: bool,
     ) {
         let req = responder.request();
         let peer = responder.peer();
@@ -244,15 +269,22 @@ impl Invites {
             )
             .with("Allow", responder.endpoint().allow())
             .with_to_tag(tag.clone());
+        let call_id = req.call_id().unwrap_or_default().to_owned();
         if !sdp.is_empty() {
+            self.inner.reneg.sent(&call_id, &sdp);
             ok = ok.with_body("application/sdp", sdp.into_bytes());
         }
         let acked = Arc::new(Notify::new());
-        let call_id = req.call_id().unwrap_or_default().to_owned();
         {
             let mut dialogs = lock(&self.inner.dialogs);
             let day_ago = now_ms() - 86_400_000;
-            dialogs.retain(|_, d| d.since > day_ago);
+            dialogs.retain(|k, d| {
+                let keep = d.since > day_ago;
+                if !keep {
+                    self.inner.reneg.ended(k, d.media);
+                }
+                keep
+            });
             if dialogs.len() < MAX_DIALOGS {
                 dialogs.insert(
                     call_id.clone(),
@@ -273,8 +305,11 @@ impl Invites {
                         since: now_ms(),
                         context,
                         cseq: 0,
+                        media,
                     },
                 );
+            } else {
+                self.inner.reneg.ended(&call_id, media);
             }
         }
         let data = responder.reply(ok);

@@ -10,6 +10,7 @@
 
 mod placed;
 mod responses;
+mod update;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,10 +19,12 @@ use bytes::Bytes;
 use restsip_protocol::{Delivery, DeliveryStatus, SendReceipt, SipStatus};
 use serde_json::{json, Value};
 
+use super::update::Renegotiation;
 use super::CallTimers;
 use crate::clock::now_ms;
 use crate::inbox::Inbox;
 use crate::sipapp::im::sip_user;
+use crate::sipapp::media::{is_webrtc, Toward};
 use crate::store::ContactRecord;
 use restsip_sip::endpoint::WeakEndpoint;
 use restsip_sip::message::{Method, SipMessage, StartLine};
@@ -74,6 +77,8 @@ struct Call {
     told: bool,
     /// The connection closed before the sender was told of the answer.
     gone: bool,
+    /// Whether the leg's media go through rtpengine (its session is deleted with the leg).
+    media: bool,
 }
 
 /// Where an INVITE goes.
@@ -106,6 +111,8 @@ struct Inner {
     endpoint: WeakEndpoint,
     /// How long phones ring and how often answered calls are probed.
     timers: CallTimers,
+    /// New offers in answered calls, and the media relay.
+    reneg: Renegotiation,
 }
 
 impl Call {
@@ -153,14 +160,21 @@ fn same_id(body: &Value, id: &Value) -> bool {
 }
 
 impl Outgoing {
-    /// Calls sent through `endpoint`, answered into `inbox`, under `timers`.
-    pub fn new(inbox: Inbox, endpoint: WeakEndpoint, timers: CallTimers) -> Self {
+    /// Calls sent through `endpoint`, answered into `inbox`, under `timers`, their media
+    /// and new offers through `reneg`.
+    pub fn new(
+        inbox: Inbox,
+        endpoint: WeakEndpoint,
+        timers: CallTimers,
+        reneg: Renegotiation,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 inbox,
                 calls: Mutex::default(),
                 endpoint,
                 timers,
+                reneg,
             }),
         }
     }
@@ -242,7 +256,8 @@ impl Outgoing {
         for route in routes {
             req.push("Route", route);
         }
-        let from = format!("<sip:{}>;tag={}", sip_user(sender), outgoing::token());
+        let tag = outgoing::token();
+        let from = format!("<sip:{}>;tag={tag}", sip_user(sender));
         let call_id = format!("{}@{}", outgoing::token(), outgoing::host_port(local));
         req.push("From", from);
         req.push("To", format!("<sip:{}>", sip_user(&callee)));
@@ -262,6 +277,7 @@ impl Outgoing {
             ),
         );
         req.push("Allow", endpoint.allow());
+        drop(endpoint);
         // The offer, when the invitation has one; an invitation without one is an INVITE
         // without a body (the phone makes the offer in its 2xx), never a body a phone must
         // understand: the call's URL goes in a header phones ignore.
@@ -271,17 +287,36 @@ impl Outgoing {
             }
             req.push(CALL_URL_HEADER, url);
         }
+        let mut media = false;
         if let Some(sdp) = body.get("sdp").and_then(Value::as_str) {
             if sdp.len() > MAX_BODY {
                 return failed(513, "Message Too Large");
             }
+            // A browser's offer reaches the phone through rtpengine, as plain RTP.
+            let sdp = if is_webrtc(sdp) {
+                let offer = self.inner.reneg.media();
+                match offer.offer(&call_id, &tag, None, sdp, Toward::Phone).await {
+                    Ok(sdp) => {
+                        media = true;
+                        sdp
+                    }
+                    Err(e) => {
+                        tracing::warn!(call_id, error = %e, "call to a phone refused");
+                        return failed(503, &format!("Service Unavailable ({e})"));
+                    }
+                }
+            } else {
+                sdp.to_owned()
+            };
+            self.inner.reneg.sent(&call_id, &sdp);
             req.push("Content-Type", "application/sdp");
-            req.body = sdp.as_bytes().to_vec();
+            req.body = sdp.into_bytes();
         }
-        let Some(mut rx) = endpoint.client().send(&req, peer) else {
+        let sent = weak.upgrade().and_then(|e| e.client().send(&req, peer));
+        let Some(mut rx) = sent else {
+            self.inner.reneg.ended(&call_id, media);
             return failed(503, "Service Unavailable (request could not be sent)");
         };
-        drop(endpoint);
         let id = body.get("id").cloned().unwrap_or(Value::Null);
         self.lock().insert(
             call_id.clone(),
@@ -294,6 +329,7 @@ impl Outgoing {
                 since: now_ms(),
                 told: false,
                 gone: false,
+                media,
             },
         );
         let ring = self.inner.timers.ring;
@@ -348,46 +384,5 @@ impl Outgoing {
             }
         });
         status
-    }
-
-    /// Sends the INVITE of a leg again with the answer to the challenge of `resp` (a 401 or
-    /// 407) and a new CSeq; the new transaction's outcomes.
-    fn authorize(
-        &self,
-        call_id: &str,
-        resp: &SipMessage,
-        credentials: Option<&(String, String)>,
-    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<Outcome>> {
-        let weak = &self.inner.endpoint;
-        let listen = &weak.listen();
-        let mut calls = self.lock();
-        let call = calls.get_mut(call_id)?;
-        let Leg::Ringing(invite) = &call.leg else {
-            return None;
-        };
-        let StartLine::Request { uri, .. } = &invite.start else {
-            return None;
-        };
-        let answer =
-            crate::sipapp::upstream::authorization(resp, credentials, uri, &Method::INVITE)?;
-        let seq = invite.cseq().map(|c| c.seq).unwrap_or(1) + 1;
-        let local = outgoing::local_addr(*listen, call.peer.addr);
-        let mut again = outgoing::request(Method::INVITE, uri.clone(), local, call.peer.transport);
-        for h in &invite.headers {
-            let skip = ["Via", "Max-Forwards", "CSeq", "Content-Type"];
-            if !skip.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
-                again.push(h.name.clone(), h.value.clone());
-            }
-        }
-        again.push("CSeq", format!("{seq} INVITE"));
-        again.push(answer.0, answer.1);
-        if let Some(t) = invite.header("Content-Type") {
-            again.push("Content-Type", t.to_owned());
-        }
-        again.body = invite.body.clone();
-        let endpoint = weak.upgrade()?;
-        let rx = endpoint.client().send(&again, call.peer)?;
-        call.leg = Leg::Ringing(again);
-        Some(rx)
     }
 }

@@ -134,6 +134,7 @@ impl Outgoing {
         let Some(mut call) = self.lock().remove(call_id) else {
             return false;
         };
+        self.inner.reneg.ended(call_id, call.media);
         let Some((d, cseq)) = call.dialog(call_id) else {
             return false;
         };
@@ -156,7 +157,13 @@ impl Outgoing {
         let legs: Vec<String> = {
             let mut calls = self.lock();
             let day_ago = now_ms() - 86_400_000;
-            calls.retain(|_, c| c.since > day_ago);
+            calls.retain(|k, c| {
+                let keep = c.since > day_ago;
+                if !keep {
+                    self.inner.reneg.ended(k, c.media);
+                }
+                keep
+            });
             calls
                 .iter()
                 .filter(|(_, c)| {
@@ -216,5 +223,46 @@ impl Outgoing {
         let mut bye = json!({"command": "bye"});
         self.tell(call_id, &mut bye, true).await;
         true
+    }
+
+    /// Sends the INVITE of a leg again with the answer to the challenge of `resp` (a 401 or
+    /// 407) and a new CSeq; the new transaction's outcomes.
+    pub(super) fn authorize(
+        &self,
+        call_id: &str,
+        resp: &SipMessage,
+        credentials: Option<&(String, String)>,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<Outcome>> {
+        let weak = &self.inner.endpoint;
+        let listen = &weak.listen();
+        let mut calls = self.lock();
+        let call = calls.get_mut(call_id)?;
+        let Leg::Ringing(invite) = &call.leg else {
+            return None;
+        };
+        let StartLine::Request { uri, .. } = &invite.start else {
+            return None;
+        };
+        let answer =
+            crate::sipapp::upstream::authorization(resp, credentials, uri, &Method::INVITE)?;
+        let seq = invite.cseq().map(|c| c.seq).unwrap_or(1) + 1;
+        let local = outgoing::local_addr(*listen, call.peer.addr);
+        let mut again = outgoing::request(Method::INVITE, uri.clone(), local, call.peer.transport);
+        for h in &invite.headers {
+            let skip = ["Via", "Max-Forwards", "CSeq", "Content-Type"];
+            if !skip.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
+                again.push(h.name.clone(), h.value.clone());
+            }
+        }
+        again.push("CSeq", format!("{seq} INVITE"));
+        again.push(answer.0, answer.1);
+        if let Some(t) = invite.header("Content-Type") {
+            again.push("Content-Type", t.to_owned());
+        }
+        again.body = invite.body.clone();
+        let endpoint = weak.upgrade()?;
+        let rx = endpoint.client().send(&again, call.peer)?;
+        call.leg = Leg::Ringing(again);
+        Some(rx)
     }
 }

@@ -33,7 +33,11 @@ impl Outgoing {
             if code == 180 || code == 183 {
                 let mut ringing = json!({"command": "ringing", "code": code, "reason": reason});
                 if code == 183 && !resp.body.is_empty() {
-                    ringing["sdp"] = json!(String::from_utf8_lossy(&resp.body));
+                    // Early media: the phone's answer, through rtpengine when it relays.
+                    let early = String::from_utf8_lossy(&resp.body);
+                    if let Ok(sdp) = self.media_answer(call_id, &resp, &early).await {
+                        ringing["sdp"] = json!(sdp);
+                    }
                 }
                 self.tell(call_id, &mut ringing, false).await;
             }
@@ -57,6 +61,20 @@ impl Outgoing {
             self.tell(call_id, &mut reject, false).await;
             self.hang_up(call_id);
         } else {
+            let answer = match self.media_answer(call_id, &resp, &answer).await {
+                Ok(sdp) => sdp,
+                Err(e) => {
+                    // The call is ACKed, then hung up: rtpengine cannot carry its media.
+                    let reason = format!("Service Unavailable ({e})");
+                    let mut reject = json!({"command": "reject", "code": 503, "reason": reason});
+                    self.tell(call_id, &mut reject, false).await;
+                    self.hang_up(call_id);
+                    for other in others {
+                        self.cancel_leg(&other);
+                    }
+                    return true;
+                }
+            };
             let mut accept = json!({"command": "accept", "sdp": answer});
             self.tell(call_id, &mut accept, false).await;
             let gone = self.lock().get_mut(call_id).is_some_and(|c| {
@@ -75,6 +93,36 @@ impl Outgoing {
             self.cancel_leg(&other);
         }
         true
+    }
+
+    /// The phone's answer `sdp` in `resp` as the web user gets it: through rtpengine when
+    /// the leg's media go through it (an error is logged), else as it is.
+    async fn media_answer(
+        &self,
+        call_id: &str,
+        resp: &SipMessage,
+        sdp: &str,
+    ) -> Result<String, crate::sipapp::media::MediaError> {
+        let tags = self.lock().get(call_id).filter(|c| c.media).map(|c| {
+            let from = match &c.leg {
+                Leg::Ringing(invite) => invite.from().ok(),
+                Leg::Up { local, .. } => restsip_sip::headers::NameAddr::parse(local).ok(),
+            };
+            from.and_then(|f| f.tag().map(str::to_owned))
+        });
+        let Some(from_tag) = tags else {
+            return Ok(sdp.to_owned());
+        };
+        let to_tag = resp.to().ok().and_then(|t| t.tag().map(str::to_owned));
+        let media = self.inner.reneg.media();
+        let result = match (from_tag, to_tag) {
+            (Some(from), Some(to)) => media.answer(call_id, &from, &to, sdp).await,
+            _ => Err(crate::sipapp::media::MediaError::NoTag),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(call_id, error = %e, "the phone's answer did not pass rtpengine");
+        }
+        result
     }
 
     /// Marks a leg answered and sends the ACK; the Call-IDs of the call's other ringing legs.
@@ -161,7 +209,9 @@ impl Outgoing {
                 .get(call_id)
                 .map(|c| (c.sender.clone(), c.callee.clone(), c.id.clone()));
             if end {
-                calls.remove(call_id);
+                if let Some(c) = calls.remove(call_id) {
+                    self.inner.reneg.ended(call_id, c.media);
+                }
             }
             found
         };

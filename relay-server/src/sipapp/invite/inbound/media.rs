@@ -1,0 +1,182 @@
+//! The media side of calls between phones and web users: a phone's offer rewritten by
+//! rtpengine for browsers (or refused without it), the web user's answer rewritten back, a
+//! browser's invite to phones checked against the media relay, and new offers both ways in
+//! answered calls (see [`crate::sipapp::invite::update`]).
+
+use super::*;
+use crate::sipapp::invite::update::{same_id, sdp_of, unavailable, Leg as View};
+use crate::sipapp::media::{is_webrtc, Toward};
+use restsip_sip::headers::NameAddr;
+
+/// The tag of a From or To value.
+fn tag_of(value: &str) -> Option<String> {
+    NameAddr::parse(value).ok()?.tag().map(str::to_owned)
+}
+
+/// Answered call `call_id` (a phone's call to a web user) as the renegotiation sees it.
+fn view(call_id: &str, d: &Dialog) -> Option<View> {
+    Some(View {
+        call_id: call_id.to_owned(),
+        web: d.callee.clone(),
+        other: d.caller.clone(),
+        id: json!(d.id),
+        media: d.media,
+        relay_tag: tag_of(&d.local)?,
+        phone_tag: tag_of(&d.remote)?,
+    })
+}
+
+impl Invites {
+    /// The offer web users get for a phone's offer `sdp` in call `call_id` (the phone's tag
+    /// `phone_tag`), and whether it went through rtpengine: rewritten for browsers when
+    /// rtpengine runs; else as it is when it is WebRTC already or passthrough is on; else
+    /// refused (488 with a Warning). rtpengine failing is a 503, logged.
+    pub(super) async fn media_offer(
+        &self,
+        call_id: &str,
+        phone_tag: &str,
+        sdp: Option<String>,
+    ) -> std::result::Result<(Option<String>, bool), Reply> {
+        let Some(offer) = sdp else {
+            return Ok((None, false));
+        };
+        let media = self.inner.reneg.media();
+        if media.enabled() {
+            return match media
+                .offer(call_id, phone_tag, None, &offer, Toward::Browser)
+                .await
+            {
+                Ok(sdp) => Ok((Some(sdp), true)),
+                Err(e) => {
+                    tracing::warn!(call_id, error = %e, "a phone's call refused");
+                    Err(unavailable(503, "Service Unavailable"))
+                }
+            };
+        }
+        if self.inner.passthrough || is_webrtc(&offer) {
+            return Ok((Some(offer), false));
+        }
+        tracing::info!(
+            call_id,
+            "a phone's plain RTP offer refused: no rtpengine (--rtpengine)"
+        );
+        Err(unavailable(488, "Not Acceptable Here"))
+    }
+
+    /// The web user's answer `sdp` to invite `id` as the phone gets it: through rtpengine when
+    /// the offer went through it (`media`: Call-ID, phone's tag, relay's tag). When rtpengine
+    /// fails the phone gets 503 and the web user a problem.
+    pub(super) async fn media_answer(
+        &self,
+        id: u64,
+        media: Option<(String, String, String)>,
+        sdp: String,
+    ) -> Result<String> {
+        let Some((call_id, phone_tag, tag)) = media.filter(|_| !sdp.is_empty()) else {
+            return Ok(sdp);
+        };
+        let answer = self.inner.reneg.media();
+        match answer.answer(&call_id, &phone_tag, &tag, &sdp).await {
+            Ok(sdp) => Ok(sdp),
+            Err(e) => {
+                tracing::warn!(call_id, error = %e, "the web user's answer did not pass rtpengine");
+                if let Some(p) = lock(&self.inner.pending).get(&id) {
+                    let _ = p.answer.send(Answer::MediaFailed);
+                }
+                Err(Error::MediaRelay(e.to_string()))
+            }
+        }
+    }
+
+    /// A web user's `invite` with a WebRTC offer to `email` whose logins are all phones (or
+    /// that is reached through the upstream server): refused when rtpengine is missing or
+    /// does not answer its ping. (To a user with web logins too, the web logins ring and the
+    /// phones' deliveries fail with 503.)
+    pub(super) async fn media_check(&self, email: &str, body: &Value) -> Option<Error> {
+        let sdp = body.get("sdp").and_then(Value::as_str)?;
+        if !is_webrtc(sdp) {
+            return None;
+        }
+        let phones_only = match self.inner.store.user(email).await {
+            Ok(None) => self.inner.upstream,
+            Ok(Some(_)) => {
+                let contacts = self.inner.store.contacts(email, now_ms()).await.ok()?;
+                let sip = contacts.iter().any(|c| c.source == ContactSource::Sip);
+                sip && contacts.iter().all(|c| c.source == ContactSource::Sip)
+            }
+            Err(_) => false,
+        };
+        if !phones_only {
+            return None;
+        }
+        let e = self.inner.reneg.media().ready().await.err()?;
+        if e == crate::sipapp::media::MediaError::Unconfigured {
+            tracing::debug!(error = %e, "a web user's call to {email} refused");
+        } else {
+            tracing::warn!(error = %e, "a web user's call to {email} refused");
+        }
+        Some(Error::MediaRelay(format!(
+            "{e}: a browser's call reaches SIP phones only through rtpengine"
+        )))
+    }
+
+    /// Whether `call_id` is an answered call between a phone and a web user.
+    pub fn owns(&self, call_id: &str) -> bool {
+        lock(&self.inner.dialogs).contains_key(call_id) || self.inner.out.owns(call_id)
+    }
+
+    /// A phone's re-INVITE in an answered call: the final reply, unless it was sent (a 2xx).
+    pub async fn reinvite(&self, responder: &Responder) -> Option<Reply> {
+        let call_id = responder.request().call_id().unwrap_or_default();
+        let found = lock(&self.inner.dialogs)
+            .get(call_id)
+            .map(|d| view(call_id, d));
+        match found {
+            Some(Some(v)) => self.inner.reneg.from_phone(responder, v).await,
+            Some(None) => Some(Reply::new(
+                500,
+                "Server Internal Error (dialog without tags)",
+            )),
+            None => self.inner.out.reinvite(responder).await,
+        }
+    }
+
+    /// The web user's `update` SEND to `email` for an answered call (either way): a
+    /// re-INVITE with the new offer; None when no call matches.
+    pub(super) async fn update(
+        &self,
+        sender: &str,
+        email: &str,
+        body: &Value,
+    ) -> Option<Result<SendReceipt>> {
+        if let Some(taken) = self.inner.out.update(sender, email, body).await {
+            return Some(taken);
+        }
+        let listen = self.inner.endpoint.listen();
+        let (v, requests, peer) = {
+            let mut dialogs = lock(&self.inner.dialogs);
+            let (call_id, d) = dialogs.iter_mut().find(|(_, d)| {
+                d.callee == sender && d.caller == email && same_id(body, &json!(d.id))
+            })?;
+            let v = view(call_id, d)?;
+            if let Err(e) = sdp_of(body) {
+                return Some(Err(e));
+            }
+            d.cseq += 1;
+            let dialog = in_dialog(call_id, d);
+            let req = dialog.request(Method::INVITE, d.cseq, listen);
+            let ack = dialog.request(Method::ACK, d.cseq, listen);
+            (v, req.zip(ack), d.peer)
+        };
+        let Some((req, ack)) = requests else {
+            return Some(Err(Error::Internal(
+                "the phone's Contact is not a URI".into(),
+            )));
+        };
+        let sdp = match sdp_of(body) {
+            Ok(sdp) => sdp,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(self.inner.reneg.from_web(v, sdp, req, ack, peer).await)
+    }
+}

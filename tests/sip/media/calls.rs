@@ -1,0 +1,255 @@
+//! Calls through rtpengine, each way: the SDP each side sees, RTP counted by rtpengine, the
+//! session deleted when the call ends (a web user's bye, a phone's BYE).
+
+use std::time::Duration;
+
+use restsip_e2e::rtpengine::Rtpengine;
+use restsip_e2e::{Relay, WAIT};
+use serde_json::json;
+use tokio::net::UdpSocket;
+
+use super::*;
+use crate::phones::{call_setup, inbox, send_invite, Phone};
+
+/// Waits until rtpengine counted at least `count` packets on `port` of `call_id`.
+async fn assert_counted(engine: &Rtpengine, call_id: &str, port: u16, count: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let seen = engine.packets_on(call_id, port).await.unwrap();
+        if seen >= count {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rtpengine counted {seen} of {count} packets on {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_browser_calls_a_phone_as_plain_rtp_and_the_session_ends_with_its_bye() {
+    let engine = Rtpengine::start().await.unwrap();
+    let relay = Relay::start(&["--rtpengine", &engine.addr()])
+        .await
+        .unwrap();
+    let (phone, alice, mut inbox) = call_setup(&relay).await;
+    let receipt = send_invite(
+        &alice,
+        json!({"command": "invite", "sdp": CHROME_OFFER, "url": "/call/m1", "id": "m1"}),
+    );
+    let invite = phone.next("INVITE ").await;
+    let offer = sdp_of(&invite);
+    let port = assert_plain(offer, &engine);
+    assert!(offer.contains("a=rtpmap:0 PCMU/8000"), "{offer}");
+    let call_id = header(&invite, "Call-ID");
+    phone.answer(&invite, "180 Ringing", "", "").await;
+    let receipt = tokio::time::timeout(WAIT, receipt).await.unwrap().unwrap();
+    assert_eq!(receipt["deliveries"][0]["status"], "delivered", "{receipt}");
+
+    // The phone answers PCMU on a socket of its own; the web user gets WebRTC back.
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let rtp_port = rtp.local_addr().unwrap().port();
+    let headers = format!(
+        "Contact: <sip:carol@127.0.0.1:{}>\r\nContent-Type: application/sdp\r\n",
+        phone.port
+    );
+    phone
+        .answer(
+            &invite,
+            "200 OK",
+            &headers,
+            &phone_sdp(rtp_port, "sendrecv"),
+        )
+        .await;
+    phone.next("ACK ").await;
+    assert_eq!(next_body(&mut inbox).await["command"], "ringing");
+    let accept = next_body(&mut inbox).await;
+    assert_eq!(accept["command"], "accept", "{accept}");
+    assert_eq!(accept["id"], "m1", "{accept}");
+    let answer = accept["sdp"].as_str().unwrap();
+    assert_webrtc(answer);
+    assert!(answer.contains("a=setup:"), "{answer}");
+
+    // Real RTP from the phone reaches rtpengine's port for it.
+    send_rtp(&rtp, port, 20).await;
+    assert_counted(&engine, &call_id, port, 20).await;
+
+    // The web user hangs up: BYE to the phone, and rtpengine forgets the call.
+    let bye = json!({"command": "bye", "id": "m1"});
+    let r = alice
+        .request("SEND", &format!("/login/{CAROL}"), Some(bye))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let bye = phone.next("BYE ").await;
+    phone.answer(&bye, "200 OK", "", "").await;
+    assert_deleted(&engine, &call_id).await;
+}
+
+/// The next response of `phone` to a `method` request (others are skipped).
+pub(crate) async fn response_to(phone: &Phone, method: &str) -> String {
+    loop {
+        let msg = phone.next("SIP/2.0 ").await;
+        if header(&msg, "CSeq").ends_with(method) && !msg.starts_with("SIP/2.0 1") {
+            return msg;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_phone_calls_a_browser_which_gets_webrtc_and_holds_it() {
+    let engine = Rtpengine::start().await.unwrap();
+    let relay = Relay::start(&["--rtpengine", &engine.addr()])
+        .await
+        .unwrap();
+    let alice = relay.user(ALICE).await.unwrap();
+    let mut inbox = inbox(&alice, ALICE).await;
+    let phone = Phone::new(&relay).await;
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let rtp_port = rtp.local_addr().unwrap().port();
+    let call_id = format!("media-in-{}", phone.port);
+    let invite = phone_invite(&phone, ALICE, &call_id, &phone_sdp(rtp_port, "sendrecv"));
+    phone.send(&invite).await;
+
+    let offer = next_body(&mut inbox).await;
+    assert_eq!(offer["command"], "invite", "{offer}");
+    let sdp = offer["sdp"].as_str().unwrap();
+    assert_webrtc(sdp);
+    let mid = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("a=mid:"))
+        .unwrap_or_else(|| panic!("no mid in {sdp}"))
+        .trim()
+        .to_owned();
+    let accept =
+        json!({"command": "accept", "sdp": chrome_answer(&mid, "sendrecv"), "id": offer["id"]});
+    let r = alice
+        .request("SEND", &format!("/login/{CAROL}"), Some(accept))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ok = response_to(&phone, "INVITE").await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let port = assert_plain(sdp_of(&ok), &engine);
+    let dialog = Dialog {
+        target: header(&ok, "Contact").trim_matches(['<', '>']).to_owned(),
+        phone: header(&invite, "From"),
+        relay: header(&ok, "To"),
+        call_id: call_id.clone(),
+    };
+    phone.send(&in_dialog(&phone, "ACK", 1, &dialog, "")).await;
+    send_rtp(&rtp, port, 10).await;
+    assert_counted(&engine, &call_id, port, 10).await;
+
+    // The web user holds: a re-INVITE to the phone with a plain sendonly offer.
+    let held = CHROME_OFFER.replace("a=sendrecv", "a=sendonly");
+    let update = json!({"command": "update", "id": offer["id"], "sdp": held});
+    let r = alice
+        .request("SEND", &format!("/login/{CAROL}"), Some(update))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let reinvite = phone.next("INVITE ").await;
+    assert_eq!(header(&reinvite, "Call-ID"), call_id);
+    let reoffer = sdp_of(&reinvite);
+    assert_plain(reoffer, &engine);
+    assert!(reoffer.contains("a=sendonly"), "{reoffer}");
+    let headers = format!(
+        "Contact: <sip:carol@127.0.0.1:{}>\r\nContent-Type: application/sdp\r\n",
+        phone.port
+    );
+    let recvonly = phone_sdp(rtp_port, "recvonly");
+    phone.answer(&reinvite, "200 OK", &headers, &recvonly).await;
+    phone.next("ACK ").await;
+    let updated = next_body(&mut inbox).await;
+    assert_eq!(updated["command"], "updated", "{updated}");
+    assert_eq!(updated["id"], offer["id"], "{updated}");
+    let answer = updated["sdp"].as_str().unwrap();
+    assert_webrtc(answer);
+    assert!(answer.contains("a=recvonly"), "{answer}");
+
+    // The phone hangs up: the web user gets bye, rtpengine forgets the call.
+    phone.send(&in_dialog(&phone, "BYE", 2, &dialog, "")).await;
+    let ok = response_to(&phone, "BYE").await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    assert_eq!(next_body(&mut inbox).await["command"], "bye");
+    assert_deleted(&engine, &call_id).await;
+}
+
+/// The CANCEL of `invite` (same Request-URI, Via, From, To, Call-ID; RFC 3261 §9.1).
+fn cancel_of(invite: &str) -> String {
+    let uri = invite.lines().next().unwrap().split(' ').nth(1).unwrap();
+    let mut cancel = format!("CANCEL {uri} SIP/2.0\r\n");
+    for name in ["Via", "Max-Forwards", "From", "To", "Call-ID"] {
+        cancel.push_str(&format!("{name}: {}\r\n", header(invite, name)));
+    }
+    cancel.push_str("CSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n");
+    cancel
+}
+
+#[tokio::test]
+async fn a_rejected_or_cancelled_call_leaves_no_rtpengine_session() {
+    let engine = Rtpengine::start().await.unwrap();
+    let relay = Relay::start(&["--rtpengine", &engine.addr()])
+        .await
+        .unwrap();
+    let (phone, alice, mut inbox) = call_setup(&relay).await;
+    // The phone refuses the browser's call.
+    let receipt = send_invite(
+        &alice,
+        json!({"command": "invite", "sdp": CHROME_OFFER, "id": "r1"}),
+    );
+    let invite = phone.next("INVITE ").await;
+    let call_id = header(&invite, "Call-ID");
+    assert_eq!(engine.query(&call_id).await.unwrap()["result"], "ok");
+    phone.answer(&invite, "486 Busy Here", "", "").await;
+    let receipt = tokio::time::timeout(WAIT, receipt).await.unwrap().unwrap();
+    assert_eq!(receipt["deliveries"][0]["sip"]["code"], 486, "{receipt}");
+    assert_eq!(next_body(&mut inbox).await["command"], "reject");
+    assert_deleted(&engine, &call_id).await;
+
+    // A phone's call to the browser, cancelled while it rings.
+    let caller = Phone::new(&relay).await;
+    let call_id = format!("cancelled-{}", caller.port);
+    let invite = phone_invite(&caller, ALICE, &call_id, &phone_sdp(4000, "sendrecv"));
+    caller.send(&invite).await;
+    assert_eq!(next_body(&mut inbox).await["command"], "invite");
+    assert_eq!(engine.query(&call_id).await.unwrap()["result"], "ok");
+    caller.send(&cancel_of(&invite)).await;
+    let terminated = response_to(&caller, "INVITE").await;
+    assert!(terminated.starts_with("SIP/2.0 487"), "{terminated}");
+    assert_eq!(next_body(&mut inbox).await["command"], "cancel");
+    assert_deleted(&engine, &call_id).await;
+}
+
+#[tokio::test]
+async fn a_phone_that_forgot_the_call_frees_its_rtpengine_session() {
+    let engine = Rtpengine::start().await.unwrap();
+    let args = ["--rtpengine", &engine.addr(), "--sip-call-keepalive", "1"];
+    let relay = Relay::start(&args).await.unwrap();
+    let (phone, alice, mut inbox) = call_setup(&relay).await;
+    let _receipt = send_invite(
+        &alice,
+        json!({"command": "invite", "sdp": CHROME_OFFER, "id": "v1"}),
+    );
+    let invite = phone.next("INVITE ").await;
+    let call_id = header(&invite, "Call-ID");
+    let headers = format!(
+        "Contact: <sip:carol@127.0.0.1:{}>\r\nContent-Type: application/sdp\r\n",
+        phone.port
+    );
+    phone
+        .answer(&invite, "200 OK", &headers, &phone_sdp(4000, "sendrecv"))
+        .await;
+    phone.next("ACK ").await;
+    assert_eq!(next_body(&mut inbox).await["command"], "accept");
+    // The phone restarted: it answers the keep-alive 481.
+    let probe = phone.next("OPTIONS ").await;
+    phone
+        .answer(&probe, "481 Call/Transaction Does Not Exist", "", "")
+        .await;
+    let bye = next_body(&mut inbox).await;
+    assert_eq!(bye["command"], "bye", "{bye}");
+    assert_deleted(&engine, &call_id).await;
+}
