@@ -65,33 +65,28 @@ type Log = std::sync::Arc<std::sync::Mutex<String>>;
 impl Relay {
     /// Starts a relay with the given extra flags.
     pub async fn start(args: &[&str]) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, base, sip) = spawn(dir.path(), None, &args, None).await?;
-        Ok(Self {
-            child,
-            base,
-            sip,
-            dir,
-            args,
-            log: None,
-        })
+        Self::launch(args, None).await
     }
 
     /// Starts a relay with the given extra flags and `RUST_LOG` filter, keeping what it logs
     /// for [`Relay::log`].
     pub async fn start_logging(args: &[&str], filter: &str) -> Result<Self> {
+        Self::launch(args, Some(filter)).await
+    }
+
+    async fn launch(args: &[&str], filter: Option<&str>) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let log = Log::default();
-        let (child, base, sip) = spawn(dir.path(), None, &args, Some((filter, &log))).await?;
+        let log = filter.map(|_| Log::default());
+        let logging = filter.zip(log.as_ref());
+        let (child, base, sip) = spawn(dir.path(), None, &args, logging).await?;
         Ok(Self {
             child,
             base,
             sip,
             dir,
             args,
-            log: Some(log),
+            log,
         })
     }
 
