@@ -7,13 +7,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
+import { BASE_FLAGS, direction, inboundAudio, openUser, state, waitState } from "./pages.mjs";
 
 const RELAY = process.env.RELAY_URL;
 const stamp = Date.now();
-const BASE_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-  "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-quic",
-  "--disable-sync", "--use-fake-device-for-media-stream", "--allow-loopback-in-peer-connection",
-  "--autoplay-policy=no-user-gesture-required"];
 let browser; // the microphone is granted (fake UI)
 let refusing; // no fake UI: getUserMedia is refused
 const pages = [];
@@ -30,66 +27,12 @@ after(async () => {
   await refusing?.close();
 });
 
-// A page of the relay's origin (a secure context: http://127.0.0.1; the demo page, served by the
-// relay, as a page a browser loads from there may reach the relay's WebSocket where a page made
-// up by the test would be refused as a public page reaching a local address) whose user signed
-// up and logged in with its own client of the package the relay serves, with an <audio> element
-// playing the remote stream.
+// A user of the test (`name`, stamped) on a page of `from`: see openUser.
 async function user(name, from = browser, signUp = true) {
-  const context = await from.newContext();
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e));
-  await page.goto(RELAY);
-  const email = `${name}-${stamp}@example.net`;
-  await page.evaluate(async ([email, signUp]) => {
-    const restsip = await import("/pkg/restsip_wasm.js");
-    await restsip.default();
-    const client = new restsip.Client();
-    if (signUp) await client.signUp(email, "secret", {});
-    await client.logIn(email, "secret", {});
-    window.client = client;
-    document.body.append(Object.assign(document.createElement("audio"), { id: "remote", autoplay: true }));
-    window.invites = [];
-    client.on("invite", (invite) => invites.push(invite));
-    // The page's one call: its states, and its remote stream playing.
-    window.follow = (call) => {
-      window.call = call;
-      window.states = [call.state];
-      call.onState((state) => states.push(state));
-      document.getElementById("remote").srcObject = call.remoteStream;
-      return call.state;
-    };
-  }, [email, signUp]);
-  pages.push(page);
-  return { page, email, errors };
+  const p = await openUser(from, RELAY, `${name}-${stamp}@example.net`, signUp);
+  pages.push(p.page);
+  return p;
 }
-
-const state = (p) => p.page.evaluate(() => call.state);
-const waitState = (p, s) => p.page.waitForFunction((s) => window.call?.state === s, s, { timeout: 10_000 });
-
-// The inbound audio of a page's call: {packets, energy} once both are above zero.
-async function inboundAudio(p, since = { packets: 0, energy: 0 }) {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const got = await p.page.evaluate(async () => {
-      const stats = await call.peerConnection.getStats();
-      for (const s of stats.values()) {
-        if (s.type === "inbound-rtp" && s.kind === "audio") {
-          return { packets: s.packetsReceived ?? 0, energy: s.totalAudioEnergy ?? 0 };
-        }
-      }
-      return { packets: 0, energy: 0 };
-    });
-    if (got.packets > since.packets && got.energy > since.energy) return got;
-    if (Date.now() > deadline) assert.fail(`no inbound audio on ${p.email}: ${JSON.stringify(got)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-// The negotiated direction of the page's audio transceiver.
-const direction = (p) => p.page.evaluate(() =>
-  call.peerConnection.getTransceivers().find((t) => t.receiver.track.kind === "audio").currentDirection);
 
 test("two pages call each other: audio both ways, hold, resume, mute, DTMF, hang-up", async () => {
   const a = await user("alice");
