@@ -2,8 +2,10 @@
 # Browser tests of the wasm client: starts a real relay on a free port, then runs the
 # wasm_bindgen_test suite (wasm-client/tests/browser.rs) in Debian's headless Chromium with
 # RELAY_URL compiled in, then the page test of www/ (two browser contexts, two users), the calls
-# with media between two pages (fake microphones, audio through WebRTC) and the bundler build.
-# Stops the relay afterwards.
+# with media between two pages (fake microphones, audio through WebRTC) and the bundler build;
+# then a page calling a real SIP phone (baresip) and back through a relay and rtpengine of the
+# test's own (tests/browser/phone.test.mjs), in a network namespace with only loopback. Stops the
+# relay afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -45,3 +47,15 @@ echo "== the generated typings against a typed page (tsc --strict)"
 node_modules/.bin/tsc -p tests/browser/tsconfig.json
 RELAY_URL="$url" node --test tests/browser/page.test.mjs tests/browser/media.test.mjs \
   tests/browser/bundler.test.mjs
+
+echo "== a page and a SIP phone (baresip) through the relay and rtpengine"
+# In a network namespace of its own with only loopback (we run as root), every ICE candidate of
+# Chromium and rtpengine is 127.0.0.1 and no port range can collide with another run's; where
+# unshare is refused, on the host's interfaces (loopback candidates are still preferred).
+phone_test=(node --test tests/browser/phone.test.mjs)
+if unshare -n true 2>/dev/null; then
+  RESTSIP_RELAY_BIN="$relay_bin" unshare -n bash -c 'ip link set lo up && exec "$@"' _ "${phone_test[@]}"
+else
+  echo "(unshare -n refused: running on the host's network)"
+  RESTSIP_RELAY_BIN="$relay_bin" "${phone_test[@]}"
+fi
