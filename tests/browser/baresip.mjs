@@ -36,6 +36,7 @@ export class Baresip {
       { cwd: dir, stdio: ["ignore", log.fd, log.fd] });
     const phone = new Baresip(child, dir, log, sip);
     child.on("exit", (code, signal) => (phone.exited = code ?? signal));
+    child.on("error", (e) => (phone.exited = `${e.message}: apt-get install baresip-core (scripts/setup.sh)`));
     phone.ctrl = await until("baresip's ctrl_tcp port opens", () => {
       if (phone.exited !== undefined) throw new Error(`baresip exited (${phone.exited})\n${log.tail()}`);
       return new Promise((resolve) => {

@@ -74,6 +74,7 @@ export async function startRelay(dir, args) {
   });
   let exited = null;
   child.on("exit", (code) => (exited = code));
+  child.on("error", (e) => (exited = `${e.message}: build it (cargo build -p relay-server)`));
   // Its first lines: `... http://ADDR` and `... sip on udp+tcp ADDR`.
   const lines = await until("the relay prints its addresses", () => {
     if (exited !== null) throw new Error(`the relay exited (${exited})\n${log.tail()}`);

@@ -64,8 +64,13 @@ export class Rtpengine {
       "--interface=127.0.0.1", `--listen-ng=127.0.0.1:${ng}`, `--port-min=${min}`, `--port-max=${min + 39}`],
     { stdio: ["ignore", "ignore", log.fd] });
     const engine = new Rtpengine(child, ng, log);
-    await until("rtpengine answers an ng ping", async () =>
-      (await engine.request({ command: "ping" }, 500).catch(() => ({}))).result === "pong");
+    let failed = null;
+    child.on("error", (e) => (failed = e));
+    child.on("exit", (code) => (failed ??= new Error(`rtpengine exited (${code})\n${log.tail()}`)));
+    await until("rtpengine answers an ng ping", async () => {
+      if (failed) throw new Error(`rtpengine (apt-get install rtpengine-daemon: scripts/setup.sh): ${failed.message}`);
+      return (await engine.request({ command: "ping" }, 500).catch(() => ({}))).result === "pong";
+    });
     return engine;
   }
 
