@@ -65,10 +65,10 @@ export class Rtpengine {
     { stdio: ["ignore", "ignore", log.fd] });
     const engine = new Rtpengine(child, ng, log);
     let failed = null;
-    child.on("error", (e) => (failed = e));
-    child.on("exit", (code) => (failed ??= new Error(`rtpengine exited (${code})\n${log.tail()}`)));
+    child.on("error", (e) => (failed = e.message));
+    child.on("exit", (code) => (failed ??= `exited (${code})`));
     await until("rtpengine answers an ng ping", async () => {
-      if (failed) throw new Error(`rtpengine (apt-get install rtpengine-daemon: scripts/setup.sh): ${failed.message}`);
+      if (failed) throw new Error(`rtpengine ${failed} (apt-get install rtpengine-daemon: scripts/setup.sh)\n${log.tail()}`);
       return (await engine.request({ command: "ping" }, 500).catch(() => ({}))).result === "pong";
     });
     return engine;
