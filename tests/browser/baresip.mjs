@@ -15,8 +15,9 @@ import { freePort, Log, until } from "./processes.mjs";
 
 export class Baresip {
   // Starts a phone for account `email` registered at the relay's SIP address `relay`
-  // (outbound proxy and registrar, UDP), its files in `dir`, and connects to ctrl_tcp.
-  static async start(dir, { relay, email, password }) {
+  // (outbound proxy and registrar, over `transport`), its files in `dir`, and connects to
+  // ctrl_tcp.
+  static async start(dir, { relay, email, password, transport = "udp" }) {
     const [sip, ctrl] = [await freePort(), await freePort()];
     const modules = process.env.RESTSIP_BARESIP_MODULES ?? "/usr/lib/baresip/modules";
     fs.writeFileSync(`${dir}/config`, [
@@ -28,8 +29,8 @@ export class Baresip {
       "module sndfile.so", "module_app account.so", "module_app menu.so", "module_app ctrl_tcp.so",
       `ctrl_tcp_listen 127.0.0.1:${ctrl}`, "",
     ].join("\n"));
-    fs.writeFileSync(`${dir}/accounts`, `<sip:${email};transport=udp>;auth_user=${email};` +
-      `auth_pass=${password};outbound="sip:${relay};transport=udp";regint=600;answermode=manual\n`);
+    fs.writeFileSync(`${dir}/accounts`, `<sip:${email};transport=${transport}>;auth_user=${email};` +
+      `auth_pass=${password};outbound="sip:${relay};transport=${transport}";regint=600;answermode=manual\n`);
     fs.writeFileSync(`${dir}/contacts`, "");
     const log = new Log(`${dir}/baresip.log`, "baresip");
     const child = spawn(process.env.RESTSIP_BARESIP_BIN ?? "baresip", ["-f", dir, "-s"],
@@ -141,7 +142,8 @@ export class Baresip {
 
   stop() {
     this.ctrl?.destroy();
-    // At once: on SIGTERM it would first unregister from a relay that may be gone.
+    // At once (it says goodbye to nobody, as a phone losing power): on SIGTERM it would first
+    // unregister from a relay that may be gone.
     this.child.kill("SIGKILL");
   }
 }

@@ -5,11 +5,13 @@
 // by its RMS and pitch; the page's getStats shows inbound packets and energy of the phone's
 // tone playing in an <audio> element), the codecs each side negotiated, hold and resume from
 // the page (the directions of the page's transceiver and of the re-INVITEs in the phone's SIP
-// trace) and from the phone (the page's state and direction), DTMF as RFC 4733 telephone-event (baresip's DTMF events, and no SIP INFO), hang-up
-// from each side (page `ended`, the phone's call closed, rtpengine holding no call). Only the
-// client's public API is used. Starts its own rtpengine and relay (--rtpengine); run by
-// scripts/test-browser.sh in a network namespace with only loopback, so every ICE candidate is
-// 127.0.0.1. On failure the ends of every process's log are printed and the files are kept.
+// trace) and from the phone (the page's state and direction), DTMF as RFC 4733
+// telephone-event (baresip's DTMF events, and no SIP INFO), hang-up from each side (page
+// `ended`, the phone's call closed, rtpengine holding no call), and a phone that vanishes
+// (killed: its TCP connection closes) ending the page's call. Only the client's public API is
+// used. Starts its own rtpengine and relay (--rtpengine); run by scripts/test-browser.sh in a
+// network namespace with only loopback, so every ICE candidate is 127.0.0.1. On failure the
+// ends of every process's log are printed and the files are kept.
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -75,8 +77,8 @@ afterEach((t) => {
   for (const p of phones) console.error(`phone events: ${JSON.stringify(p.seen())}`);
 });
 
-// A SIP phone of user `name` (signed up at the relay), registered.
-async function phone(name) {
+// A SIP phone of user `name` (signed up at the relay), registered over `transport`.
+async function phone(name, transport = "udp") {
   const email = `${name}-${stamp}@example.net`;
   const res = await fetch(`${relay.url}/user`, {
     method: "POST", headers: { "content-type": "application/json" },
@@ -84,7 +86,7 @@ async function phone(name) {
   });
   assert.equal(res.status, 201, await res.text());
   const home = fs.mkdtempSync(`${dir}/${name}-`);
-  const p = await Baresip.start(home, { relay: relay.sip, email, password: "phone-secret" });
+  const p = await Baresip.start(home, { relay: relay.sip, email, password: "phone-secret", transport });
   phones.push(p);
   await p.registered();
   return Object.assign(p, { email });
@@ -214,4 +216,22 @@ test("a SIP phone calls a page through rtpengine: audio both ways, hold from eac
   assert.equal(await bob.page.evaluate(() => call.endReason), "remote-hangup");
   await noCalls();
   assert.deepEqual(bob.errors, [], "no uncaught errors in the page");
+});
+
+test("a SIP phone that vanishes mid-call ends the page's call and frees its rtpengine session", async () => {
+  const erin = await phone("erin", "tcp");
+  const frank = await page("frank");
+  await frank.page.evaluate(async (to) => follow(await client.dial(to, { audio: true })), erin.email);
+  await erin.event("CALL_INCOMING");
+  await erin.command("accept");
+  await waitState(frank, "active");
+  await inboundAudio(frank);
+  assert.equal((await engine.calls()).length, 1);
+
+  // The phone loses power: its TCP connection to the relay closes, and nothing else is said.
+  erin.stop();
+  await waitState(frank, "ended");
+  assert.equal(await frank.page.evaluate(() => call.endReason), "remote-hangup");
+  await noCalls();
+  assert.deepEqual(frank.errors, [], "no uncaught errors in the page");
 });
