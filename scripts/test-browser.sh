@@ -51,7 +51,7 @@ RELAY_URL="$url" node --test tests/browser/page.test.mjs tests/browser/media.tes
 echo "== a page and a SIP phone (baresip) through the relay and rtpengine"
 # In a network namespace of its own with only loopback (we run as root), every ICE candidate of
 # Chromium and rtpengine is 127.0.0.1 and no port range can collide with another run's; where
-# unshare is refused, on the host's interfaces (loopback candidates are still preferred).
+# unshare is refused, on the host's network (the candidates then include its other addresses).
 phone_test=(node --test tests/browser/phone.test.mjs)
 if unshare -n true 2>/dev/null; then
   RESTSIP_RELAY_BIN="$relay_bin" unshare -n bash -c 'ip link set lo up && exec "$@"' _ "${phone_test[@]}"

@@ -108,8 +108,8 @@ const phoneHears = (p) => until("the phone receives the page's tone", () => {
 // The SDP body of a SIP message of the trace.
 const body = (m) => m.text.split("\n\n").slice(1).join("\n\n");
 
-// The page holds and resumes; the directions each side sees, the phone's from the re-INVITEs it
-// received and the 200s it answered them with (the first INVITE-with-SDP exchange excluded).
+// The page holds and resumes; the directions each side sees: the page's transceiver, and the
+// re-INVITEs the phone received from then on and the 200s it answered them with.
 async function holdAndResume(p, ph) {
   const before = ph.messages({ received: true, start: "INVITE " }).length;
   await p.page.evaluate(() => call.hold());
