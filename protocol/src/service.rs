@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 #[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(deny_unknown_fields)]
 pub struct ServiceRequest {
-    /// Where the SERVICE goes: a `sip:` URI (`sip:host[:port]`, `sip:user@host[:port]`; a host
-    /// name is looked up in DNS, port 5060 by default).
+    /// Where the SERVICE goes: a `sip:` or `sips:` URI (`sip:host[:port]`,
+    /// `sip:user@host[:port]`; a host name is looked up in DNS, port 5060 by default, 5061 over
+    /// TLS).
     pub uri: String,
     /// The SOAP 1.1 envelope, as XML text; it must be a well-formed SOAP request.
     pub body: String,
@@ -17,7 +18,8 @@ pub struct ServiceRequest {
     /// relay serving example.net.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
-    /// `udp` or `tcp` [default: the URI's `transport` parameter, else `udp`].
+    /// `udp`, `tcp` or `tls` [default: `tls` for a `sips:` URI, else the URI's `transport`
+    /// parameter, else `udp`]; over `tls` the far end's certificate is verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport: Option<String>,
     /// A `SOAPAction` header to add to the SIP request.

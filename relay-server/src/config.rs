@@ -10,7 +10,9 @@ use serde::Deserialize;
 use restsip_sip::digest::Algorithm;
 
 mod media;
+mod tls;
 pub use media::MediaConfig;
+pub use tls::TlsConfig;
 
 pub use crate::limits::Limits;
 pub use crate::sipapp::upstream::Upstream;
@@ -142,7 +144,8 @@ pub struct Settings {
     #[arg(long, env = "RESTSIP_SIP_CALL_KEEPALIVE", value_name = "SECONDS")]
     pub sip_call_keepalive: Option<u64>,
     /// An upstream SIP server (outbound proxy) for requests to addresses that are not accounts
-    /// of this relay, as a `sip:` URI such as `sip:192.0.2.20:5060;transport=tcp` [default:
+    /// of this relay, as a `sip:` URI such as `sip:192.0.2.20:5060;transport=tcp` (`sips:` or
+    /// `transport=tls`: over TLS, its certificate verified, see --tls-ca) [default:
     /// none: such SENDs get 404].
     #[arg(long, env = "RESTSIP_SIP_UPSTREAM", value_name = "URI")]
     pub sip_upstream: Option<String>,
@@ -219,6 +222,31 @@ pub struct Settings {
     /// own rather than browsers [default: off].
     #[arg(long, env = "RESTSIP_SIP_SDP_PASSTHROUGH", value_name = "on|off")]
     pub sip_sdp_passthrough: Option<String>,
+    /// The relay's TLS certificate chain (PEM, the server's certificate first). With
+    /// --tls-key the HTTP port speaks only TLS (https:// and wss://, which browsers require
+    /// for getUserMedia away from localhost) and --sip-tls presents it too; SIGHUP reloads
+    /// both files (new connections get the new certificate) [default: none: plain HTTP].
+    #[arg(long, env = "RESTSIP_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "RESTSIP_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// SIP over TLS address (RFC 3261 §26; phones use `sips:` or `transport=tls`, port 5061
+    /// by convention); port 0 picks a free port; needs --tls-cert and --tls-key
+    /// [default: off].
+    #[arg(long, env = "RESTSIP_SIP_TLS", value_name = "ADDR|off")]
+    pub sip_tls: Option<String>,
+    /// Extra root certificates (PEM) that outgoing SIP over TLS trusts, beside Mozilla's
+    /// (webpki-roots): for a private CA's upstream server or phones (repeatable; in the
+    /// file a list) [default: none].
+    #[arg(
+        long = "tls-ca",
+        env = "RESTSIP_TLS_CA",
+        value_name = "FILE",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub tls_ca: Vec<PathBuf>,
 }
 
 /// SIP settings in force.
@@ -321,16 +349,21 @@ fn resolve_upstream(
         .map_err(|e| anyhow::anyhow!("sip-upstream: {uri:?} is not a URI: {e}"))?;
     let sip = parsed
         .sip()
-        .filter(|s| !s.secure)
-        .ok_or_else(|| anyhow::anyhow!("sip-upstream: {uri:?} is not a sip: URI"))?;
+        .ok_or_else(|| anyhow::anyhow!("sip-upstream: {uri:?} is not a sip: or sips: URI"))?;
     anyhow::ensure!(
         sip.user.is_none(),
         "sip-upstream: {uri:?} names a user; give the server's address"
     );
     if let Some(t) = sip.param("transport").flatten() {
         anyhow::ensure!(
-            t.eq_ignore_ascii_case("udp") || t.eq_ignore_ascii_case("tcp"),
-            "sip-upstream: transport {t:?} is neither udp nor tcp"
+            ["udp", "tcp", "tls"]
+                .iter()
+                .any(|known| t.eq_ignore_ascii_case(known)),
+            "sip-upstream: transport {t:?} is not udp, tcp or tls"
+        );
+        anyhow::ensure!(
+            !sip.secure || t.eq_ignore_ascii_case("tls"),
+            "sip-upstream: a sips: URI is reached over tls only"
         );
     }
     let credentials = match (user, password) {
@@ -389,6 +422,8 @@ pub struct Config {
     pub soap: SoapConfig,
     /// rtpengine and ICE servers.
     pub media: MediaConfig,
+    /// The certificate, SIP over TLS, trusted roots.
+    pub tls: TlsConfig,
 }
 
 impl Config {
@@ -576,7 +611,31 @@ impl Config {
             ice_credential: cli.ice_credential.or(file.ice_credential),
             sdp_passthrough: cli.sip_sdp_passthrough.or(file.sip_sdp_passthrough),
         })?;
+        let tls = tls::resolve_tls(
+            tls::TlsSettings {
+                cert: cli.tls_cert.or(file.tls_cert),
+                key: cli.tls_key.or(file.tls_key),
+                sip: cli.sip_tls.or(file.sip_tls),
+                ca: if cli.tls_ca.is_empty() {
+                    file.tls_ca
+                } else {
+                    cli.tls_ca
+                },
+            },
+            sip.addr.is_some(),
+        )?;
+        let tls_upstream = sip.upstream.as_ref().is_some_and(|u| {
+            restsip_sip::uri::Uri::parse(&u.uri)
+                .ok()
+                .and_then(|uri| uri.sip().map(restsip_sip::transport::Transport::of_uri))
+                == Some(restsip_sip::transport::Transport::Tls)
+        });
+        anyhow::ensure!(
+            !tls_upstream || tls.sip.is_some(),
+            "sip-upstream over TLS needs sip-tls (the relay's TLS transport)"
+        );
         Ok(Self {
+            tls,
             media,
             soap,
             http,

@@ -17,6 +17,7 @@ pub mod sipapp;
 pub mod soap;
 pub mod store;
 pub mod sync;
+pub mod tls;
 pub mod webhooks;
 
 use std::future::Future;
@@ -59,12 +60,18 @@ pub struct Relay {
     www: Option<std::path::PathBuf>,
     /// Tells streams the relay is closing.
     closing: watch::Sender<bool>,
+    /// TLS on the HTTP port, when the relay has a certificate.
+    https: Option<tokio_rustls::TlsAcceptor>,
+    /// Reloads the certificate on SIGHUP, when there is one.
+    reload: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The SIP side, built and bound, receiving once served.
 struct Sip {
     /// The address UDP and TCP listen on.
     addr: SocketAddr,
+    /// The address TLS listens on, when it is on.
+    tls_addr: Option<SocketAddr>,
     /// What receives (holds the endpoint).
     receivers: restsip_sip::listener::Receivers,
     /// The upstream server, when one is configured.
@@ -92,8 +99,33 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http))?;
     let http_addr = tcp.local_addr()?;
-    let listeners = match config.sip.addr {
+    let certificate = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => Some(Arc::new(tls::Certificate::open(cert, key)?)),
+        _ => None,
+    };
+    let https = match &certificate {
+        Some(c) => Some(tokio_rustls::TlsAcceptor::from(
+            c.server_config(&[b"http/1.1"])?,
+        )),
+        None => None,
+    };
+    let mut listeners = match config.sip.addr {
         Some(addr) => Some(SipListeners::bind(addr).await?),
+        None => None,
+    };
+    if let (Some(addr), Some(cert)) = (config.tls.sip, &certificate) {
+        let side = restsip_sip::transport::tls::TlsSide::new(
+            cert.server_config(&[])?,
+            tls::client_config(&config.tls)?,
+        );
+        listeners = match listeners {
+            Some(l) => Some(l.with_tls(addr, side).await?),
+            None => None,
+        };
+    }
+    // Watched from now on: a SIGHUP after the startup lines reloads, never kills.
+    let reload = match certificate {
+        Some(c) => Some(c.reload_on_sighup()?),
         None => None,
     };
     // Addresses of other domains are watched through the SIP side's upstream server.
@@ -160,6 +192,8 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         state,
         www: config.www.filter(|d| d.is_dir()),
         closing,
+        https,
+        reload,
     })
 }
 
@@ -175,6 +209,7 @@ fn sip_app(
     media: sipapp::invite::CallMedia,
 ) -> Sip {
     let addr = listeners.addr();
+    let tls_addr = listeners.tls_addr();
     let timers = sipapp::invite::CallTimers {
         ring: Duration::from_secs(config.invite_timeout),
         keepalive: Duration::from_secs(config.call_keepalive),
@@ -225,6 +260,7 @@ fn sip_app(
     state.service_out = Some(sipapp::service::outbound::ServiceSender::new(weak));
     Sip {
         addr,
+        tls_addr,
         receivers,
         upstream,
     }
@@ -239,6 +275,16 @@ impl Relay {
     /// The SIP address (UDP and TCP), unless SIP is off.
     pub fn sip_addr(&self) -> Option<SocketAddr> {
         self.sip.as_ref().map(|s| s.addr)
+    }
+
+    /// The SIP over TLS address, when it is on.
+    pub fn sip_tls_addr(&self) -> Option<SocketAddr> {
+        self.sip.as_ref().and_then(|s| s.tls_addr)
+    }
+
+    /// Whether the HTTP port speaks TLS (https:// and wss://).
+    pub fn https(&self) -> bool {
+        self.https.is_some()
     }
 
     /// Serves until `shutdown` completes, then ends open streams and waits for requests in flight.
@@ -284,7 +330,7 @@ impl Relay {
         let sip_ended = first_to_end(sip_tasks);
         let mut result = Ok(());
         let stopped = tokio::sync::Notify::new();
-        let served = api::serve(self.listener, service, header_timeout, async {
+        let served = api::serve(self.listener, self.https, service, header_timeout, async {
             tokio::select! {
                 () = shutdown => {}
                 () = stopped.notified() => {}
@@ -302,6 +348,9 @@ impl Relay {
             }
         }
         expiry.abort();
+        if let Some(reload) = self.reload {
+            reload.abort();
+        }
         if let Some(registrations) = registrations {
             // Unregister the users registered upstream while SIP still runs (bounded).
             let _ = tokio::time::timeout(UPSTREAM_STOP, registrations.stop()).await;

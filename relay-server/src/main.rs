@@ -35,10 +35,18 @@ async fn run() -> anyhow::Result<()> {
     let database = config.database.clone();
     let relay = restsip_relay::start(config).await?;
     // The first line on stdout says where the relay is; scripts and tests read it.
-    println!("restsip relay listening on http://{}", relay.http_addr());
+    let scheme = if relay.https() { "https" } else { "http" };
+    println!(
+        "restsip relay listening on {scheme}://{}",
+        relay.http_addr()
+    );
     // The SIP address comes second, so readers of the first line are unaffected.
     if let Some(sip) = relay.sip_addr() {
         println!("restsip relay sip on udp+tcp {sip}");
+    }
+    // Later lines are optional: readers find them by their prefix.
+    if let Some(tls) = relay.sip_tls_addr() {
+        println!("restsip relay sip on tls {tls}");
     }
     std::io::stdout().flush()?;
     tracing::info!(http = %relay.http_addr(), sip = ?relay.sip_addr(), %database, "relay started");

@@ -52,19 +52,17 @@ impl InDialog<'_> {
 }
 
 /// Where the first entry of a route set is reached (an IP address; the relay does not resolve
-/// names): its host and port (5060), over TCP when it says `transport=tcp`.
+/// names): its host and port (5060, 5061 for TLS), over TCP when it says `transport=tcp`, over
+/// TLS for `sips:` or `transport=tls`.
 pub fn route_peer(route: &str) -> Option<Peer> {
     let uri = super::headers::NameAddr::parse(route).ok()?.uri;
     let sip = uri.sip()?;
     let host = sip.host.trim_start_matches('[').trim_end_matches(']');
     let ip = host.parse::<std::net::IpAddr>().ok()?;
-    let transport = match sip.param("transport").flatten() {
-        Some(t) if t.eq_ignore_ascii_case("tcp") => super::transport::Transport::Tcp,
-        _ => super::transport::Transport::Udp,
-    };
+    let transport = super::transport::Transport::of_uri(sip);
     Some(Peer {
         transport,
-        addr: SocketAddr::new(ip, sip.port.unwrap_or(5060)),
+        addr: SocketAddr::new(ip, sip.port.unwrap_or(transport.default_port())),
     })
 }
 

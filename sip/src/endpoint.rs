@@ -195,6 +195,12 @@ impl Endpoint {
         self.inner.wire.send(to, data);
     }
 
+    /// The name the TLS certificate of the peer at `addr` must carry when the relay connects to
+    /// it (a host name it resolved to reach it); without one, its IP address.
+    pub fn expect_tls_name(&self, addr: SocketAddr, name: &str) {
+        self.inner.wire.expect_name(addr, name);
+    }
+
     /// Whether a connection to `to` is open (always true for UDP).
     pub fn is_open(&self, to: Peer) -> bool {
         self.inner.wire.is_open(to)
@@ -555,7 +561,7 @@ fn stable_tag(req: &SipMessage, key: &TxKey) -> String {
 }
 
 /// Fills in `received` and `rport` (RFC 3261 §18.2.1, RFC 3581 §4) and returns where responses
-/// go (§18.2.2): the connection for TCP; for UDP the source address, at the source port when the
+/// go (§18.2.2): the connection for TCP and TLS; for UDP the source address, at the source port when the
 /// client asked for `rport`, else at the sent-by port.
 pub fn stamp_via(via: &mut Via, from: Peer) -> Peer {
     let ip = from.addr.ip();
@@ -569,7 +575,7 @@ pub fn stamp_via(via: &mut Via, from: Peer) -> Peer {
         via.set_param("received", Some(ip.to_string()));
     }
     match from.transport {
-        Transport::Tcp => from,
+        Transport::Tcp | Transport::Tls => from,
         Transport::Udp => {
             let port = if rport {
                 from.addr.port()

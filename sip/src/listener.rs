@@ -1,4 +1,5 @@
-//! Binding the SIP address (UDP and TCP on the same port) and running the endpoint on it.
+//! Binding the SIP address (UDP and TCP on the same port, and TLS on its own when asked) and
+//! running the endpoint on it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use tokio::task::JoinHandle;
 
 use super::endpoint::{Endpoint, Handler, WeakEndpoint};
 use super::transport::tcp::{self, TcpLimits};
+use super::transport::tls::TlsSide;
 use super::transport::{udp, Inbound, Transports};
 
 /// Attempts at finding a port free for both UDP and TCP when port 0 is asked.
@@ -21,6 +23,8 @@ pub struct SipListeners {
     tcp: TcpListener,
     /// The address both are bound to.
     addr: SocketAddr,
+    /// The TLS listener and its configurations, when TLS is on.
+    tls: Option<(TcpListener, TlsSide)>,
 }
 
 impl SipListeners {
@@ -37,6 +41,7 @@ impl SipListeners {
                         udp,
                         tcp,
                         addr: bound,
+                        tls: None,
                     })
                 }
                 // Port 0 gave a UDP port whose TCP twin is taken: try another.
@@ -52,6 +57,20 @@ impl SipListeners {
         self.addr
     }
 
+    /// Adds SIP over TLS on `addr` (port 0: a free one) with `side`'s configurations.
+    pub async fn with_tls(mut self, addr: SocketAddr, side: TlsSide) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on tls {addr}: {e}"))?;
+        self.tls = Some((listener, side));
+        Ok(self)
+    }
+
+    /// The address TLS listens on, when it is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
     /// The endpoint on these listeners, answering with what `handler` builds (given a weak
     /// handle to the endpoint; `T` is whatever else it builds), and its receivers, which
     /// [`Receivers::spawn`] starts.
@@ -63,15 +82,23 @@ impl SipListeners {
     ) -> (Endpoint, T, Receivers) {
         let udp = Arc::new(self.udp);
         let mut connections = None;
+        let mut secure = None;
+        let (tls_listener, tls_side) = match self.tls {
+            Some((l, side)) => (Some(l), Some(side)),
+            None => (None, None),
+        };
         let (endpoint, extra) = Endpoint::build(
             self.addr,
             max_message,
             |inbound| {
+                let tls = tls_side.map(|side| tcp::Connections::tls(limits, inbound.clone(), side));
+                secure = tls.clone();
                 let tcp = tcp::Connections::new(limits, inbound);
                 connections = Some(tcp.clone());
                 Arc::new(Transports {
                     udp: udp.clone(),
                     tcp,
+                    tls,
                 })
             },
             handler,
@@ -80,6 +107,7 @@ impl SipListeners {
             inbound: endpoint.inbound(),
             udp,
             tcp: connections.map(|c| (c, self.tcp)),
+            tls: secure.zip(tls_listener),
         };
         (endpoint, extra, receivers)
     }
@@ -93,17 +121,20 @@ pub struct Receivers {
     udp: Arc<UdpSocket>,
     /// The TCP connections and their listener.
     tcp: Option<(tcp::Connections, TcpListener)>,
+    /// The TLS connections and their listener, when TLS is on.
+    tls: Option<(tcp::Connections, TcpListener)>,
 }
 
 impl Receivers {
-    /// Starts receiving: a few UDP loops (one per core, up to four) and the TCP accept loop.
+    /// Starts receiving: a few UDP loops (one per core, up to four) and the TCP (and TLS)
+    /// accept loops.
     /// The tasks run until aborted and keep the endpoint alive.
     pub fn spawn(self) -> Vec<JoinHandle<()>> {
         let loops = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         let mut tasks: Vec<JoinHandle<()>> = (0..loops)
             .map(|_| tokio::spawn(udp::receive(self.udp.clone(), self.inbound.clone())))
             .collect();
-        if let Some((connections, listener)) = self.tcp {
+        for (connections, listener) in self.tcp.into_iter().chain(self.tls) {
             tasks.push(tokio::spawn(
                 async move { connections.accept(listener).await },
             ));

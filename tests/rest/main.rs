@@ -16,6 +16,7 @@ mod openapi;
 mod send;
 mod slow_clients;
 mod streams;
+mod tls;
 mod users;
 mod webhook_api;
 mod webhook_inbox;

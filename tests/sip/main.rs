@@ -20,4 +20,5 @@ mod registration;
 mod service;
 mod sipp;
 mod sockets;
+mod tls;
 mod upstream;

@@ -15,7 +15,7 @@ use tokio::net::UdpSocket;
 
 const JAN: &str = "jan@example.net";
 
-fn md5_hex(text: &str) -> String {
+pub(crate) fn md5_hex(text: &str) -> String {
     hex::encode(Md5::digest(text.as_bytes()))
 }
 
@@ -151,7 +151,7 @@ pub(crate) fn header_lines(msg: &str, name: &str) -> Vec<String> {
 }
 
 /// A quoted parameter of a challenge line.
-fn param(line: &str, name: &str) -> String {
+pub(crate) fn param(line: &str, name: &str) -> String {
     let start = line.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
     line[start..][..line[start..].find('"').unwrap()].to_owned()
 }

@@ -6,6 +6,7 @@
 pub mod baresip;
 pub mod receiver;
 pub mod rtpengine;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -57,7 +58,18 @@ pub struct Relay {
     args: Vec<String>,
     /// What it logs (stderr), when started with [`Relay::start_logging`].
     log: Option<Log>,
+    /// The lines it printed on stdout that start with `restsip relay `.
+    lines: Announced,
+    /// What its clients trust, when it speaks TLS ([`Relay::trust`]).
+    trust: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
+
+/// The `restsip relay ...` lines a relay printed, shared with the task that reads them.
+type Announced = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Lines that come after the first two only with some flag: the harness waits for each one
+/// whose flag was given before it hands the relay over.
+const FLAGGED_LINES: &[(&str, &str)] = &[("--sip-tls", "sip on tls ")];
 
 /// A relay's log as it comes, shared with the task that reads it.
 type Log = std::sync::Arc<std::sync::Mutex<String>>;
@@ -79,7 +91,7 @@ impl Relay {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let log = filter.map(|_| Log::default());
         let logging = filter.zip(log.as_ref());
-        let (child, base, sip) = spawn(dir.path(), None, &args, logging).await?;
+        let (child, base, sip, lines) = spawn(dir.path(), None, &args, logging).await?;
         Ok(Self {
             child,
             base,
@@ -87,6 +99,8 @@ impl Relay {
             dir,
             args,
             log,
+            lines,
+            trust: None,
         })
     }
 
@@ -96,6 +110,28 @@ impl Relay {
             .as_ref()
             .map(|l| l.lock().unwrap().clone())
             .unwrap_or_default()
+    }
+
+    /// What follows `restsip relay {prefix}` on the stdout line that starts so (e.g.
+    /// `announced("sip on tls ")` → `127.0.0.1:PORT`): lines after the first two are
+    /// optional and found by their prefix, not their position.
+    pub fn announced(&self, prefix: &str) -> Option<String> {
+        let wanted = format!("restsip relay {prefix}");
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|l| l.strip_prefix(&wanted).map(str::to_owned))
+    }
+
+    /// The process id (for signals), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Its clients (HTTPS and WSS) trust what `config` trusts from now on.
+    pub fn trust(&mut self, config: std::sync::Arc<rustls::ClientConfig>) {
+        self.trust = Some(config);
     }
 
     /// Starts a relay with default settings.
@@ -131,10 +167,12 @@ impl Relay {
 
     async fn start_again(&mut self) -> Result<()> {
         let port: u16 = self.base.rsplit(':').next().unwrap_or("0").parse()?;
-        let (child, base, sip) = spawn(self.dir.path(), Some(port), &self.args, None).await?;
+        let (child, base, sip, lines) =
+            spawn(self.dir.path(), Some(port), &self.args, None).await?;
         self.child = child;
         self.base = base;
         self.sip = sip;
+        self.lines = lines;
         Ok(())
     }
 
@@ -143,17 +181,18 @@ impl Relay {
         format!("{}{path}", self.base)
     }
 
-    /// `ws://` URL of a path.
+    /// `ws://` (or `wss://`) URL of a path.
     pub fn ws_url(&self, path: &str) -> String {
-        format!("{}{path}", self.base.replacen("http://", "ws://", 1))
+        format!("{}{path}", self.base.replacen("http", "ws", 1))
     }
 
     /// A client without credentials.
     pub fn anonymous(&self) -> Client {
         Client {
-            http: http_client(),
+            http: http_client(self.trust.as_deref()),
             base: self.base.clone(),
             auth: None,
+            tls: self.trust.clone(),
         }
     }
 
@@ -177,9 +216,10 @@ impl Relay {
     /// A client with Basic credentials.
     pub fn client(&self, email: &str, password: &str) -> Client {
         Client {
-            http: http_client(),
+            http: http_client(self.trust.as_deref()),
             base: self.base.clone(),
             auth: Some((email.to_owned(), password.to_owned())),
+            tls: self.trust.clone(),
         }
     }
 }
@@ -190,15 +230,18 @@ impl Drop for Relay {
     }
 }
 
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("http client")
+fn http_client(trust: Option<&rustls::ClientConfig>) -> reqwest::Client {
+    let builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+    match trust {
+        Some(config) => builder.use_preconfigured_tls(config.clone()),
+        None => builder,
+    }
+    .build()
+    .expect("http client")
 }
 
-/// The process, its HTTP base URL and its SIP address.
-type Spawned = (Child, String, Option<std::net::SocketAddr>);
+/// The process, its HTTP base URL, its SIP address and its `restsip relay ` lines.
+type Spawned = (Child, String, Option<std::net::SocketAddr>, Announced);
 
 async fn spawn(
     dir: &Path,
@@ -258,10 +301,12 @@ async fn spawn(
         let mut lines = BufReader::new(stdout).lines();
         match tokio::time::timeout(WAIT, lines.next_line()).await {
             Ok(Ok(Some(line))) => {
+                let announced = Announced::default();
+                announced.lock().unwrap().push(line.clone());
                 let base = line
                     .split_whitespace()
                     .last()
-                    .filter(|u| u.starts_with("http://"))
+                    .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
                     .ok_or_else(|| anyhow!("unexpected first line: {line}"))?
                     .to_owned();
                 let sip = if sip_off {
@@ -273,11 +318,35 @@ async fn spawn(
                     let addr = line
                         .strip_prefix("restsip relay sip on udp+tcp ")
                         .ok_or_else(|| anyhow!("unexpected second line: {line}"))?;
+                    announced.lock().unwrap().push(line.clone());
                     Some(addr.parse()?)
                 };
-                // Keep draining stdout so the relay never blocks on a full pipe.
-                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                return Ok((child, base, sip));
+                // The optional lines its flags call for.
+                let mut due: Vec<String> = FLAGGED_LINES
+                    .iter()
+                    .filter(|(flag, _)| extra.iter().any(|a| a == flag))
+                    .map(|(_, prefix)| format!("restsip relay {prefix}"))
+                    .collect();
+                while !due.is_empty() {
+                    let line = tokio::time::timeout(WAIT, lines.next_line())
+                        .await??
+                        .ok_or_else(|| anyhow!("stdout ended before {due:?}"))?;
+                    due.retain(|prefix| !line.starts_with(prefix.as_str()));
+                    if line.starts_with("restsip relay ") {
+                        announced.lock().unwrap().push(line);
+                    }
+                }
+                // Keep draining stdout so the relay never blocks on a full pipe; later
+                // `restsip relay ` lines are kept too.
+                let later = announced.clone();
+                tokio::spawn(async move {
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if line.starts_with("restsip relay ") {
+                            later.lock().unwrap().push(line);
+                        }
+                    }
+                });
+                return Ok((child, base, sip, announced));
             }
             other => {
                 let status = child.wait().await.ok();
@@ -334,6 +403,8 @@ pub struct Client {
     pub base: String,
     /// Basic credentials.
     pub auth: Option<(String, String)>,
+    /// What `wss://` trusts, when the relay speaks TLS.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Client {
@@ -440,7 +511,7 @@ impl Client {
     /// Opens the multiplexed WebSocket with Basic credentials.
     pub async fn ws(&self) -> Result<Ws> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let url = format!("{}/ws", self.base.replacen("http://", "ws://", 1));
+        let url = format!("{}/ws", self.base.replacen("http", "ws", 1));
         let mut req = url.into_client_request()?;
         if let Some((email, password)) = &self.auth {
             let value =
@@ -448,7 +519,9 @@ impl Client {
             req.headers_mut()
                 .insert("authorization", format!("Basic {value}").parse()?);
         }
-        let (socket, _) = tokio_tungstenite::connect_async(req).await?;
+        let connector = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+        let (socket, _) =
+            tokio_tungstenite::connect_async_tls_with_config(req, None, false, connector).await?;
         Ok(Ws { socket })
     }
 }

@@ -2,7 +2,9 @@
 //! waits for a slot, so a flood queues in the kernel instead of exhausting file descriptors),
 //! at most `max_per_ip` of them from one address (more are closed at once), and a deadline for
 //! each request's header block (hyper's header read timeout, which axum::serve does not set),
-//! so slow or silent clients cannot hold the slots of everyone else.
+//! so slow or silent clients cannot hold the slots of everyone else. With a certificate every
+//! connection starts with a TLS handshake, which has the same deadline; a client that fails it
+//! (plain HTTP, garbage) loses its connection, nothing else.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -79,11 +81,12 @@ impl LimitedListener {
     }
 }
 
-/// Serves `service` on `listener` until `shutdown` completes; then accepts no more, lets each
-/// connection finish its request in flight and waits for them all. Requests carry the peer's
-/// address as `ConnectInfo<SocketAddr>`.
+/// Serves `service` on `listener` (over TLS when `tls` is given) until `shutdown` completes;
+/// then accepts no more, lets each connection finish its request in flight and waits for them
+/// all. Requests carry the peer's address as `ConnectInfo<SocketAddr>`.
 pub(crate) async fn serve<S>(
     mut listener: LimitedListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     service: S,
     header_timeout: Duration,
     shutdown: impl Future<Output = ()>,
@@ -101,29 +104,26 @@ pub(crate) async fn serve<S>(
             () = &mut shutdown => break,
         };
         let service = service.clone();
-        let mut stop = stop_rx.clone();
+        let stop = stop_rx.clone();
         let open = open_rx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let hyper_service =
-                hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(addr));
-                    service.clone().oneshot(req.map(axum::body::Body::new))
-                });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), hyper_service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(%addr, error = %e, "HTTP connection ended");
+            match tls {
+                None => connection(stream, addr, service, header_timeout, stop).await,
+                Some(tls) => {
+                    if plain_http(&stream, header_timeout).await {
+                        https_required(stream).await;
+                    } else {
+                        match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                connection(stream, addr, service, header_timeout, stop).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%addr, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%addr, "TLS handshake not done in time"),
+                        }
                     }
-                }
-                () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
                 }
             }
             drop(open);
@@ -133,6 +133,75 @@ pub(crate) async fn serve<S>(
     let _ = stop_tx.send(true);
     drop(open_rx);
     open_tx.closed().await;
+}
+
+/// Whether a connection to the TLS port starts like a plain HTTP request (a method's letter,
+/// where a TLS handshake starts with byte 22).
+async fn plain_http(stream: &LimitedStream, due: Duration) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(due, stream.inner.peek(&mut first)).await,
+        Ok(Ok(1)) if first[0].is_ascii_uppercase()
+    )
+}
+
+/// Answers a plain HTTP request on the TLS port with a 400 problem saying so (as nginx does),
+/// then closes.
+async fn https_required(mut stream: LimitedStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let problem = restsip_protocol::Problem::new(
+        restsip_protocol::ProblemKind::BadRequest,
+        "this port speaks HTTPS only: use https:// (and wss://)",
+    );
+    let body = serde_json::to_string(&problem).unwrap_or_default();
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/problem+json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        // The request is read first: closing with it unread would reset the connection.
+        let mut request = [0u8; 8192];
+        let _ = stream.read(&mut request).await;
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// Serves one connection until it ends, or gracefully once `stop` turns true.
+async fn connection<S, IO>(
+    stream: IO,
+    addr: SocketAddr,
+    service: S,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let hyper_service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(addr));
+        service.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(stream), hyper_service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%addr, error = %e, "HTTP connection ended");
+            }
+        }
+        () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 /// A connection holding its slots until dropped.

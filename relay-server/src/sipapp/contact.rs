@@ -11,7 +11,7 @@ use crate::store::ContactRecord;
 
 /// Where a registered SIP contact is reached: the transport and source address its REGISTER
 /// came from (so phones behind NAT are reached), else the host and port of its Contact URI.
-/// Over TCP the source is used only while its connection is open (`open` tells), since a
+/// Over TCP and TLS the source is used only while its connection is open (`open` tells), since a
 /// phone's outgoing connection comes from a port nobody listens on once it closes.
 pub fn contact_peer(contact: &ContactRecord, open: impl Fn(Peer) -> bool) -> Option<(Uri, Peer)> {
     let uri = Uri::parse(contact.contact.as_deref()?).ok()?;
@@ -21,11 +21,9 @@ pub fn contact_peer(contact: &ContactRecord, open: impl Fn(Peer) -> bool) -> Opt
         .and_then(Value::as_str)
     {
         Some(t) if t.eq_ignore_ascii_case("TCP") => Transport::Tcp,
+        Some(t) if t.eq_ignore_ascii_case("TLS") => Transport::Tls,
         Some(_) => Transport::Udp,
-        None => match uri.sip().and_then(|u| u.param("transport")).flatten() {
-            Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
-            _ => Transport::Udp,
-        },
+        None => Transport::of_uri(uri.sip()?),
     };
     let source = route
         .and_then(|r| r.get("source"))
@@ -37,7 +35,10 @@ pub fn contact_peer(contact: &ContactRecord, open: impl Fn(Peer) -> bool) -> Opt
         None => {
             let sip = uri.sip()?;
             let host = sip.host.trim_start_matches('[').trim_end_matches(']');
-            SocketAddr::new(host.parse::<IpAddr>().ok()?, sip.port.unwrap_or(5060))
+            SocketAddr::new(
+                host.parse::<IpAddr>().ok()?,
+                sip.port.unwrap_or(transport.default_port()),
+            )
         }
     };
     Some((uri, Peer { transport, addr }))

@@ -195,16 +195,18 @@ impl UpstreamSender {
     /// The upstream server's address and transport.
     pub async fn peer(&self) -> Option<Peer> {
         let sip = self.uri.sip()?;
-        let transport = match sip.param("transport").flatten() {
-            Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
-            _ => Transport::Udp,
-        };
+        let transport = Transport::of_uri(sip);
         let host = sip.host.trim_start_matches('[').trim_end_matches(']');
-        let port = sip.port.unwrap_or(5060);
+        let port = sip.port.unwrap_or(transport.default_port());
         let addr = match host.parse::<IpAddr>() {
             Ok(ip) => SocketAddr::new(ip, port),
             Err(_) => tokio::net::lookup_host((host, port)).await.ok()?.next()?,
         };
+        if transport == Transport::Tls {
+            if let Some(endpoint) = self.endpoint.upgrade() {
+                endpoint.expect_tls_name(addr, host);
+            }
+        }
         Some(Peer { transport, addr })
     }
 

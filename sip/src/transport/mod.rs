@@ -1,6 +1,7 @@
 //! Transports: where a message came from and how to send one back.
 
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 use std::fmt;
@@ -20,12 +21,15 @@ pub enum Transport {
     Udp,
     /// TCP: reliable, messages framed by Content-Length.
     Tcp,
+    /// TLS over TCP (RFC 3261 §26, RFC 5630): framed as TCP, encrypted, the peer's
+    /// certificate verified when the relay connects.
+    Tls,
 }
 
 impl Transport {
     /// True when the transport retransmits by itself (no SIP retransmissions needed).
     pub fn reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
+        matches!(self, Transport::Tcp | Transport::Tls)
     }
 
     /// The name in Via headers.
@@ -33,6 +37,35 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// The transport a `sip:`/`sips:` URI asks for: TLS for `sips:` or `transport=tls`, TCP
+    /// for `transport=tcp`, else UDP (RFC 3263 without NAPTR: the relay resolves no SRV).
+    pub fn of_uri(uri: &crate::uri::SipUri) -> Self {
+        match uri.param("transport").flatten() {
+            _ if uri.secure => Transport::Tls,
+            Some(t) if t.eq_ignore_ascii_case("tls") => Transport::Tls,
+            Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+            _ => Transport::Udp,
+        }
+    }
+
+    /// The port a URI without one means (RFC 3261 §19.1.2).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => 5061,
+            Transport::Udp | Transport::Tcp => 5060,
+        }
+    }
+
+    /// The URI parameter that names it in a Contact or Record-Route (none for UDP).
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
         }
     }
 }
@@ -56,6 +89,12 @@ pub struct Peer {
 pub trait Wire: Send + Sync + 'static {
     /// Sends one message, without waiting; errors are logged (SIP retransmits what matters).
     fn send(&self, to: Peer, data: Bytes);
+
+    /// The name (DNS name or IP address) the TLS certificate of the peer at `addr` must carry
+    /// when the relay connects to it; without one it is verified for its IP address.
+    fn expect_name(&self, addr: SocketAddr, name: &str) {
+        let _ = (addr, name);
+    }
 
     /// Whether a connection to `to` is open (always true for UDP, which has none).
     fn is_open(&self, to: Peer) -> bool {
@@ -83,12 +122,15 @@ pub trait Inbound: Send + Sync + 'static {
     fn closed(&self, peer: Peer);
 }
 
-/// The relay's transports: one UDP socket and the TCP connections, on the same address.
+/// The relay's transports: one UDP socket and the TCP connections, on the same address, and
+/// the TLS connections when TLS is on.
 pub struct Transports {
     /// The UDP socket.
     pub udp: Arc<UdpSocket>,
     /// The TCP connections.
     pub tcp: tcp::Connections,
+    /// The TLS connections (framed as TCP), when TLS is on.
+    pub tls: Option<tcp::Connections>,
 }
 
 impl Wire for Transports {
@@ -97,6 +139,16 @@ impl Wire for Transports {
         match to.transport {
             Transport::Udp => udp::send(&self.udp, to.addr, data),
             Transport::Tcp => self.tcp.send(to.addr, data),
+            Transport::Tls => match &self.tls {
+                Some(tls) => tls.send(to.addr, data),
+                None => tracing::debug!(to = %to.addr, "TLS is off; message not sent"),
+            },
+        }
+    }
+
+    fn expect_name(&self, addr: SocketAddr, name: &str) {
+        if let Some(tls) = &self.tls {
+            tls.expect_name(addr, name);
         }
     }
 
@@ -104,6 +156,7 @@ impl Wire for Transports {
         match to.transport {
             Transport::Udp => true,
             Transport::Tcp => self.tcp.is_open(to.addr),
+            Transport::Tls => self.tls.as_ref().is_some_and(|t| t.is_open(to.addr)),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! (RFC 3261 §18.2.2). Nothing queued is dropped: while more than [`PAUSE_AT`] bytes wait for
 //! a peer, the relay reads no more of its requests (TCP's flow control then slows the peer),
 //! and a peer that still falls [`MAX_PENDING`] behind (messages from elsewhere for it) loses
-//! the connection, which its transactions see.
+//! the connection, which its transactions see. TLS connections ([`Connections::tls`]) are
+//! these with a TLS session between the socket and the framer.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,10 +13,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
+use super::tls::TlsSide;
 use super::{contained, Inbound, Peer, Transport};
 use crate::framing::{Frame, FramingError, StreamFramer};
 use crate::per_ip::{IpSlot, PerIp};
@@ -71,11 +73,23 @@ struct Inner {
     serial: std::sync::atomic::AtomicU64,
     /// Where received messages go (weak: the endpoint owns these connections).
     inbound: Weak<dyn Inbound>,
+    /// The TLS side, when these are TLS connections.
+    tls: Option<Arc<TlsSide>>,
 }
 
 impl Connections {
     /// Connections under `limits`, handing what they receive to `inbound`.
     pub fn new(limits: TcpLimits, inbound: Weak<dyn Inbound>) -> Self {
+        Self::build(limits, inbound, None)
+    }
+
+    /// TLS connections under `limits`: accepted ones shake hands with `tls`'s server
+    /// configuration (within the message timeout), new ones verify the peer's certificate.
+    pub fn tls(limits: TcpLimits, inbound: Weak<dyn Inbound>, tls: TlsSide) -> Self {
+        Self::build(limits, inbound, Some(Arc::new(tls)))
+    }
+
+    fn build(limits: TcpLimits, inbound: Weak<dyn Inbound>, tls: Option<Arc<TlsSide>>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 limits,
@@ -83,7 +97,25 @@ impl Connections {
                 writers: Mutex::default(),
                 serial: std::sync::atomic::AtomicU64::default(),
                 inbound,
+                tls,
             }),
+        }
+    }
+
+    /// The transport these connections carry.
+    fn transport(&self) -> Transport {
+        if self.inner.tls.is_some() {
+            Transport::Tls
+        } else {
+            Transport::Tcp
+        }
+    }
+
+    /// The name the certificate of the peer at `addr` must carry when the relay connects to
+    /// it over TLS (without one, its IP address); nothing for plain TCP.
+    pub fn expect_name(&self, addr: SocketAddr, name: &str) {
+        if let Some(tls) = &self.inner.tls {
+            tls.expect_name(addr, name);
         }
     }
 
@@ -118,13 +150,61 @@ impl Connections {
             None => {
                 let conns = self.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to)).await {
-                        Ok(Ok(stream)) => {
-                            if let Some(w) = conns.open(stream, to, None) {
-                                w.push(&data);
-                            }
+                    match tokio::time::timeout(CONNECT_TIMEOUT, conns.connect(to)).await {
+                        Ok(Some(w)) => {
+                            w.push(&data);
                         }
                         _ => tracing::debug!(%to, "cannot connect to send a SIP message"),
+                    }
+                });
+            }
+        }
+    }
+
+    /// A new connection to `to` (with TLS: its certificate verified), started.
+    async fn connect(&self, to: SocketAddr) -> Option<Arc<Outbox>> {
+        let stream = TcpStream::connect(to).await.ok()?;
+        let _ = stream.set_nodelay(true);
+        match &self.inner.tls {
+            None => {
+                let (reader, writer) = stream.into_split();
+                self.open(reader, writer, to, None)
+            }
+            Some(tls) => match tls.connect(to, stream).await {
+                Ok(stream) => {
+                    let (reader, writer) = tokio::io::split(stream);
+                    self.open(reader, writer, to, None)
+                }
+                Err(e) => {
+                    tracing::warn!(%to, error = %e, "SIP TLS connection refused");
+                    None
+                }
+            },
+        }
+    }
+
+    /// Starts an accepted connection (after its TLS handshake, given the message timeout,
+    /// in a task of its own so that no peer holds up the accept loop).
+    fn start_accepted(&self, stream: TcpStream, addr: SocketAddr, slot: IpSlot) {
+        let _ = stream.set_nodelay(true);
+        match &self.inner.tls {
+            None => {
+                let (reader, writer) = stream.into_split();
+                self.open(reader, writer, addr, Some(slot));
+            }
+            Some(tls) => {
+                let (conns, tls) = (self.clone(), tls.clone());
+                let due = self.inner.limits.message_timeout;
+                tokio::spawn(async move {
+                    match tokio::time::timeout(due, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let (reader, writer) = tokio::io::split(stream);
+                            conns.open(reader, writer, addr, Some(slot));
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%addr, error = %e, "SIP TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%addr, "SIP TLS handshake not done in time"),
                     }
                 });
             }
@@ -144,7 +224,7 @@ impl Connections {
                         tracing::debug!(%addr, "too many SIP connections from one address; closing a new one");
                         continue;
                     };
-                    self.open(stream, addr, Some(slot));
+                    self.start_accepted(stream, addr, slot);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.
@@ -158,15 +238,18 @@ impl Connections {
     /// Starts the reader and writer of a connection; returns its outbox. An accepted
     /// connection holds its `slot` in its address's count, and must send its first message
     /// within the message timeout.
-    fn open(
+    fn open<R, W>(
         &self,
-        stream: TcpStream,
+        reader: R,
+        writer: W,
         addr: SocketAddr,
         slot: Option<IpSlot>,
-    ) -> Option<Arc<Outbox>> {
+    ) -> Option<Arc<Outbox>>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let inbound = self.inner.inbound.upgrade()?;
-        let _ = stream.set_nodelay(true);
-        let (reader, writer) = stream.into_split();
         let outbox = Arc::new(Outbox::default());
         let serial = self
             .inner
@@ -178,9 +261,13 @@ impl Connections {
         let closing = outbox.clone();
         let limits = self.inner.limits;
         let accepted = slot.is_some();
+        let peer = Peer {
+            transport: self.transport(),
+            addr,
+        };
         tokio::spawn(async move {
             let _slot = slot;
-            read(reader, addr, &*inbound, &closing, limits, accepted).await;
+            read(reader, peer, &*inbound, &closing, limits, accepted).await;
             // The writer sends what is queued, then closes.
             closing.close();
             let current = {
@@ -192,10 +279,7 @@ impl Connections {
                 current
             };
             if current {
-                inbound.closed(Peer {
-                    transport: Transport::Tcp,
-                    addr,
-                });
+                inbound.closed(peer);
             }
         });
         Some(outbox)
@@ -265,7 +349,8 @@ impl Outbox {
 
 /// Writes what gathers in `outbox`, all of it at once, until it is closed and empty, the peer
 /// falls [`MAX_PENDING`] behind, or a write fails.
-async fn write(mut writer: tokio::net::tcp::OwnedWriteHalf, addr: SocketAddr, outbox: Arc<Outbox>) {
+async fn write(mut writer: impl AsyncWrite + Unpin, addr: SocketAddr, outbox: Arc<Outbox>) {
+    let mut clean = false;
     loop {
         let chunk = {
             let mut state = outbox.lock();
@@ -275,6 +360,7 @@ async fn write(mut writer: tokio::net::tcp::OwnedWriteHalf, addr: SocketAddr, ou
             }
             if state.pending.is_empty() {
                 if state.closed {
+                    clean = true;
                     break;
                 }
                 None
@@ -287,13 +373,18 @@ async fn write(mut writer: tokio::net::tcp::OwnedWriteHalf, addr: SocketAddr, ou
         }
         match chunk {
             Some(chunk) => {
-                if writer.write_all(&chunk).await.is_err() {
+                // The flush sends what a TLS session holds (nothing to do for TCP).
+                if writer.write_all(&chunk).await.is_err() || writer.flush().await.is_err() {
                     break;
                 }
             }
             // A message queued since the check left a permit: no wake-up is missed.
             None => outbox.ready.notified().await,
         }
+    }
+    if clean {
+        // TLS says goodbye (close_notify); bounded, as the peer may not be reading.
+        let _ = tokio::time::timeout(CONNECT_TIMEOUT, writer.shutdown()).await;
     }
     outbox.lock().gone = true;
     outbox.broken.notify_waiters();
@@ -335,17 +426,14 @@ async fn room(outbox: &Outbox) -> bool {
 /// slow to send a message whole, or the connection's writer is gone (nothing could be
 /// answered). An `accepted` connection's first message is due within the message timeout.
 async fn read(
-    mut reader: tokio::net::tcp::OwnedReadHalf,
-    addr: SocketAddr,
+    mut reader: impl AsyncRead + Unpin,
+    peer: Peer,
     inbound: &dyn Inbound,
     outbox: &Outbox,
     limits: TcpLimits,
     accepted: bool,
 ) {
-    let peer = Peer {
-        transport: Transport::Tcp,
-        addr,
-    };
+    let addr = peer.addr;
     let mut framer = StreamFramer::new(inbound.max_message());
     // On an accepted connection, when the first message is due (until it has come).
     let mut first_due = accepted.then(|| tokio::time::Instant::now() + limits.message_timeout);

@@ -181,13 +181,10 @@ fn next_hop(req: &SipMessage, endpoint: &Endpoint) -> Option<Peer> {
     let sip = uri.sip()?;
     let host = sip.host.trim_start_matches('[').trim_end_matches(']');
     let ip = host.parse::<IpAddr>().ok()?;
-    let transport = match sip.param("transport").flatten() {
-        Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
-        _ => Transport::Udp,
-    };
+    let transport = Transport::of_uri(sip);
     let peer = Peer {
         transport,
-        addr: SocketAddr::new(ip, sip.port.unwrap_or(5060)),
+        addr: SocketAddr::new(ip, sip.port.unwrap_or(transport.default_port())),
     };
     let _ = endpoint.is_open(peer); // TCP connects on demand when no connection is open.
     Some(peer)

@@ -179,6 +179,8 @@ fn via_peer(via: &Via) -> Option<Peer> {
         .unwrap_or(5060);
     let transport = if via.transport.eq_ignore_ascii_case("TCP") {
         Transport::Tcp
+    } else if via.transport.eq_ignore_ascii_case("TLS") {
+        Transport::Tls
     } else {
         Transport::Udp
     };

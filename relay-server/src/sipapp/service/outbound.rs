@@ -62,9 +62,9 @@ impl ServiceSender {
         }
         let uri =
             Uri::parse(req.uri.trim()).map_err(|e| SendError::Invalid(format!("uri: {e}")))?;
-        uri.sip()
-            .filter(|s| !s.secure)
-            .ok_or_else(|| SendError::Invalid("uri: only sip: URIs can be reached".into()))?;
+        uri.sip().ok_or_else(|| {
+            SendError::Invalid("uri: only sip: and sips: URIs can be reached".into())
+        })?;
         // Where the request goes: the proxy if given, else the URI itself.
         let next_hop = match req.proxy.as_deref().map(str::trim) {
             Some(proxy) => {
@@ -72,30 +72,32 @@ impl ServiceSender {
             }
             None => uri.clone(),
         };
-        let sip = next_hop
-            .sip()
-            .filter(|s| !s.secure)
-            .ok_or_else(|| SendError::Invalid("proxy: only sip: URIs can be reached".into()))?;
-        let transport = match req
-            .transport
-            .as_deref()
-            .or_else(|| sip.param("transport").flatten())
-        {
-            None => Transport::Udp,
+        let sip = next_hop.sip().ok_or_else(|| {
+            SendError::Invalid("proxy: only sip: and sips: URIs can be reached".into())
+        })?;
+        let transport = match req.transport.as_deref() {
+            None => Transport::of_uri(sip),
             Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
             Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+            Some(t) if t.eq_ignore_ascii_case("tls") => Transport::Tls,
             Some(t) => {
                 return Err(SendError::Invalid(format!(
-                    "transport {t:?} is neither udp nor tcp"
+                    "transport {t:?} is not udp, tcp or tls"
                 )))
             }
         };
+        if sip.secure && transport != Transport::Tls {
+            return Err(SendError::Invalid(format!(
+                "a sips: URI is reached over tls only, not {}",
+                transport.name().to_ascii_lowercase()
+            )));
+        }
         let action = req.soap_action.as_deref().map(str::trim);
         if action.is_some_and(|a| a.contains(['\r', '\n'])) {
             return Err(SendError::Invalid("soap_action holds a line break".into()));
         }
         let host = sip.host.trim_start_matches('[').trim_end_matches(']');
-        let port = sip.port.unwrap_or(5060);
+        let port = sip.port.unwrap_or(transport.default_port());
         let addr = match host.parse::<std::net::IpAddr>() {
             Ok(ip) => SocketAddr::new(ip, port),
             Err(_) => tokio::net::lookup_host((host, port))
@@ -104,6 +106,11 @@ impl ServiceSender {
                 .and_then(|mut a| a.next())
                 .ok_or_else(|| SendError::Invalid(format!("uri: cannot resolve {host}")))?,
         };
+        if transport == Transport::Tls {
+            if let Some(endpoint) = weak.upgrade() {
+                endpoint.expect_tls_name(addr, host);
+            }
+        }
         let peer = Peer { transport, addr };
         let local = outgoing::local_addr(*listen, addr);
         let call_id = format!("{}@{}", outgoing::token(), outgoing::host_port(local));
