@@ -9,7 +9,9 @@ use serde::Deserialize;
 
 use restsip_sip::digest::Algorithm;
 
+mod guards;
 mod media;
+pub use guards::GuardConfig;
 pub use media::MediaConfig;
 
 pub use crate::limits::Limits;
@@ -219,6 +221,33 @@ pub struct Settings {
     /// own rather than browsers [default: off].
     #[arg(long, env = "RESTSIP_SIP_SDP_PASSTHROUGH", value_name = "on|off")]
     pub sip_sdp_passthrough: Option<String>,
+    /// Let webhooks and POST /service reach loopback, private (RFC 1918, ULA), link-local,
+    /// CGNAT, multicast and other special-purpose addresses, and the relay's own host; without
+    /// it such targets (after resolving, and again when connecting) are refused with
+    /// `forbidden-target`. For development and closed networks; `--allow-private-targets=false`
+    /// turns it off again [default: false].
+    #[arg(
+        long,
+        env = "RESTSIP_ALLOW_PRIVATE_TARGETS",
+        value_name = "true|false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub allow_private_targets: Option<bool>,
+    /// A page origin (`https://app.example:8443`) allowed to use the API from a browser: CORS
+    /// answers it, and requests, WebSocket upgrades and streams from pages of other origins
+    /// get 403 (requests without an Origin header, from non-browser clients, are not
+    /// concerned). Repeatable; `*` allows every origin [default: the relay's own origin, plus
+    /// http(s)://localhost, 127.0.0.1 and [::1] on any port while none is given].
+    #[arg(
+        long = "allowed-origin",
+        env = "RESTSIP_ALLOWED_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub allowed_origin: Vec<String>,
 }
 
 /// SIP settings in force.
@@ -389,6 +418,8 @@ pub struct Config {
     pub soap: SoapConfig,
     /// rtpengine and ICE servers.
     pub media: MediaConfig,
+    /// Users' targets and page origins.
+    pub guards: GuardConfig,
 }
 
 impl Config {
@@ -576,7 +607,16 @@ impl Config {
             ice_credential: cli.ice_credential.or(file.ice_credential),
             sdp_passthrough: cli.sip_sdp_passthrough.or(file.sip_sdp_passthrough),
         })?;
+        let guards = guards::resolve_guards(
+            cli.allow_private_targets.or(file.allow_private_targets),
+            if cli.allowed_origin.is_empty() {
+                &file.allowed_origin
+            } else {
+                &cli.allowed_origin
+            },
+        )?;
         Ok(Self {
+            guards,
             media,
             soap,
             http,
