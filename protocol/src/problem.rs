@@ -25,6 +25,10 @@ pub enum ProblemKind {
     UnsupportedMediaType,
     /// 422: well-formed JSON with a wrong value.
     Unprocessable,
+    /// 422: a webhook or `POST /service` target the relay may not reach (a loopback, private,
+    /// link-local or otherwise special-purpose address, one of the relay's own, or a URL
+    /// with credentials), unless the relay runs with `--allow-private-targets`.
+    ForbiddenTarget,
     /// 429: a limit was reached (streams per user, ...).
     TooManyRequests,
     /// 500: the relay failed; details are in its log.
@@ -48,7 +52,7 @@ impl ProblemKind {
             Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
-            Self::Unprocessable => 422,
+            Self::Unprocessable | Self::ForbiddenTarget => 422,
             Self::TooManyRequests => 429,
             Self::Internal => 500,
             Self::Unavailable | Self::MediaRelayUnavailable => 503,
@@ -67,6 +71,7 @@ impl ProblemKind {
             Self::PayloadTooLarge => "payload-too-large",
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::Unprocessable => "unprocessable",
+            Self::ForbiddenTarget => "forbidden-target",
             Self::TooManyRequests => "too-many-requests",
             Self::Internal => "internal",
             Self::Unavailable => "unavailable",
@@ -127,6 +132,7 @@ impl Problem {
             ProblemKind::PayloadTooLarge => "Payload too large",
             ProblemKind::UnsupportedMediaType => "Unsupported media type",
             ProblemKind::Unprocessable => "Unprocessable content",
+            ProblemKind::ForbiddenTarget => "Forbidden target",
             ProblemKind::TooManyRequests => "Too many requests",
             ProblemKind::Internal => "Internal error",
             ProblemKind::Unavailable => "Service unavailable",

@@ -9,8 +9,10 @@ use serde::Deserialize;
 
 use restsip_sip::digest::Algorithm;
 
+mod guards;
 mod media;
 mod tls;
+pub use guards::GuardConfig;
 pub use media::MediaConfig;
 pub use tls::TlsConfig;
 
@@ -247,6 +249,33 @@ pub struct Settings {
     )]
     #[serde(default)]
     pub tls_ca: Vec<PathBuf>,
+    /// Let webhooks and POST /service reach loopback, private (RFC 1918, ULA), link-local,
+    /// CGNAT, multicast and other special-purpose addresses, and the relay's own host; without
+    /// it such targets (after resolving, and again when connecting) are refused with
+    /// `forbidden-target`. For development and closed networks; `--allow-private-targets=false`
+    /// turns it off again [default: false].
+    #[arg(
+        long,
+        env = "RESTSIP_ALLOW_PRIVATE_TARGETS",
+        value_name = "true|false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub allow_private_targets: Option<bool>,
+    /// A page origin (`https://app.example:8443`) allowed to use the API from a browser: CORS
+    /// answers it, and requests, WebSocket upgrades and streams from pages of other origins
+    /// get 403 (requests without an Origin header, from non-browser clients, are not
+    /// concerned). Repeatable; `*` allows every origin [default: the relay's own origin, plus
+    /// http(s)://localhost, 127.0.0.1 and [::1] on any port while none is given].
+    #[arg(
+        long = "allowed-origin",
+        env = "RESTSIP_ALLOWED_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub allowed_origin: Vec<String>,
 }
 
 /// SIP settings in force.
@@ -424,6 +453,8 @@ pub struct Config {
     pub media: MediaConfig,
     /// The certificate, SIP over TLS, trusted roots.
     pub tls: TlsConfig,
+    /// Users' targets and page origins.
+    pub guards: GuardConfig,
 }
 
 impl Config {
@@ -634,7 +665,16 @@ impl Config {
             !tls_upstream || tls.sip.is_some(),
             "sip-upstream over TLS needs sip-tls (the relay's TLS transport)"
         );
+        let guards = guards::resolve_guards(
+            cli.allow_private_targets.or(file.allow_private_targets),
+            if cli.allowed_origin.is_empty() {
+                &file.allowed_origin
+            } else {
+                &cli.allowed_origin
+            },
+        )?;
         Ok(Self {
+            guards,
             tls,
             media,
             soap,

@@ -18,6 +18,9 @@ pub enum Error {
     /// A value in the request is not acceptable.
     #[error("{0}")]
     Invalid(String),
+    /// A target the relay may not reach for users (see `crate::egress`).
+    #[error("{0}")]
+    ForbiddenTarget(String),
     /// A configured limit was reached.
     #[error("{0}")]
     Limit(String),

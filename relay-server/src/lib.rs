@@ -8,6 +8,7 @@ pub mod bus;
 pub mod calls;
 pub mod clock;
 pub mod config;
+pub mod egress;
 pub mod error;
 pub mod events;
 pub mod inbox;
@@ -137,6 +138,8 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         .map(|w| Arc::new(w) as Arc<dyn location::Foreign>);
     let mut state = AppState::new(store, bus, auth, config.limits.clone(), closing_rx, foreign);
     state.set_ice_servers(config.media.ice_servers.clone());
+    state.set_egress(config.guards.egress);
+    state.set_origins(config.guards.origins.clone());
     let media = match &config.media.rtpengine {
         Some(addr) => {
             let media = sipapp::media::Media::connect(addr, sipapp::media::ng::TRY_TIMEOUT)
@@ -257,7 +260,10 @@ fn sip_app(
         calls: invites.outgoing(),
         upstream: upstream.clone(),
     }));
-    state.service_out = Some(sipapp::service::outbound::ServiceSender::new(weak));
+    state.service_out = Some(sipapp::service::outbound::ServiceSender::new(
+        weak,
+        state.egress,
+    ));
     Sip {
         addr,
         tls_addr,

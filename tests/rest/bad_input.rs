@@ -137,7 +137,10 @@ async fn malformed_bodies_media_types_sizes_and_methods() {
 
 #[tokio::test]
 async fn cors_preflight_allows_send_and_cancel() {
-    let relay = Relay::default().await.unwrap();
+    // A page of another origin, allowed by the operator.
+    let relay = Relay::start(&["--allowed-origin", "http://page.example"])
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
     let res = http
         .request(reqwest::Method::OPTIONS, relay.url("/login/a@example.net"))

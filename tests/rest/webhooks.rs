@@ -266,10 +266,8 @@ async fn a_webhook_failing_past_its_age_is_marked_then_recovers() {
     })
     .await;
     assert!(failing["failing_since"].is_i64(), "{failing}");
-    assert!(
-        failing["last_error"].as_str().unwrap().contains("503"),
-        "{failing}"
-    );
+    // Coarse on purpose: no status or port that would help map the network.
+    assert_eq!(failing["last_error"], "answered with an error", "{failing}");
 
     rx.answer(200);
     assert_eq!(

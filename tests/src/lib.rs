@@ -165,6 +165,13 @@ impl Relay {
         self.start_again().await
     }
 
+    /// Stops the process gracefully and starts it again on the same port and database with
+    /// other extra flags.
+    pub async fn restart_with(&mut self, args: &[&str]) -> Result<()> {
+        self.args = args.iter().map(|s| s.to_string()).collect();
+        self.restart().await
+    }
+
     async fn start_again(&mut self) -> Result<()> {
         let port: u16 = self.base.rsplit(':').next().unwrap_or("0").parse()?;
         let (child, base, sip, lines) =
@@ -262,6 +269,16 @@ async fn spawn(
     } else {
         &["--sip", "127.0.0.1:0"]
     };
+    // Tests' webhook receivers and SIP peers are on 127.0.0.1: private targets are allowed
+    // unless the test says (`--allow-private-targets=false`: the egress guard's tests).
+    let private_targets: &[&str] = if extra
+        .iter()
+        .any(|a| a.starts_with("--allow-private-targets"))
+    {
+        &[]
+    } else {
+        &["--allow-private-targets"]
+    };
     let mut last_error = None;
     // A restart on the same port may find it in TIME_WAIT for a moment: retry briefly.
     for _ in 0..50 {
@@ -275,6 +292,7 @@ async fn spawn(
                 &dir.join("www").display().to_string(),
             ])
             .args(default_sip)
+            .args(private_targets)
             .args(extra)
             .env("RUST_LOG", logging.map_or("warn", |(filter, _)| filter))
             .stdout(Stdio::piped())

@@ -77,6 +77,7 @@ impl From<Error> for ApiError {
             Error::Forbidden(d) => Self::new(ProblemKind::Forbidden, d),
             Error::Conflict(d) => Self::new(ProblemKind::Conflict, d),
             Error::Invalid(d) => Self::new(ProblemKind::Unprocessable, d),
+            Error::ForbiddenTarget(d) => Self::new(ProblemKind::ForbiddenTarget, d),
             Error::Limit(d) => Self::new(ProblemKind::TooManyRequests, d),
             Error::MediaRelay(d) => Self::new(ProblemKind::MediaRelayUnavailable, d),
             Error::Store(e) => {

@@ -9,6 +9,7 @@ mod error;
 mod listener;
 mod login;
 pub mod openapi;
+pub mod origins;
 mod service;
 mod stream;
 mod user;
@@ -71,6 +72,10 @@ pub struct AppState {
     pub(crate) closing: watch::Receiver<bool>,
     /// The STUN and TURN servers pages get (`GET /ice-servers`).
     pub(crate) ice_servers: Arc<Vec<restsip_protocol::IceServer>>,
+    /// Where users' targets (webhooks, `POST /service`) may be.
+    pub(crate) egress: crate::egress::Egress,
+    /// The page origins allowed to use the API from a browser.
+    pub(crate) origins: Arc<origins::Origins>,
 }
 
 impl AppState {
@@ -99,7 +104,14 @@ impl AppState {
             calls: calls.clone(),
             inbox: inbox.clone(),
         };
-        let webhooks = Webhooks::new(store.clone(), resources, limits.clone(), closing.clone());
+        let egress = crate::egress::Egress::default();
+        let webhooks = Webhooks::new(
+            store.clone(),
+            resources,
+            limits.clone(),
+            closing.clone(),
+            egress,
+        );
         Self {
             streams: StreamCounter::new(limits.max_streams_per_user),
             store,
@@ -114,7 +126,26 @@ impl AppState {
             limits,
             closing,
             ice_servers: Arc::default(),
+            egress,
+            origins: Arc::default(),
         }
+    }
+
+    /// Sets where users' targets may be (before the relay serves: webhooks are rebuilt).
+    pub fn set_egress(&mut self, egress: crate::egress::Egress) {
+        self.egress = egress;
+        self.webhooks = Webhooks::new(
+            self.store.clone(),
+            self.resources(),
+            self.limits.clone(),
+            self.closing.clone(),
+            egress,
+        );
+    }
+
+    /// Sets the page origins allowed to use the API from a browser.
+    pub fn set_origins(&mut self, origins: origins::Origins) {
+        self.origins = Arc::new(origins);
     }
 
     /// Hands `servers` to pages at `GET /ice-servers`.
@@ -158,8 +189,11 @@ fn extension_methods() -> [Method; 2] {
 /// The API router; `www` is served at `/` when given.
 pub fn app(state: AppState, www: Option<&std::path::Path>) -> Router {
     let [send, cancel] = extension_methods();
+    let allowed = state.origins.clone();
     let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::mirror_request())
+        .allow_origin(AllowOrigin::predicate(move |origin, parts| {
+            allowed.allows(origin, origins::host_of(&parts.headers, &parts.uri))
+        }))
         .allow_methods([
             Method::GET,
             Method::POST,
@@ -248,6 +282,10 @@ pub fn app(state: AppState, www: Option<&std::path::Path>) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
         .layer(axum::middleware::map_response(problem_bodies))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            origins::refuse_foreign,
+        ))
         .layer(cors)
         .with_state(state)
 }

@@ -16,7 +16,8 @@ use crate::sipapp::service::outbound::SendError;
 const MAX_SOAP_BODY: usize = 60 * 1024;
 
 /// `POST /service`: the caller's SERVICE request, answered when the far end's final response
-/// comes (or after 32 s without one: status 408).
+/// comes (or after 32 s without one, whatever the reason: status 408). A destination the
+/// egress guard refuses is `forbidden-target` (422).
 pub(crate) async fn service_send(
     State(state): State<AppState>,
     caller: Caller,
@@ -32,5 +33,6 @@ pub(crate) async fn service_send(
         Ok(result) => Ok(Json(result)),
         Err(SendError::Invalid(why)) => Err(ApiError::new(ProblemKind::Unprocessable, why)),
         Err(SendError::Unavailable(why)) => Err(ApiError::new(ProblemKind::Unavailable, why)),
+        Err(SendError::Forbidden(why)) => Err(ApiError::new(ProblemKind::ForbiddenTarget, why)),
     }
 }

@@ -10,17 +10,18 @@ use restsip_protocol::{
 };
 use sha2::Sha256;
 
+use crate::egress::{self, Egress};
 use crate::limits::Limits;
 use crate::store::{WebhookEventRecord, WebhookRecord};
 
 /// The outgoing HTTP client: HTTP/1.1 and HTTP/2, HTTPS with rustls and Mozilla's roots, the
-/// configured timeout, and no redirects (a 3xx is not an acknowledgement).
-pub(super) fn client(limits: &Limits) -> reqwest::Result<reqwest::Client> {
+/// configured timeout, every connection through the egress guard, and no redirects (a 3xx is
+/// not an acknowledgement).
+pub(super) fn client(limits: &Limits, egress: Egress) -> reqwest::Result<reqwest::Client> {
     let timeout = Duration::from_secs(limits.webhook_timeout);
-    reqwest::Client::builder()
+    egress::http::client_builder(egress)
         .timeout(timeout)
         .connect_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("restsip-relay/", env!("CARGO_PKG_VERSION")))
         .build()
 }
@@ -44,38 +45,49 @@ pub(super) fn jittered(backoff: Duration) -> Duration {
     half + Duration::from_millis(rand::thread_rng().gen_range(0..=spread))
 }
 
-/// What went wrong, in words for the webhook's `last_error`.
+/// The target is not allowed (see [`crate::egress`]).
+const REFUSED: &str = "target not allowed";
+/// No connection could be made: refused, unreachable, filtered, or the name did not resolve.
+const NO_CONNECTION: &str = "could not connect";
+/// The target did not answer within the timeout.
+const TIMED_OUT: &str = "timed out";
+/// The target answered, but not with a 2xx.
+const ERROR_ANSWER: &str = "answered with an error";
+
+/// What went wrong, in words for the webhook's `last_error`: coarse on purpose, with no
+/// address, port, status or system message, so that webhooks cannot be used to map the network
+/// behind the relay (a target that refuses connections looks like one that drops them).
 fn describe(err: &reqwest::Error) -> String {
-    let what = if err.is_timeout() {
-        "no answer in time"
-    } else if err.is_connect() {
-        "cannot connect"
+    let what = if egress::http::is_refusal(err) {
+        REFUSED
+    } else if err.is_timeout() && !err.is_connect() {
+        TIMED_OUT
+    } else if err.is_connect() || err.is_timeout() {
+        NO_CONNECTION
     } else {
-        "request failed"
+        ERROR_ANSWER
     };
-    let mut text = what.to_owned();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    what.to_owned()
 }
 
-/// POSTs `event` to the webhook's target; Ok on a 2xx answer, else why not.
+/// POSTs `event` to the webhook's target; Ok on a 2xx answer, else why not. A target with
+/// credentials or at a forbidden address (stored before the guard, or before the relay lost
+/// `--allow-private-targets`) is never contacted.
 pub(super) async fn post(
     http: &reqwest::Client,
+    egress: &Egress,
     hook: &WebhookRecord,
     event: &WebhookEventRecord,
 ) -> Result<(), String> {
+    let url = reqwest::Url::parse(&hook.target).map_err(|_| REFUSED.to_owned())?;
+    egress::http::check_literal(egress, &url).map_err(|_| REFUSED.to_owned())?;
     let timestamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let signed = signature(&hook.secret, timestamp, &event.body);
     let response = http
-        .post(&hook.target)
+        .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(WEBHOOK_ID_HEADER, &hook.id)
         .header(WEBHOOK_EVENT_ID_HEADER, event.event_id.to_string())
@@ -84,14 +96,18 @@ pub(super) async fn post(
         .body(event.body.clone())
         .send()
         .await
-        .map_err(|e| describe(&e))?;
+        .map_err(|e| {
+            // The operator's log has the details; the webhook's owner gets the coarse words.
+            tracing::debug!(webhook = %hook.id, error = %e, "webhook delivery failed");
+            describe(&e)
+        })?;
     let status = response.status();
     // The body is not read: the status says it all, and a big body must not hold the sender.
     drop(response);
     if status.is_success() {
         Ok(())
     } else {
-        Err(format!("the target answered {status}"))
+        Err(ERROR_ANSWER.to_owned())
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use crate::clock::now_ms;
+use crate::egress::{self, Egress, Refused};
 use crate::error::{Error, Result};
 use crate::events::{self, Resources};
 use crate::limits::Limits;
@@ -43,8 +44,11 @@ struct Inner {
     resources: Resources,
     /// Limits and delivery settings.
     limits: Arc<Limits>,
-    /// The outgoing HTTP client, or why it could not be made.
+    /// The outgoing HTTP client (every connection through the egress guard), or why it could
+    /// not be made.
     http: std::result::Result<reqwest::Client, String>,
+    /// Where targets may be.
+    egress: Egress,
     /// Running webhooks by id, with their owner.
     running: Mutex<HashMap<String, (String, AbortHandle)>>,
     /// Turns true when the relay shuts down.
@@ -79,8 +83,27 @@ pub fn webhook_view(w: &WebhookRecord) -> Webhook {
     }
 }
 
-/// Checks a target URL: absolute, `http` or `https`, with a host, not too long.
-pub fn check_target(url: &str) -> Result<String> {
+/// Checks a target URL: absolute, `http` or `https`, with a host, not too long, without
+/// credentials, and somewhere the egress guard lets users' targets be.
+pub async fn check_target(egress: &Egress, url: &str) -> Result<String> {
+    let parsed = parse_target(url)?;
+    egress::http::check_url(egress, &parsed)
+        .await
+        .map_err(|refused| {
+            let why = match refused {
+                Refused::Credentials => "url carries credentials (user:password@): they would be \
+                                         sent to the target; sign requests with the webhook's \
+                                         secret instead"
+                    .to_owned(),
+                other => format!("url: {other}"),
+            };
+            Error::ForbiddenTarget(why)
+        })?;
+    Ok(parsed.into())
+}
+
+/// Parses a target URL: absolute, `http` or `https`, with a host, not too long.
+fn parse_target(url: &str) -> Result<reqwest::Url> {
     if url.len() > MAX_URL_LEN {
         return Err(Error::Invalid(format!(
             "url is longer than {MAX_URL_LEN} bytes"
@@ -96,7 +119,7 @@ pub fn check_target(url: &str) -> Result<String> {
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(Error::Invalid(format!("url {url:?} has no host")));
     }
-    Ok(parsed.into())
+    Ok(parsed)
 }
 
 impl Webhooks {
@@ -106,8 +129,9 @@ impl Webhooks {
         resources: Resources,
         limits: Arc<Limits>,
         closing: watch::Receiver<bool>,
+        egress: Egress,
     ) -> Self {
-        let http = deliver::client(&limits).map_err(|e| {
+        let http = deliver::client(&limits, egress).map_err(|e| {
             tracing::error!(error = %e, "no HTTP client for webhooks; deliveries will fail");
             e.to_string()
         });
@@ -117,6 +141,7 @@ impl Webhooks {
                 resources,
                 limits,
                 http,
+                egress,
                 running: Mutex::new(HashMap::new()),
                 closing,
             }),
@@ -137,7 +162,7 @@ impl Webhooks {
     /// Creates a webhook of `owner` for `req.resource`, which `owner` must be allowed to watch.
     /// Returns it with its secret.
     pub async fn create(&self, owner: &str, req: CreateWebhook) -> Result<WebhookRecord> {
-        let target = check_target(&req.url)?;
+        let target = check_target(&self.inner.egress, &req.url).await?;
         let topic = events::parse_topic(&req.resource).ok_or_else(|| {
             Error::Invalid(format!(
                 "resource {:?} is not an active resource: use /login/{{email}}, \
@@ -242,13 +267,27 @@ impl Webhooks {
 mod tests {
     use super::*;
 
-    #[test]
-    fn targets_must_be_absolute_http_urls() {
+    #[tokio::test]
+    async fn targets_must_be_absolute_http_urls() {
+        let open = Egress::new(true);
         assert_eq!(
-            check_target("http://app.example/hook").ok().as_deref(),
+            check_target(&open, "http://app.example/hook")
+                .await
+                .ok()
+                .as_deref(),
             Some("http://app.example/hook")
         );
-        assert!(check_target("https://127.0.0.1:8443/h?x=1").is_ok());
+        assert!(check_target(&open, "https://127.0.0.1:8443/h?x=1")
+            .await
+            .is_ok());
+        assert!(matches!(
+            check_target(&Egress::new(false), "https://127.0.0.1:8443/h").await,
+            Err(Error::ForbiddenTarget(_))
+        ));
+        assert!(matches!(
+            check_target(&open, "https://u:pw@app.example/h").await,
+            Err(Error::ForbiddenTarget(_))
+        ));
         let long = format!("http://a.example/{}", "x".repeat(MAX_URL_LEN));
         for bad in [
             "",
@@ -260,7 +299,10 @@ mod tests {
             "http://:80/",
             long.as_str(),
         ] {
-            assert!(matches!(check_target(bad), Err(Error::Invalid(_))), "{bad}");
+            assert!(
+                matches!(check_target(&open, bad).await, Err(Error::Invalid(_))),
+                "{bad}"
+            );
         }
     }
 }

@@ -166,7 +166,7 @@ impl Runner {
                 continue;
             };
             let outcome = match &self.inner.http {
-                Ok(http) => deliver::post(http, &self.hook, &event).await,
+                Ok(http) => deliver::post(http, &self.inner.egress, &self.hook, &event).await,
                 Err(why) => Err(format!("no HTTP client: {why}")),
             };
             match outcome {

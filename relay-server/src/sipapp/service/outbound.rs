@@ -1,12 +1,15 @@
 //! Outgoing SERVICE (draft-deason-sip-soap) for `POST /service`: a SOAP envelope sent to any
 //! SIP URI in a client transaction, a digest challenge (401/407) answered once when credentials
 //! are given, and the final response read back as a SOAP response, a Fault, "not implemented"
-//! (405, or 501) or a failure.
+//! (405, or 501) or a failure. Destinations are users' choices: the egress guard checks the
+//! address the request is then sent to, and every failure to get an answer looks the same and
+//! takes the same time, so that SERVICE cannot be used to scan ports.
 
-use std::net::SocketAddr;
+use std::time::Duration;
 
 use restsip_protocol::{ServiceOutcome, ServiceRequest, ServiceResult, SoapFault};
 
+use crate::egress::{Egress, Refused};
 use crate::soap::Envelope;
 use restsip_sip::digest::{ha1, Algorithm, Credentials};
 use restsip_sip::endpoint::WeakEndpoint;
@@ -24,19 +27,28 @@ pub enum SendError {
     Invalid(String),
     /// SIP is off or stopping.
     Unavailable(&'static str),
+    /// The destination is one the relay may not reach for users (see [`crate::egress`]).
+    Forbidden(String),
 }
+
+/// How long a SERVICE that gets no answer takes to fail, whatever the reason (no route,
+/// connection refused or dropped, nothing listening, a silent peer): the client transaction's
+/// own limit (Timer F, 64·T1), so a closed port is not told from a filtered one by the time.
+const NO_ANSWER: Duration = Duration::from_secs(32);
 
 /// Sends SERVICE requests through the SIP endpoint; cheap to clone.
 #[derive(Clone)]
 pub struct ServiceSender {
     /// The endpoint.
     endpoint: WeakEndpoint,
+    /// Where destinations may be.
+    egress: Egress,
 }
 
 impl ServiceSender {
-    /// Sends through `endpoint`.
-    pub fn new(endpoint: WeakEndpoint) -> Self {
-        Self { endpoint }
+    /// Sends through `endpoint`, to destinations `egress` allows.
+    pub fn new(endpoint: WeakEndpoint, egress: Egress) -> Self {
+        Self { endpoint, egress }
     }
 
     /// Sends `req` from the account `sender`; `max` bounds the SOAP body.
@@ -75,6 +87,14 @@ impl ServiceSender {
         let sip = next_hop.sip().ok_or_else(|| {
             SendError::Invalid("proxy: only sip: and sips: URIs can be reached".into())
         })?;
+        if [&uri, &next_hop]
+            .iter()
+            .any(|u| u.sip().is_some_and(|s| s.password.is_some()))
+        {
+            return Err(SendError::Forbidden(
+                "uri: a password in the URI (user:password@) would be sent on; use auth".into(),
+            ));
+        }
         let transport = match req.transport.as_deref() {
             None => Transport::of_uri(sip),
             Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
@@ -98,13 +118,30 @@ impl ServiceSender {
         }
         let host = sip.host.trim_start_matches('[').trim_end_matches(']');
         let port = sip.port.unwrap_or(transport.default_port());
-        let addr = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => SocketAddr::new(ip, port),
-            Err(_) => tokio::net::lookup_host((host, port))
-                .await
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or_else(|| SendError::Invalid(format!("uri: cannot resolve {host}")))?,
+        // Resolved once and checked: the request goes to this very address (no second lookup
+        // that could answer differently).
+        let addr = match self
+            .egress
+            .resolve(host, port)
+            .await
+        {
+            Ok(addrs) => addrs[0],
+            Err(Refused::Unresolvable) => {
+                return Err(SendError::Invalid(format!(
+                    "uri: cannot resolve {}",
+                    sip.host
+                )))
+            }
+            Err(refused) => return Err(SendError::Forbidden(format!("uri: {refused}"))),
+        };
+        let started = tokio::time::Instant::now();
+        let settle = |answer: Option<&SipMessage>| {
+            let unanswered = answer.is_none();
+            async move {
+                if unanswered {
+                    tokio::time::sleep_until(started + NO_ANSWER).await;
+                }
+            }
         };
         if transport == Transport::Tls {
             if let Some(endpoint) = weak.upgrade() {
@@ -141,6 +178,7 @@ impl ServiceSender {
             options.push("Accept", "application/sdp, text/xml");
             let answer = transact(weak, &options, peer).await?;
             if let Some(refused) = probe_refusal(answer.as_ref()) {
+                settle(answer.as_ref()).await;
                 return Ok(refused);
             }
             cseq = 2;
@@ -165,6 +203,7 @@ impl ServiceSender {
                 response = transact(weak, &build(cseq + 1, authorization), peer).await?;
             }
         }
+        settle(response.as_ref()).await;
         Ok(result(response.as_ref()))
     }
 }
