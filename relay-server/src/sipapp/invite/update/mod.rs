@@ -10,7 +10,7 @@
 //!   under way 491.
 //!
 //! Also: the SDP the relay last gave the phone (a re-INVITE without an offer, or with the
-//! phone's unchanged session, same `o=` version, such as a session refresh, is answered with
+//! phone's session unchanged, the same SDP with the same `o=` version, a refresh, is answered with
 //! it, the page and rtpengine untouched; so is an UPDATE, RFC 3311), the session timers of RFC
 //! 4028 ([`session`]), the relay's own refreshes and its re-INVITEs answered 491, retried after
 //! RFC 3261 §14.1's random delay ([`refresh`]), and the rtpengine session's end with the call.
@@ -95,7 +95,7 @@ struct Inner {
     busy: Mutex<std::collections::HashSet<String>>,
     /// The SDP the relay last gave each call's phone.
     sent: Mutex<HashMap<String, String>>,
-    /// The `o=` line of the SDP each call's phone last gave.
+    /// The SDP each call's phone last gave, normalized.
     seen: Mutex<HashMap<String, String>>,
     /// Session timer settings.
     timers: SessionTimers,
@@ -103,9 +103,19 @@ struct Inner {
     sessions: Mutex<HashMap<String, session::Session>>,
 }
 
-/// The `o=` line of a session description (its version tells a changed session).
-fn origin(sdp: &str) -> Option<&str> {
-    sdp.lines().find(|l| l.starts_with("o=")).map(str::trim_end)
+/// A session description as compared for "unchanged": its lines without trailing blanks (so
+/// CRLF and LF compare equal); None when it has no `o=` line. The whole description is
+/// compared, not only the `o=` version: some phones change a session and keep its version.
+fn normalized(sdp: &str) -> Option<String> {
+    if !sdp.lines().any(|l| l.starts_with("o=")) {
+        return None;
+    }
+    let lines: Vec<&str> = sdp
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
+    Some(lines.join("\n"))
 }
 
 /// Whether the id of an `update`/`updated` SEND names the call (as a number or its text).
@@ -189,18 +199,18 @@ impl Renegotiation {
 
     /// Remembers the session the phone of call `call_id` gave (an offer or an answer).
     pub fn seen(&self, call_id: &str, sdp: &str) {
-        if let Some(o) = origin(sdp) {
-            lock(&self.inner.seen).insert(call_id.to_owned(), o.to_owned());
+        if let Some(n) = normalized(sdp) {
+            lock(&self.inner.seen).insert(call_id.to_owned(), n);
         }
     }
 
     /// When the phone's `offer` in call `call_id` is its last session unchanged (the same
-    /// `o=` line, version included: RFC 3264 §8): the answer the relay last gave it.
+    /// description, `o=` version included: RFC 3264 §8): the answer the relay last gave it.
     fn unchanged(&self, call_id: &str, offer: &str) -> Option<String> {
-        let same = origin(offer).is_some_and(|o| {
+        let same = normalized(offer).is_some_and(|n| {
             lock(&self.inner.seen)
                 .get(call_id)
-                .is_some_and(|seen| seen == o)
+                .is_some_and(|seen| *seen == n)
         });
         if !same {
             return None;
