@@ -145,6 +145,17 @@ pub struct Settings {
     /// them off [default: 30].
     #[arg(long, env = "RESTSIP_SIP_CALL_KEEPALIVE", value_name = "SECONDS")]
     pub sip_call_keepalive: Option<u64>,
+    /// The session interval (RFC 4028 session timers) the relay offers and accepts in calls
+    /// between web users and phones: the call is refreshed (re-INVITE or UPDATE) within it,
+    /// and one nobody refreshed ends (BYE to the phone, `bye` with reason `session expired` to
+    /// the page, rtpengine session deleted); 0 turns session timers off [default: 1800].
+    #[arg(long, env = "RESTSIP_SIP_SESSION_EXPIRES", value_name = "SECS")]
+    pub sip_session_expires: Option<u64>,
+    /// The smallest session interval the relay accepts: a phone's INVITE asking for less gets
+    /// 422 Session Interval Too Small with this Min-SE (RFC 4028 says at least 90; smaller
+    /// values are for tests) [default: 90].
+    #[arg(long, env = "RESTSIP_SIP_MIN_SE", value_name = "SECS")]
+    pub sip_min_se: Option<u64>,
     /// An upstream SIP server (outbound proxy) for requests to addresses that are not accounts
     /// of this relay, as a `sip:` URI such as `sip:192.0.2.20:5060;transport=tcp` (`sips:` or
     /// `transport=tls`: over TLS, its certificate verified, see --tls-ca) [default:
@@ -276,6 +287,11 @@ pub struct Settings {
     )]
     #[serde(default)]
     pub allowed_origin: Vec<String>,
+    /// Seconds between the relay's ng `query` of each call rtpengine carries: a call rtpengine
+    /// has dropped (its media timeout: the phone's RTP stopped) ends like a hang-up (BYE to
+    /// the phone, `bye` with reason `media timeout` to the page); 0 never asks [default: 10].
+    #[arg(long, env = "RESTSIP_RTPENGINE_CHECK", value_name = "SECS")]
+    pub rtpengine_check: Option<u64>,
 }
 
 /// SIP settings in force.
@@ -641,6 +657,9 @@ impl Config {
             ice_username: cli.ice_username.or(file.ice_username),
             ice_credential: cli.ice_credential.or(file.ice_credential),
             sdp_passthrough: cli.sip_sdp_passthrough.or(file.sip_sdp_passthrough),
+            session_expires: cli.sip_session_expires.or(file.sip_session_expires),
+            min_se: cli.sip_min_se.or(file.sip_min_se),
+            rtpengine_check: cli.rtpengine_check.or(file.rtpengine_check),
         })?;
         let tls = tls::resolve_tls(
             tls::TlsSettings {

@@ -162,6 +162,11 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         media,
         passthrough: config.media.sdp_passthrough,
         upstream: config.sip.upstream.is_some(),
+        session: sipapp::invite::SessionTimers {
+            expires: Duration::from_secs(config.media.session_expires),
+            min_se: Duration::from_secs(config.media.min_se),
+        },
+        check: Duration::from_secs(config.media.rtpengine_check),
     };
     let soap = soap::Services::new(
         Some(soap::builtin::Builtin::new(

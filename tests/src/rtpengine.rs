@@ -36,6 +36,12 @@ fn free_udp_port() -> Result<u16> {
 impl Rtpengine {
     /// Starts one on 127.0.0.1 and waits until it answers an ng ping.
     pub async fn start() -> Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// The same with more of rtpengine's options, such as a short media timeout
+    /// (`--timeout=2`: a call without RTP for 2 s is dropped).
+    pub async fn start_with(options: &[&str]) -> Result<Self> {
         // Ranges differ between the tests of a process and, most likely, between processes.
         let slot = (std::process::id() as u16 % 97) * 7 + NEXT.fetch_add(1, Ordering::Relaxed);
         let min = 20_000 + (slot % 900) * PORTS;
@@ -53,6 +59,7 @@ impl Rtpengine {
                 &format!("--port-min={}", ports.0),
                 &format!("--port-max={}", ports.1),
             ])
+            .args(options)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

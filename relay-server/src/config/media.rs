@@ -5,7 +5,7 @@
 use restsip_protocol::IceServer;
 
 /// Media settings in force.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaConfig {
     /// rtpengine's ng control address (`HOST:PORT`, UDP), if any.
     pub rtpengine: Option<String>,
@@ -14,6 +14,25 @@ pub struct MediaConfig {
     /// Without rtpengine, whether a phone's plain RTP offer reaches web users unchanged
     /// (instead of 488).
     pub sdp_passthrough: bool,
+    /// The RFC 4028 session interval offered and accepted in calls with phones (s; 0: off).
+    pub session_expires: u64,
+    /// The smallest session interval accepted (s): 422 below.
+    pub min_se: u64,
+    /// Seconds between checks that rtpengine still carries each call (0: never).
+    pub rtpengine_check: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            rtpengine: None,
+            ice_servers: Vec::new(),
+            sdp_passthrough: false,
+            session_expires: 1800,
+            min_se: 90,
+            rtpengine_check: 10,
+        }
+    }
 }
 
 /// Media settings as given.
@@ -29,6 +48,12 @@ pub(super) struct MediaSettings {
     pub ice_credential: Option<String>,
     /// `--sip-sdp-passthrough`.
     pub sdp_passthrough: Option<String>,
+    /// `--sip-session-expires`.
+    pub session_expires: Option<u64>,
+    /// `--sip-min-se`.
+    pub min_se: Option<u64>,
+    /// `--rtpengine-check`.
+    pub rtpengine_check: Option<u64>,
 }
 
 /// Checks and fills the media settings.
@@ -99,10 +124,33 @@ pub(super) fn resolve_media(s: MediaSettings) -> anyhow::Result<MediaConfig> {
         Some("on" | "true") => true,
         Some(other) => anyhow::bail!("sip-sdp-passthrough: {other:?} must be on or off"),
     };
+    let d = MediaConfig::default();
+    let session_expires = s.session_expires.unwrap_or(d.session_expires);
+    let min_se = s.min_se.unwrap_or(d.min_se);
+    anyhow::ensure!(
+        session_expires <= 86_400,
+        "sip-session-expires must be from 0 (off) to 86400 seconds"
+    );
+    anyhow::ensure!(
+        (1..=86_400).contains(&min_se),
+        "sip-min-se must be from 1 to 86400 seconds"
+    );
+    anyhow::ensure!(
+        session_expires == 0 || min_se <= session_expires,
+        "sip-min-se ({min_se}) must not exceed sip-session-expires ({session_expires})"
+    );
+    let rtpengine_check = s.rtpengine_check.unwrap_or(d.rtpengine_check);
+    anyhow::ensure!(
+        rtpengine_check <= 3600,
+        "rtpengine-check must be from 0 (off) to 3600 seconds"
+    );
     Ok(MediaConfig {
         rtpengine,
         ice_servers,
         sdp_passthrough,
+        session_expires,
+        min_se,
+        rtpengine_check,
     })
 }
 

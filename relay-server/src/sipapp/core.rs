@@ -33,7 +33,7 @@ static ALLOW: LazyLock<String> = LazyLock::new(|| {
 pub const ACCEPT: &str =
     "application/sdp, text/plain, application/json, text/xml, application/soap+xml";
 /// Option tags the relay supports (RFC 3327 Path: kept with bindings and echoed).
-pub const SUPPORTED: &str = "path";
+pub const SUPPORTED: &str = "path, timer";
 
 /// The next step for a request.
 #[derive(Debug)]
@@ -69,6 +69,8 @@ pub enum Task {
     Bye,
     /// NOTIFY of a subscription the relay holds through the upstream server.
     Notify,
+    /// UPDATE (RFC 3311) in a call between a phone and a web user: a session refresh.
+    Update,
 }
 
 /// The request handlers; cheap to clone.
@@ -422,6 +424,9 @@ impl Core {
             }
             return Step::Invite;
         }
+        if *method == Method::UPDATE && self.invites.is_some() {
+            return Step::Async(Task::Update);
+        }
         if *method == Method::SUBSCRIBE && self.presence.is_some() {
             if self.upstream && self.proxy.is_some() {
                 if req.max_forwards().ok().flatten() == Some(0) {
@@ -451,6 +456,10 @@ impl Core {
             },
             Task::Bye => match &self.invites {
                 Some(invites) => invites.bye(req).await,
+                None => not_implemented(),
+            },
+            Task::Update => match &self.invites {
+                Some(invites) => invites.update_request(req, from),
                 None => not_implemented(),
             },
             Task::ForUser => {

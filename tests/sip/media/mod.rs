@@ -4,11 +4,14 @@
 //! back as WebRTC, RTP from the phone is counted by rtpengine, and the rtpengine session ends
 //! with the call (`calls`); a phone's plain offer reaches the web user as WebRTC (`calls`);
 //! hold and resume both ways (`hold`); without rtpengine, or with one that does not answer,
-//! such calls are refused clearly and nothing hangs (`refusals`).
+//! such calls are refused clearly and nothing hangs (`refusals`); session timers, rtpengine's
+//! media timeout and an offerless INVITE (`timers`); glare (`glare`).
 
 mod calls;
+mod glare;
 mod hold;
 mod refusals;
+mod timers;
 
 use std::time::Duration;
 

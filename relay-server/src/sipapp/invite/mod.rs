@@ -7,7 +7,7 @@ pub mod outbound;
 pub mod update;
 
 /// The methods this feature answers (gathered into the Allow header by the core).
-pub const METHODS: &[&str] = &["INVITE", "ACK", "CANCEL", "BYE"];
+pub const METHODS: &[&str] = &["INVITE", "ACK", "CANCEL", "BYE", "UPDATE"];
 
 /// The clocks of calls between web users and phones.
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,4 +29,17 @@ pub struct CallMedia {
     pub passthrough: bool,
     /// Whether SENDs to non-accounts go to an upstream server.
     pub upstream: bool,
+    /// RFC 4028 session timers.
+    pub session: SessionTimers,
+    /// How often each call rtpengine carries is checked to be still there (zero: never).
+    pub check: std::time::Duration,
+}
+
+/// RFC 4028 session timers of calls between web users and phones.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionTimers {
+    /// The session interval offered and accepted (zero: no session timers).
+    pub expires: std::time::Duration,
+    /// The smallest one accepted (422 below).
+    pub min_se: std::time::Duration,
 }

@@ -159,6 +159,17 @@ impl Media {
         sdp_of(self.ng()?.request(&req).await?)
     }
 
+    /// Whether rtpengine still carries call `call_id` (an ng `query`): false once it dropped
+    /// it (`Unknown call-id`: its media timeout, or a restart).
+    pub async fn known(&self, call_id: &str) -> Result<bool, MediaError> {
+        let req = Value::dict([("command", "query".into()), ("call-id", call_id.into())]);
+        match self.ng()?.request(&req).await {
+            Ok(_) => Ok(true),
+            Err(NgError::Refused { reason, .. }) if reason.contains("Unknown call-id") => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Ends call `call_id` in rtpengine, in the background (a failure is logged: rtpengine
     /// forgets calls without media by itself after its timeout).
     pub fn delete(&self, call_id: &str) {

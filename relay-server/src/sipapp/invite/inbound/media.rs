@@ -4,7 +4,7 @@
 //! answered calls (see [`crate::sipapp::invite::update`]).
 
 use super::*;
-use crate::sipapp::invite::update::{same_id, sdp_of, unavailable, Leg as View};
+use crate::sipapp::invite::update::{same_id, sdp_of, unavailable, Leg as View, Requests};
 use crate::sipapp::media::{is_webrtc, Toward};
 use restsip_sip::headers::NameAddr;
 
@@ -23,6 +23,7 @@ fn view(call_id: &str, d: &Dialog) -> Option<View> {
         media: d.media,
         relay_tag: tag_of(&d.local)?,
         phone_tag: tag_of(&d.remote)?,
+        owner: false,
     })
 }
 
@@ -37,10 +38,19 @@ impl Invites {
         phone_tag: &str,
         sdp: Option<String>,
     ) -> std::result::Result<(Option<String>, bool), Reply> {
+        let media = self.inner.reneg.media();
         let Some(offer) = sdp else {
+            if media.enabled() {
+                // The offer would come in the page's answer and the phone's in the ACK, past
+                // rtpengine's offer/answer order: refused rather than a call without media.
+                tracing::info!(call_id, "a phone's INVITE without an SDP offer refused");
+                return Err(Reply::new(488, "Not Acceptable Here").with(
+                    "Warning",
+                    "399 RELAY \"an INVITE without an SDP offer cannot reach a browser; send an offer\"",
+                ));
+            }
             return Ok((None, false));
         };
-        let media = self.inner.reneg.media();
         if media.enabled() {
             return match media
                 .offer(call_id, phone_tag, None, &offer, Toward::Browser)
@@ -152,31 +162,58 @@ impl Invites {
         if let Some(taken) = self.inner.out.update(sender, email, body).await {
             return Some(taken);
         }
-        let listen = self.inner.endpoint.listen();
-        let (v, requests, peer) = {
-            let mut dialogs = lock(&self.inner.dialogs);
-            let (call_id, d) = dialogs.iter_mut().find(|(_, d)| {
+        let v = {
+            let dialogs = lock(&self.inner.dialogs);
+            let (call_id, d) = dialogs.iter().find(|(_, d)| {
                 d.callee == sender && d.caller == email && same_id(body, &json!(d.id))
             })?;
-            let v = view(call_id, d)?;
-            if let Err(e) = sdp_of(body) {
-                return Some(Err(e));
-            }
-            d.cseq += 1;
-            let dialog = in_dialog(call_id, d);
-            let req = dialog.request(Method::INVITE, d.cseq, listen);
-            let ack = dialog.request(Method::ACK, d.cseq, listen);
-            (v, req.zip(ack), d.peer)
-        };
-        let Some((req, ack)) = requests else {
-            return Some(Err(Error::Internal(
-                "the phone's Contact is not a URI".into(),
-            )));
+            view(call_id, d)?
         };
         let sdp = match sdp_of(body) {
             Ok(sdp) => sdp,
             Err(e) => return Some(Err(e)),
         };
-        Some(self.inner.reneg.from_web(v, sdp, req, ack, peer).await)
+        let next = self.requests_of(&v.call_id);
+        Some(self.inner.reneg.from_web(v, sdp, next).await)
+    }
+
+    /// The builder of the relay's re-INVITEs in call `call_id`, either way.
+    pub(super) fn requests_of(&self, call_id: &str) -> Requests {
+        let (this, call_id) = (self.clone(), call_id.to_owned());
+        Arc::new(move || this.reinvite_requests(&call_id))
+    }
+
+    /// The relay's next re-INVITE in call `call_id` and its ACK (a new CSeq), and where
+    /// they go.
+    fn reinvite_requests(&self, call_id: &str) -> Option<(SipMessage, SipMessage, Peer)> {
+        let listen = self.inner.endpoint.listen();
+        let mut dialogs = lock(&self.inner.dialogs);
+        if !dialogs.contains_key(call_id) {
+            drop(dialogs);
+            return self.inner.out.reinvite_requests(call_id);
+        }
+        let d = dialogs.get_mut(call_id)?;
+        d.cseq += 1;
+        let dialog = in_dialog(call_id, d);
+        let req = dialog.request(Method::INVITE, d.cseq, listen)?;
+        let ack = dialog.request(Method::ACK, d.cseq, listen)?;
+        Some((req, ack, d.peer))
+    }
+
+    /// Answered call `call_id` (either way) as the renegotiation sees it.
+    pub(super) fn leg(&self, call_id: &str) -> Option<View> {
+        match lock(&self.inner.dialogs).get(call_id) {
+            Some(d) => view(call_id, d),
+            None => self.inner.out.leg(call_id),
+        }
+    }
+
+    /// A phone's UPDATE (RFC 3311) from `peer`: a session refresh in an answered call.
+    pub fn update_request(&self, req: &SipMessage, peer: Peer) -> Reply {
+        let call_id = req.call_id().unwrap_or_default();
+        match self.leg(call_id) {
+            Some(leg) => self.inner.reneg.update(req, &leg, peer),
+            None => Reply::new(481, "Call/Transaction Does Not Exist"),
+        }
     }
 }

@@ -20,6 +20,7 @@ mod answered;
 mod hook;
 mod media;
 mod ringing;
+mod watch;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -224,8 +225,8 @@ impl Invites {
         timers: super::CallTimers,
         media: super::CallMedia,
     ) -> Self {
-        let reneg = Renegotiation::new(inbox.clone(), media.media, endpoint.clone());
-        Self {
+        let reneg = Renegotiation::new(inbox.clone(), media.media, endpoint.clone(), media.session);
+        let invites = Self {
             inner: Arc::new(Inner {
                 out: crate::sipapp::invite::outbound::Outgoing::new(
                     inbox.clone(),
@@ -246,7 +247,9 @@ impl Invites {
                 endpoint,
                 keepalive: timers.keepalive,
             }),
-        }
+        };
+        invites.watch(media.session.expires, media.check);
+        invites
     }
 
     /// Calls from web users to phones.

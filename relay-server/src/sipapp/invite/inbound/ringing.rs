@@ -39,6 +39,9 @@ impl Invites {
             // A re-INVITE in a call the relay knows.
             return self.reinvite(responder).await;
         }
+        if let Some(reply) = self.inner.reneg.too_small(req) {
+            return Some(reply);
+        }
         let contacts = match self.inner.store.user(&callee).await {
             Ok(Some(_)) => match self.inner.store.contacts(&callee, now_ms()).await {
                 Ok(c) => c,
@@ -69,6 +72,10 @@ impl Invites {
             Ok(offer) => offer,
             Err(reply) => return Some(reply),
         };
+        // The phone's session, to tell a refresh with it unchanged (ended with the call).
+        self.inner
+            .reneg
+            .seen(&call_id, &String::from_utf8_lossy(&req.body));
         let call = match self
             .inner
             .calls
@@ -270,6 +277,9 @@ impl Invites {
             .with("Allow", responder.endpoint().allow())
             .with_to_tag(tag.clone());
         let call_id = req.call_id().unwrap_or_default().to_owned();
+        for (name, value) in self.inner.reneg.start_as_uas(&call_id, req) {
+            ok = ok.with(name, value);
+        }
         if !sdp.is_empty() {
             self.inner.reneg.sent(&call_id, &sdp);
             ok = ok.with_body("application/sdp", sdp.into_bytes());

@@ -277,6 +277,7 @@ impl Outgoing {
             ),
         );
         req.push("Allow", endpoint.allow());
+        self.inner.reneg.offer_as_uac(&mut req);
         drop(endpoint);
         // The offer, when the invitation has one; an invitation without one is an INVITE
         // without a body (the phone makes the offer in its 2xx), never a body a phone must

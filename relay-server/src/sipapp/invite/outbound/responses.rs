@@ -179,6 +179,10 @@ impl Outgoing {
             }
             endpoint.send_to(call.peer, Bytes::from(ack.to_bytes()));
         }
+        self.inner.reneg.start_as_uac(call_id, resp);
+        self.inner
+            .reneg
+            .seen(call_id, &String::from_utf8_lossy(&resp.body));
         call.leg = Leg::Up {
             local,
             remote,

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::error::Result;
-use crate::sipapp::invite::update::{same_id, sdp_of, Leg as View};
+use crate::sipapp::invite::update::{same_id, sdp_of, Leg as View, Requests};
 use restsip_sip::endpoint::Responder;
 use restsip_sip::headers::NameAddr;
 use restsip_sip::response::Reply;
@@ -28,7 +28,47 @@ impl Outgoing {
             media: call.media,
             relay_tag: tag_of(local)?,
             phone_tag: tag_of(remote)?,
+            owner: true,
         })
+    }
+
+    /// Answered leg `call_id` as the renegotiation sees it.
+    pub fn leg(&self, call_id: &str) -> Option<View> {
+        self.lock()
+            .get(call_id)
+            .and_then(|c| Self::view(call_id, c))
+    }
+
+    /// The relay's next re-INVITE in answered leg `call_id` and its ACK (a new CSeq), and
+    /// where they go.
+    pub fn reinvite_requests(&self, call_id: &str) -> Option<(SipMessage, SipMessage, Peer)> {
+        let listen = self.inner.endpoint.listen();
+        let mut calls = self.lock();
+        let (d, cseq) = calls.get_mut(call_id)?.dialog(call_id)?;
+        *cseq += 1;
+        let req = d.request(Method::INVITE, *cseq, listen)?;
+        let ack = d.request(Method::ACK, *cseq, listen)?;
+        Some((req, ack, d.peer))
+    }
+
+    /// The answered legs whose media go through rtpengine.
+    pub fn media_calls(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, c)| c.media && matches!(c.leg, Leg::Up { .. }))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Ends answered leg `call_id` for `reason` (an expired session, media rtpengine
+    /// dropped): `bye` with the reason to the sender, BYE to the phone.
+    pub async fn end(&self, call_id: &str, reason: &str) {
+        if !self.owns(call_id) {
+            return;
+        }
+        let mut bye = json!({"command": "bye", "reason": reason});
+        self.tell(call_id, &mut bye, false).await;
+        self.hang_up(call_id);
     }
 
     /// Whether `call_id` is an answered leg of a web user's call.
@@ -59,35 +99,22 @@ impl Outgoing {
         email: &str,
         body: &Value,
     ) -> Option<Result<SendReceipt>> {
-        let listen = self.inner.endpoint.listen();
-        let found = {
-            let mut calls = self.lock();
-            let (call_id, call) = calls.iter_mut().find(|(_, c)| {
+        let view = {
+            let calls = self.lock();
+            let (call_id, call) = calls.iter().find(|(_, c)| {
                 c.sender == sender
                     && c.callee == email
                     && same_id(body, &c.id)
                     && matches!(c.leg, Leg::Up { .. })
             })?;
-            let view = Self::view(call_id, call)?;
-            let sdp = sdp_of(body);
-            let (d, cseq) = call.dialog(call_id)?;
-            if sdp.is_ok() {
-                *cseq += 1;
-            }
-            let req = d.request(Method::INVITE, *cseq, listen);
-            let ack = d.request(Method::ACK, *cseq, listen);
-            (view, sdp, req.zip(ack), d.peer)
+            Self::view(call_id, call)?
         };
-        let (view, sdp, requests, peer) = found;
-        let sdp = match sdp {
+        let sdp = match sdp_of(body) {
             Ok(sdp) => sdp,
             Err(e) => return Some(Err(e)),
         };
-        let Some((req, ack)) = requests else {
-            return Some(Err(crate::error::Error::Internal(
-                "the phone's Contact is not a URI".into(),
-            )));
-        };
-        Some(self.inner.reneg.from_web(view, sdp, req, ack, peer).await)
+        let (this, call_id) = (self.clone(), view.call_id.clone());
+        let next: Requests = Arc::new(move || this.reinvite_requests(&call_id));
+        Some(self.inner.reneg.from_web(view, sdp, next).await)
     }
 }

@@ -9,11 +9,19 @@
 //!   (retransmitted until its ACK); no answer in time is 500, a re-INVITE while another is
 //!   under way 491.
 //!
-//! Also: the SDP the relay last gave the phone (a re-INVITE without an offer, such as a session
-//! refresh, is answered with it) and the rtpengine session's end with the call.
+//! Also: the SDP the relay last gave the phone (a re-INVITE without an offer, or with the
+//! phone's session unchanged, the same SDP with the same `o=` version, a refresh, is answered with
+//! it, the page and rtpengine untouched; so is an UPDATE, RFC 3311), the session timers of RFC
+//! 4028 ([`session`]), the relay's own refreshes and its re-INVITEs answered 491, retried after
+//! RFC 3261 §14.1's random delay ([`refresh`]), and the rtpengine session's end with the call.
 
 mod phone;
+mod refresh;
+pub mod session;
 mod web;
+
+use super::SessionTimers;
+pub use refresh::Requests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -57,6 +65,8 @@ pub struct Leg {
     pub relay_tag: String,
     /// The phone's tag.
     pub phone_tag: String,
+    /// Whether the relay made the Call-ID (it placed the call): its glare delay is longer.
+    pub owner: bool,
 }
 
 /// A phone's re-INVITE waiting for the web user's `updated`.
@@ -85,6 +95,27 @@ struct Inner {
     busy: Mutex<std::collections::HashSet<String>>,
     /// The SDP the relay last gave each call's phone.
     sent: Mutex<HashMap<String, String>>,
+    /// The SDP each call's phone last gave, normalized.
+    seen: Mutex<HashMap<String, String>>,
+    /// Session timer settings.
+    timers: SessionTimers,
+    /// Session timers, by Call-ID.
+    sessions: Mutex<HashMap<String, session::Session>>,
+}
+
+/// A session description as compared for "unchanged": its lines without trailing blanks (so
+/// CRLF and LF compare equal); None when it has no `o=` line. The whole description is
+/// compared, not only the `o=` version: some phones change a session and keep its version.
+fn normalized(sdp: &str) -> Option<String> {
+    if !sdp.lines().any(|l| l.starts_with("o=")) {
+        return None;
+    }
+    let lines: Vec<&str> = sdp
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
+    Some(lines.join("\n"))
 }
 
 /// Whether the id of an `update`/`updated` SEND names the call (as a number or its text).
@@ -135,8 +166,9 @@ fn receipt(other: &str, reason: &str) -> SendReceipt {
 }
 
 impl Renegotiation {
-    /// Re-INVITEs told to web users through `inbox`, media through `media`.
-    pub fn new(inbox: Inbox, media: Media, endpoint: WeakEndpoint) -> Self {
+    /// Re-INVITEs told to web users through `inbox`, media through `media`, sessions timed by
+    /// `timers`.
+    pub fn new(inbox: Inbox, media: Media, endpoint: WeakEndpoint, timers: SessionTimers) -> Self {
         Self {
             inner: Arc::new(Inner {
                 inbox,
@@ -146,6 +178,9 @@ impl Renegotiation {
                 acks: Mutex::default(),
                 busy: Mutex::default(),
                 sent: Mutex::default(),
+                seen: Mutex::default(),
+                timers,
+                sessions: Mutex::default(),
             }),
         }
     }
@@ -162,12 +197,35 @@ impl Renegotiation {
         }
     }
 
+    /// Remembers the session the phone of call `call_id` gave (an offer or an answer).
+    pub fn seen(&self, call_id: &str, sdp: &str) {
+        if let Some(n) = normalized(sdp) {
+            lock(&self.inner.seen).insert(call_id.to_owned(), n);
+        }
+    }
+
+    /// When the phone's `offer` in call `call_id` is its last session unchanged (the same
+    /// description, `o=` version included: RFC 3264 §8): the answer the relay last gave it.
+    fn unchanged(&self, call_id: &str, offer: &str) -> Option<String> {
+        let same = normalized(offer).is_some_and(|n| {
+            lock(&self.inner.seen)
+                .get(call_id)
+                .is_some_and(|seen| *seen == n)
+        });
+        if !same {
+            return None;
+        }
+        lock(&self.inner.sent).get(call_id).cloned()
+    }
+
     /// Call `call_id` is over: its rtpengine session (when `media`) and what waits for it go.
     pub fn ended(&self, call_id: &str, media: bool) {
         if media {
             self.inner.media.delete(call_id);
         }
         lock(&self.inner.sent).remove(call_id);
+        lock(&self.inner.seen).remove(call_id);
+        lock(&self.inner.sessions).remove(call_id);
         lock(&self.inner.waiting).remove(call_id);
         lock(&self.inner.busy).remove(call_id);
     }

@@ -7,6 +7,9 @@ impl Renegotiation {
     /// The final reply, unless it was sent (a 2xx).
     pub async fn from_phone(&self, responder: &Responder, leg: Leg) -> Option<Reply> {
         let req = responder.request();
+        if let Some(reply) = self.too_small(req) {
+            return Some(reply);
+        }
         if !lock(&self.inner.busy).insert(leg.call_id.clone()) {
             return Some(Reply::new(491, "Request Pending").with("Retry-After", "1"));
         }
@@ -34,6 +37,12 @@ impl Renegotiation {
             Ok(t) if restsip_sip::sdp::check(t).is_ok() => t.to_owned(),
             _ => return Some(Reply::new(488, "Not Acceptable Here (malformed SDP)")),
         };
+        if let Some(sdp) = self.unchanged(&leg.call_id, &offer) {
+            // The phone's session unchanged (a refresh): answered here, as before.
+            self.ok(responder, leg, sdp);
+            return None;
+        }
+        let phone_offer = offer.clone();
         let offer = if leg.media {
             let rewritten = media
                 .offer(
@@ -88,18 +97,47 @@ impl Renegotiation {
         } else {
             answer
         };
+        self.seen(&leg.call_id, &phone_offer);
         self.ok(responder, leg, answer);
         None
+    }
+
+    /// A phone's UPDATE (RFC 3311) in `leg`: a session refresh, without an offer or with its
+    /// session unchanged (answered with the relay's last one); a new offer is refused (488:
+    /// new sessions go in a re-INVITE, which reaches the page).
+    pub fn update(&self, req: &SipMessage, leg: &Leg, peer: Peer) -> Reply {
+        if let Some(reply) = self.too_small(req) {
+            return reply;
+        }
+        let mut ok = Reply::new(200, "OK");
+        if !req.body.is_empty() {
+            let offer = match std::str::from_utf8(&req.body) {
+                Ok(t) if restsip_sip::sdp::check(t).is_ok() => t,
+                _ => return Reply::new(488, "Not Acceptable Here (malformed SDP)"),
+            };
+            let Some(sdp) = self.unchanged(&leg.call_id, offer) else {
+                return Reply::new(488, "Not Acceptable Here")
+                    .with("Warning", "399 RELAY \"a new offer goes in a re-INVITE\"");
+            };
+            ok = ok.with_body("application/sdp", sdp.into_bytes());
+        }
+        for (name, value) in self.refreshed(&leg.call_id, req) {
+            ok = ok.with(name, value);
+        }
+        ok.with("Contact", contact(self.inner.endpoint.listen(), peer))
     }
 
     /// Sends the 200 with `sdp` to a phone's re-INVITE, again until its ACK (UDP).
     fn ok(&self, responder: &Responder, leg: &Leg, sdp: String) {
         self.sent(&leg.call_id, &sdp);
         let peer = responder.peer();
-        let ok = Reply::new(200, "OK")
+        let mut ok = Reply::new(200, "OK")
             .with("Contact", contact(self.inner.endpoint.listen(), peer))
             .with("Allow", responder.endpoint().allow())
             .with_body("application/sdp", sdp.into_bytes());
+        for (name, value) in self.refreshed(&leg.call_id, responder.request()) {
+            ok = ok.with(name, value);
+        }
         let acked = Arc::new(Notify::new());
         lock(&self.inner.acks).insert(leg.call_id.clone(), acked.clone());
         let data = responder.reply(ok);

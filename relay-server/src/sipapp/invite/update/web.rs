@@ -3,16 +3,9 @@
 use super::*;
 
 impl Renegotiation {
-    /// The web user's `update` in `leg`: the offer `sdp` in re-INVITE `req` (a request in the
-    /// dialog without body or Contact), acknowledged with `ack`, sent to `peer`.
-    pub async fn from_web(
-        &self,
-        leg: Leg,
-        sdp: String,
-        mut req: SipMessage,
-        ack: SipMessage,
-        peer: Peer,
-    ) -> Result<SendReceipt> {
+    /// The web user's `update` in `leg`: the offer `sdp` in a re-INVITE built by `next` (a
+    /// 491 is retried, see [`Renegotiation::send_reinvite`]).
+    pub async fn from_web(&self, leg: Leg, sdp: String, next: Requests) -> Result<SendReceipt> {
         if !lock(&self.inner.busy).insert(leg.call_id.clone()) {
             return Err(Error::Conflict(format!(
                 "call {} is already being renegotiated; try again",
@@ -42,26 +35,26 @@ impl Renegotiation {
         } else {
             sdp
         };
-        req.push("Contact", contact(self.inner.endpoint.listen(), peer));
-        req.push("Content-Type", "application/sdp");
-        self.sent(&leg.call_id, &offer);
-        req.body = offer.into_bytes();
-        let rx = self
-            .inner
-            .endpoint
-            .upgrade()
-            .and_then(|e| e.client().send(&req, peer));
-        let Some(rx) = rx else {
+        let Some(first) = next() else {
             lock(&self.inner.busy).remove(&leg.call_id);
-            return Err(Error::Internal("the re-INVITE could not be sent".into()));
+            return Err(Error::Internal(
+                "the re-INVITE could not be built (the phone's Contact is not a URI)".into(),
+            ));
         };
+        self.sent(&leg.call_id, &offer);
         let this = self.clone();
         let other = leg.other.clone();
         tokio::spawn(async move {
-            let answer = this.reinvite_answer(rx, &ack, peer).await;
+            let answer = this.send_reinvite(&leg, &offer, Some(first), &next).await;
             lock(&this.inner.busy).remove(&leg.call_id);
             let body = match answer {
-                Ok(sdp) => this.web_answer(&leg, sdp).await,
+                Ok(sdp) => {
+                    // A re-INVITE refreshes the session too (RFC 4028 §7.4).
+                    if let Some(s) = lock(&this.inner.sessions).get_mut(&leg.call_id) {
+                        s.restart();
+                    }
+                    this.web_answer(&leg, sdp).await
+                }
                 Err((code, reason)) => {
                     json!({"command": "updated", "code": code, "reason": reason})
                 }
@@ -91,7 +84,7 @@ impl Renegotiation {
 
     /// The final response to a re-INVITE: the 2xx's SDP (the 2xx ACKed with `ack`), else
     /// the failure.
-    async fn reinvite_answer(
+    pub(super) async fn reinvite_answer(
         &self,
         mut rx: tokio::sync::mpsc::UnboundedReceiver<Outcome>,
         ack: &SipMessage,
