@@ -4,11 +4,13 @@
 //! back as WebRTC, RTP from the phone is counted by rtpengine, and the rtpengine session ends
 //! with the call (`calls`); a phone's plain offer reaches the web user as WebRTC (`calls`);
 //! hold and resume both ways (`hold`); without rtpengine, or with one that does not answer,
-//! such calls are refused clearly and nothing hangs (`refusals`).
+//! such calls are refused clearly and nothing hangs (`refusals`); an Opus-only browser and a
+//! PCMU-only phone hear each other through rtpengine's transcoding (`transcode`).
 
 mod calls;
 mod hold;
 mod refusals;
+mod transcode;
 
 use std::time::Duration;
 
