@@ -16,7 +16,7 @@
 // Usage: node bench/media-calls.mjs [--calls 200] [--seconds 10] [--batch 10] [--codec pcmu|opus]
 //   --codec pcmu: the browser offers Opus and PCMU (as Chromium does) and the PCMU-only phone
 //   makes it PCMU end to end; opus: the browser offers Opus only, and rtpengine transcodes.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, fork, spawn } from "node:child_process";
 import crypto from "node:crypto";
 import dgram from "node:dgram";
 import fs from "node:fs";
@@ -89,6 +89,45 @@ class Echo {
 
   close() {
     this.child.kill();
+  }
+}
+
+// The browsers' RTP sockets, spread over processes of bench/rtp-senders.mjs (one event loop
+// cannot send hundreds of calls' packets every 20 ms on a shared machine).
+class Senders {
+  constructor(count) {
+    this.refs = new Map();
+    this.next = 0;
+    this.children = Array.from({ length: count }, () => {
+      const child = fork(new URL("./rtp-senders.mjs", import.meta.url), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+      child.on("message", (m) => {
+        this.refs.get(m.ref)?.(m);
+        this.refs.delete(m.ref);
+      });
+      return child;
+    });
+  }
+
+  // A request to the process of call `i` (its index there: k).
+  ask(i, message) {
+    const ref = ++this.next;
+    const child = this.children[i % this.children.length];
+    return new Promise((resolve) => {
+      this.refs.set(ref, resolve);
+      child.send({ ...message, k: Math.floor(i / this.children.length), ref });
+    });
+  }
+
+  // Sends for `seconds` from every process; per call [sent, got], the ticks and the time taken.
+  async run(seconds) {
+    const replies = await Promise.all(this.children.map((_, c) => this.ask(c, { op: "run", seconds })));
+    const counts = [];
+    replies.forEach((r, c) => r.counts.forEach((n, k) => (counts[k * this.children.length + c] = n)));
+    return { counts, ticks: Math.min(...replies.map((r) => r.ticks)), seconds: Math.max(...replies.map((r) => r.seconds)) };
+  }
+
+  close() {
+    for (const c of this.children) c.kill();
   }
 }
 
@@ -198,24 +237,12 @@ const browserSdp = (port) => `v=0\r\no=browser 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=
   `m=audio ${port} RTP/AVP 111${codec === "pcmu" ? " 0" : ""}\r\na=rtpmap:111 opus/48000/2\r\n` +
   `a=fmtp:111 minptime=10;useinbandfec=1\r\n${codec === "pcmu" ? "a=rtpmap:0 PCMU/8000\r\n" : ""}a=sendrecv\r\n`;
 
-function rtp(pt, seq, ssrc, payload) {
-  const head = Buffer.alloc(12);
-  head[0] = 0x80;
-  head[1] = pt;
-  head.writeUInt16BE(seq & 0xffff, 2);
-  head.writeUInt32BE((seq * (pt === 0 ? 160 : 960)) >>> 0, 4);
-  head.writeUInt32BE(ssrc, 8);
-  return Buffer.concat([head, payload]);
-}
-const PAYLOAD = { 0: Buffer.alloc(160, 0xff), 111: Buffer.from([0xf8, 0xff, 0xfe]) };
-
 const quantile = (values, q) => {
   const s = [...values].sort((a, b) => a - b);
   return s.length ? s[Math.max(0, Math.ceil(q * s.length) - 1)] : 0;
 };
 
-let engine, browsers, relay, phone, echo;
-const sockets = [];
+let engine, browsers, relay, phone, echo, senders;
 async function main() {
   // Wide port ranges, one per engine (4 ports a call on each side of each engine).
   engine = await Rtpengine.start(dir, { ports: [20_000, 20_000 + calls * 8 + 40] });
@@ -227,6 +254,7 @@ async function main() {
     if (r.status !== 201) throw new Error(`sign-up ${email}: ${r.status} ${await r.text()}`);
   }
   echo = await Echo.start();
+  senders = new Senders(Math.max(2, os.cpus().length));
   phone = await Phone.start(relay.sip, echo.port);
   await phone.registered();
   const auth = `Basic ${Buffer.from(`${ALICE}:${PASSWORD}`).toString("base64")}`;
@@ -241,12 +269,10 @@ async function main() {
   const cpu0 = { relay: cpu(relay.child.pid), engine: cpu(engine.child.pid), browsers: cpu(browsers.child.pid) };
   const t0 = Date.now();
   async function setUp(i) {
-    const socket = await udp();
-    sockets.push(socket);
-    const call = { i, socket, id: `b${i}`, got: 0, sent: 0 };
-    socket.on("message", () => call.got++);
+    const { port } = await senders.ask(i, { op: "open" });
+    const call = { i, id: `b${i}`, got: 0, sent: 0 };
     const offer = await browsers.request({ command: "offer", "call-id": call.id, "from-tag": "page",
-      sdp: browserSdp(socket.address().port), "transport-protocol": "UDP/TLS/RTP/SAVPF", ICE: "force",
+      sdp: browserSdp(port), "transport-protocol": "UDP/TLS/RTP/SAVPF", ICE: "force",
       DTLS: "passive", "rtcp-mux": ["offer"], SDES: ["off"], flags: ["generate mid"],
       replace: ["origin", "session-connection"] }, 10_000);
     if (offer.result !== "ok") throw new Error(`browser offer: ${JSON.stringify(offer)}`);
@@ -262,7 +288,7 @@ async function main() {
       "to-tag": "relay", sdp: await accepted, replace: ["origin", "session-connection"] }, 10_000);
     if (answer.result !== "ok") throw new Error(`browser answer: ${JSON.stringify(answer)}`);
     const m = answer.sdp.match(/^m=audio (\d+) RTP\/AVP (\d+)/m);
-    Object.assign(call, { port: Number(m[1]), pt: Number(m[2]) });
+    await senders.ask(i, { op: "target", port: Number(m[1]), pt: Number(m[2]), i });
     established.push(call);
   }
   for (let i = 0; i < calls; i += batch) {
@@ -274,23 +300,13 @@ async function main() {
   const cpu1 = { relay: cpu(relay.child.pid), engine: cpu(engine.child.pid), browsers: cpu(browsers.child.pid) };
   process.stderr.write(`\n${seconds} s of audio in ${established.length} calls...\n`);
 
-  // Audio: a packet per call every 20 ms.
-  const started = Date.now();
-  let seq = 0;
-  let stats;
-  while (Date.now() - started < seconds * 1000) {
-    // rtpengine's own rates, half-way through.
-    if (!stats && Date.now() - started > seconds * 500) stats = engine.request({ command: "statistics" }, 5000).catch((e) => ({ error: e.message }));
-    for (const c of established) {
-      c.socket.send(rtp(c.pt, seq, 0x1000 + c.i, PAYLOAD[c.pt] ?? PAYLOAD[0]), c.port, "127.0.0.1");
-      c.sent++;
-    }
-    seq++;
-    await sleep(Math.max(0, started + seq * 20 - Date.now()));
-  }
-  const audioSeconds = (Date.now() - started) / 1000;
-  // The last packets' echoes.
-  await sleep(200);
+  // Audio: a packet per call every 20 ms; rtpengine's own rates half-way through.
+  const halfway = sleep(seconds * 500).then(() => engine.request({ command: "statistics" }, 5000))
+    .catch((e) => ({ error: e.message }));
+  const sent = await senders.run(seconds);
+  const [seq, audioSeconds] = [sent.ticks, sent.seconds];
+  for (const c of established) [c.sent, c.got] = sent.counts[c.i];
+  const stats = await halfway;
   const cpu2 = { relay: cpu(relay.child.pid), engine: cpu(engine.child.pid), browsers: cpu(browsers.child.pid) };
 
   // The relay's rtpengine's own counts, per call and leg.
@@ -312,7 +328,6 @@ async function main() {
     legs.phone.push(counts.phone ?? 0);
     if ((counts.browser ?? 0) > 0 && (counts.phone ?? 0) > 0) bothWays++;
   }
-  stats = await stats;
   const flowing = established.filter((c) => c.got > 0).length;
   const perSecond = (n) => (n / audioSeconds).toFixed(1);
 
@@ -325,6 +340,9 @@ async function main() {
   console.log(`packets per call per second (sent ${perSecond(seq)}, 50 at 20 ms): browser sent ${perSecond(quantile(established.map((c) => c.sent), 0.5))}, ` +
     `got back median ${perSecond(quantile(established.map((c) => c.got), 0.5))} (p10 ${perSecond(quantile(established.map((c) => c.got), 0.1))}); ` +
     `rtpengine received from the browser leg median ${perSecond(quantile(legs.browser, 0.5))}, from the phone leg ${perSecond(quantile(legs.phone, 0.5))}; the phone echoed ${echoed}`);
+  if (seq / audioSeconds < 45) {
+    console.log(`(the senders fell behind the 20 ms pace: sharing the cores, they sent ${perSecond(seq)} packets a call a second)`);
+  }
   const per = (a, b, k) => ((b[k] - a[k]) * 1000) / Math.max(1, established.length);
   console.log(`CPU per call set-up (ms): relay ${per(cpu0, cpu1, "relay").toFixed(2)}, relay's rtpengine ${per(cpu0, cpu1, "engine").toFixed(2)}, ` +
     `browsers' rtpengine (reference: one WebRTC leg, no SIP) ${per(cpu0, cpu1, "browsers").toFixed(2)}`);
@@ -343,7 +361,7 @@ try {
   console.error(e);
   for (const log of [relay?.log, engine?.log, browsers?.log]) if (log) console.error(log.tail(3000));
 } finally {
-  for (const s of sockets) s.close();
+  senders?.close();
   echo?.close();
   phone?.socket.close();
   relay?.stop();
