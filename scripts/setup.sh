@@ -81,8 +81,11 @@ fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "npm ci"
   if ! npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1; then
-    # With omit-lockfile-registry-resolved (set on these machines) npm 11 leaves other platforms'
-    # optional packages out of the lock, and npm ci then refuses it: install from it instead.
+    # The lock lists every platform's optional packages (@rollup/rollup-*): npm ci accepts it.
+    # With omit-lockfile-registry-resolved (set on these machines) npm 11 rewrites a lock
+    # without them, which npm ci then refuses; regenerate it with
+    # `npm install --package-lock-only --omit-lockfile-registry-resolved=false`. Meanwhile,
+    # install from it instead.
     npm install --no-audit --no-fund --no-save --loglevel=error
   fi
 fi

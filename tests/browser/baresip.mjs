@@ -16,8 +16,8 @@ import { freePort, Log, until } from "./processes.mjs";
 export class Baresip {
   // Starts a phone for account `email` registered at the relay's SIP address `relay`
   // (outbound proxy and registrar, over `transport`), its files in `dir`, and connects to
-  // ctrl_tcp.
-  static async start(dir, { relay, email, password, transport = "udp" }) {
+  // ctrl_tcp. `answermode`: `manual` (the tests' `accept` command) or `auto` (at once).
+  static async start(dir, { relay, email, password, transport = "udp", answermode = "manual" }) {
     const [sip, ctrl] = [await freePort(), await freePort()];
     const modules = process.env.RESTSIP_BARESIP_MODULES ?? "/usr/lib/baresip/modules";
     fs.writeFileSync(`${dir}/config`, [
@@ -30,7 +30,7 @@ export class Baresip {
       `ctrl_tcp_listen 127.0.0.1:${ctrl}`, "",
     ].join("\n"));
     fs.writeFileSync(`${dir}/accounts`, `<sip:${email};transport=${transport}>;auth_user=${email};` +
-      `auth_pass=${password};outbound="sip:${relay};transport=${transport}";regint=600;answermode=manual\n`);
+      `auth_pass=${password};outbound="sip:${relay};transport=${transport}";regint=600;answermode=${answermode}\n`);
     fs.writeFileSync(`${dir}/contacts`, "");
     const log = new Log(`${dir}/baresip.log`, "baresip");
     const child = spawn(process.env.RESTSIP_BARESIP_BIN ?? "baresip", ["-f", dir, "-s"],

@@ -5,13 +5,15 @@
 //! with the call (`calls`); a phone's plain offer reaches the web user as WebRTC (`calls`);
 //! hold and resume both ways (`hold`); without rtpengine, or with one that does not answer,
 //! such calls are refused clearly and nothing hangs (`refusals`); session timers, rtpengine's
-//! media timeout and an offerless INVITE (`timers`); glare (`glare`).
+//! media timeout and an offerless INVITE (`timers`); glare (`glare`); an Opus-only browser and a
+//! PCMU-only phone hear each other through rtpengine's transcoding (`transcode`).
 
 mod calls;
 mod glare;
 mod hold;
 mod refusals;
 mod timers;
+mod transcode;
 
 use std::time::Duration;
 
