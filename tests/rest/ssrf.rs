@@ -129,8 +129,8 @@ async fn stored_targets_are_checked_again_when_connecting() {
     let alice = relay.user("alice@example.net").await.unwrap();
     let mut ids = Vec::new();
     for url in [
-        format!("http://localhost:{port}/by-name"),
-        format!("http://127.0.0.1:{port}/by-address"),
+        format!("http://localhost:{port}/hook"),
+        format!("http://127.0.0.1:{port}/hook"),
     ] {
         let (status, body) = create_hook(&alice, &url).await;
         assert_eq!(status, 201, "{body}");

@@ -4,6 +4,7 @@
 
 pub mod inbound;
 pub mod outbound;
+mod outcome;
 
 /// The methods this feature answers (gathered into the Allow header by the core).
 pub const METHODS: &[&str] = &["SERVICE"];
