@@ -250,8 +250,8 @@ pub struct Settings {
     #[arg(long, env = "RESTSIP_SIP_TLS", value_name = "ADDR|off")]
     pub sip_tls: Option<String>,
     /// Extra root certificates (PEM) that outgoing SIP over TLS trusts, beside Mozilla's
-    /// (webpki-roots): for a private CA's upstream server or phones (repeatable; in the
-    /// file a list) [default: none].
+    /// (webpki-roots): for a private CA's upstream server or phones; needs --sip-tls
+    /// (repeatable; in the file a list) [default: none].
     #[arg(
         long = "tls-ca",
         env = "RESTSIP_TLS_CA",

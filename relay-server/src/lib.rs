@@ -117,7 +117,7 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
     if let (Some(addr), Some(cert)) = (config.tls.sip, &certificate) {
         let side = restsip_sip::transport::tls::TlsSide::new(
             cert.server_config(&[])?,
-            tls::client_config(&config.tls)?,
+            tls::client_config(&config.tls.ca)?,
         );
         listeners = match listeners {
             Some(l) => Some(l.with_tls(addr, side).await?),

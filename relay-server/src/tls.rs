@@ -12,8 +12,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::config::TlsConfig;
-
 /// The relay's certificate and key, replaceable while it runs.
 pub struct Certificate {
     /// The certificate chain file (PEM).
@@ -123,12 +121,12 @@ impl Certificate {
     }
 }
 
-/// The client configuration of outgoing TLS: Mozilla's roots and the `--tls-ca` ones.
-pub fn client_config(config: &TlsConfig) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+/// The client configuration of outgoing TLS: Mozilla's roots and those in the `ca` files.
+pub fn client_config(ca: &[PathBuf]) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    for file in &config.ca {
+    for file in ca {
         let certs = CertificateDer::pem_file_iter(file)
             .map_err(|e| anyhow::anyhow!("tls-ca {}: {e}", file.display()))?
             .collect::<Result<Vec<_>, _>>()

@@ -308,7 +308,7 @@ async fn outgoing_tls_verifies_the_far_end_against_tls_ca_and_mozilla_roots() {
         issued.cert.display().to_string(),
         issued.key.display().to_string(),
     );
-    let relay = Relay::start_logging(
+    let mut relay = Relay::start_logging(
         &[
             "--tls-cert",
             &cert,
@@ -321,6 +321,7 @@ async fn outgoing_tls_verifies_the_far_end_against_tls_ca_and_mozilla_roots() {
     )
     .await
     .unwrap();
+    relay.trust(pki_other.client_config());
     let alice = relay.user(ALICE).await.unwrap();
     let (addr, attempts, server) = tls_sip_server(&far).await;
     let body = json!({"uri": format!("sip:{addr};transport=tls"), "body": envelope});

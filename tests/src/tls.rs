@@ -134,6 +134,8 @@ impl OpensslPeer {
                 "-verify_return_error",
                 "-quiet",
                 "-no_ign_eof",
+                // Else a line starting with R (REGISTER) asks for a renegotiation, Q quits.
+                "-nocommands",
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -50,6 +50,10 @@ pub(super) fn resolve_tls(s: TlsSettings, sip_on: bool) -> anyhow::Result<TlsCon
         );
         anyhow::ensure!(sip_on, "sip-tls needs SIP (sip is off)");
     }
+    anyhow::ensure!(
+        s.ca.is_empty() || sip.is_some(),
+        "tls-ca is for outgoing SIP over TLS: it needs sip-tls"
+    );
     Ok(TlsConfig {
         cert: s.cert,
         key: s.key,
@@ -99,5 +103,13 @@ mod tests {
             ..files()
         };
         assert!(resolve_tls(no_sip, false).is_err(), "SIP is off");
+        let ca_alone = TlsSettings {
+            ca: vec!["ca.pem".into()],
+            ..files()
+        };
+        assert!(
+            resolve_tls(ca_alone, true).is_err(),
+            "no SIP over TLS to use it"
+        );
     }
 }

@@ -139,7 +139,7 @@ impl Harness {
         };
         match transport {
             Transport::Udp => self.endpoint.inbound().datagram(data, from),
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
                 let mut framer = StreamFramer::new(65_535);
                 framer.extend(data);
                 loop {
