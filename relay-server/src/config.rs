@@ -11,6 +11,8 @@ use restsip_sip::digest::Algorithm;
 
 mod media;
 pub use media::MediaConfig;
+mod operations;
+pub use operations::{LogFormat, OperationsConfig};
 
 pub use crate::limits::Limits;
 pub use crate::sipapp::upstream::Upstream;
@@ -219,6 +221,15 @@ pub struct Settings {
     /// own rather than browsers [default: off].
     #[arg(long, env = "RESTSIP_SIP_SDP_PASSTHROUGH", value_name = "on|off")]
     pub sip_sdp_passthrough: Option<String>,
+    /// Serve `/metrics` (Prometheus text format) on its own listener at ADDR, to anyone who
+    /// reaches it [default: none: `/metrics` is served on the HTTP listener to loopback
+    /// clients only (127.0.0.1, ::1); others get 403].
+    #[arg(long, env = "RESTSIP_METRICS", value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// Log lines on stderr as `text` or as `json` (one JSON object per line, for log
+    /// shippers) [default: text].
+    #[arg(long, env = "RESTSIP_LOG_FORMAT", value_name = "text|json")]
+    pub log_format: Option<String>,
 }
 
 /// SIP settings in force.
@@ -389,6 +400,8 @@ pub struct Config {
     pub soap: SoapConfig,
     /// rtpengine and ICE servers.
     pub media: MediaConfig,
+    /// `/metrics` and logs.
+    pub operations: OperationsConfig,
 }
 
 impl Config {
@@ -576,7 +589,12 @@ impl Config {
             ice_credential: cli.ice_credential.or(file.ice_credential),
             sdp_passthrough: cli.sip_sdp_passthrough.or(file.sip_sdp_passthrough),
         })?;
+        let operations = operations::resolve_operations(
+            cli.metrics.or(file.metrics),
+            cli.log_format.or(file.log_format),
+        )?;
         Ok(Self {
+            operations,
             media,
             soap,
             http,

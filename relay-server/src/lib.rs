@@ -13,6 +13,8 @@ pub mod events;
 pub mod inbox;
 pub mod limits;
 pub mod location;
+pub mod observe;
+pub mod operations;
 pub mod sipapp;
 pub mod soap;
 pub mod store;
@@ -59,6 +61,8 @@ pub struct Relay {
     www: Option<std::path::PathBuf>,
     /// Tells streams the relay is closing.
     closing: watch::Sender<bool>,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    operations: operations::Operations,
 }
 
 /// The SIP side, built and bound, receiving once served.
@@ -123,6 +127,13 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         }
         None => sipapp::media::Media::none(),
     };
+    let operations = operations::Operations::prepare(
+        &config.operations,
+        state.store.clone(),
+        media.clone(),
+        listeners.as_ref().map(|l| l.addr()),
+    )
+    .await?;
     let media = sipapp::invite::CallMedia {
         media,
         passthrough: config.media.sdp_passthrough,
@@ -160,6 +171,7 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         state,
         www: config.www.filter(|d| d.is_dir()),
         closing,
+        operations,
     })
 }
 
@@ -241,6 +253,11 @@ impl Relay {
         self.sip.as_ref().map(|s| s.addr)
     }
 
+    /// The address `/metrics` has a listener of its own on (`--metrics`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.operations.metrics_addr()
+    }
+
     /// Serves until `shutdown` completes, then ends open streams and waits for requests in flight.
     pub async fn serve(
         self,
@@ -273,7 +290,9 @@ impl Relay {
         };
         let store = self.state.store.clone();
         let header_timeout = Duration::from_secs(self.state.limits.header_timeout);
-        let router = api::app(self.state, self.www.as_deref());
+        let (router, metrics_task) = self
+            .operations
+            .serve(api::app(self.state, self.www.as_deref()));
         let service = tower::util::MapRequest::new(router, |req| {
             api::canonical_path(api::override_method(req))
         });
@@ -302,6 +321,9 @@ impl Relay {
             }
         }
         expiry.abort();
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
         if let Some(registrations) = registrations {
             // Unregister the users registered upstream while SIP still runs (bounded).
             let _ = tokio::time::timeout(UPSTREAM_STOP, registrations.stop()).await;

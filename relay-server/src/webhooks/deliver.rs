@@ -63,8 +63,19 @@ fn describe(err: &reqwest::Error) -> String {
     text
 }
 
-/// POSTs `event` to the webhook's target; Ok on a 2xx answer, else why not.
+/// POSTs `event` to the webhook's target; Ok on a 2xx answer, else why not (counted).
 pub(super) async fn post(
+    http: &reqwest::Client,
+    hook: &WebhookRecord,
+    event: &WebhookEventRecord,
+) -> Result<(), String> {
+    let result = attempt(http, hook, event).await;
+    crate::observe::webhook_delivery(result.is_ok());
+    result
+}
+
+/// One POST of `event` to the webhook's target.
+async fn attempt(
     http: &reqwest::Client,
     hook: &WebhookRecord,
     event: &WebhookEventRecord,
