@@ -1,12 +1,14 @@
 //! Operations endpoints against the real binary: `/metrics` on the HTTP listener for loopback
 //! clients only (a client on another address gets 403), on a listener of its own with
-//! `--metrics`; `/healthz`; log lines as JSON with `--log-format json`.
+//! `--metrics`; webhook deliveries and calls in progress counted; `/healthz`; log lines as
+//! JSON with `--log-format json`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
 use std::time::Duration;
 
 use restsip_e2e::metrics::{free_port, Scrape};
+use restsip_e2e::receiver::Receiver;
 use restsip_e2e::{relay_binary, Relay, WAIT};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -169,4 +171,64 @@ async fn json_logs_are_one_json_object_per_line() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("neither text nor json"), "{stderr}");
+}
+
+#[tokio::test]
+async fn webhook_deliveries_and_calls_in_progress_are_counted() {
+    let relay = Relay::start(&["--webhook-max-backoff", "1"]).await.unwrap();
+    let url = relay.url("/metrics");
+    let alice = relay.user("alice@example.net").await.unwrap();
+    relay.user("bob@example.net").await.unwrap();
+
+    // The receiver refuses the first POST (500), then takes the retry.
+    let mut receiver = Receiver::start().await.unwrap();
+    receiver.then(1, 500);
+    let body = json!({"url": receiver.url, "resource": "/login/bob@example.net"});
+    let r = alice.request("POST", "/webhook", Some(body)).await.unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(!receiver.next().await.unwrap().accepted());
+    assert!(receiver.next_accepted().await.is_ok());
+    let deliveries = "restsip_webhook_deliveries_total";
+    let m = Scrape::until(&url, |m| {
+        m.sum(deliveries, &[("result", "delivered")]) >= 1.0
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        m.sum(deliveries, &[("result", "failed")]),
+        1.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum(deliveries, &[("result", "delivered")]),
+        1.0,
+        "{}",
+        m.text
+    );
+
+    // A call context counts as in progress once someone joined it, and no more once left.
+    let call = alice
+        .request("POST", "/call", Some(json!({})))
+        .await
+        .unwrap();
+    let call = call.body["url"].as_str().unwrap().to_owned();
+    let m = Scrape::get(&url).await.unwrap();
+    assert_eq!(m.sum("restsip_calls_active", &[]), 0.0, "{}", m.text);
+    alice.login(json!({})).await.unwrap();
+    let joined = alice
+        .request(
+            "POST",
+            &call,
+            Some(json!({"url": "/login/alice@example.net"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(joined.status, 201, "{}", joined.body);
+    let m = Scrape::get(&url).await.unwrap();
+    assert_eq!(m.sum("restsip_calls_active", &[]), 1.0, "{}", m.text);
+    let r = alice.request("DELETE", &call, None).await.unwrap();
+    assert!(r.status < 300, "{} {}", r.status, r.body);
+    let m = Scrape::get(&url).await.unwrap();
+    assert_eq!(m.sum("restsip_calls_active", &[]), 0.0, "{}", m.text);
 }
