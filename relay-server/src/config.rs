@@ -15,6 +15,8 @@ mod tls;
 pub use guards::GuardConfig;
 pub use media::MediaConfig;
 pub use tls::TlsConfig;
+mod operations;
+pub use operations::{LogFormat, OperationsConfig};
 
 pub use crate::limits::Limits;
 pub use crate::sipapp::upstream::Upstream;
@@ -292,6 +294,15 @@ pub struct Settings {
     /// the phone, `bye` with reason `media timeout` to the page); 0 never asks [default: 10].
     #[arg(long, env = "RESTSIP_RTPENGINE_CHECK", value_name = "SECS")]
     pub rtpengine_check: Option<u64>,
+    /// Serve `/metrics` (Prometheus text format) on its own listener at ADDR, to anyone who
+    /// reaches it [default: none: `/metrics` is served on the HTTP listener to loopback
+    /// clients only (127.0.0.1, ::1); others get 403].
+    #[arg(long, env = "RESTSIP_METRICS", value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// Log lines on stderr as `text` or as `json` (one JSON object per line, for log
+    /// shippers) [default: text].
+    #[arg(long, env = "RESTSIP_LOG_FORMAT", value_name = "text|json")]
+    pub log_format: Option<String>,
 }
 
 /// SIP settings in force.
@@ -471,6 +482,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Users' targets and page origins.
     pub guards: GuardConfig,
+    /// `/metrics` and logs.
+    pub operations: OperationsConfig,
 }
 
 impl Config {
@@ -692,9 +705,14 @@ impl Config {
                 &cli.allowed_origin
             },
         )?;
+        let operations = operations::resolve_operations(
+            cli.metrics.or(file.metrics),
+            cli.log_format.or(file.log_format),
+        )?;
         Ok(Self {
             guards,
             tls,
+            operations,
             media,
             soap,
             http,

@@ -17,6 +17,7 @@ use crate::bus::{Bus, BusEvent, Topic};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
+use crate::observe;
 use crate::store::{ContactRecord, SendRecord, Store};
 
 /// Longest a SEND waits for SIP phones' final responses (below the 32 s of a SIP client's own
@@ -199,6 +200,7 @@ impl Inbox {
             .collect();
         if !records.is_empty() {
             self.store.queue_sends(&records).await?;
+            observe::sends(observe::SENDS_QUEUED, records.len());
         }
         let mut deliveries: Vec<Delivery> = records
             .iter()
@@ -227,7 +229,12 @@ impl Inbox {
             })
             .collect();
         if let Some(sip) = sip.filter(|_| !by_sip.is_empty()) {
-            deliveries.extend(deliver_by_sip(sip.as_ref(), sender, email, &by_sip, &body).await);
+            let by_sip = deliver_by_sip(sip.as_ref(), sender, email, &by_sip, &body).await;
+            let taken = by_sip
+                .iter()
+                .filter(|d| d.status == DeliveryStatus::Delivered);
+            observe::sends(observe::SENDS_DELIVERED, taken.count());
+            deliveries.extend(by_sip);
         }
         Ok(SendReceipt {
             id: msg_id,
@@ -288,6 +295,10 @@ impl Inbox {
                 sip: None,
             })
             .collect();
+        let withdrawn = deliveries
+            .iter()
+            .filter(|d| d.status == DeliveryStatus::Cancelled);
+        observe::sends(observe::SENDS_CANCELLED, withdrawn.count());
         if deliveries
             .iter()
             .all(|d| d.status == DeliveryStatus::Delivered)
@@ -306,7 +317,9 @@ impl Inbox {
 
     /// Marks a SEND delivered unless it was cancelled; true if it may be handed over.
     pub async fn claim(&self, seq: i64) -> Result<bool> {
-        Ok(self.store.claim_send(seq).await?)
+        let claimed = self.store.claim_send(seq).await?;
+        observe::sends(observe::SENDS_DELIVERED, usize::from(claimed));
+        Ok(claimed)
     }
 
     /// What a contact's stream must hand over when it (re)connects.

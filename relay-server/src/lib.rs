@@ -14,6 +14,8 @@ pub mod events;
 pub mod inbox;
 pub mod limits;
 pub mod location;
+pub mod observe;
+pub mod operations;
 pub mod sipapp;
 pub mod soap;
 pub mod store;
@@ -65,6 +67,8 @@ pub struct Relay {
     https: Option<tokio_rustls::TlsAcceptor>,
     /// Reloads the certificate on SIGHUP, when there is one.
     reload: Option<tokio::task::JoinHandle<()>>,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    operations: operations::Operations,
 }
 
 /// The SIP side, built and bound, receiving once served.
@@ -158,6 +162,13 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         }
         None => sipapp::media::Media::none(),
     };
+    let operations = operations::Operations::prepare(
+        &config.operations,
+        state.store.clone(),
+        media.clone(),
+        listeners.as_ref().map(|l| l.addr()),
+    )
+    .await?;
     let media = sipapp::invite::CallMedia {
         media,
         passthrough: config.media.sdp_passthrough,
@@ -202,6 +213,7 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         closing,
         https,
         reload,
+        operations,
     })
 }
 
@@ -298,6 +310,11 @@ impl Relay {
         self.https.is_some()
     }
 
+    /// The address `/metrics` has a listener of its own on (`--metrics`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.operations.metrics_addr()
+    }
+
     /// Serves until `shutdown` completes, then ends open streams and waits for requests in flight.
     pub async fn serve(
         self,
@@ -330,7 +347,9 @@ impl Relay {
         };
         let store = self.state.store.clone();
         let header_timeout = Duration::from_secs(self.state.limits.header_timeout);
-        let router = api::app(self.state, self.www.as_deref());
+        let (router, metrics_task) = self
+            .operations
+            .serve(api::app(self.state, self.www.as_deref()));
         let service = tower::util::MapRequest::new(router, |req| {
             api::canonical_path(api::override_method(req))
         });
@@ -361,6 +380,9 @@ impl Relay {
         expiry.abort();
         if let Some(reload) = self.reload {
             reload.abort();
+        }
+        if let Some(task) = metrics_task {
+            task.abort();
         }
         if let Some(registrations) = registrations {
             // Unregister the users registered upstream while SIP still runs (bounded).

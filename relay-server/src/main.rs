@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use restsip_relay::config::Config;
+use restsip_relay::config::{Config, LogFormat};
 
 /// mimalloc: glibc's malloc cost a quarter of the CPU time of a SIP REGISTER (many small
 /// allocations, freed on other threads than the one that made them).
@@ -11,17 +11,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: a log file or a pipe gets plain text (and the SIP
-        // trace's messages stay greppable).
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run().await {
+    let config = match Config::from_args() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("relay-server: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    init_logs(config.operations.log_format);
+    match run(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("relay-server: {e:#}");
@@ -30,8 +28,26 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run() -> anyhow::Result<()> {
-    let config = Config::from_args()?;
+/// Log lines on stderr, filtered by `RUST_LOG` (default `info`), as text or JSON lines.
+fn init_logs(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr);
+    match format {
+        // One JSON object per line, the event's fields at its top level, for log shippers.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+        // Colours only on a terminal: a log file or a pipe gets plain text (and the SIP
+        // trace's messages stay greppable).
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
     let database = config.database.clone();
     let relay = restsip_relay::start(config).await?;
     // The first line on stdout says where the relay is; scripts and tests read it.
@@ -47,6 +63,10 @@ async fn run() -> anyhow::Result<()> {
     // Later lines are optional: readers find them by their prefix.
     if let Some(tls) = relay.sip_tls_addr() {
         println!("restsip relay sip on tls {tls}");
+    }
+    // `/metrics` on a listener of its own (--metrics) comes after the lines above.
+    if let Some(metrics) = relay.metrics_addr() {
+        println!("restsip relay metrics on http://{metrics}/metrics");
     }
     std::io::stdout().flush()?;
     tracing::info!(http = %relay.http_addr(), sip = ?relay.sip_addr(), %database, "relay started");

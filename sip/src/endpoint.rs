@@ -14,6 +14,7 @@ use super::headers::Via;
 use super::message::{Method, SipMessage, StartLine};
 use super::parse::{parse_datagram, parse_head, Rejected};
 use super::response::{build, new_tag, Reply};
+use super::stats::Direction;
 use super::transaction::server::Received;
 use super::transaction::ClientTransactions;
 use super::transaction::ServerTransactions;
@@ -232,9 +233,13 @@ impl Endpoint {
     /// Handles a message a stream framer found (or refused).
     fn on_parsed(&self, parsed: Result<SipMessage, Rejected>, from: Peer) {
         match parsed {
-            Ok(msg) => match msg.start {
-                StartLine::Request { .. } => self.on_request(msg, from),
-                StartLine::Response { .. } => {
+            Ok(msg) => match &msg.start {
+                StartLine::Request { method, .. } => {
+                    crate::stats::request(Direction::In, method);
+                    self.on_request(msg, from)
+                }
+                StartLine::Response { code, .. } => {
+                    crate::stats::response(Direction::In, *code);
                     // Responses that match no client transaction go on when the relay
                     // forwarded their request (a retransmitted 2xx), else are dropped.
                     if let Some(stray) = self.inner.client.on_response_or_back(msg) {
@@ -292,6 +297,7 @@ impl Endpoint {
             );
             build(&req, None, &reply, &new_tag())
         };
+        crate::stats::response(Direction::Out, reply.code);
         self.inner.wire.send(to, Bytes::from(response.to_bytes()));
     }
 
@@ -378,6 +384,7 @@ impl Endpoint {
         let tag = reply.to_tag.clone().unwrap_or_else(new_tag);
         let response = build(req, Some(top), &reply, &tag);
         let data = Bytes::from(response.to_bytes());
+        crate::stats::response(Direction::Out, reply.code);
         self.inner.server.respond(key, reply.code, data.clone(), to);
         data
     }
@@ -527,6 +534,7 @@ impl Responder {
     /// stripped) in the transaction.
     pub fn forward(&self, response: &SipMessage, code: u16) {
         let data = Bytes::from(response.to_bytes());
+        crate::stats::response(Direction::Out, code);
         self.endpoint
             .inner
             .server

@@ -19,6 +19,7 @@ pub mod per_ip;
 pub mod response;
 mod scan;
 pub mod sdp;
+pub mod stats;
 pub mod trace;
 pub mod transaction;
 pub mod transport;

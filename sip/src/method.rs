@@ -74,6 +74,15 @@ impl Method {
         Self::KNOWN.contains(self)
     }
 
+    /// The token of a standard method, for labels that must stay few (statistics); None
+    /// for any other token.
+    pub fn static_name(&self) -> Option<&'static str> {
+        match &self.0 {
+            Cow::Borrowed(name) => Some(name),
+            Cow::Owned(_) => None,
+        }
+    }
+
     /// The token.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -12,6 +12,7 @@ mod guessing;
 mod ice_servers;
 mod limits;
 mod logins;
+mod observe;
 mod openapi;
 mod origins;
 mod send;

@@ -13,6 +13,7 @@ mod invite;
 mod invite_out;
 mod media;
 mod message;
+mod observe;
 mod phones;
 mod presence;
 mod proxy;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod baresip;
+pub mod metrics;
 pub mod receiver;
 pub mod rtpengine;
 pub mod tls;

@@ -152,6 +152,8 @@ pub(crate) struct StreamSlot {
     counter: StreamCounter,
     /// Whose slot.
     user: String,
+    /// Counted in `/metrics` while open.
+    _open: crate::observe::Open,
 }
 
 impl StreamCounter {
@@ -176,6 +178,7 @@ impl StreamCounter {
         Ok(StreamSlot {
             counter: self.clone(),
             user: user.to_owned(),
+            _open: crate::observe::Open::new(crate::observe::STREAMS_OPEN),
         })
     }
 }

@@ -95,6 +95,7 @@ fn reply<T: serde::Serialize>(reference: String, result: Result<T, Error>) -> Se
 }
 
 async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
+    let _open = crate::observe::Open::new(crate::observe::WEBSOCKETS_OPEN);
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<ServerFrame>(OUTGOING_QUEUE);
     let keepalive = Duration::from_secs(state.limits.keepalive);

@@ -5,6 +5,7 @@
 
 mod sqlite;
 mod sqlite_batch;
+mod sqlite_health;
 mod sqlite_query;
 mod sqlite_rows;
 mod sqlite_webhooks;
@@ -369,6 +370,21 @@ pub trait Store: Send + Sync + 'static {
     async fn webhook_queue_len(&self, id: &str) -> StoreResult<usize>;
     /// The largest event id any webhook queued, 0 if none.
     async fn max_webhook_cursor(&self) -> StoreResult<i64>;
+
+    /// Ok when a write could be committed now (for `/readyz`); nothing is written.
+    async fn writable(&self) -> StoreResult<()>;
+
+    /// Counts for `/metrics`: logins alive at `now` (ms) by source, calls in progress.
+    async fn gauges(&self, now: i64) -> StoreResult<StoreGauges>;
+}
+
+/// What [`Store::gauges`] counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreGauges {
+    /// Logins alive, by source (`web`, `sip`).
+    pub logins: std::collections::BTreeMap<String, u64>,
+    /// Calls with at least one participant.
+    pub calls: u64,
 }
 
 /// Opens the store a database URL names.

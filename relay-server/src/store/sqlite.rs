@@ -95,6 +95,14 @@ async fn warn_look_alikes(db: &SqlitePool) -> anyhow::Result<()> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn writable(&self) -> StoreResult<()> {
+        super::sqlite_health::writable(&self.writer).await
+    }
+
+    async fn gauges(&self, now: i64) -> StoreResult<super::StoreGauges> {
+        super::sqlite_health::gauges(&self.pool, now).await
+    }
+
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
         let insert = sqlx::query(
             "INSERT INTO users (email, password_hash, name, data, created) VALUES (?, ?, ?, ?, ?)",
@@ -363,6 +371,7 @@ impl Store for SqliteStore {
     }
 
     async fn queue_sends(&self, sends: &[SendRecord]) -> StoreResult<()> {
+        let started = std::time::Instant::now();
         let mut tx = self.writer.begin().await?;
         for s in sends {
             sqlx::query(
@@ -381,6 +390,7 @@ impl Store for SqliteStore {
             .await?;
         }
         tx.commit().await?;
+        crate::observe::store_commit("sends", started.elapsed());
         Ok(())
     }
 

@@ -221,6 +221,13 @@ fn script(rows: usize) -> String {
 }
 
 async fn write(writer: &SqlitePool, batch: Vec<Row>) {
+    let started = std::time::Instant::now();
+    write_batch(writer, batch).await;
+    crate::observe::store_commit("contacts", started.elapsed());
+}
+
+/// Writes `batch`: one row alone, several in one statement (each alone again if one failed).
+async fn write_batch(writer: &SqlitePool, batch: Vec<Row>) {
     if let [(contact, _)] = batch.as_slice() {
         let outcome = update_one(writer, contact).await;
         if let Some((contact, waiter)) = batch.into_iter().next() {

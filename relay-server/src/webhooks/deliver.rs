@@ -70,10 +70,22 @@ fn describe(err: &reqwest::Error) -> String {
     what.to_owned()
 }
 
-/// POSTs `event` to the webhook's target; Ok on a 2xx answer, else why not. A target with
-/// credentials or at a forbidden address (stored before the guard, or before the relay lost
-/// `--allow-private-targets`) is never contacted.
+/// POSTs `event` to the webhook's target; Ok on a 2xx answer, else why not (counted). A
+/// target with credentials or at a forbidden address (stored before the guard, or before the
+/// relay lost `--allow-private-targets`) is never contacted.
 pub(super) async fn post(
+    http: &reqwest::Client,
+    egress: &Egress,
+    hook: &WebhookRecord,
+    event: &WebhookEventRecord,
+) -> Result<(), String> {
+    let result = attempt(http, egress, hook, event).await;
+    crate::observe::webhook_delivery(result.is_ok());
+    result
+}
+
+/// One POST of `event` to the webhook's target.
+async fn attempt(
     http: &reqwest::Client,
     egress: &Egress,
     hook: &WebhookRecord,

@@ -76,6 +76,7 @@ type Inner = Layer<ClientTx>;
 
 impl Kind for ClientTx {
     type Timer = Timer;
+    const NAME: &'static str = "client";
 
     fn fire(&mut self, layer: &Inner, key: &TxKey, timer: Timer) -> bool {
         match timer {
@@ -119,7 +120,8 @@ impl ClientTransactions {
         let invite = request.method() == Some(&Method::INVITE);
         let data = Bytes::from(request.to_bytes());
         let (user, rx) = mpsc::unbounded_channel();
-        self.inner.lock().insert(
+        let mut table = self.inner.lock();
+        table.insert(
             key.clone(),
             ClientTx {
                 invite,
@@ -136,6 +138,11 @@ impl ClientTransactions {
                 ringing: false,
             },
         );
+        crate::stats::transaction_opened(ClientTx::NAME, table.len());
+        drop(table);
+        if let Some(method) = request.method() {
+            crate::stats::request(crate::stats::Direction::Out, method);
+        }
         self.inner.wire.send(peer, data);
         let now = Instant::now();
         if !peer.transport.reliable() {
@@ -183,6 +190,7 @@ impl ClientTransactions {
             // The 2xx is acknowledged end to end by the core; the transaction ends (§17.1.1.2).
             let _ = tx.user.send(Outcome::Response(Box::new(response)));
             table.remove(&key);
+            crate::stats::transactions_alive(ClientTx::NAME, table.len());
             return true;
         } else {
             tx.state = State::Completed;
@@ -209,13 +217,15 @@ impl ClientTransactions {
     /// waiting for a final response end as if timed out. Responses read from the connection
     /// before it closed have reached their users already, so they come first.
     pub fn connection_closed(&self, peer: Peer) {
-        self.inner.lock().retain(|_, tx| {
+        let mut table = self.inner.lock();
+        table.retain(|_, tx| {
             if tx.peer != peer || tx.state == State::Completed {
                 return true;
             }
             let _ = tx.user.send(Outcome::Timeout);
             false
         });
+        crate::stats::transactions_alive(ClientTx::NAME, table.len());
     }
 
     /// Hands a response to its transaction; the response back when none matches.

@@ -13,6 +13,8 @@ use crate::transport::Wire;
 pub trait Kind: Sized + Send + Sync + 'static {
     /// Its timers.
     type Timer: Ord + Send;
+    /// Its name in statistics (`server` or `client`).
+    const NAME: &'static str;
     /// Acts on `timer` of the live transaction `tx` (`key`), which passed, with the table
     /// locked; true when the transaction is over and is forgotten.
     fn fire(&mut self, layer: &Layer<Self>, key: &TxKey, timer: Self::Timer) -> bool;
@@ -83,6 +85,7 @@ impl<K: Kind> Deadlines for Layer<K> {
         };
         if tx.fire(self, &key, timer) {
             table.remove(&key);
+            crate::stats::transactions_alive(K::NAME, table.len());
         }
     }
 }

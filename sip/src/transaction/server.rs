@@ -71,6 +71,7 @@ type Inner = Layer<ServerTx>;
 
 impl Kind for ServerTx {
     type Timer = Timer;
+    const NAME: &'static str = "server";
 
     fn fire(&mut self, layer: &Inner, key: &TxKey, timer: Timer) -> bool {
         match timer {
@@ -135,6 +136,7 @@ impl ServerTransactions {
                         interval: T1,
                     },
                 );
+                crate::stats::transaction_opened(ServerTx::NAME, table.len());
                 Received::New
             }
         }
@@ -174,6 +176,7 @@ impl ServerTransactions {
                 timers.push((TIMEOUT, Timer::J));
             }
         }
+        crate::stats::transactions_alive(ServerTx::NAME, table.len());
         drop(table);
         self.inner.wire.send(peer, data);
         let now = Instant::now();

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use restsip_e2e::metrics::Scrape;
 use restsip_e2e::rtpengine::Rtpengine;
 use restsip_e2e::{Relay, WAIT};
 use serde_json::json;
@@ -74,6 +75,9 @@ async fn a_browser_calls_a_phone_as_plain_rtp_and_the_session_ends_with_its_bye(
     // Real RTP from the phone reaches rtpengine's port for it.
     send_rtp(&rtp, port, 20).await;
     assert_counted(&engine, &call_id, port, 20).await;
+    let sessions = "restsip_media_sessions_active";
+    let m = Scrape::get(&relay.url("/metrics")).await.unwrap();
+    assert_eq!(m.sum(sessions, &[]), 1.0, "{}", m.text);
 
     // The web user hangs up: BYE to the phone, and rtpengine forgets the call.
     let bye = json!({"command": "bye", "id": "m1"});
@@ -85,6 +89,8 @@ async fn a_browser_calls_a_phone_as_plain_rtp_and_the_session_ends_with_its_bye(
     let bye = phone.next("BYE ").await;
     phone.answer(&bye, "200 OK", "", "").await;
     assert_deleted(&engine, &call_id).await;
+    let m = Scrape::get(&relay.url("/metrics")).await.unwrap();
+    assert_eq!(m.sum(sessions, &[]), 0.0, "{}", m.text);
 }
 
 /// The next response of `phone` to a `method` request (others are skipped).

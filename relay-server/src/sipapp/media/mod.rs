@@ -56,6 +56,8 @@ pub fn is_webrtc(sdp: &str) -> bool {
 pub struct Media {
     /// The ng client, when `--rtpengine` is set.
     ng: Option<ng::Ng>,
+    /// The calls rtpengine holds for the relay (offered, not yet deleted), for `/metrics`.
+    sessions: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Media {
@@ -69,7 +71,19 @@ impl Media {
     pub async fn connect(addr: &str, timeout: Duration) -> std::io::Result<Self> {
         Ok(Self {
             ng: Some(ng::Ng::connect(addr, timeout).await?),
+            sessions: Default::default(),
         })
+    }
+
+    /// Notes call `call_id` as held in rtpengine (`open`) or not, and counts them.
+    fn note_session(&self, call_id: &str, open: bool) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if open {
+            sessions.insert(call_id.to_owned());
+        } else {
+            sessions.remove(call_id);
+        }
+        crate::observe::media_sessions(sessions.len());
     }
 
     /// Whether an rtpengine is configured.
@@ -136,7 +150,9 @@ impl Media {
                 req.set("flags", Value::strings(&["generate mid"]));
             }
         }
-        sdp_of(ng.request(&req).await?)
+        let sdp = sdp_of(ng.request(&req).await?)?;
+        self.note_session(call_id, true);
+        Ok(sdp)
     }
 
     /// rtpengine's rewrite of the answer `sdp` of the side tagged `to_tag` to the offer of
@@ -174,6 +190,7 @@ impl Media {
     /// forgets calls without media by itself after its timeout).
     pub fn delete(&self, call_id: &str) {
         let Some(ng) = self.ng.clone() else { return };
+        self.note_session(call_id, false);
         let call_id = call_id.to_owned();
         tokio::spawn(async move {
             // At once: rtpengine otherwise keeps a deleted call for its delete-delay (30 s).
