@@ -27,6 +27,8 @@ pub enum ProblemKind {
     Unprocessable,
     /// 429: a limit was reached (streams per user, ...).
     TooManyRequests,
+    /// 507: the user's mailbox is full (messages, bytes or messages from one sender).
+    MailboxFull,
     /// 500: the relay failed; details are in its log.
     Internal,
     /// 503: the relay is shutting down or its store is unavailable.
@@ -50,6 +52,7 @@ impl ProblemKind {
             Self::UnsupportedMediaType => 415,
             Self::Unprocessable => 422,
             Self::TooManyRequests => 429,
+            Self::MailboxFull => 507,
             Self::Internal => 500,
             Self::Unavailable | Self::MediaRelayUnavailable => 503,
         }
@@ -68,6 +71,7 @@ impl ProblemKind {
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::Unprocessable => "unprocessable",
             Self::TooManyRequests => "too-many-requests",
+            Self::MailboxFull => "mailbox-full",
             Self::Internal => "internal",
             Self::Unavailable => "unavailable",
             Self::MediaRelayUnavailable => "media-relay-unavailable",
@@ -87,6 +91,7 @@ impl ProblemKind {
             Self::UnsupportedMediaType,
             Self::Unprocessable,
             Self::TooManyRequests,
+            Self::MailboxFull,
             Self::Internal,
             Self::Unavailable,
         ]
@@ -128,6 +133,7 @@ impl Problem {
             ProblemKind::UnsupportedMediaType => "Unsupported media type",
             ProblemKind::Unprocessable => "Unprocessable content",
             ProblemKind::TooManyRequests => "Too many requests",
+            ProblemKind::MailboxFull => "Mailbox full",
             ProblemKind::Internal => "Internal error",
             ProblemKind::Unavailable => "Service unavailable",
             ProblemKind::MediaRelayUnavailable => "Media relay unavailable",

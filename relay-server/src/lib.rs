@@ -13,6 +13,7 @@ pub mod events;
 pub mod inbox;
 pub mod limits;
 pub mod location;
+pub mod mailbox;
 pub mod sipapp;
 pub mod soap;
 pub mod store;
@@ -132,6 +133,7 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         Some(soap::builtin::Builtin::new(
             state.location.clone(),
             state.store.clone(),
+            state.limits.clone(),
         )),
         config.soap.endpoints.clone(),
         Duration::from_secs(config.soap.timeout),
@@ -211,6 +213,15 @@ fn sip_app(
             let handler: Box<dyn restsip_sip::endpoint::Handler> = Box::new(core);
             (handler, (invites, upstream))
         });
+    if let Some(rate) = &config.rate {
+        endpoint.limit_rate(restsip_sip::pike::Pike::new(rate));
+        tracing::info!(
+            per_second = rate.per_second,
+            burst = rate.burst,
+            exempt = ?rate.exempt,
+            "SIP requests rate limited per source"
+        );
+    }
     let weak = endpoint.downgrade();
     if let Some(sender) = &upstream {
         // Web users watch addresses of its domains through it.

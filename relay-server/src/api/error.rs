@@ -78,6 +78,7 @@ impl From<Error> for ApiError {
             Error::Conflict(d) => Self::new(ProblemKind::Conflict, d),
             Error::Invalid(d) => Self::new(ProblemKind::Unprocessable, d),
             Error::Limit(d) => Self::new(ProblemKind::TooManyRequests, d),
+            Error::MailboxFull(d) => Self::new(ProblemKind::MailboxFull, d),
             Error::MediaRelay(d) => Self::new(ProblemKind::MediaRelayUnavailable, d),
             Error::Store(e) => {
                 tracing::error!(error = %e, "store failure");
