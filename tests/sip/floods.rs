@@ -304,7 +304,7 @@ async fn leave_messages(
     let via = socket.via();
     let mut out = Vec::new();
     for i in 0..n {
-        let id = format!("leave-{transport}-{from}-{i}");
+        let id = format!("leave-{transport}-{}-{i}", from.replace('@', "-at-"));
         let body = leave_message(BOB, size);
         socket
             .send(&request(
