@@ -74,8 +74,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The relay, SIP on a free port, digest auth off (the same work as Kamailio's registrar).
-target/release/relay-server --http 127.0.0.1:0 --sip 127.0.0.1:0 --sip-auth off \
+# The relay, SIP on a free port, digest auth off (the same work as Kamailio's registrar), and
+# its per-source rate limit off: sipp floods from one address, which the limit exists to stop.
+target/release/relay-server --http 127.0.0.1:0 --sip 127.0.0.1:0 --sip-auth off --sip-rate-limit off \
   --database "sqlite:$work/relay.db" --www "$work/none" >"$work/relay.out" 2>"$work/relay.err" &
 relay_pid=$!
 for _ in $(seq 100); do [ "$(cat "$work/relay.out" 2>/dev/null | wc -l)" -ge 2 ] && break; sleep 0.1; done

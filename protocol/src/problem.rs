@@ -31,6 +31,8 @@ pub enum ProblemKind {
     ForbiddenTarget,
     /// 429: a limit was reached (streams per user, ...).
     TooManyRequests,
+    /// 507: the user's mailbox is full (messages, bytes or messages from one sender).
+    MailboxFull,
     /// 500: the relay failed; details are in its log.
     Internal,
     /// 503: the relay is shutting down or its store is unavailable.
@@ -54,6 +56,7 @@ impl ProblemKind {
             Self::UnsupportedMediaType => 415,
             Self::Unprocessable | Self::ForbiddenTarget => 422,
             Self::TooManyRequests => 429,
+            Self::MailboxFull => 507,
             Self::Internal => 500,
             Self::Unavailable | Self::MediaRelayUnavailable => 503,
         }
@@ -73,6 +76,7 @@ impl ProblemKind {
             Self::Unprocessable => "unprocessable",
             Self::ForbiddenTarget => "forbidden-target",
             Self::TooManyRequests => "too-many-requests",
+            Self::MailboxFull => "mailbox-full",
             Self::Internal => "internal",
             Self::Unavailable => "unavailable",
             Self::MediaRelayUnavailable => "media-relay-unavailable",
@@ -92,6 +96,7 @@ impl ProblemKind {
             Self::UnsupportedMediaType,
             Self::Unprocessable,
             Self::TooManyRequests,
+            Self::MailboxFull,
             Self::Internal,
             Self::Unavailable,
         ]
@@ -134,6 +139,7 @@ impl Problem {
             ProblemKind::Unprocessable => "Unprocessable content",
             ProblemKind::ForbiddenTarget => "Forbidden target",
             ProblemKind::TooManyRequests => "Too many requests",
+            ProblemKind::MailboxFull => "Mailbox full",
             ProblemKind::Internal => "Internal error",
             ProblemKind::Unavailable => "Service unavailable",
             ProblemKind::MediaRelayUnavailable => "Media relay unavailable",

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use restsip_sip::digest::Algorithm;
 
 mod guards;
+mod floods;
 mod media;
 mod tls;
 pub use guards::GuardConfig;
@@ -101,6 +102,22 @@ pub struct Settings {
     /// Age after which a webhook whose event still fails is marked failing [default: 86400].
     #[arg(long, env = "RESTSIP_WEBHOOK_MAX_AGE", value_name = "SECONDS")]
     pub webhook_max_age: Option<u64>,
+    /// Most queued (undelivered) SENDs one sender may hold for one contact; past it the
+    /// sender gets 429 over REST and 486 Busy Here for a SIP MESSAGE, while other senders'
+    /// SENDs still get through [default: 100].
+    #[arg(long, env = "RESTSIP_MAX_QUEUED_PER_SENDER", value_name = "N")]
+    pub max_queued_per_sender: Option<usize>,
+    /// Most offline messages in one user's mailbox; past it leaving one gets 507
+    /// `mailbox-full` over REST and a SOAP Fault over SIP SERVICE [default: 1000].
+    #[arg(long, env = "RESTSIP_MAX_MAILBOX_MESSAGES", value_name = "N")]
+    pub max_mailbox_messages: Option<usize>,
+    /// Most bytes (url, body, subject and sender) of one user's offline messages
+    /// [default: 10485760, 10 MiB].
+    #[arg(long, env = "RESTSIP_MAX_MAILBOX_BYTES", value_name = "BYTES")]
+    pub max_mailbox_bytes: Option<usize>,
+    /// Most offline messages one sender may have in one user's mailbox [default: 50].
+    #[arg(long, env = "RESTSIP_MAX_MAILBOX_PER_SENDER", value_name = "N")]
+    pub max_mailbox_per_sender: Option<usize>,
     /// SIP address, UDP and TCP both [default: 127.0.0.1:5060]; port 0 picks a port free for
     /// both; `off` turns SIP off.
     #[arg(long, env = "RESTSIP_SIP", value_name = "ADDR|off")]
@@ -303,6 +320,27 @@ pub struct Settings {
     /// shippers) [default: text].
     #[arg(long, env = "RESTSIP_LOG_FORMAT", value_name = "text|json")]
     pub log_format: Option<String>,
+    /// SIP requests one source IP address (IPv6: one /64) may send per second, sustained, as
+    /// `N/s`; past it and its burst, the source's next request is answered 503 with
+    /// Retry-After and the rest are dropped unanswered until the burst has refilled; ACKs and
+    /// responses are never limited; `off` for benchmarks that flood from one address
+    /// [default: 100/s].
+    #[arg(long, env = "RESTSIP_SIP_RATE_LIMIT", value_name = "N/s|off")]
+    pub sip_rate_limit: Option<String>,
+    /// SIP requests one source may send at once above --sip-rate-limit [default: 500].
+    #[arg(long, env = "RESTSIP_SIP_RATE_BURST", value_name = "N")]
+    pub sip_rate_burst: Option<u32>,
+    /// A source never rate limited, as an address or a CIDR block (`192.0.2.20`,
+    /// `10.0.0.0/8`): the upstream proxy, which carries many users' requests (repeatable; in
+    /// the file a list) [default: none].
+    #[arg(
+        long = "sip-rate-exempt",
+        env = "RESTSIP_SIP_RATE_EXEMPT",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub sip_rate_exempt: Vec<String>,
 }
 
 /// SIP settings in force.
@@ -326,6 +364,8 @@ pub struct SipConfig {
     pub call_keepalive: u64,
     /// Where requests to non-accounts go, if anywhere.
     pub upstream: Option<Upstream>,
+    /// The per-source request rate limit; None when off.
+    pub rate: Option<restsip_sip::pike::RateConfig>,
 }
 
 /// Registrations at the upstream server: which users, with which credentials, how long.
@@ -448,6 +488,7 @@ impl Default for SipConfig {
             invite_timeout: 60,
             call_keepalive: 30,
             upstream: None,
+            rate: Some(restsip_sip::pike::RateConfig::default()),
         }
     }
 }
@@ -558,7 +599,24 @@ impl Config {
                 .webhook_max_age
                 .or(file.webhook_max_age)
                 .unwrap_or(d.webhook_max_age),
+            max_queued_per_sender: cli
+                .max_queued_per_sender
+                .or(file.max_queued_per_sender)
+                .unwrap_or(d.max_queued_per_sender),
+            max_mailbox_messages: cli
+                .max_mailbox_messages
+                .or(file.max_mailbox_messages)
+                .unwrap_or(d.max_mailbox_messages),
+            max_mailbox_bytes: cli
+                .max_mailbox_bytes
+                .or(file.max_mailbox_bytes)
+                .unwrap_or(d.max_mailbox_bytes),
+            max_mailbox_per_sender: cli
+                .max_mailbox_per_sender
+                .or(file.max_mailbox_per_sender)
+                .unwrap_or(d.max_mailbox_per_sender),
         };
+        floods::check_caps(&limits)?;
         anyhow::ensure!(
             limits.min_expires >= 1,
             "min-expires must be at least 1 second"
@@ -652,6 +710,15 @@ impl Config {
                 expires: cli.sip_upstream_expires.or(file.sip_upstream_expires),
             },
         )?;
+        sip.rate = floods::resolve_rate(floods::RateSettings {
+            limit: cli.sip_rate_limit.or(file.sip_rate_limit),
+            burst: cli.sip_rate_burst.or(file.sip_rate_burst),
+            exempt: if cli.sip_rate_exempt.is_empty() {
+                file.sip_rate_exempt
+            } else {
+                cli.sip_rate_exempt
+            },
+        })?;
         let soap = resolve_soap(
             if cli.soap_service.is_empty() {
                 file.soap_service
@@ -780,6 +847,7 @@ fn resolve_sip(
         invite_timeout: d.invite_timeout,
         call_keepalive: d.call_keepalive,
         upstream: None,
+        rate: d.rate,
     })
 }
 

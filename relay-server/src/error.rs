@@ -24,6 +24,9 @@ pub enum Error {
     /// A configured limit was reached.
     #[error("{0}")]
     Limit(String),
+    /// A user's mailbox is past one of its caps.
+    #[error("{0}")]
+    MailboxFull(String),
     /// A call between a browser and a phone needs the media relay, which is not configured
     /// or failed.
     #[error("{0}")]

@@ -24,6 +24,10 @@ use crate::store::{ContactRecord, SendRecord, Store};
 /// transaction timeout, so a MESSAGE relayed from SIP is still answered in time).
 const SIP_DELIVERY_WAIT: Duration = Duration::from_secs(16);
 
+/// Locks that make a SEND's queue checks and its queueing one step for its recipient (by a
+/// hash of the address), so that concurrent SENDs cannot pass a cap together.
+const QUEUE_LOCKS: usize = 64;
+
 /// Sends SENDs to contacts that are SIP registrations as SIP requests (the SIP side).
 #[async_trait::async_trait]
 pub trait SipDelivery: Send + Sync + 'static {
@@ -64,6 +68,8 @@ pub struct Inbox {
     sip: Arc<OnceLock<Arc<dyn SipDelivery>>>,
     /// The call gateway, once the SIP side runs.
     hook: Arc<OnceLock<Arc<dyn SendHook>>>,
+    /// Queue checks and queueing, one recipient at a time (per hash of its address).
+    queueing: Arc<Vec<tokio::sync::Mutex<()>>>,
 }
 
 /// Sends `body` to every SIP contact in `to` at once and waits (a bounded time) for each
@@ -116,7 +122,13 @@ impl Inbox {
             limits,
             sip: Arc::default(),
             hook: Arc::default(),
+            queueing: Arc::new((0..QUEUE_LOCKS).map(|_| Default::default()).collect()),
         }
+    }
+
+    /// The limits it enforces (the mailbox caps for missed calls among them).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Lets `hook` take the SENDs of calls in progress (set once, when the SIP side starts).
@@ -171,11 +183,28 @@ impl Inbox {
         let (by_sip, targets): (Vec<ContactRecord>, Vec<ContactRecord>) = targets
             .into_iter()
             .partition(|c| sip.is_some() && c.source == ContactSource::Sip);
+        let queueing = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            email.hash(&mut h);
+            let shard = usize::try_from(h.finish() % QUEUE_LOCKS as u64).unwrap_or(0);
+            self.queueing[shard].lock().await
+        };
         for c in &targets {
             let topic = Topic::Inbox(email.to_owned(), c.id);
-            if !self.bus.is_watched(&topic)
-                && self.store.queued_count(email, c.id).await? >= self.limits.max_queued_per_contact
-            {
+            if self.bus.is_watched(&topic) {
+                continue;
+            }
+            // One sender's share first: a flood from one sender stops here, before it can
+            // fill the contact's whole queue and crowd out everyone else.
+            let per_sender = self.limits.max_queued_per_sender;
+            if self.store.queued_from(email, c.id, sender).await? >= per_sender {
+                return Err(Error::Limit(format!(
+                    "{} already has {per_sender} undelivered messages from {sender}",
+                    topic.resource(),
+                )));
+            }
+            if self.store.queued_count(email, c.id).await? >= self.limits.max_queued_per_contact {
                 return Err(Error::Limit(format!(
                     "{} already has {} undelivered messages",
                     topic.resource(),
@@ -202,6 +231,7 @@ impl Inbox {
             self.store.queue_sends(&records).await?;
             observe::sends(observe::SENDS_QUEUED, records.len());
         }
+        drop(queueing);
         let mut deliveries: Vec<Delivery> = records
             .iter()
             .map(|r| {

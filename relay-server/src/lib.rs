@@ -16,6 +16,7 @@ pub mod limits;
 pub mod location;
 pub mod observe;
 pub mod operations;
+pub mod mailbox;
 pub mod sipapp;
 pub mod soap;
 pub mod store;
@@ -183,6 +184,7 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         Some(soap::builtin::Builtin::new(
             state.location.clone(),
             state.store.clone(),
+            state.limits.clone(),
         )),
         config.soap.endpoints.clone(),
         Duration::from_secs(config.soap.timeout),
@@ -266,6 +268,15 @@ fn sip_app(
             let handler: Box<dyn restsip_sip::endpoint::Handler> = Box::new(core);
             (handler, (invites, upstream))
         });
+    if let Some(rate) = &config.rate {
+        endpoint.limit_rate(restsip_sip::pike::Pike::new(rate));
+        tracing::info!(
+            per_second = rate.per_second,
+            burst = rate.burst,
+            exempt = ?rate.exempt,
+            "SIP requests rate limited per source"
+        );
+    }
     let weak = endpoint.downgrade();
     if let Some(sender) = &upstream {
         // Web users watch addresses of its domains through it.

@@ -36,6 +36,14 @@ pub struct Limits {
     pub webhook_max_backoff: u64,
     /// Age of a failing event after which its webhook is marked failing (s).
     pub webhook_max_age: u64,
+    /// Most undelivered SENDs one sender may hold for one contact.
+    pub max_queued_per_sender: usize,
+    /// Most offline messages in one mailbox.
+    pub max_mailbox_messages: usize,
+    /// Most bytes of offline messages in one mailbox.
+    pub max_mailbox_bytes: usize,
+    /// Most offline messages from one sender in one mailbox.
+    pub max_mailbox_per_sender: usize,
 }
 
 impl Default for Limits {
@@ -57,6 +65,10 @@ impl Default for Limits {
             webhook_timeout: 10,
             webhook_max_backoff: 300,
             webhook_max_age: 86_400,
+            max_queued_per_sender: 100,
+            max_mailbox_messages: 1000,
+            max_mailbox_bytes: 10 * 1024 * 1024,
+            max_mailbox_per_sender: 50,
         }
     }
 }

@@ -6,13 +6,14 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
 
 use super::headers::Via;
 use super::message::{Method, SipMessage, StartLine};
 use super::parse::{parse_datagram, parse_head, Rejected};
+use super::pike::{Pike, Verdict};
 use super::response::{build, new_tag, Reply};
 use super::stats::Direction;
 use super::transaction::server::Received;
@@ -100,6 +101,8 @@ struct Inner {
     listen: SocketAddr,
     /// The REGISTERs waiting for the store, by transaction.
     registering: Mutex<HashSet<TxKey>>,
+    /// The per-source request rate limit, once set (none: unlimited).
+    pike: OnceLock<Pike>,
 }
 
 /// Most REGISTERs waiting for the store at once; past it the relay is overloaded and answers
@@ -137,6 +140,7 @@ impl Endpoint {
                 max_message,
                 listen,
                 registering: Mutex::new(HashSet::new()),
+                pike: OnceLock::new(),
             }
         });
         let Some(extra) = extra else {
@@ -161,6 +165,40 @@ impl Endpoint {
     /// The methods the application handles, for Allow headers.
     pub fn allow(&self) -> &str {
         self.inner.handler.allow()
+    }
+
+    /// Limits the requests each source may send (set once, before receiving starts; until
+    /// then, and without it, nothing is limited).
+    pub fn limit_rate(&self, pike: Pike) {
+        let _ = self.inner.pike.set(pike);
+    }
+
+    /// Whether the request `req` from `from` may be handled under the rate limit; past it
+    /// the source is answered 503 with Retry-After once in a window, then not at all. ACKs
+    /// are never limited (nor responses, which do not come here).
+    fn admitted(&self, req: &SipMessage, from: Peer) -> bool {
+        let Some(pike) = self.inner.pike.get() else {
+            return true;
+        };
+        if req.method().is_none_or(|m| *m == Method::ACK) {
+            return true;
+        }
+        match pike.check(from.addr.ip()) {
+            Verdict::Pass => true,
+            Verdict::Refuse(retry_after) => {
+                tracing::warn!(
+                    peer = %from.addr,
+                    transport = %from.transport,
+                    retry_after,
+                    "SIP requests over the rate limit: answered 503, then dropped for {retry_after} s"
+                );
+                let reply = Reply::new(503, "Service Unavailable (rate limit)")
+                    .with("Retry-After", retry_after.to_string());
+                self.stateless(req, from, reply);
+                false
+            }
+            Verdict::Drop => false,
+        }
     }
 
     /// The endpoint as the transports see it.
@@ -249,7 +287,7 @@ impl Endpoint {
             },
             Err(rejected) => {
                 tracing::debug!(%from.addr, reason = %rejected.reason, "malformed SIP message");
-                if let Some(partial) = rejected.partial {
+                if let Some(partial) = rejected.partial.filter(|p| self.admitted(p, from)) {
                     let reply = if rejected.status == 505 {
                         Reply::new(505, "Version Not Supported")
                     } else {
@@ -263,7 +301,7 @@ impl Endpoint {
 
     /// Answers 513 to a request too large to handle, if enough of it could be read.
     fn too_large(&self, partial: Option<Box<SipMessage>>, from: Peer) {
-        if let Some(msg) = partial {
+        if let Some(msg) = partial.filter(|m| self.admitted(m, from)) {
             self.stateless(&msg, from, Reply::new(513, "Message Too Large"));
         }
     }
@@ -302,6 +340,9 @@ impl Endpoint {
     }
 
     fn on_request(&self, req: SipMessage, from: Peer) {
+        if !self.admitted(&req, from) {
+            return;
+        }
         let Ok(mut via) = req.top_via() else { return };
         let Some(key) = TxKey::of(&req, &via) else {
             return;

@@ -16,6 +16,7 @@ pub mod method;
 pub mod outgoing;
 pub mod parse;
 pub mod per_ip;
+pub mod pike;
 pub mod response;
 mod scan;
 pub mod sdp;

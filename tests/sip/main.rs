@@ -6,6 +6,7 @@
 //! package, `baresip` from baresip-core (scripts/setup.sh installs both).
 #![allow(clippy::unwrap_used)]
 
+mod floods;
 mod guessing;
 mod hostile_peers;
 mod interop;

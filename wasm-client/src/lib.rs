@@ -57,7 +57,7 @@ export interface RestsipError extends Error {
   name: "RestsipError";
   /** Stable code: "unauthorized" | "forbidden" | "not-found" | "conflict" | "network" |
    *  "bad-request" | "unprocessable" | "payload-too-large" | "too-many-requests" |
-   *  "not-logged-in" | "invalid-argument" | "unavailable" | "internal" |
+   *  "mailbox-full" (an offline message past the mailbox's caps) | "not-logged-in" | "invalid-argument" | "unavailable" | "internal" |
    *  "media-denied" (getUserMedia refused) | "media-unavailable" (no such device) | ... */
   code: string;
   /** HTTP status of the relay's answer; 0 when there was none. */

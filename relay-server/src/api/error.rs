@@ -79,6 +79,7 @@ impl From<Error> for ApiError {
             Error::Invalid(d) => Self::new(ProblemKind::Unprocessable, d),
             Error::ForbiddenTarget(d) => Self::new(ProblemKind::ForbiddenTarget, d),
             Error::Limit(d) => Self::new(ProblemKind::TooManyRequests, d),
+            Error::MailboxFull(d) => Self::new(ProblemKind::MailboxFull, d),
             Error::MediaRelay(d) => Self::new(ProblemKind::MediaRelayUnavailable, d),
             Error::Store(e) => {
                 tracing::error!(error = %e, "store failure");

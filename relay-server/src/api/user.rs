@@ -227,7 +227,7 @@ pub(crate) async fn message_create(
         subject: req.subject,
         created: now_ms(),
     };
-    let stored = state.store.add_mail(&record).await?;
+    let stored = crate::mailbox::leave(state.store.as_ref(), &state.limits, &record).await?;
     let view = mail_view(stored);
     Ok((
         StatusCode::CREATED,

@@ -10,7 +10,8 @@
 //!     Fault Client "no user ..." when the user does not exist.
 //!   LeaveMessage(user: string, url?: string, subject?: string, body?: string)
 //!     → LeaveMessageResponse(id: int, url: string)       (at least one of url and body)
-//!     Fault Client when the user does not exist or neither url nor body is given.
+//!     Fault Client when the user does not exist or neither url nor body is given, and
+//!     Fault Client with detail "mailbox-full" when the user's mailbox is past a cap.
 //! ```
 //!
 //! `user` is an account's email (`alice@example.net`, or `sip:alice@example.net`).
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use super::envelope::{response, Call, Fault, FaultCode, Value};
 use super::{Caller, Outcome};
 use crate::clock::now_ms;
+use crate::limits::Limits;
 use crate::location::Location;
 use crate::store::{MailRecord, Store};
 
@@ -44,12 +46,18 @@ pub struct Builtin {
     location: Location,
     /// Accounts and mailboxes.
     store: Arc<dyn Store>,
+    /// The mailbox caps.
+    limits: Arc<Limits>,
 }
 
 impl Builtin {
     /// The services.
-    pub fn new(location: Location, store: Arc<dyn Store>) -> Self {
-        Self { location, store }
+    pub fn new(location: Location, store: Arc<dyn Store>, limits: Arc<Limits>) -> Self {
+        Self {
+            location,
+            store,
+            limits,
+        }
     }
 
     /// Runs `call` (whose namespace and name [`serves`] accepted).
@@ -157,11 +165,14 @@ impl Builtin {
                 .map(str::to_owned),
             created: now_ms(),
         };
-        let stored = self
-            .store
-            .add_mail(&record)
+        let stored = crate::mailbox::leave(self.store.as_ref(), &self.limits, &record)
             .await
-            .map_err(|e| server_fault(&e))?;
+            .map_err(|e| match e {
+                crate::error::Error::MailboxFull(why) => {
+                    Fault::new(FaultCode::Client, why).with_detail("mailbox-full")
+                }
+                other => server_fault(&other),
+            })?;
         Ok(vec![
             ("id", Value::Text(stored.id.to_string())),
             (

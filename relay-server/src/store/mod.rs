@@ -6,6 +6,7 @@
 mod sqlite;
 mod sqlite_batch;
 mod sqlite_health;
+mod sqlite_caps;
 mod sqlite_query;
 mod sqlite_rows;
 mod sqlite_webhooks;
@@ -67,6 +68,39 @@ pub struct MailRecord {
     pub subject: Option<String>,
     /// When it was left (ms).
     pub created: i64,
+}
+
+/// The caps on one mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailCaps {
+    /// Most messages.
+    pub messages: usize,
+    /// Most bytes (url, body, subject and sender of every message).
+    pub bytes: usize,
+    /// Most messages from one sender.
+    pub per_sender: usize,
+}
+
+impl MailCaps {
+    /// No caps.
+    pub const NONE: Self = Self {
+        messages: usize::MAX,
+        bytes: usize::MAX,
+        per_sender: usize::MAX,
+    };
+}
+
+/// A mailbox a message did not fit in: what it holds, and the message's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxFull {
+    /// Messages in it.
+    pub messages: usize,
+    /// Messages in it from the message's sender.
+    pub from_sender: usize,
+    /// Bytes in it.
+    pub bytes: usize,
+    /// Bytes the refused message takes.
+    pub size: usize,
 }
 
 /// A contact of a logged-in user: a REST login or a SIP registration.
@@ -239,6 +273,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores an offline message (its `id` is assigned) and returns it.
     async fn add_mail(&self, mail: &MailRecord) -> StoreResult<MailRecord>;
+    /// Adds an offline message unless its owner's mailbox would pass one of `caps` (checked
+    /// and added at once); else what the mailbox holds.
+    async fn add_mail_within(
+        &self,
+        mail: &MailRecord,
+        caps: &MailCaps,
+    ) -> StoreResult<Result<MailRecord, MailboxFull>>;
     /// The owner's messages, oldest first.
     async fn mail(&self, owner: &str) -> StoreResult<Vec<MailRecord>>;
     /// Deletes one of the owner's messages; false if there was none.
@@ -307,6 +348,8 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_sends(&self, sends: &[SendRecord]) -> StoreResult<()>;
     /// How many SENDs wait undelivered for a contact.
     async fn queued_count(&self, email: &str, contact: i64) -> StoreResult<usize>;
+    /// How many SENDs from `sender` wait undelivered for a contact.
+    async fn queued_from(&self, email: &str, contact: i64, sender: &str) -> StoreResult<usize>;
     /// Marks a SEND delivered unless it was cancelled; true if it may be handed over.
     async fn claim_send(&self, seq: i64) -> StoreResult<bool>;
     /// SENDs for a contact: the queued ones, and with `after` also the delivered ones after it

@@ -8,6 +8,7 @@ use restsip_protocol::DeliveryStatus;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use super::sqlite_caps as caps;
 use super::sqlite_query::{changed_one, fetch_record, fetch_records, insert_or_conflict};
 use super::sqlite_rows::{
     call_row, contact_row, digest_row, mail_row, parse_status, participant_row, send_row,
@@ -15,8 +16,9 @@ use super::sqlite_rows::{
 };
 use super::sqlite_webhooks as webhooks;
 use super::{
-    CallRecord, ContactRecord, DigestRecord, MailRecord, ParticipantRecord, Queued, SendRecord,
-    Store, StoreResult, UserRecord, WebhookEventRecord, WebhookRecord,
+    CallRecord, ContactRecord, DigestRecord, MailCaps, MailRecord, MailboxFull, ParticipantRecord,
+    Queued, SendRecord, Store, StoreError, StoreResult, UserRecord, WebhookEventRecord,
+    WebhookRecord,
 };
 
 /// The SQLite store.
@@ -162,18 +164,17 @@ impl Store for SqliteStore {
     }
 
     async fn add_mail(&self, mail: &MailRecord) -> StoreResult<MailRecord> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO mail (owner, sender, url, body, subject, created) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&mail.owner)
-        .bind(&mail.sender)
-        .bind(&mail.url)
-        .bind(mail.body.as_ref().map(to_json))
-        .bind(&mail.subject)
-        .bind(mail.created)
-        .fetch_one(&self.writer)
-        .await?;
-        Ok(MailRecord { id, ..mail.clone() })
+        caps::add_mail(&self.writer, mail, &MailCaps::NONE)
+            .await?
+            .map_err(|_| StoreError::Corrupt("an uncapped mailbox is full".into()))
+    }
+
+    async fn add_mail_within(
+        &self,
+        mail: &MailRecord,
+        limits: &MailCaps,
+    ) -> StoreResult<Result<MailRecord, MailboxFull>> {
+        caps::add_mail(&self.writer, mail, limits).await
     }
 
     async fn mail(&self, owner: &str) -> StoreResult<Vec<MailRecord>> {
@@ -403,6 +404,10 @@ impl Store for SqliteStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    async fn queued_from(&self, email: &str, contact: i64, sender: &str) -> StoreResult<usize> {
+        caps::queued_from(&self.pool, email, contact, sender).await
     }
 
     async fn claim_send(&self, seq: i64) -> StoreResult<bool> {

@@ -99,7 +99,9 @@ impl Invites {
             subject: Some(format!("Missed call from {caller}")),
             created: now_ms(),
         };
-        if let Err(e) = self.inner.store.add_mail(&mail).await {
+        let stored =
+            crate::mailbox::leave(self.inner.store.as_ref(), self.inner.inbox.limits(), &mail);
+        if let Err(e) = stored.await {
             tracing::warn!(error = %e, "missed-call message not stored");
         }
     }
