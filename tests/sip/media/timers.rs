@@ -362,3 +362,66 @@ async fn a_phones_invite_without_an_offer_is_refused_with_a_warning() {
     assert!(warning.starts_with("399 "), "{warning}");
     assert!(warning.contains("offer"), "{warning}");
 }
+
+#[tokio::test]
+async fn a_web_users_call_asks_again_after_422_and_the_relay_refreshes_it() {
+    let engine = Rtpengine::start().await.unwrap();
+    let args = [
+        "--rtpengine",
+        &engine.addr(),
+        "--sip-session-expires",
+        "3",
+        "--sip-min-se",
+        "2",
+    ];
+    let relay = Relay::start(&args).await.unwrap();
+    let (phone, alice, mut inbox) = call_setup(&relay).await;
+    let _receipt = send_invite(
+        &alice,
+        json!({"command": "invite", "sdp": CHROME_OFFER, "id": "t2"}),
+    );
+    let first = phone.next("INVITE ").await;
+    assert_eq!(header(&first, "Session-Expires"), "3", "{first}");
+    phone
+        .answer(
+            &first,
+            "422 Session Interval Too Small",
+            "Min-SE: 4\r\n",
+            "",
+        )
+        .await;
+    // The same INVITE again (a new CSeq), asking for the phone's Min-SE.
+    let invite = phone.next("INVITE ").await;
+    assert_eq!(header(&invite, "Call-ID"), header(&first, "Call-ID"));
+    assert_eq!(header(&invite, "CSeq"), "2 INVITE", "{invite}");
+    assert_eq!(header(&invite, "Session-Expires"), "4", "{invite}");
+    assert_eq!(header(&invite, "Min-SE"), "4", "{invite}");
+    assert_eq!(sdp_of(&invite), sdp_of(&first));
+    let session = phone_sdp(4000, "sendrecv");
+    let headers = format!(
+        "Contact: <sip:carol@127.0.0.1:{}>\r\nRequire: timer\r\n\
+         Session-Expires: 4;refresher=uac\r\nContent-Type: application/sdp\r\n",
+        phone.port
+    );
+    phone.answer(&invite, "200 OK", &headers, &session).await;
+    phone.next("ACK ").await;
+    assert_eq!(next_body(&mut inbox).await["command"], "accept");
+    // The relay is the refresher: a re-INVITE with its offer unchanged, every half interval.
+    let refresh = phone.next("INVITE ").await;
+    assert_eq!(sdp_of(&refresh), sdp_of(&invite), "{refresh}");
+    assert!(
+        header(&refresh, "Session-Expires").starts_with("4;refresher=uac"),
+        "{refresh}"
+    );
+    phone.answer(&refresh, "200 OK", &headers, &session).await;
+    phone.next("ACK ").await;
+    // The page hangs up: the phone gets the BYE, rtpengine forgets the call.
+    let bye = json!({"command": "bye", "id": "t2"});
+    let r = alice
+        .request("SEND", &format!("/login/{CAROL}"), Some(bye))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    phone_gets_bye(&phone, &header(&invite, "Call-ID")).await;
+    assert_deleted(&engine, &header(&invite, "Call-ID")).await;
+}

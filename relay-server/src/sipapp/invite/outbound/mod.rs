@@ -358,9 +358,14 @@ impl Outgoing {
                 continue;
             };
             let status = failed(*code, reason);
-            if !challenged && matches!(*code, 401 | 407) {
+            if !challenged && matches!(*code, 401 | 407 | 422) {
                 challenged = true;
-                if let Some(again) = self.authorize(&call_id, resp, credentials.as_ref()) {
+                let again = if *code == 422 {
+                    self.raise_interval(&call_id, resp)
+                } else {
+                    self.authorize(&call_id, resp, credentials.as_ref())
+                };
+                if let Some(again) = again {
                     rx = again;
                     seen.clear();
                     continue;

@@ -233,6 +233,46 @@ impl Outgoing {
         resp: &SipMessage,
         credentials: Option<&(String, String)>,
     ) -> Option<tokio::sync::mpsc::UnboundedReceiver<Outcome>> {
+        let uri = match &self.lock().get(call_id)?.leg {
+            Leg::Ringing(SipMessage {
+                start: StartLine::Request { uri, .. },
+                ..
+            }) => uri.clone(),
+            _ => return None,
+        };
+        let answer =
+            crate::sipapp::upstream::authorization(resp, credentials, &uri, &Method::INVITE)?;
+        self.again(call_id, vec![answer])
+    }
+
+    /// A 422 Session Interval Too Small (RFC 4028 §7.3): the INVITE of a leg again, asking
+    /// for the response's Min-SE; the new transaction's outcomes.
+    pub(super) fn raise_interval(
+        &self,
+        call_id: &str,
+        resp: &SipMessage,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<Outcome>> {
+        let min: u64 = resp
+            .header("Min-SE")?
+            .split(';')
+            .next()?
+            .trim()
+            .parse()
+            .ok()?;
+        let min = min.to_string();
+        self.again(
+            call_id,
+            vec![("Session-Expires", min.clone()), ("Min-SE", min)],
+        )
+    }
+
+    /// Sends the INVITE of a leg again with a new CSeq and `headers` (replacing those of the
+    /// same names); the new transaction's outcomes.
+    fn again(
+        &self,
+        call_id: &str,
+        headers: Vec<(&'static str, String)>,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<Outcome>> {
         let weak = &self.inner.endpoint;
         let listen = &weak.listen();
         let mut calls = self.lock();
@@ -243,19 +283,20 @@ impl Outgoing {
         let StartLine::Request { uri, .. } = &invite.start else {
             return None;
         };
-        let answer =
-            crate::sipapp::upstream::authorization(resp, credentials, uri, &Method::INVITE)?;
         let seq = invite.cseq().map(|c| c.seq).unwrap_or(1) + 1;
         let local = outgoing::local_addr(*listen, call.peer.addr);
         let mut again = outgoing::request(Method::INVITE, uri.clone(), local, call.peer.transport);
         for h in &invite.headers {
             let skip = ["Via", "Max-Forwards", "CSeq", "Content-Type"];
-            if !skip.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
+            let replaced = headers.iter().any(|(n, _)| h.name.eq_ignore_ascii_case(n));
+            if !replaced && !skip.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
                 again.push(h.name.clone(), h.value.clone());
             }
         }
         again.push("CSeq", format!("{seq} INVITE"));
-        again.push(answer.0, answer.1);
+        for (name, value) in headers {
+            again.push(name, value);
+        }
         if let Some(t) = invite.header("Content-Type") {
             again.push("Content-Type", t.to_owned());
         }
