@@ -6,6 +6,9 @@
 //! package, `baresip` from baresip-core (scripts/setup.sh installs both).
 #![allow(clippy::unwrap_used)]
 
+mod agent;
+mod disclosure;
+mod enumeration;
 mod guessing;
 mod hostile_peers;
 mod interop;
@@ -20,4 +23,5 @@ mod registration;
 mod service;
 mod sipp;
 mod sockets;
+mod spoofing;
 mod upstream;

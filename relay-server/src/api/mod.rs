@@ -9,6 +9,7 @@ mod error;
 mod listener;
 mod login;
 pub mod openapi;
+mod presence;
 mod service;
 mod stream;
 mod user;
@@ -195,6 +196,10 @@ pub fn app(state: AppState, www: Option<&std::path::Path>) -> Router {
         .route(
             "/user/{id}/message/{mid}",
             get(user::message_get).delete(user::message_delete),
+        )
+        .route(
+            "/user/{id}/presence-rule",
+            get(presence::rule_get).put(presence::rule_put),
         )
         .route(
             "/token",
