@@ -101,10 +101,15 @@ impl Location {
         Ok(rule)
     }
 
-    /// Whether `watcher` (None: anonymous) may see the presence of `owner`; NotFound for no
-    /// user.
+    /// Whether `watcher` (None: anonymous) may see the presence of `owner`. An address that is
+    /// no account here (another domain's, watched through the upstream server) has no rule
+    /// here: its own server decides.
     pub async fn may_watch(&self, owner: &str, watcher: Option<&str>) -> Result<bool> {
-        Ok(self.presence_rule(owner).await?.permits(owner, watcher))
+        match self.presence_rule(owner).await {
+            Ok(rule) => Ok(rule.permits(owner, watcher)),
+            Err(Error::NotFound(_)) => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 }
 

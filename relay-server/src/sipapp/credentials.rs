@@ -83,6 +83,11 @@ impl Checker {
         }
     }
 
+    /// The realm, when credentials are checked.
+    pub fn realm(&self) -> Option<&str> {
+        self.digest.as_deref().map(DigestAuth::realm)
+    }
+
     /// Whether credentials are checked at all.
     pub fn on(&self) -> bool {
         self.digest.is_some()

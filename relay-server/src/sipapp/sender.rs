@@ -24,6 +24,26 @@ use crate::store::Store;
 /// The header carrying the identity the relay checked.
 pub const ASSERTED: &str = "P-Asserted-Identity";
 
+/// The header sealing a request the relay sends itself for a web user: a keyed hash (this
+/// process's random key) of its Call-ID and From, which nobody else can make.
+pub const SEAL: &str = "X-Restsip-Sender";
+
+/// The seal of a request with this Call-ID and From header value.
+pub fn seal(call_id: &str, from: &str) -> String {
+    format!(
+        "{:016x}",
+        restsip_sip::keyed::hash_one(("restsip sender", call_id, from.trim()))
+    )
+}
+
+/// Whether `req` carries the relay's own seal.
+fn sealed(req: &SipMessage) -> bool {
+    match (req.header(SEAL), req.call_id(), req.header("From")) {
+        (Some(value), Some(call_id), Some(from)) => value.trim() == seal(call_id, from),
+        _ => false,
+    }
+}
+
 /// Whom requests whose From is another domain are taken from (`--sip-foreign-from`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ForeignFrom {
@@ -85,9 +105,14 @@ impl Senders {
     /// who proved it, with none when the sender is unauthenticated (another domain, or
     /// authentication off); Err is the challenge (407) or refusal (403) to answer.
     pub async fn check(&self, req: &mut SipMessage, from: Peer) -> Result<(), Reply> {
-        if self.is_upstream(from).await {
-            // A trusted hop (RFC 3325 §5) that authenticates its own users: what it asserts
-            // stands, and its From is its word when it asserts nothing else.
+        // A request this relay sent itself for a web user it authenticated over REST (POST
+        // /service to its own address) carries its seal.
+        let own = sealed(req);
+        req.remove(SEAL);
+        if own || self.is_upstream(from).await {
+            // A trusted hop (RFC 3325 §5) that authenticates its own users (or the relay
+            // itself): what it asserts stands, and its From is its word when it asserts
+            // nothing else.
             if req.header(ASSERTED).is_none() {
                 if let Some(address) = from_address(req) {
                     req.push(ASSERTED, format!("<sip:{address}>"));
@@ -117,8 +142,14 @@ impl Senders {
             self.credentials
                 .verify(Asker::Proxy, req, &address, digest.as_ref(), from)?;
         }
-        // The credentials were for this hop only (RFC 3261 §22.3).
-        req.remove("Proxy-Authorization");
+        // The credentials for this realm were for this hop only (RFC 3261 §22.3); those for
+        // another (the upstream's) go on.
+        let realm = self.credentials.realm().unwrap_or_default().to_owned();
+        req.headers.retain(|h| {
+            !h.name.eq_ignore_ascii_case("Proxy-Authorization")
+                || restsip_sip::digest::Credentials::parse(&h.value)
+                    .is_none_or(|c| c.realm != realm)
+        });
         req.push(ASSERTED, format!("<sip:{address}>"));
         Ok(())
     }
