@@ -213,6 +213,17 @@ pub struct Settings {
     /// is refreshed before it ends [default: 600].
     #[arg(long, env = "RESTSIP_SIP_UPSTREAM_EXPIRES", value_name = "SECONDS")]
     pub sip_upstream_expires: Option<u32>,
+    /// Whom SIP requests whose From is another domain (not a local user) are taken from:
+    /// `any` (shown to pages as unauthenticated, `sip.authenticated: false`), or
+    /// `upstream-only` (only from --sip-upstream; others get 403). A From that is a local user
+    /// is always checked: digest credentials (407) or the flow the user registered on
+    /// [default: any].
+    #[arg(
+        long,
+        env = "RESTSIP_SIP_FOREIGN_FROM",
+        value_name = "any|upstream-only"
+    )]
+    pub sip_foreign_from: Option<String>,
     /// A SOAP-over-HTTP endpoint serving the SERVICE requests whose method is in NAMESPACE, as
     /// `NAMESPACE=URL` (repeatable; in the file a list of such strings) [default: none].
     #[arg(
@@ -366,6 +377,8 @@ pub struct SipConfig {
     pub upstream: Option<Upstream>,
     /// The per-source request rate limit; None when off.
     pub rate: Option<restsip_sip::pike::RateConfig>,
+    /// Whom requests from other domains are taken from.
+    pub foreign_from: crate::sipapp::sender::ForeignFrom,
 }
 
 /// Registrations at the upstream server: which users, with which credentials, how long.
@@ -489,6 +502,7 @@ impl Default for SipConfig {
             call_keepalive: 30,
             upstream: None,
             rate: Some(restsip_sip::pike::RateConfig::default()),
+            foreign_from: crate::sipapp::sender::ForeignFrom::Any,
         }
     }
 }
@@ -719,6 +733,16 @@ impl Config {
                 cli.sip_rate_exempt
             },
         })?;
+        if let Some(v) = cli.sip_foreign_from.or(file.sip_foreign_from) {
+            sip.foreign_from = crate::sipapp::sender::ForeignFrom::parse(&v).ok_or_else(|| {
+                anyhow::anyhow!("sip-foreign-from: {v:?} must be any or upstream-only")
+            })?;
+            anyhow::ensure!(
+                sip.foreign_from == crate::sipapp::sender::ForeignFrom::Any
+                    || sip.upstream.is_some(),
+                "sip-foreign-from upstream-only needs --sip-upstream"
+            );
+        }
         let soap = resolve_soap(
             if cli.soap_service.is_empty() {
                 file.soap_service
@@ -848,6 +872,7 @@ fn resolve_sip(
         call_keepalive: d.call_keepalive,
         upstream: None,
         rate: d.rate,
+        foreign_from: d.foreign_from,
     })
 }
 

@@ -67,7 +67,16 @@ pub fn parse_topic(path: &str) -> Option<Topic> {
 /// logins and a call; only its owner a contact's inbox.
 pub async fn authorize(resources: &Resources, user: &str, topic: &Topic) -> Result<()> {
     match topic {
-        Topic::Login(email) => resources.location.contacts(email).await.map(drop),
+        Topic::Login(email) => {
+            resources.location.contacts(email).await?;
+            // The user's presence rule says who may watch.
+            if !resources.location.may_watch(email, Some(user)).await? {
+                return Err(Error::Forbidden(format!(
+                    "{email}'s presence rule does not let {user} watch"
+                )));
+            }
+            Ok(())
+        }
         Topic::Inbox(email, id) => {
             if email != user {
                 return Err(Error::Forbidden(format!(

@@ -256,7 +256,7 @@ fn sip_app(
             );
             let proxy =
                 sipapp::proxy::Proxy::new(state.store.clone(), weak.clone(), upstream.clone());
-            let mut core = sip_core(state, config)
+            let mut core = sip_core(state, config, upstream.clone())
                 .with_services(soap)
                 .with_presence(presence)
                 .with_invites(invites.clone())
@@ -423,7 +423,11 @@ async fn first_to_end(tasks: Vec<tokio::task::JoinHandle<()>>) -> String {
 }
 
 /// The SIP request handlers over the REST side's accounts and location service.
-fn sip_core(state: &AppState, config: &config::SipConfig) -> sipapp::core::Core {
+fn sip_core(
+    state: &AppState,
+    config: &config::SipConfig,
+    upstream: Option<Arc<sipapp::upstream::UpstreamSender>>,
+) -> sipapp::core::Core {
     let digest = config.auth.then(|| {
         Arc::new(restsip_sip::digest::DigestAuth::new(
             &config.realm,
@@ -432,14 +436,23 @@ fn sip_core(state: &AppState, config: &config::SipConfig) -> sipapp::core::Core 
             NONCE_TTL.as_secs(),
         ))
     });
+    let credentials =
+        sipapp::credentials::Checker::new(state.auth.clone(), state.store.clone(), digest);
+    let senders = sipapp::sender::Senders::new(
+        credentials.clone(),
+        state.store.clone(),
+        state.location.clone(),
+        config.foreign_from,
+        upstream,
+    );
     let registrar = sipapp::registrar::Registrar::new(
         state.location.clone(),
-        state.store.clone(),
-        state.auth.clone(),
-        digest,
+        credentials,
         state.limits.clone(),
     );
-    sipapp::core::Core::new(registrar, state.store.clone()).with_inbox(state.inbox.clone())
+    sipapp::core::Core::new(registrar, state.store.clone())
+        .with_inbox(state.inbox.clone())
+        .with_senders(senders)
 }
 
 /// Removes logins as they expire (announcing each), and lets the bus forget idle resources.

@@ -3,6 +3,7 @@
 //! `/login/{email}`, and a contact that goes away ends its inbox stream and leaves its calls.
 
 mod cache;
+mod rule;
 mod sip;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::store::{ContactRecord, Store};
 
+pub use rule::{Allow, PresenceRule};
 pub use sip::{Binding, BindingChange, MAX_BINDINGS};
 
 /// Longest contact address accepted.

@@ -7,6 +7,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod floods;
+mod agent;
+mod disclosure;
+mod enumeration;
 mod guessing;
 mod hostile_peers;
 mod interop;
@@ -23,4 +26,5 @@ mod service;
 mod sipp;
 mod sockets;
 mod tls;
+mod spoofing;
 mod upstream;

@@ -263,6 +263,13 @@ async fn a_preloaded_route_to_an_account_of_an_ip_domain_is_served_here() {
 async fn a_notify_answered_481_ends_the_subscription() {
     let relay = Relay::default().await.unwrap();
     let bob = relay.user("bob@example.net").await.unwrap();
+    // The watcher is of another domain: bob lets everyone watch (see disclosure.rs).
+    let rule = json!({"allow": "everyone"});
+    let r = bob
+        .request("PUT", "/user/bob@example.net/presence-rule", Some(rule))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
     let phone = Phone::new(&relay).await;
     let port = phone.port;
     phone

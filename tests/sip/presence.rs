@@ -11,9 +11,21 @@ use crate::sipp::{free_port, Mode, Run, TCP, UDP};
 
 const BOB: &str = "bob@example.net";
 
+/// Lets everyone watch bob: the sipp watcher is of another domain, unauthenticated (by
+/// default only signed-in users may watch; see disclosure.rs).
+async fn everyone_may_watch(bob: &restsip_e2e::Client) {
+    let rule = json!({"allow": "everyone"});
+    let r = bob
+        .request("PUT", &format!("/user/{BOB}/presence-rule"), Some(rule))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 async fn watch_a_web_user(mode: Mode) {
     let relay = Relay::default().await.unwrap();
     let bob = relay.user(BOB).await.unwrap();
+    everyone_may_watch(&bob).await;
     let dir = tempfile::tempdir().unwrap();
     let flag = dir.path().join("first-notify");
     let flag_arg = flag.to_string_lossy().into_owned();
@@ -52,7 +64,8 @@ async fn a_phone_watches_a_web_users_presence_over_tcp() {
 /// Slow: the shortest subscription the relay grants is 30 s, and it must run out.
 async fn refresh_then_expire(mode: Mode) {
     let relay = Relay::default().await.unwrap();
-    relay.user(BOB).await.unwrap();
+    let bob = relay.user(BOB).await.unwrap();
+    everyone_may_watch(&bob).await;
     Run {
         relay: relay.sip.unwrap(),
         scenario: "subscribe-expire",

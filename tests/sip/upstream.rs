@@ -617,20 +617,16 @@ async fn a_phone_at_the_relay_reaches_a_phone_upstream_over_tcp() {
 #[tokio::test]
 async fn without_an_upstream_a_phones_message_to_another_domain_is_404() {
     let relay = Relay::default().await.unwrap();
-    let sip = relay.sip.unwrap();
     relay.user(DAVE).await.unwrap();
-    let status = crate::sipp::final_status(
-        sip,
-        "message-status",
-        UDP,
-        &[
-            ("from", DAVE),
-            ("to", CAROL),
-            ("ctype", "text/plain"),
-            ("text", "hello"),
-        ],
-    )
-    .await;
+    // Dave's phone, registered (a MESSAGE from dave elsewhere would be challenged first).
+    let phone = crate::agent::Agent::new(&relay, crate::agent::Transport::Udp).await;
+    assert!(phone.register(DAVE).await.starts_with("SIP/2.0 200"));
+    let message = crate::agent::Request {
+        content_type: "text/plain",
+        body: "hello",
+        ..crate::agent::Request::new("MESSAGE", DAVE, CAROL)
+    };
+    let status = phone.final_response(&message, "to-carol").await;
     assert!(status.starts_with("SIP/2.0 404"), "{status}");
 }
 

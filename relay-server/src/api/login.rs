@@ -46,7 +46,8 @@ pub(crate) async fn login_create(
     ))
 }
 
-/// `GET /login/{email}`: the user's contacts with presence; any signed-in user may look, and
+/// `GET /login/{email}`: the user's contacts with presence; any signed-in user may look (unless
+/// the user's presence rule lists who may), and
 /// with a streaming `Accept` the request stays open for every change. With an upstream server,
 /// an address of a domain it serves that is no account here is watched through it.
 pub(crate) async fn login_list(
@@ -64,6 +65,13 @@ pub(crate) async fn login_list(
         }
         r => r?,
     };
+    // The user's presence rule (owner, signed-in users, or those listed).
+    if !state.location.may_watch(&email, Some(&caller.0)).await? {
+        return Err(ApiError::forbidden(format!(
+            "{email}'s presence rule does not let {} watch",
+            caller.0
+        )));
+    }
     if watch_req.is_stream() {
         return watch(&state, &caller, Topic::Login(email), watch_req);
     }

@@ -10,6 +10,7 @@ mod listener;
 mod login;
 pub mod openapi;
 pub mod origins;
+mod presence;
 mod service;
 mod stream;
 mod user;
@@ -229,6 +230,10 @@ pub fn app(state: AppState, www: Option<&std::path::Path>) -> Router {
         .route(
             "/user/{id}/message/{mid}",
             get(user::message_get).delete(user::message_delete),
+        )
+        .route(
+            "/user/{id}/presence-rule",
+            get(presence::rule_get).put(presence::rule_put),
         )
         .route(
             "/token",

@@ -65,6 +65,8 @@ pub fn operations() -> Vec<Operation> {
         Operation { response: schema!(Vec<p::MailMessage>), ..op("GET", "/user/{id}/message", "Your offline messages") },
         Operation { response: schema!(p::MailMessage), ..op("GET", "/user/{id}/message/{mid}", "One of your offline messages") },
         Operation { status: 204, ..op("DELETE", "/user/{id}/message/{mid}", "Delete one of your offline messages") },
+        Operation { response: schema!(crate::location::PresenceRule), ..op("GET", "/user/{id}/presence-rule", "Who may watch your presence (signed-in users by default)") },
+        Operation { request: schema!(crate::location::PresenceRule), response: schema!(crate::location::PresenceRule), ..op("PUT", "/user/{id}/presence-rule", "Set who may watch your presence: signed-in users, everyone, or those listed") },
         Operation { response: schema!(p::Token), ..op("POST", "/token", "A short-lived bearer token, for EventSource and WebSocket (?access_token=)") },
         Operation { status: 204, ..op("DELETE", "/token", "Revoke the bearer token this request carries (log out a page)") },
         Operation { request: schema!(p::CreateLogin), status: 201, response: schema!(p::LoginCreated), ..op("POST", "/login/{email}", "Log in: register a contact") },

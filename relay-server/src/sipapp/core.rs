@@ -95,6 +95,9 @@ pub struct Core {
     upstream: bool,
     /// Presence the relay watches through the upstream server; its NOTIFYs.
     watches: Option<super::watch::Watches>,
+    /// Checks who sent requests (From a local user: credentials or the registration flow);
+    /// None takes every From as it is.
+    senders: Option<super::sender::Senders>,
 }
 
 fn not_implemented() -> Reply {
@@ -121,6 +124,37 @@ impl Core {
             proxy: None,
             upstream: false,
             watches: None,
+            senders: None,
+        }
+    }
+
+    /// Checks the senders of requests with `senders`.
+    pub fn with_senders(mut self, senders: super::sender::Senders) -> Self {
+        self.senders = Some(senders);
+        self
+    }
+
+    /// Checks the sender of a new request and asserts its identity (see
+    /// [`super::sender`]); false when it was answered (challenged or refused). A request in
+    /// a dialog the relay holds (a re-INVITE, a refresh of a subscription) is the dialog's.
+    async fn sender_checked(&self, responder: &mut Responder) -> bool {
+        let Some(senders) = &self.senders else {
+            return true;
+        };
+        let req = responder.request();
+        let in_dialog = req.to().is_ok_and(|to| to.tag().is_some());
+        let method = req.method();
+        if in_dialog && matches!(method, Some(m) if *m == Method::INVITE || *m == Method::SUBSCRIBE)
+        {
+            return true;
+        }
+        let source = responder.source();
+        match senders.check(responder.request_mut(), source).await {
+            Ok(()) => true,
+            Err(reply) => {
+                responder.reply(reply);
+                false
+            }
         }
     }
 
@@ -508,6 +542,11 @@ impl Handler for Core {
                 }
                 let core = self.clone();
                 tokio::spawn(async move {
+                    // A routed request goes on along its Route set, to no user here.
+                    let routed = matches!(step, Step::Route);
+                    if !routed && !core.sender_checked(&mut responder).await {
+                        return;
+                    }
                     match step {
                         Step::Invite => core.invite(responder).await,
                         Step::Message => core.message(responder).await,
@@ -520,6 +559,9 @@ impl Handler for Core {
             Step::Async(task) => {
                 let core = self.clone();
                 tokio::spawn(async move {
+                    if task == Task::Subscribe && !core.sender_checked(&mut responder).await {
+                        return;
+                    }
                     let req = responder.request();
                     let reply = core.run(task, req, responder.source()).await;
                     let code = reply.code;

@@ -4,6 +4,7 @@
 
 pub mod contact;
 pub mod core;
+pub mod credentials;
 pub mod delivery;
 pub mod im;
 pub mod invite;
@@ -11,6 +12,7 @@ pub mod media;
 pub mod presence;
 pub mod proxy;
 pub mod registrar;
+pub mod sender;
 pub mod service;
 pub mod upstream;
 pub mod watch;

@@ -232,6 +232,28 @@ impl Presence {
                 return Err(Reply::new(500, "Server Internal Error"));
             }
         }
+        // The user's presence rule: by default only authenticated local users may watch (the
+        // core challenged a local From without credentials; another domain's is anonymous).
+        let watcher = super::sender::asserted(req);
+        match self
+            .inner
+            .location
+            .may_watch(&email, watcher.as_deref())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Reply::new(
+                    403,
+                    "Forbidden (the user's presence rule does not let you watch)",
+                ))
+            }
+            Err(crate::error::Error::NotFound(_)) => return Err(Reply::new(404, "Not Found")),
+            Err(e) => {
+                tracing::warn!(error = %e, "presence rule lookup failed");
+                return Err(Reply::new(500, "Server Internal Error"));
+            }
+        }
         let target = match req.contacts() {
             Ok(Some(list)) if !list.is_empty() => list[0].uri.to_string(),
             _ => return Err(Reply::bad_request("SUBSCRIBE without a Contact")),

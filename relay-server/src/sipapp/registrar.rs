@@ -4,21 +4,18 @@
 
 use std::sync::Arc;
 
-use restsip_protocol::normalize_email;
 use serde_json::json;
 
-use crate::auth::Auth;
-use crate::auth::{Admission, Guesses};
+use super::credentials::{Asker, Checker};
 use crate::clock::{now_ms, seconds_until};
 use crate::error::Error;
 use crate::limits::Limits;
 use crate::location::{Binding, BindingChange, Location};
-use crate::store::{DigestAlias, DigestRecord, Store};
-use restsip_sip::digest::{ha1, Algorithm, Credentials, DigestAuth, Verdict};
-use restsip_sip::message::{parse_u32, SipMessage, StartLine};
+use crate::store::{DigestAlias, DigestRecord};
+use restsip_sip::digest::{ha1, Algorithm};
+use restsip_sip::message::{parse_u32, SipMessage};
 use restsip_sip::response::Reply;
 use restsip_sip::transport::Peer;
-use restsip_sip::uri::Uri;
 
 /// The SIP digest secrets of a password: HA1 for MD5 and SHA-256 in one realm.
 pub struct Ha1 {
@@ -48,7 +45,7 @@ impl crate::auth::DigestSecrets for Ha1 {
             )
         };
         let (md5, sha256) = secrets(email);
-        let aliases = usernames(email)
+        let aliases = super::credentials::usernames(email)
             .into_iter()
             .map(|username| {
                 let (md5, sha256) = secrets(&username);
@@ -68,36 +65,6 @@ impl crate::auth::DigestSecrets for Ha1 {
     }
 }
 
-/// The other usernames phones are configured with for the account `email`: its local part
-/// alone (user `jan` on domain `example.net`) and the email with '@' escaped.
-fn usernames(email: &str) -> Vec<String> {
-    match email.rsplit_once('@') {
-        Some((local, domain)) if !local.is_empty() => {
-            vec![local.to_owned(), format!("{local}%40{domain}")]
-        }
-        _ => Vec::new(),
-    }
-}
-
-/// Digest secrets no password matches, for an address that is no account (random each time:
-/// they are never stored, and every answer is `403 wrong password`).
-fn unknown_user(realm: &str, aor: &str) -> DigestRecord {
-    let random = || hex::encode(rand::random::<[u8; 16]>());
-    DigestRecord {
-        realm: realm.to_owned(),
-        md5: random(),
-        sha256: random(),
-        aliases: usernames(aor)
-            .into_iter()
-            .map(|username| DigestAlias {
-                username,
-                md5: random(),
-                sha256: random(),
-            })
-            .collect(),
-    }
-}
-
 /// The methods this feature answers (gathered into the Allow header by the core).
 pub const METHODS: &[&str] = &["REGISTER"];
 
@@ -109,12 +76,8 @@ const MAX_CONTACTS_PER_REQUEST: usize = 16;
 pub struct Registrar {
     /// Where bindings live.
     location: Location,
-    /// Accounts.
-    store: Arc<dyn Store>,
-    /// Their digest secrets, cached.
-    auth: Auth,
-    /// Digest authentication, or None when turned off (`--sip-auth off`).
-    digest: Option<Arc<DigestAuth>>,
+    /// The credentials check, shared with requests from local users.
+    credentials: Checker,
     /// Expiry limits, shared with REST logins.
     limits: Arc<Limits>,
 }
@@ -126,20 +89,17 @@ fn internal(e: impl std::fmt::Display) -> Reply {
 
 impl Registrar {
     /// A registrar over `location`; `digest` None accepts every REGISTER unauthenticated.
-    pub fn new(
-        location: Location,
-        store: Arc<dyn Store>,
-        auth: Auth,
-        digest: Option<Arc<DigestAuth>>,
-        limits: Arc<Limits>,
-    ) -> Self {
+    pub fn new(location: Location, credentials: Checker, limits: Arc<Limits>) -> Self {
         Self {
             location,
-            store,
-            auth,
-            digest,
+            credentials,
             limits,
         }
+    }
+
+    /// The credentials check.
+    pub fn credentials(&self) -> &Checker {
+        &self.credentials
     }
 
     /// Answers a REGISTER that arrived from `from`.
@@ -151,15 +111,9 @@ impl Registrar {
 
     async fn try_register(&self, req: &SipMessage, from: Peer) -> Result<Reply, Reply> {
         let aor = address_of_record(req)?;
-        let mut digest = self.auth.digest(&aor).await.map_err(internal)?;
-        if digest.is_none() && self.store.user(&aor).await.map_err(internal)?.is_none() {
-            // With authentication on, an unknown user is answered exactly as a known one
-            // (the same challenge, then 403 for any password): nobody lists the accounts.
-            let Some(auth) = &self.digest else {
-                return Err(Reply::new(404, "Not Found"));
-            };
-            digest = Some(unknown_user(auth.realm(), &aor));
-        }
+        // With authentication on, an unknown user is answered exactly as a known one (the
+        // same challenge, then 403 for any password): nobody lists the accounts.
+        let digest = self.credentials.secrets(&aor).await?;
         let ask = self.read(req, from, &aor, digest.as_ref())?;
         let bindings = match ask.what {
             What::RemoveAll => {
@@ -189,7 +143,7 @@ impl Registrar {
     /// needs the store ([`Registrar::register`] then).
     pub fn register_now(&self, req: &SipMessage, from: Peer) -> Option<Reply> {
         let aor = address_of_record(req).ok()?;
-        let digest = self.auth.cached_digest(&aor)?;
+        let digest = self.credentials.cached(&aor)?;
         let ask = match self.read(req, from, &aor, Some(&digest)) {
             Ok(ask) => ask,
             // Refused credentials are answered alike either way; other errors on the way.
@@ -214,9 +168,8 @@ impl Registrar {
         aor: &str,
         digest: Option<&DigestRecord>,
     ) -> Result<Ask<'a>, Reply> {
-        if let Some(auth) = &self.digest {
-            authenticate(auth, self.auth.guesses(), req, aor, digest, from)?;
-        }
+        self.credentials
+            .verify(Asker::Registrar, req, aor, digest, from)?;
         let call_id = req.call_id().unwrap_or_default();
         let cseq = req.cseq().map_err(Reply::bad_request)?.seq;
         let expires_header = req.expires().map_err(Reply::bad_request)?;
@@ -337,152 +290,6 @@ fn location_error(e: Error) -> Reply {
         Error::Limit(why) => Reply::new(403, format!("Forbidden ({why})")),
         other => internal(other),
     }
-}
-
-/// Checks the digest credentials of `req` for `aor`; Err is the 401 or 403 to answer.
-fn authenticate(
-    auth: &DigestAuth,
-    guesses: &Guesses,
-    req: &SipMessage,
-    aor: &str,
-    digest: Option<&DigestRecord>,
-    from: Peer,
-) -> Result<(), Reply> {
-    let ip = from.addr.ip();
-    let checked = check(auth, guesses, req, aor, digest, ip);
-    if let Err(reply) = &checked {
-        let throttled = reply.headers.iter().any(|(n, _)| n == "Retry-After");
-        if reply.code == 403 && !throttled {
-            guesses.failed(aor, ip);
-        }
-    }
-    checked
-}
-
-/// [`authenticate`] without the counting of failures.
-fn check(
-    auth: &DigestAuth,
-    guesses: &Guesses,
-    req: &SipMessage,
-    aor: &str,
-    digest: Option<&DigestRecord>,
-    ip: std::net::IpAddr,
-) -> Result<(), Reply> {
-    let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
-    let challenge = |stale: bool, reason: &'static str| {
-        auth.challenges(now, stale)
-            .into_iter()
-            .fold(Reply::new(401, reason), |r, c| {
-                r.with("WWW-Authenticate", c)
-            })
-    };
-    let Some(creds) = req
-        .headers_named("Authorization")
-        .filter_map(Credentials::parse)
-        .find(|c| c.realm == auth.realm())
-    else {
-        return Err(challenge(false, "Unauthorized"));
-    };
-    // The response covers the digest `uri`: it must be this request's Request-URI, or a
-    // response captured for another request could be replayed here (RFC 7616 §3.4.6).
-    let StartLine::Request { uri, .. } = &req.start else {
-        return Err(Reply::bad_request("not a request"));
-    };
-    let same = Uri::parse(creds.uri.trim()).is_ok_and(|u| u.to_string() == uri.to_string());
-    if !same {
-        return Err(Reply::bad_request("the digest uri is not the Request-URI"));
-    }
-    if let Admission::Wait(wait) = guesses.admit(aor, ip) {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return Err(
-            Reply::new(403, "Forbidden (too many wrong passwords; try later)")
-                .with("Retry-After", secs.to_string()),
-        );
-    }
-    // The secrets to check the response against: those of the username the phone sent, when
-    // it names the To address (the email itself, its local part, or the email escaped; for
-    // the escaped form the phone may have hashed either spelling).
-    let Some(usable) = digest.filter(|d| d.realm == auth.realm()) else {
-        // Signed up before SIP (or under another realm): no digest secret to check against.
-        return Err(Reply::new(
-            403,
-            "Forbidden (no SIP password stored: set the account's password again)",
-        ));
-    };
-    let candidates = secrets_for(usable, &creds.username, aor)?;
-    // A REGISTER has no server transaction: its UDP retransmission (the same bytes) is
-    // processed again, and must not be refused as a replay of its nonce count.
-    let mut verdict = Verdict::Invalid("wrong password");
-    for (md5, sha256) in candidates {
-        let secret = |algorithm: Algorithm| {
-            Some(match algorithm {
-                Algorithm::Md5 => md5.clone(),
-                Algorithm::Sha256 => sha256.clone(),
-            })
-        };
-        // A wrong response is refused before its nonce count is used: the next candidate
-        // can still be tried with the same credentials.
-        verdict = auth.verify_request(&creds, "REGISTER", secret, now, Some(fingerprint(req)));
-        if verdict != Verdict::Invalid("wrong password") {
-            break;
-        }
-    }
-    match verdict {
-        Verdict::Valid => Ok(()),
-        Verdict::Stale => Err(challenge(true, "Unauthorized (stale nonce)")),
-        Verdict::Invalid("wrong password") => Err(Reply::new(403, "Forbidden (wrong password)")),
-        Verdict::Invalid(why) => {
-            tracing::debug!(aor, why, "digest refused; challenging again");
-            Err(challenge(false, "Unauthorized"))
-        }
-    }
-}
-
-/// The (MD5, SHA-256) secrets a response from `username` may have been computed with, for
-/// the account `aor`; 403 when the username is none of the account's, or when its form has
-/// no stored secret yet (an account made before such usernames were kept).
-fn secrets_for(
-    digest: &DigestRecord,
-    username: &str,
-    aor: &str,
-) -> Result<Vec<(String, String)>, Reply> {
-    let email = (digest.md5.clone(), digest.sha256.clone());
-    if normalize_email(username) == aor {
-        return Ok(vec![email]);
-    }
-    let alias = digest
-        .aliases
-        .iter()
-        .find(|a| a.username == username)
-        .map(|a| (a.md5.clone(), a.sha256.clone()));
-    let escaped = percent_encoding::percent_decode_str(username)
-        .decode_utf8()
-        .is_ok_and(|u| u != username && normalize_email(&u) == aor);
-    let local = aor
-        .rsplit_once('@')
-        .is_some_and(|(local, _)| local == username);
-    match alias {
-        Some(alias) if escaped => Ok(vec![alias, email]),
-        Some(alias) if local => Ok(vec![alias]),
-        // The escaped email hashed as the email itself, by a phone that escapes on the wire.
-        None if escaped => Ok(vec![email]),
-        None if local => Err(Reply::new(
-            403,
-            "Forbidden (no SIP password stored for this username: log in with the password \
-             once, or use the full email as username)",
-        )),
-        _ => Err(Reply::new(
-            403,
-            "Forbidden (the credentials are not those of the To address)",
-        )),
-    }
-}
-
-/// A keyed hash of the whole request (start line, headers, body): the same request again
-/// (a retransmission) has the same fingerprint, and without the process's random key one
-/// cannot be forged for another request.
-pub fn fingerprint(req: &SipMessage) -> u64 {
-    restsip_sip::keyed::hash_one(req.to_bytes())
 }
 
 /// The current time as an RFC 1123 date in GMT (the Date header of RFC 3261 §20.17), made

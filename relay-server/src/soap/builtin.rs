@@ -75,7 +75,7 @@ impl Builtin {
             ));
         }
         let result = match call.name.as_str() {
-            "GetPresence" => self.presence(call).await,
+            "GetPresence" => self.presence(call, caller).await,
             "LeaveMessage" => self.leave_message(call, caller).await,
             _ => {
                 return Outcome::Unknown {
@@ -90,7 +90,14 @@ impl Builtin {
         }
     }
 
-    async fn presence(&self, call: &Call) -> Result<Vec<(&'static str, Value)>, Fault> {
+    /// GetPresence: the user's contacts; an anonymous caller (or one the user's presence rule
+    /// leaves out) never sees where they are (their URIs, IP addresses) nor when their
+    /// registrations end.
+    async fn presence(
+        &self,
+        call: &Call,
+        caller: &Caller,
+    ) -> Result<Vec<(&'static str, Value)>, Fault> {
         let user = user_param(call)?;
         let contacts = self.location.contacts(&user).await.map_err(|e| match e {
             crate::error::Error::NotFound(_) => {
@@ -99,16 +106,26 @@ impl Builtin {
             }
             other => server_fault(&other),
         })?;
+        // Where the user is (contact URIs: IP addresses) and for how long only for an
+        // authenticated caller the user's presence rule lets watch.
+        let located = caller.authenticated
+            && self
+                .location
+                .may_watch(&user, caller.from.as_deref())
+                .await
+                .map_err(|e| server_fault(&e))?;
         let now = now_ms();
         let list = contacts
             .iter()
             .map(|c| {
                 let view = crate::location::contact_view(c, now);
                 let mut fields = Vec::new();
-                if let Some(uri) = view.contact {
-                    fields.push(("uri", Value::Text(uri)));
+                if located {
+                    if let Some(uri) = view.contact {
+                        fields.push(("uri", Value::Text(uri)));
+                    }
+                    fields.push(("expires", Value::Text(view.expires.to_string())));
                 }
-                fields.push(("expires", Value::Text(view.expires.to_string())));
                 let source = serde_json::to_value(view.source)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))

@@ -48,8 +48,11 @@ impl Outcome {
 /// Who asks, as the carrying protocol tells it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Caller {
-    /// The sender's address (`user@host`) from SIP `From`, if it names one. Not authenticated.
+    /// The sender's address (`user@host`) from SIP `From`, if it names one.
     pub from: Option<String>,
+    /// Whether the relay checked that `from` sent it (a local user's credentials or
+    /// registration flow, or the trusted upstream's assertion); false for anonymous callers.
+    pub authenticated: bool,
     /// A `SOAPAction` the request carried, passed on to HTTP endpoints.
     pub soap_action: Option<String>,
     /// The account the request is addressed to (the SIP Request-URI's `user@host`), whose web

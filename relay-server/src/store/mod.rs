@@ -270,6 +270,10 @@ pub trait Store: Send + Sync + 'static {
     async fn set_digest(&self, email: &str, digest: &DigestRecord) -> StoreResult<bool>;
     /// A user's digest secrets; None if the user does not exist or has none stored.
     async fn digest(&self, email: &str) -> StoreResult<Option<DigestRecord>>;
+    /// A user's presence rule (JSON text); None if the user does not exist or has set none.
+    async fn presence_rule(&self, email: &str) -> StoreResult<Option<String>>;
+    /// Replaces a user's presence rule (JSON text); false if there is no such user.
+    async fn set_presence_rule(&self, email: &str, rule: &str) -> StoreResult<bool>;
 
     /// Stores an offline message (its `id` is assigned) and returns it.
     async fn add_mail(&self, mail: &MailRecord) -> StoreResult<MailRecord>;

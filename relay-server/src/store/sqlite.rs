@@ -163,6 +163,22 @@ impl Store for SqliteStore {
         fetch_record(query, &self.pool, digest_row).await
     }
 
+    async fn presence_rule(&self, email: &str) -> StoreResult<Option<String>> {
+        let rule: Option<Option<String>> =
+            sqlx::query_scalar("SELECT presence_rule FROM users WHERE email = ?")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(rule.flatten())
+    }
+
+    async fn set_presence_rule(&self, email: &str, rule: &str) -> StoreResult<bool> {
+        let update = sqlx::query("UPDATE users SET presence_rule = ? WHERE email = ?")
+            .bind(rule)
+            .bind(email);
+        changed_one(update, &self.writer).await
+    }
+
     async fn add_mail(&self, mail: &MailRecord) -> StoreResult<MailRecord> {
         caps::add_mail(&self.writer, mail, &MailCaps::NONE)
             .await?

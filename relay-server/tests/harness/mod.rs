@@ -71,7 +71,8 @@ pub async fn harness_with(limits: Limits, auth: bool) -> Harness {
     )
     .await
     .unwrap();
-    let registrar = Registrar::new(location.clone(), store.clone(), auth, digest, limits);
+    let credentials = restsip_relay::sipapp::credentials::Checker::new(auth, store.clone(), digest);
+    let registrar = Registrar::new(location.clone(), credentials, limits);
     let core = Core::new(registrar, store.clone());
     let wire = Arc::new(Capture::default());
     let sent_to = wire.clone();

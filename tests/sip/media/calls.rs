@@ -217,6 +217,11 @@ async fn a_rejected_or_cancelled_call_leaves_no_rtpengine_session() {
 
     // A phone's call to the browser, cancelled while it rings.
     let caller = Phone::new(&relay).await;
+    // Carol calls from a phone registered as her (or she would be challenged, 407).
+    let status = caller
+        .register_as(CAROL, CAROL, &format!("pw-{CAROL}"))
+        .await;
+    assert!(status.starts_with("SIP/2.0 200"), "{status}");
     let call_id = format!("cancelled-{}", caller.port);
     let invite = phone_invite(&caller, ALICE, &call_id, &phone_sdp(4000, "sendrecv"));
     caller.send(&invite).await;

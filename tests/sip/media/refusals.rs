@@ -13,6 +13,10 @@ use crate::phones::{call_setup, inbox, Phone};
 /// A phone's plain offer to Alice: the relay's final response.
 async fn phone_calls_alice(relay: &Relay, call_id: &str) -> String {
     let caller = Phone::new(relay).await;
+    // Carol calls from a phone registered as her (or she would be challenged, 407).
+    let pw = format!("pw-{CAROL}");
+    let status = caller.register_as(CAROL, CAROL, &pw).await;
+    assert!(status.starts_with("SIP/2.0 200"), "{status}");
     let sdp = phone_sdp(4000, "sendrecv");
     caller
         .send(&phone_invite(&caller, ALICE, call_id, &sdp))

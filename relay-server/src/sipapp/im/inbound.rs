@@ -42,15 +42,20 @@ pub async fn incoming(inbox: &Inbox, req: &SipMessage) -> Reply {
         Ok(from) => from,
         Err(why) => return Reply::bad_request(why),
     };
-    let sender = from
-        .uri
-        .sip()
-        .and_then(|u| u.address())
-        .unwrap_or_else(|| from.uri.to_string());
-    let body = match send_body(req) {
+    // The identity the relay checked, else the From as it came (another domain's sender).
+    let asserted = crate::sipapp::sender::asserted(req);
+    let authenticated = asserted.is_some();
+    let sender = asserted.unwrap_or_else(|| {
+        from.uri
+            .sip()
+            .and_then(|u| u.address())
+            .unwrap_or_else(|| from.uri.to_string())
+    });
+    let mut body = match send_body(req) {
         Ok(body) => body,
         Err(reply) => return reply,
     };
+    body["sip"]["authenticated"] = json!(authenticated);
     match inbox.send(&sender, &email, None, body).await {
         Ok(receipt) => {
             let has = |s: DeliveryStatus| receipt.deliveries.iter().any(|d| d.status == s);

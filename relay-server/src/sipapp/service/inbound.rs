@@ -46,11 +46,14 @@ pub async fn answer(services: Option<&Services>, req: &SipMessage, allow: &str) 
         return Reply::bad_request("the envelope is not UTF-8")
             .with_body(CONTENT_TYPE, fault.to_xml());
     };
+    let asserted = crate::sipapp::sender::asserted(req);
     let caller = Caller {
-        from: req
-            .from()
-            .ok()
-            .and_then(|f| f.uri.sip().and_then(|u| u.address())),
+        authenticated: asserted.is_some(),
+        from: asserted.or_else(|| {
+            req.from()
+                .ok()
+                .and_then(|f| f.uri.sip().and_then(|u| u.address()))
+        }),
         to: match &req.start {
             restsip_sip::message::StartLine::Request { uri, .. } => {
                 uri.sip().and_then(|u| u.address())

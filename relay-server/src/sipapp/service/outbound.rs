@@ -160,6 +160,12 @@ impl ServiceSender {
             msg.push("To", format!("<{uri}>"));
             msg.push("Call-ID", call_id.clone());
             msg.push("CSeq", format!("{cseq} SERVICE"));
+            // The relay authenticated the sender over REST: when the request comes back to
+            // this relay, the seal says so.
+            msg.push(
+                crate::sipapp::sender::SEAL,
+                crate::sipapp::sender::seal(&call_id, &from),
+            );
             if let Some((name, value)) = authorization {
                 msg.push(name, value);
             }

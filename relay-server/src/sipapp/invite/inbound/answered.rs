@@ -87,15 +87,23 @@ impl Invites {
     }
 
     /// Leaves a missed-call offline message for the callee.
-    pub(super) async fn missed_call(&self, caller: &str, callee: &str, call_id: &str) {
+    pub(super) async fn missed_call(
+        &self,
+        caller: &str,
+        callee: &str,
+        call_id: &str,
+        authenticated: bool,
+    ) {
         let mail = MailRecord {
             id: 0,
             owner: callee.to_owned(),
             sender: caller.to_owned(),
             url: None,
-            body: Some(
-                json!({"command": "missed-call", "from": caller, "sip": {"callId": call_id}}),
-            ),
+            body: Some(json!({
+                "command": "missed-call",
+                "from": caller,
+                "sip": {"callId": call_id, "authenticated": authenticated},
+            })),
             subject: Some(format!("Missed call from {caller}")),
             created: now_ms(),
         };

@@ -28,7 +28,10 @@ impl Invites {
         if from.tag().is_none() {
             return Some(Reply::bad_request("From has no tag"));
         }
-        let caller = address_of(&from);
+        // The identity the relay checked, else the From as it came (another domain's caller).
+        let asserted = crate::sipapp::sender::asserted(req);
+        let authenticated = asserted.is_some();
+        let caller = asserted.unwrap_or_else(|| address_of(&from));
         let call_id = req.call_id().unwrap_or_default().to_owned();
         let contact = match req.contacts() {
             Ok(Some(list)) if list.len() == 1 => list[0].uri.to_string(),
@@ -61,7 +64,8 @@ impl Invites {
             .map(|c| c.id)
             .collect();
         if web.is_empty() {
-            self.missed_call(&caller, &callee, &call_id).await;
+            self.missed_call(&caller, &callee, &call_id, authenticated)
+                .await;
             return Some(Reply::new(480, "Temporarily Unavailable (not logged in)"));
         }
         if lock(&self.inner.pending).len() >= MAX_PENDING {
@@ -86,7 +90,10 @@ impl Invites {
                     data: serde_json::Map::from_iter(
                         [
                             ("from".to_owned(), json!(caller)),
-                            ("sip".to_owned(), json!({"callId": call_id})),
+                            (
+                                "sip".to_owned(),
+                                json!({"callId": call_id, "authenticated": authenticated}),
+                            ),
                         ]
                         .into_iter()
                         // The caller's offer, for a page that answers by joining the call.
@@ -123,6 +130,7 @@ impl Invites {
         );
         let mut body = message("invite", id, &call_id);
         body["from"] = json!(caller);
+        body["sip"]["authenticated"] = json!(authenticated);
         body["sdp"] = json!(sdp);
         body["url"] = json!(format!("/call/{}", call.id));
         let mut live = false;
@@ -205,14 +213,16 @@ impl Invites {
             Ok(Some(Answer::Gone)) => {
                 self.tell(&caller, &callee, &reached, cancel(dialog::CONNECTION_LOST))
                     .await;
-                self.missed_call(&caller, &callee, &call_id).await;
+                self.missed_call(&caller, &callee, &call_id, authenticated)
+                    .await;
                 // Nobody hears it: the connection is gone.
                 Reply::new(487, "Request Terminated").with_to_tag(tag)
             }
             Ok(None) | Err(_) => {
                 self.tell(&caller, &callee, &reached, cancel("timeout"))
                     .await;
-                self.missed_call(&caller, &callee, &call_id).await;
+                self.missed_call(&caller, &callee, &call_id, authenticated)
+                    .await;
                 Reply::new(480, "Temporarily Unavailable (no answer)").with_to_tag(tag)
             }
         };
