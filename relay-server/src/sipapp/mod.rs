@@ -12,6 +12,7 @@ pub mod media;
 pub mod presence;
 pub mod proxy;
 pub mod registrar;
+pub mod seal;
 pub mod sender;
 pub mod service;
 pub mod upstream;

@@ -17,24 +17,13 @@ use restsip_sip::transport::Peer;
 use serde_json::Value;
 
 use super::credentials::{Asker, Checker};
+use super::seal::{seal, SEAL};
 use super::upstream::UpstreamSender;
 use crate::location::Location;
 use crate::store::Store;
 
 /// The header carrying the identity the relay checked.
 pub const ASSERTED: &str = "P-Asserted-Identity";
-
-/// The header sealing a request the relay sends itself for a web user: a keyed hash (this
-/// process's random key) of its Call-ID and From, which nobody else can make.
-pub const SEAL: &str = "X-Restsip-Sender";
-
-/// The seal of a request with this Call-ID and From header value.
-pub fn seal(call_id: &str, from: &str) -> String {
-    format!(
-        "{:016x}",
-        restsip_sip::keyed::hash_one(("restsip sender", call_id, from.trim()))
-    )
-}
 
 /// Whether `req` carries the relay's own seal.
 fn sealed(req: &SipMessage) -> bool {

@@ -163,8 +163,8 @@ impl ServiceSender {
             // The relay authenticated the sender over REST: when the request comes back to
             // this relay, the seal says so.
             msg.push(
-                crate::sipapp::sender::SEAL,
-                crate::sipapp::sender::seal(&call_id, &from),
+                crate::sipapp::seal::SEAL,
+                crate::sipapp::seal::seal(&call_id, &from),
             );
             if let Some((name, value)) = authorization {
                 msg.push(name, value);
