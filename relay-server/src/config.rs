@@ -219,6 +219,13 @@ pub struct Settings {
     /// own rather than browsers [default: off].
     #[arg(long, env = "RESTSIP_SIP_SDP_PASSTHROUGH", value_name = "on|off")]
     pub sip_sdp_passthrough: Option<String>,
+    /// Where the relay takes the DTMF events rtpengine logs (give rtpengine
+    /// `--dtmf-log-dest=` the same IP:PORT): a phone's RFC 4733 key presses reach the web
+    /// user's page as `dtmf` (as SIP INFO ones always do). Keep it on loopback or a private
+    /// address; with an IP in --rtpengine only datagrams from that IP are taken [default: none;
+    /// scripts/run.sh uses 127.0.0.1:2224].
+    #[arg(long, env = "RESTSIP_RTPENGINE_DTMF", value_name = "IP:PORT")]
+    pub rtpengine_dtmf: Option<String>,
 }
 
 /// SIP settings in force.
@@ -575,6 +582,7 @@ impl Config {
             ice_username: cli.ice_username.or(file.ice_username),
             ice_credential: cli.ice_credential.or(file.ice_credential),
             sdp_passthrough: cli.sip_sdp_passthrough.or(file.sip_sdp_passthrough),
+            rtpengine_dtmf: cli.rtpengine_dtmf.or(file.rtpengine_dtmf),
         })?;
         Ok(Self {
             media,

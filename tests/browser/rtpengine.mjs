@@ -54,14 +54,16 @@ export function decode(bytes, at = 0) {
 }
 
 export class Rtpengine {
-  // Starts one on 127.0.0.1, its log in `dir`, and waits until it answers a ping.
-  static async start(dir) {
+  // Starts one on 127.0.0.1, its log in `dir`, and waits until it answers a ping; it logs the
+  // DTMF events it sees to `dtmf` (the relay's --rtpengine-dtmf) when given.
+  static async start(dir, dtmf) {
     const ng = await freeUdpPort();
     // In the tests' own network namespace any range is free; outside it, one per process.
     const min = 30_000 + (process.pid % 500) * 40;
     const log = new Log(`${dir}/rtpengine.log`, "rtpengine");
     const child = spawn("rtpengine", ["--config-file=none", "--foreground", "--log-stderr", "--table=-1",
-      "--interface=127.0.0.1", `--listen-ng=127.0.0.1:${ng}`, `--port-min=${min}`, `--port-max=${min + 39}`],
+      "--interface=127.0.0.1", `--listen-ng=127.0.0.1:${ng}`, `--port-min=${min}`, `--port-max=${min + 39}`,
+      ...(dtmf ? [`--dtmf-log-dest=${dtmf}`] : [])],
     { stdio: ["ignore", "ignore", log.fd] });
     const engine = new Rtpengine(child, ng, log);
     let failed = null;

@@ -36,6 +36,11 @@ fn free_udp_port() -> Result<u16> {
 impl Rtpengine {
     /// Starts one on 127.0.0.1 and waits until it answers an ng ping.
     pub async fn start() -> Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts one with `extra` flags (such as `--dtmf-log-dest=IP:PORT`), as [`Self::start`].
+    pub async fn start_with(extra: &[&str]) -> Result<Self> {
         // Ranges differ between the tests of a process and, most likely, between processes.
         let slot = (std::process::id() as u16 % 97) * 7 + NEXT.fetch_add(1, Ordering::Relaxed);
         let min = 20_000 + (slot % 900) * PORTS;
@@ -53,6 +58,7 @@ impl Rtpengine {
                 &format!("--port-min={}", ports.0),
                 &format!("--port-max={}", ports.1),
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -14,6 +14,8 @@ pub struct MediaConfig {
     /// Without rtpengine, whether a phone's plain RTP offer reaches web users unchanged
     /// (instead of 488).
     pub sdp_passthrough: bool,
+    /// Where rtpengine's DTMF event log (`--dtmf-log-dest`) is taken, if anywhere.
+    pub rtpengine_dtmf: Option<std::net::SocketAddr>,
 }
 
 /// Media settings as given.
@@ -29,6 +31,8 @@ pub(super) struct MediaSettings {
     pub ice_credential: Option<String>,
     /// `--sip-sdp-passthrough`.
     pub sdp_passthrough: Option<String>,
+    /// `--rtpengine-dtmf`.
+    pub rtpengine_dtmf: Option<String>,
 }
 
 /// Checks and fills the media settings.
@@ -99,10 +103,17 @@ pub(super) fn resolve_media(s: MediaSettings) -> anyhow::Result<MediaConfig> {
         Some("on" | "true") => true,
         Some(other) => anyhow::bail!("sip-sdp-passthrough: {other:?} must be on or off"),
     };
+    let rtpengine_dtmf = match s.rtpengine_dtmf.as_deref().map(str::trim) {
+        None | Some("" | "off") => None,
+        Some(addr) => Some(addr.parse().map_err(|_| {
+            anyhow::anyhow!("rtpengine-dtmf: {addr:?} is not IP:PORT (rtpengine's --dtmf-log-dest)")
+        })?),
+    };
     Ok(MediaConfig {
         rtpengine,
         ice_servers,
         sdp_passthrough,
+        rtpengine_dtmf,
     })
 }
 
@@ -164,5 +175,17 @@ mod tests {
         assert_eq!(with("off").unwrap().rtpengine, None);
         assert!(with("127.0.0.1").is_err());
         assert!(with("host:0").is_err());
+        let dtmf = |a: &str| {
+            resolve_media(MediaSettings {
+                rtpengine_dtmf: Some(a.into()),
+                ..MediaSettings::default()
+            })
+        };
+        assert_eq!(
+            dtmf("127.0.0.1:2224").unwrap().rtpengine_dtmf,
+            Some(([127, 0, 0, 1], 2224).into())
+        );
+        assert!(dtmf("localhost:2224").is_err());
+        assert_eq!(dtmf("off").unwrap().rtpengine_dtmf, None);
     }
 }

@@ -69,6 +69,8 @@ pub enum Task {
     Bye,
     /// NOTIFY of a subscription the relay holds through the upstream server.
     Notify,
+    /// INFO: a key press in a call between a phone and a web user.
+    Info,
 }
 
 /// The request handlers; cheap to clone.
@@ -422,6 +424,9 @@ impl Core {
             }
             return Step::Invite;
         }
+        if *method == Method::INFO && self.invites.is_some() {
+            return Step::Async(Task::Info);
+        }
         if *method == Method::SUBSCRIBE && self.presence.is_some() {
             if self.upstream && self.proxy.is_some() {
                 if req.max_forwards().ok().flatten() == Some(0) {
@@ -451,6 +456,10 @@ impl Core {
             },
             Task::Bye => match &self.invites {
                 Some(invites) => invites.bye(req).await,
+                None => not_implemented(),
+            },
+            Task::Info => match &self.invites {
+                Some(invites) => invites.info(req).await,
                 None => not_implemented(),
             },
             Task::ForUser => {

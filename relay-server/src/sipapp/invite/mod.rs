@@ -3,11 +3,12 @@
 //! keeps alive with OPTIONS probes (see [`restsip_sip::dialog`]).
 
 pub mod inbound;
+pub mod info;
 pub mod outbound;
 pub mod update;
 
 /// The methods this feature answers (gathered into the Allow header by the core).
-pub const METHODS: &[&str] = &["INVITE", "ACK", "CANCEL", "BYE"];
+pub const METHODS: &[&str] = &["INVITE", "ACK", "CANCEL", "BYE", "INFO"];
 
 /// The clocks of calls between web users and phones.
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,4 +30,10 @@ pub struct CallMedia {
     pub passthrough: bool,
     /// Whether SENDs to non-accounts go to an upstream server.
     pub upstream: bool,
+    /// Where rtpengine logs DTMF events (`--rtpengine-dtmf`), and the only address taken
+    /// there when known (rtpengine's).
+    pub dtmf: Option<(
+        std::sync::Arc<tokio::net::UdpSocket>,
+        Option<std::net::IpAddr>,
+    )>,
 }

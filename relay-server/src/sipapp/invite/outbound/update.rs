@@ -31,6 +31,13 @@ impl Outgoing {
         })
     }
 
+    /// Answered leg `call_id` as the renegotiation sees it.
+    pub fn leg(&self, call_id: &str) -> Option<View> {
+        self.lock()
+            .get(call_id)
+            .and_then(|c| Self::view(call_id, c))
+    }
+
     /// Whether `call_id` is an answered leg of a web user's call.
     pub fn owns(&self, call_id: &str) -> bool {
         self.lock()
