@@ -183,7 +183,7 @@ test("a page calls a SIP phone through rtpengine: audio both ways, codecs, hold,
   assert.deepEqual(alice.errors, [], "no uncaught errors in the page");
 });
 
-test("a SIP phone calls a page through rtpengine: audio both ways, hold from each side, the phone hangs up", async () => {
+test("a SIP phone calls a page through rtpengine: audio both ways, hold from each side, its keys reach onDtmf, the phone hangs up", async () => {
   const dave = await phone("dave");
   const bob = await page("bob");
   await dave.command("dial", `sip:${bob.email}`);
