@@ -12,7 +12,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 SECONDS_EACH=${FUZZ_SECONDS:-20}
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
-  targets=(sip_message sip_stream sip_headers sdp soap_envelope rest_json bencode)
+  targets=(sip_message sip_stream sip_headers sdp soap_envelope rest_json bencode dtmf_relay)
 fi
 
 cargo fuzz build -s none >/dev/null 2>&1 || cargo fuzz build -s none

@@ -1,6 +1,7 @@
 // The demo's phone: calls with sound (and pictures) through the wasm client's MediaCall API
-// only — dial a user or a sip: URI, ring, answer or decline, mute, hold, a DTMF pad, hang up, a
-// call timer. The page never sees SDP or the peer connection's setup.
+// only — dial a user or a sip: URI, ring, answer or decline, mute, hold and resume, a DTMF pad
+// and the keys the other side pressed, hang up, a call timer, the call's members live. The page
+// never sees SDP or the peer connection's setup.
 const $ = (id) => document.getElementById(id);
 
 export function phone(client, showError) {
@@ -8,6 +9,7 @@ export function phone(client, showError) {
   let ringing = null;   // the IncomingInvite ringing
   let timer = 0;
   let held = false;
+  let members = null;   // the watch of the call's members
 
   // The DTMF pad.
   for (const key of "123456789*0#") {
@@ -33,6 +35,8 @@ export function phone(client, showError) {
     held = false;
     $("call-ended").textContent = "";
     $("dtmf-sent").textContent = "";
+    $("dtmf-received").textContent = "";
+    $("call-members").replaceChildren();
     $("mute").textContent = "Mute";
     $("hold").textContent = "Hold";
     $("call-peer").textContent = media.peer;
@@ -54,9 +58,12 @@ export function phone(client, showError) {
         const since = Date.now();
         timer = setInterval(() => showTime(since), 500);
       }
+      for (const b of $("dtmf").querySelectorAll("button")) b.disabled = !up;
       if (state === "ended") {
         clearInterval(timer);
         timer = 0;
+        members?.close();
+        members = null;
         $("in-call").hidden = true;
         $("call-ended").textContent = `call with ${media.peer} ended: ${media.endReason}` +
           ` (${$("call-timer").textContent})`;
@@ -65,6 +72,20 @@ export function phone(client, showError) {
     };
     show(media.state);
     media.onState(show);
+    // The keys the other side presses (a phone's SIP INFO or RFC 4733 tones, told by the relay).
+    media.onDtmf((digits) => { $("dtmf-received").textContent += digits; });
+    // Who is in the call, live: the members of its call context.
+    members?.close();
+    members = client.watch(media.call, (event) => {
+      if (event.kind === "gone") { $("call-members").replaceChildren(); return; }
+      if (event.kind !== "state") return;
+      $("call-members").replaceChildren(...event.data.children.map((p) => {
+        const item = document.createElement("li");
+        item.dataset.testid = "call-member";
+        item.textContent = p.user;
+        return item;
+      }));
+    }, { updates: "full" });
   }
 
   $("dial-form").onsubmit = async (ev) => {

@@ -352,6 +352,13 @@ pub struct Settings {
     )]
     #[serde(default)]
     pub sip_rate_exempt: Vec<String>,
+    /// Where the relay takes the DTMF events rtpengine logs (give rtpengine
+    /// `--dtmf-log-dest=` the same IP:PORT): a phone's RFC 4733 key presses reach the web
+    /// user's page as `dtmf` (as SIP INFO ones always do). Keep it on loopback or a private
+    /// address; with an IP in --rtpengine only datagrams from that IP are taken [default: none;
+    /// scripts/run.sh uses 127.0.0.1:2224].
+    #[arg(long, env = "RESTSIP_RTPENGINE_DTMF", value_name = "IP:PORT")]
+    pub rtpengine_dtmf: Option<String>,
 }
 
 /// SIP settings in force.
@@ -764,6 +771,7 @@ impl Config {
             session_expires: cli.sip_session_expires.or(file.sip_session_expires),
             min_se: cli.sip_min_se.or(file.sip_min_se),
             rtpengine_check: cli.rtpengine_check.or(file.rtpengine_check),
+            rtpengine_dtmf: cli.rtpengine_dtmf.or(file.rtpengine_dtmf),
         })?;
         let tls = tls::resolve_tls(
             tls::TlsSettings {

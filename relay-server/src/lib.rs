@@ -179,6 +179,21 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
             min_se: Duration::from_secs(config.media.min_se),
         },
         check: Duration::from_secs(config.media.rtpengine_check),
+        dtmf: match config.media.rtpengine_dtmf {
+            Some(addr) => {
+                let socket = tokio::net::UdpSocket::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("rtpengine-dtmf {addr}: {e}"))?;
+                tracing::info!(%addr, "rtpengine DTMF events taken");
+                let source = config
+                    .media
+                    .rtpengine
+                    .as_deref()
+                    .and_then(|a| a.parse::<SocketAddr>().ok().map(|a| a.ip()));
+                Some((Arc::new(socket), source))
+            }
+            None => None,
+        },
     };
     let soap = soap::Services::new(
         Some(soap::builtin::Builtin::new(
@@ -236,6 +251,7 @@ fn sip_app(
         ring: Duration::from_secs(config.invite_timeout),
         keepalive: Duration::from_secs(config.call_keepalive),
     };
+    let dtmf = media.dtmf.clone();
     let (endpoint, (invites, upstream), receivers) =
         listeners.endpoint(config.max_message_bytes, config.tcp, |weak| {
             let upstream = config.upstream.as_ref().and_then(|u| {
@@ -283,6 +299,9 @@ fn sip_app(
         watches.attach(sender.clone());
     }
     state.inbox.set_hook(Arc::new(invites.clone()));
+    if let Some((socket, source)) = dtmf {
+        tokio::spawn(invites.clone().dtmf_from_rtpengine(socket, source));
+    }
     state.inbox.set_sip(Arc::new(sipapp::delivery::SipSide {
         im: sipapp::im::outbound::Outbound::new(weak.clone(), addr),
         calls: invites.outgoing(),

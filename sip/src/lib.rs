@@ -6,6 +6,7 @@
 
 pub mod dialog;
 pub mod digest;
+pub mod dtmf;
 pub mod endpoint;
 pub mod framing;
 pub mod headers;

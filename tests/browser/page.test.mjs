@@ -5,6 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { chromium } from "playwright-core";
+import { BASE_FLAGS } from "./pages.mjs";
 
 const RELAY = process.env.RELAY_URL;
 const ARTIFACTS = new URL("../artifacts/", import.meta.url).pathname;
@@ -16,10 +17,10 @@ let browser;
 before(async () => {
   assert.ok(RELAY, "RELAY_URL must point at a relay serving www/");
   mkdirSync(ARTIFACTS, { recursive: true });
+  // Fake microphone and camera, granted: the phone's calls get real media.
   browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-      "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"],
+    args: [...BASE_FLAGS, "--use-fake-ui-for-media-stream"],
   });
 });
 after(async () => { await browser?.close(); });
@@ -101,4 +102,61 @@ test("a wrong password is shown as an error, not a crash", async () => {
   await page.getByTestId("login").click();
   await page.getByTestId("auth-error").filter({ hasText: "unauthorized" }).waitFor();
   await page.screenshot({ path: `${ARTIFACTS}/page-wrong-password.png` });
+});
+
+test("the phone: dial, ring, answer, members, timer, mute, hold and resume, the DTMF pad, hang up", async () => {
+  const carla = `carla-${stamp}@example.net`;
+  const dan = `dan-${stamp}@example.net`;
+  const a = await signUp(carla);
+  const b = await signUp(dan);
+
+  // Carla dials Dan by email; Dan's phone rings with her name; he answers.
+  await a.page.getByTestId("dial-to").fill(dan);
+  await a.page.getByTestId("dial").click();
+  await b.page.getByTestId("ringing").waitFor();
+  assert.equal(await b.page.getByTestId("ringing-from").innerText(), carla);
+  await b.page.screenshot({ path: `${ARTIFACTS}/page-phone-ringing.png`, fullPage: true });
+  await b.page.getByTestId("answer").click();
+  for (const p of [a.page, b.page]) await p.getByTestId("call-state").filter({ hasText: "active" }).waitFor();
+  assert.equal(await a.page.getByTestId("call-peer").innerText(), dan);
+  assert.equal(await b.page.getByTestId("call-peer").innerText(), carla);
+
+  // Both see the call's two members, live; the timer runs.
+  for (const p of [a.page, b.page]) {
+    await p.waitForFunction(() => document.querySelectorAll("[data-testid=call-member]").length === 2);
+    const members = await p.getByTestId("call-members").innerText();
+    assert.ok(members.includes(carla) && members.includes(dan), members);
+  }
+  await a.page.getByTestId("call-timer").filter({ hasText: /^0:0[1-9]$/ }).waitFor();
+
+  // The other side's stream plays in Dan's <audio> element.
+  await b.page.waitForFunction(() => document.querySelector("[data-testid=remote-audio]").srcObject?.getAudioTracks().length > 0);
+
+  // Mute and unmute.
+  await a.page.getByTestId("mute").click();
+  assert.equal(await a.page.getByTestId("mute").innerText(), "Unmute");
+  await a.page.getByTestId("mute").click();
+  assert.equal(await a.page.getByTestId("mute").innerText(), "Mute");
+
+  // Carla holds: both are held; she resumes: both active again.
+  await a.page.getByTestId("hold").click();
+  for (const p of [a.page, b.page]) await p.getByTestId("call-state").filter({ hasText: "held" }).waitFor();
+  await a.page.getByTestId("hold").filter({ hasText: "Resume" }).waitFor();
+  await a.page.getByTestId("hold").click();
+  for (const p of [a.page, b.page]) await p.getByTestId("call-state").filter({ hasText: "active" }).waitFor();
+  await a.page.getByTestId("hold").filter({ hasText: "Hold" }).waitFor();
+
+  // The DTMF pad plays tones in the call; the keys sent are listed.
+  await a.page.getByTestId("dtmf-1").click();
+  await a.page.getByTestId("dtmf-sent").filter({ hasText: "1" }).waitFor();
+  await a.page.getByTestId("dtmf-#").click();
+  await a.page.getByTestId("dtmf-sent").filter({ hasText: "1#" }).waitFor();
+  await a.page.screenshot({ path: `${ARTIFACTS}/page-phone-in-call.png`, fullPage: true });
+
+  // Dan hangs up: both calls end, with who ended it and how long it lasted.
+  await b.page.getByTestId("hangup").click();
+  await b.page.getByTestId("call-ended").filter({ hasText: "ended: hangup" }).waitFor();
+  await a.page.getByTestId("call-ended").filter({ hasText: "ended: remote-hangup" }).waitFor();
+  assert.equal(await a.page.getByTestId("in-call").isHidden(), true);
+  assert.deepEqual([...a.errors, ...b.errors], [], "no uncaught errors in either page");
 });

@@ -6,7 +6,8 @@
 // tone playing in an <audio> element), the codecs each side negotiated, hold and resume from
 // the page (the directions of the page's transceiver and of the re-INVITEs in the phone's SIP
 // trace) and from the phone (the page's state and direction), DTMF as RFC 4733
-// telephone-event (baresip's DTMF events, and no SIP INFO), hang-up from each side (page
+// telephone-event (baresip's DTMF events, and no SIP INFO) and the phone's keys reaching the
+// page's onDtmf (RFC 4733 through rtpengine's DTMF log, --rtpengine-dtmf), hang-up from each side (page
 // `ended`, the phone's call closed, rtpengine holding no call), and a phone that vanishes
 // (killed: its TCP connection closes) ending the page's call. Only the client's public API is
 // used. Starts its own rtpengine and relay (--rtpengine); run by scripts/test-browser.sh in a
@@ -19,7 +20,7 @@ import os from "node:os";
 import { chromium } from "playwright-core";
 import { Baresip } from "./baresip.mjs";
 import { BASE_FLAGS, direction, inboundAudio, openUser, state, waitState } from "./pages.mjs";
-import { startRelay, until } from "./processes.mjs";
+import { freeUdpPort, startRelay, until } from "./processes.mjs";
 import { Rtpengine } from "./rtpengine.mjs";
 
 const stamp = Date.now();
@@ -52,8 +53,10 @@ function toneWav(path, hz = TONE, rate = 48_000) {
 }
 
 before(async () => {
-  engine = await Rtpengine.start(dir);
-  relay = await startRelay(dir, ["--rtpengine", engine.addr]);
+  // rtpengine logs the DTMF events it sees to the relay, which tells the page.
+  const dtmf = `127.0.0.1:${await freeUdpPort()}`;
+  engine = await Rtpengine.start(dir, { dtmf });
+  relay = await startRelay(dir, ["--rtpengine", engine.addr, "--rtpengine-dtmf", dtmf]);
   toneWav(`${dir}/tone.wav`);
   browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
@@ -180,7 +183,7 @@ test("a page calls a SIP phone through rtpengine: audio both ways, codecs, hold,
   assert.deepEqual(alice.errors, [], "no uncaught errors in the page");
 });
 
-test("a SIP phone calls a page through rtpengine: audio both ways, hold from each side, the phone hangs up", async () => {
+test("a SIP phone calls a page through rtpengine: audio both ways, hold from each side, its keys reach onDtmf, the phone hangs up", async () => {
   const dave = await phone("dave");
   const bob = await page("bob");
   await dave.command("dial", `sip:${bob.email}`);
@@ -198,6 +201,14 @@ test("a SIP phone calls a page through rtpengine: audio both ways, hold from eac
   await phoneHears(dave);
 
   await holdAndResume(bob, dave);
+
+  // The phone's keys (RFC 4733 telephone-events, seen by rtpengine) reach the page's onDtmf.
+  await bob.page.evaluate(() => { window.keys = []; call.onDtmf((d) => keys.push(d)); });
+  await dave.command("sndcode", "7");
+  await bob.page.waitForFunction(() => keys.includes("7"), null, { timeout: 10_000 });
+  await dave.command("sndcode", "#");
+  await bob.page.waitForFunction(() => keys.includes("#"), null, { timeout: 10_000 });
+  assert.deepEqual(await bob.page.evaluate(() => keys), ["7", "#"]);
 
   // The phone holds (a re-INVITE with a=sendonly): the page is held, receiving only; then it
   // resumes.

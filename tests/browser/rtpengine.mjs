@@ -55,14 +55,16 @@ export function decode(bytes, at = 0) {
 
 export class Rtpengine {
   // Starts one on 127.0.0.1, its log in `dir`, and waits until it answers a ping. `ports`:
-  // its media port range [min, max] (the benchmarks' hundreds of calls need a wide one).
-  static async start(dir, { name = "rtpengine", ports } = {}) {
+  // its media port range [min, max] (the benchmarks' hundreds of calls need a wide one);
+  // `dtmf`: where it logs the DTMF events it sees (the relay's --rtpengine-dtmf), if anywhere.
+  static async start(dir, { name = "rtpengine", ports, dtmf } = {}) {
     const ng = await freeUdpPort();
     // In the tests' own network namespace any range is free; outside it, one per process.
     const [min, max] = ports ?? [30_000 + (process.pid % 500) * 40, 30_000 + (process.pid % 500) * 40 + 39];
     const log = new Log(`${dir}/${name}.log`, name);
     const child = spawn("rtpengine", ["--config-file=none", "--foreground", "--log-stderr", "--table=-1",
-      "--interface=127.0.0.1", `--listen-ng=127.0.0.1:${ng}`, `--port-min=${min}`, `--port-max=${max}`],
+      "--interface=127.0.0.1", `--listen-ng=127.0.0.1:${ng}`, `--port-min=${min}`, `--port-max=${max}`,
+      ...(dtmf ? [`--dtmf-log-dest=${dtmf}`] : [])],
     { stdio: ["ignore", "ignore", log.fd] });
     const engine = new Rtpengine(child, ng, log);
     let failed = null;

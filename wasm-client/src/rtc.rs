@@ -32,12 +32,13 @@ export async function open(audio, video, ice, offer, ms) {
     throw e;
   }
 }
-export function media_call(peer, pc, local, remote, listeners, act) {
+export function media_call(peer, call, pc, local, remote, listeners, act) {
   const ask = (op, arg) => new Promise((resolve, reject) => act([op, arg, resolve, reject]));
   pc.onconnectionstatechange = () => act(["connection", pc.connectionState]);
   return {
-    state: "calling", peer, peerConnection: pc, localStream: local, remoteStream: remote,
+    state: "calling", peer, call, peerConnection: pc, localStream: local, remoteStream: remote,
     onState: (f) => { listeners.push(["state", f]); },
+    onDtmf: (f) => { listeners.push(["dtmf", f]); },
     mute: (on) => { for (const t of local.getAudioTracks()) t.enabled = !on; },
     hold: () => ask("hold"),
     resume: () => ask("resume"),
@@ -91,6 +92,7 @@ extern "C" {
     /// connection state changes of `pc` call `act(["connection", state])`.
     pub(crate) fn media_call(
         peer: &str,
+        call: &str,
         pc: &JsValue,
         local: &JsValue,
         remote: &JsValue,

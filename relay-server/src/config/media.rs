@@ -20,6 +20,8 @@ pub struct MediaConfig {
     pub min_se: u64,
     /// Seconds between checks that rtpengine still carries each call (0: never).
     pub rtpengine_check: u64,
+    /// Where rtpengine's DTMF event log (`--dtmf-log-dest`) is taken, if anywhere.
+    pub rtpengine_dtmf: Option<std::net::SocketAddr>,
 }
 
 impl Default for MediaConfig {
@@ -31,6 +33,7 @@ impl Default for MediaConfig {
             session_expires: 1800,
             min_se: 90,
             rtpengine_check: 10,
+            rtpengine_dtmf: None,
         }
     }
 }
@@ -54,6 +57,8 @@ pub(super) struct MediaSettings {
     pub min_se: Option<u64>,
     /// `--rtpengine-check`.
     pub rtpengine_check: Option<u64>,
+    /// `--rtpengine-dtmf`.
+    pub rtpengine_dtmf: Option<String>,
 }
 
 /// Checks and fills the media settings.
@@ -144,6 +149,12 @@ pub(super) fn resolve_media(s: MediaSettings) -> anyhow::Result<MediaConfig> {
         rtpengine_check <= 3600,
         "rtpengine-check must be from 0 (off) to 3600 seconds"
     );
+    let rtpengine_dtmf = match s.rtpengine_dtmf.as_deref().map(str::trim) {
+        None | Some("" | "off") => None,
+        Some(addr) => Some(addr.parse().map_err(|_| {
+            anyhow::anyhow!("rtpengine-dtmf: {addr:?} is not IP:PORT (rtpengine's --dtmf-log-dest)")
+        })?),
+    };
     Ok(MediaConfig {
         rtpengine,
         ice_servers,
@@ -151,6 +162,7 @@ pub(super) fn resolve_media(s: MediaSettings) -> anyhow::Result<MediaConfig> {
         session_expires,
         min_se,
         rtpengine_check,
+        rtpengine_dtmf,
     })
 }
 
@@ -212,5 +224,17 @@ mod tests {
         assert_eq!(with("off").unwrap().rtpengine, None);
         assert!(with("127.0.0.1").is_err());
         assert!(with("host:0").is_err());
+        let dtmf = |a: &str| {
+            resolve_media(MediaSettings {
+                rtpengine_dtmf: Some(a.into()),
+                ..MediaSettings::default()
+            })
+        };
+        assert_eq!(
+            dtmf("127.0.0.1:2224").unwrap().rtpengine_dtmf,
+            Some(([127, 0, 0, 1], 2224).into())
+        );
+        assert!(dtmf("localhost:2224").is_err());
+        assert_eq!(dtmf("off").unwrap().rtpengine_dtmf, None);
     }
 }

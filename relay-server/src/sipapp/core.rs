@@ -71,6 +71,8 @@ pub enum Task {
     Notify,
     /// UPDATE (RFC 3311) in a call between a phone and a web user: a session refresh.
     Update,
+    /// INFO: a key press in a call between a phone and a web user.
+    Info,
 }
 
 /// The request handlers; cheap to clone.
@@ -461,6 +463,9 @@ impl Core {
         if *method == Method::UPDATE && self.invites.is_some() {
             return Step::Async(Task::Update);
         }
+        if *method == Method::INFO && self.invites.is_some() {
+            return Step::Async(Task::Info);
+        }
         if *method == Method::SUBSCRIBE && self.presence.is_some() {
             if self.upstream && self.proxy.is_some() {
                 if req.max_forwards().ok().flatten() == Some(0) {
@@ -494,6 +499,10 @@ impl Core {
             },
             Task::Update => match &self.invites {
                 Some(invites) => invites.update_request(req, from),
+                None => not_implemented(),
+            },
+            Task::Info => match &self.invites {
+                Some(invites) => invites.info(req).await,
                 None => not_implemented(),
             },
             Task::ForUser => {

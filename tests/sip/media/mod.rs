@@ -3,12 +3,14 @@
 //! user's WebRTC offer reaches a socket phone as plain RTP/AVP and the phone's answer comes
 //! back as WebRTC, RTP from the phone is counted by rtpengine, and the rtpengine session ends
 //! with the call (`calls`); a phone's plain offer reaches the web user as WebRTC (`calls`);
-//! hold and resume both ways (`hold`); without rtpengine, or with one that does not answer,
-//! such calls are refused clearly and nothing hangs (`refusals`); session timers, rtpengine's
-//! media timeout and an offerless INVITE (`timers`); glare (`glare`); an Opus-only browser and a
-//! PCMU-only phone hear each other through rtpengine's transcoding (`transcode`).
+//! hold and resume both ways (`hold`); a phone's key presses, SIP INFO or RFC 4733 through
+//! rtpengine's DTMF log, reach the web user (`dtmf`); without rtpengine, or with one that does
+//! not answer, such calls are refused clearly and nothing hangs (`refusals`); session timers,
+//! rtpengine's media timeout and an offerless INVITE (`timers`); glare (`glare`); an Opus-only
+//! browser and a PCMU-only phone hear each other through rtpengine's transcoding (`transcode`).
 
 mod calls;
+mod dtmf;
 mod glare;
 mod hold;
 mod refusals;
@@ -228,6 +230,7 @@ pub(crate) fn in_dialog(
 }
 
 /// A dialog between the phone and the relay, as the phone's requests need it.
+#[derive(Clone)]
 pub(crate) struct Dialog {
     /// The relay's Contact URI.
     pub(crate) target: String,

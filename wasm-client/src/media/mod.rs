@@ -73,6 +73,7 @@ impl CallState {
             let listeners = Emitter::new();
             let object = rtc::media_call(
                 &leg.peer,
+                &leg.call,
                 &pc,
                 &local,
                 &js::get(opened, "2"),
@@ -219,6 +220,8 @@ impl CallState {
                 self.then(answering, false, steps::reanswered, &sdp);
             }
             "updated" => steps::updated(self, &sdp),
+            // A phone's key press (SIP INFO, or RFC 4733 seen by rtpengine), told by the relay.
+            "dtmf" if self.is_up() => self.listeners.emit("dtmf", &js::get(body, "digits")),
             "reject" if ringing => self.end("rejected"),
             "cancel" if ringing => self.end("cancelled"),
             "bye" => self.end("remote-hangup"),
@@ -238,6 +241,8 @@ export interface MediaCall {
   readonly state: MediaCallState;
   /** The other party: an email, or a phone's address. */
   readonly peer: string;
+  /** The call context (`/call/{id}`): `client.watch` it to see the call's members live. */
+  readonly call: string;
   /** The RTCPeerConnection (for `getStats()` and the tracks). */
   readonly peerConnection: RTCPeerConnection;
   /** The microphone (and camera) this side sends. */
@@ -249,6 +254,10 @@ export interface MediaCall {
   readonly endReason?: "hangup" | "remote-hangup" | "rejected" | "cancelled" | "failed" | "media-failed";
   /** Calls `callback(state)` on every change of state. */
   onState(callback: (state: MediaCallState) => void): void;
+  /** Calls `callback(digits)` for each key the other side presses, e.g. "5": a phone's SIP
+   *  INFO (`application/dtmf-relay`, `application/dtmf`), or its RFC 4733 tones when the relay
+   *  takes rtpengine's DTMF events (`--rtpengine-dtmf`). */
+  onDtmf(callback: (digits: string) => void): void;
   /** Mutes the microphone (`true`) or unmutes it: the call stays up, silence is sent. */
   mute(on: boolean): void;
   /** Puts the call on hold (this side sends only); resolves once the other side agreed. */

@@ -3,11 +3,12 @@
 //! keeps alive with OPTIONS probes (see [`restsip_sip::dialog`]).
 
 pub mod inbound;
+pub mod info;
 pub mod outbound;
 pub mod update;
 
 /// The methods this feature answers (gathered into the Allow header by the core).
-pub const METHODS: &[&str] = &["INVITE", "ACK", "CANCEL", "BYE", "UPDATE"];
+pub const METHODS: &[&str] = &["INVITE", "ACK", "CANCEL", "BYE", "UPDATE", "INFO"];
 
 /// The clocks of calls between web users and phones.
 #[derive(Debug, Clone, Copy, Default)]
@@ -33,6 +34,12 @@ pub struct CallMedia {
     pub session: SessionTimers,
     /// How often each call rtpengine carries is checked to be still there (zero: never).
     pub check: std::time::Duration,
+    /// Where rtpengine logs DTMF events (`--rtpengine-dtmf`), and the only address taken
+    /// there when known (rtpengine's).
+    pub dtmf: Option<(
+        std::sync::Arc<tokio::net::UdpSocket>,
+        Option<std::net::IpAddr>,
+    )>,
 }
 
 /// RFC 4028 session timers of calls between web users and phones.

@@ -7,6 +7,7 @@
 //! used: their media go directly.
 
 pub mod bencode;
+pub mod dtmf;
 pub mod ng;
 
 use std::time::Duration;

@@ -135,6 +135,75 @@ impl Invites {
         lock(&self.inner.dialogs).contains_key(call_id) || self.inner.out.owns(call_id)
     }
 
+    /// Answered call `call_id` between a phone and a web user (either way), as the
+    /// renegotiation sees it.
+    pub fn leg(&self, call_id: &str) -> Option<View> {
+        let found = lock(&self.inner.dialogs)
+            .get(call_id)
+            .map(|d| view(call_id, d));
+        match found {
+            Some(view) => view,
+            None => self.inner.out.leg(call_id),
+        }
+    }
+
+    /// A phone's INFO (DTMF) in an answered call; see [`crate::sipapp::invite::info`].
+    pub async fn info(&self, req: &SipMessage) -> Reply {
+        let leg = req.call_id().and_then(|c| self.leg(c));
+        crate::sipapp::invite::info::answer(&self.inner.reneg, leg, req).await
+    }
+
+    /// Tells the web user of call `call_id` that the phone pressed `press` (an RFC 4733
+    /// event rtpengine saw coming from `source_tag`); false when no answered call has that
+    /// Call-ID and that phone's tag (the web user's own tones come back as the relay's tag).
+    pub async fn dtmf(
+        &self,
+        call_id: &str,
+        source_tag: &str,
+        press: restsip_sip::dtmf::Dtmf,
+    ) -> bool {
+        let Some(leg) = self.leg(call_id).filter(|l| l.phone_tag == source_tag) else {
+            return false;
+        };
+        crate::sipapp::invite::info::tell(&self.inner.reneg, &leg, press).await;
+        true
+    }
+
+    /// Tells web users the key presses rtpengine logs to `socket` (its `--dtmf-log-dest`),
+    /// taking datagrams from `source` only when given (rtpengine's address), until the relay
+    /// stops.
+    pub async fn dtmf_from_rtpengine(
+        self,
+        socket: Arc<tokio::net::UdpSocket>,
+        source: Option<std::net::IpAddr>,
+    ) {
+        use crate::sipapp::media::dtmf;
+        let mut buf = vec![0u8; dtmf::MAX_DATAGRAM];
+        loop {
+            let (n, from) = match socket.recv_from(&mut buf).await {
+                Ok(got) => got,
+                Err(e) => {
+                    tracing::debug!(error = %e, "rtpengine DTMF socket");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if source.is_some_and(|ip| ip != from.ip()) {
+                tracing::debug!(%from, "a DTMF event not from rtpengine, ignored");
+                continue;
+            }
+            let Some(e) = buf.get(..n).and_then(dtmf::event) else {
+                continue;
+            };
+            if !self.dtmf(&e.call_id, &e.source_tag, e.press).await {
+                tracing::debug!(
+                    call_id = e.call_id,
+                    "rtpengine DTMF event of no phone in a call"
+                );
+            }
+        }
+    }
+
     /// A phone's re-INVITE in an answered call: the final reply, unless it was sent (a 2xx).
     pub async fn reinvite(&self, responder: &Responder) -> Option<Reply> {
         let call_id = responder.request().call_id().unwrap_or_default();
@@ -198,14 +267,6 @@ impl Invites {
         let req = dialog.request(Method::INVITE, d.cseq, listen)?;
         let ack = dialog.request(Method::ACK, d.cseq, listen)?;
         Some((req, ack, d.peer))
-    }
-
-    /// Answered call `call_id` (either way) as the renegotiation sees it.
-    pub(super) fn leg(&self, call_id: &str) -> Option<View> {
-        match lock(&self.inner.dialogs).get(call_id) {
-            Some(d) => view(call_id, d),
-            None => self.inner.out.leg(call_id),
-        }
     }
 
     /// A phone's UPDATE (RFC 3311) from `peer`: a session refresh in an answered call.

@@ -242,7 +242,7 @@ impl Renegotiation {
     }
 
     /// Tells the web user of `leg` `body` (with the call's id and Call-ID).
-    async fn tell(&self, leg: &Leg, mut body: Value) {
+    pub(crate) async fn tell(&self, leg: &Leg, mut body: Value) {
         body["id"] = leg.id.clone();
         body["sip"] = json!({"callId": leg.call_id});
         if let Err(e) = self
