@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use restsip_sip::digest::Algorithm;
 
-mod guards;
 mod floods;
+mod guards;
 mod media;
 mod tls;
 pub use guards::GuardConfig;

@@ -6,10 +6,10 @@
 //! package, `baresip` from baresip-core (scripts/setup.sh installs both).
 #![allow(clippy::unwrap_used)]
 
-mod floods;
 mod agent;
 mod disclosure;
 mod enumeration;
+mod floods;
 mod guessing;
 mod hostile_peers;
 mod interop;
@@ -25,6 +25,6 @@ mod registration;
 mod service;
 mod sipp;
 mod sockets;
-mod tls;
 mod spoofing;
+mod tls;
 mod upstream;

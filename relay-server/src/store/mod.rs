@@ -5,8 +5,8 @@
 
 mod sqlite;
 mod sqlite_batch;
-mod sqlite_health;
 mod sqlite_caps;
+mod sqlite_health;
 mod sqlite_query;
 mod sqlite_rows;
 mod sqlite_webhooks;

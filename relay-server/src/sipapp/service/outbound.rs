@@ -122,11 +122,7 @@ impl ServiceSender {
         let port = sip.port.unwrap_or(transport.default_port());
         // Resolved once and checked: the request goes to this very address (no second lookup
         // that could answer differently).
-        let addr = match self
-            .egress
-            .resolve(host, port)
-            .await
-        {
+        let addr = match self.egress.resolve(host, port).await {
             Ok(addrs) => addrs[0],
             Err(Refused::Unresolvable) => {
                 return Err(SendError::Invalid(format!(
