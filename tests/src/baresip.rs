@@ -93,7 +93,27 @@ pub fn free_port() -> u16 {
 impl Phone<'_> {
     /// Writes the configuration, starts baresip and connects to its control and console
     /// ports. The account starts registering at once; see [`Baresip::registered`].
+    ///
+    /// Free ports are only free when looked at: baresip also binds SIP over TLS on its SIP
+    /// port + 1, and another test's socket may take any of them before baresip does. Such a
+    /// start is tried again on new ports (a port the test chose is not changed).
     pub async fn start(&self) -> Result<Baresip> {
+        let mut tries = 0;
+        loop {
+            match self.start_once().await {
+                Err(e)
+                    if tries < 5
+                        && self.sip_port.is_none()
+                        && e.to_string().contains("Address already in use") =>
+                {
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(&self) -> Result<Baresip> {
         let dir = tempfile::tempdir()?;
         let sip_port = self.sip_port.unwrap_or_else(free_port);
         let ctrl_port = free_port();
