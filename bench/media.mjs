@@ -109,9 +109,12 @@ async function main() {
   const results = { b2bCaller: [], b2bCallee: [], b2bPlaced: [], b2pCaller: [], b2pPlaced: [] };
   // One unmeasured call of each kind first (Chromium and baresip warm up their codecs).
   for (let i = 0; i <= calls; i++) {
+    // The callee's first packet of this call: the entry after those of earlier calls (its
+    // packet may come after the caller's, when dialAndTime has already resolved).
+    const before = await callee.page.evaluate(() => firsts.length);
     const b2b = await caller.page.evaluate(dialAndTime, callee.email);
     const calleeFirst = await until("the callee's first audio packet",
-      () => callee.page.evaluate(() => firsts.at(-1)), { timeout: 10_000 });
+      () => callee.page.evaluate((n) => firsts[n], before), { timeout: 10_000 });
     await hangUp(caller);
     await ended(callee);
     const closed = phone.events.filter((e) => e.type === "CALL_CLOSED").length;
