@@ -20,12 +20,12 @@ mod transcode;
 use std::time::Duration;
 
 use restsip_e2e::rtpengine::Rtpengine;
-use restsip_e2e::{EventStream, WAIT};
+use restsip_e2e::{Client, EventStream, Relay, WAIT};
 use restsip_protocol::EventKind;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::net::UdpSocket;
 
-use crate::phones::{body_of, header_lines, Phone};
+use crate::phones::{body_of, header_lines, inbox, Phone};
 
 /// The web user.
 pub(crate) const ALICE: &str = "alice@example.net";
@@ -245,4 +245,146 @@ pub(crate) struct Dialog {
 /// The body of a SIP message.
 pub(crate) fn sdp_of(msg: &str) -> &str {
     body_of(msg)
+}
+
+/// The next response of `phone` to a `method` request (others are skipped).
+pub(crate) async fn response_to(phone: &Phone, method: &str) -> String {
+    loop {
+        let msg = phone.next("SIP/2.0 ").await;
+        if header(&msg, "CSeq").ends_with(method) && !msg.starts_with("SIP/2.0 1") {
+            return msg;
+        }
+    }
+}
+
+impl Dialog {
+    /// The dialog of a call the phone placed with `invite`, answered by the relay's `ok`.
+    pub(crate) fn placed(invite: &str, ok: &str) -> Dialog {
+        Dialog {
+            target: header(ok, "Contact").trim_matches(['<', '>']).to_owned(),
+            phone: header(invite, "From"),
+            relay: header(ok, "To"),
+            call_id: header(invite, "Call-ID"),
+        }
+    }
+}
+
+/// A relay driving a fresh rtpengine, started with `extra` flags besides `--rtpengine`.
+pub(crate) async fn with_rtpengine(extra: &[&str]) -> (Rtpengine, Relay) {
+    let engine = Rtpengine::start().await.unwrap();
+    let mut args = vec!["--rtpengine".to_owned(), engine.addr()];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let relay = Relay::start(&args).await.unwrap();
+    (engine, relay)
+}
+
+/// The web user SENDs `body` to Carol; the relay takes it (200).
+pub(crate) async fn page_sends(alice: &Client, body: Value) {
+    let r = alice
+        .request("SEND", &format!("/login/{CAROL}"), Some(body))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// The headers of the phone's 200 with a session: its Contact, `extra` lines, Content-Type.
+pub(crate) fn answer_headers(phone: &Phone, extra: &str) -> String {
+    format!(
+        "Contact: <sip:carol@127.0.0.1:{}>\r\n{extra}Content-Type: application/sdp\r\n",
+        phone.port
+    )
+}
+
+/// The `a=mid` of the audio in a WebRTC `sdp` ("0" without one).
+pub(crate) fn mid_of(sdp: &str) -> String {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("a=mid:"))
+        .unwrap_or("0")
+        .trim()
+        .to_owned()
+}
+
+/// The phone receives the relay's BYE in its dialog `call_id` and answers it.
+pub(crate) async fn phone_gets_bye(phone: &Phone, call_id: &str) {
+    let bye = phone.next("BYE ").await;
+    assert_eq!(header(&bye, "Call-ID"), call_id, "{bye}");
+    phone.answer(&bye, "200 OK", "", "").await;
+}
+
+/// The phone hangs up `dialog` with CSeq `seq` (the relay answers 200): the web user's
+/// next message, a `bye`.
+pub(crate) async fn phone_hangs_up(
+    phone: &Phone,
+    seq: u32,
+    dialog: &Dialog,
+    inbox: &mut EventStream,
+) -> Value {
+    phone.send(&in_dialog(phone, "BYE", seq, dialog, "")).await;
+    let ok = response_to(phone, "BYE").await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let bye = next_body(inbox).await;
+    assert_eq!(bye["command"], "bye", "{bye}");
+    bye
+}
+
+/// A phone's call to Alice through rtpengine, answered (in WebRTC, PCMU) and ACKed.
+pub(crate) struct Answered {
+    pub(crate) phone: Phone,
+    pub(crate) inbox: EventStream,
+    pub(crate) dialog: Dialog,
+    /// The phone's INVITE.
+    pub(crate) invite: String,
+    /// The relay's 200 to it.
+    pub(crate) ok: String,
+    /// The page's `invite` message.
+    pub(crate) offer: Value,
+    /// The phone's RTP socket and rtpengine's port for it.
+    pub(crate) rtp: UdpSocket,
+    pub(crate) port: u16,
+}
+
+/// The phone calls Alice with `extra` header lines in its INVITE; Alice accepts.
+pub(crate) async fn phone_calls(relay: &Relay, engine: &Rtpengine, extra: &str) -> Answered {
+    let alice = relay.user(ALICE).await.unwrap();
+    let inbox = inbox(&alice, ALICE).await;
+    phone_calls_as(relay, engine, extra, &alice, inbox).await
+}
+
+/// The same as the signed-in Alice with her stream `inbox`.
+pub(crate) async fn phone_calls_as(
+    relay: &Relay,
+    engine: &Rtpengine,
+    extra: &str,
+    alice: &Client,
+    mut inbox: EventStream,
+) -> Answered {
+    let phone = Phone::new(relay).await;
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let rtp_port = rtp.local_addr().unwrap().port();
+    let call_id = format!("phone-{}", phone.port);
+    let invite = phone_invite(&phone, ALICE, &call_id, &phone_sdp(rtp_port, "sendrecv"))
+        .replace("Content-Type:", &format!("{extra}Content-Type:"));
+    phone.send(&invite).await;
+    let offer = next_body(&mut inbox).await;
+    assert_eq!(offer["command"], "invite", "{offer}");
+    let mid = mid_of(offer["sdp"].as_str().unwrap());
+    let accept =
+        json!({"command": "accept", "sdp": chrome_answer(&mid, "sendrecv"), "id": offer["id"]});
+    page_sends(alice, accept).await;
+    let ok = response_to(&phone, "INVITE").await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let port = assert_plain(sdp_of(&ok), engine);
+    let dialog = Dialog::placed(&invite, &ok);
+    phone.send(&in_dialog(&phone, "ACK", 1, &dialog, "")).await;
+    Answered {
+        phone,
+        inbox,
+        dialog,
+        invite,
+        ok,
+        offer,
+        rtp,
+        port,
+    }
 }
