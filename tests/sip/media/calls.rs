@@ -9,6 +9,7 @@ use restsip_e2e::{Relay, WAIT};
 use serde_json::json;
 use tokio::net::UdpSocket;
 
+use super::answered::{phone_calls_as, Answered};
 use super::*;
 use crate::phones::{call_setup, inbox, send_invite, Phone};
 

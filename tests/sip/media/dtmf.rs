@@ -8,6 +8,7 @@ use restsip_e2e::{Relay, WAIT};
 use serde_json::json;
 use tokio::net::UdpSocket;
 
+use super::answered::{phone_calls, Answered};
 use super::*;
 use crate::phones::{call_setup, inbox, send_invite};
 
@@ -168,14 +169,7 @@ async fn a_phone_s_info_in_a_call_a_web_user_placed_reaches_the_web_user() {
     tokio::time::timeout(WAIT, receipt).await.unwrap().unwrap();
     assert_eq!(next_body(&mut inbox).await["command"], "accept");
     // The phone is the callee: its requests go From its side (the ACK's To) to the relay's.
-    let dialog = Dialog {
-        target: header(&invite, "Contact")
-            .trim_matches(['<', '>'])
-            .to_owned(),
-        phone: header(&ack, "To"),
-        relay: header(&ack, "From"),
-        call_id: header(&invite, "Call-ID"),
-    };
+    let dialog = Dialog::answered(&invite, &ack);
     let press = info(
         &phone,
         1,

@@ -5,6 +5,7 @@
 
 use serde_json::json;
 
+use super::answered::phone_calls;
 use super::*;
 
 /// The number of a CSeq value (`7 INVITE`).

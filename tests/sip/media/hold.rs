@@ -58,14 +58,7 @@ async fn hold_and_resume_go_both_ways_as_re_invites_and_updates() {
     );
 
     // The phone holds in turn: its re-INVITE reaches the web user as an update.
-    let dialog = Dialog {
-        target: header(&invite, "Contact")
-            .trim_matches(['<', '>'])
-            .to_owned(),
-        phone: header(&ack, "To"),
-        relay: header(&ack, "From"),
-        call_id: call_id.clone(),
-    };
+    let dialog = Dialog::answered(&invite, &ack);
     let sendonly = phone_sdp(rtp_port, "sendonly");
     phone
         .send(&in_dialog(&phone, "INVITE", 7, &dialog, &sendonly))

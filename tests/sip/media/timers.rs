@@ -9,6 +9,7 @@ use restsip_e2e::rtpengine::Rtpengine;
 use restsip_e2e::{Client, EventStream, Relay};
 use serde_json::json;
 
+use super::answered::{phone_calls, phone_calls_as, Answered};
 use super::*;
 use crate::phones::{call_setup, inbox, send_invite, Phone};
 
