@@ -6,12 +6,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use md5::{Digest, Md5};
-use restsip_e2e::{Relay, WAIT};
+use restsip_e2e::Relay;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Mutex;
 
-use crate::phones::header_lines;
+use crate::phones::{header_lines, next_starting};
 
 /// UDP or TCP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,20 +149,12 @@ impl Agent {
     /// The next message whose start line begins with `start`; requests the relay sends
     /// meanwhile (a NOTIFY) are answered 200.
     pub(crate) async fn next(&self, start: &str) -> String {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let msg = self
-                .next_within(left)
-                .await
-                .unwrap_or_else(|| panic!("no {start} within {WAIT:?}"));
-            if msg.starts_with(start) {
-                return msg;
-            }
+        let answer = async |msg: &str| {
             if !msg.starts_with("SIP/2.0 ") {
-                self.ok(&msg).await;
+                self.ok(msg).await;
             }
-        }
+        };
+        next_starting(start, async |wait| self.next_within(wait).await, answer).await
     }
 
     /// Answers a request from the relay with 200.

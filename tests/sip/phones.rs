@@ -19,6 +19,26 @@ pub(crate) fn md5_hex(text: &str) -> String {
     hex::encode(Md5::digest(text.as_bytes()))
 }
 
+/// The next message `next_within` gets within [`WAIT`] whose start line begins with `start`;
+/// each other one before it is handed to `other`.
+pub(crate) async fn next_starting(
+    start: &str,
+    next_within: impl AsyncFn(Duration) -> Option<String>,
+    other: impl AsyncFn(&str),
+) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let msg = next_within(left)
+            .await
+            .unwrap_or_else(|| panic!("no {start} within {WAIT:?}"));
+        if msg.starts_with(start) {
+            return msg;
+        }
+        other(&msg).await;
+    }
+}
+
 /// A phone on a UDP socket of its own.
 pub(crate) struct Phone {
     pub(crate) socket: UdpSocket,
@@ -62,17 +82,12 @@ impl Phone {
     /// The next message whose start line begins with `start` (others, such as
     /// retransmissions, are skipped).
     pub(crate) async fn next(&self, start: &str) -> String {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let msg = self
-                .next_within(left)
-                .await
-                .unwrap_or_else(|| panic!("no {start} within {WAIT:?}"));
-            if msg.starts_with(start) {
-                return msg;
-            }
-        }
+        next_starting(
+            start,
+            async |wait| self.next_within(wait).await,
+            async |_| {},
+        )
+        .await
     }
 
     /// A REGISTER for `aor` as `username` (None: no Authorization).

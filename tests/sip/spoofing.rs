@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use restsip_e2e::{Client, Relay};
-use restsip_protocol::EventKind;
+use restsip_e2e::{Client, EventStream, Relay};
 use serde_json::json;
 
 use crate::agent::{status, Agent, Request, Transport};
@@ -34,13 +33,22 @@ fn message<'a>(from: &'a str, extra: &'a str) -> Request<'a> {
     }
 }
 
+/// Bob's next event is a message from `from`, `authenticated` or not.
+async fn assert_delivered(inbox: &mut EventStream, from: &str, authenticated: bool) {
+    let msg = inbox.next().await.unwrap();
+    assert_eq!(msg.data["from"], from, "{}", msg.data);
+    assert_eq!(
+        msg.data["body"]["sip"]["authenticated"], authenticated,
+        "{}",
+        msg.data
+    );
+}
+
 async fn spoofed_messages(transport: Transport) {
     let relay = Relay::default().await.unwrap();
     relay.user(ALICE).await.unwrap();
     let bob = relay.user(BOB).await.unwrap();
-    let id = bob.login(json!({})).await.unwrap();
-    let mut inbox = bob.sse(&format!("/login/{BOB}/{id}"), None).await.unwrap();
-    assert_eq!(inbox.next().await.unwrap().kind, EventKind::State);
+    let mut inbox = crate::phones::inbox(&bob, BOB).await;
 
     // As alice, without her credentials (and with a forged assertion): challenged, not
     // delivered.
@@ -72,13 +80,7 @@ async fn spoofed_messages(transport: Transport) {
         )
         .await;
     assert!(answer.starts_with("SIP/2.0 200 "), "{answer}");
-    let msg = inbox.next().await.unwrap();
-    assert_eq!(msg.data["from"], ALICE, "{}", msg.data);
-    assert_eq!(
-        msg.data["body"]["sip"]["authenticated"], true,
-        "{}",
-        msg.data
-    );
+    assert_delivered(&mut inbox, ALICE, true).await;
 
     // Over the flow alice registered on, no credentials are asked.
     let registered = Agent::new(&relay, transport).await;
@@ -87,13 +89,7 @@ async fn spoofed_messages(transport: Transport) {
         .final_response(&message(ALICE, ""), "flow-1")
         .await;
     assert!(answer.starts_with("SIP/2.0 200 "), "{answer}");
-    let msg = inbox.next().await.unwrap();
-    assert_eq!(msg.data["from"], ALICE, "{}", msg.data);
-    assert_eq!(
-        msg.data["body"]["sip"]["authenticated"], true,
-        "{}",
-        msg.data
-    );
+    assert_delivered(&mut inbox, ALICE, true).await;
 
     // Another domain's sender: accepted, shown unauthenticated, its forged assertion gone.
     let foreign = Agent::new(&relay, transport).await;
@@ -101,13 +97,7 @@ async fn spoofed_messages(transport: Transport) {
         .final_response(&message(CAROL, FORGED), "foreign-1")
         .await;
     assert!(answer.starts_with("SIP/2.0 200 "), "{answer}");
-    let msg = inbox.next().await.unwrap();
-    assert_eq!(msg.data["from"], CAROL, "{}", msg.data);
-    assert_eq!(
-        msg.data["body"]["sip"]["authenticated"], false,
-        "{}",
-        msg.data
-    );
+    assert_delivered(&mut inbox, CAROL, false).await;
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use restsip_e2e::{Relay, WAIT};
 use serde_json::json;
 use tokio::net::UdpSocket;
 
+use super::answered::{phone_calls_as, Answered};
 use super::*;
 use crate::phones::{call_setup, inbox, send_invite, Phone};
 
@@ -30,10 +31,7 @@ async fn assert_counted(engine: &Rtpengine, call_id: &str, port: u16, count: u64
 
 #[tokio::test]
 async fn a_browser_calls_a_phone_as_plain_rtp_and_the_session_ends_with_its_bye() {
-    let engine = Rtpengine::start().await.unwrap();
-    let relay = Relay::start(&["--rtpengine", &engine.addr()])
-        .await
-        .unwrap();
+    let (engine, relay) = with_rtpengine(&[]).await;
     let (phone, alice, mut inbox) = call_setup(&relay).await;
     let receipt = send_invite(
         &alice,
@@ -51,10 +49,7 @@ async fn a_browser_calls_a_phone_as_plain_rtp_and_the_session_ends_with_its_bye(
     // The phone answers PCMU on a socket of its own; the web user gets WebRTC back.
     let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let rtp_port = rtp.local_addr().unwrap().port();
-    let headers = format!(
-        "Contact: <sip:carol@127.0.0.1:{}>\r\nContent-Type: application/sdp\r\n",
-        phone.port
-    );
+    let headers = answer_headers(&phone, "");
     phone
         .answer(
             &invite,
@@ -81,11 +76,7 @@ async fn a_browser_calls_a_phone_as_plain_rtp_and_the_session_ends_with_its_bye(
 
     // The web user hangs up: BYE to the phone, and rtpengine forgets the call.
     let bye = json!({"command": "bye", "id": "m1"});
-    let r = alice
-        .request("SEND", &format!("/login/{CAROL}"), Some(bye))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
+    page_sends(&alice, bye).await;
     let bye = phone.next("BYE ").await;
     phone.answer(&bye, "200 OK", "", "").await;
     assert_deleted(&engine, &call_id).await;
@@ -93,78 +84,40 @@ async fn a_browser_calls_a_phone_as_plain_rtp_and_the_session_ends_with_its_bye(
     assert_eq!(m.sum(sessions, &[]), 0.0, "{}", m.text);
 }
 
-/// The next response of `phone` to a `method` request (others are skipped).
-pub(crate) async fn response_to(phone: &Phone, method: &str) -> String {
-    loop {
-        let msg = phone.next("SIP/2.0 ").await;
-        if header(&msg, "CSeq").ends_with(method) && !msg.starts_with("SIP/2.0 1") {
-            return msg;
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_phone_calls_a_browser_which_gets_webrtc_and_holds_it() {
-    let engine = Rtpengine::start().await.unwrap();
-    let relay = Relay::start(&["--rtpengine", &engine.addr()])
-        .await
-        .unwrap();
+    let (engine, relay) = with_rtpengine(&[]).await;
     let alice = relay.user(ALICE).await.unwrap();
-    let mut inbox = inbox(&alice, ALICE).await;
-    let phone = Phone::new(&relay).await;
-    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let rtp_port = rtp.local_addr().unwrap().port();
-    let call_id = format!("media-in-{}", phone.port);
-    let invite = phone_invite(&phone, ALICE, &call_id, &phone_sdp(rtp_port, "sendrecv"));
-    phone.send(&invite).await;
-
-    let offer = next_body(&mut inbox).await;
-    assert_eq!(offer["command"], "invite", "{offer}");
+    let inbox = inbox(&alice, ALICE).await;
+    let call = phone_calls_as(&relay, &engine, "", &alice, inbox).await;
+    let Answered {
+        phone,
+        mut inbox,
+        dialog,
+        invite,
+        offer,
+        rtp,
+        port,
+        ..
+    } = call;
     let sdp = offer["sdp"].as_str().unwrap();
     assert_webrtc(sdp);
-    let mid = sdp
-        .lines()
-        .find_map(|l| l.strip_prefix("a=mid:"))
-        .unwrap_or_else(|| panic!("no mid in {sdp}"))
-        .trim()
-        .to_owned();
-    let accept =
-        json!({"command": "accept", "sdp": chrome_answer(&mid, "sendrecv"), "id": offer["id"]});
-    let r = alice
-        .request("SEND", &format!("/login/{CAROL}"), Some(accept))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
-    let ok = response_to(&phone, "INVITE").await;
-    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    let port = assert_plain(sdp_of(&ok), &engine);
-    let dialog = Dialog {
-        target: header(&ok, "Contact").trim_matches(['<', '>']).to_owned(),
-        phone: header(&invite, "From"),
-        relay: header(&ok, "To"),
-        call_id: call_id.clone(),
-    };
-    phone.send(&in_dialog(&phone, "ACK", 1, &dialog, "")).await;
+    assert!(sdp.contains("a=mid:"), "no mid in {sdp}");
+    let call_id = dialog.call_id.clone();
+    let rtp_port = media_port(sdp_of(&invite));
     send_rtp(&rtp, port, 10).await;
     assert_counted(&engine, &call_id, port, 10).await;
 
     // The web user holds: a re-INVITE to the phone with a plain sendonly offer.
     let held = CHROME_OFFER.replace("a=sendrecv", "a=sendonly");
     let update = json!({"command": "update", "id": offer["id"], "sdp": held});
-    let r = alice
-        .request("SEND", &format!("/login/{CAROL}"), Some(update))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
+    page_sends(&alice, update).await;
     let reinvite = phone.next("INVITE ").await;
     assert_eq!(header(&reinvite, "Call-ID"), call_id);
     let reoffer = sdp_of(&reinvite);
     assert_plain(reoffer, &engine);
     assert!(reoffer.contains("a=sendonly"), "{reoffer}");
-    let headers = format!(
-        "Contact: <sip:carol@127.0.0.1:{}>\r\nContent-Type: application/sdp\r\n",
-        phone.port
-    );
+    let headers = answer_headers(&phone, "");
     let recvonly = phone_sdp(rtp_port, "recvonly");
     phone.answer(&reinvite, "200 OK", &headers, &recvonly).await;
     phone.next("ACK ").await;
@@ -196,10 +149,7 @@ fn cancel_of(invite: &str) -> String {
 
 #[tokio::test]
 async fn a_rejected_or_cancelled_call_leaves_no_rtpengine_session() {
-    let engine = Rtpengine::start().await.unwrap();
-    let relay = Relay::start(&["--rtpengine", &engine.addr()])
-        .await
-        .unwrap();
+    let (engine, relay) = with_rtpengine(&[]).await;
     let (phone, alice, mut inbox) = call_setup(&relay).await;
     // The phone refuses the browser's call.
     let receipt = send_invite(
@@ -246,10 +196,7 @@ async fn a_phone_that_forgot_the_call_frees_its_rtpengine_session() {
     );
     let invite = phone.next("INVITE ").await;
     let call_id = header(&invite, "Call-ID");
-    let headers = format!(
-        "Contact: <sip:carol@127.0.0.1:{}>\r\nContent-Type: application/sdp\r\n",
-        phone.port
-    );
+    let headers = answer_headers(&phone, "");
     phone
         .answer(&invite, "200 OK", &headers, &phone_sdp(4000, "sendrecv"))
         .await;

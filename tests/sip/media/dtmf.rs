@@ -8,7 +8,7 @@ use restsip_e2e::{Relay, WAIT};
 use serde_json::json;
 use tokio::net::UdpSocket;
 
-use super::calls::response_to;
+use super::answered::{phone_calls, Answered};
 use super::*;
 use crate::phones::{call_setup, inbox, send_invite};
 
@@ -63,20 +63,11 @@ async fn a_phone_s_info_in_a_call_it_placed_reaches_the_web_user_and_bad_ones_ar
     assert_eq!(offer["command"], "invite", "{offer}");
     let accept =
         json!({"command": "accept", "sdp": phone_sdp(4002, "sendrecv"), "id": offer["id"]});
-    let r = alice
-        .request("SEND", &format!("/login/{CAROL}"), Some(accept))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
+    page_sends(&alice, accept).await;
     let ok = response_to(&phone, "INVITE").await;
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     assert!(header(&ok, "Allow").contains("INFO"), "{ok}");
-    let dialog = Dialog {
-        target: header(&ok, "Contact").trim_matches(['<', '>']).to_owned(),
-        phone: header(&invite, "From"),
-        relay: header(&ok, "To"),
-        call_id: call_id.clone(),
-    };
+    let dialog = Dialog::placed(&invite, &ok);
     phone.send(&in_dialog(&phone, "ACK", 1, &dialog, "")).await;
 
     // Cisco's dtmf-relay: the key and its duration.
@@ -170,10 +161,7 @@ async fn a_phone_s_info_in_a_call_a_web_user_placed_reaches_the_web_user() {
         json!({"command": "invite", "sdp": plain, "url": "/call/d1", "id": "d1"}),
     );
     let invite = phone.next("INVITE ").await;
-    let headers = format!(
-        "Contact: <sip:carol@127.0.0.1:{}>\r\nContent-Type: application/sdp\r\n",
-        phone.port
-    );
+    let headers = answer_headers(&phone, "");
     phone
         .answer(&invite, "200 OK", &headers, &phone_sdp(4002, "sendrecv"))
         .await;
@@ -181,14 +169,7 @@ async fn a_phone_s_info_in_a_call_a_web_user_placed_reaches_the_web_user() {
     tokio::time::timeout(WAIT, receipt).await.unwrap().unwrap();
     assert_eq!(next_body(&mut inbox).await["command"], "accept");
     // The phone is the callee: its requests go From its side (the ACK's To) to the relay's.
-    let dialog = Dialog {
-        target: header(&invite, "Contact")
-            .trim_matches(['<', '>'])
-            .to_owned(),
-        phone: header(&ack, "To"),
-        relay: header(&ack, "From"),
-        call_id: header(&invite, "Call-ID"),
-    };
+    let dialog = Dialog::answered(&invite, &ack);
     let press = info(
         &phone,
         1,
@@ -240,40 +221,13 @@ async fn a_phone_s_rfc_4733_tones_reach_the_web_user_through_rtpengine_s_dtmf_lo
         &dest.to_string(),
     ];
     let relay = Relay::start(&args).await.unwrap();
-    let alice = relay.user(ALICE).await.unwrap();
-    let mut inbox = inbox(&alice, ALICE).await;
-    let phone = Phone::new(&relay).await;
-    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let rtp_port = rtp.local_addr().unwrap().port();
-    let call_id = format!("dtmf-rtp-{}", phone.port);
-    let invite = phone_invite(&phone, ALICE, &call_id, &phone_sdp(rtp_port, "sendrecv"));
-    phone.send(&invite).await;
-    let offer = next_body(&mut inbox).await;
-    assert_eq!(offer["command"], "invite", "{offer}");
-    let sdp = offer["sdp"].as_str().unwrap();
-    let mid = sdp
-        .lines()
-        .find_map(|l| l.strip_prefix("a=mid:"))
-        .unwrap_or("0")
-        .trim()
-        .to_owned();
-    let accept =
-        json!({"command": "accept", "sdp": chrome_answer(&mid, "sendrecv"), "id": offer["id"]});
-    let r = alice
-        .request("SEND", &format!("/login/{CAROL}"), Some(accept))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
-    let ok = response_to(&phone, "INVITE").await;
-    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    let port = assert_plain(sdp_of(&ok), &engine);
-    let dialog = Dialog {
-        target: header(&ok, "Contact").trim_matches(['<', '>']).to_owned(),
-        phone: header(&invite, "From"),
-        relay: header(&ok, "To"),
-        call_id: call_id.clone(),
-    };
-    phone.send(&in_dialog(&phone, "ACK", 1, &dialog, "")).await;
+    let Answered {
+        mut inbox,
+        offer,
+        rtp,
+        port,
+        ..
+    } = phone_calls(&relay, &engine, "").await;
     // Some audio first (rtpengine learns the phone's address), then the key 7.
     send_rtp(&rtp, port, 10).await;
     send_event(&rtp, port, 7).await;

@@ -3,12 +3,9 @@
 //! re-INVITE the phone answers 491 is sent again after a random delay, with a new CSeq, and
 //! its answer reaches the page.
 
-use restsip_e2e::rtpengine::Rtpengine;
-use restsip_e2e::Relay;
 use serde_json::json;
 
-use super::calls::response_to;
-use super::timers::phone_calls;
+use super::answered::phone_calls;
 use super::*;
 
 /// The number of a CSeq value (`7 INVITE`).
@@ -18,19 +15,12 @@ fn seq_of(cseq: &str) -> u32 {
 
 #[tokio::test]
 async fn crossing_re_invites_get_491_and_the_relays_is_sent_again() {
-    let engine = Rtpengine::start().await.unwrap();
-    let relay = Relay::start(&["--rtpengine", &engine.addr()])
-        .await
-        .unwrap();
+    let (engine, relay) = with_rtpengine(&[]).await;
     let mut call = phone_calls(&relay, &engine, "").await;
     let alice = relay.client(ALICE, &format!("pw-{ALICE}"));
     let held = CHROME_OFFER.replace("a=sendrecv", "a=sendonly");
     let update = json!({"command": "update", "id": call.offer["id"], "sdp": held});
-    let r = alice
-        .request("SEND", &format!("/login/{CAROL}"), Some(update))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
+    page_sends(&alice, update).await;
     let first = call.phone.next("INVITE ").await;
     assert_eq!(header(&first, "Call-ID"), call.dialog.call_id);
 
@@ -55,10 +45,7 @@ async fn crossing_re_invites_get_491_and_the_relays_is_sent_again() {
     );
     assert_eq!(sdp_of(&again), sdp_of(&first), "the same offer");
     assert!(sdp_of(&again).contains("a=sendonly"), "{again}");
-    let headers = format!(
-        "Contact: <sip:carol@127.0.0.1:{}>\r\nContent-Type: application/sdp\r\n",
-        call.phone.port
-    );
+    let headers = answer_headers(&call.phone, "");
     call.phone
         .answer(&again, "200 OK", &headers, &phone_sdp(rtp_port, "recvonly"))
         .await;

@@ -2,21 +2,16 @@
 //! user's `update` is a re-INVITE the phone answers (`updated` back), the phone's re-INVITE is
 //! an `update` the web user answers with `updated` (the 200).
 
-use restsip_e2e::rtpengine::Rtpengine;
-use restsip_e2e::{Relay, WAIT};
+use restsip_e2e::WAIT;
 use serde_json::json;
 use tokio::net::UdpSocket;
 
-use super::calls::response_to;
 use super::*;
 use crate::phones::{call_setup, send_invite};
 
 #[tokio::test]
 async fn hold_and_resume_go_both_ways_as_re_invites_and_updates() {
-    let engine = Rtpengine::start().await.unwrap();
-    let relay = Relay::start(&["--rtpengine", &engine.addr()])
-        .await
-        .unwrap();
+    let (engine, relay) = with_rtpengine(&[]).await;
     let (phone, alice, mut inbox) = call_setup(&relay).await;
     let receipt = send_invite(
         &alice,
@@ -26,10 +21,7 @@ async fn hold_and_resume_go_both_ways_as_re_invites_and_updates() {
     let call_id = header(&invite, "Call-ID");
     let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let rtp_port = rtp.local_addr().unwrap().port();
-    let headers = format!(
-        "Contact: <sip:carol@127.0.0.1:{}>\r\nContent-Type: application/sdp\r\n",
-        phone.port
-    );
+    let headers = answer_headers(&phone, "");
     phone
         .answer(
             &invite,
@@ -45,11 +37,7 @@ async fn hold_and_resume_go_both_ways_as_re_invites_and_updates() {
     // The web user holds.
     let held = CHROME_OFFER.replace("a=sendrecv", "a=sendonly");
     let update = json!({"command": "update", "id": "h1", "sdp": held});
-    let r = alice
-        .request("SEND", &format!("/login/{CAROL}"), Some(update))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
+    page_sends(&alice, update).await;
     let reinvite = phone.next("INVITE ").await;
     assert_eq!(header(&reinvite, "Call-ID"), call_id);
     assert!(header(&reinvite, "To").contains(";tag="), "{reinvite}");
@@ -70,14 +58,7 @@ async fn hold_and_resume_go_both_ways_as_re_invites_and_updates() {
     );
 
     // The phone holds in turn: its re-INVITE reaches the web user as an update.
-    let dialog = Dialog {
-        target: header(&invite, "Contact")
-            .trim_matches(['<', '>'])
-            .to_owned(),
-        phone: header(&ack, "To"),
-        relay: header(&ack, "From"),
-        call_id: call_id.clone(),
-    };
+    let dialog = Dialog::answered(&invite, &ack);
     let sendonly = phone_sdp(rtp_port, "sendonly");
     phone
         .send(&in_dialog(&phone, "INVITE", 7, &dialog, &sendonly))
@@ -88,18 +69,9 @@ async fn hold_and_resume_go_both_ways_as_re_invites_and_updates() {
     let sdp = update["sdp"].as_str().unwrap();
     assert_webrtc(sdp);
     assert!(sdp.contains("a=sendonly"), "{sdp}");
-    let mid = sdp
-        .lines()
-        .find_map(|l| l.strip_prefix("a=mid:"))
-        .unwrap_or("0")
-        .trim()
-        .to_owned();
+    let mid = mid_of(sdp);
     let updated = json!({"command": "updated", "id": "h1", "sdp": chrome_answer(&mid, "recvonly")});
-    let r = alice
-        .request("SEND", &format!("/login/{CAROL}"), Some(updated))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
+    page_sends(&alice, updated).await;
     let ok = response_to(&phone, "INVITE").await;
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     assert!(header(&ok, "CSeq").starts_with("7 "), "{ok}");

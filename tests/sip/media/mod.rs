@@ -9,6 +9,7 @@
 //! rtpengine's media timeout and an offerless INVITE (`timers`); glare (`glare`); an Opus-only
 //! browser and a PCMU-only phone hear each other through rtpengine's transcoding (`transcode`).
 
+mod answered;
 mod calls;
 mod dtmf;
 mod glare;
@@ -20,7 +21,7 @@ mod transcode;
 use std::time::Duration;
 
 use restsip_e2e::rtpengine::Rtpengine;
-use restsip_e2e::{EventStream, WAIT};
+use restsip_e2e::{Client, EventStream, Relay, WAIT};
 use restsip_protocol::EventKind;
 use serde_json::Value;
 use tokio::net::UdpSocket;
@@ -245,4 +246,98 @@ pub(crate) struct Dialog {
 /// The body of a SIP message.
 pub(crate) fn sdp_of(msg: &str) -> &str {
     body_of(msg)
+}
+
+/// The next response of `phone` to a `method` request (others are skipped).
+pub(crate) async fn response_to(phone: &Phone, method: &str) -> String {
+    loop {
+        let msg = phone.next("SIP/2.0 ").await;
+        if header(&msg, "CSeq").ends_with(method) && !msg.starts_with("SIP/2.0 1") {
+            return msg;
+        }
+    }
+}
+
+impl Dialog {
+    /// The dialog of a call the phone placed with `invite`, answered by the relay's `ok`.
+    pub(crate) fn placed(invite: &str, ok: &str) -> Dialog {
+        Dialog {
+            target: header(ok, "Contact").trim_matches(['<', '>']).to_owned(),
+            phone: header(invite, "From"),
+            relay: header(ok, "To"),
+            call_id: header(invite, "Call-ID"),
+        }
+    }
+
+    /// The dialog of a call the phone answered: its `invite` and its `ack` from the relay
+    /// (the phone's requests go From its side, the ACK's To, to the relay's).
+    pub(crate) fn answered(invite: &str, ack: &str) -> Dialog {
+        Dialog {
+            target: header(invite, "Contact")
+                .trim_matches(['<', '>'])
+                .to_owned(),
+            phone: header(ack, "To"),
+            relay: header(ack, "From"),
+            call_id: header(invite, "Call-ID"),
+        }
+    }
+}
+
+/// A relay driving a fresh rtpengine, started with `extra` flags besides `--rtpengine`.
+pub(crate) async fn with_rtpengine(extra: &[&str]) -> (Rtpengine, Relay) {
+    let engine = Rtpengine::start().await.unwrap();
+    let mut args = vec!["--rtpengine".to_owned(), engine.addr()];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let relay = Relay::start(&args).await.unwrap();
+    (engine, relay)
+}
+
+/// The web user SENDs `body` to Carol; the relay takes it (200).
+pub(crate) async fn page_sends(alice: &Client, body: Value) {
+    let r = alice
+        .request("SEND", &format!("/login/{CAROL}"), Some(body))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// The headers of the phone's 200 with a session: its Contact, `extra` lines, Content-Type.
+pub(crate) fn answer_headers(phone: &Phone, extra: &str) -> String {
+    format!(
+        "Contact: <sip:carol@127.0.0.1:{}>\r\n{extra}Content-Type: application/sdp\r\n",
+        phone.port
+    )
+}
+
+/// The `a=mid` of the audio in a WebRTC `sdp` ("0" without one).
+pub(crate) fn mid_of(sdp: &str) -> String {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("a=mid:"))
+        .unwrap_or("0")
+        .trim()
+        .to_owned()
+}
+
+/// The phone receives the relay's BYE in its dialog `call_id` and answers it.
+pub(crate) async fn phone_gets_bye(phone: &Phone, call_id: &str) {
+    let bye = phone.next("BYE ").await;
+    assert_eq!(header(&bye, "Call-ID"), call_id, "{bye}");
+    phone.answer(&bye, "200 OK", "", "").await;
+}
+
+/// The phone hangs up `dialog` with CSeq `seq` (the relay answers 200): the web user's
+/// next message, a `bye`.
+pub(crate) async fn phone_hangs_up(
+    phone: &Phone,
+    seq: u32,
+    dialog: &Dialog,
+    inbox: &mut EventStream,
+) -> Value {
+    phone.send(&in_dialog(phone, "BYE", seq, dialog, "")).await;
+    let ok = response_to(phone, "BYE").await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let bye = next_body(inbox).await;
+    assert_eq!(bye["command"], "bye", "{bye}");
+    bye
 }

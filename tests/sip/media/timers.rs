@@ -7,88 +7,11 @@
 
 use restsip_e2e::rtpengine::Rtpengine;
 use restsip_e2e::{Client, EventStream, Relay};
-use serde_json::{json, Value};
-use tokio::net::UdpSocket;
+use serde_json::json;
 
-use super::calls::response_to;
+use super::answered::{phone_calls, phone_calls_as, Answered};
 use super::*;
 use crate::phones::{call_setup, inbox, send_invite, Phone};
-
-/// A phone's call to Alice through rtpengine, answered and ACKed.
-pub(crate) struct Answered {
-    pub(crate) phone: Phone,
-    pub(crate) inbox: EventStream,
-    pub(crate) dialog: Dialog,
-    /// The phone's INVITE.
-    pub(crate) invite: String,
-    /// The relay's 200 to it.
-    pub(crate) ok: String,
-    /// The page's `invite` message.
-    pub(crate) offer: Value,
-    /// The phone's RTP socket and rtpengine's port for it.
-    pub(crate) rtp: UdpSocket,
-    pub(crate) port: u16,
-}
-
-/// The phone calls Alice with `extra` header lines in its INVITE; Alice accepts.
-pub(crate) async fn phone_calls(relay: &Relay, engine: &Rtpengine, extra: &str) -> Answered {
-    let alice = relay.user(ALICE).await.unwrap();
-    let inbox = inbox(&alice, ALICE).await;
-    phone_calls_as(relay, engine, extra, &alice, inbox).await
-}
-
-/// The same as the signed-in Alice with her stream `inbox`.
-pub(crate) async fn phone_calls_as(
-    relay: &Relay,
-    engine: &Rtpengine,
-    extra: &str,
-    alice: &Client,
-    mut inbox: EventStream,
-) -> Answered {
-    let phone = Phone::new(relay).await;
-    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let rtp_port = rtp.local_addr().unwrap().port();
-    let call_id = format!("timers-{}", phone.port);
-    let invite = phone_invite(&phone, ALICE, &call_id, &phone_sdp(rtp_port, "sendrecv"))
-        .replace("Content-Type:", &format!("{extra}Content-Type:"));
-    phone.send(&invite).await;
-    let offer = next_body(&mut inbox).await;
-    assert_eq!(offer["command"], "invite", "{offer}");
-    let sdp = offer["sdp"].as_str().unwrap();
-    let mid = sdp
-        .lines()
-        .find_map(|l| l.strip_prefix("a=mid:"))
-        .unwrap_or("0")
-        .trim()
-        .to_owned();
-    let accept =
-        json!({"command": "accept", "sdp": chrome_answer(&mid, "sendrecv"), "id": offer["id"]});
-    let r = alice
-        .request("SEND", &format!("/login/{CAROL}"), Some(accept))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
-    let ok = response_to(&phone, "INVITE").await;
-    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    let port = assert_plain(sdp_of(&ok), engine);
-    let dialog = Dialog {
-        target: header(&ok, "Contact").trim_matches(['<', '>']).to_owned(),
-        phone: header(&invite, "From"),
-        relay: header(&ok, "To"),
-        call_id,
-    };
-    phone.send(&in_dialog(&phone, "ACK", 1, &dialog, "")).await;
-    Answered {
-        phone,
-        inbox,
-        dialog,
-        invite,
-        ok,
-        offer,
-        rtp,
-        port,
-    }
-}
 
 /// Asserts the page's next message ends the call with `reason`.
 async fn assert_ended(inbox: &mut EventStream, reason: &str) {
@@ -97,19 +20,35 @@ async fn assert_ended(inbox: &mut EventStream, reason: &str) {
     assert_eq!(bye["reason"], reason, "{bye}");
 }
 
-/// The phone receives the relay's BYE in its dialog and answers it.
-async fn phone_gets_bye(phone: &Phone, call_id: &str) {
-    let bye = phone.next("BYE ").await;
-    assert_eq!(header(&bye, "Call-ID"), call_id, "{bye}");
-    phone.answer(&bye, "200 OK", "", "").await;
+/// A relay with a fresh rtpengine whose calls last `expires` seconds unrefreshed
+/// (Min-SE 2).
+async fn timed_relay(expires: &str) -> (Rtpengine, Relay) {
+    with_rtpengine(&["--sip-session-expires", expires, "--sip-min-se", "2"]).await
+}
+
+/// Alice calls the phone with the Chromium offer (`id`): the phone, Alice, her stream and
+/// the INVITE the phone received.
+async fn web_user_calls(relay: &Relay, id: &str) -> (Phone, Client, EventStream, String) {
+    let (phone, alice, inbox) = call_setup(relay).await;
+    let _receipt = send_invite(
+        &alice,
+        json!({"command": "invite", "sdp": CHROME_OFFER, "id": id}),
+    );
+    let invite = phone.next("INVITE ").await;
+    (phone, alice, inbox, invite)
+}
+
+/// The phone hangs up `call` with CSeq `seq`: the page hears a plain `bye` (no reason) and
+/// rtpengine forgets the call.
+async fn phone_ends(engine: &Rtpengine, call: &mut Answered, seq: u32) {
+    let bye = phone_hangs_up(&call.phone, seq, &call.dialog, &mut call.inbox).await;
+    assert!(bye.get("reason").is_none(), "{bye}");
+    assert_deleted(engine, &call.dialog.call_id).await;
 }
 
 #[tokio::test]
 async fn a_too_small_session_interval_gets_422_and_the_2xx_names_the_refresher() {
-    let engine = Rtpengine::start().await.unwrap();
-    let relay = Relay::start(&["--rtpengine", &engine.addr(), "--sip-min-se", "120"])
-        .await
-        .unwrap();
+    let (engine, relay) = with_rtpengine(&["--sip-min-se", "120"]).await;
     let phone = Phone::new(&relay).await;
     let invite = phone_invite(&phone, ALICE, "small-se", &phone_sdp(4000, "sendrecv")).replace(
         "Content-Type:",
@@ -155,16 +94,7 @@ async fn a_too_small_session_interval_gets_422_and_the_2xx_names_the_refresher()
 
 #[tokio::test]
 async fn a_session_nobody_refreshes_ends_both_sides_and_frees_rtpengine() {
-    let engine = Rtpengine::start().await.unwrap();
-    let args = [
-        "--rtpengine",
-        &engine.addr(),
-        "--sip-session-expires",
-        "3",
-        "--sip-min-se",
-        "2",
-    ];
-    let relay = Relay::start(&args).await.unwrap();
+    let (engine, relay) = timed_relay("3").await;
     // The phone is the refresher and never refreshes.
     let mut call = phone_calls(
         &relay,
@@ -180,22 +110,8 @@ async fn a_session_nobody_refreshes_ends_both_sides_and_frees_rtpengine() {
 
 #[tokio::test]
 async fn a_web_users_call_offers_timers_and_ends_when_the_phone_stops_refreshing() {
-    let engine = Rtpengine::start().await.unwrap();
-    let args = [
-        "--rtpengine",
-        &engine.addr(),
-        "--sip-session-expires",
-        "3",
-        "--sip-min-se",
-        "2",
-    ];
-    let relay = Relay::start(&args).await.unwrap();
-    let (phone, alice, mut inbox) = call_setup(&relay).await;
-    let _receipt = send_invite(
-        &alice,
-        json!({"command": "invite", "sdp": CHROME_OFFER, "id": "t1"}),
-    );
-    let invite = phone.next("INVITE ").await;
+    let (engine, relay) = timed_relay("3").await;
+    let (phone, _alice, mut inbox, invite) = web_user_calls(&relay, "t1").await;
     assert!(
         header_lines(&invite, "Supported")
             .iter()
@@ -206,10 +122,9 @@ async fn a_web_users_call_offers_timers_and_ends_when_the_phone_stops_refreshing
     assert_eq!(header(&invite, "Min-SE"), "2", "{invite}");
     let call_id = header(&invite, "Call-ID");
     // The phone (UAS) takes the refresher's part, and then never refreshes.
-    let headers = format!(
-        "Contact: <sip:carol@127.0.0.1:{}>\r\nRequire: timer\r\n\
-         Session-Expires: 3;refresher=uas\r\nContent-Type: application/sdp\r\n",
-        phone.port
+    let headers = answer_headers(
+        &phone,
+        "Require: timer\r\nSession-Expires: 3;refresher=uas\r\n",
     );
     phone
         .answer(&invite, "200 OK", &headers, &phone_sdp(4000, "sendrecv"))
@@ -223,24 +138,12 @@ async fn a_web_users_call_offers_timers_and_ends_when_the_phone_stops_refreshing
 
 #[tokio::test]
 async fn the_relay_refreshes_a_phone_that_does_not_speak_of_timers() {
-    let engine = Rtpengine::start().await.unwrap();
-    let args = [
-        "--rtpengine",
-        &engine.addr(),
-        "--sip-session-expires",
-        "4",
-        "--sip-min-se",
-        "2",
-    ];
-    let relay = Relay::start(&args).await.unwrap();
+    let (engine, relay) = timed_relay("4").await;
     let mut call = phone_calls(&relay, &engine, "").await;
     assert_eq!(header(&call.ok, "Session-Expires"), "4;refresher=uas");
     let answer = sdp_of(&call.ok).to_owned();
     let phone_session = sdp_of(&call.invite).to_owned();
-    let headers = format!(
-        "Contact: <sip:carol@127.0.0.1:{}>\r\nContent-Type: application/sdp\r\n",
-        call.phone.port
-    );
+    let headers = answer_headers(&call.phone, "");
     // Two refreshes, each a re-INVITE with the session the phone has, every half interval.
     let mut cseqs = Vec::new();
     for _ in 0..2 {
@@ -259,29 +162,12 @@ async fn the_relay_refreshes_a_phone_that_does_not_speak_of_timers() {
     }
     assert_ne!(cseqs[0], cseqs[1]);
     // The page heard nothing of them: its next message is the phone's hang-up.
-    call.phone
-        .send(&in_dialog(&call.phone, "BYE", 2, &call.dialog, ""))
-        .await;
-    let ok = response_to(&call.phone, "BYE").await;
-    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    let bye = next_body(&mut call.inbox).await;
-    assert_eq!(bye["command"], "bye", "{bye}");
-    assert!(bye.get("reason").is_none(), "{bye}");
-    assert_deleted(&engine, &call.dialog.call_id).await;
+    phone_ends(&engine, &mut call, 2).await;
 }
 
 #[tokio::test]
 async fn a_phones_refreshes_are_answered_by_the_relay_alone() {
-    let engine = Rtpengine::start().await.unwrap();
-    let args = [
-        "--rtpengine",
-        &engine.addr(),
-        "--sip-session-expires",
-        "3",
-        "--sip-min-se",
-        "2",
-    ];
-    let relay = Relay::start(&args).await.unwrap();
+    let (engine, relay) = timed_relay("3").await;
     let refresher = "Supported: timer\r\nSession-Expires: 3;refresher=uac\r\n";
     let mut call = phone_calls(&relay, &engine, refresher).await;
     let answer = sdp_of(&call.ok).to_owned();
@@ -319,16 +205,7 @@ async fn a_phones_refreshes_are_answered_by_the_relay_alone() {
         engine.query(&call.dialog.call_id).await.unwrap()["result"],
         "ok"
     );
-    call.phone
-        .send(&in_dialog(&call.phone, "BYE", 7, &call.dialog, ""))
-        .await;
-    assert!(response_to(&call.phone, "BYE")
-        .await
-        .starts_with("SIP/2.0 200"));
-    let bye = next_body(&mut call.inbox).await;
-    assert_eq!(bye["command"], "bye", "{bye}");
-    assert!(bye.get("reason").is_none(), "{bye}");
-    assert_deleted(&engine, &call.dialog.call_id).await;
+    phone_ends(&engine, &mut call, 7).await;
 }
 
 #[tokio::test]
@@ -346,10 +223,7 @@ async fn a_call_whose_media_stopped_ends_when_rtpengine_drops_it() {
 
 #[tokio::test]
 async fn a_phones_invite_without_an_offer_is_refused_with_a_warning() {
-    let engine = Rtpengine::start().await.unwrap();
-    let relay = Relay::start(&["--rtpengine", &engine.addr()])
-        .await
-        .unwrap();
+    let (_engine, relay) = with_rtpengine(&[]).await;
     let alice = relay.user(ALICE).await.unwrap();
     let _inbox = inbox(&alice, ALICE).await;
     let phone = Phone::new(&relay).await;
@@ -365,22 +239,8 @@ async fn a_phones_invite_without_an_offer_is_refused_with_a_warning() {
 
 #[tokio::test]
 async fn a_web_users_call_asks_again_after_422_and_the_relay_refreshes_it() {
-    let engine = Rtpengine::start().await.unwrap();
-    let args = [
-        "--rtpengine",
-        &engine.addr(),
-        "--sip-session-expires",
-        "3",
-        "--sip-min-se",
-        "2",
-    ];
-    let relay = Relay::start(&args).await.unwrap();
-    let (phone, alice, mut inbox) = call_setup(&relay).await;
-    let _receipt = send_invite(
-        &alice,
-        json!({"command": "invite", "sdp": CHROME_OFFER, "id": "t2"}),
-    );
-    let first = phone.next("INVITE ").await;
+    let (engine, relay) = timed_relay("3").await;
+    let (phone, alice, mut inbox, first) = web_user_calls(&relay, "t2").await;
     assert_eq!(header(&first, "Session-Expires"), "3", "{first}");
     phone
         .answer(
@@ -398,10 +258,9 @@ async fn a_web_users_call_asks_again_after_422_and_the_relay_refreshes_it() {
     assert_eq!(header(&invite, "Min-SE"), "4", "{invite}");
     assert_eq!(sdp_of(&invite), sdp_of(&first));
     let session = phone_sdp(4000, "sendrecv");
-    let headers = format!(
-        "Contact: <sip:carol@127.0.0.1:{}>\r\nRequire: timer\r\n\
-         Session-Expires: 4;refresher=uac\r\nContent-Type: application/sdp\r\n",
-        phone.port
+    let headers = answer_headers(
+        &phone,
+        "Require: timer\r\nSession-Expires: 4;refresher=uac\r\n",
     );
     phone.answer(&invite, "200 OK", &headers, &session).await;
     phone.next("ACK ").await;
@@ -416,12 +275,7 @@ async fn a_web_users_call_asks_again_after_422_and_the_relay_refreshes_it() {
     phone.answer(&refresh, "200 OK", &headers, &session).await;
     phone.next("ACK ").await;
     // The page hangs up: the phone gets the BYE, rtpengine forgets the call.
-    let bye = json!({"command": "bye", "id": "t2"});
-    let r = alice
-        .request("SEND", &format!("/login/{CAROL}"), Some(bye))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
+    page_sends(&alice, json!({"command": "bye", "id": "t2"})).await;
     phone_gets_bye(&phone, &header(&invite, "Call-ID")).await;
     assert_deleted(&engine, &header(&invite, "Call-ID")).await;
 }

@@ -122,10 +122,7 @@ async fn an_opus_only_browser_and_a_pcmu_only_phone_hear_each_other_through_tran
 
     // The phone answers PCMU only.
     let phone_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let headers = format!(
-        "Contact: <sip:carol@127.0.0.1:{}>\r\nContent-Type: application/sdp\r\n",
-        phone.port
-    );
+    let headers = answer_headers(&phone, "");
     let answer = pcmu_sdp(phone_rtp.local_addr().unwrap().port());
     phone.answer(&invite, "200 OK", &headers, &answer).await;
     phone.next("ACK ").await;
@@ -210,11 +207,7 @@ async fn an_opus_only_browser_and_a_pcmu_only_phone_hear_each_other_through_tran
 
     // The web user hangs up: BYE to the phone, and rtpengine forgets the call.
     let bye = json!({"command": "bye", "id": "t1"});
-    let r = alice
-        .request("SEND", &format!("/login/{CAROL}"), Some(bye))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
+    page_sends(&alice, bye).await;
     let bye = phone.next("BYE ").await;
     phone.answer(&bye, "200 OK", "", "").await;
     assert_deleted(&engine, &call_id).await;
