@@ -101,8 +101,7 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
     )
     .await?;
     let (closing, closing_rx) = watch::channel(false);
-    let tcp = tokio::net::TcpListener::bind(config.http)
-        .await
+    let tcp = api::listener::bind(config.http, config.limits.max_connections)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http))?;
     let http_addr = tcp.local_addr()?;
     let certificate = match (&config.tls.cert, &config.tls.key) {

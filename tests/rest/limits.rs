@@ -82,3 +82,28 @@ async fn idle_streams_get_keepalives() {
         "SSE comment keep-alive"
     );
 }
+
+/// A reconnect storm after a restart: the listen backlog is as deep as the connections the
+/// relay takes (capped by the kernel's `net.core.somaxconn`), not the 128 or 1024 a plain bind
+/// gives, so thousands of clients connecting at once wait for the accept loop, not for SYN
+/// retries (1 s, 3 s). `ss` shows a listening socket's backlog as its Send-Q.
+#[tokio::test]
+async fn the_listen_backlog_is_sized_from_the_connection_limit() {
+    let relay = Relay::start(&["--max-connections", "3000"]).await.unwrap();
+    let port = relay.base.rsplit(':').next().unwrap().to_owned();
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let backlog: u32 = text
+        .split_whitespace()
+        .nth(2)
+        .and_then(|q| q.parse().ok())
+        .unwrap_or_else(|| panic!("no listening socket on {port} in {text:?}"));
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096);
+    assert_eq!(backlog, 3000.min(somaxconn), "{text}");
+}

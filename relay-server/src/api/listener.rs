@@ -27,6 +27,25 @@ use tower::ServiceExt;
 
 use restsip_sip::per_ip::{IpSlot, PerIp};
 
+/// The HTTP listening socket, its accept backlog sized from `max_connections` (the kernel caps
+/// it at `net.core.somaxconn`, 4096 on current Linux). Tokio's default of 1024 (and the 128 it
+/// once was) makes a reconnect storm after a restart wait for SYN retries (1 s, 3 s) while the
+/// accept loop catches up; a backlog as deep as the connections the relay takes lets every
+/// client in at once.
+pub(crate) fn bind(addr: SocketAddr, max_connections: usize) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    // As tokio's TcpListener::bind does: a restart may find the port in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(max_connections.clamp(1024, 65_535)).unwrap_or(65_535))?;
+    TcpListener::from_std(socket.into())
+}
+
 /// The bounded listener.
 #[derive(Debug)]
 pub(crate) struct LimitedListener {

@@ -6,7 +6,7 @@ mod auth;
 mod body;
 mod call;
 mod error;
-mod listener;
+pub(crate) mod listener;
 mod login;
 pub mod openapi;
 pub mod origins;
