@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
 use std::time::Duration;
 
-use restsip_e2e::metrics::{free_port, Scrape};
+use restsip_e2e::metrics::Scrape;
 use restsip_e2e::receiver::Receiver;
 use restsip_e2e::{relay_binary, Relay, WAIT};
 use serde_json::{json, Value};
@@ -110,12 +110,15 @@ async fn metrics_on_the_http_listener_are_for_loopback_clients_only() {
 
 #[tokio::test]
 async fn with_metrics_flag_they_are_on_their_own_listener_only() {
-    let addr = format!("127.0.0.1:{}", free_port().unwrap());
-    let relay = Relay::start(&["--metrics", &addr]).await.unwrap();
+    let relay = Relay::start(&["--metrics", "127.0.0.1:0"]).await.unwrap();
+    // The startup line names the listener's port.
+    let url = relay.announced("metrics on ").unwrap();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with("/metrics"),
+        "{url}"
+    );
     relay.user("alice@example.net").await.unwrap();
-    let m = Scrape::get(&format!("http://{addr}/metrics"))
-        .await
-        .unwrap();
+    let m = Scrape::get(&url).await.unwrap();
     let signups = [("method", "POST"), ("route", "/user"), ("status", "201")];
     assert_eq!(
         m.sum("restsip_http_requests_total", &signups),

@@ -291,8 +291,9 @@ fn resp_request_uri(resp: &str) -> String {
     to[start..end].to_owned()
 }
 
-/// One whole message off the front of `pending`, if it holds one.
-fn frame(pending: &mut Vec<u8>) -> Option<String> {
+/// One whole message off the front of `pending`, if it holds one (SIP over TCP framing by
+/// Content-Length; keep-alive CRLFs skipped).
+pub(crate) fn frame(pending: &mut Vec<u8>) -> Option<String> {
     while pending.starts_with(b"\r\n") {
         pending.drain(..2);
     }

@@ -4,7 +4,7 @@
 //! counters moved with the right labels; `/readyz` naming an rtpengine that does not answer,
 //! and ready with a real one.
 
-use restsip_e2e::metrics::{free_port, Scrape};
+use restsip_e2e::metrics::Scrape;
 use restsip_e2e::rtpengine::Rtpengine;
 use restsip_e2e::Relay;
 use restsip_protocol::EventKind;
@@ -19,9 +19,9 @@ const CAROL: &str = "carol@example.net";
 
 #[tokio::test]
 async fn metrics_count_rest_and_sip_traffic_by_route_method_and_code() {
-    let addr = format!("127.0.0.1:{}", free_port().unwrap());
-    let relay = Relay::start(&["--metrics", &addr]).await.unwrap();
-    let url = format!("http://{addr}/metrics");
+    let relay = Relay::start(&["--metrics", "127.0.0.1:0"]).await.unwrap();
+    // Its own listener, on the port the startup line names.
+    let url = relay.announced("metrics on ").unwrap();
 
     // REST: two sign-ups, two logins, a stream, a SEND it gets, a SEND queued then cancelled.
     let alice = relay.user(ALICE).await.unwrap();

@@ -70,7 +70,8 @@ type Announced = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 /// Lines that come after the first two only with some flag: the harness waits for each one
 /// whose flag was given before it hands the relay over.
-const FLAGGED_LINES: &[(&str, &str)] = &[("--sip-tls", "sip on tls ")];
+const FLAGGED_LINES: &[(&str, &str)] =
+    &[("--sip-tls", "sip on tls "), ("--metrics", "metrics on ")];
 
 /// A relay's log as it comes, shared with the task that reads it.
 type Log = std::sync::Arc<std::sync::Mutex<String>>;

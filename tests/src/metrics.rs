@@ -141,13 +141,6 @@ fn parse_labels(inner: &str) -> Result<BTreeMap<String, String>> {
     Ok(labels)
 }
 
-/// A TCP port free on 127.0.0.1 now (bound, then let go), for `--metrics`.
-pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,7 +123,7 @@ impl Socket {
                 answer(&String::from_utf8_lossy(&buf[..n]))
             }
             Socket::Tcp(s, pending) => loop {
-                if let Some(text) = framed(pending) {
+                if let Some(text) = crate::agent::frame(pending) {
                     return answer(&text);
                 }
                 let mut buf = [0u8; 16_384];
@@ -138,21 +138,6 @@ impl Socket {
             },
         }
     }
-}
-
-/// The first whole message in `pending` (taken out of it), by its Content-Length.
-fn framed(pending: &mut Vec<u8>) -> Option<String> {
-    let text = String::from_utf8_lossy(pending).into_owned();
-    let end = text.find("\r\n\r\n")? + 4;
-    let length: usize = text[..end]
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .map_or(0, |n| n.trim().parse().unwrap_or(0));
-    if pending.len() < end + length {
-        return None;
-    }
-    let whole: Vec<u8> = pending.drain(..end + length).collect();
-    Some(String::from_utf8_lossy(&whole).into_owned())
 }
 
 /// Reads final answers until every one of `ids` has one, or nothing comes for `quiet`: the
