@@ -217,6 +217,13 @@ async fn the_article_flow_runs_on_postgres_and_survives_kill_dash_nine() {
     }
     assert_eq!(got, (0..20).collect::<Vec<_>>());
     stream.assert_quiet().await;
+    // /readyz's store check writes nothing but needs a writable PostgreSQL.
+    let ready = relay.anonymous().get("/readyz").await.unwrap();
+    assert_eq!(
+        ready.body["checks"]["store"]["status"], "ok",
+        "{:?}",
+        ready.body
+    );
     relay.terminate().await.unwrap();
     drop(db);
 }
