@@ -80,3 +80,93 @@ async fn an_unknown_address_is_answered_as_an_account_over_udp() {
 async fn an_unknown_address_is_answered_as_an_account_over_tcp() {
     known_and_unknown_alike(Transport::Tcp).await;
 }
+
+/// The accounts of the svwar runs besides `jan@example.net`, who is logged in (online).
+const ACCOUNTS: &[&str] = &["100", "eva"];
+/// svwar's word list after the account it starts with: addresses that are none.
+const UNKNOWN: &[&str] = &["nobody", "101", "admin", "999"];
+
+/// What one svwar run printed (stdout and stderr, with `--debug` the answers it read), or
+/// None when svwar is not installed.
+async fn svwar(relay: &Relay, method: &str, words: &std::path::Path) -> Option<String> {
+    let relay_addr = relay.sip.unwrap();
+    let port = crate::sipp::free_port();
+    let run = tokio::process::Command::new("svwar")
+        .args([
+            "-m",
+            method,
+            "--domain",
+            "example.net",
+            "--force",
+            "--debug",
+        ])
+        .arg("-d")
+        .arg(words)
+        .args(["-P", &port.to_string(), "-x", "127.0.0.1"])
+        .args(["--maximumtime", "3", "-t", "0.05"])
+        .arg(format!("udp://{relay_addr}"))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = match tokio::time::timeout(std::time::Duration::from_secs(60), run).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Ok(Err(e)) => panic!("svwar: {e}"),
+        Err(_) => panic!("svwar -m {method} ran for over 60 s"),
+    };
+    Some(format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+/// svwar (Debian's sipvicious; it speaks UDP only) scans a relay holding accounts (one of
+/// them online) with `method` and finds no extension. It first asks for a made-up "bad
+/// user" and reports any extension answered otherwise; with `--force` it goes on after a
+/// bad user that is challenged, and stops at the first extension answered exactly like it
+/// (an "unknown response"). So each account is put first in a word list of its own: the
+/// run must have read the relay's answer for it (else it proves nothing) and report nothing.
+async fn svwar_finds_nothing(method: &str) {
+    let relay = Relay::default().await.unwrap();
+    for account in ACCOUNTS {
+        relay.user(&format!("{account}@example.net")).await.unwrap();
+    }
+    let online = relay.user(JAN).await.unwrap();
+    online.login(serde_json::json!({})).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for first in ["jan"].iter().chain(ACCOUNTS) {
+        let words = dir.path().join(format!("{first}.txt"));
+        let list: Vec<&str> = [*first].iter().chain(UNKNOWN).copied().collect();
+        std::fs::write(&words, list.join("\n") + "\n").unwrap();
+        let Some(out) = svwar(&relay, method, &words).await else {
+            println!(
+                "SKIPPED: svwar is not installed (Debian package sipvicious: scripts/setup.sh)"
+            );
+            return;
+        };
+        assert!(
+            out.contains(&format!("To: \"{first}\"<sip:{first}@example.net>;tag=")),
+            "svwar -m {method} read no answer for {first}:\n{out}"
+        );
+        assert!(
+            out.contains("found nothing") && !out.contains(" exists"),
+            "svwar -m {method} told accounts from other addresses:\n{out}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn svwar_register_finds_no_extension() {
+    svwar_finds_nothing("REGISTER").await;
+}
+
+#[tokio::test]
+async fn svwar_invite_finds_no_extension() {
+    svwar_finds_nothing("INVITE").await;
+}
+
+#[tokio::test]
+async fn svwar_options_finds_no_extension() {
+    svwar_finds_nothing("OPTIONS").await;
+}

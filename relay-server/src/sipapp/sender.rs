@@ -4,14 +4,16 @@
 //! registered on (same transport and source address; for TCP the same connection, RFC 5626
 //! style). The relay strips any P-Asserted-Identity the sender supplied and asserts the
 //! identity it checked (RFC 3325): downstream, a P-Asserted-Identity is the relay's word.
-//! Requests from other domains are taken unauthenticated, or only from the upstream server
+//! A From of the domain the request is addressed to that is no account is challenged the
+//! same way (and refused after: no password matches), so nobody tells accounts from other
+//! addresses by what is challenged. Requests from other domains are taken unauthenticated, or only from the upstream server
 //! (`--sip-foreign-from upstream-only`). The upstream server is a trusted hop: what it
 //! asserts is kept, and the From of its requests is taken as checked.
 
 use std::sync::Arc;
 
 use restsip_protocol::ContactSource;
-use restsip_sip::message::SipMessage;
+use restsip_sip::message::{SipMessage, StartLine};
 use restsip_sip::response::Reply;
 use restsip_sip::transport::Peer;
 use serde_json::Value;
@@ -114,18 +116,23 @@ impl Senders {
         let Some(address) = from_address(req) else {
             return self.foreign();
         };
-        match self.store.user(&address).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return self.foreign(),
+        let account = match self.store.user(&address).await {
+            Ok(user) => user.is_some(),
             Err(e) => {
                 tracing::warn!(error = %e, "user lookup failed");
                 return Err(Reply::new(500, "Server Internal Error"));
             }
-        }
+        };
         if !self.credentials.on() {
             // Anyone may be anyone: nothing is asserted.
-            return Ok(());
+            return if account { Ok(()) } else { self.foreign() };
         }
+        if !account && !same_domain(req, &address) {
+            return self.foreign();
+        }
+        // An account, or an address of the very domain the request is addressed to (ours):
+        // both go the same way, the latter against random secrets (credentials.rs), so the
+        // answers (407, then 403) and their cost tell no account from an unknown address.
         if !self.registered_flow(&address, from).await {
             let digest = self.credentials.secrets(&address).await?;
             self.credentials
@@ -180,6 +187,18 @@ impl Senders {
                 && field("source") == Some(from.addr.to_string().as_str())
         })
     }
+}
+
+/// Whether the From `address` is of the domain of the request's Request-URI: a sender
+/// claiming an address of the domain it sends to (as scanners do, From = To) is taken as a
+/// local user, challenged like an account whether or not it is one.
+fn same_domain(req: &SipMessage, address: &str) -> bool {
+    let StartLine::Request { uri, .. } = &req.start else {
+        return false;
+    };
+    let domain = |a: &str| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+    let to = uri.sip().and_then(|u| u.address());
+    matches!((domain(address), to.as_deref().and_then(domain)), (Some(a), Some(b)) if a == b)
 }
 
 /// The address of the request's From (an email), if it is a SIP address.
