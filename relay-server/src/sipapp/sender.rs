@@ -4,9 +4,9 @@
 //! registered on (same transport and source address; for TCP the same connection, RFC 5626
 //! style). The relay strips any P-Asserted-Identity the sender supplied and asserts the
 //! identity it checked (RFC 3325): downstream, a P-Asserted-Identity is the relay's word.
-//! A From of the domain the request is addressed to that is no account is challenged the
-//! same way (and refused after: no password matches), so nobody tells accounts from other
-//! addresses by what is challenged. Requests from other domains are taken unauthenticated, or only from the upstream server
+//! A request from an address to itself (From = Request-URI, as scanners send) is challenged
+//! the same way when the address is no account (and refused after: no password matches), so
+//! nobody tells accounts from other addresses by asking each about itself. Requests from other domains are taken unauthenticated, or only from the upstream server
 //! (`--sip-foreign-from upstream-only`). The upstream server is a trusted hop: what it
 //! asserts is kept, and the From of its requests is taken as checked.
 
@@ -127,12 +127,12 @@ impl Senders {
             // Anyone may be anyone: nothing is asserted.
             return if account { Ok(()) } else { self.foreign() };
         }
-        if !account && !same_domain(req, &address) {
+        if !account && !to_itself(req, &address) {
             return self.foreign();
         }
-        // An account, or an address of the very domain the request is addressed to (ours):
-        // both go the same way, the latter against random secrets (credentials.rs), so the
-        // answers (407, then 403) and their cost tell no account from an unknown address.
+        // An account, or an address sending to itself: both go the same way, the latter
+        // against random secrets (credentials.rs), so the answers (407, then 403) and their
+        // cost tell no account from an address that is none.
         if !self.registered_flow(&address, from).await {
             let digest = self.credentials.secrets(&address).await?;
             self.credentials
@@ -189,16 +189,14 @@ impl Senders {
     }
 }
 
-/// Whether the From `address` is of the domain of the request's Request-URI: a sender
-/// claiming an address of the domain it sends to (as scanners do, From = To) is taken as a
-/// local user, challenged like an account whether or not it is one.
-fn same_domain(req: &SipMessage, address: &str) -> bool {
+/// Whether the From `address` is the request's Request-URI address: a request from an
+/// address to itself (as scanners send them, From = To) is taken as that user's, challenged
+/// like an account's whether or not the address is one.
+fn to_itself(req: &SipMessage, address: &str) -> bool {
     let StartLine::Request { uri, .. } = &req.start else {
         return false;
     };
-    let domain = |a: &str| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
-    let to = uri.sip().and_then(|u| u.address());
-    matches!((domain(address), to.as_deref().and_then(domain)), (Some(a), Some(b)) if a == b)
+    uri.sip().and_then(|u| u.address()).as_deref() == Some(address)
 }
 
 /// The address of the request's From (an email), if it is a SIP address.
