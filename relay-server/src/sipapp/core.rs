@@ -1,5 +1,5 @@
 //! What the relay answers to a new request: the checks every request goes through (method,
-//! CSeq, Require, URI scheme, user) and the handlers of the methods implemented so far.
+//! CSeq, Require, URI scheme) and the handlers of the methods implemented so far.
 
 use std::sync::LazyLock;
 

@@ -6,7 +6,8 @@
 //! identity it checked (RFC 3325): downstream, a P-Asserted-Identity is the relay's word.
 //! A request from an address to itself (From = Request-URI, as scanners send) is challenged
 //! the same way when the address is no account (and refused after: no password matches), so
-//! nobody tells accounts from other addresses by asking each about itself. Requests from other domains are taken unauthenticated, or only from the upstream server
+//! nobody tells accounts from other addresses by asking each about itself. Requests from
+//! other domains are taken unauthenticated, or only from the upstream server
 //! (`--sip-foreign-from upstream-only`). The upstream server is a trusted hop: what it
 //! asserts is kept, and the From of its requests is taken as checked.
 
