@@ -7,8 +7,6 @@
 pub mod inbound;
 pub mod outbound;
 
-use std::net::SocketAddr;
-
 use restsip_protocol::{DeliveryStatus, SipStatus};
 use serde_json::{json, Value};
 
@@ -72,7 +70,7 @@ pub fn payload(body: &Value) -> Result<(&str, &str), SipStatus> {
 
 /// The MESSAGE for an `im` SEND body from `sender` to `contact`, and where it goes.
 pub fn message_request(
-    listen: SocketAddr,
+    listen: outgoing::Listening,
     sender: &str,
     contact: &ContactRecord,
     body: &Value,
@@ -81,7 +79,7 @@ pub fn message_request(
     let (uri, peer) = super::contact::contact_peer(contact, open)
         .ok_or_else(|| failed(480, "Temporarily Unavailable (no usable contact address)"))?;
     let (content_type, text) = payload(body)?;
-    let local = outgoing::local_addr(listen, peer.addr);
+    let local = outgoing::local_addr(listen, peer);
     let mut req = outgoing::request(Method::MESSAGE, uri, local, peer.transport);
     for route in super::contact::contact_routes(contact) {
         req.push("Route", route);

@@ -251,7 +251,7 @@ impl Outgoing {
             callee,
             credentials,
         } = target;
-        let local = outgoing::local_addr(*listen, peer.addr);
+        let local = outgoing::local_addr(*listen, peer);
         let mut req = outgoing::request(Method::INVITE, uri, local, peer.transport);
         for route in routes {
             req.push("Route", route);
@@ -263,18 +263,12 @@ impl Outgoing {
         req.push("To", format!("<sip:{}>", sip_user(&callee)));
         req.push("Call-ID", call_id.clone());
         req.push("CSeq", "1 INVITE");
-        let transport = if peer.transport.reliable() {
-            ";transport=tcp"
-        } else {
-            ""
-        };
+        let secure = req.sips();
+        let user = sip_user(sender);
+        let user = user.split('@').next().unwrap_or_default();
         req.push(
             "Contact",
-            format!(
-                "<sip:{}@{}{transport}>",
-                sip_user(sender).split('@').next().unwrap_or_default(),
-                outgoing::host_port(local)
-            ),
+            format!("<{}>", outgoing::own_uri(*listen, peer, Some(user), secure)),
         );
         req.push("Allow", endpoint.allow());
         self.inner.reneg.offer_as_uac(&mut req);
