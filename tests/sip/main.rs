@@ -27,4 +27,5 @@ mod sipp;
 mod sockets;
 mod spoofing;
 mod tls;
+mod tls_dialogs;
 mod upstream;

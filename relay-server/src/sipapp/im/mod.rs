@@ -76,8 +76,8 @@ pub fn message_request(
     body: &Value,
     open: impl Fn(Peer) -> bool,
 ) -> Result<(SipMessage, Peer), SipStatus> {
-    let (uri, peer) = super::contact::contact_peer(contact, open)
-        .ok_or_else(|| failed(480, "Temporarily Unavailable (no usable contact address)"))?;
+    let (uri, peer) =
+        super::contact::contact_peer(contact, open).map_err(|why| failed(480, why))?;
     let (content_type, text) = payload(body)?;
     let local = outgoing::local_addr(listen, peer);
     let mut req = outgoing::request(Method::MESSAGE, uri, local, peer.transport);

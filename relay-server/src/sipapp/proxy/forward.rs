@@ -70,12 +70,17 @@ impl Proxy {
             return;
         };
         let invite = responder.request().method() == Some(&Method::INVITE);
+        let secure = responder.request().sips();
         let mut hops = Vec::new();
         for contact in &targets {
             let open = |p: Peer| endpoint.is_open(p);
-            let Some((uri, peer)) = contact_peer(contact, open) else {
+            let Ok((uri, peer)) = contact_peer(contact, open) else {
                 continue;
             };
+            // A sips: request goes over TLS on every hop (RFC 5630), never downgraded.
+            if secure && peer.transport != restsip_sip::transport::Transport::Tls {
+                continue;
+            }
             let routes = contact_routes(contact);
             hops.push((uri, peer, routes));
         }

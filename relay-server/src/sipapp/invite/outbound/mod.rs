@@ -192,8 +192,9 @@ impl Outgoing {
             return failed(503, "Service Unavailable (SIP is stopping)");
         };
         let open = |p: Peer| endpoint.is_open(p);
-        let Some((uri, peer)) = crate::sipapp::contact::contact_peer(contact, open) else {
-            return failed(480, "Temporarily Unavailable (no usable contact address)");
+        let (uri, peer) = match crate::sipapp::contact::contact_peer(contact, open) {
+            Ok(found) => found,
+            Err(why) => return failed(480, why),
         };
         drop(endpoint);
         let target = Target {
