@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod agent;
+mod asserted;
 mod disclosure;
 mod enumeration;
 mod floods;

@@ -94,6 +94,9 @@ impl Proxy {
         let Some(base) = self.forward_base(&responder, invite) else {
             return;
         };
+        // Toward phones (outside the trust domain) an identity its sender keeps private goes.
+        let mut base = base;
+        crate::sipapp::sender::withhold_if_private(&mut base);
         let mut branches = Vec::new();
         for (uri, peer, routes) in hops {
             let top = responder.top();
