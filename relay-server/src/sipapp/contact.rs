@@ -77,3 +77,68 @@ pub fn contact_routes(contact: &ContactRecord) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use restsip_protocol::ContactSource;
+    use serde_json::json;
+
+    fn binding(contact: &str, transport: &str, source: &str) -> ContactRecord {
+        ContactRecord {
+            email: "a@x".into(),
+            id: 1,
+            contact: Some(contact.into()),
+            expires_at: i64::MAX,
+            presence: None,
+            source: ContactSource::Sip,
+            sip: Some(json!({"transport": transport, "source": source})),
+        }
+    }
+
+    #[test]
+    fn an_open_flow_is_used_and_a_closed_one_falls_back_to_the_same_host_only() {
+        let phone = binding(
+            "sip:p@192.0.2.7:5070;transport=tcp",
+            "TCP",
+            "192.0.2.7:40000",
+        );
+        let (_, peer) = contact_peer(&phone, |_| true).unwrap();
+        assert_eq!(peer.addr, "192.0.2.7:40000".parse().unwrap());
+        let (_, peer) = contact_peer(&phone, |_| false).unwrap();
+        assert_eq!(peer.addr, "192.0.2.7:5070".parse().unwrap());
+        assert_eq!(peer.transport, Transport::Tcp);
+
+        // A Contact naming a third host (the metadata service, a database) is not connected to.
+        for elsewhere in [
+            "sip:p@169.254.169.254:80;transport=tcp",
+            "sip:p@127.0.0.1:5432;transport=tcp",
+            "sip:p@192.0.2.8:5070;transport=tcp",
+        ] {
+            let phone = binding(elsewhere, "TCP", "192.0.2.7:40000");
+            assert_eq!(contact_peer(&phone, |_| false).unwrap_err(), ELSEWHERE);
+            assert!(
+                contact_peer(&phone, |_| true).is_ok(),
+                "its open flow is fine"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sips_contact_is_reached_over_tls_only() {
+        for transport in ["UDP", "TCP"] {
+            let phone = binding("sips:p@192.0.2.7:5061", transport, "192.0.2.7:40000");
+            assert_eq!(
+                contact_peer(&phone, |_| true).unwrap_err(),
+                SIPS_WITHOUT_TLS
+            );
+        }
+        let phone = binding("sips:p@192.0.2.7:5061", "TLS", "192.0.2.7:40000");
+        let (_, peer) = contact_peer(&phone, |_| true).unwrap();
+        assert_eq!(peer.transport, Transport::Tls);
+        assert_eq!(
+            contact_peer(&binding("not a uri", "UDP", "192.0.2.7:1"), |_| true).unwrap_err(),
+            NO_ADDRESS
+        );
+    }
+}
