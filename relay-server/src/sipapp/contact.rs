@@ -79,6 +79,7 @@ pub fn contact_routes(contact: &ContactRecord) -> Vec<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use restsip_protocol::ContactSource;
