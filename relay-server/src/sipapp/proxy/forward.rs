@@ -314,6 +314,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bridging_transports_record_routes_twice_and_tls_names_the_tls_port() {
+        let raw = b"INVITE sip:bob@example.net SIP/2.0\r\nVia: SIP/2.0/TLS 10.0.0.1:5999;branch=z9hG4bKa;rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:alice@example.net>;tag=1\r\nTo: <sip:bob@example.net>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let req = restsip_sip::parse::parse_datagram(raw).unwrap();
+        let listen = outgoing::Listening {
+            addr: ([10, 0, 0, 9], 5060).into(),
+            tls: Some(([10, 0, 0, 9], 5061).into()),
+        };
+        let from = Peer {
+            transport: Transport::Tls,
+            addr: ([10, 0, 0, 1], 40000).into(),
+        };
+        let to = Peer {
+            transport: Transport::Udp,
+            addr: ([10, 0, 0, 2], 5070).into(),
+        };
+        let top = "SIP/2.0/TLS 10.0.0.1:5999;branch=z9hG4bKa;rport=40000";
+        let out = forward_copy(&req, top, None, &[], listen, to, Some(from)).unwrap();
+        let routes: Vec<&str> = out.headers_named("Record-Route").collect();
+        assert_eq!(
+            routes,
+            [
+                "<sip:10.0.0.9:5060;lr;restsip>",
+                "<sip:10.0.0.9:5061;transport=tls;lr;restsip>"
+            ],
+            "the one facing the callee on top, the one facing the caller under it"
+        );
+        // The same transport both ways: one.
+        let out = forward_copy(&req, top, None, &[], listen, from, Some(from)).unwrap();
+        let routes: Vec<&str> = out.headers_named("Record-Route").collect();
+        assert_eq!(routes, ["<sip:10.0.0.9:5061;transport=tls;lr;restsip>"]);
+        assert!(out
+            .header("Via")
+            .unwrap()
+            .starts_with("SIP/2.0/TLS 10.0.0.9:5061;"));
+    }
+
+    #[test]
     fn forwarding_adds_a_via_and_decrements_max_forwards() {
         let raw = b"MESSAGE sip:bob@example.net SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bKa;rport\r\n\
 Max-Forwards: 1\r\nFrom: <sip:alice@example.net>;tag=1\r\nTo: <sip:bob@example.net>\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
