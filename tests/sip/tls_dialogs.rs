@@ -1,7 +1,8 @@
 //! SIP over TLS inside dialogs (issue 18): a phone registered over TLS calls a web user; the
 //! relay's 200 names its TLS address in the Contact (`;transport=tls`, the TLS port), so the
 //! phone's requests in the dialog come back over TLS, and the web user's hang-up reaches the
-//! phone as a BYE over the TLS connection (Via `SIP/2.0/TLS` with the TLS port). A `sips:`
+//! phone as a BYE over the TLS connection (Via `SIP/2.0/TLS` with the TLS port); a SUBSCRIBE
+//! over TLS is answered, and notified, with the TLS Contact. A `sips:`
 //! contact registered over UDP gets no MESSAGE: the SEND's delivery fails with 480 rather than
 //! the relay downgrading it (RFC 5630).
 
@@ -184,4 +185,51 @@ async fn a_sips_contact_registered_over_udp_is_never_sent_a_message_without_tls(
         None,
         "nothing reached the phone over UDP"
     );
+}
+
+#[tokio::test]
+async fn a_subscription_over_tls_is_answered_and_notified_with_the_tls_contact() {
+    let pki = Pki::new().unwrap();
+    let (relay, tls) = relay_with_tls(&pki, &[]).await;
+    relay.user(ALICE).await.unwrap();
+    let bob = relay.user(BOB).await.unwrap();
+    let mut phone = OpensslPeer::connect(tls, &pki.ca_file()).await.unwrap();
+    let registered = register_over(&mut phone, tls, ALICE).await;
+    assert!(registered.starts_with("SIP/2.0 200 "), "{registered}");
+
+    // Alice's phone (over the flow it registered on) watches bob, a signed-in user may.
+    let subscribe = format!(
+        "SUBSCRIBE sip:{BOB} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK-tls-sub;rport\r\n\
+         Max-Forwards: 70\r\nTo: <sip:{BOB}>\r\nFrom: <sip:{ALICE}>;tag=tlswatch\r\n\
+         Call-ID: tls-subscribe\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:phone@127.0.0.1:5999;transport=tls>\r\n\
+         Event: presence\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
+    );
+    phone.send(subscribe.as_bytes()).await.unwrap();
+    let ok = next_starting(&mut phone, "SIP/2.0 ").await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    let tls_contact = format!("127.0.0.1:{};transport=tls", tls.port());
+    assert!(
+        header_lines(&ok, "Contact")[0].contains(&tls_contact),
+        "{ok}"
+    );
+    let first = next_starting(&mut phone, "NOTIFY ").await;
+    phone
+        .send(response_to(&first, "200 OK").as_bytes())
+        .await
+        .unwrap();
+    // Bob logs in: the NOTIFY comes over TLS, naming the relay's TLS address.
+    bob.login(json!({})).await.unwrap();
+    let notify = next_starting(&mut phone, "NOTIFY ").await;
+    assert!(
+        header_lines(&notify, "Contact")[0].contains(&tls_contact),
+        "{notify}"
+    );
+    assert!(
+        header_lines(&notify, "Via")[0].contains(&format!("SIP/2.0/TLS 127.0.0.1:{}", tls.port())),
+        "{notify}"
+    );
+    phone
+        .send(response_to(&notify, "200 OK").as_bytes())
+        .await
+        .unwrap();
 }
