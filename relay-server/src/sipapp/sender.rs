@@ -22,8 +22,7 @@ use super::upstream::UpstreamSender;
 use crate::location::Location;
 use crate::store::Store;
 
-/// The header carrying the identity the relay checked.
-pub const ASSERTED: &str = "P-Asserted-Identity";
+pub use super::asserted::ASSERTED;
 
 /// Whether `req` carries the relay's own seal.
 fn sealed(req: &SipMessage) -> bool {
@@ -179,28 +178,6 @@ impl Senders {
                 && field("transport").is_some_and(|t| t.eq_ignore_ascii_case(from.transport.name()))
                 && field("source") == Some(from.addr.to_string().as_str())
         })
-    }
-}
-
-/// Asserts `email` as the sender of a request the relay originates for a web user it
-/// authenticated over REST (RFC 3325): a MESSAGE or INVITE to a phone registered here or
-/// through the upstream server. Web users give no SIP headers, so this is the only one.
-pub fn assert_web_sender(req: &mut SipMessage, email: &str) {
-    req.remove(ASSERTED);
-    req.remove("P-Preferred-Identity");
-    req.push(ASSERTED, format!("<sip:{}>", super::im::sip_user(email)));
-}
-
-/// Removes the asserted identity of a request whose sender asked for privacy (`Privacy: id`,
-/// RFC 3325 §9.3) before it leaves the trust domain (the relay and its upstream server) for
-/// a phone.
-pub fn withhold_if_private(req: &mut SipMessage) {
-    let private = req
-        .headers_named("Privacy")
-        .flat_map(|v| v.split(';'))
-        .any(|p| p.trim().eq_ignore_ascii_case("id"));
-    if private {
-        req.remove(ASSERTED);
     }
 }
 

@@ -250,7 +250,7 @@ impl UpstreamSender {
             msg.push("To", format!("<{target}>"));
             msg.push("Call-ID", call_id.clone());
             msg.push("CSeq", format!("{cseq} MESSAGE"));
-            super::sender::assert_web_sender(&mut msg, sender);
+            super::asserted::assert_sender(&mut msg, &super::im::sip_user(sender));
             if let Some((name, value)) = authorization {
                 msg.push(name, value);
             }

@@ -94,7 +94,7 @@ pub fn message_request(
         format!("{}@{}", outgoing::token(), outgoing::host_port(local)),
     );
     req.push("CSeq", "1 MESSAGE");
-    super::sender::assert_web_sender(&mut req, sender);
+    super::asserted::assert_sender(&mut req, &sip_user(sender));
     req.push("Content-Type", content_type.to_owned());
     req.body = text.as_bytes().to_vec();
     Ok((req, peer))

@@ -96,7 +96,7 @@ impl Proxy {
         };
         // Toward phones (outside the trust domain) an identity its sender keeps private goes.
         let mut base = base;
-        crate::sipapp::sender::withhold_if_private(&mut base);
+        crate::sipapp::asserted::withhold_if_private(&mut base);
         let mut branches = Vec::new();
         for (uri, peer, routes) in hops {
             let top = responder.top();

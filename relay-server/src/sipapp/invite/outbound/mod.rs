@@ -264,7 +264,7 @@ impl Outgoing {
         req.push("To", format!("<sip:{}>", sip_user(&callee)));
         req.push("Call-ID", call_id.clone());
         req.push("CSeq", "1 INVITE");
-        crate::sipapp::sender::assert_web_sender(&mut req, sender);
+        crate::sipapp::asserted::assert_sender(&mut req, &sip_user(sender));
         let secure = req.sips();
         let user = sip_user(sender);
         let user = user.split('@').next().unwrap_or_default();
