@@ -302,7 +302,7 @@ fn sip_app(
         tokio::spawn(invites.clone().dtmf_from_rtpengine(socket, source));
     }
     state.inbox.set_sip(Arc::new(sipapp::delivery::SipSide {
-        im: sipapp::im::outbound::Outbound::new(weak.clone(), addr),
+        im: sipapp::im::outbound::Outbound::new(weak.clone(), weak.listen()),
         calls: invites.outgoing(),
         upstream: upstream.clone(),
     }));

@@ -118,6 +118,6 @@ impl Proxy {
         sip.user.is_some()
             && sip.port.is_none()
             && !in_dialog
-            && host.parse::<IpAddr>().ok() == Some(self.inner.endpoint.listen().ip())
+            && host.parse::<IpAddr>().ok() == Some(self.inner.endpoint.listen().addr.ip())
     }
 }
