@@ -98,7 +98,7 @@ impl AppState {
             limits.clone(),
             foreign,
         );
-        let inbox = Inbox::new(store.clone(), bus.clone(), limits.clone());
+        let inbox = Inbox::new(store.clone(), bus.clone(), limits.clone(), location.clone());
         let resources = Resources {
             bus: bus.clone(),
             location: location.clone(),

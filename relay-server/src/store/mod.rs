@@ -9,6 +9,7 @@ mod sqlite_caps;
 mod sqlite_health;
 mod sqlite_query;
 mod sqlite_rows;
+mod sqlite_sends;
 mod sqlite_webhooks;
 
 use std::sync::Arc;

@@ -388,27 +388,10 @@ impl Store for SqliteStore {
     }
 
     async fn queue_sends(&self, sends: &[SendRecord]) -> StoreResult<()> {
-        let started = std::time::Instant::now();
-        let mut tx = self.writer.begin().await?;
-        for s in sends {
-            sqlx::query(
-                "INSERT INTO sends (seq, msg_id, sender, to_email, to_contact, target, body, sent, status) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued')",
-            )
-            .bind(s.seq)
-            .bind(&s.msg_id)
-            .bind(&s.sender)
-            .bind(&s.to_email)
-            .bind(s.to_contact)
-            .bind(&s.target)
-            .bind(to_json(&s.body))
-            .bind(s.sent)
-            .execute(&mut *tx)
-            .await?;
+        match self.contact_writes.sends(sends).await {
+            Some(outcome) => outcome,
+            None => super::sqlite_sends::insert_alone(&self.writer, sends).await,
         }
-        tx.commit().await?;
-        crate::observe::store_commit("sends", started.elapsed());
-        Ok(())
     }
 
     async fn queued_count(&self, email: &str, contact: i64) -> StoreResult<usize> {
@@ -427,11 +410,10 @@ impl Store for SqliteStore {
     }
 
     async fn claim_send(&self, seq: i64) -> StoreResult<bool> {
-        let claim = sqlx::query(
-            "UPDATE sends SET status = 'delivered' WHERE seq = ? AND status != 'cancelled'",
-        )
-        .bind(seq);
-        changed_one(claim, &self.writer).await
+        match self.contact_writes.claim(seq).await {
+            Some(outcome) => outcome,
+            None => super::sqlite_sends::claim_one(&self.writer, seq).await,
+        }
     }
 
     async fn pending_sends(

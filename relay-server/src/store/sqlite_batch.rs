@@ -1,4 +1,5 @@
-//! Group commit of contact updates: a SIP refresh is one `UPDATE` of one contact, and at
+//! Group commit of contact updates (and, beside them, of SENDs and their claims: see
+//! [`super::sqlite_sends`]): a SIP refresh is one `UPDATE` of one contact, and at
 //! thousands of REGISTERs a second the cost is in the round trips to SQLite's thread and in the
 //! commits, not in the rows. Updates queue here; one task takes every update waiting, writes
 //! them in one statement (one implicit transaction, one commit) and only then answers each, so a
@@ -22,10 +23,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::sqlite_query::changed_one;
 use super::sqlite_rows::{source_name, to_json};
-use super::{ContactRecord, StoreError, StoreResult};
+use super::sqlite_sends::{ClaimWaiter, Group, SendsWaiter};
+use super::{ContactRecord, SendRecord, StoreError, StoreResult};
 
 /// Most contacts written in one transaction (7 parameters each).
 const MAX_BATCH: usize = 64;
+
+/// Most SENDs and claims written in one transaction.
+const MAX_SENDS: usize = 256;
 
 /// How long refreshes written behind are gathered before they are written.
 const BEHIND_DELAY: Duration = Duration::from_millis(50);
@@ -47,6 +52,10 @@ enum Op {
     Update(ContactRecord, Option<Waiter>),
     /// Answer once everything queued before is committed.
     Flush(oneshot::Sender<()>),
+    /// Store these SENDs (all or none); answer once committed.
+    Sends(Vec<SendRecord>, SendsWaiter),
+    /// Mark this SEND delivered unless cancelled; answer whether it was, once committed.
+    Claim(i64, ClaimWaiter),
 }
 
 /// One row of a group with whoever waits for it.
@@ -92,6 +101,21 @@ impl ContactWrites {
         true
     }
 
+    /// Stores SENDs once committed with the other SENDs and claims waiting; None when the
+    /// task is gone: the caller writes them alone.
+    pub(super) async fn sends(&self, sends: &[SendRecord]) -> Option<StoreResult<()>> {
+        let (done, outcome) = oneshot::channel();
+        self.tx.send(Op::Sends(sends.to_vec(), done)).ok()?;
+        outcome.await.ok()
+    }
+
+    /// Claims a SEND once committed with the others waiting; None when the task is gone.
+    pub(super) async fn claim(&self, seq: i64) -> Option<StoreResult<bool>> {
+        let (done, outcome) = oneshot::channel();
+        self.tx.send(Op::Claim(seq, done)).ok()?;
+        outcome.await.ok()
+    }
+
     /// Waits until every update queued before is committed (or the task is gone).
     pub(super) async fn flush(&self) {
         let (done, flushed) = oneshot::channel();
@@ -125,11 +149,18 @@ async fn run(writer: SqlitePool, mut rx: mpsc::UnboundedReceiver<Op>, behind: Ar
             first => first,
         };
         let mut batch: Vec<Row> = Vec::new();
+        let mut sends = Group::default();
         let mut flushes = Vec::new();
         let mut next = Some(first);
         while let Some(op) = next.take() {
             match op {
                 Op::Flush(done) => flushes.push(done),
+                op @ (Op::Sends(..) | Op::Claim(..)) if sends.len() == MAX_SENDS => {
+                    carry = Some(op);
+                    break;
+                }
+                Op::Sends(records, done) => sends.sends.push((records, done)),
+                Op::Claim(seq, done) => sends.claims.push((seq, done)),
                 Op::Update(contact, waiter) => {
                     let full = batch.len() == MAX_BATCH;
                     let same = |(c, _): &&mut Row| c.id == contact.id && c.email == contact.email;
@@ -157,6 +188,7 @@ async fn run(writer: SqlitePool, mut rx: mpsc::UnboundedReceiver<Op>, behind: Ar
         if !batch.is_empty() {
             write(&writer, batch).await;
         }
+        super::sqlite_sends::write(&writer, sends).await;
         for done in flushes {
             let _ = done.send(());
         }
