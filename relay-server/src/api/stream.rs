@@ -219,6 +219,18 @@ impl Sink for StreamSink {
         }
         self.emit(event).await.map(Some)
     }
+
+    async fn emit_claimed_all(&self, events: Vec<(i64, Event)>) -> Result<Flow> {
+        // Claimed together: the claims wait on the store at once, not one round trip each.
+        let claims = events.iter().map(|(seq, _)| self.inbox.claim(*seq));
+        let claimed = futures_util::future::join_all(claims).await;
+        for ((_, event), claimed) in events.into_iter().zip(claimed) {
+            if claimed? && self.emit(event).await? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Continue)
+    }
 }
 
 /// Opens the event source of `topic` for `caller`: a queue of events that ends when the

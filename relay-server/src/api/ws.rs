@@ -94,6 +94,13 @@ fn reply<T: serde::Serialize>(reference: String, result: Result<T, Error>) -> Se
     }
 }
 
+/// A frame as the JSON text message it goes out as.
+fn text_frame(frame: &ServerFrame) -> Message {
+    Message::Text(Utf8Bytes::from(
+        serde_json::to_string(frame).unwrap_or_default(),
+    ))
+}
+
 async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
     let _open = crate::observe::Open::new(crate::observe::WEBSOCKETS_OPEN);
     let (mut sink, mut stream) = socket.split();
@@ -104,12 +111,24 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
         loop {
             let message = tokio::select! {
                 frame = out_rx.recv() => match frame {
-                    Some(frame) => Message::Text(Utf8Bytes::from(serde_json::to_string(&frame).unwrap_or_default())),
+                    Some(frame) => text_frame(&frame),
                     None => break,
                 },
                 _ = ping.tick() => Message::Ping(Default::default()),
             };
-            if sink.send(message).await.is_err() {
+            if sink.feed(message).await.is_err() {
+                break;
+            }
+            // Every frame already waiting goes out in the same write: one flush (one system
+            // call) per burst rather than per frame.
+            let mut failed = false;
+            while let Ok(frame) = out_rx.try_recv() {
+                if sink.feed(text_frame(&frame)).await.is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+            if failed || sink.flush().await.is_err() {
                 break;
             }
         }
