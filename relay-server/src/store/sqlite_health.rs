@@ -34,3 +34,26 @@ pub(super) async fn gauges(pool: &SqlitePool, now: i64) -> StoreResult<StoreGaug
         calls: u64::try_from(calls).unwrap_or(0),
     })
 }
+
+/// Takes or renews lease `name` for `holder` until `until` (ms) if it is free, expired at
+/// `now`, or already `holder`'s: one statement, so two relays racing for it cannot both win.
+pub(super) async fn take_lease(
+    writer: &SqlitePool,
+    name: &str,
+    holder: &str,
+    now: i64,
+    until: i64,
+) -> StoreResult<bool> {
+    let taken = sqlx::query(
+        "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?4) \
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+         WHERE leases.holder = excluded.holder OR leases.until < ?3",
+    )
+    .bind(name)
+    .bind(holder)
+    .bind(now)
+    .bind(until)
+    .execute(writer)
+    .await?;
+    Ok(taken.rows_affected() == 1)
+}
