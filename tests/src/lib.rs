@@ -281,18 +281,19 @@ async fn spawn(
     } else {
         &["--allow-private-targets"]
     };
+    // Relays of one cluster share a database the test names (`--database`).
+    let database: &[&str] = if extra.iter().any(|a| a == "--database") {
+        &[]
+    } else {
+        &["--database", &db]
+    };
     let mut last_error = None;
     // A restart on the same port may find it in TIME_WAIT for a moment: retry briefly.
     for _ in 0..50 {
         let mut child = Command::new(relay_binary())
-            .args([
-                "--http",
-                &http,
-                "--database",
-                &db,
-                "--www",
-                &dir.join("www").display().to_string(),
-            ])
+            .args(["--http", &http])
+            .args(database)
+            .args(["--www", &dir.join("www").display().to_string()])
             .args(default_sip)
             .args(private_targets)
             .args(extra)
