@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use restsip_e2e::metrics::Scrape;
 use restsip_e2e::receiver::Receiver;
 use restsip_e2e::{Client, EventStream, Relay};
 use restsip_protocol::EventKind;
@@ -234,4 +235,19 @@ async fn a_webhook_fires_once_for_two_relays() {
         "delivered again: {:?}",
         more.map(|d| d.event)
     );
+
+    // One relay leads, and it made every POST: the other ran no webhook.
+    let (ma, mb) = (
+        Scrape::get(&a.url("/metrics")).await.unwrap(),
+        Scrape::get(&b.url("/metrics")).await.unwrap(),
+    );
+    let leader = |m: &Scrape| m.sum("restsip_cluster_leader", &[]);
+    let posts = |m: &Scrape| m.sum("restsip_webhook_deliveries_total", &[]);
+    assert_eq!(leader(&ma) + leader(&mb), 1.0, "one leader");
+    let (lead, other) = if leader(&ma) == 1.0 {
+        (ma, mb)
+    } else {
+        (mb, ma)
+    };
+    assert_eq!((posts(&lead), posts(&other)), (3.0, 0.0));
 }

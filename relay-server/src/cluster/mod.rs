@@ -177,6 +177,11 @@ impl Cluster {
                     tracing::info!(leading, "cluster: leadership changed");
                 }
                 leader.send_replace(leading);
+                metrics::gauge!(crate::observe::CLUSTER_LEADER).set(if leading {
+                    1.0
+                } else {
+                    0.0
+                });
                 if let Err(e) = webhooks.lead(leading).await {
                     tracing::warn!(error = %e, "cluster: webhooks not matched to the store; retrying");
                 }
