@@ -35,6 +35,9 @@ const RENEW: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The lease of the cluster's leader.
 const LEADER: &str = "leader";
+/// Events waiting to be sent to NATS; past that (NATS gone or far too slow) new ones are
+/// dropped for the other relays (logged), rather than held in memory without bound.
+const OUTGOING: usize = 65_536;
 
 /// This relay's membership of a cluster.
 pub struct Cluster {
@@ -110,7 +113,7 @@ impl Cluster {
             .flush()
             .await
             .context("cluster: NATS did not confirm the subscription")?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<(String, Vec<u8>)>();
+        let (tx, mut rx) = mpsc::channel::<(String, Vec<u8>)>(OUTGOING);
         bus.attach(Arc::new(Sender {
             node: self.config.node.clone(),
             prefix: self.prefix.clone(),
@@ -198,17 +201,24 @@ struct Sender {
     /// The subject prefix.
     prefix: String,
     /// To the sending task.
-    queue: mpsc::UnboundedSender<(String, Vec<u8>)>,
+    queue: mpsc::Sender<(String, Vec<u8>)>,
 }
 
 impl Outbound for Sender {
     fn send(&self, topic: &Topic, event: &BusEvent) {
         match wire::encode(&self.node, topic, event) {
             Ok(payload) => {
-                // Closed only when the relay stops.
-                let _ = self
+                match self
                     .queue
-                    .send((wire::subject(&self.prefix, topic), payload));
+                    .try_send((wire::subject(&self.prefix, topic), payload))
+                {
+                    // Closed only when the relay stops.
+                    Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => tracing::warn!(
+                        resource = %topic.resource(),
+                        "cluster: NATS is not keeping up; an event was not sent to the other relays"
+                    ),
+                }
             }
             Err(e) => tracing::warn!(error = %e, "cluster: event not encoded"),
         }
