@@ -35,6 +35,8 @@ fi
 # userspace by tests/sip/media/ and by scripts/run.sh). `setup.sh run` installs rtpengine
 # only, and goes on without it when it cannot (calls with phones are then refused).
 APT_PKGS=(chromium chromium-driver sip-tester kamailio kamailio-presence-modules baresip-core rtpengine-daemon)
+# sipvicious: svwar, the extension scanner tests/sip/enumeration.rs runs (issue 18).
+APT_PKGS+=(sipvicious)
 [ "${1:-}" = "run" ] && APT_PKGS=(rtpengine-daemon)
 missing=()
 for p in "${APT_PKGS[@]+"${APT_PKGS[@]}"}"; do

@@ -49,7 +49,8 @@ pub struct Settings {
     /// HTTP listen address [default: 127.0.0.1:8080]; port 0 picks a free port.
     #[arg(long, env = "RESTSIP_HTTP", value_name = "ADDR")]
     pub http: Option<SocketAddr>,
-    /// Database URL: `sqlite:PATH` (created on first start) [default: sqlite:data/restsip.db].
+    /// Database URL: `sqlite:PATH` (created on first start) or `postgres://USER@HOST:PORT/DB`
+    /// (several relays sharing one database) [default: sqlite:data/restsip.db].
     #[arg(long, env = "RESTSIP_DATABASE", value_name = "URL")]
     pub database: Option<String>,
     /// Directory of static files served at / [default: the repository's www/].

@@ -504,7 +504,7 @@ fn sip_core(
         credentials,
         state.limits.clone(),
     );
-    sipapp::core::Core::new(registrar, state.store.clone())
+    sipapp::core::Core::new(registrar)
         .with_inbox(state.inbox.clone())
         .with_senders(senders)
 }

@@ -23,9 +23,9 @@ use Expect::{Dropped, Status};
 /// Each message, what it gets over UDP, and over TCP where that differs.
 const CASES: &[(&str, Expect, Option<&[u16]>)] = &[
     // §3.1.1 valid messages. Accounts user@example.com and j.user@example.com exist.
-    ("wsinv", Status(404), None),   // INVITE for an unknown user
+    ("wsinv", Status(501), None), // INVITE for an unknown user: as for a known one
     ("intmeth", Status(501), None), // an unknown extension method
-    ("esc01", Status(404), None),   // escaped user part: "sips:user@example.com"
+    ("esc01", Status(501), None), // escaped user part: "sips:user@example.com"
     ("escnull", Status(401), None), // REGISTER of an AOR with an escaped NUL: no account, challenged like one
     ("esc02", Status(501), None),   // RE%47IST%45R is a method of its own, not REGISTER
     ("lwsdisp", Status(200), None), // OPTIONS for user@example.com
@@ -33,9 +33,9 @@ const CASES: &[(&str, Expect, Option<&[u16]>)] = &[
     // UDP: the INVITE after the body is discarded. TCP: it is the next message on the stream,
     // answered under its own Call-ID (not counted here).
     ("dblreq", Status(401), None),
-    ("semiuri", Status(404), None), // user part "user;par=u@example.net"
+    ("semiuri", Status(200), None), // OPTIONS, user part "user;par=u@example.net"
     ("transports", Status(200), None), // OPTIONS with Vias of unknown transports
-    ("mpart01", Status(404), None), // MESSAGE with a multipart body, unknown user
+    ("mpart01", Status(501), None), // MESSAGE with a multipart body, unknown user
     ("unreason", Dropped, None),    // a response matching no transaction
     ("noreason", Dropped, None),    // the same, with an empty reason phrase
     // §3.1.2 invalid messages.

@@ -16,6 +16,7 @@ mod logins;
 mod observe;
 mod openapi;
 mod origins;
+mod postgres;
 mod send;
 mod slow_clients;
 mod ssrf;

@@ -259,6 +259,12 @@ async fn spawn(
     logging: Option<(&str, &Log)>,
 ) -> Result<Spawned> {
     let db = format!("sqlite:{}", dir.join("relay.db").display());
+    // A test that names its database (`--database postgres://…`) gets it instead of the file.
+    let db_flag: &[&str] = if extra.iter().any(|a| a == "--database") {
+        &[]
+    } else {
+        &["--database", &db]
+    };
     let http = format!("127.0.0.1:{}", port.unwrap_or(0));
     // SIP on a free port unless the test chose (`--sip ADDR` or `--sip off`), so relays of
     // tests running side by side never share 5060.
@@ -281,19 +287,17 @@ async fn spawn(
     } else {
         &["--allow-private-targets"]
     };
-    // Relays of one cluster share a database the test names (`--database`).
-    let database: &[&str] = if extra.iter().any(|a| a == "--database") {
-        &[]
-    } else {
-        &["--database", &db]
-    };
     let mut last_error = None;
     // A restart on the same port may find it in TIME_WAIT for a moment: retry briefly.
     for _ in 0..50 {
         let mut child = Command::new(relay_binary())
-            .args(["--http", &http])
-            .args(database)
-            .args(["--www", &dir.join("www").display().to_string()])
+            .args([
+                "--http",
+                &http,
+                "--www",
+                &dir.join("www").display().to_string(),
+            ])
+            .args(db_flag)
             .args(default_sip)
             .args(private_targets)
             .args(extra)

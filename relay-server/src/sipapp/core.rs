@@ -1,7 +1,7 @@
 //! What the relay answers to a new request: the checks every request goes through (method,
-//! CSeq, Require, URI scheme, user) and the handlers of the methods implemented so far.
+//! CSeq, Require, URI scheme) and the handlers of the methods implemented so far.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use restsip_sip::endpoint::{Endpoint, Responder};
 use restsip_sip::endpoint::{Handler, Pending};
@@ -11,7 +11,6 @@ use restsip_sip::transport::Peer;
 
 use super::registrar::Registrar;
 use crate::inbox::Inbox;
-use crate::store::Store;
 
 /// The methods the core answers itself.
 const METHODS: &[&str] = &["OPTIONS"];
@@ -61,8 +60,6 @@ pub enum Step {
 pub enum Task {
     /// REGISTER.
     Register,
-    /// A request for a user: 404 if unknown, else its method's answer.
-    ForUser,
     /// SUBSCRIBE (RFC 6665, presence): a subscription to the user's logins.
     Subscribe,
     /// BYE: the end of a call's dialog.
@@ -82,8 +79,6 @@ pub struct Core {
     registrar: Registrar,
     /// SOAP services, for SERVICE; None answers every SERVICE with 501.
     services: Option<crate::soap::Services>,
-    /// Accounts, to tell known users from unknown ones.
-    store: Arc<dyn Store>,
     /// SENDs, for MESSAGE; None answers MESSAGE with 501.
     inbox: Option<Inbox>,
     /// Presence subscriptions; None answers SUBSCRIBE with 501.
@@ -115,10 +110,9 @@ fn options() -> Reply {
 
 impl Core {
     /// The handlers.
-    pub fn new(registrar: Registrar, store: Arc<dyn Store>) -> Self {
+    pub fn new(registrar: Registrar) -> Self {
         Self {
             registrar,
-            store,
             services: None,
             inbox: None,
             presence: None,
@@ -424,9 +418,9 @@ impl Core {
                 Reply::new(420, "Bad Extension").with("Unsupported", unsupported.join(", ")),
             );
         }
-        let Some(sip) = uri.sip() else {
+        if uri.sip().is_none() {
             return Step::Reply(Reply::new(416, "Unsupported URI Scheme"));
-        };
+        }
         if *method == Method::REGISTER {
             return Step::Async(Task::Register);
         }
@@ -475,9 +469,8 @@ impl Core {
             }
             return Step::Async(Task::Subscribe);
         }
-        if sip.user.is_some() {
-            return Step::Async(Task::ForUser);
-        }
+        // The same answer whoever the Request-URI's user is, an account or not (issue 18):
+        // OPTIONS is answered by the relay, for any address it is asked about.
         Step::Reply(self.answer(method))
     }
 
@@ -505,22 +498,6 @@ impl Core {
                 Some(invites) => invites.info(req).await,
                 None => not_implemented(),
             },
-            Task::ForUser => {
-                let Some(StartLine::Request { method, uri }) = Some(&req.start) else {
-                    return Reply::bad_request("not a request");
-                };
-                let Some(email) = uri.sip().and_then(|u| u.address()) else {
-                    return Reply::new(404, "Not Found");
-                };
-                match self.store.user(&email).await {
-                    Ok(Some(_)) => self.answer(method),
-                    Ok(None) => Reply::new(404, "Not Found"),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "user lookup failed");
-                        Reply::new(500, "Server Internal Error")
-                    }
-                }
-            }
         }
     }
 

@@ -4,14 +4,17 @@
 //! registered on (same transport and source address; for TCP the same connection, RFC 5626
 //! style). The relay strips any P-Asserted-Identity the sender supplied and asserts the
 //! identity it checked (RFC 3325): downstream, a P-Asserted-Identity is the relay's word.
-//! Requests from other domains are taken unauthenticated, or only from the upstream server
+//! A request from an address to itself (From = Request-URI, as scanners send) is challenged
+//! the same way when the address is no account (and refused after: no password matches), so
+//! nobody tells accounts from other addresses by asking each about itself. Requests from
+//! other domains are taken unauthenticated, or only from the upstream server
 //! (`--sip-foreign-from upstream-only`). The upstream server is a trusted hop: what it
 //! asserts is kept, and the From of its requests is taken as checked.
 
 use std::sync::Arc;
 
 use restsip_protocol::ContactSource;
-use restsip_sip::message::SipMessage;
+use restsip_sip::message::{SipMessage, StartLine};
 use restsip_sip::response::Reply;
 use restsip_sip::transport::Peer;
 use serde_json::Value;
@@ -114,18 +117,23 @@ impl Senders {
         let Some(address) = from_address(req) else {
             return self.foreign();
         };
-        match self.store.user(&address).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return self.foreign(),
+        let account = match self.store.user(&address).await {
+            Ok(user) => user.is_some(),
             Err(e) => {
                 tracing::warn!(error = %e, "user lookup failed");
                 return Err(Reply::new(500, "Server Internal Error"));
             }
-        }
+        };
         if !self.credentials.on() {
             // Anyone may be anyone: nothing is asserted.
-            return Ok(());
+            return if account { Ok(()) } else { self.foreign() };
         }
+        if !account && !to_itself(req, &address) {
+            return self.foreign();
+        }
+        // An account, or an address sending to itself: both go the same way, the latter
+        // against random secrets (credentials.rs), so the answers (407, then 403) and their
+        // cost tell no account from an address that is none.
         if !self.registered_flow(&address, from).await {
             let digest = self.credentials.secrets(&address).await?;
             self.credentials
@@ -180,6 +188,16 @@ impl Senders {
                 && field("source") == Some(from.addr.to_string().as_str())
         })
     }
+}
+
+/// Whether the From `address` is the request's Request-URI address: a request from an
+/// address to itself (as scanners send them, From = To) is taken as that user's, challenged
+/// like an account's whether or not the address is one.
+fn to_itself(req: &SipMessage, address: &str) -> bool {
+    let StartLine::Request { uri, .. } = &req.start else {
+        return false;
+    };
+    uri.sip().and_then(|u| u.address()).as_deref() == Some(address)
 }
 
 /// The address of the request's From (an email), if it is a SIP address.

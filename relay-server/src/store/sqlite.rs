@@ -8,12 +8,12 @@ use restsip_protocol::DeliveryStatus;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::sqlite_caps as caps;
-use super::sqlite_query::{changed_one, fetch_record, fetch_records, insert_or_conflict};
-use super::sqlite_rows::{
+use super::query::{changed_one, fetch_record, fetch_records, insert_or_conflict};
+use super::rows::{
     call_row, contact_row, digest_row, mail_row, parse_status, participant_row, send_row,
     source_name, to_json, user_row,
 };
+use super::sqlite_caps as caps;
 use super::sqlite_webhooks as webhooks;
 use super::{
     CallRecord, ContactRecord, DigestRecord, MailCaps, MailRecord, MailboxFull, ParticipantRecord,
@@ -30,7 +30,7 @@ pub struct SqliteStore {
     /// the pool instead of in SQLite's busy handler (which sleeps) keeps writes fast under load.
     pub(super) writer: SqlitePool,
     /// Contact updates, committed in groups through `writer`.
-    contact_writes: super::sqlite_batch::ContactWrites,
+    contact_writes: super::contact_batch::ContactWrites,
 }
 
 impl SqliteStore {
@@ -60,7 +60,7 @@ impl SqliteStore {
         if url.contains(":memory:") {
             return Ok(Self {
                 pool: writer.clone(),
-                contact_writes: super::sqlite_batch::ContactWrites::start(writer.clone()),
+                contact_writes: contact_writes(&writer),
                 writer,
             });
         }
@@ -70,10 +70,16 @@ impl SqliteStore {
             .await?;
         Ok(Self {
             pool,
-            contact_writes: super::sqlite_batch::ContactWrites::start(writer.clone()),
+            contact_writes: contact_writes(&writer),
             writer,
         })
     }
+}
+
+/// The group commit of contact updates, writing through `writer`.
+fn contact_writes(writer: &SqlitePool) -> super::contact_batch::ContactWrites {
+    let contacts = super::sqlite_batch::SqliteContacts(writer.clone());
+    super::contact_batch::ContactWrites::start(std::sync::Arc::new(contacts))
 }
 
 /// Names in the log the accounts that migration 0005 could not put in canonical form (a
@@ -601,165 +607,5 @@ impl Store for SqliteStore {
 
     async fn max_webhook_cursor(&self) -> StoreResult<i64> {
         webhooks::max_cursor(&self.pool).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::StoreError;
-    use super::*;
-    use restsip_protocol::ContactSource;
-    use serde_json::Map;
-
-    async fn store() -> SqliteStore {
-        SqliteStore::open("sqlite::memory:")
-            .await
-            .expect("in-memory store")
-    }
-
-    fn user(email: &str) -> UserRecord {
-        UserRecord {
-            email: email.to_owned(),
-            password_hash: "x".to_owned(),
-            name: None,
-            data: Map::new(),
-            created: 1,
-        }
-    }
-
-    fn contact(email: &str, expires_at: i64) -> ContactRecord {
-        ContactRecord {
-            email: email.to_owned(),
-            id: 0,
-            contact: None,
-            expires_at,
-            presence: None,
-            source: ContactSource::Web,
-            sip: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_taken_email_is_a_conflict() {
-        let s = store().await;
-        s.create_user(&user("a@x")).await.expect("first");
-        assert!(matches!(
-            s.create_user(&user("a@x")).await,
-            Err(StoreError::Conflict)
-        ));
-    }
-
-    #[tokio::test]
-    async fn contact_ids_are_per_user_and_never_reused() {
-        let s = store().await;
-        s.create_user(&user("a@x")).await.expect("user");
-        let c1 = s
-            .add_contact(&contact("a@x", 100))
-            .await
-            .expect("add")
-            .expect("user exists");
-        assert_eq!(c1.id, 1);
-        s.remove_contact("a@x", 1).await.expect("remove");
-        let c2 = s
-            .add_contact(&contact("a@x", 100))
-            .await
-            .expect("add")
-            .expect("user exists");
-        assert_eq!(c2.id, 2);
-        assert!(s
-            .add_contact(&contact("nobody@x", 100))
-            .await
-            .expect("add")
-            .is_none());
-    }
-
-    #[tokio::test]
-    async fn expired_contacts_are_taken_once() {
-        let s = store().await;
-        s.create_user(&user("a@x")).await.expect("user");
-        s.add_contact(&contact("a@x", 10)).await.expect("add");
-        s.add_contact(&contact("a@x", 50)).await.expect("add");
-        assert_eq!(s.next_expiry().await.expect("expiry"), Some(10));
-        assert_eq!(s.contacts("a@x", 20).await.expect("list").len(), 1);
-        let gone = s.take_expired_contacts(20).await.expect("take");
-        assert_eq!(gone.len(), 1);
-        assert!(s.take_expired_contacts(20).await.expect("take").is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_cancelled_send_cannot_be_claimed_and_a_delivered_one_cannot_be_cancelled() {
-        let s = store().await;
-        s.create_user(&user("a@x")).await.expect("user");
-        let c = s
-            .add_contact(&contact("a@x", i64::MAX))
-            .await
-            .expect("add")
-            .expect("user");
-        let send = |seq: i64, msg: &str| SendRecord {
-            seq,
-            msg_id: msg.to_owned(),
-            sender: "b@x".to_owned(),
-            to_email: "a@x".to_owned(),
-            to_contact: c.id,
-            target: "/login/a@x".to_owned(),
-            body: serde_json::json!({"command": "invite"}),
-            sent: 1,
-            status: DeliveryStatus::Queued,
-        };
-        s.queue_sends(&[send(1, "m1"), send(2, "m2")])
-            .await
-            .expect("queue");
-        assert_eq!(s.queued_count("a@x", c.id).await.expect("count"), 2);
-        assert!(s.claim_send(1).await.expect("claim"));
-        let out = s
-            .cancel_send("b@x", "m1", "a@x", None)
-            .await
-            .expect("cancel");
-        assert_eq!(out, vec![(c.id, DeliveryStatus::Delivered)]);
-        let out = s
-            .cancel_send("b@x", "m2", "a@x", Some(c.id))
-            .await
-            .expect("cancel");
-        assert_eq!(out, vec![(c.id, DeliveryStatus::Cancelled)]);
-        assert!(!s.claim_send(2).await.expect("claim"));
-        assert!(s
-            .cancel_send("someone-else@x", "m2", "a@x", None)
-            .await
-            .expect("cancel")
-            .is_empty());
-        let after = s
-            .pending_sends("a@x", c.id, Some(0))
-            .await
-            .expect("pending");
-        assert_eq!(after.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1]);
-        assert_eq!(s.max_send_seq().await.expect("max"), 2);
-    }
-
-    #[tokio::test]
-    async fn digest_secrets_are_kept_per_user() {
-        let s = store().await;
-        s.create_user(&user("a@x")).await.expect("user");
-        assert_eq!(s.digest("a@x").await.expect("digest"), None);
-        let d = DigestRecord {
-            realm: "restsip".into(),
-            md5: "m".into(),
-            sha256: "s".into(),
-            aliases: vec![crate::store::DigestAlias {
-                username: "a".into(),
-                md5: "am".into(),
-                sha256: "as".into(),
-            }],
-        };
-        assert!(s.set_digest("a@x", &d).await.expect("set"));
-        assert!(!s.set_digest("nobody@x", &d).await.expect("set"));
-        assert_eq!(s.digest("a@x").await.expect("digest"), Some(d));
-    }
-
-    #[tokio::test]
-    async fn the_secret_is_created_once() {
-        let s = store().await;
-        let a = s.secret().await.expect("secret");
-        assert_eq!(a.len(), 32);
-        assert_eq!(s.secret().await.expect("secret"), a);
     }
 }

@@ -6,16 +6,8 @@
 
 use sqlx::SqlitePool;
 
-use super::sqlite_rows::to_json;
+use super::rows::{mail_size, to_json};
 use super::{MailCaps, MailRecord, MailboxFull, StoreResult};
-
-/// Bytes a message takes in its mailbox: its url, body, subject and sender as stored.
-pub(super) fn mail_size(mail: &MailRecord) -> usize {
-    mail.url.as_ref().map_or(0, String::len)
-        + mail.body.as_ref().map_or(0, |b| to_json(b).len())
-        + mail.subject.as_ref().map_or(0, String::len)
-        + mail.sender.len()
-}
 
 fn sql_int(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -86,61 +78,4 @@ pub(super) async fn queued_from(
     .fetch_one(pool)
     .await?;
     Ok(usize::try_from(n).unwrap_or(0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::{SqliteStore, Store, UserRecord};
-    use super::*;
-
-    fn mail(owner: &str, sender: &str, body: &str) -> MailRecord {
-        MailRecord {
-            id: 0,
-            owner: owner.to_owned(),
-            sender: sender.to_owned(),
-            url: None,
-            body: Some(serde_json::Value::String(body.to_owned())),
-            subject: None,
-            created: 1,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_mailbox_takes_messages_until_a_cap_and_says_which() {
-        let s = SqliteStore::open("sqlite::memory:").await.expect("store");
-        s.create_user(&UserRecord {
-            email: "o@x".to_owned(),
-            password_hash: "x".to_owned(),
-            name: None,
-            data: serde_json::Map::new(),
-            created: 1,
-        })
-        .await
-        .expect("user");
-        let caps = MailCaps {
-            messages: 3,
-            bytes: 100,
-            per_sender: 2,
-        };
-        let add = |m: MailRecord| {
-            let s = s.clone();
-            async move { s.add_mail_within(&m, &caps).await.expect("store") }
-        };
-        assert!(add(mail("o@x", "a@x", "1")).await.is_ok());
-        assert!(add(mail("o@x", "a@x", "2")).await.is_ok());
-        let full = add(mail("o@x", "a@x", "3")).await.expect_err("a's share");
-        assert_eq!((full.messages, full.from_sender), (2, 2));
-        assert_eq!(full.bytes, 2 * mail_size(&mail("o@x", "a@x", "1")));
-        let big = add(mail("o@x", "b@x", &"x".repeat(90)))
-            .await
-            .expect_err("bytes");
-        assert_eq!(big.from_sender, 0);
-        assert!(big.bytes + big.size > caps.bytes);
-        assert!(add(mail("o@x", "b@x", "4")).await.is_ok(), "b's first fits");
-        let full = add(mail("o@x", "c@x", "5")).await.expect_err("3 messages");
-        assert_eq!(full.messages, 3);
-        assert_eq!(s.mail("o@x").await.expect("mail").len(), 3);
-        // Unlimited, the store's plain add still adds.
-        assert!(s.add_mail(&mail("o@x", "c@x", "6")).await.is_ok());
-    }
 }

@@ -73,7 +73,7 @@ pub async fn harness_with(limits: Limits, auth: bool) -> Harness {
     .unwrap();
     let credentials = restsip_relay::sipapp::credentials::Checker::new(auth, store.clone(), digest);
     let registrar = Registrar::new(location.clone(), credentials, limits);
-    let core = Core::new(registrar, store.clone());
+    let core = Core::new(registrar);
     let wire = Arc::new(Capture::default());
     let sent_to = wire.clone();
     let (endpoint, ()) = Endpoint::build(

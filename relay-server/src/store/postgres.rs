@@ -1,0 +1,592 @@
+//! [`Store`] on PostgreSQL, for several relays sharing one database: every id is handed out by
+//! the database (identity sequences, counters in locked rows), caps are checked under a row
+//! lock, and every write returns once committed (`synchronous_commit` as the server has it;
+//! its default waits for the WAL flush).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use restsip_protocol::DeliveryStatus;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Row};
+
+use super::contact_batch::ContactWrites;
+use super::postgres_batch::{update_one, PgContacts};
+use super::postgres_webhooks as webhooks;
+use super::query::{changed_one, fetch_record, fetch_records, insert_or_conflict};
+use super::rows::{
+    call_row, contact_row, digest_row, mail_row, parse_status, participant_row, send_row,
+    source_name, to_json, user_row,
+};
+use super::{
+    CallRecord, ContactRecord, DigestRecord, MailCaps, MailRecord, MailboxFull, ParticipantRecord,
+    Queued, SendRecord, Store, StoreError, StoreResult, UserRecord, WebhookEventRecord,
+    WebhookRecord,
+};
+
+/// Most connections one relay opens.
+const MAX_CONNECTIONS: u32 = 16;
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    /// Readers and writers alike: PostgreSQL runs transactions side by side.
+    pub(super) pool: PgPool,
+    /// Contact updates, committed in groups.
+    contact_writes: ContactWrites,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user@host:port/db`) and brings its
+    /// schema up to date (relays starting together take turns: the migrator holds an advisory
+    /// lock).
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        let contact_writes = ContactWrites::start(Arc::new(PgContacts(pool.clone())));
+        Ok(Self {
+            pool,
+            contact_writes,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn writable(&self) -> StoreResult<()> {
+        webhooks::writable(&self.pool).await
+    }
+
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> StoreResult<bool> {
+        webhooks::take_lease(&self.pool, name, holder, now, until).await
+    }
+
+    async fn gauges(&self, now: i64) -> StoreResult<super::StoreGauges> {
+        webhooks::gauges(&self.pool, now).await
+    }
+
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
+        let insert = sqlx::query(
+            "INSERT INTO users (email, password_hash, name, data, created) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&user.email)
+        .bind(&user.password_hash)
+        .bind(&user.name)
+        .bind(to_json(&user.data))
+        .bind(user.created);
+        insert_or_conflict(insert, &self.pool).await
+    }
+
+    async fn user(&self, email: &str) -> StoreResult<Option<UserRecord>> {
+        let query = sqlx::query(
+            "SELECT email, password_hash, name, data, created FROM users WHERE email = $1",
+        )
+        .bind(email);
+        fetch_record(query, &self.pool, user_row).await
+    }
+
+    async fn update_user(&self, user: &UserRecord) -> StoreResult<bool> {
+        let update = sqlx::query(
+            "UPDATE users SET password_hash = $1, name = $2, data = $3 WHERE email = $4",
+        )
+        .bind(&user.password_hash)
+        .bind(&user.name)
+        .bind(to_json(&user.data))
+        .bind(&user.email);
+        changed_one(update, &self.pool).await
+    }
+
+    async fn delete_user(&self, email: &str) -> StoreResult<bool> {
+        let delete = sqlx::query("DELETE FROM users WHERE email = $1").bind(email);
+        changed_one(delete, &self.pool).await
+    }
+
+    async fn set_digest(&self, email: &str, digest: &DigestRecord) -> StoreResult<bool> {
+        let update = sqlx::query(
+            "UPDATE users SET digest_realm = $1, ha1_md5 = $2, ha1_sha256 = $3, ha1_aliases = $4 \
+             WHERE email = $5",
+        )
+        .bind(&digest.realm)
+        .bind(&digest.md5)
+        .bind(&digest.sha256)
+        .bind(to_json(&digest.aliases))
+        .bind(email);
+        changed_one(update, &self.pool).await
+    }
+
+    async fn digest(&self, email: &str) -> StoreResult<Option<DigestRecord>> {
+        let query = sqlx::query(
+            "SELECT digest_realm, ha1_md5, ha1_sha256, ha1_aliases FROM users \
+             WHERE email = $1 AND digest_realm IS NOT NULL",
+        )
+        .bind(email);
+        fetch_record(query, &self.pool, digest_row).await
+    }
+
+    async fn presence_rule(&self, email: &str) -> StoreResult<Option<String>> {
+        let rule: Option<Option<String>> =
+            sqlx::query_scalar("SELECT presence_rule FROM users WHERE email = $1")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(rule.flatten())
+    }
+
+    async fn set_presence_rule(&self, email: &str, rule: &str) -> StoreResult<bool> {
+        let update = sqlx::query("UPDATE users SET presence_rule = $1 WHERE email = $2")
+            .bind(rule)
+            .bind(email);
+        changed_one(update, &self.pool).await
+    }
+
+    async fn add_mail(&self, mail: &MailRecord) -> StoreResult<MailRecord> {
+        webhooks::add_mail(&self.pool, mail, &MailCaps::NONE)
+            .await?
+            .map_err(|_| StoreError::Corrupt("an uncapped mailbox is full".into()))
+    }
+
+    async fn add_mail_within(
+        &self,
+        mail: &MailRecord,
+        caps: &MailCaps,
+    ) -> StoreResult<Result<MailRecord, MailboxFull>> {
+        webhooks::add_mail(&self.pool, mail, caps).await
+    }
+
+    async fn mail(&self, owner: &str) -> StoreResult<Vec<MailRecord>> {
+        let query = sqlx::query("SELECT * FROM mail WHERE owner = $1 ORDER BY id").bind(owner);
+        fetch_records(query, &self.pool, mail_row).await
+    }
+
+    async fn delete_mail(&self, owner: &str, id: i64) -> StoreResult<bool> {
+        let delete = sqlx::query("DELETE FROM mail WHERE owner = $1 AND id = $2")
+            .bind(owner)
+            .bind(id);
+        changed_one(delete, &self.pool).await
+    }
+
+    async fn add_contact(&self, contact: &ContactRecord) -> StoreResult<Option<ContactRecord>> {
+        let mut tx = self.pool.begin().await?;
+        // The user's row is locked until the commit: no other relay takes the same id.
+        let id: Option<i64> = sqlx::query_scalar(
+            "UPDATE users SET next_contact = next_contact + 1 WHERE email = $1 \
+             RETURNING next_contact - 1",
+        )
+        .bind(&contact.email)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else { return Ok(None) };
+        sqlx::query(
+            "INSERT INTO contacts (email, id, contact, expires_at, presence, source, sip) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&contact.email)
+        .bind(id)
+        .bind(&contact.contact)
+        .bind(contact.expires_at)
+        .bind(contact.presence.as_ref().map(to_json))
+        .bind(source_name(contact.source))
+        .bind(contact.sip.as_ref().map(to_json))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(ContactRecord {
+            id,
+            ..contact.clone()
+        }))
+    }
+
+    async fn update_contact(&self, contact: &ContactRecord) -> StoreResult<bool> {
+        match self.contact_writes.update(contact).await {
+            Some(outcome) => outcome,
+            None => update_one(&self.pool, contact).await,
+        }
+    }
+
+    fn update_contact_later(&self, contact: ContactRecord) -> bool {
+        self.contact_writes.later(contact)
+    }
+
+    async fn flush(&self) {
+        self.contact_writes.flush().await;
+    }
+
+    async fn contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>> {
+        let query = sqlx::query("SELECT * FROM contacts WHERE email = $1 AND id = $2")
+            .bind(email)
+            .bind(id);
+        fetch_record(query, &self.pool, contact_row).await
+    }
+
+    async fn contacts(&self, email: &str, now: i64) -> StoreResult<Vec<ContactRecord>> {
+        let query =
+            sqlx::query("SELECT * FROM contacts WHERE email = $1 AND expires_at > $2 ORDER BY id")
+                .bind(email)
+                .bind(now);
+        fetch_records(query, &self.pool, contact_row).await
+    }
+
+    async fn remove_contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>> {
+        let delete = sqlx::query("DELETE FROM contacts WHERE email = $1 AND id = $2 RETURNING *")
+            .bind(email)
+            .bind(id);
+        fetch_record(delete, &self.pool, contact_row).await
+    }
+
+    async fn take_expired_contacts(&self, now: i64) -> StoreResult<Vec<ContactRecord>> {
+        // Two relays sweeping at once each take a contact once: a row deleted by the other
+        // is not returned here.
+        let delete =
+            sqlx::query("DELETE FROM contacts WHERE expires_at <= $1 RETURNING *").bind(now);
+        fetch_records(delete, &self.pool, contact_row).await
+    }
+
+    async fn next_expiry(&self) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT MIN(expires_at) FROM contacts")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn logged_in(&self, now: i64) -> StoreResult<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT email FROM contacts WHERE expires_at > $1")
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn create_call(&self, call: &CallRecord) -> StoreResult<()> {
+        let insert = sqlx::query(
+            "INSERT INTO calls (id, owner, subject, data, created) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&call.id)
+        .bind(&call.owner)
+        .bind(&call.subject)
+        .bind(to_json(&call.data))
+        .bind(call.created);
+        insert_or_conflict(insert, &self.pool).await
+    }
+
+    async fn call(&self, id: &str) -> StoreResult<Option<CallRecord>> {
+        let query = sqlx::query("SELECT * FROM calls WHERE id = $1").bind(id);
+        fetch_record(query, &self.pool, call_row).await
+    }
+
+    async fn delete_call(&self, id: &str) -> StoreResult<bool> {
+        let delete = sqlx::query("DELETE FROM calls WHERE id = $1").bind(id);
+        changed_one(delete, &self.pool).await
+    }
+
+    async fn add_participant(
+        &self,
+        p: &ParticipantRecord,
+    ) -> StoreResult<Option<ParticipantRecord>> {
+        let mut tx = self.pool.begin().await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "UPDATE calls SET next_participant = next_participant + 1 WHERE id = $1 \
+             RETURNING next_participant - 1",
+        )
+        .bind(&p.call_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else { return Ok(None) };
+        sqlx::query(
+            "INSERT INTO participants (call_id, id, login, \"user\", session, data) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&p.call_id)
+        .bind(id)
+        .bind(&p.login)
+        .bind(&p.user)
+        .bind(p.session.as_ref().map(to_json))
+        .bind(to_json(&p.data))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(ParticipantRecord { id, ..p.clone() }))
+    }
+
+    async fn participants(&self, call_id: &str) -> StoreResult<Vec<ParticipantRecord>> {
+        let query =
+            sqlx::query("SELECT * FROM participants WHERE call_id = $1 ORDER BY id").bind(call_id);
+        fetch_records(query, &self.pool, participant_row).await
+    }
+
+    async fn participant(&self, call_id: &str, id: i64) -> StoreResult<Option<ParticipantRecord>> {
+        let query = sqlx::query("SELECT * FROM participants WHERE call_id = $1 AND id = $2")
+            .bind(call_id)
+            .bind(id);
+        fetch_record(query, &self.pool, participant_row).await
+    }
+
+    async fn update_participant(&self, p: &ParticipantRecord) -> StoreResult<bool> {
+        let update = sqlx::query(
+            "UPDATE participants SET session = $1, data = $2 WHERE call_id = $3 AND id = $4",
+        )
+        .bind(p.session.as_ref().map(to_json))
+        .bind(to_json(&p.data))
+        .bind(&p.call_id)
+        .bind(p.id);
+        changed_one(update, &self.pool).await
+    }
+
+    async fn remove_participant(
+        &self,
+        call_id: &str,
+        id: i64,
+    ) -> StoreResult<Option<ParticipantRecord>> {
+        let delete =
+            sqlx::query("DELETE FROM participants WHERE call_id = $1 AND id = $2 RETURNING *")
+                .bind(call_id)
+                .bind(id);
+        fetch_record(delete, &self.pool, participant_row).await
+    }
+
+    async fn remove_participants_of(
+        &self,
+        logins: &[String],
+    ) -> StoreResult<Vec<ParticipantRecord>> {
+        let delete =
+            sqlx::query("DELETE FROM participants WHERE login = ANY($1) RETURNING *").bind(logins);
+        fetch_records(delete, &self.pool, participant_row).await
+    }
+
+    async fn queue_sends(&self, sends: &[SendRecord]) -> StoreResult<()> {
+        let started = std::time::Instant::now();
+        let mut tx = self.pool.begin().await?;
+        for s in sends {
+            sqlx::query(
+                "INSERT INTO sends (seq, msg_id, sender, to_email, to_contact, target, body, sent, \
+                 status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued')",
+            )
+            .bind(s.seq)
+            .bind(&s.msg_id)
+            .bind(&s.sender)
+            .bind(&s.to_email)
+            .bind(s.to_contact)
+            .bind(&s.target)
+            .bind(to_json(&s.body))
+            .bind(s.sent)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        crate::observe::store_commit("sends", started.elapsed());
+        Ok(())
+    }
+
+    async fn queued_count(&self, email: &str, contact: i64) -> StoreResult<usize> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sends WHERE to_email = $1 AND to_contact = $2 \
+             AND status = 'queued'",
+        )
+        .bind(email)
+        .bind(contact)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    async fn queued_from(&self, email: &str, contact: i64, sender: &str) -> StoreResult<usize> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sends \
+             WHERE to_email = $1 AND to_contact = $2 AND sender = $3 AND status = 'queued'",
+        )
+        .bind(email)
+        .bind(contact)
+        .bind(sender)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    async fn claim_send(&self, seq: i64) -> StoreResult<bool> {
+        let claim = sqlx::query(
+            "UPDATE sends SET status = 'delivered' WHERE seq = $1 AND status != 'cancelled'",
+        )
+        .bind(seq);
+        changed_one(claim, &self.pool).await
+    }
+
+    async fn pending_sends(
+        &self,
+        email: &str,
+        contact: i64,
+        after: Option<i64>,
+    ) -> StoreResult<Vec<SendRecord>> {
+        let query = sqlx::query(
+            "SELECT * FROM sends WHERE to_email = $1 AND to_contact = $2 \
+             AND (status = 'queued' OR $3::bigint IS NOT NULL AND seq > $3 \
+                  AND status != 'cancelled') ORDER BY seq",
+        )
+        .bind(email)
+        .bind(contact)
+        .bind(after);
+        fetch_records(query, &self.pool, send_row).await
+    }
+
+    async fn cancel_send(
+        &self,
+        sender: &str,
+        msg_id: &str,
+        email: &str,
+        contact: Option<i64>,
+    ) -> StoreResult<Vec<(i64, DeliveryStatus)>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE sends SET status = 'cancelled' WHERE msg_id = $1 AND sender = $2 \
+             AND to_email = $3 AND ($4::bigint IS NULL OR to_contact = $4) AND status = 'queued'",
+        )
+        .bind(msg_id)
+        .bind(sender)
+        .bind(email)
+        .bind(contact)
+        .execute(&mut *tx)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT to_contact, status FROM sends WHERE msg_id = $1 AND sender = $2 \
+             AND to_email = $3 AND ($4::bigint IS NULL OR to_contact = $4) ORDER BY to_contact",
+        )
+        .bind(msg_id)
+        .bind(sender)
+        .bind(email)
+        .bind(contact)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.into_iter()
+            .map(|row| {
+                let status: String = row.try_get("status")?;
+                Ok((row.try_get("to_contact")?, parse_status(&status)?))
+            })
+            .collect()
+    }
+
+    async fn max_send_seq(&self) -> StoreResult<i64> {
+        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM sends")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(max.unwrap_or(0))
+    }
+
+    async fn reserve_event_ids(&self, floor: i64, count: i64) -> StoreResult<Option<i64>> {
+        let first: i64 = sqlx::query_scalar(
+            "UPDATE event_ids SET last = GREATEST(last, $1) + $2 RETURNING last - $2 + 1",
+        )
+        .bind(floor)
+        .bind(count.max(1))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Some(first))
+    }
+
+    async fn secret(&self) -> StoreResult<Vec<u8>> {
+        let fresh: [u8; 32] = rand::random();
+        // The first relay's secret wins; every relay signs with it.
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ('token-secret', $1) \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(&fresh[..])
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'token-secret'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn revoke_token(&self, id: &str, expires: u64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO revoked_tokens (id, expires) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(i64::try_from(expires).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn revoked_tokens(&self, now: u64) -> StoreResult<Vec<(String, u64)>> {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        sqlx::query("DELETE FROM revoked_tokens WHERE expires < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT id, expires FROM revoked_tokens")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, e)| (id, u64::try_from(e).unwrap_or(0)))
+            .collect())
+    }
+
+    // Webhooks: the SQL is in postgres_webhooks.rs.
+
+    async fn create_webhook(&self, hook: &WebhookRecord, max: usize) -> StoreResult<bool> {
+        webhooks::create(&self.pool, hook, max).await
+    }
+
+    async fn webhook(&self, id: &str) -> StoreResult<Option<WebhookRecord>> {
+        webhooks::get(&self.pool, id).await
+    }
+
+    async fn webhooks(&self, owner: Option<&str>) -> StoreResult<Vec<WebhookRecord>> {
+        webhooks::list(&self.pool, owner).await
+    }
+
+    async fn delete_webhook(&self, id: &str) -> StoreResult<bool> {
+        webhooks::delete(&self.pool, id).await
+    }
+
+    async fn queue_webhook_event(
+        &self,
+        id: &str,
+        event_id: i64,
+        body: &str,
+        claim: Option<i64>,
+    ) -> StoreResult<Queued> {
+        webhooks::queue(&self.pool, id, event_id, body, claim).await
+    }
+
+    async fn webhook_head(&self, id: &str) -> StoreResult<Option<WebhookEventRecord>> {
+        webhooks::head(&self.pool, id).await
+    }
+
+    async fn ack_webhook_event(&self, id: &str, seq: i64) -> StoreResult<bool> {
+        webhooks::ack(&self.pool, id, seq).await
+    }
+
+    async fn webhook_failed(
+        &self,
+        id: &str,
+        error: &str,
+        failing_since: Option<i64>,
+    ) -> StoreResult<()> {
+        webhooks::failed(&self.pool, id, error, failing_since).await
+    }
+
+    async fn webhook_queue_len(&self, id: &str) -> StoreResult<usize> {
+        webhooks::queue_len(&self.pool, id).await
+    }
+
+    async fn max_webhook_cursor(&self) -> StoreResult<i64> {
+        webhooks::max_cursor(&self.pool).await
+    }
+}
