@@ -272,7 +272,7 @@ impl World {
     /// Erin opens a stream of her contact (WebSocket or SSE in turn), waits for its first
     /// event, and closes it.
     async fn streams(&self) -> Result<()> {
-        if self.next() % 2 == 0 {
+        if self.next().is_multiple_of(2) {
             let listener = Listener::connect(
                 &format!("ws://{}/ws", self.addr),
                 Some(&self.erin.auth),
