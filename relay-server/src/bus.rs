@@ -118,8 +118,10 @@ struct Inner {
 
 #[derive(Debug)]
 struct Channel {
-    /// Live subscribers.
-    tx: broadcast::Sender<Arc<BusEvent>>,
+    /// Live subscribers; made by the first subscription (a broadcast channel allocates all its
+    /// `capacity` slots at once, tens of KiB, and most resources, such as calls and new users,
+    /// are never watched before the sweep forgets them).
+    tx: Option<broadcast::Sender<Arc<BusEvent>>>,
     /// The most recent events, oldest first.
     recent: VecDeque<Arc<BusEvent>>,
     /// `recent` holds every event of this resource with an id above this one: the last id handed
@@ -139,9 +141,9 @@ struct Channel {
 pub const RESUME_WINDOW: Duration = Duration::from_secs(600);
 
 impl Channel {
-    fn new(capacity: usize, floor: u64) -> Self {
+    fn new(floor: u64) -> Self {
         Self {
-            tx: broadcast::channel(capacity).0,
+            tx: None,
             recent: VecDeque::new(),
             floor,
             touched: Instant::now(),
@@ -149,9 +151,16 @@ impl Channel {
         }
     }
 
+    /// Live subscribers now.
+    fn receivers(&self) -> usize {
+        self.tx
+            .as_ref()
+            .map_or(0, broadcast::Sender::receiver_count)
+    }
+
     /// Whether events must be built: someone watches, or watched recently enough to resume.
     fn wanted(&mut self) -> bool {
-        if self.tx.receiver_count() > 0 {
+        if self.receivers() > 0 {
             self.watched = Some(Instant::now());
             return true;
         }
@@ -227,10 +236,9 @@ impl Bus {
     pub fn apply_remote(&self, topic: &Topic, event: BusEvent) {
         let mut topics = self.lock();
         let before = self.inner.last_id.fetch_max(event.id, Ordering::SeqCst);
-        let capacity = self.inner.capacity;
         let channel = topics
             .entry(topic.clone())
-            .or_insert_with(|| Channel::new(capacity, before.min(event.id.saturating_sub(1))));
+            .or_insert_with(|| Channel::new(before.min(event.id.saturating_sub(1))));
         if event.id <= channel.floor || channel.recent.iter().any(|e| e.id == event.id) {
             return;
         }
@@ -247,7 +255,9 @@ impl Bus {
             }
         }
         channel.touched = Instant::now();
-        let _ = channel.tx.send(event);
+        if let Some(tx) = &channel.tx {
+            let _ = tx.send(event);
+        }
     }
 
     /// The last id handed out: a state read after this call reflects every event up to it.
@@ -343,7 +353,9 @@ impl Bus {
             outbound.send(topic, &event);
         }
         // No receivers is fine: the event is in the history for the next subscriber.
-        let _ = channel.tx.send(event);
+        if let Some(tx) = &channel.tx {
+            let _ = tx.send(event);
+        }
     }
 
     /// Subscribes to `topic`; with `since`, also returns the events after that id if the
@@ -353,7 +365,11 @@ impl Bus {
         let channel = self.channel(&mut topics, topic);
         channel.touched = Instant::now();
         channel.watched = Some(channel.touched);
-        let receiver = channel.tx.subscribe();
+        let capacity = self.inner.capacity;
+        let receiver = channel
+            .tx
+            .get_or_insert_with(|| broadcast::channel(capacity).0)
+            .subscribe();
         let missed = since.and_then(|since| {
             // Events before the floor are unknown here (an earlier process, a sweep, or dropped
             // from the history): the subscriber must start again from the full state.
@@ -375,24 +391,22 @@ impl Bus {
         topics: &'t mut HashMap<Topic, Channel>,
         topic: &Topic,
     ) -> &'t mut Channel {
-        let (capacity, floor) = (self.inner.capacity, self.last_id());
+        let floor = self.last_id();
         topics
             .entry(topic.clone())
-            .or_insert_with(|| Channel::new(capacity, floor))
+            .or_insert_with(|| Channel::new(floor))
     }
 
     /// Whether anyone is watching `topic` now.
     pub fn is_watched(&self, topic: &Topic) -> bool {
-        self.lock()
-            .get(topic)
-            .is_some_and(|c| c.tx.receiver_count() > 0)
+        self.lock().get(topic).is_some_and(|c| c.receivers() > 0)
     }
 
     /// Forgets resources nobody watches that have been quiet for `idle`, so memory does not grow
     /// with every resource ever touched. A later resume on them starts from the full state.
     pub fn sweep(&self, idle: Duration) {
         self.lock()
-            .retain(|_, c| c.tx.receiver_count() > 0 || c.touched.elapsed() < idle);
+            .retain(|_, c| c.receivers() > 0 || c.touched.elapsed() < idle);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Topic, Channel>> {
@@ -606,6 +620,18 @@ mod tests {
         assert!(local > base + 3 && local.is_multiple_of(4));
         let sent = sent.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
         assert_eq!(sent, vec![(Topic::Login("a@x".into()), local)]);
+    }
+
+    #[test]
+    fn an_unwatched_topic_has_no_broadcast_channel_until_subscribed() {
+        let bus = Bus::new(0, 8, 8);
+        let topic = Topic::Call("c".into());
+        let first = bus.publish(&topic, EventKind::Added, json!(1), None);
+        assert!(bus.lock().get(&topic).is_some_and(|c| c.tx.is_none()));
+        let mut sub = bus.subscribe(&topic, Some(first - 1));
+        assert_eq!(sub.missed.map(|m| m.len()), Some(1));
+        let second = bus.publish(&topic, EventKind::Updated, json!(2), None);
+        assert_eq!(sub.receiver.try_recv().map(|e| e.id).ok(), Some(second));
     }
 
     #[test]

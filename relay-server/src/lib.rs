@@ -238,6 +238,16 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         )),
         _ => None,
     };
+    // /readyz checks the upstream SIP server and the SOAP services too.
+    let operations = operations.with_backends(
+        sip.as_ref().and_then(|s| s.upstream.clone()),
+        config
+            .soap
+            .endpoints
+            .iter()
+            .map(|e| e.url.clone())
+            .collect(),
+    );
     Ok(Relay {
         listener: LimitedListener::new(
             tcp,

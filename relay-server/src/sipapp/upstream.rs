@@ -276,6 +276,35 @@ impl UpstreamSender {
             _ => status(408, "Request Timeout"),
         }
     }
+
+    /// An OPTIONS to the upstream server (readiness): `Ok` with its final response, whatever
+    /// the code (it answers); `Err` when it cannot be resolved or nothing came back. The
+    /// caller bounds the wait.
+    pub async fn ping(&self) -> Result<String, String> {
+        let peer = self
+            .peer()
+            .await
+            .ok_or_else(|| "cannot resolve the upstream server".to_owned())?;
+        let local = outgoing::local_addr(self.listen, peer.addr);
+        let host = outgoing::host_port(local);
+        let mut options =
+            outgoing::request(Method::OPTIONS, self.uri.clone(), local, peer.transport);
+        options.push(
+            "From",
+            format!("<sip:relay@{host}>;tag={}", outgoing::token()),
+        );
+        options.push("To", format!("<{}>", self.uri));
+        options.push("Call-ID", format!("{}@{host}", outgoing::token()));
+        options.push("CSeq", "1 OPTIONS");
+        match transact(&self.endpoint, &options, peer).await {
+            Ok(Some(SipMessage {
+                start: StartLine::Response { code, reason },
+                ..
+            })) => Ok(format!("answered OPTIONS: {code} {reason}")),
+            Ok(_) => Err(format!("no answer to OPTIONS from {}", peer.addr)),
+            Err(_) => Err("SIP is stopping".to_owned()),
+        }
+    }
 }
 
 /// Shortest wait before a failed registration is tried again.
