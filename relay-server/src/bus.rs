@@ -13,13 +13,16 @@
 //! a greater id.
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use restsip_protocol::EventKind;
+use restsip_protocol::{Event, EventKind, UpdateMode};
 use serde_json::Value;
 use tokio::sync::broadcast;
+
+use crate::outgoing::Outgoing;
 
 /// An active resource that can be watched.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -54,6 +57,58 @@ pub struct BusEvent {
     pub data: Value,
     /// The full state after the change, for streams in full mode.
     pub state: Option<Value>,
+}
+
+/// A published change as its watchers get it: the protocol event of each update mode is built
+/// once, by the first watcher that needs it, and shared by all the others (with its encodings).
+#[derive(Debug)]
+pub struct Published {
+    /// The change.
+    event: BusEvent,
+    /// Its resource's path.
+    resource: String,
+    /// What a watcher in diff mode, then in full mode, is sent (None: nothing).
+    shared: [OnceLock<Option<Arc<Outgoing>>>; 2],
+}
+
+impl Deref for Published {
+    type Target = BusEvent;
+
+    fn deref(&self) -> &BusEvent {
+        &self.event
+    }
+}
+
+impl Published {
+    fn new(topic: &Topic, event: BusEvent) -> Self {
+        Self {
+            event,
+            resource: topic.resource(),
+            shared: Default::default(),
+        }
+    }
+
+    /// The event a watcher in `mode` is sent, if any: in full mode an added, updated or removed
+    /// item becomes a `state` event with the whole resource.
+    pub fn outgoing(&self, mode: UpdateMode) -> Option<Arc<Outgoing>> {
+        let e = &self.event;
+        let slot = &self.shared[usize::from(mode == UpdateMode::Full)];
+        slot.get_or_init(|| {
+            let (kind, data) = match (mode, e.kind) {
+                (UpdateMode::Full, EventKind::Added | EventKind::Updated | EventKind::Removed) => {
+                    (EventKind::State, e.state.clone()?)
+                }
+                _ => (e.kind, e.data.clone()),
+            };
+            Some(Outgoing::new(Event {
+                id: e.id,
+                resource: self.resource.clone(),
+                kind,
+                data,
+            }))
+        })
+        .clone()
+    }
 }
 
 /// Cheap-clone handle to the event bus.
@@ -121,9 +176,9 @@ struct Channel {
     /// Live subscribers; made by the first subscription (a broadcast channel allocates all its
     /// `capacity` slots at once, tens of KiB, and most resources, such as calls and new users,
     /// are never watched before the sweep forgets them).
-    tx: Option<broadcast::Sender<Arc<BusEvent>>>,
+    tx: Option<broadcast::Sender<Arc<Published>>>,
     /// The most recent events, oldest first.
-    recent: VecDeque<Arc<BusEvent>>,
+    recent: VecDeque<Arc<Published>>,
     /// `recent` holds every event of this resource with an id above this one: the last id handed
     /// out when the channel was made (earlier events were before this process, or swept away),
     /// then the id of each event dropped from the history. A resume from below it is impossible.
@@ -172,10 +227,10 @@ impl Channel {
 #[derive(Debug)]
 pub struct Subscription {
     /// Events from now on.
-    pub receiver: broadcast::Receiver<Arc<BusEvent>>,
+    pub receiver: broadcast::Receiver<Arc<Published>>,
     /// Events after the requested id, or None when the history no longer reaches back that far
     /// (the subscriber must start from the full state).
-    pub missed: Option<Vec<Arc<BusEvent>>>,
+    pub missed: Option<Vec<Arc<Published>>>,
 }
 
 impl Bus {
@@ -242,7 +297,7 @@ impl Bus {
         if event.id <= channel.floor || channel.recent.iter().any(|e| e.id == event.id) {
             return;
         }
-        let event = Arc::new(event);
+        let event = Arc::new(Published::new(topic, event));
         let at = channel
             .recent
             .iter()
@@ -340,7 +395,7 @@ impl Bus {
 
     fn push(&self, topics: &mut HashMap<Topic, Channel>, topic: &Topic, event: BusEvent) {
         let channel = self.channel(topics, topic);
-        let event = Arc::new(event);
+        let event = Arc::new(Published::new(topic, event));
         channel.recent.push_back(event.clone());
         while channel.recent.len() > self.inner.history {
             if let Some(dropped) = channel.recent.pop_front() {

@@ -5,17 +5,19 @@
 //! a [`Sink`] that says where events go and how a SEND is claimed.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use restsip_protocol::{normalize_email, Event, EventKind, UpdateMode};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::bus::{Bus, BusEvent, Topic};
+use crate::bus::{Bus, Published, Topic};
 use crate::calls::Calls;
 use crate::error::{Error, Result};
 use crate::inbox::{inbox_message, Inbox};
 use crate::location::Location;
+use crate::outgoing::Outgoing;
 
 /// The services an event source reads; cheap to clone.
 #[derive(Clone)]
@@ -44,6 +46,11 @@ pub enum Flow {
 pub trait Sink: Send + Sync {
     /// Hands over one event.
     async fn emit(&self, event: Event) -> Result<Flow>;
+    /// Hands over a change shared with the resource's other watchers; a sink that can send it
+    /// as it is (its encodings made once for all) takes the `Arc`, others a copy of the event.
+    async fn emit_shared(&self, event: Arc<Outgoing>) -> Result<Flow> {
+        self.emit(event.event.clone()).await
+    }
     /// Hands over the `message` event of stored SEND `seq` if this consumer may claim it (it was
     /// not cancelled); None when it may not.
     async fn emit_claimed(&self, seq: i64, event: Event) -> Result<Option<Flow>>;
@@ -156,17 +163,14 @@ impl Source<'_> {
         })
     }
 
-    /// Emits a bus event as the mode asks.
-    async fn emit_change(&self, event: &BusEvent) -> Result<Flow> {
-        match (self.mode, event.kind) {
-            (UpdateMode::Full, EventKind::Added | EventKind::Updated | EventKind::Removed) => {
-                match &event.state {
-                    Some(state) => self.emit(event.id, EventKind::State, state.clone()).await,
-                    None => Ok(Flow::Continue),
-                }
-            }
-            _ => self.emit(event.id, event.kind, event.data.clone()).await,
-        }
+    /// Emits a bus event as the mode asks; the event is built once for all its watchers.
+    async fn emit_change(&self, event: &Published) -> Result<Flow> {
+        let Some(out) = event.outgoing(self.mode) else {
+            return Ok(Flow::Continue);
+        };
+        let gone = out.event.kind == EventKind::Gone;
+        let flow = self.sink.emit_shared(out).await?;
+        Ok(if gone { Flow::Stop } else { flow })
     }
 
     /// Emits the current state; returns the id it stands for, or None when the source ends.

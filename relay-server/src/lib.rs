@@ -18,6 +18,7 @@ pub mod location;
 pub mod mailbox;
 pub mod observe;
 pub mod operations;
+pub mod outgoing;
 pub mod sipapp;
 pub mod soap;
 pub mod store;

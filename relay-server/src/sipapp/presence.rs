@@ -316,7 +316,7 @@ impl Presence {
         key: DialogKey,
         mut dialog: Dialog,
         mut rx: mpsc::UnboundedReceiver<Cmd>,
-        mut changes: tokio::sync::broadcast::Receiver<Arc<crate::bus::BusEvent>>,
+        mut changes: tokio::sync::broadcast::Receiver<Arc<crate::bus::Published>>,
     ) {
         let mut deadline: Option<Instant> = None;
         let mut started = false;
