@@ -285,7 +285,7 @@ impl UpstreamSender {
             .peer()
             .await
             .ok_or_else(|| "cannot resolve the upstream server".to_owned())?;
-        let local = outgoing::local_addr(self.listen, peer.addr);
+        let local = outgoing::local_addr(self.listen, peer);
         let host = outgoing::host_port(local);
         let mut options =
             outgoing::request(Method::OPTIONS, self.uri.clone(), local, peer.transport);
