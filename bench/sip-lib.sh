@@ -67,5 +67,5 @@ percentile() {
 # sipp_rtts DIR: every REGISTER's response time (ms, as sipp measures them) of the sipp run
 # in DIR (its -trace_rtt files), sorted, one a line.
 sipp_rtts() {
-  cat "$1"/*_rtt.csv 2>/dev/null | awk -F';' 'NR > 1 && $2 ~ /^[0-9.]+$/ {print $2}' | sort -n
+  { cat "$1"/*_rtt.csv 2>/dev/null || true; } | awk -F';' 'NR > 1 && $2 ~ /^[0-9.]+$/ {print $2}' | sort -n
 }

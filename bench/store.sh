@@ -106,10 +106,10 @@ measure() {
   : >"$work/$setup.rtt"
   jobs_=()
   for name in "$@"; do register_run "$name" & jobs_+=($!); done
-  wait "${jobs_[@]}"
+  wait "${jobs_[@]}" || true
   for name in "$@"; do
     read -r r f x <"$work/$name-sip/result"
-    [[ "$r" =~ ^[0-9]+$ ]] || { notes+=" $name:no-REGISTER-figures(see $name-sip/sipp.out)"; r=0; }
+    [[ "$r" =~ ^[0-9]+$ ]] || { notes+=" $name:no-REGISTER-figures($(grep -m1 -i error "$work/$name-sip/sipp.out" | cut -c1-80))"; r=0; }
     reg=$((reg + r))
     [ "$f" = 0 ] || [ "$f" = - ] || notes+=" $name:$f-REGISTERs-failed"
     [ "$x" = 0 ] || [ "$x" = - ] || notes+=" $name:$x-retransmissions"
@@ -118,7 +118,7 @@ measure() {
   sort -n -o "$work/$setup.rtt" "$work/$setup.rtt"
   jobs_=()
   for name in "$@"; do send_run "$name" & jobs_+=($!); done
-  wait "${jobs_[@]}"
+  wait "${jobs_[@]}" || true
   for name in "$@"; do
     read -r r x f <"$work/$name-send/result"
     if [[ "$r" =~ ^[0-9]+$ ]]; then
