@@ -136,12 +136,13 @@ measure() {
   echo "$setup $reg $(percentile 99 "$work/$setup.rtt") $send $send_p99${notes:+ $notes}" >>"$work/table"
 }
 
-# A fresh PostgreSQL database for this run (dropped at the end).
+# new_database NAME: a fresh PostgreSQL database for this run, its URL in $db (dropped at the
+# end; not a command substitution, so the list of databases to drop is this shell's).
 new_database() {
-  local db="restsip_bench_$$_$1"
-  psql -q "$PG/postgres" -c "CREATE DATABASE $db" >/dev/null
-  databases+=("$db")
-  echo "$PG/$db"
+  local name="restsip_bench_$$_$1"
+  psql -q "$PG/postgres" -c "CREATE DATABASE $name" >/dev/null
+  databases+=("$name")
+  db="$PG/$name"
 }
 
 half=$((USERS / 2))
@@ -154,14 +155,14 @@ measure "sqlite-x1" sq
 stop_relays
 
 log "postgres x1"
-db=$(new_database one)
+new_database one
 start_relay pg "$db" "$work"; started+=("$pg_pid")
 signup_users "$pg_http" 1 "$USERS" "$work/pg.csv"
 measure "postgres-x1" pg
 stop_relays
 
 log "postgres x2 (one database)"
-db=$(new_database two)
+new_database two
 start_relay pga "$db" "$work"; started+=("$pga_pid")
 start_relay pgb "$db" "$work"; started+=("$pgb_pid")
 signup_users "$pga_http" 1 "$half" "$work/pga.csv"
