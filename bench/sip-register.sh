@@ -42,6 +42,8 @@ KAMAILIO_DB_PORT=5071
 KAMAILIO_MODULES=/usr/lib/x86_64-linux-gnu/kamailio/modules
 
 log() { printf 'sip-bench: %s\n' "$*" >&2; }
+# start_relay, signup_users, cpu_ticks, free_port, percentile, sipp_rtts
+. bench/sip-lib.sh
 
 need() {
   if ! command -v "$1" >/dev/null 2>&1; then
@@ -74,26 +76,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The relay, SIP on a free port, digest auth off (the same work as Kamailio's registrar), and
-# its per-source rate limit off: sipp floods from one address, which the limit exists to stop.
-target/release/relay-server --http 127.0.0.1:0 --sip 127.0.0.1:0 --sip-auth off --sip-rate-limit off \
-  --database "sqlite:$work/relay.db" --www "$work/none" >"$work/relay.out" 2>"$work/relay.err" &
-relay_pid=$!
-for _ in $(seq 100); do [ "$(cat "$work/relay.out" 2>/dev/null | wc -l)" -ge 2 ] && break; sleep 0.1; done
-http=$(sed -n 1p "$work/relay.out" | awk '{print $NF}')
-relay_sip=$(sed -n 2p "$work/relay.out" | awk '{print $NF}')
-[ -n "$relay_sip" ] || { log "relay did not start"; cat "$work/relay.err" >&2; exit 1; }
+# The relay (SIP on a free port, digest auth off, its per-source rate limit off) on SQLite.
+start_relay relay "sqlite:$work/relay.db" "$work"
 
 log "signing up $USERS users"
-echo SEQUENTIAL >"$work/users.csv"
-signups=()
-for i in $(seq 1 "$USERS"); do
-  echo "bench$i@bench.example;bench$i" >>"$work/users.csv"
-  curl -sf -o /dev/null --json "{\"email\":\"bench$i@bench.example\",\"password\":\"pw-$i\"}" "$http/user" &
-  signups+=($!)
-  if (( i % 8 == 0 )); then wait "${signups[@]}"; signups=(); fi
-done
-[ "${#signups[@]}" -eq 0 ] || wait "${signups[@]}"
+signup_users "$relay_http" 1 "$USERS" "$work/users.csv"
 
 # Kamailio with the reference registrar: UDP and TCP on 127.0.0.1:5070, bindings in memory.
 mkdir -p "$work/run"
@@ -120,16 +107,6 @@ if [ "$REFERENCE_DB" = 1 ]; then
   kill -0 "$kamailio_db_pid" 2>/dev/null || { log "kamailio (db_mode=1) did not start"; cat "$work/kamailio-db.err" >&2; exit 1; }
 fi
 
-# CPU time (clock ticks, user + system) of a server: the process and its children (Kamailio's
-# workers are child processes; the relay's threads count in its own line).
-cpu_ticks() {
-  local pid total=0
-  for pid in "$1" $(pgrep -P "$1" || true); do
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
-  done
-  echo "$total"
-}
-
 # One step: sipp at RATE for DURATION seconds against the server NAME at TARGET. Prints
 # "ok rate p50 p90 p99 max cpu-us-per-register" or "fail why".
 step() {
@@ -140,7 +117,7 @@ step() {
   local cpu_before
   cpu_before=$(cpu_ticks "$pid")
   local port
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   (cd "$dir" && timeout $((DURATION * 4 + 30)) sipp "$target" \
     -sf "$OLDPWD/tests/sip/scenarios/register-noauth.xml" -inf "$work/users.csv" \
     -t "$transport" -i 127.0.0.1 -p "$port" -r "$rate" -rp 1000 -m "$count" \
@@ -163,10 +140,8 @@ step() {
     return
   fi
   # Response times (ms, as sipp measures them) of every REGISTER.
-  cat "$dir"/*_rtt.csv | awk -F';' 'NR > 1 && $2 ~ /^[0-9.]+$/ {print $2}' | sort -n >"$dir/rtt"
-  local n
-  n=$(wc -l <"$dir/rtt")
-  pct() { sed -n "$(( ($1 * n + 99) / 100 ))p" "$dir/rtt"; }
+  sipp_rtts "$dir" >"$dir/rtt"
+  pct() { percentile "$1" "$dir/rtt"; }
   local p99
   p99=$(pct 99)
   if awk -v p="$p99" -v m="$MAX_P99" 'BEGIN {exit !(p > m)}'; then

@@ -62,6 +62,11 @@ struct Args {
     /// Most requests measured per run.
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     max_requests: u64,
+    /// An already running relay (`http://127.0.0.1:PORT`): no relay is started, and only the
+    /// SEND scenario runs on it, with users of their own (so several clients can share one
+    /// relay or one database) and no reference.
+    #[arg(long, value_name = "URL")]
+    relay_url: Option<String>,
 }
 
 impl Args {
@@ -130,6 +135,9 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<()> {
     args.check()?;
+    if let Some(url) = &args.relay_url {
+        return send_only(&args, relay_url(url)?).await;
+    }
     let binary = args
         .relay
         .clone()
@@ -162,9 +170,32 @@ fn print_settings(args: &Args, binary: &std::path::Path, relay: SocketAddr) {
     );
 }
 
+/// `--relay-url`: the SEND scenario alone on a relay someone else started.
+async fn send_only(args: &Args, relay: SocketAddr) -> Result<()> {
+    print_settings(args, std::path::Path::new("(already running)"), relay);
+    // Users of this run only: another client may be signing up on the same database.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let tag = format!("-{}-{nanos}", std::process::id());
+    let fixture = setup(relay, &tag).await.context("setting up the relay")?;
+    let row = send_on_relay(args, relay, &fixture).await?;
+    println!();
+    report::print_table(&[row]);
+    Ok(())
+}
+
+/// `http://HOST:PORT` (a trailing `/` allowed) → the address; HOST must be an IP address.
+fn relay_url(url: &str) -> Result<SocketAddr> {
+    url.strip_prefix("http://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .and_then(|addr| addr.parse().ok())
+        .with_context(|| format!("--relay-url must be http://IP:PORT, not {url:?}"))
+}
+
 /// Sets up the relay, starts the reference, and runs the four measurements.
 async fn bench(args: &Args, relay: SocketAddr) -> Result<Vec<Row>> {
-    let fixture = setup(relay).await.context("setting up the relay")?;
+    let fixture = setup(relay, "").await.context("setting up the relay")?;
     let reference = Reference::start(fixture.contacts.clone())?;
     let rows = scenarios(args, relay, reference.addr, &fixture).await;
     reference.stop()?;
@@ -179,7 +210,6 @@ async fn scenarios(
     fixture: &Fixture,
 ) -> Result<Vec<Row>> {
     const GET: &str = "GET /login/{email}";
-    const SEND: &str = "SEND -> WebSocket";
     let get_path = format!("/login/{}", fixture.email_b);
     let get =
         |addr| RequestTemplate::new(Method::GET, addr, get_path.clone(), Some(&fixture.auth_a));
@@ -207,23 +237,7 @@ async fn scenarios(
     )
     .await?;
 
-    let inbox = Listener::connect(
-        &format!("ws://{relay}/ws"),
-        Some(&fixture.auth_b),
-        Some(&fixture.contact_path),
-    )
-    .await
-    .context("B's WebSocket on the relay")?;
-    let send = Method::from_bytes(b"SEND")?;
-    let template = RequestTemplate::new(
-        send,
-        relay,
-        fixture.contact_path.clone(),
-        Some(&fixture.auth_a),
-    )?;
-    let op = Deliver::new(template, inbox.arrivals.clone());
-    let send_relay = measure(SEND, "relay", relay, op, send_plan).await?;
-    drop(inbox);
+    let send_relay = send_on_relay(args, relay, fixture).await?;
 
     let inbox = Listener::connect(&format!("ws://{reference}/ws"), None, None)
         .await
@@ -240,6 +254,31 @@ async fn scenarios(
 
     Ok(vec![get_relay, get_axum, send_relay, send_axum])
 }
+
+/// The SEND scenario on the relay: A sends to B's contact, timed to B's WebSocket.
+async fn send_on_relay(args: &Args, relay: SocketAddr, fixture: &Fixture) -> Result<Row> {
+    let inbox = Listener::connect(
+        &format!("ws://{relay}/ws"),
+        Some(&fixture.auth_b),
+        Some(&fixture.contact_path),
+    )
+    .await
+    .context("B's WebSocket on the relay")?;
+    let send = Method::from_bytes(b"SEND")?;
+    let template = RequestTemplate::new(
+        send,
+        relay,
+        fixture.contact_path.clone(),
+        Some(&fixture.auth_a),
+    )?;
+    let op = Deliver::new(template, inbox.arrivals.clone());
+    let row = measure(SEND, "relay", relay, op, args.plan(args.senders)?).await;
+    drop(inbox);
+    row
+}
+
+/// The SEND scenario's name in the table.
+const SEND: &str = "SEND -> WebSocket";
 
 /// Runs `op` against `addr` as `plan` says, with a progress line on stderr.
 async fn measure<O: Operation>(
@@ -264,11 +303,13 @@ async fn measure<O: Operation>(
     })
 }
 
-/// Signs up A and B, logs B in, and reads B's logins as A sees them.
-async fn setup(relay: SocketAddr) -> Result<Fixture> {
+/// Signs up A and B (`alice{tag}@…`, `bob{tag}@…`), logs B in, and reads B's logins as A
+/// sees them.
+async fn setup(relay: SocketAddr, tag: &str) -> Result<Fixture> {
     let api = Api::new(relay);
-    let (email_a, password_a) = ("alice@bench.invalid", "alice-bench-password");
-    let (email_b, password_b) = ("bob@bench.invalid", "bob-bench-password");
+    let (email_a, password_a) = (format!("alice{tag}@bench.invalid"), "alice-bench-password");
+    let (email_b, password_b) = (format!("bob{tag}@bench.invalid"), "bob-bench-password");
+    let (email_a, email_b) = (email_a.as_str(), email_b.as_str());
     for (email, password) in [(email_a, password_a), (email_b, password_b)] {
         let user = json!({ "email": email, "password": password });
         api.call(Method::POST, "/user", None, Some(&user)).await?;
