@@ -22,6 +22,7 @@ mod phones;
 mod presence;
 mod proxy;
 mod registration;
+mod relays;
 mod service;
 mod sipp;
 mod sockets;

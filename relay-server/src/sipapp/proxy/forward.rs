@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use bytes::Bytes;
 
 use super::{pop_route, top_route, Proxy, BRANCH_PREFIX, MAX_PENDING, ROUTE_MARK};
-use crate::sipapp::contact::{contact_peer, contact_routes};
+use crate::sipapp::contact::contact_hop;
 use crate::store::ContactRecord;
 use crate::sync::lock;
 use restsip_sip::endpoint::{Endpoint, Responder};
@@ -73,11 +73,10 @@ impl Proxy {
         let mut hops = Vec::new();
         for contact in &targets {
             let open = |p: Peer| endpoint.is_open(p);
-            let Some((uri, peer)) = contact_peer(contact, open) else {
+            let Some(hop) = contact_hop(contact, listen, open) else {
                 continue;
             };
-            let routes = contact_routes(contact);
-            hops.push((uri, peer, routes));
+            hops.push((hop.uri, hop.peer, hop.routes));
         }
         if hops.is_empty() {
             responder.reply(Reply::new(
@@ -129,7 +128,8 @@ impl Proxy {
         let invite = responder.request().method() == Some(&Method::INVITE);
         let mut req = responder.request().clone();
         pop_route(&mut req);
-        let Some(peer) = next_hop(&req, &endpoint) else {
+        let flow = self.flow_of(&req, &endpoint).await;
+        let Some(peer) = flow.or_else(|| next_hop(&req, &endpoint)) else {
             responder.reply(Reply::new(
                 404,
                 "Not Found (the next hop is not an IP address)",

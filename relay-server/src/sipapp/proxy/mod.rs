@@ -116,8 +116,10 @@ impl Proxy {
         };
         let listen = self.inner.endpoint.listen();
         let host = sip.host.trim_start_matches('[').trim_end_matches(']');
-        host.parse::<IpAddr>().ok() == Some(listen.ip())
-            && sip.port.unwrap_or(5060) == listen.port()
+        host.parse::<IpAddr>().is_ok_and(|ip| {
+            let at = SocketAddr::new(ip, sip.port.unwrap_or(5060));
+            super::contact::is_here(at, listen)
+        })
     }
 }
 

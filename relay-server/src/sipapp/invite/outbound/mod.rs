@@ -187,19 +187,19 @@ impl Outgoing {
     /// status is the phone's first response (a 1xx counts as delivered).
     pub async fn invite(&self, sender: &str, contact: &ContactRecord, body: &Value) -> SipStatus {
         let weak = &self.inner.endpoint;
-        let _ = &weak.listen();
+        let listen = weak.listen();
         let Some(endpoint) = weak.upgrade() else {
             return failed(503, "Service Unavailable (SIP is stopping)");
         };
         let open = |p: Peer| endpoint.is_open(p);
-        let Some((uri, peer)) = crate::sipapp::contact::contact_peer(contact, open) else {
+        let Some(hop) = crate::sipapp::contact::contact_hop(contact, listen, open) else {
             return failed(480, "Temporarily Unavailable (no usable contact address)");
         };
         drop(endpoint);
         let target = Target {
-            uri,
-            peer,
-            routes: crate::sipapp::contact::contact_routes(contact),
+            uri: hop.uri,
+            peer: hop.peer,
+            routes: hop.routes,
             callee: contact.email.clone(),
             credentials: None,
         };
