@@ -74,12 +74,13 @@ async fn phone_at_a_reached_from_b(transport: Transport) {
         body: "hello over SIP via B",
         ..Request::new("MESSAGE", "carol@elsewhere.example", ALICE)
     };
-    let answer = tokio::spawn(async move { peer.final_response(&req, "relays-msg-1").await });
-    let message = phone.next("MESSAGE ").await;
+    let (answer, message) = tokio::join!(peer.final_response(&req, "relays-msg-1"), async {
+        let message = phone.next("MESSAGE ").await;
+        phone.ok(&message).await;
+        message
+    });
     assert!(message.ends_with("hello over SIP via B"), "{message}");
-    assert!(vias(&message) >= 3, "peer, B and A: {message}");
-    phone.ok(&message).await;
-    let answer = answer.await.unwrap();
+    assert_eq!(vias(&message), 3, "the peer's, B's and A's: {message}");
     assert_eq!(status(&answer), "SIP/2.0 200 OK", "{answer}");
 }
 

@@ -176,7 +176,10 @@ mod tests {
         let hop = contact_hop(&record, b, |_| true).unwrap();
         assert_eq!(hop.peer.addr, a);
         assert_eq!(hop.peer.transport, Transport::Tcp);
-        assert_eq!(hop.routes, vec![owner.clone(), "<sip:10.0.0.7;lr>".to_owned()]);
+        assert_eq!(
+            hop.routes,
+            vec![owner.clone(), "<sip:10.0.0.7;lr>".to_owned()]
+        );
         assert_eq!(hop.uri.to_string(), "sip:bob@10.0.0.5:5062");
         // At A itself: over the flow, no Route to itself.
         let here = contact_hop(&record, a, |_| true).unwrap();

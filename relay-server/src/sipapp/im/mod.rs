@@ -79,9 +79,8 @@ pub fn message_request(
     open: impl Fn(Peer) -> bool,
 ) -> Result<(SipMessage, Peer), SipStatus> {
     let super::contact::Hop { uri, peer, routes } =
-        super::contact::contact_hop(contact, listen, open).ok_or_else(|| {
-            failed(480, "Temporarily Unavailable (no usable contact address)")
-        })?;
+        super::contact::contact_hop(contact, listen, open)
+            .ok_or_else(|| failed(480, "Temporarily Unavailable (no usable contact address)"))?;
     let (content_type, text) = payload(body)?;
     let local = outgoing::local_addr(listen, peer.addr);
     let mut req = outgoing::request(Method::MESSAGE, uri, local, peer.transport);
