@@ -154,7 +154,12 @@ impl Api {
     /// A client of the server at `addr`.
     pub(crate) fn new(addr: SocketAddr) -> Self {
         Self {
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            // Idle connections are dropped before the relay's `--header-timeout` (10 s) closes
+            // them, so a request never races the server's close of a pooled connection.
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(5))
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .build_http(),
             addr,
         }
     }

@@ -43,7 +43,7 @@ impl Arrivals {
     }
 
     /// Reports the arrival of `seq`, if someone waits for it.
-    fn arrived(&self, seq: u64, at: Instant) {
+    pub(crate) fn arrived(&self, seq: u64, at: Instant) {
         if let Some(tx) = self.lock().remove(&seq) {
             let _ = tx.send(at);
         }

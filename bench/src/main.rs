@@ -134,7 +134,7 @@ async fn run(args: Args) -> Result<()> {
         .relay
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_RELAY));
-    let relay = RelayProcess::start(&binary).await?;
+    let relay = RelayProcess::start(&binary, &[]).await?;
     print_settings(&args, &binary, relay.addr);
     let rows = bench(&args, relay.addr).await;
     let stopped = relay.stop().await;

@@ -26,8 +26,9 @@ pub(crate) struct RelayProcess {
 }
 
 impl RelayProcess {
-    /// Starts `binary` with `--http 127.0.0.1:0` and a new database, and waits for its address.
-    pub(crate) async fn start(binary: &Path) -> Result<Self> {
+    /// Starts `binary` with `--http 127.0.0.1:0`, a new database and `extra` arguments, and waits
+    /// for its address.
+    pub(crate) async fn start(binary: &Path, extra: &[String]) -> Result<Self> {
         if !binary.is_file() {
             bail!(
                 "no relay binary at {}: build it with `cargo build --release -p relay-server` \
@@ -40,6 +41,7 @@ impl RelayProcess {
         let mut command = Command::new(binary);
         command
             .args(["--http", "127.0.0.1:0", "--database", &database])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -85,6 +87,12 @@ impl RelayProcess {
         }
         drain(reader);
         parse_listening(&line)
+    }
+
+    /// The process id, for reading its memory in `/proc` (fanout-bench; rest-bench needs none).
+    #[allow(dead_code)]
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Kills the relay and waits for it to exit; the database goes when `self` is dropped.

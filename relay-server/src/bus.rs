@@ -4,15 +4,25 @@
 //! Event ids come from one counter shared by all resources and start above the wall clock in
 //! microseconds (and above every id the store ever handed out), so ids stay increasing across
 //! restarts and a client's `Last-Event-ID` from before a restart is never mistaken for a newer one.
+//!
+//! In a cluster (`--cluster`) the bus also hands every local event to an [`Outbound`] (the
+//! cluster module sends it to the other relays) and takes theirs with [`Bus::apply_remote`].
+//! Ids then come from an [`IdSpace`]: a hybrid clock — above the last id handed out, the wall
+//! clock in µs, and every id seen from other relays — rounded up to this relay's residue modulo
+//! the stride, so ids of two relays never collide and an event made after another was seen has
+//! a greater id.
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use restsip_protocol::EventKind;
+use restsip_protocol::{Event, EventKind, UpdateMode};
 use serde_json::Value;
 use tokio::sync::broadcast;
+
+use crate::outgoing::Outgoing;
 
 /// An active resource that can be watched.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -49,6 +59,58 @@ pub struct BusEvent {
     pub state: Option<Value>,
 }
 
+/// A published change as its watchers get it: the protocol event of each update mode is built
+/// once, by the first watcher that needs it, and shared by all the others (with its encodings).
+#[derive(Debug)]
+pub struct Published {
+    /// The change.
+    event: BusEvent,
+    /// Its resource's path.
+    resource: String,
+    /// What a watcher in diff mode, then in full mode, is sent (None: nothing).
+    shared: [OnceLock<Option<Arc<Outgoing>>>; 2],
+}
+
+impl Deref for Published {
+    type Target = BusEvent;
+
+    fn deref(&self) -> &BusEvent {
+        &self.event
+    }
+}
+
+impl Published {
+    fn new(topic: &Topic, event: BusEvent) -> Self {
+        Self {
+            event,
+            resource: topic.resource(),
+            shared: Default::default(),
+        }
+    }
+
+    /// The event a watcher in `mode` is sent, if any: in full mode an added, updated or removed
+    /// item becomes a `state` event with the whole resource.
+    pub fn outgoing(&self, mode: UpdateMode) -> Option<Arc<Outgoing>> {
+        let e = &self.event;
+        let slot = &self.shared[usize::from(mode == UpdateMode::Full)];
+        slot.get_or_init(|| {
+            let (kind, data) = match (mode, e.kind) {
+                (UpdateMode::Full, EventKind::Added | EventKind::Updated | EventKind::Removed) => {
+                    (EventKind::State, e.state.clone()?)
+                }
+                _ => (e.kind, e.data.clone()),
+            };
+            Some(Outgoing::new(Event {
+                id: e.id,
+                resource: self.resource.clone(),
+                kind,
+                data,
+            }))
+        })
+        .clone()
+    }
+}
+
 /// Cheap-clone handle to the event bus.
 #[derive(Debug, Clone)]
 pub struct Bus {
@@ -56,10 +118,51 @@ pub struct Bus {
     inner: Arc<Inner>,
 }
 
+/// Where a clustered bus sends its local events: the other relays. Implemented above the
+/// domain (the cluster module); it must not block (it queues).
+pub trait Outbound: Send + Sync + std::fmt::Debug {
+    /// Sends one local event of `topic`.
+    fn send(&self, topic: &Topic, event: &BusEvent);
+}
+
+/// How a relay takes event ids: the ids that are `slot` modulo `stride`, each above the wall
+/// clock in µs when `stride` > 1 (clustered). Alone: stride 1, plain `last + 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdSpace {
+    /// This relay's residue, below `stride`.
+    pub slot: u64,
+    /// How many relays can have distinct residues.
+    pub stride: u64,
+}
+
+impl IdSpace {
+    /// A relay alone.
+    pub const ALONE: Self = Self { slot: 0, stride: 1 };
+
+    /// The smallest id above `after` in this space.
+    fn above(self, after: u64) -> u64 {
+        let stride = self.stride.max(1);
+        let next = after.saturating_add(1);
+        next.saturating_add((self.slot % stride + stride - next % stride) % stride)
+    }
+}
+
+/// The wall clock in µs since the epoch.
+fn clock_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2))
+        .unwrap_or(0)
+}
+
 #[derive(Debug)]
 struct Inner {
-    /// The last id handed out.
+    /// The last id handed out, or seen from another relay.
     last_id: AtomicU64,
+    /// Which ids this relay takes.
+    space: IdSpace,
+    /// The other relays, when clustered.
+    outbound: OnceLock<Arc<dyn Outbound>>,
     /// Channels and histories by resource.
     topics: Mutex<HashMap<Topic, Channel>>,
     /// Events kept per resource for resuming.
@@ -70,10 +173,12 @@ struct Inner {
 
 #[derive(Debug)]
 struct Channel {
-    /// Live subscribers.
-    tx: broadcast::Sender<Arc<BusEvent>>,
+    /// Live subscribers; made by the first subscription (a broadcast channel allocates all its
+    /// `capacity` slots at once, tens of KiB, and most resources, such as calls and new users,
+    /// are never watched before the sweep forgets them).
+    tx: Option<broadcast::Sender<Arc<Published>>>,
     /// The most recent events, oldest first.
-    recent: VecDeque<Arc<BusEvent>>,
+    recent: VecDeque<Arc<Published>>,
     /// `recent` holds every event of this resource with an id above this one: the last id handed
     /// out when the channel was made (earlier events were before this process, or swept away),
     /// then the id of each event dropped from the history. A resume from below it is impossible.
@@ -91,9 +196,9 @@ struct Channel {
 pub const RESUME_WINDOW: Duration = Duration::from_secs(600);
 
 impl Channel {
-    fn new(capacity: usize, floor: u64) -> Self {
+    fn new(floor: u64) -> Self {
         Self {
-            tx: broadcast::channel(capacity).0,
+            tx: None,
             recent: VecDeque::new(),
             floor,
             touched: Instant::now(),
@@ -101,9 +206,16 @@ impl Channel {
         }
     }
 
+    /// Live subscribers now.
+    fn receivers(&self) -> usize {
+        self.tx
+            .as_ref()
+            .map_or(0, broadcast::Sender::receiver_count)
+    }
+
     /// Whether events must be built: someone watches, or watched recently enough to resume.
     fn wanted(&mut self) -> bool {
-        if self.tx.receiver_count() > 0 {
+        if self.receivers() > 0 {
             self.watched = Some(Instant::now());
             return true;
         }
@@ -115,22 +227,25 @@ impl Channel {
 #[derive(Debug)]
 pub struct Subscription {
     /// Events from now on.
-    pub receiver: broadcast::Receiver<Arc<BusEvent>>,
+    pub receiver: broadcast::Receiver<Arc<Published>>,
     /// Events after the requested id, or None when the history no longer reaches back that far
     /// (the subscriber must start from the full state).
-    pub missed: Option<Vec<Arc<BusEvent>>>,
+    pub missed: Option<Vec<Arc<Published>>>,
 }
 
 impl Bus {
     /// A bus whose ids continue above `floor`.
     pub fn new(floor: u64, history: usize, capacity: usize) -> Self {
-        let clock = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2))
-            .unwrap_or(0);
+        Self::with_ids(floor, history, capacity, IdSpace::ALONE)
+    }
+
+    /// A bus whose ids continue above `floor` in `space` (a relay of a cluster).
+    pub fn with_ids(floor: u64, history: usize, capacity: usize, space: IdSpace) -> Self {
         Self {
             inner: Arc::new(Inner {
-                last_id: AtomicU64::new(clock.max(floor)),
+                last_id: AtomicU64::new(clock_us().max(floor)),
+                space,
+                outbound: OnceLock::new(),
                 topics: Mutex::new(HashMap::new()),
                 history,
                 capacity,
@@ -140,7 +255,64 @@ impl Bus {
 
     /// A fresh id, for events whose id must be stored before they are published.
     pub fn next_id(&self) -> u64 {
-        self.inner.last_id.fetch_add(1, Ordering::SeqCst) + 1
+        let space = self.inner.space;
+        if space == IdSpace::ALONE {
+            return self.inner.last_id.fetch_add(1, Ordering::SeqCst) + 1;
+        }
+        // The hybrid clock: above the last id and the wall clock, in this relay's residue.
+        let now = clock_us();
+        let take = |last: u64| space.above(last.max(now));
+        match self
+            .inner
+            .last_id
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(take(last)))
+        {
+            Ok(last) | Err(last) => take(last),
+        }
+    }
+
+    /// Joins a cluster: local events are sent to `outbound` from now on, and unwatched
+    /// resources' events are built too (a watcher may be on another relay). Once only.
+    pub fn attach(&self, outbound: Arc<dyn Outbound>) {
+        if self.inner.outbound.set(outbound).is_err() {
+            tracing::warn!("bus already attached to a cluster; ignored");
+        }
+    }
+
+    /// Whether the bus is part of a cluster.
+    fn clustered(&self) -> bool {
+        self.inner.outbound.get().is_some()
+    }
+
+    /// Applies an event another relay published: kept in the resource's history in id order
+    /// (a channel made for it starts just below it) and handed to this relay's subscribers;
+    /// ids handed out here from now on are above it. An id already held is ignored, so an
+    /// event applied twice is seen once.
+    pub fn apply_remote(&self, topic: &Topic, event: BusEvent) {
+        let mut topics = self.lock();
+        let before = self.inner.last_id.fetch_max(event.id, Ordering::SeqCst);
+        let channel = topics
+            .entry(topic.clone())
+            .or_insert_with(|| Channel::new(before.min(event.id.saturating_sub(1))));
+        if event.id <= channel.floor || channel.recent.iter().any(|e| e.id == event.id) {
+            return;
+        }
+        let event = Arc::new(Published::new(topic, event));
+        let at = channel
+            .recent
+            .iter()
+            .rposition(|e| e.id < event.id)
+            .map_or(0, |i| i + 1);
+        channel.recent.insert(at, event.clone());
+        while channel.recent.len() > self.inner.history {
+            if let Some(dropped) = channel.recent.pop_front() {
+                channel.floor = dropped.id;
+            }
+        }
+        channel.touched = Instant::now();
+        if let Some(tx) = &channel.tx {
+            let _ = tx.send(event);
+        }
     }
 
     /// The last id handed out: a state read after this call reflects every event up to it.
@@ -184,6 +356,11 @@ impl Bus {
         kind: EventKind,
         make: impl FnOnce() -> (Value, Option<Value>),
     ) -> u64 {
+        if self.clustered() {
+            // Another relay may watch it: always built, as a plain publish.
+            let (data, state) = make();
+            return self.publish(topic, kind, data, state);
+        }
         let mut topics = self.lock();
         let Some(channel) = topics.get_mut(topic) else {
             // No channel: nobody watches, and one made later starts at the last id (this one).
@@ -218,7 +395,7 @@ impl Bus {
 
     fn push(&self, topics: &mut HashMap<Topic, Channel>, topic: &Topic, event: BusEvent) {
         let channel = self.channel(topics, topic);
-        let event = Arc::new(event);
+        let event = Arc::new(Published::new(topic, event));
         channel.recent.push_back(event.clone());
         while channel.recent.len() > self.inner.history {
             if let Some(dropped) = channel.recent.pop_front() {
@@ -226,8 +403,14 @@ impl Bus {
             }
         }
         channel.touched = Instant::now();
+        if let Some(outbound) = self.inner.outbound.get() {
+            // Under the lock: the other relays get one resource's events in id order.
+            outbound.send(topic, &event);
+        }
         // No receivers is fine: the event is in the history for the next subscriber.
-        let _ = channel.tx.send(event);
+        if let Some(tx) = &channel.tx {
+            let _ = tx.send(event);
+        }
     }
 
     /// Subscribes to `topic`; with `since`, also returns the events after that id if the
@@ -237,7 +420,11 @@ impl Bus {
         let channel = self.channel(&mut topics, topic);
         channel.touched = Instant::now();
         channel.watched = Some(channel.touched);
-        let receiver = channel.tx.subscribe();
+        let capacity = self.inner.capacity;
+        let receiver = channel
+            .tx
+            .get_or_insert_with(|| broadcast::channel(capacity).0)
+            .subscribe();
         let missed = since.and_then(|since| {
             // Events before the floor are unknown here (an earlier process, a sweep, or dropped
             // from the history): the subscriber must start again from the full state.
@@ -259,24 +446,22 @@ impl Bus {
         topics: &'t mut HashMap<Topic, Channel>,
         topic: &Topic,
     ) -> &'t mut Channel {
-        let (capacity, floor) = (self.inner.capacity, self.last_id());
+        let floor = self.last_id();
         topics
             .entry(topic.clone())
-            .or_insert_with(|| Channel::new(capacity, floor))
+            .or_insert_with(|| Channel::new(floor))
     }
 
     /// Whether anyone is watching `topic` now.
     pub fn is_watched(&self, topic: &Topic) -> bool {
-        self.lock()
-            .get(topic)
-            .is_some_and(|c| c.tx.receiver_count() > 0)
+        self.lock().get(topic).is_some_and(|c| c.receivers() > 0)
     }
 
     /// Forgets resources nobody watches that have been quiet for `idle`, so memory does not grow
     /// with every resource ever touched. A later resume on them starts from the full state.
     pub fn sweep(&self, idle: Duration) {
         self.lock()
-            .retain(|_, c| c.tx.receiver_count() > 0 || c.touched.elapsed() < idle);
+            .retain(|_, c| c.receivers() > 0 || c.touched.elapsed() < idle);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Topic, Channel>> {
@@ -394,6 +579,114 @@ mod tests {
         assert!(bus.subscribe(&topic, Some(first)).missed.is_none());
         let sub = bus.subscribe(&topic, Some(skipped)).missed;
         assert_eq!(sub.map(|m| m.len()), Some(0));
+    }
+
+    #[test]
+    fn clustered_ids_are_in_the_relays_residue_above_the_clock_and_every_id_seen() {
+        let space = IdSpace {
+            slot: 5,
+            stride: 64,
+        };
+        assert_eq!(space.above(0), 5);
+        assert_eq!(space.above(5), 69);
+        assert_eq!(space.above(68), 69);
+        assert_eq!(IdSpace::ALONE.above(7), 8);
+        let (a, b) = (
+            Bus::with_ids(
+                0,
+                8,
+                8,
+                IdSpace {
+                    slot: 1,
+                    stride: 64,
+                },
+            ),
+            Bus::with_ids(
+                0,
+                8,
+                8,
+                IdSpace {
+                    slot: 2,
+                    stride: 64,
+                },
+            ),
+        );
+        let before = clock_us();
+        let x = a.next_id();
+        assert!(x > before && x % 64 == 1);
+        // b sees a's event far ahead (a clock ahead of its own): its next id is above it.
+        let far = x + 1_000_000_000;
+        b.apply_remote(
+            &Topic::Call("c".into()),
+            BusEvent {
+                id: far,
+                kind: EventKind::Added,
+                data: json!(1),
+                state: None,
+            },
+        );
+        let y = b.next_id();
+        assert!(y > far && y % 64 == 2);
+    }
+
+    #[derive(Debug, Default)]
+    struct Sent(Mutex<Vec<(Topic, u64)>>);
+    impl Outbound for Sent {
+        fn send(&self, topic: &Topic, event: &BusEvent) {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((topic.clone(), event.id));
+        }
+    }
+
+    #[tokio::test]
+    async fn remote_events_are_kept_in_order_once_and_local_ones_sent() {
+        let bus = Bus::with_ids(0, 8, 8, IdSpace { slot: 0, stride: 4 });
+        let sent = Arc::new(Sent::default());
+        bus.attach(sent.clone());
+        let topic = Topic::Call("c".into());
+        let mut sub = bus.subscribe(&topic, None);
+        let remote = |id| BusEvent {
+            id,
+            kind: EventKind::Updated,
+            data: json!(id),
+            state: None,
+        };
+        let base = bus.last_id() + 100;
+        bus.apply_remote(&topic, remote(base + 3));
+        bus.apply_remote(&topic, remote(base + 1));
+        bus.apply_remote(&topic, remote(base + 3));
+        // Unwatched here, but built: a watcher may be on another relay.
+        let local = bus.publish_lazy(&Topic::Login("a@x".into()), EventKind::Updated, || {
+            (json!(1), None)
+        });
+        let got: Vec<u64> = [sub.receiver.recv().await, sub.receiver.recv().await]
+            .into_iter()
+            .filter_map(|e| e.ok().map(|e| e.id))
+            .collect();
+        assert_eq!(got, vec![base + 3, base + 1]);
+        assert!(sub.receiver.try_recv().is_err(), "a repeat is ignored");
+        let missed = bus.subscribe(&topic, Some(base)).missed.expect("history");
+        assert_eq!(
+            missed.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![base + 1, base + 3]
+        );
+        assert!(local > base + 3 && local.is_multiple_of(4));
+        let sent = sent.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(sent, vec![(Topic::Login("a@x".into()), local)]);
+    }
+
+    #[test]
+    fn an_unwatched_topic_has_no_broadcast_channel_until_subscribed() {
+        let bus = Bus::new(0, 8, 8);
+        let topic = Topic::Call("c".into());
+        let first = bus.publish(&topic, EventKind::Added, json!(1), None);
+        assert!(bus.lock().get(&topic).is_some_and(|c| c.tx.is_none()));
+        let mut sub = bus.subscribe(&topic, Some(first - 1));
+        assert_eq!(sub.missed.map(|m| m.len()), Some(1));
+        let second = bus.publish(&topic, EventKind::Updated, json!(2), None);
+        assert_eq!(sub.receiver.try_recv().map(|e| e.id).ok(), Some(second));
     }
 
     #[test]

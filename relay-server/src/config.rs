@@ -22,6 +22,8 @@ pub use soap::SoapConfig;
 pub use tls::TlsConfig;
 mod operations;
 pub use operations::{LogFormat, OperationsConfig};
+mod cluster;
+pub use cluster::ClusterConfig;
 
 pub use crate::limits::Limits;
 pub use crate::sipapp::upstream::Upstream;
@@ -364,6 +366,17 @@ pub struct Settings {
     /// scripts/run.sh uses 127.0.0.1:2224].
     #[arg(long, env = "RESTSIP_RTPENGINE_DTMF", value_name = "IP:PORT")]
     pub rtpengine_dtmf: Option<String>,
+    /// The NATS server (`nats://HOST:PORT`) through which several relays sharing one store
+    /// exchange events; see README "Several relays" [default: none, the relay runs alone].
+    #[arg(long, env = "RESTSIP_CLUSTER", value_name = "URL")]
+    pub cluster: Option<String>,
+    /// This relay's name in the cluster, unique among its relays [default: hostname-pid].
+    #[arg(long, env = "RESTSIP_NODE", value_name = "NAME")]
+    pub node: Option<String>,
+    /// The cluster's name, prefix of its NATS subjects, so clusters can share a NATS server
+    /// [default: default].
+    #[arg(long, env = "RESTSIP_CLUSTER_NAME", value_name = "NAME")]
+    pub cluster_name: Option<String>,
 }
 
 /// The settings in force.
@@ -389,6 +402,8 @@ pub struct Config {
     pub guards: GuardConfig,
     /// `/metrics` and logs.
     pub operations: OperationsConfig,
+    /// The cluster this relay is part of, if any.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -651,7 +666,13 @@ impl Config {
             cli.metrics.or(file.metrics),
             cli.log_format.or(file.log_format),
         )?;
+        let cluster = cluster::resolve_cluster(
+            cli.cluster.or(file.cluster),
+            cli.node.or(file.node),
+            cli.cluster_name.or(file.cluster_name),
+        )?;
         Ok(Self {
+            cluster,
             guards,
             tls,
             operations,

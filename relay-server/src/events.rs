@@ -5,17 +5,19 @@
 //! a [`Sink`] that says where events go and how a SEND is claimed.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use restsip_protocol::{normalize_email, Event, EventKind, UpdateMode};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::bus::{Bus, BusEvent, Topic};
+use crate::bus::{Bus, Published, Topic};
 use crate::calls::Calls;
 use crate::error::{Error, Result};
 use crate::inbox::{inbox_message, Inbox};
 use crate::location::Location;
+use crate::outgoing::Outgoing;
 
 /// The services an event source reads; cheap to clone.
 #[derive(Clone)]
@@ -44,10 +46,29 @@ pub enum Flow {
 pub trait Sink: Send + Sync {
     /// Hands over one event.
     async fn emit(&self, event: Event) -> Result<Flow>;
+    /// Hands over a change shared with the resource's other watchers; a sink that can send it
+    /// as it is (its encodings made once for all) takes the `Arc`, others a copy of the event.
+    async fn emit_shared(&self, event: Arc<Outgoing>) -> Result<Flow> {
+        self.emit(event.event.clone()).await
+    }
     /// Hands over the `message` event of stored SEND `seq` if this consumer may claim it (it was
     /// not cancelled); None when it may not.
     async fn emit_claimed(&self, seq: i64, event: Event) -> Result<Option<Flow>>;
+    /// Hands over, in order, the `message` events of stored SENDs (sequence number, event)
+    /// that may be claimed, skipping the others. One after the other unless the consumer can
+    /// claim several at once.
+    async fn emit_claimed_all(&self, events: Vec<(i64, Event)>) -> Result<Flow> {
+        for (seq, event) in events {
+            if self.emit_claimed(seq, event).await? == Some(Flow::Stop) {
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Continue)
+    }
 }
+
+/// Most SENDs waiting on a stream's bus receiver that are claimed together.
+const CLAIM_BATCH: usize = 64;
 
 /// Parses an active resource's path: `/login/{email}`, `/login/{email}/{id}`, `/call/{id}`;
 /// the email is put in its canonical form.
@@ -142,17 +163,14 @@ impl Source<'_> {
         })
     }
 
-    /// Emits a bus event as the mode asks.
-    async fn emit_change(&self, event: &BusEvent) -> Result<Flow> {
-        match (self.mode, event.kind) {
-            (UpdateMode::Full, EventKind::Added | EventKind::Updated | EventKind::Removed) => {
-                match &event.state {
-                    Some(state) => self.emit(event.id, EventKind::State, state.clone()).await,
-                    None => Ok(Flow::Continue),
-                }
-            }
-            _ => self.emit(event.id, event.kind, event.data.clone()).await,
-        }
+    /// Emits a bus event as the mode asks; the event is built once for all its watchers.
+    async fn emit_change(&self, event: &Published) -> Result<Flow> {
+        let Some(out) = event.outgoing(self.mode) else {
+            return Ok(Flow::Continue);
+        };
+        let gone = out.event.kind == EventKind::Gone;
+        let flow = self.sink.emit_shared(out).await?;
+        Ok(if gone { Flow::Stop } else { flow })
     }
 
     /// Emits the current state; returns the id it stands for, or None when the source ends.
@@ -277,13 +295,39 @@ impl Source<'_> {
         {
             return Ok(());
         }
+        let mut carried = None;
         loop {
-            let flow = match rx.recv().await {
+            let received = match carried.take() {
+                Some(received) => received,
+                None => rx.recv().await,
+            };
+            let flow = match received {
                 Ok(event) if event.kind == EventKind::Message => {
-                    let seq = i64::try_from(event.id).unwrap_or(i64::MAX);
+                    // The messages already waiting behind it are claimed with it; what else
+                    // comes is dealt with after them.
+                    let mut batch = vec![event];
+                    while batch.len() < CLAIM_BATCH {
+                        match rx.try_recv() {
+                            Ok(next) if next.kind == EventKind::Message => batch.push(next),
+                            Ok(next) => {
+                                carried = Some(Ok(next));
+                                break;
+                            }
+                            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                                carried = Some(Err(broadcast::error::RecvError::Lagged(n)));
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
                     // A bus event comes once: no need to remember it.
-                    self.hand_over(seq, event.data.clone(), &mut handed, false)
-                        .await?
+                    let events = batch
+                        .iter()
+                        .map(|e| (i64::try_from(e.id).unwrap_or(i64::MAX), e))
+                        .filter(|(seq, _)| !handed.contains(seq))
+                        .map(|(seq, e)| (seq, self.event(e.id, e.kind, e.data.clone())))
+                        .collect();
+                    self.sink.emit_claimed_all(events).await?
                 }
                 Ok(event) => self.emit(event.id, event.kind, event.data.clone()).await?,
                 Err(broadcast::error::RecvError::Lagged(_)) => {

@@ -17,6 +17,7 @@ use crate::bus::{Bus, BusEvent, Topic};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
+use crate::location::Location;
 use crate::observe;
 use crate::store::{ContactRecord, SendRecord, Store};
 
@@ -64,6 +65,8 @@ pub struct Inbox {
     bus: Bus,
     /// Queue limits.
     limits: Arc<Limits>,
+    /// The recipients' live contacts (from memory when it holds them).
+    location: Location,
     /// The SIP side, once it runs.
     sip: Arc<OnceLock<Arc<dyn SipDelivery>>>,
     /// The call gateway, once the SIP side runs.
@@ -114,12 +117,14 @@ pub fn inbox_message(s: &SendRecord) -> InboxMessage {
 }
 
 impl Inbox {
-    /// The messaging service over `store`, announcing on `bus`.
-    pub fn new(store: Arc<dyn Store>, bus: Bus, limits: Arc<Limits>) -> Self {
+    /// The messaging service over `store`, announcing on `bus`, reaching the contacts
+    /// `location` knows.
+    pub fn new(store: Arc<dyn Store>, bus: Bus, limits: Arc<Limits>, location: Location) -> Self {
         Self {
             store,
             bus,
             limits,
+            location,
             sip: Arc::default(),
             hook: Arc::default(),
             queueing: Arc::new((0..QUEUE_LOCKS).map(|_| Default::default()).collect()),
@@ -156,19 +161,16 @@ impl Inbox {
         }
         let now = now_ms();
         let targets = match contact {
-            Some(id) => match self.store.contact(email, id).await? {
-                Some(c) if c.expires_at > now => vec![c],
-                _ => return Err(Error::NotFound(format!("no login /login/{email}/{id}"))),
-            },
-            None => {
-                if self.store.user(email).await?.is_none() {
+            Some(id) => vec![self.location.live_contact(email, id).await?],
+            None => match self.location.contacts(email).await {
+                Err(Error::NotFound(why)) => {
                     if let Some(receipt) = self.upstream(sender, email, &body).await {
                         return Ok(receipt);
                     }
-                    return Err(Error::NotFound(format!("no user {email}")));
+                    return Err(Error::NotFound(why));
                 }
-                self.store.contacts(email, now).await?
-            }
+                r => r?,
+            },
         };
         if targets.is_empty() {
             return Err(Error::Conflict(format!(

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bus;
 pub mod calls;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod egress;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod location;
 pub mod mailbox;
 pub mod observe;
 pub mod operations;
+pub mod outgoing;
 pub mod sipapp;
 pub mod soap;
 pub mod store;
@@ -70,6 +72,8 @@ pub struct Relay {
     reload: Option<tokio::task::JoinHandle<()>>,
     /// `/metrics`, `/healthz`, `/readyz`.
     operations: operations::Operations,
+    /// The cluster this relay is part of, with its NATS tasks (`--cluster`).
+    cluster: Option<(cluster::Cluster, Vec<tokio::task::JoinHandle<()>>)>,
 }
 
 /// The SIP side, built and bound, receiving once served.
@@ -93,7 +97,22 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         .await?
         .max(store.max_webhook_cursor().await?);
     let floor = u64::try_from(stored).unwrap_or(0);
-    let bus = Bus::new(floor, BUS_HISTORY, BUS_CAPACITY);
+    // In a cluster: a free id slot, and events to and from the other relays.
+    let cluster = match &config.cluster {
+        Some(c) => Some(cluster::Cluster::join(c, store.clone()).await?),
+        None => None,
+    };
+    let ids = cluster
+        .as_ref()
+        .map_or(bus::IdSpace::ALONE, cluster::Cluster::ids);
+    let bus = Bus::with_ids(floor, BUS_HISTORY, BUS_CAPACITY, ids);
+    let cluster = match cluster {
+        Some(c) => {
+            let tasks = c.attach(&bus).await?;
+            Some((c, tasks))
+        }
+        None => None,
+    };
     let auth = auth::Auth::new(
         store.clone(),
         Duration::from_secs(config.limits.token_ttl),
@@ -144,6 +163,10 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
     state.set_ice_servers(config.media.ice_servers.clone());
     state.set_egress(config.guards.egress);
     state.set_origins(config.guards.origins.clone());
+    if cluster.is_some() {
+        // Webhooks run on the cluster's leader only, once it has taken the lease.
+        state.webhooks.lead(false).await?;
+    }
     let media = match &config.media.rtpengine {
         Some(addr) => {
             let media = sipapp::media::Media::connect(addr, sipapp::media::ng::TRY_TIMEOUT)
@@ -216,6 +239,16 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         )),
         _ => None,
     };
+    // /readyz checks the upstream SIP server and the SOAP services too.
+    let operations = operations.with_backends(
+        sip.as_ref().and_then(|s| s.upstream.clone()),
+        config
+            .soap
+            .endpoints
+            .iter()
+            .map(|e| e.url.clone())
+            .collect(),
+    );
     Ok(Relay {
         listener: LimitedListener::new(
             tcp,
@@ -230,6 +263,7 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         https,
         reload,
         operations,
+        cluster,
     })
 }
 
@@ -302,7 +336,7 @@ fn sip_app(
         tokio::spawn(invites.clone().dtmf_from_rtpengine(socket, source));
     }
     state.inbox.set_sip(Arc::new(sipapp::delivery::SipSide {
-        im: sipapp::im::outbound::Outbound::new(weak.clone(), addr),
+        im: sipapp::im::outbound::Outbound::new(weak.clone(), weak.listen()),
         calls: invites.outgoing(),
         upstream: upstream.clone(),
     }));
@@ -349,12 +383,22 @@ impl Relay {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let expiry = tokio::spawn(expire_logins(self.state.clone()));
-        // Stored webhooks resume: re-subscribed after their last stored event, outboxes sent on.
-        let started = self.state.webhooks.start_all().await?;
-        if started > 0 {
-            tracing::info!(webhooks = started, "webhooks resumed");
+        // Alone, this relay sweeps; in a cluster, only while it leads.
+        let (leader, leading) = watch::channel(true);
+        let mut cluster_tasks = Vec::new();
+        if let Some((cluster, tasks)) = self.cluster {
+            leader.send_replace(false);
+            cluster_tasks = tasks;
+            cluster_tasks.push(cluster.lead(self.state.webhooks.clone(), leader));
+        } else {
+            // Stored webhooks resume: re-subscribed after their last stored event, outboxes
+            // sent on.
+            let started = self.state.webhooks.start_all().await?;
+            if started > 0 {
+                tracing::info!(webhooks = started, "webhooks resumed");
+            }
         }
+        let expiry = tokio::spawn(expire_logins(self.state.clone(), leading));
         let mut registrations = None;
         let sip_tasks = match self.sip {
             Some(sip) => {
@@ -407,6 +451,9 @@ impl Relay {
             }
         }
         expiry.abort();
+        for task in cluster_tasks {
+            task.abort();
+        }
         if let Some(reload) = self.reload {
             reload.abort();
         }
@@ -445,7 +492,7 @@ fn sip_core(
     state: &AppState,
     config: &config::SipConfig,
     upstream: Option<Arc<sipapp::upstream::UpstreamSender>>,
-    listen: std::net::SocketAddr,
+    listen: restsip_sip::outgoing::Listening,
 ) -> sipapp::core::Core {
     let digest = config.auth.then(|| {
         Arc::new(restsip_sip::digest::DigestAuth::new(
@@ -475,14 +522,17 @@ fn sip_core(
         .with_senders(senders)
 }
 
-/// Removes logins as they expire (announcing each), and lets the bus forget idle resources.
-async fn expire_logins(state: AppState) {
+/// Removes logins as they expire (announcing each) while `leading` (always, alone), and lets
+/// the bus forget idle resources.
+async fn expire_logins(state: AppState, leading: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(EXPIRY_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sweep = tokio::time::Instant::now();
     loop {
         tick.tick().await;
-        if let Err(e) = state.location().expire_due().await {
+        if !*leading.borrow() {
+            // Another relay of the cluster sweeps; its announcements come through the bus.
+        } else if let Err(e) = state.location().expire_due().await {
             tracing::warn!(error = %e, "expiring logins failed; retrying");
         }
         if last_sweep.elapsed() > BUS_IDLE / 4 {

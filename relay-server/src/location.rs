@@ -37,6 +37,8 @@ pub struct Location {
     limits: Arc<Limits>,
     /// The contacts of active users, beside the store.
     cache: Arc<cache::ContactCache>,
+    /// The users known to exist and their presence rules, beside the store.
+    known: Arc<rule::KnownUsers>,
     /// Told the email of each user whose logins changed (the upstream registrations).
     observer: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>>,
     /// Addresses of other domains watched through an upstream server (none without SIP).
@@ -82,6 +84,7 @@ impl Location {
             calls,
             limits,
             cache: Arc::default(),
+            known: Arc::default(),
             observer: Arc::default(),
             foreign,
         }
@@ -198,8 +201,14 @@ impl Location {
 
     /// A contact that exists and has not expired.
     pub async fn live_contact(&self, email: &str, id: i64) -> Result<ContactRecord> {
-        match self.store.contact(email, id).await? {
-            Some(c) if c.expires_at > now_ms() => Ok(c),
+        let now = now_ms();
+        // Through the memory copy when it holds the user's list (it has every live contact).
+        let found = match self.cache.get(email, now) {
+            Some(list) => list.into_iter().find(|c| c.id == id),
+            None => self.store.contact(email, id).await?,
+        };
+        match found {
+            Some(c) if c.expires_at > now => Ok(c),
             _ => Err(Error::NotFound(format!(
                 "no login {}",
                 Topic::Inbox(email.into(), id).resource()
@@ -209,9 +218,7 @@ impl Location {
 
     /// The live contacts of a user; an unknown user is an error, a logged-out one an empty list.
     pub async fn contacts(&self, email: &str) -> Result<Vec<ContactRecord>> {
-        if self.store.user(email).await?.is_none() {
-            return Err(Error::NotFound(format!("no user {email}")));
-        }
+        self.known_rule(email).await?;
         // Through the memory copy: a refresh written behind is seen at once.
         self.live(email, now_ms()).await
     }

@@ -28,6 +28,9 @@ pub const MEDIA_SESSIONS_ACTIVE: &str = "restsip_media_sessions_active";
 pub const WEBHOOK_DELIVERIES: &str = "restsip_webhook_deliveries_total";
 /// Store commits, by `kind`, (a histogram, seconds).
 pub const STORE_COMMIT: &str = "restsip_store_commit_seconds";
+/// 1 on the relay that leads its cluster (runs the webhooks and expiry sweeps), 0 on the
+/// others; absent on a relay alone.
+pub const CLUSTER_LEADER: &str = "restsip_cluster_leader";
 
 /// A gauge raised while this lives (an open stream, an open WebSocket).
 pub struct Open(metrics::Gauge);

@@ -35,9 +35,14 @@ pub struct InDialog<'a> {
 
 impl InDialog<'_> {
     /// A request of the dialog with CSeq `seq`; None when the target is not a URI.
-    pub fn request(&self, method: Method, seq: u32, listen: SocketAddr) -> Option<SipMessage> {
+    pub fn request(
+        &self,
+        method: Method,
+        seq: u32,
+        listen: outgoing::Listening,
+    ) -> Option<SipMessage> {
         let uri = Uri::parse(self.target).ok()?;
-        let local = outgoing::local_addr(listen, self.peer.addr);
+        let local = outgoing::local_addr(listen, self.peer);
         let name = method.as_str().to_owned();
         let mut req = outgoing::request(method, uri, local, self.peer.transport);
         for route in self.routes {
@@ -102,7 +107,7 @@ pub async fn probe(endpoint: &Endpoint, req: &SipMessage, peer: Peer) -> Result<
 pub async fn keep_alive(
     every: std::time::Duration,
     endpoint: &WeakEndpoint,
-    mut next: impl FnMut(SocketAddr) -> Option<(SipMessage, Peer)>,
+    mut next: impl FnMut(outgoing::Listening) -> Option<(SipMessage, Peer)>,
 ) -> Option<&'static str> {
     if every.is_zero() {
         return None;

@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use super::headers::Via;
 use super::message::{Method, SipMessage, StartLine};
+use super::outgoing::Listening;
 use super::parse::{parse_datagram, parse_head, Rejected};
 use super::pike::{Pike, Verdict};
 use super::response::{build, new_tag, Reply};
@@ -68,8 +69,8 @@ pub struct Endpoint {
 pub struct WeakEndpoint {
     /// The endpoint.
     inner: Weak<Inner>,
-    /// Its listening address.
-    listen: SocketAddr,
+    /// Its listening addresses.
+    listen: Listening,
 }
 
 impl WeakEndpoint {
@@ -78,8 +79,8 @@ impl WeakEndpoint {
         self.inner.upgrade().map(|inner| Endpoint { inner })
     }
 
-    /// The address the endpoint listens on (UDP and TCP).
-    pub fn listen(&self) -> SocketAddr {
+    /// The addresses the endpoint listens on (UDP and TCP; TLS when on).
+    pub fn listen(&self) -> Listening {
         self.listen
     }
 }
@@ -97,8 +98,8 @@ struct Inner {
     handler: Box<dyn Handler>,
     /// Largest message accepted.
     max_message: usize,
-    /// The listening address.
-    listen: SocketAddr,
+    /// The listening addresses.
+    listen: Listening,
     /// The REGISTERs waiting for the store, by transaction.
     registering: Mutex<HashSet<TxKey>>,
     /// The per-source request rate limit, once set (none: unlimited).
@@ -117,7 +118,7 @@ impl Endpoint {
     /// from the receiving side they are given (`wire`), and the application that answers
     /// requests (`handler`, also given what else it builds, `T`), both handed a weak handle.
     pub fn build<T>(
-        listen: SocketAddr,
+        listen: Listening,
         max_message: usize,
         wire: impl FnOnce(Weak<dyn Inbound>) -> Arc<dyn Wire>,
         handler: impl FnOnce(&WeakEndpoint) -> (Box<dyn Handler>, T),
@@ -157,8 +158,8 @@ impl Endpoint {
         }
     }
 
-    /// The address the endpoint listens on.
-    pub fn listen(&self) -> SocketAddr {
+    /// The addresses the endpoint listens on.
+    pub fn listen(&self) -> Listening {
         self.inner.listen
     }
 

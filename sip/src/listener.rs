@@ -80,6 +80,10 @@ impl SipListeners {
         limits: TcpLimits,
         handler: impl FnOnce(&WeakEndpoint) -> (Box<dyn Handler>, T),
     ) -> (Endpoint, T, Receivers) {
+        let listening = crate::outgoing::Listening {
+            addr: self.addr,
+            tls: self.tls_addr(),
+        };
         let udp = Arc::new(self.udp);
         let mut connections = None;
         let mut secure = None;
@@ -88,7 +92,7 @@ impl SipListeners {
             None => (None, None),
         };
         let (endpoint, extra) = Endpoint::build(
-            self.addr,
+            listening,
             max_message,
             |inbound| {
                 let tls = tls_side.map(|side| tcp::Connections::tls(limits, inbound.clone(), side));

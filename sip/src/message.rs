@@ -56,6 +56,11 @@ impl SipMessage {
         }
     }
 
+    /// Whether this is a request for a `sips:` URI (RFC 5630: TLS on every hop).
+    pub fn sips(&self) -> bool {
+        matches!(&self.start, StartLine::Request { uri, .. } if uri.sip().is_some_and(|s| s.secure))
+    }
+
     /// The status code of a response.
     pub fn code(&self) -> Option<u16> {
         match &self.start {

@@ -6,28 +6,74 @@ use std::net::{SocketAddr, UdpSocket};
 use super::message::{Method, SipMessage, StartLine};
 use super::transaction::client::Outcome;
 use super::transaction::MAGIC_COOKIE;
-use super::transport::Transport;
+use super::transport::{Peer, Transport};
 use super::uri::Uri;
 use restsip_protocol::SipStatus;
 
 /// Max-Forwards of requests the relay originates.
 pub const MAX_FORWARDS: u8 = 70;
 
-/// The relay's address as `to` sees it: the listening address, or when that is a wildcard
-/// (`0.0.0.0`, `[::]`) the local address the system would send from (no packet is sent).
-pub fn local_addr(listen: SocketAddr, to: SocketAddr) -> SocketAddr {
+/// Where the relay listens: UDP and TCP on one address, TLS on its own when it is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listening {
+    /// UDP and TCP.
+    pub addr: SocketAddr,
+    /// TLS, when on.
+    pub tls: Option<SocketAddr>,
+}
+
+impl Listening {
+    /// UDP and TCP only.
+    pub fn plain(addr: SocketAddr) -> Self {
+        Self { addr, tls: None }
+    }
+
+    /// The listening address of `transport` (TLS has its own port when on).
+    pub fn on(self, transport: Transport) -> SocketAddr {
+        match (transport, self.tls) {
+            (Transport::Tls, Some(tls)) => tls,
+            _ => self.addr,
+        }
+    }
+}
+
+/// The relay's address as `to` sees it: the listening address of `to`'s transport, or when
+/// that is a wildcard (`0.0.0.0`, `[::]`) the local address the system would send from (no
+/// packet is sent).
+pub fn local_addr(listen: Listening, to: Peer) -> SocketAddr {
+    let listen = listen.on(to.transport);
     if !listen.ip().is_unspecified() {
         return listen;
     }
-    let any: SocketAddr = if to.is_ipv4() {
+    let any: SocketAddr = if to.addr.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
     UdpSocket::bind(any)
-        .and_then(|s| s.connect(to).and_then(|()| s.local_addr()))
+        .and_then(|s| s.connect(to.addr).and_then(|()| s.local_addr()))
         .map(|a| SocketAddr::new(a.ip(), listen.port()))
         .unwrap_or(listen)
+}
+
+/// The relay's own URI toward `to` (for its Contact and Record-Route), with `user` when given:
+/// `sip:HOST:PORT` over UDP, `;transport=tcp` over TCP, and over TLS its TLS address with
+/// `;transport=tls`, or as `sips:` when `secure` (the request it answers or sends was for a
+/// `sips:` URI, RFC 5630), so that requests within the dialog come back the same way.
+pub fn own_uri(listen: Listening, to: Peer, user: Option<&str>, secure: bool) -> String {
+    let local = local_addr(listen, to);
+    let user = user.map_or(String::new(), |u| format!("{u}@"));
+    match to.transport {
+        Transport::Udp => format!("sip:{user}{local}"),
+        Transport::Tcp => format!("sip:{user}{local};transport=tcp"),
+        Transport::Tls if secure => format!("sips:{user}{local}"),
+        Transport::Tls => format!("sip:{user}{local};transport=tls"),
+    }
+}
+
+/// The relay's Contact toward `to` (a name-addr, see [`own_uri`]).
+pub fn own_contact(listen: Listening, to: Peer, secure: bool) -> String {
+    format!("<{}>", own_uri(listen, to, None, secure))
 }
 
 /// `host:port` for Via and Call-ID, with brackets around IPv6.

@@ -6,6 +6,7 @@ mod article;
 mod auth_matrix;
 mod bad_input;
 mod calls;
+mod cluster;
 mod credentials;
 mod durability;
 mod guessing;

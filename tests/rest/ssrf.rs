@@ -281,3 +281,114 @@ async fn post_service_failures_look_alike_and_take_as_long() {
         assert!(*took >= Duration::from_secs(32), "{took:?} {body}");
     }
 }
+
+/// The next datagram on `sink` within `wait`, as text.
+async fn datagram(sink: &tokio::net::UdpSocket, wait: Duration) -> Option<String> {
+    let mut buf = vec![0u8; 65_536];
+    let (n, _) = tokio::time::timeout(wait, sink.recv_from(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Every SIP target a web user names goes through the guard or nowhere: `POST /service` to a
+/// private `sip:` URI is refused (and with `--allow-private-targets` reaches the test's
+/// socket, which shows the socket hears what comes); a login's `sip:` contact is a label the
+/// relay never sends SIP to (a SEND to that login is queued for its stream); a SEND or call
+/// to an address with no account here goes to the configured upstream server only (a
+/// setting, not checked), else is `404`, never to the address's own host.
+#[tokio::test]
+async fn a_web_users_sip_targets_go_through_the_guard_or_nowhere() {
+    let sink = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = sink.local_addr().unwrap().port();
+    let target = format!("sip:svc@127.0.0.1:{port}");
+    let quiet = Duration::from_millis(700);
+
+    for (args, allowed) in [(STRICT, false), (&[][..], true)] {
+        let relay = Relay::start(args).await.unwrap();
+        let alice = relay.user("alice@example.net").await.unwrap();
+        let bob = relay.user("bob@example.net").await.unwrap();
+
+        // A web login whose contact names the sink: SENDs to it are queued, never SIP.
+        let login = alice
+            .request(
+                "POST",
+                "/login/alice@example.net",
+                Some(json!({"contact": target})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(login.status, 201, "{}", login.body);
+        for command in [
+            json!({"command": "im", "text": "hi"}),
+            json!({"command": "invite", "id": 1}),
+        ] {
+            let sent = bob
+                .request("SEND", "/login/alice@example.net", Some(command.clone()))
+                .await
+                .unwrap();
+            assert!(sent.status < 300, "{command}: {}", sent.body);
+            assert_eq!(datagram(&sink, quiet).await, None, "{command}");
+        }
+
+        // An address with no account (and no upstream server): 404, nothing sent.
+        for command in [
+            json!({"command": "im", "text": "hi"}),
+            json!({"command": "invite", "id": 2}),
+        ] {
+            let sent = bob
+                .request("SEND", "/login/svc@127.0.0.1", Some(command.clone()))
+                .await
+                .unwrap();
+            assert_eq!(sent.status, 404, "{command}: {}", sent.body);
+        }
+        assert_eq!(datagram(&sink, quiet).await, None);
+
+        // Last (over UDP the SERVICE is retransmitted for a while).
+        if allowed {
+            // The sink does not answer: the SERVICE is seen, then the request given up.
+            let alice = alice.clone();
+            let uri = target.clone();
+            let pending = tokio::spawn(async move { service(&alice, json!({"uri": uri})).await });
+            let got = datagram(&sink, restsip_e2e::WAIT).await;
+            assert!(
+                got.as_deref()
+                    .is_some_and(|m| m.starts_with(&format!("SERVICE {target} "))),
+                "allowed, the SERVICE reaches the sink: {got:?}"
+            );
+            pending.abort();
+        } else {
+            let (status, body, _) = service(&alice, json!({"uri": target})).await;
+            assert_eq!(status, 422, "{body}");
+            assert_eq!(body["code"], "forbidden-target", "{body}");
+            assert_eq!(datagram(&sink, quiet).await, None);
+        }
+    }
+    // The relays are gone: what they retransmitted is drained.
+    while datagram(&sink, quiet).await.is_some() {}
+
+    // With an upstream server, a SEND to such an address goes to it, the operator's setting.
+    let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let route = format!("sip:{}", upstream.local_addr().unwrap());
+    let relay = Relay::start(&["--allow-private-targets=false", "--sip-upstream", &route])
+        .await
+        .unwrap();
+    let bob = relay.user("bob@example.net").await.unwrap();
+    let sending = tokio::spawn(async move {
+        bob.request(
+            "SEND",
+            "/login/svc@127.0.0.1",
+            Some(json!({"command": "im", "text": "via upstream"})),
+        )
+        .await
+    });
+    let got = datagram(&upstream, restsip_e2e::WAIT).await;
+    assert!(
+        got.as_deref()
+            .is_some_and(|m| m.starts_with("MESSAGE sip:svc@127.0.0.1 ")),
+        "{got:?}"
+    );
+    assert_eq!(datagram(&sink, quiet).await, None);
+    sending.abort();
+}

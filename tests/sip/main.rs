@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod agent;
+mod asserted;
 mod disclosure;
 mod enumeration;
 mod floods;
@@ -28,4 +29,5 @@ mod sipp;
 mod sockets;
 mod spoofing;
 mod tls;
+mod tls_dialogs;
 mod upstream;

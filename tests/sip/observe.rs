@@ -2,7 +2,8 @@
 //! after real REST traffic (sign-up, login, a stream, SEND delivered, SEND queued and
 //! cancelled) and real SIP traffic (a digest REGISTER and an OPTIONS from a socket phone), the
 //! counters moved with the right labels; `/readyz` naming an rtpengine that does not answer,
-//! and ready with a real one.
+//! and ready with a real one; the SIP upstream (an OPTIONS ping) and SOAP services (HTTP) checked
+//! the same way.
 
 use restsip_e2e::metrics::Scrape;
 use restsip_e2e::rtpengine::Rtpengine;
@@ -212,4 +213,122 @@ async fn readyz_names_an_rtpengine_that_does_not_answer_and_is_ready_with_a_real
     let (status, body) = readyz(&relay).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["checks"]["rtpengine"]["status"], "off", "{body}");
+}
+
+/// A UDP "upstream SIP server" on loopback answering each request 200 OK (echoing its Via,
+/// From, To, Call-ID and CSeq); its address.
+async fn answering_upstream() -> std::net::SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_535];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let mut answer = String::from("SIP/2.0 200 OK\r\n");
+            for line in request.split("\r\n").skip(1) {
+                let name = line
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                if ["via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"]
+                    .contains(&name.as_str())
+                {
+                    answer.push_str(line);
+                    answer.push_str("\r\n");
+                }
+            }
+            answer.push_str("Content-Length: 0\r\n\r\n");
+            let _ = socket.send_to(answer.as_bytes(), from).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn readyz_checks_the_sip_upstream_with_an_options_ping() {
+    let upstream = answering_upstream().await;
+    let relay = Relay::start(&["--sip-upstream", &format!("sip:{upstream}")])
+        .await
+        .unwrap();
+    let (status, body) = readyz(&relay).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checks"]["upstream"]["status"], "ok", "{body}");
+    let detail = body["checks"]["upstream"]["detail"].as_str().unwrap_or("");
+    assert!(detail.contains("200"), "{body}");
+    assert_eq!(body["checks"]["soap"]["status"], "off", "{body}");
+
+    // An upstream that never answers: not ready, named.
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let relay = Relay::start(&["--sip-upstream", &format!("sip:{addr}")])
+        .await
+        .unwrap();
+    let (status, body) = readyz(&relay).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["failing"], json!(["upstream"]), "{body}");
+    assert_eq!(body["checks"]["upstream"]["status"], "failing", "{body}");
+    // It was asked (an OPTIONS reached it), and the relay is alive all the same.
+    let mut buf = vec![0u8; 65_535];
+    let (n, _) = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        silent.recv_from(&mut buf),
+    )
+    .await
+    .expect("the relay sent the silent upstream something")
+    .unwrap();
+    assert!(
+        buf[..n].starts_with(b"OPTIONS "),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let health = relay.anonymous().get("/healthz").await.unwrap();
+    assert_eq!(health.status, 200, "{}", health.body);
+
+    // Not configured: off.
+    let relay = Relay::default().await.unwrap();
+    let (status, body) = readyz(&relay).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checks"]["upstream"]["status"], "off", "{body}");
+}
+
+#[tokio::test]
+async fn readyz_checks_the_soap_services_over_http() {
+    // Any HTTP answer counts (here a 405 to the probe's HEAD: the service only takes POST).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let app = axum::Router::new().route("/soap", axum::routing::post(|| async { "ok" }));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let service = |url: String| format!("urn:example:quotes={url}");
+    let relay = Relay::start(&["--soap-service", &service(format!("http://{up}/soap"))])
+        .await
+        .unwrap();
+    let (status, body) = readyz(&relay).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checks"]["soap"]["status"], "ok", "{body}");
+
+    // One of two is a closed port: not ready, and the detail names it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = format!(
+        "http://127.0.0.1:{}/soap",
+        closed.local_addr().unwrap().port()
+    );
+    drop(closed);
+    let relay = Relay::start(&[
+        "--soap-service",
+        &service(format!("http://{up}/soap")),
+        "--soap-service",
+        &format!("urn:example:down={down}"),
+    ])
+    .await
+    .unwrap();
+    let (status, body) = readyz(&relay).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["failing"], json!(["soap"]), "{body}");
+    let detail = body["checks"]["soap"]["detail"].as_str().unwrap_or("");
+    assert!(detail.contains(&down), "{body}");
+    assert!(!detail.contains(&up.to_string()), "{body}");
 }

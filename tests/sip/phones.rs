@@ -107,7 +107,19 @@ impl Phone {
 
     /// Registers `aor` authenticating as `username` with MD5; the final status line.
     pub(crate) async fn register_as(&self, aor: &str, username: &str, password: &str) -> String {
-        self.send(&self.register(aor, 1, None)).await;
+        self.register_rewritten(aor, username, password, |r| r)
+            .await
+    }
+
+    /// [`Phone::register_as`] with each REGISTER changed by `rewrite` (another Contact, say).
+    pub(crate) async fn register_rewritten(
+        &self,
+        aor: &str,
+        username: &str,
+        password: &str,
+        rewrite: impl Fn(String) -> String,
+    ) -> String {
+        self.send(&rewrite(self.register(aor, 1, None))).await;
         let challenge = self.next("SIP/2.0 401").await;
         let line = header_lines(&challenge, "WWW-Authenticate")
             .into_iter()
@@ -123,7 +135,7 @@ impl Phone {
              nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, \
              qop=auth, nc=00000001, cnonce=\"c0ffee\""
         );
-        self.send(&self.register(aor, 2, Some(&authorization)))
+        self.send(&rewrite(self.register(aor, 2, Some(&authorization))))
             .await;
         let answer = self.next("SIP/2.0 ").await;
         answer.lines().next().unwrap_or_default().to_owned()

@@ -23,7 +23,7 @@ const BOB: &str = "bob@example.net";
 
 /// A relay with SIP over TLS on a free port, its certificate issued by `pki` for 127.0.0.1;
 /// and that TLS address.
-async fn relay_with_tls(pki: &Pki, extra: &[&str]) -> (Relay, SocketAddr) {
+pub(crate) async fn relay_with_tls(pki: &Pki, extra: &[&str]) -> (Relay, SocketAddr) {
     let issued = pki.issue("relay", &["127.0.0.1", "localhost"]).unwrap();
     let (cert, key) = (
         issued.cert.display().to_string(),
@@ -69,7 +69,7 @@ fn register(tls: SocketAddr, aor: &str, cseq: u32, authorization: Option<&str>) 
 }
 
 /// Registers `aor` over `peer` with its password's MD5 digest; the final response.
-async fn register_over(peer: &mut OpensslPeer, tls: SocketAddr, aor: &str) -> String {
+pub(crate) async fn register_over(peer: &mut OpensslPeer, tls: SocketAddr, aor: &str) -> String {
     peer.send(register(tls, aor, 1, None).as_bytes())
         .await
         .unwrap();

@@ -44,9 +44,29 @@ use crate::webhooks::Webhooks;
 pub(crate) use listener::{serve, LimitedListener};
 use stream::StreamCounter;
 
-/// What every handler can reach; cheap to clone.
+/// What every handler can reach: the [`Services`] behind one `Arc`, so the clone every `State`
+/// extractor makes is one count, not one per service handle. Changed (before the relay serves)
+/// through `DerefMut`, which copies them if they are shared.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut Services {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+/// The services and settings handlers use.
+#[derive(Clone)]
+pub struct Services {
     /// Durable state.
     pub(crate) store: Arc<dyn Store>,
     /// Event bus.
@@ -98,7 +118,7 @@ impl AppState {
             limits.clone(),
             foreign,
         );
-        let inbox = Inbox::new(store.clone(), bus.clone(), limits.clone());
+        let inbox = Inbox::new(store.clone(), bus.clone(), limits.clone(), location.clone());
         let resources = Resources {
             bus: bus.clone(),
             location: location.clone(),
@@ -113,7 +133,7 @@ impl AppState {
             closing.clone(),
             egress,
         );
-        Self {
+        Self(Arc::new(Services {
             streams: StreamCounter::new(limits.max_streams_per_user),
             store,
             bus,
@@ -129,7 +149,7 @@ impl AppState {
             ice_servers: Arc::default(),
             egress,
             origins: Arc::default(),
-        }
+        }))
     }
 
     /// Sets where users' targets may be (before the relay serves: webhooks are rebuilt).

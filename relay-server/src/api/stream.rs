@@ -17,11 +17,11 @@ use axum::body::{Body, Bytes};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use restsip_protocol::{Event, UpdateMode, NDJSON};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{IntervalStream, ReceiverStream};
 
 use super::auth::Caller;
@@ -31,6 +31,7 @@ use crate::bus::Topic;
 use crate::error::{Error, Result};
 use crate::events::{self, Flow, Sink};
 use crate::inbox::Inbox;
+use crate::outgoing::{Encoding, Outgoing};
 
 /// Events a stream may hold for a slow consumer before its task waits.
 const STREAM_QUEUE: usize = 64;
@@ -198,7 +199,7 @@ impl Drop for StreamSlot {
 /// A stream's end of an event source: a bounded queue; SENDs are claimed in the store.
 struct StreamSink {
     /// The stream's queue.
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<Arc<Outgoing>>,
     /// Where SENDs are claimed.
     inbox: Inbox,
 }
@@ -206,6 +207,10 @@ struct StreamSink {
 #[async_trait]
 impl Sink for StreamSink {
     async fn emit(&self, event: Event) -> Result<Flow> {
+        self.emit_shared(Outgoing::new(event)).await
+    }
+
+    async fn emit_shared(&self, event: Arc<Outgoing>) -> Result<Flow> {
         Ok(if self.tx.send(event).await.is_err() {
             Flow::Stop
         } else {
@@ -219,6 +224,18 @@ impl Sink for StreamSink {
         }
         self.emit(event).await.map(Some)
     }
+
+    async fn emit_claimed_all(&self, events: Vec<(i64, Event)>) -> Result<Flow> {
+        // Claimed together: the claims wait on the store at once, not one round trip each.
+        let claims = events.iter().map(|(seq, _)| self.inbox.claim(*seq));
+        let claimed = futures_util::future::join_all(claims).await;
+        for ((_, event), claimed) in events.into_iter().zip(claimed) {
+            if claimed? && self.emit(event).await? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Continue)
+    }
 }
 
 /// Opens the event source of `topic` for `caller`: a queue of events that ends when the
@@ -229,13 +246,28 @@ pub(crate) fn open_events(
     topic: Topic,
     since: Option<u64>,
     mode: UpdateMode,
-) -> Result<mpsc::Receiver<Event>> {
-    let slot = state.streams.acquire(&caller.0)?;
+) -> Result<mpsc::Receiver<Arc<Outgoing>>> {
     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+    spawn_events(state, caller, topic, since, mode, tx)?;
+    Ok(rx)
+}
+
+/// Runs the event source of `topic` for `caller` into `tx` (which several sources may share,
+/// as a WebSocket's subscriptions do) until the resource goes away, the relay shuts down, the
+/// receiver is dropped or the task is aborted; counts against the caller's streams meanwhile.
+pub(crate) fn spawn_events(
+    state: &AppState,
+    caller: &Caller,
+    topic: Topic,
+    since: Option<u64>,
+    mode: UpdateMode,
+    tx: mpsc::Sender<Arc<Outgoing>>,
+) -> Result<JoinHandle<()>> {
+    let slot = state.streams.acquire(&caller.0)?;
     let resources = state.resources();
     let mut closing = state.closing.clone();
     let watcher = caller.0.clone();
-    tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         let _slot = slot;
         // An address of another domain is subscribed to through the upstream while watched.
         let _foreign = match &topic {
@@ -250,19 +282,31 @@ pub(crate) fn open_events(
             _ => None,
         };
         let sink = StreamSink {
-            tx: tx.clone(),
+            tx,
             inbox: resources.inbox.clone(),
         };
         let result = tokio::select! {
             r = events::run(&resources, &topic, since, mode, &sink) => r,
-            _ = tx.closed() => Ok(()),
+            _ = sink.tx.closed() => Ok(()),
             _ = closing.wait_for(|c| *c) => Ok(()),
         };
         if let Err(e) = result {
             tracing::warn!(resource = %topic.resource(), error = %e, "stream ended by an error");
         }
-    });
-    Ok(rx)
+    }))
+}
+
+/// An SSE frame: the event id, then the JSON on one `data:` line.
+fn sse_frame(event: &Event) -> Bytes {
+    let json = serde_json::to_string(event).unwrap_or_default();
+    Bytes::from(format!("id: {}\ndata: {json}\n\n", event.id))
+}
+
+/// One NDJSON line.
+fn ndjson_line(event: &Event) -> Bytes {
+    let mut line = serde_json::to_vec(event).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
 }
 
 /// Answers a streaming GET of `topic` in the format asked.
@@ -274,42 +318,29 @@ pub(crate) fn watch(
 ) -> std::result::Result<Response, ApiError> {
     let events = ReceiverStream::new(open_events(state, caller, topic, req.since, req.mode)?);
     let keepalive = Duration::from_secs(state.limits.keepalive);
-    let mut response = match req.format {
-        Format::Sse => {
-            let stream = events.map(|event| {
-                let data = serde_json::to_string(&event).unwrap_or_default();
-                Ok::<_, Infallible>(SseEvent::default().id(event.id.to_string()).data(data))
-            });
-            Sse::new(stream)
-                .keep_alive(KeepAlive::new().interval(keepalive))
-                .into_response()
-        }
-        Format::Ndjson | Format::Plain => {
-            // Lines of events, then a None that ends the body even while keep-alives still tick.
-            let lines = events
-                .map(|event| {
-                    let mut line = serde_json::to_vec(&event).unwrap_or_default();
-                    line.push(b'\n');
-                    Some(Bytes::from(line))
-                })
-                .chain(futures_util::stream::once(async { None }));
-            // A blank line keeps idle connections (and proxies) from timing out.
-            let ticks = IntervalStream::new(tokio::time::interval_at(
-                tokio::time::Instant::now() + keepalive,
-                keepalive,
-            ))
-            .map(|_| Some(Bytes::from_static(b"\n")));
-            let body = tokio_stream::StreamExt::merge(lines, ticks)
-                .take_while(|line| std::future::ready(line.is_some()))
-                .filter_map(std::future::ready)
-                .map(Ok::<_, Infallible>);
-            let mut response = Body::from_stream(body).into_response();
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
-            response
-        }
+    // Each event's bytes are made once for all the resource's watchers (see `Outgoing`); a
+    // comment line (SSE) or a blank line (NDJSON) keeps idle connections and proxies open.
+    let (encoding, make, tick, content_type): (_, fn(&Event) -> Bytes, _, _) = match req.format {
+        Format::Sse => (Encoding::Sse, sse_frame, &b":\n\n"[..], "text/event-stream"),
+        Format::Ndjson | Format::Plain => (Encoding::Ndjson, ndjson_line, &b"\n"[..], NDJSON),
     };
+    // Events, then a None that ends the body even while keep-alives still tick.
+    let frames = events
+        .map(move |event| Some(event.encoded(encoding, make)))
+        .chain(futures_util::stream::once(async { None }));
+    let ticks = IntervalStream::new(tokio::time::interval_at(
+        tokio::time::Instant::now() + keepalive,
+        keepalive,
+    ))
+    .map(move |_| Some(Bytes::from_static(tick)));
+    let body = tokio_stream::StreamExt::merge(frames, ticks)
+        .take_while(|frame| std::future::ready(frame.is_some()))
+        .filter_map(std::future::ready)
+        .map(Ok::<_, Infallible>);
+    let mut response = Body::from_stream(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));

@@ -187,6 +187,7 @@ pub(crate) async fn user_delete(
         return Err(ApiError::not_found(format!("no user {id}")));
     }
     state.auth.forget(&id);
+    state.location.forget_user(&id);
     // The store deleted the user's webhooks with the account; stop their tasks.
     state.webhooks.forget_owner(&id);
     Ok(StatusCode::NO_CONTENT)

@@ -1,7 +1,8 @@
 //! `/healthz` and `/readyz`, each a few lines of JSON. Health is the process serving HTTP;
 //! readiness is every backend the relay needs answering now: the store takes a write, the SIP
-//! sockets are bound, rtpengine answers a ping (when configured). Not ready is 503 naming the
-//! failing checks.
+//! sockets are bound, rtpengine answers a ping, the SIP upstream server an OPTIONS and the SOAP
+//! services an HTTP request (each when configured; see [`super::backends`]). Not ready is 503
+//! naming the failing checks.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -37,7 +38,8 @@ pub(super) async fn readyz(State(observer): State<Observer>) -> Response {
             },
         )
     };
-    let (store, rtpengine) = tokio::join!(store, rtpengine);
+    let (store, rtpengine, [upstream, soap]) =
+        tokio::join!(store, rtpengine, observer.backends.check());
     // The SIP sockets are bound before the relay serves, and the relay stops if one stops
     // receiving: while it answers, they are there.
     let sip = observer.sip.map(|addr| Ok(format!("bound on {addr}")));
@@ -45,6 +47,8 @@ pub(super) async fn readyz(State(observer): State<Observer>) -> Response {
         ("store", Some(store)),
         ("sip", sip),
         ("rtpengine", rtpengine),
+        upstream,
+        soap,
     ];
     let (body, ready) = report(&checks);
     let status = if ready {

@@ -4,6 +4,7 @@
 //! that counts HTTP requests by route. `/metrics` goes on its own listener with `--metrics
 //! ADDR`; without it, on the HTTP listener to loopback clients only.
 
+mod backends;
 mod health;
 mod http;
 
@@ -44,6 +45,8 @@ pub(crate) struct Observer {
     media: Media,
     /// The SIP address, unless SIP is off.
     sip: Option<SocketAddr>,
+    /// The other configured backends (upstream SIP server, SOAP services).
+    backends: backends::Backends,
 }
 
 /// The operations side of a relay, bound, ready to serve.
@@ -90,9 +93,21 @@ impl Operations {
                 store,
                 media,
                 sip,
+                backends: backends::Backends::default(),
             },
             listener,
         })
+    }
+
+    /// `/readyz` checks `upstream` (the SIP upstream server, when configured) and the SOAP
+    /// services at `soap` (their URLs) too.
+    pub(crate) fn with_backends(
+        mut self,
+        upstream: Option<Arc<crate::sipapp::upstream::UpstreamSender>>,
+        soap: Vec<String>,
+    ) -> Self {
+        self.observer.backends = backends::Backends::new(upstream, soap);
+        self
     }
 
     /// The address `/metrics` has a listener of its own on (`--metrics`).

@@ -2,6 +2,7 @@
 //! authentication over the REST side's accounts, presence, MESSAGE, calls between phones and
 //! web users, proxying, SERVICE, and the upstream server.
 
+pub mod asserted;
 pub mod contact;
 pub mod core;
 pub mod credentials;

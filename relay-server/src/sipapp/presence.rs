@@ -197,13 +197,7 @@ impl Presence {
             .tag()
             .map(str::to_owned);
         // The relay's Contact (RFC 6665 §4.2.1.1): where requests in the dialog go.
-        let local = outgoing::local_addr(self.inner.endpoint.listen(), from.addr);
-        let transport = if from.transport.reliable() {
-            ";transport=tcp"
-        } else {
-            ""
-        };
-        let contact = format!("<sip:{}{transport}>", outgoing::host_port(local));
+        let contact = outgoing::own_contact(self.inner.endpoint.listen(), from, req.sips());
         let ok = |tag: String| {
             Reply::new(200, "OK")
                 .with("Expires", expires.to_string())
@@ -322,7 +316,7 @@ impl Presence {
         key: DialogKey,
         mut dialog: Dialog,
         mut rx: mpsc::UnboundedReceiver<Cmd>,
-        mut changes: tokio::sync::broadcast::Receiver<Arc<crate::bus::BusEvent>>,
+        mut changes: tokio::sync::broadcast::Receiver<Arc<crate::bus::Published>>,
     ) {
         let mut deadline: Option<Instant> = None;
         let mut started = false;
@@ -380,7 +374,7 @@ impl Presence {
         let Ok(uri) = restsip_sip::uri::Uri::parse(&dialog.target) else {
             return false;
         };
-        let local = outgoing::local_addr(*listen, dialog.peer.addr);
+        let local = outgoing::local_addr(*listen, dialog.peer);
         let mut req = outgoing::request(Method::NOTIFY, uri, local, dialog.peer.transport);
         for route in &dialog.routes {
             req.push("Route", route.clone());
@@ -393,16 +387,11 @@ impl Presence {
         req.push("To", dialog.remote.clone());
         req.push("Call-ID", dialog.call_id.clone());
         req.push("CSeq", format!("{} NOTIFY", dialog.cseq));
-        // The same Contact as the 200's: over TCP it says so, or the subscriber's next
-        // request in the dialog would go over UDP.
-        let transport = if dialog.peer.transport.reliable() {
-            ";transport=tcp"
-        } else {
-            ""
-        };
+        // The same Contact as the 200's: over TCP or TLS it says so, or the subscriber's
+        // next request in the dialog would go over UDP.
         req.push(
             "Contact",
-            format!("<sip:{}{transport}>", outgoing::host_port(local)),
+            outgoing::own_contact(*listen, dialog.peer, false),
         );
         req.push("Event", "presence");
         let state = match (state, deadline) {

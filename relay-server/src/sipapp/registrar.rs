@@ -82,7 +82,7 @@ pub struct Registrar {
     limits: Arc<Limits>,
     /// Where the SIP listeners are bound: each binding names this relay as the holder of its
     /// flow, for the other relays sharing the store (none: not named).
-    listen: Option<std::net::SocketAddr>,
+    listen: Option<restsip_sip::outgoing::Listening>,
 }
 
 fn internal(e: impl std::fmt::Display) -> Reply {
@@ -104,7 +104,7 @@ impl Registrar {
     /// Names this relay, whose SIP listeners are bound to `listen`, in each binding it stores
     /// as the holder of the phone's flow (`owner`): other relays sharing the store route
     /// requests for the phone through it.
-    pub fn owned_at(mut self, listen: std::net::SocketAddr) -> Self {
+    pub fn owned_at(mut self, listen: restsip_sip::outgoing::Listening) -> Self {
         self.listen = Some(listen);
         self
     }

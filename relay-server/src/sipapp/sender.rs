@@ -25,8 +25,7 @@ use super::upstream::UpstreamSender;
 use crate::location::Location;
 use crate::store::Store;
 
-/// The header carrying the identity the relay checked.
-pub const ASSERTED: &str = "P-Asserted-Identity";
+pub use super::asserted::ASSERTED;
 
 /// Whether `req` carries the relay's own seal.
 fn sealed(req: &SipMessage) -> bool {

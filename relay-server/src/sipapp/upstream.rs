@@ -88,7 +88,7 @@ pub struct UpstreamSender {
     /// The endpoint (weak: the endpoint's core holds the inbox that holds this).
     endpoint: WeakEndpoint,
     /// The address the SIP listeners are bound to.
-    listen: SocketAddr,
+    listen: outgoing::Listening,
 }
 
 fn status(code: u16, reason: &str) -> SipStatus {
@@ -147,7 +147,11 @@ pub fn inbound(uri: &Uri) -> Option<Uri> {
 impl UpstreamSender {
     /// The sender for `config` (None when its URI does not parse, which the configuration
     /// already refused).
-    pub fn new(config: &Upstream, endpoint: WeakEndpoint, listen: SocketAddr) -> Option<Self> {
+    pub fn new(
+        config: &Upstream,
+        endpoint: WeakEndpoint,
+        listen: outgoing::Listening,
+    ) -> Option<Self> {
         let uri = Uri::parse(&config.uri).ok()?;
         let sip = uri.sip()?;
         let route = if sip.param("lr").is_some() {
@@ -183,7 +187,7 @@ impl UpstreamSender {
     }
 
     /// The address the SIP listeners are bound to.
-    pub fn listen(&self) -> SocketAddr {
+    pub fn listen(&self) -> outgoing::Listening {
         self.listen
     }
 
@@ -231,7 +235,7 @@ impl UpstreamSender {
                 "Service Unavailable (cannot resolve the upstream server)",
             );
         };
-        let local = outgoing::local_addr(self.listen, peer.addr);
+        let local = outgoing::local_addr(self.listen, peer);
         let from = format!(
             "<sip:{}>;tag={}",
             super::im::sip_user(sender),
@@ -246,6 +250,7 @@ impl UpstreamSender {
             msg.push("To", format!("<{target}>"));
             msg.push("Call-ID", call_id.clone());
             msg.push("CSeq", format!("{cseq} MESSAGE"));
+            super::asserted::assert_sender(&mut msg, &super::im::sip_user(sender));
             if let Some((name, value)) = authorization {
                 msg.push(name, value);
             }
@@ -269,6 +274,35 @@ impl UpstreamSender {
         match response.as_ref().map(|r| &r.start) {
             Some(StartLine::Response { code, reason }) => status(*code, reason),
             _ => status(408, "Request Timeout"),
+        }
+    }
+
+    /// An OPTIONS to the upstream server (readiness): `Ok` with its final response, whatever
+    /// the code (it answers); `Err` when it cannot be resolved or nothing came back. The
+    /// caller bounds the wait.
+    pub async fn ping(&self) -> Result<String, String> {
+        let peer = self
+            .peer()
+            .await
+            .ok_or_else(|| "cannot resolve the upstream server".to_owned())?;
+        let local = outgoing::local_addr(self.listen, peer);
+        let host = outgoing::host_port(local);
+        let mut options =
+            outgoing::request(Method::OPTIONS, self.uri.clone(), local, peer.transport);
+        options.push(
+            "From",
+            format!("<sip:relay@{host}>;tag={}", outgoing::token()),
+        );
+        options.push("To", format!("<{}>", self.uri));
+        options.push("Call-ID", format!("{}@{host}", outgoing::token()));
+        options.push("CSeq", "1 OPTIONS");
+        match transact(&self.endpoint, &options, peer).await {
+            Ok(Some(SipMessage {
+                start: StartLine::Response { code, reason },
+                ..
+            })) => Ok(format!("answered OPTIONS: {code} {reason}")),
+            Ok(_) => Err(format!("no answer to OPTIONS from {}", peer.addr)),
+            Err(_) => Err("SIP is stopping".to_owned()),
         }
     }
 }
@@ -513,16 +547,15 @@ impl Registrations {
         };
         let request_uri = Uri::parse(&format!("sip:{domain}"))
             .map_err(|_| refused(404, "the email's domain is not a SIP host"))?;
-        let local = outgoing::local_addr(sender.listen, peer.addr);
-        let transport = if peer.transport.reliable() {
-            ";transport=tcp"
-        } else {
-            ""
-        };
+        let local = outgoing::local_addr(sender.listen, peer);
         let contact = format!(
-            "<sip:{}@{}{transport}>",
-            contact_user(&dialog.email),
-            outgoing::host_port(local)
+            "<{}>",
+            outgoing::own_uri(
+                sender.listen,
+                peer,
+                Some(&contact_user(&dialog.email)),
+                false
+            )
         );
         let aor = format!("<sip:{}>", super::im::sip_user(&dialog.email));
         let credentials = sender.credentials_of(&dialog.email);

@@ -414,12 +414,7 @@ impl SubDialog {
             .peer()
             .await
             .ok_or("cannot resolve the upstream server")?;
-        let local = outgoing::local_addr(sender.listen(), peer.addr);
-        let transport = if peer.transport.reliable() {
-            ";transport=tcp"
-        } else {
-            ""
-        };
+        let local = outgoing::local_addr(sender.listen(), peer);
         let uri = self
             .remote_target
             .clone()
@@ -457,8 +452,8 @@ impl SubDialog {
             req.push(
                 "Contact",
                 format!(
-                    "<sip:restsip-watch@{}{transport}>",
-                    outgoing::host_port(local)
+                    "<{}>",
+                    outgoing::own_uri(sender.listen(), peer, Some("restsip-watch"), false)
                 ),
             );
             req.push("Event", "presence");

@@ -435,6 +435,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts for `/metrics`: logins alive at `now` (ms) by source, calls in progress.
     async fn gauges(&self, now: i64) -> StoreResult<StoreGauges>;
+
+    /// Takes or renews lease `name` (relays of a cluster: who leads, which id slot is whose)
+    /// for `holder` until `until` (ms), if it is free, expired at `now`, or already `holder`'s;
+    /// true when `holder` holds it now. Atomic across relays sharing the database. A store that
+    /// cannot (the default) refuses, and a relay with `--cluster` does not start on it.
+    async fn take_lease(
+        &self,
+        _name: &str,
+        _holder: &str,
+        _now: i64,
+        _until: i64,
+    ) -> StoreResult<bool> {
+        Err(StoreError::Backend(sqlx::Error::Configuration(
+            "this store has no leases: it cannot be shared by a cluster".into(),
+        )))
+    }
 }
 
 /// What [`Store::gauges`] counts.

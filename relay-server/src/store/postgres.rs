@@ -63,6 +63,16 @@ impl Store for PostgresStore {
         webhooks::writable(&self.pool).await
     }
 
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> StoreResult<bool> {
+        webhooks::take_lease(&self.pool, name, holder, now, until).await
+    }
+
     async fn gauges(&self, now: i64) -> StoreResult<super::StoreGauges> {
         webhooks::gauges(&self.pool, now).await
     }

@@ -86,3 +86,34 @@ async fn sqlite_hands_out_no_event_ids() {
     let s = SqliteStore::open("sqlite::memory:").await.expect("store");
     assert_eq!(s.reserve_event_ids(10, 10).await.expect("ids"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_relay_holds_a_lease_until_it_expires() {
+    let db = TestDatabase::create().await;
+    let (a, b) = two_relays(&db).await;
+    // Both race for it: one wins.
+    let (took_a, took_b) = tokio::join!(
+        a.take_lease("leader", "a", 1000, 4000),
+        b.take_lease("leader", "b", 1000, 4000)
+    );
+    let (took_a, took_b) = (took_a.expect("lease"), took_b.expect("lease"));
+    assert!(took_a ^ took_b, "exactly one: {took_a} {took_b}");
+    let (holder, other) = if took_a { ("a", &b) } else { ("b", &a) };
+    let (holding, waiting) = if took_a { (&a, "b") } else { (&b, "a") };
+    assert!(holding
+        .take_lease("leader", holder, 2000, 5000)
+        .await
+        .expect("renew"));
+    assert!(!other
+        .take_lease("leader", waiting, 4999, 8000)
+        .await
+        .expect("held"));
+    assert!(other
+        .take_lease("leader", waiting, 5001, 8000)
+        .await
+        .expect("expired"));
+    assert!(!holding
+        .take_lease("leader", holder, 5002, 9000)
+        .await
+        .expect("lost"));
+}

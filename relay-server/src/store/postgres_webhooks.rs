@@ -263,3 +263,27 @@ pub(super) async fn max_cursor(pool: &PgPool) -> StoreResult<i64> {
         .await?;
     Ok(max.unwrap_or(0))
 }
+
+/// Takes or renews lease `name` for `holder` until `until` (ms) if it is free, expired at
+/// `now`, or already `holder`'s: one statement (the row is locked while it runs), so two
+/// relays racing for it cannot both win.
+pub(super) async fn take_lease(
+    pool: &PgPool,
+    name: &str,
+    holder: &str,
+    now: i64,
+    until: i64,
+) -> StoreResult<bool> {
+    let taken = sqlx::query(
+        "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $4) \
+         ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until \
+         WHERE leases.holder = EXCLUDED.holder OR leases.until < $3",
+    )
+    .bind(name)
+    .bind(holder)
+    .bind(now)
+    .bind(until)
+    .execute(pool)
+    .await?;
+    Ok(taken.rows_affected() == 1)
+}

@@ -107,6 +107,16 @@ impl Store for SqliteStore {
         super::sqlite_health::writable(&self.writer).await
     }
 
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> StoreResult<bool> {
+        super::sqlite_health::take_lease(&self.writer, name, holder, now, until).await
+    }
+
     async fn gauges(&self, now: i64) -> StoreResult<super::StoreGauges> {
         super::sqlite_health::gauges(&self.pool, now).await
     }

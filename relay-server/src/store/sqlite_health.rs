@@ -34,3 +34,64 @@ pub(super) async fn gauges(pool: &SqlitePool, now: i64) -> StoreResult<StoreGaug
         calls: u64::try_from(calls).unwrap_or(0),
     })
 }
+
+/// Takes or renews lease `name` for `holder` until `until` (ms) if it is free, expired at
+/// `now`, or already `holder`'s: one statement, so two relays racing for it cannot both win.
+pub(super) async fn take_lease(
+    writer: &SqlitePool,
+    name: &str,
+    holder: &str,
+    now: i64,
+    until: i64,
+) -> StoreResult<bool> {
+    let taken = sqlx::query(
+        "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?4) \
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+         WHERE leases.holder = excluded.holder OR leases.until < ?3",
+    )
+    .bind(name)
+    .bind(holder)
+    .bind(now)
+    .bind(until)
+    .execute(writer)
+    .await?;
+    Ok(taken.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{SqliteStore, Store};
+
+    #[tokio::test]
+    async fn a_lease_is_one_holders_until_it_expires() {
+        let dir = tempfile_dir();
+        let url = format!("sqlite:{}", dir.join("leases.db").display());
+        let store = SqliteStore::open(&url).await.expect("open");
+        let take = |holder: &'static str, now: i64| {
+            let store = &store;
+            async move {
+                store
+                    .take_lease("leader", holder, now, now + 3000)
+                    .await
+                    .expect("lease")
+            }
+        };
+        assert!(take("a", 1000).await, "free: taken");
+        assert!(!take("b", 2000).await, "held by a");
+        assert!(take("a", 3000).await, "renewed by its holder");
+        assert!(!take("b", 5999).await, "still a's until 6000");
+        assert!(take("b", 6001).await, "expired: taken over");
+        assert!(!take("a", 6002).await, "now b's");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "restsip-leases-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+}

@@ -11,6 +11,7 @@ mod deliver;
 mod runner;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use restsip_protocol::{CreateWebhook, Webhook, WebhookStatus};
@@ -53,6 +54,9 @@ struct Inner {
     running: Mutex<HashMap<String, (String, AbortHandle)>>,
     /// Turns true when the relay shuts down.
     closing: watch::Receiver<bool>,
+    /// Whether this relay runs the webhooks: always alone; in a cluster, only the leader, so
+    /// each event is delivered once for the whole cluster.
+    leading: AtomicBool,
 }
 
 impl Inner {
@@ -144,6 +148,7 @@ impl Webhooks {
                 egress,
                 running: Mutex::new(HashMap::new()),
                 closing,
+                leading: AtomicBool::new(true),
             }),
         }
     }
@@ -192,7 +197,9 @@ impl Webhooks {
                 .await
             {
                 Ok(true) => {
-                    self.spawn(record.clone());
+                    if self.inner.leading.load(Ordering::SeqCst) {
+                        self.spawn(record.clone());
+                    }
                     return Ok(record);
                 }
                 Ok(false) => {
@@ -250,14 +257,44 @@ impl Webhooks {
         });
     }
 
+    /// Says whether this relay leads its cluster, then makes the running webhooks match: a
+    /// leader runs every stored webhook (those created or deleted on other relays too), any
+    /// other relay none. Called by the cluster on every lease renewal.
+    pub async fn lead(&self, leading: bool) -> Result<()> {
+        self.inner.leading.store(leading, Ordering::SeqCst);
+        if !leading {
+            for (_, (_, task)) in self.inner.running().drain() {
+                task.abort();
+            }
+            return Ok(());
+        }
+        let hooks = self.inner.store.webhooks(None).await?;
+        let stored: std::collections::HashSet<String> =
+            hooks.iter().map(|h| h.id.clone()).collect();
+        self.inner.running().retain(|id, (_, task)| {
+            if !stored.contains(id) {
+                task.abort();
+            }
+            stored.contains(id)
+        });
+        for hook in hooks {
+            self.spawn(hook);
+        }
+        Ok(())
+    }
+
+    /// Runs `hook` unless it runs already.
     fn spawn(&self, hook: WebhookRecord) {
         let Some(topic) = events::parse_topic(&hook.resource) else {
             tracing::warn!(webhook = %hook.id, resource = %hook.resource, "stored webhook of no active resource; skipped");
             return;
         };
         let (id, owner) = (hook.id.clone(), hook.owner.clone());
-        let runner = Arc::new(runner::Runner::new(self.inner.clone(), hook, topic));
         let mut running = self.inner.running();
+        if running.contains_key(&id) {
+            return;
+        }
+        let runner = Arc::new(runner::Runner::new(self.inner.clone(), hook, topic));
         let task = tokio::spawn(runner.run());
         running.insert(id, (owner, task.abort_handle()));
     }

@@ -77,7 +77,7 @@ pub async fn harness_with(limits: Limits, auth: bool) -> Harness {
     let wire = Arc::new(Capture::default());
     let sent_to = wire.clone();
     let (endpoint, ()) = Endpoint::build(
-        SocketAddr::from(([192, 0, 2, 1], 5060)),
+        restsip_sip::outgoing::Listening::plain(SocketAddr::from(([192, 0, 2, 1], 5060))),
         65_535,
         |_| sent_to,
         |_| (Box::new(core), ()),

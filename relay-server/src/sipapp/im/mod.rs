@@ -7,8 +7,6 @@
 pub mod inbound;
 pub mod outbound;
 
-use std::net::SocketAddr;
-
 use restsip_protocol::{DeliveryStatus, SipStatus};
 use serde_json::{json, Value};
 
@@ -72,17 +70,16 @@ pub fn payload(body: &Value) -> Result<(&str, &str), SipStatus> {
 
 /// The MESSAGE for an `im` SEND body from `sender` to `contact`, and where it goes.
 pub fn message_request(
-    listen: SocketAddr,
+    listen: outgoing::Listening,
     sender: &str,
     contact: &ContactRecord,
     body: &Value,
     open: impl Fn(Peer) -> bool,
 ) -> Result<(SipMessage, Peer), SipStatus> {
     let super::contact::Hop { uri, peer, routes } =
-        super::contact::contact_hop(contact, listen, open)
-            .ok_or_else(|| failed(480, "Temporarily Unavailable (no usable contact address)"))?;
+        super::contact::contact_hop(contact, listen, open).map_err(|why| failed(480, why))?;
     let (content_type, text) = payload(body)?;
-    let local = outgoing::local_addr(listen, peer.addr);
+    let local = outgoing::local_addr(listen, peer);
     let mut req = outgoing::request(Method::MESSAGE, uri, local, peer.transport);
     for route in routes {
         req.push("Route", route);
@@ -97,6 +94,7 @@ pub fn message_request(
         format!("{}@{}", outgoing::token(), outgoing::host_port(local)),
     );
     req.push("CSeq", "1 MESSAGE");
+    super::asserted::assert_sender(&mut req, &sip_user(sender));
     req.push("Content-Type", content_type.to_owned());
     req.body = text.as_bytes().to_vec();
     Ok((req, peer))

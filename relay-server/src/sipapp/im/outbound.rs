@@ -7,13 +7,13 @@ use super::*;
 pub struct Outbound {
     /// The endpoint (weak: the endpoint's core holds the inbox that holds this).
     endpoint: WeakEndpoint,
-    /// The address the SIP listeners are bound to.
-    listen: SocketAddr,
+    /// The addresses the SIP listeners are bound to.
+    listen: outgoing::Listening,
 }
 
 impl Outbound {
     /// Sends through `endpoint`, whose listeners are bound to `listen`.
-    pub fn new(endpoint: WeakEndpoint, listen: SocketAddr) -> Self {
+    pub fn new(endpoint: WeakEndpoint, listen: outgoing::Listening) -> Self {
         Self { endpoint, listen }
     }
 }

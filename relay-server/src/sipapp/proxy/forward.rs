@@ -53,7 +53,7 @@ impl Proxy {
             &routes,
             listen,
             peer,
-            record_route,
+            record_route.then_some(responder.peer()),
         ) else {
             responder.reply(Reply::bad_request("cannot forward the request"));
             return;
@@ -70,12 +70,17 @@ impl Proxy {
             return;
         };
         let invite = responder.request().method() == Some(&Method::INVITE);
+        let secure = responder.request().sips();
         let mut hops = Vec::new();
         for contact in &targets {
             let open = |p: Peer| endpoint.is_open(p);
-            let Some(hop) = contact_hop(contact, listen, open) else {
+            let Ok(hop) = contact_hop(contact, listen, open) else {
                 continue;
             };
+            // A sips: request goes over TLS on every hop (RFC 5630), never downgraded.
+            if secure && hop.peer.transport != restsip_sip::transport::Transport::Tls {
+                continue;
+            }
             hops.push((hop.uri, hop.peer, hop.routes));
         }
         if hops.is_empty() {
@@ -88,11 +93,21 @@ impl Proxy {
         let Some(base) = self.forward_base(&responder, invite) else {
             return;
         };
+        // Toward phones (outside the trust domain) an identity its sender keeps private goes.
+        let mut base = base;
+        crate::sipapp::asserted::withhold_if_private(&mut base);
         let mut branches = Vec::new();
         for (uri, peer, routes) in hops {
             let top = responder.top();
-            let Some(request) = forward_copy(&base, top, Some(uri), &routes, listen, peer, invite)
-            else {
+            let Some(request) = forward_copy(
+                &base,
+                top,
+                Some(uri),
+                &routes,
+                listen,
+                peer,
+                invite.then_some(responder.peer()),
+            ) else {
                 responder.reply(Reply::bad_request("cannot forward the request"));
                 return;
             };
@@ -127,8 +142,15 @@ impl Proxy {
         };
         let invite = responder.request().method() == Some(&Method::INVITE);
         let mut req = responder.request().clone();
-        pop_route(&mut req);
-        let flow = self.flow_of(&req, &endpoint).await;
+        self.pop_own_routes(&mut req);
+        let flow = match self.flow_of(&req, &endpoint).await {
+            Some(Ok(peer)) => Some(peer),
+            Some(Err(why)) => {
+                responder.reply(Reply::new(480, why));
+                return;
+            }
+            None => None,
+        };
         let Some(peer) = flow.or_else(|| next_hop(&req, &endpoint)) else {
             responder.reply(Reply::new(
                 404,
@@ -136,8 +158,15 @@ impl Proxy {
             ));
             return;
         };
-        let Some(request) = forward_copy(&req, responder.top(), None, &[], listen, peer, invite)
-        else {
+        let Some(request) = forward_copy(
+            &req,
+            responder.top(),
+            None,
+            &[],
+            listen,
+            peer,
+            invite.then_some(responder.peer()),
+        ) else {
             responder.reply(Reply::bad_request("cannot forward the request"));
             return;
         };
@@ -155,14 +184,14 @@ impl Proxy {
         let Ok(mut via) = req.top_via() else { return };
         restsip_sip::endpoint::stamp_via(&mut via, from);
         let mut req = req.clone();
-        pop_route(&mut req);
+        self.pop_own_routes(&mut req);
         if req.max_forwards().ok().flatten() == Some(0) {
             return;
         }
         let Some(peer) = next_hop(&req, &endpoint) else {
             return;
         };
-        if let Some(ack) = forward_copy(&req, &via.to_string(), None, &[], listen, peer, false) {
+        if let Some(ack) = forward_copy(&req, &via.to_string(), None, &[], listen, peer, None) {
             endpoint.send_to(peer, Bytes::from(ack.to_bytes()));
         }
     }
@@ -198,9 +227,9 @@ fn forward_copy(
     top: &str,
     uri: Option<Uri>,
     routes: &[String],
-    listen: SocketAddr,
+    listen: outgoing::Listening,
     peer: Peer,
-    record_route: bool,
+    record_route: Option<Peer>,
 ) -> Option<SipMessage> {
     let mut out = req.clone();
     if let Some(uri) = uri {
@@ -232,7 +261,7 @@ fn forward_copy(
     };
     out.remove("Max-Forwards");
     out.push("Max-Forwards", hops.to_string());
-    let local = outgoing::local_addr(listen, peer.addr);
+    let local = outgoing::local_addr(listen, peer);
     let mut front = vec![Header {
         name: "Via".into(),
         value: format!(
@@ -242,19 +271,30 @@ fn forward_copy(
             outgoing::token()
         ),
     }];
-    if record_route {
-        let transport = if peer.transport.reliable() {
-            ";transport=tcp"
-        } else {
-            ""
+    if let Some(from) = record_route {
+        // The relay's URI toward the next hop on top; when the request came in over another
+        // transport (TLS one side, UDP or TCP the other) a second one toward where it came
+        // from, so that each side's requests reach the relay the way that side speaks
+        // (RFC 5658 double Record-Route).
+        let secure = req.sips();
+        let toward = |p: Peer| {
+            format!(
+                "<{};lr;{ROUTE_MARK}>",
+                outgoing::own_uri(listen, p, None, secure)
+            )
         };
+        let (next, back) = (toward(peer), toward(from));
+        let double = next != back;
         front.push(Header {
             name: "Record-Route".into(),
-            value: format!(
-                "<sip:{}{transport};lr;{ROUTE_MARK}>",
-                outgoing::host_port(local)
-            ),
+            value: next,
         });
+        if double {
+            front.push(Header {
+                name: "Record-Route".into(),
+                value: back,
+            });
+        }
     }
     for route in routes.iter().rev() {
         let pos = out
@@ -281,6 +321,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bridging_transports_record_routes_twice_and_tls_names_the_tls_port() {
+        let raw = b"INVITE sip:bob@example.net SIP/2.0\r\nVia: SIP/2.0/TLS 10.0.0.1:5999;branch=z9hG4bKa;rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:alice@example.net>;tag=1\r\nTo: <sip:bob@example.net>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let req = restsip_sip::parse::parse_datagram(raw).unwrap();
+        let listen = outgoing::Listening {
+            addr: ([10, 0, 0, 9], 5060).into(),
+            tls: Some(([10, 0, 0, 9], 5061).into()),
+        };
+        let from = Peer {
+            transport: Transport::Tls,
+            addr: ([10, 0, 0, 1], 40000).into(),
+        };
+        let to = Peer {
+            transport: Transport::Udp,
+            addr: ([10, 0, 0, 2], 5070).into(),
+        };
+        let top = "SIP/2.0/TLS 10.0.0.1:5999;branch=z9hG4bKa;rport=40000";
+        let out = forward_copy(&req, top, None, &[], listen, to, Some(from)).unwrap();
+        let routes: Vec<&str> = out.headers_named("Record-Route").collect();
+        assert_eq!(
+            routes,
+            [
+                "<sip:10.0.0.9:5060;lr;restsip>",
+                "<sip:10.0.0.9:5061;transport=tls;lr;restsip>"
+            ],
+            "the one facing the callee on top, the one facing the caller under it"
+        );
+        // The same transport both ways: one.
+        let out = forward_copy(&req, top, None, &[], listen, from, Some(from)).unwrap();
+        let routes: Vec<&str> = out.headers_named("Record-Route").collect();
+        assert_eq!(routes, ["<sip:10.0.0.9:5061;transport=tls;lr;restsip>"]);
+        assert!(out
+            .header("Via")
+            .unwrap()
+            .starts_with("SIP/2.0/TLS 10.0.0.9:5061;"));
+    }
+
+    #[test]
     fn forwarding_adds_a_via_and_decrements_max_forwards() {
         let raw = b"MESSAGE sip:bob@example.net SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bKa;rport\r\n\
 Max-Forwards: 1\r\nFrom: <sip:alice@example.net>;tag=1\r\nTo: <sip:bob@example.net>\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
@@ -289,9 +367,9 @@ Max-Forwards: 1\r\nFrom: <sip:alice@example.net>;tag=1\r\nTo: <sip:bob@example.n
             transport: Transport::Udp,
             addr: ([10, 0, 0, 2], 5070).into(),
         };
-        let listen = ([10, 0, 0, 9], 5060).into();
+        let listen = outgoing::Listening::plain(([10, 0, 0, 9], 5060).into());
         let top = "SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bKa;rport=5062";
-        let out = forward_copy(&req, top, None, &[], listen, peer, true).unwrap();
+        let out = forward_copy(&req, top, None, &[], listen, peer, Some(peer)).unwrap();
         let vias = out.vias().unwrap();
         assert_eq!(vias.len(), 2);
         assert!(vias[0].branch().unwrap().starts_with(BRANCH_PREFIX));
@@ -301,6 +379,6 @@ Max-Forwards: 1\r\nFrom: <sip:alice@example.net>;tag=1\r\nTo: <sip:bob@example.n
         let mut zero = req.clone();
         zero.remove("Max-Forwards");
         zero.push("Max-Forwards", "0");
-        assert!(forward_copy(&zero, top, None, &[], listen, peer, false).is_none());
+        assert!(forward_copy(&zero, top, None, &[], listen, peer, None).is_none());
     }
 }

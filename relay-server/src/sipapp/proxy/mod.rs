@@ -109,17 +109,25 @@ impl Proxy {
         sip.user.is_none() && self.is_relay_host(uri)
     }
 
-    /// Whether `uri`'s host and port are the relay's listening address.
+    /// Removes the top Route (it names the relay) and the one under it too when that names
+    /// the relay as well (a double Record-Route, RFC 5658).
+    fn pop_own_routes(&self, req: &mut SipMessage) {
+        pop_route(req);
+        if top_route(req).is_some_and(|r| self.is_relay(&r.uri)) {
+            pop_route(req);
+        }
+    }
+
+    /// Whether `uri`'s host and port are the relay's listening address (UDP and TCP, or TLS).
     fn is_relay_host(&self, uri: &Uri) -> bool {
         let Some(sip) = uri.sip() else {
             return false;
         };
         let listen = self.inner.endpoint.listen();
         let host = sip.host.trim_start_matches('[').trim_end_matches(']');
-        host.parse::<IpAddr>().is_ok_and(|ip| {
-            let at = SocketAddr::new(ip, sip.port.unwrap_or(5060));
-            super::contact::is_here(at, listen)
-        })
+        let port = sip.port.unwrap_or(5060);
+        host.parse::<IpAddr>()
+            .is_ok_and(|ip| super::contact::is_here(SocketAddr::new(ip, port), listen))
     }
 }
 

@@ -82,8 +82,13 @@ impl Proxy {
     /// no Route is left and its Request-URI is the Contact of a binding of its To user (as
     /// another relay sharing the store sends them, `contact::contact_hop`), the transport and
     /// source that binding registered from (RFC 5626 style: over TCP, its connection while
-    /// open). None otherwise: the request goes to its Request-URI, never back to a relay.
-    pub async fn flow_of(&self, req: &SipMessage, endpoint: &Endpoint) -> Option<Peer> {
+    /// open), or the reason (`contact_peer`'s checks) it is not reached. None otherwise: the
+    /// request goes to its Request-URI, never back to a relay.
+    pub async fn flow_of(
+        &self,
+        req: &SipMessage,
+        endpoint: &Endpoint,
+    ) -> Option<Result<Peer, &'static str>> {
         if top_route(req).is_some() {
             return None;
         }
@@ -106,7 +111,7 @@ impl Proxy {
                     .and_then(|s| Uri::parse(s).ok())
                     .is_some_and(|u| u.to_string() == target)
         })?;
-        contact_peer(binding, |p| endpoint.is_open(p)).map(|(_, peer)| peer)
+        Some(contact_peer(binding, |p| endpoint.is_open(p)).map(|(_, peer)| peer))
     }
 
     /// Whether the request's top Route names the relay and the request goes on from here
@@ -151,6 +156,6 @@ impl Proxy {
         sip.user.is_some()
             && sip.port.is_none()
             && !in_dialog
-            && host.parse::<IpAddr>().ok() == Some(self.inner.endpoint.listen().ip())
+            && host.parse::<IpAddr>().ok() == Some(self.inner.endpoint.listen().addr.ip())
     }
 }

@@ -147,7 +147,7 @@ impl ServiceSender {
             }
         }
         let peer = Peer { transport, addr };
-        let local = outgoing::local_addr(*listen, addr);
+        let local = outgoing::local_addr(*listen, peer);
         let call_id = format!("{}@{}", outgoing::token(), outgoing::host_port(local));
         let from = format!("<sip:{sender}>;tag={}", outgoing::token());
         let build = |cseq: u32, authorization: Option<(&'static str, String)>| {

@@ -273,17 +273,8 @@ impl Invites {
         let req = responder.request();
         let peer = responder.peer();
         let listen = self.inner.endpoint.listen();
-        let local_addr = outgoing::local_addr(listen, peer.addr);
-        let transport = if peer.transport.reliable() {
-            ";transport=tcp"
-        } else {
-            ""
-        };
         let mut ok = Reply::new(200, "OK")
-            .with(
-                "Contact",
-                format!("<sip:{}{transport}>", outgoing::host_port(local_addr)),
-            )
+            .with("Contact", outgoing::own_contact(listen, peer, req.sips()))
             .with("Allow", responder.endpoint().allow())
             .with_to_tag(tag.clone());
         let call_id = req.call_id().unwrap_or_default().to_owned();

@@ -192,8 +192,9 @@ impl Outgoing {
             return failed(503, "Service Unavailable (SIP is stopping)");
         };
         let open = |p: Peer| endpoint.is_open(p);
-        let Some(hop) = crate::sipapp::contact::contact_hop(contact, listen, open) else {
-            return failed(480, "Temporarily Unavailable (no usable contact address)");
+        let hop = match crate::sipapp::contact::contact_hop(contact, listen, open) {
+            Ok(hop) => hop,
+            Err(why) => return failed(480, why),
         };
         drop(endpoint);
         let target = Target {
@@ -251,7 +252,7 @@ impl Outgoing {
             callee,
             credentials,
         } = target;
-        let local = outgoing::local_addr(*listen, peer.addr);
+        let local = outgoing::local_addr(*listen, peer);
         let mut req = outgoing::request(Method::INVITE, uri, local, peer.transport);
         for route in routes {
             req.push("Route", route);
@@ -263,18 +264,13 @@ impl Outgoing {
         req.push("To", format!("<sip:{}>", sip_user(&callee)));
         req.push("Call-ID", call_id.clone());
         req.push("CSeq", "1 INVITE");
-        let transport = if peer.transport.reliable() {
-            ";transport=tcp"
-        } else {
-            ""
-        };
+        crate::sipapp::asserted::assert_sender(&mut req, &sip_user(sender));
+        let secure = req.sips();
+        let user = sip_user(sender);
+        let user = user.split('@').next().unwrap_or_default();
         req.push(
             "Contact",
-            format!(
-                "<sip:{}@{}{transport}>",
-                sip_user(sender).split('@').next().unwrap_or_default(),
-                outgoing::host_port(local)
-            ),
+            format!("<{}>", outgoing::own_uri(*listen, peer, Some(user), secure)),
         );
         req.push("Allow", endpoint.allow());
         self.inner.reneg.offer_as_uac(&mut req);

@@ -284,7 +284,7 @@ impl Outgoing {
             return None;
         };
         let seq = invite.cseq().map(|c| c.seq).unwrap_or(1) + 1;
-        let local = outgoing::local_addr(*listen, call.peer.addr);
+        let local = outgoing::local_addr(*listen, call.peer);
         let mut again = outgoing::request(Method::INVITE, uri.clone(), local, call.peer.transport);
         for h in &invite.headers {
             let skip = ["Via", "Max-Forwards", "CSeq", "Content-Type"];

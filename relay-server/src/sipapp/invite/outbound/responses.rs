@@ -161,7 +161,7 @@ impl Outgoing {
         }
         let weak = &self.inner.endpoint;
         if let (Some(endpoint), Ok(uri)) = (weak.upgrade(), Uri::parse(&target)) {
-            let addr = outgoing::local_addr(weak.listen(), call.peer.addr);
+            let addr = outgoing::local_addr(weak.listen(), call.peer);
             let mut ack = outgoing::request(Method::ACK, uri, addr, call.peer.transport);
             for route in &routes {
                 ack.push("Route", route.clone());

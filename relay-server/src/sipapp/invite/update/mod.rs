@@ -141,14 +141,8 @@ pub fn sdp_of(body: &Value) -> Result<String> {
 }
 
 /// The Contact of the relay's requests and responses toward `peer`.
-pub fn contact(listen: std::net::SocketAddr, peer: Peer) -> String {
-    let transport = if peer.transport.reliable() {
-        ";transport=tcp"
-    } else {
-        ""
-    };
-    let local = outgoing::local_addr(listen, peer.addr);
-    format!("<sip:{}{transport}>", outgoing::host_port(local))
+pub fn contact(listen: outgoing::Listening, peer: Peer) -> String {
+    outgoing::own_contact(listen, peer, false)
 }
 
 fn receipt(other: &str, reason: &str) -> SendReceipt {

@@ -1,0 +1,226 @@
+//! Several relays sharing one store (`--cluster nats://…`, `--node NAME`): each relay sends its
+//! events to the others through NATS and applies theirs to its own bus, so a watcher, a stream
+//! or a WebSocket on any relay sees a change made on any other, once; and, through leases in the
+//! shared store, one relay at a time (the leader) runs the cluster's webhooks and expiry sweeps.
+//!
+//! Each relay holds an id slot (a lease `slot/N`, N below [`STRIDE`]) and takes only event ids
+//! that are N modulo [`STRIDE`] (see [`crate::bus::IdSpace`]): ids never collide across relays.
+
+mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+use crate::bus::{Bus, BusEvent, IdSpace, Outbound, Topic};
+use crate::clock::now_ms;
+use crate::config::ClusterConfig;
+use crate::store::Store;
+use crate::webhooks::Webhooks;
+
+/// How many relays a cluster can have (distinct id slots).
+pub const STRIDE: u64 = 64;
+/// How long a relay's id slot stays its own without renewal: long, as a slot taken over
+/// while its old holder still runs would let ids collide.
+const SLOT_TTL: Duration = Duration::from_secs(60);
+/// How long leadership lasts without renewal: how soon another relay takes over the
+/// webhooks and sweeps after the leader stops.
+const LEADER_TTL: Duration = Duration::from_secs(3);
+/// How often leases are renewed (and the leader's webhooks matched to the store).
+const RENEW: Duration = Duration::from_secs(1);
+/// How long the NATS server has to answer at startup.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The lease of the cluster's leader.
+const LEADER: &str = "leader";
+/// Events waiting to be sent to NATS; past that (NATS gone or far too slow) new ones are
+/// dropped for the other relays (logged), rather than held in memory without bound.
+const OUTGOING: usize = 65_536;
+
+/// This relay's membership of a cluster.
+pub struct Cluster {
+    /// The settings.
+    config: ClusterConfig,
+    /// The shared store, holding the leases.
+    store: Arc<dyn Store>,
+    /// The NATS connection.
+    client: async_nats::Client,
+    /// The id slot this relay holds.
+    slot: u64,
+    /// The subject prefix of this cluster.
+    prefix: String,
+}
+
+/// Milliseconds of a duration, for lease times.
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Cluster {
+    /// Connects to NATS and takes a free id slot in the store.
+    pub async fn join(config: &ClusterConfig, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("restsip-{}", config.node))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .connect(config.url.as_str())
+            .await
+            .with_context(|| format!("cluster: cannot connect to {}", config.url))?;
+        let mut slot = None;
+        for n in 0..STRIDE {
+            let now = now_ms();
+            if store
+                .take_lease(&format!("slot/{n}"), &config.node, now, now + ms(SLOT_TTL))
+                .await
+                .context("cluster: the store cannot hold leases")?
+            {
+                slot = Some(n);
+                break;
+            }
+        }
+        let slot = slot.with_context(|| {
+            format!("cluster: all {STRIDE} id slots are held by running relays")
+        })?;
+        tracing::info!(node = %config.node, cluster = %config.name, slot, "joined the cluster");
+        Ok(Self {
+            config: config.clone(),
+            store,
+            client,
+            slot,
+            prefix: wire::prefix(&config.name),
+        })
+    }
+
+    /// The ids this relay takes.
+    pub fn ids(&self) -> IdSpace {
+        IdSpace {
+            slot: self.slot,
+            stride: STRIDE,
+        }
+    }
+
+    /// Connects `bus` to the other relays: its local events are sent, theirs applied to it
+    /// (this relay's own echo skipped). Subscribed before it returns, so nothing sent after is
+    /// missed.
+    pub async fn attach(&self, bus: &Bus) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+        let mut incoming = self
+            .client
+            .subscribe(format!("{}.ev.>", self.prefix))
+            .await
+            .context("cluster: cannot subscribe")?;
+        self.client
+            .flush()
+            .await
+            .context("cluster: NATS did not confirm the subscription")?;
+        let (tx, mut rx) = mpsc::channel::<(String, Vec<u8>)>(OUTGOING);
+        bus.attach(Arc::new(Sender {
+            node: self.config.node.clone(),
+            prefix: self.prefix.clone(),
+            queue: tx,
+        }));
+        let client = self.client.clone();
+        // One task sends, in the order the bus queued: one resource's events stay in order.
+        let sending = tokio::spawn(async move {
+            while let Some((subject, payload)) = rx.recv().await {
+                if let Err(e) = client.publish(subject, payload.into()).await {
+                    tracing::warn!(error = %e, "cluster: an event could not be sent");
+                }
+            }
+        });
+        let (bus, node) = (bus.clone(), self.config.node.clone());
+        let receiving = tokio::spawn(async move {
+            while let Some(message) = incoming.next().await {
+                match wire::decode(&message.payload) {
+                    Ok((from, _, _)) if from == node => {}
+                    Ok((_, topic, event)) => bus.apply_remote(&topic, event),
+                    Err(why) => {
+                        tracing::warn!(subject = %message.subject, %why, "cluster: message dropped")
+                    }
+                }
+            }
+            tracing::error!("cluster: the NATS subscription ended");
+        });
+        Ok(vec![sending, receiving])
+    }
+
+    /// Renews this relay's leases every [`RENEW`]: its id slot, and leadership when free —
+    /// the leader runs the webhooks (`webhooks`) and tells `leader` (the expiry sweeps).
+    pub fn lead(
+        &self,
+        webhooks: Webhooks,
+        leader: watch::Sender<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let (store, node) = (self.store.clone(), self.config.node.clone());
+        let slot = format!("slot/{}", self.slot);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RENEW);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let now = now_ms();
+                match store
+                    .take_lease(&slot, &node, now, now + ms(SLOT_TTL))
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(%slot, "cluster: another relay took this relay's id slot; event ids may collide: restart this relay")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cluster: id slot not renewed; retrying"),
+                }
+                let leading = store
+                    .take_lease(LEADER, &node, now, now + ms(LEADER_TTL))
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "cluster: leadership not renewed; stepping down");
+                        false
+                    });
+                if leading != *leader.borrow() {
+                    tracing::info!(leading, "cluster: leadership changed");
+                }
+                leader.send_replace(leading);
+                metrics::gauge!(crate::observe::CLUSTER_LEADER).set(if leading {
+                    1.0
+                } else {
+                    0.0
+                });
+                if let Err(e) = webhooks.lead(leading).await {
+                    tracing::warn!(error = %e, "cluster: webhooks not matched to the store; retrying");
+                }
+            }
+        })
+    }
+}
+
+/// The bus's [`Outbound`]: queues each event for the sending task.
+#[derive(Debug)]
+struct Sender {
+    /// This relay, so that it skips its own echo.
+    node: String,
+    /// The subject prefix.
+    prefix: String,
+    /// To the sending task.
+    queue: mpsc::Sender<(String, Vec<u8>)>,
+}
+
+impl Outbound for Sender {
+    fn send(&self, topic: &Topic, event: &BusEvent) {
+        match wire::encode(&self.node, topic, event) {
+            Ok(payload) => {
+                match self
+                    .queue
+                    .try_send((wire::subject(&self.prefix, topic), payload))
+                {
+                    // Closed only when the relay stops.
+                    Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => tracing::warn!(
+                        resource = %topic.resource(),
+                        "cluster: NATS is not keeping up; an event was not sent to the other relays"
+                    ),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cluster: event not encoded"),
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Several relays (`--cluster nats://… --node NAME`): two real relay processes sharing one store
+//! and the NATS server on 127.0.0.1:4222, each test in a cluster of its own name. A change made
+//! on one relay reaches watchers, WebSockets and webhooks on the other, once; a stream resumes
+//! on the other relay without loss or duplicates.
+
+use std::time::Duration;
+
+use restsip_e2e::metrics::Scrape;
+use restsip_e2e::receiver::Receiver;
+use restsip_e2e::{Client, EventStream, Relay};
+use restsip_protocol::EventKind;
+use serde_json::json;
+
+/// The NATS server of the tests (and CI).
+const NATS: &str = "nats://127.0.0.1:4222";
+/// How long "nothing more arrives" is watched for.
+const QUIET: Duration = Duration::from_millis(1500);
+
+/// Two relays of a new cluster sharing one database; the directory holds it.
+async fn pair(test: &str) -> (Relay, Relay, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("shared.db").display());
+    let name = format!("{test}-{}-{:08x}", std::process::id(), rand_u32());
+    let start = |node: &'static str| {
+        let (db, name) = (db.clone(), name.clone());
+        async move {
+            Relay::start(&[
+                "--database",
+                &db,
+                "--cluster",
+                NATS,
+                "--node",
+                node,
+                "--cluster-name",
+                &name,
+                "--sip",
+                "off",
+            ])
+            .await
+            .unwrap()
+        }
+    };
+    // One after the other: the first creates the database.
+    let a = start("a").await;
+    let b = start("b").await;
+    (a, b, dir)
+}
+
+fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    t.subsec_nanos() ^ (t.as_secs() as u32).rotate_left(7)
+}
+
+/// The same user on `relay` (signed up on another relay of the cluster).
+fn on(relay: &Relay, email: &str) -> Client {
+    relay.client(email, &format!("pw-{email}"))
+}
+
+/// A new call of `owner`; its path.
+async fn call(owner: &Client) -> String {
+    let res = owner
+        .request("POST", "/call", Some(json!({"subject": "cluster"})))
+        .await
+        .unwrap();
+    assert_eq!(res.status, 201, "{}", res.body);
+    res.body["url"].as_str().unwrap().to_owned()
+}
+
+/// `who` (logged in as `login`) joins `call`; returns the participant's path.
+async fn join(who: &Client, call: &str, login: &str) -> String {
+    let res = who
+        .request("POST", call, Some(json!({"url": login, "session": "v=0"})))
+        .await
+        .unwrap();
+    assert_eq!(res.status, 201, "{}", res.body);
+    res.body["url"].as_str().unwrap().to_owned()
+}
+
+async fn quiet(stream: &mut EventStream) {
+    let more = stream.next_within(QUIET).await.unwrap();
+    assert!(more.is_none(), "a second event: {more:?}");
+}
+
+#[tokio::test]
+async fn a_watcher_on_one_relay_sees_a_call_change_made_on_the_other_once() {
+    let (a, b, _db) = pair("watch").await;
+    let host_a = a.user("host@example.net").await.unwrap();
+    let host_b = on(&b, "host@example.net");
+    let login = host_b.login(json!({})).await.unwrap();
+    let url = call(&host_b).await;
+    let mut watch = host_a.sse(&url, None).await.unwrap();
+    let state = watch.next().await.unwrap();
+    assert_eq!(state.kind, EventKind::State);
+    assert_eq!(state.data["subject"], "cluster");
+
+    join(&host_b, &url, &format!("/login/host@example.net/{login}")).await;
+    let added = watch.next().await.unwrap();
+    assert_eq!(added.kind, EventKind::Added);
+    assert_eq!(added.data["user"], "host@example.net");
+    assert!(added.id > state.id, "{} after {}", added.id, state.id);
+    quiet(&mut watch).await;
+}
+
+#[tokio::test]
+async fn a_send_on_one_relay_reaches_a_websocket_on_the_other_once() {
+    let (a, b, _db) = pair("send").await;
+    let bob = a.user("bob@example.net").await.unwrap();
+    b.user("alice@example.net").await.unwrap();
+    let alice = on(&b, "alice@example.net");
+    let contact = bob.login(json!({})).await.unwrap();
+    let inbox = format!("/login/bob@example.net/{contact}");
+    let mut ws = bob.ws().await.unwrap();
+    ws.send(json!({"op": "subscribe", "path": inbox}))
+        .await
+        .unwrap();
+    assert_eq!(ws.next_event().await.unwrap().kind, EventKind::State);
+
+    let receipt = alice
+        .request(
+            "SEND",
+            "/login/bob@example.net",
+            Some(json!({"command": "im", "text": "across"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(receipt.status, 200, "{}", receipt.body);
+    let msg = ws.next_event().await.unwrap();
+    assert_eq!(
+        (msg.resource.as_str(), msg.kind),
+        (inbox.as_str(), EventKind::Message)
+    );
+    assert_eq!(msg.data["from"], "alice@example.net");
+    assert_eq!(msg.data["body"]["text"], "across");
+    assert_eq!(msg.data["id"], receipt.body["id"]);
+    let again = tokio::time::timeout(QUIET, ws.next()).await;
+    assert!(again.is_err(), "a second frame: {again:?}");
+
+    // Claimed once for the cluster: a stream opened later on the sending relay gets nothing
+    // of it again.
+    let mut later = on(&b, "bob@example.net").sse(&inbox, None).await.unwrap();
+    assert_eq!(later.next().await.unwrap().kind, EventKind::State);
+    quiet(&mut later).await;
+}
+
+#[tokio::test]
+async fn a_stream_resumes_on_the_other_relay_without_loss_or_duplicates() {
+    let (a, b, _db) = pair("resume").await;
+    let host_a = a.user("host@example.net").await.unwrap();
+    let host_b = on(&b, "host@example.net");
+    a.user("guest@example.net").await.unwrap();
+    let guest_a = on(&a, "guest@example.net");
+    let host_login = host_b.login(json!({})).await.unwrap();
+    let guest_login = guest_a.login(json!({})).await.unwrap();
+    let url = call(&host_a).await;
+    let mut on_a = host_a.sse(&url, None).await.unwrap();
+    assert_eq!(on_a.next().await.unwrap().kind, EventKind::State);
+    // The guest watches on B: a change on A is made on B only after B has it (changes of one
+    // resource racing on two relays within NATS's latency are not ordered: README).
+    let mut guest_on_b = on(&b, "guest@example.net").sse(&url, None).await.unwrap();
+    assert_eq!(guest_on_b.next().await.unwrap().kind, EventKind::State);
+
+    // A change on B, seen on A.
+    let host_p = join(
+        &host_b,
+        &url,
+        &format!("/login/host@example.net/{host_login}"),
+    )
+    .await;
+    let first = on_a.next().await.unwrap();
+    assert_eq!(
+        (first.kind, first.data["user"].as_str()),
+        (EventKind::Added, Some("host@example.net"))
+    );
+    drop(on_a);
+
+    // While the stream is away: a change on A, then one on B.
+    let guest_p = join(
+        &guest_a,
+        &url,
+        &format!("/login/guest@example.net/{guest_login}"),
+    )
+    .await;
+    assert_eq!(guest_on_b.next().await.unwrap().kind, EventKind::Added);
+    assert_eq!(guest_on_b.next().await.unwrap().kind, EventKind::Added);
+    let res = host_b
+        .request("PUT", &host_p, Some(json!({"session": "v=0 again"})))
+        .await
+        .unwrap();
+    assert_eq!(res.status, 200, "{}", res.body);
+
+    // It comes back on B with the last id it saw: exactly what it missed, in order.
+    let mut on_b = host_b.sse(&url, Some(first.id)).await.unwrap();
+    let missed = [on_b.next().await.unwrap(), on_b.next().await.unwrap()];
+    assert_eq!(
+        (missed[0].kind, missed[0].data["url"].as_str()),
+        (EventKind::Added, Some(guest_p.as_str())),
+        "{missed:?}"
+    );
+    assert_eq!(
+        (missed[1].kind, missed[1].data["session"].as_str()),
+        (EventKind::Updated, Some("v=0 again")),
+        "{missed:?}"
+    );
+    assert!(first.id < missed[0].id && missed[0].id < missed[1].id);
+    quiet(&mut on_b).await;
+}
+
+#[tokio::test]
+async fn a_webhook_fires_once_for_two_relays() {
+    let (a, b, _db) = pair("hook").await;
+    let mut receiver = Receiver::start().await.unwrap();
+    let host_a = a.user("host@example.net").await.unwrap();
+    let host_b = on(&b, "host@example.net");
+    let login = host_a.login(json!({})).await.unwrap();
+    let url = call(&host_a).await;
+    let res = host_b
+        .request(
+            "POST",
+            "/webhook",
+            Some(json!({"url": receiver.url, "resource": url})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status, 201, "{}", res.body);
+    // Run by whichever relay leads: its first delivery is the state.
+    let first = receiver.next_accepted().await.unwrap();
+    assert_eq!(first.event.kind, EventKind::State);
+
+    // Changes made on either relay are delivered once each.
+    join(&host_a, &url, &format!("/login/host@example.net/{login}")).await;
+    let added = receiver.next_accepted().await.unwrap();
+    assert_eq!(added.event.kind, EventKind::Added);
+    host_b.request("DELETE", &url, None).await.unwrap();
+    let gone = receiver.next_accepted().await.unwrap();
+    assert_eq!(gone.event.kind, EventKind::Gone);
+    let more = receiver.next_within(Duration::from_secs(3)).await;
+    assert!(
+        more.is_none(),
+        "delivered again: {:?}",
+        more.map(|d| d.event)
+    );
+
+    // One relay leads, and it made every POST: the other ran no webhook.
+    let (ma, mb) = (
+        Scrape::get(&a.url("/metrics")).await.unwrap(),
+        Scrape::get(&b.url("/metrics")).await.unwrap(),
+    );
+    let leader = |m: &Scrape| m.sum("restsip_cluster_leader", &[]);
+    let posts = |m: &Scrape| m.sum("restsip_webhook_deliveries_total", &[]);
+    assert_eq!(leader(&ma) + leader(&mb), 1.0, "one leader");
+    let (lead, other) = if leader(&ma) == 1.0 {
+        (ma, mb)
+    } else {
+        (mb, ma)
+    };
+    assert_eq!((posts(&lead), posts(&other)), (3.0, 0.0));
+}
