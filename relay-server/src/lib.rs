@@ -305,7 +305,7 @@ fn sip_app(
             );
             let proxy =
                 sipapp::proxy::Proxy::new(state.store.clone(), weak.clone(), upstream.clone());
-            let mut core = sip_core(state, config, upstream.clone())
+            let mut core = sip_core(state, config, upstream.clone(), weak.listen())
                 .with_services(soap)
                 .with_presence(presence)
                 .with_invites(invites.clone())
@@ -492,6 +492,7 @@ fn sip_core(
     state: &AppState,
     config: &config::SipConfig,
     upstream: Option<Arc<sipapp::upstream::UpstreamSender>>,
+    listen: restsip_sip::outgoing::Listening,
 ) -> sipapp::core::Core {
     let digest = config.auth.then(|| {
         Arc::new(restsip_sip::digest::DigestAuth::new(
@@ -514,7 +515,8 @@ fn sip_core(
         state.location.clone(),
         credentials,
         state.limits.clone(),
-    );
+    )
+    .owned_at(listen);
     sipapp::core::Core::new(registrar)
         .with_inbox(state.inbox.clone())
         .with_senders(senders)

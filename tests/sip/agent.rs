@@ -158,7 +158,7 @@ impl Agent {
     }
 
     /// Answers a request from the relay with 200.
-    async fn ok(&self, req: &str) {
+    pub(crate) async fn ok(&self, req: &str) {
         let mut head = "SIP/2.0 200 OK\r\n".to_owned();
         for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
             for line in header_lines(req, name) {

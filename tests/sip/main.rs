@@ -23,6 +23,7 @@ mod phones;
 mod presence;
 mod proxy;
 mod registration;
+mod relays;
 mod service;
 mod sipp;
 mod sockets;

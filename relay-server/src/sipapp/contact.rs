@@ -1,8 +1,11 @@
 //! Where a registered SIP contact is reached: the binding's stored source and transport, and
-//! the Path it registered with.
+//! the Path it registered with; or, for a binding whose flow another relay holds (several
+//! relays over one store), that relay, named by a Route (RFC 3327 style).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 
+use restsip_sip::headers::NameAddr;
+use restsip_sip::outgoing::{self, Listening};
 use restsip_sip::transport::{Peer, Transport};
 use restsip_sip::uri::Uri;
 use serde_json::Value;
@@ -78,6 +81,105 @@ pub fn contact_routes(contact: &ContactRecord) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The binding field naming the relay that holds the phone's flow.
+const OWNER: &str = "owner";
+
+/// A `sips:` contact whose flow another relay holds: relays pass requests to each other over
+/// UDP or TCP, so it would not be reached over TLS on every hop (RFC 5630).
+pub const SIPS_ACROSS_RELAYS: &str = "Temporarily Unavailable (a sips: contact is reached over TLS only, and another relay holds its connection)";
+
+/// The Route entry naming this relay (listening on `listen`) as the holder of the flow of a
+/// phone that registered from `from` (kept in the binding under `owner`, like a Path entry of
+/// RFC 3327 with the `ob` flow mark of RFC 5626): the address the REGISTER reached, over UDP
+/// for a phone on UDP, else over TCP (relays speak TCP to each other for TCP and TLS phones).
+pub fn owner_route(listen: Listening, from: Peer) -> String {
+    let (transport, param) = match from.transport {
+        Transport::Udp => (Transport::Udp, ""),
+        Transport::Tcp | Transport::Tls => (Transport::Tcp, ";transport=tcp"),
+    };
+    let local = outgoing::local_addr(
+        listen,
+        Peer {
+            transport,
+            addr: from.addr,
+        },
+    );
+    format!("<sip:{}{param};lr;ob>", outgoing::host_port(local))
+}
+
+/// Whether `at` is this relay's own SIP address (it listens on `listen`, UDP and TCP or TLS):
+/// the same port, and the same IP address or, listening on every interface, one of the
+/// machine's.
+pub fn is_here(at: SocketAddr, listen: Listening) -> bool {
+    [Some(listen.addr), listen.tls]
+        .into_iter()
+        .flatten()
+        .any(|l| {
+            at.port() == l.port()
+                && (at.ip() == l.ip()
+                    || (l.ip().is_unspecified() && UdpSocket::bind((at.ip(), 0)).is_ok()))
+        })
+}
+
+/// The relay holding `contact`'s flow when it is another one than this (listening on
+/// `listen`): the Route naming it and where it listens.
+fn elsewhere(contact: &ContactRecord, listen: Listening) -> Option<(String, Peer)> {
+    let owner = contact.sip.as_ref()?.get(OWNER)?.as_str()?;
+    let uri = NameAddr::parse(owner).ok()?.uri;
+    let sip = uri.sip()?;
+    let host = sip.host.trim_start_matches('[').trim_end_matches(']');
+    let transport = Transport::of_uri(sip);
+    let addr = SocketAddr::new(
+        host.parse::<IpAddr>().ok()?,
+        sip.port.unwrap_or(transport.default_port()),
+    );
+    if is_here(addr, listen) {
+        return None;
+    }
+    Some((owner.to_owned(), Peer { transport, addr }))
+}
+
+/// How a request reaches a registered contact.
+#[derive(Debug, Clone)]
+pub struct Hop {
+    /// The Request-URI: the Contact.
+    pub uri: Uri,
+    /// Where the request is sent.
+    pub peer: Peer,
+    /// The Route set to put in it.
+    pub routes: Vec<String>,
+}
+
+/// How a request from this relay (listening on `listen`) reaches `contact`: over the flow
+/// when this relay holds it (see [`contact_peer`], with its checks and reasons; `open` tells
+/// its open connections), else to the relay that does, with a Route naming it before the
+/// contact's Path; that relay passes it on over the flow (`Proxy::route`, which checks the
+/// binding with [`contact_peer`] again). A `sips:` contact another relay holds is refused
+/// (`SIPS_ACROSS_RELAYS`). Err holds the reason phrase of the 480.
+pub fn contact_hop(
+    contact: &ContactRecord,
+    listen: Listening,
+    open: impl Fn(Peer) -> bool,
+) -> Result<Hop, &'static str> {
+    if let Some((owner, peer)) = elsewhere(contact, listen) {
+        let uri =
+            Uri::parse(contact.contact.as_deref().ok_or(NO_ADDRESS)?).map_err(|_| NO_ADDRESS)?;
+        if uri.sip().ok_or(NO_ADDRESS)?.secure {
+            return Err(SIPS_ACROSS_RELAYS);
+        }
+        let routes = std::iter::once(owner)
+            .chain(contact_routes(contact))
+            .collect();
+        return Ok(Hop { uri, peer, routes });
+    }
+    let (uri, peer) = contact_peer(contact, open)?;
+    Ok(Hop {
+        uri,
+        peer,
+        routes: contact_routes(contact),
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -141,5 +243,78 @@ mod tests {
             contact_peer(&binding("not a uri", "UDP", "192.0.2.7:1"), |_| true).unwrap_err(),
             NO_ADDRESS
         );
+    }
+
+    fn bound(route: Value) -> ContactRecord {
+        ContactRecord {
+            email: "bob@example.net".into(),
+            id: 1,
+            contact: Some("sip:bob@10.0.0.5:5062".into()),
+            expires_at: i64::MAX,
+            presence: None,
+            source: ContactSource::Sip,
+            sip: Some(route),
+        }
+    }
+
+    #[test]
+    fn a_binding_another_relay_holds_goes_there_with_a_route() {
+        let a = Listening::plain(([10, 0, 0, 1], 5070).into());
+        let b = Listening::plain(([10, 0, 0, 2], 5070).into());
+        let phone = Peer {
+            transport: Transport::Tcp,
+            addr: ([10, 0, 0, 5], 40000).into(),
+        };
+        let owner = owner_route(a, phone);
+        assert_eq!(owner, "<sip:10.0.0.1:5070;transport=tcp;lr;ob>");
+        let record = bound(json!({
+            "transport": "TCP", "source": "10.0.0.5:40000", "path": ["<sip:10.0.0.7;lr>"],
+            "owner": owner,
+        }));
+        let hop = contact_hop(&record, b, |_| true).unwrap();
+        assert_eq!(hop.peer.addr, a.addr);
+        assert_eq!(hop.peer.transport, Transport::Tcp);
+        assert_eq!(
+            hop.routes,
+            vec![owner.clone(), "<sip:10.0.0.7;lr>".to_owned()]
+        );
+        assert_eq!(hop.uri.to_string(), "sip:bob@10.0.0.5:5062");
+        // At A itself: over the flow, no Route to itself.
+        let here = contact_hop(&record, a, |_| true).unwrap();
+        assert_eq!(here.peer, phone);
+        assert_eq!(here.routes, vec!["<sip:10.0.0.7;lr>".to_owned()]);
+        // At A, the local checks hold and their reasons come back: a closed flow whose
+        // Contact names another host than the one it registered from is refused.
+        let far = bound(json!({"transport": "TCP", "source": "10.0.0.9:40000", "owner": owner}));
+        assert_eq!(contact_hop(&far, a, |_| false).unwrap_err(), ELSEWHERE);
+        // A sips: contact over TLS: reached at A; from B it would cross relays over TCP.
+        let mut tls =
+            bound(json!({"transport": "TLS", "source": "10.0.0.5:40000", "owner": owner}));
+        tls.contact = Some("sips:bob@10.0.0.5:5061".into());
+        assert_eq!(
+            contact_hop(&tls, a, |_| true).unwrap().peer.transport,
+            Transport::Tls
+        );
+        assert_eq!(
+            contact_hop(&tls, b, |_| true).unwrap_err(),
+            SIPS_ACROSS_RELAYS
+        );
+        // A binding stored before owners were kept: as before.
+        let old = bound(json!({"transport": "UDP", "source": "10.0.0.5:5062"}));
+        assert!(contact_hop(&old, b, |_| true).unwrap().routes.is_empty());
+    }
+
+    #[test]
+    fn own_addresses_are_recognised() {
+        let any = Listening::plain(([0, 0, 0, 0], 5060).into());
+        assert!(is_here(([127, 0, 0, 1], 5060).into(), any));
+        assert!(!is_here(([127, 0, 0, 1], 5061).into(), any));
+        assert!(!is_here(([192, 0, 2, 77], 5060).into(), any));
+        let one = Listening {
+            addr: ([127, 0, 0, 1], 5060).into(),
+            tls: Some(([127, 0, 0, 1], 5061).into()),
+        };
+        assert!(is_here(([127, 0, 0, 1], 5061).into(), one));
+        assert!(!is_here(([127, 0, 0, 2], 5060).into(), one));
     }
 }

@@ -80,6 +80,9 @@ pub struct Registrar {
     credentials: Checker,
     /// Expiry limits, shared with REST logins.
     limits: Arc<Limits>,
+    /// Where the SIP listeners are bound: each binding names this relay as the holder of its
+    /// flow, for the other relays sharing the store (none: not named).
+    listen: Option<restsip_sip::outgoing::Listening>,
 }
 
 fn internal(e: impl std::fmt::Display) -> Reply {
@@ -94,7 +97,16 @@ impl Registrar {
             location,
             credentials,
             limits,
+            listen: None,
         }
+    }
+
+    /// Names this relay, whose SIP listeners are bound to `listen`, in each binding it stores
+    /// as the holder of the phone's flow (`owner`): other relays sharing the store route
+    /// requests for the phone through it.
+    pub fn owned_at(mut self, listen: restsip_sip::outgoing::Listening) -> Self {
+        self.listen = Some(listen);
+        self
     }
 
     /// The credentials check.
@@ -192,6 +204,9 @@ impl Registrar {
                     "source": from.addr.to_string(),
                     "path": req.headers_named("Path").collect::<Vec<_>>(),
                 });
+                if let Some(listen) = self.listen {
+                    route["owner"] = json!(super::contact::owner_route(listen, from));
+                }
                 let mut changes = Vec::with_capacity(list.len());
                 for contact in list {
                     let requested = match contact.param("expires") {

@@ -76,12 +76,12 @@ pub fn message_request(
     body: &Value,
     open: impl Fn(Peer) -> bool,
 ) -> Result<(SipMessage, Peer), SipStatus> {
-    let (uri, peer) =
-        super::contact::contact_peer(contact, open).map_err(|why| failed(480, why))?;
+    let super::contact::Hop { uri, peer, routes } =
+        super::contact::contact_hop(contact, listen, open).map_err(|why| failed(480, why))?;
     let (content_type, text) = payload(body)?;
     let local = outgoing::local_addr(listen, peer);
     let mut req = outgoing::request(Method::MESSAGE, uri, local, peer.transport);
-    for route in super::contact::contact_routes(contact) {
+    for route in routes {
         req.push("Route", route);
     }
     req.push(

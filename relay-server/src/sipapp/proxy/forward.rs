@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use bytes::Bytes;
 
 use super::{pop_route, top_route, Proxy, BRANCH_PREFIX, MAX_PENDING, ROUTE_MARK};
-use crate::sipapp::contact::{contact_peer, contact_routes};
+use crate::sipapp::contact::contact_hop;
 use crate::store::ContactRecord;
 use crate::sync::lock;
 use restsip_sip::endpoint::{Endpoint, Responder};
@@ -74,15 +74,14 @@ impl Proxy {
         let mut hops = Vec::new();
         for contact in &targets {
             let open = |p: Peer| endpoint.is_open(p);
-            let Ok((uri, peer)) = contact_peer(contact, open) else {
+            let Ok(hop) = contact_hop(contact, listen, open) else {
                 continue;
             };
             // A sips: request goes over TLS on every hop (RFC 5630), never downgraded.
-            if secure && peer.transport != restsip_sip::transport::Transport::Tls {
+            if secure && hop.peer.transport != restsip_sip::transport::Transport::Tls {
                 continue;
             }
-            let routes = contact_routes(contact);
-            hops.push((uri, peer, routes));
+            hops.push((hop.uri, hop.peer, hop.routes));
         }
         if hops.is_empty() {
             responder.reply(Reply::new(
@@ -144,7 +143,15 @@ impl Proxy {
         let invite = responder.request().method() == Some(&Method::INVITE);
         let mut req = responder.request().clone();
         self.pop_own_routes(&mut req);
-        let Some(peer) = next_hop(&req, &endpoint) else {
+        let flow = match self.flow_of(&req, &endpoint).await {
+            Some(Ok(peer)) => Some(peer),
+            Some(Err(why)) => {
+                responder.reply(Reply::new(480, why));
+                return;
+            }
+            None => None,
+        };
+        let Some(peer) = flow.or_else(|| next_hop(&req, &endpoint)) else {
             responder.reply(Reply::new(
                 404,
                 "Not Found (the next hop is not an IP address)",

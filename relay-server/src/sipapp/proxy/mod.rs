@@ -126,8 +126,8 @@ impl Proxy {
         let listen = self.inner.endpoint.listen();
         let host = sip.host.trim_start_matches('[').trim_end_matches(']');
         let port = sip.port.unwrap_or(5060);
-        host.parse::<IpAddr>().ok() == Some(listen.addr.ip())
-            && (port == listen.addr.port() || listen.tls.is_some_and(|t| t.port() == port))
+        host.parse::<IpAddr>()
+            .is_ok_and(|ip| super::contact::is_here(SocketAddr::new(ip, port), listen))
     }
 }
 

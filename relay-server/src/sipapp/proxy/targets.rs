@@ -7,7 +7,9 @@ use restsip_protocol::ContactSource;
 
 use super::{top_route, Proxy, ToUpstream};
 use crate::clock::now_ms;
+use crate::sipapp::contact::contact_peer;
 use crate::store::ContactRecord;
+use restsip_sip::endpoint::Endpoint;
 use restsip_sip::message::{SipMessage, StartLine};
 use restsip_sip::transport::Peer;
 use restsip_sip::uri::Uri;
@@ -74,6 +76,42 @@ impl Proxy {
                 Vec::new()
             }
         }
+    }
+
+    /// The flow of the phone a routed request (its Route naming the relay spent) is for: when
+    /// no Route is left and its Request-URI is the Contact of a binding of its To user (as
+    /// another relay sharing the store sends them, `contact::contact_hop`), the transport and
+    /// source that binding registered from (RFC 5626 style: over TCP, its connection while
+    /// open), or the reason (`contact_peer`'s checks) it is not reached. None otherwise: the
+    /// request goes to its Request-URI, never back to a relay.
+    pub async fn flow_of(
+        &self,
+        req: &SipMessage,
+        endpoint: &Endpoint,
+    ) -> Option<Result<Peer, &'static str>> {
+        if top_route(req).is_some() {
+            return None;
+        }
+        let StartLine::Request { uri, .. } = &req.start else {
+            return None;
+        };
+        let email = req.to().ok()?.uri.sip()?.address()?;
+        let contacts = match self.inner.store.contacts(&email, now_ms()).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "contact lookup failed");
+                return None;
+            }
+        };
+        let target = uri.to_string();
+        let binding = contacts.iter().find(|c| {
+            c.source == ContactSource::Sip
+                && c.contact
+                    .as_deref()
+                    .and_then(|s| Uri::parse(s).ok())
+                    .is_some_and(|u| u.to_string() == target)
+        })?;
+        Some(contact_peer(binding, |p| endpoint.is_open(p)).map(|(_, peer)| peer))
     }
 
     /// Whether the request's top Route names the relay and the request goes on from here

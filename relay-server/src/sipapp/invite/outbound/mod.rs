@@ -187,20 +187,20 @@ impl Outgoing {
     /// status is the phone's first response (a 1xx counts as delivered).
     pub async fn invite(&self, sender: &str, contact: &ContactRecord, body: &Value) -> SipStatus {
         let weak = &self.inner.endpoint;
-        let _ = &weak.listen();
+        let listen = weak.listen();
         let Some(endpoint) = weak.upgrade() else {
             return failed(503, "Service Unavailable (SIP is stopping)");
         };
         let open = |p: Peer| endpoint.is_open(p);
-        let (uri, peer) = match crate::sipapp::contact::contact_peer(contact, open) {
-            Ok(found) => found,
+        let hop = match crate::sipapp::contact::contact_hop(contact, listen, open) {
+            Ok(hop) => hop,
             Err(why) => return failed(480, why),
         };
         drop(endpoint);
         let target = Target {
-            uri,
-            peer,
-            routes: crate::sipapp::contact::contact_routes(contact),
+            uri: hop.uri,
+            peer: hop.peer,
+            routes: hop.routes,
             callee: contact.email.clone(),
             credentials: None,
         };
