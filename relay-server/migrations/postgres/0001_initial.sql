@@ -121,11 +121,3 @@ CREATE TABLE revoked_tokens (
     id      TEXT PRIMARY KEY,
     expires BIGINT NOT NULL
 );
-
--- Event ids handed out to relays in blocks (Store::reserve_event_ids): one row whose counter
--- only grows, so no two relays sharing this database number two events alike.
-CREATE TABLE event_ids (
-    one  BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
-    last BIGINT NOT NULL
-);
-INSERT INTO event_ids (last) VALUES (0);

@@ -380,13 +380,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<(i64, DeliveryStatus)>>;
     /// The largest SEND sequence number ever stored, 0 if none.
     async fn max_send_seq(&self) -> StoreResult<i64>;
-    /// Takes `count` event ids above `floor` that no other relay sharing this store takes
-    /// (ids only grow), returning the first; None where the store serves one relay only and
-    /// its bus numbers events alone (SQLite).
-    async fn reserve_event_ids(&self, floor: i64, count: i64) -> StoreResult<Option<i64>> {
-        let _ = (floor, count);
-        Ok(None)
-    }
 
     /// A random secret created on first use and kept, for signing tokens.
     async fn secret(&self) -> StoreResult<Vec<u8>>;

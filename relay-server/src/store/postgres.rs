@@ -483,17 +483,6 @@ impl Store for PostgresStore {
         Ok(max.unwrap_or(0))
     }
 
-    async fn reserve_event_ids(&self, floor: i64, count: i64) -> StoreResult<Option<i64>> {
-        let first: i64 = sqlx::query_scalar(
-            "UPDATE event_ids SET last = GREATEST(last, $1) + $2 RETURNING last - $2 + 1",
-        )
-        .bind(floor)
-        .bind(count.max(1))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Some(first))
-    }
-
     async fn secret(&self) -> StoreResult<Vec<u8>> {
         let fresh: [u8; 32] = rand::random();
         // The first relay's secret wins; every relay signs with it.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::test_db::TestDatabase;
 use super::tests::{contact, user};
-use super::{MailCaps, MailRecord, PostgresStore, SqliteStore, Store};
+use super::{MailCaps, MailRecord, PostgresStore, Store};
 
 /// Two stores on one fresh database, as two relays would open it.
 async fn two_relays(db: &TestDatabase) -> (Arc<dyn Store>, Arc<dyn Store>) {
@@ -59,19 +59,6 @@ async fn relays_sharing_a_database_hand_out_distinct_ids_and_keep_caps_together(
         .count();
     assert_eq!(stored, 5);
     assert_eq!(a.mail("o@x").await.expect("mail").len(), 5);
-    // Event ids: blocks taken by both relays never overlap and only grow.
-    let first = a
-        .reserve_event_ids(1_000, 10)
-        .await
-        .expect("a")
-        .expect("ids");
-    let second = b.reserve_event_ids(0, 10).await.expect("b").expect("ids");
-    let third = a
-        .reserve_event_ids(5_000, 1)
-        .await
-        .expect("a")
-        .expect("ids");
-    assert_eq!((first, second, third), (1_001, 1_011, 5_001));
     // The token secret is one for all.
     assert_eq!(
         a.secret().await.expect("secret"),
@@ -79,12 +66,6 @@ async fn relays_sharing_a_database_hand_out_distinct_ids_and_keep_caps_together(
     );
     drop((a, b));
     db.drop().await;
-}
-
-#[tokio::test]
-async fn sqlite_hands_out_no_event_ids() {
-    let s = SqliteStore::open("sqlite::memory:").await.expect("store");
-    assert_eq!(s.reserve_event_ids(10, 10).await.expect("ids"), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
