@@ -5,57 +5,24 @@
 
 use std::time::Duration;
 
+use restsip_e2e::cluster::{on, Cluster};
 use restsip_e2e::metrics::Scrape;
 use restsip_e2e::receiver::Receiver;
 use restsip_e2e::{Client, EventStream, Relay};
 use restsip_protocol::EventKind;
 use serde_json::json;
 
-/// The NATS server of the tests (and CI).
-const NATS: &str = "nats://127.0.0.1:4222";
 /// How long "nothing more arrives" is watched for.
 const QUIET: Duration = Duration::from_millis(1500);
 
-/// Two relays of a new cluster sharing one database; the directory holds it.
-async fn pair(test: &str) -> (Relay, Relay, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}", dir.path().join("shared.db").display());
-    let name = format!("{test}-{}-{:08x}", std::process::id(), rand_u32());
-    let start = |node: &'static str| {
-        let (db, name) = (db.clone(), name.clone());
-        async move {
-            Relay::start(&[
-                "--database",
-                &db,
-                "--cluster",
-                NATS,
-                "--node",
-                node,
-                "--cluster-name",
-                &name,
-                "--sip",
-                "off",
-            ])
-            .await
-            .unwrap()
-        }
-    };
-    // One after the other: the first creates the database.
-    let a = start("a").await;
-    let b = start("b").await;
-    (a, b, dir)
-}
-
-fn rand_u32() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    t.subsec_nanos() ^ (t.as_secs() as u32).rotate_left(7)
-}
-
-/// The same user on `relay` (signed up on another relay of the cluster).
-fn on(relay: &Relay, email: &str) -> Client {
-    relay.client(email, &format!("pw-{email}"))
+/// Two relays (nodes `a` and `b`, no SIP) of a new cluster sharing one database.
+async fn pair(test: &str) -> (Relay, Relay, Cluster) {
+    let mut cluster = Cluster::start(test, &["a", "b"], &["--sip", "off"])
+        .await
+        .unwrap();
+    let b = cluster.relays.pop().unwrap();
+    let a = cluster.relays.pop().unwrap();
+    (a, b, cluster)
 }
 
 /// A new call of `owner`; its path.
@@ -256,4 +223,131 @@ async fn a_webhook_fires_once_for_two_relays() {
         (mb, ma)
     };
     assert_eq!((posts(&lead), posts(&other)), (3.0, 0.0));
+}
+
+/// Behind a load balancer without sticky sessions: every request of a user's session lands on
+/// another of three relays, as a round-robin balancer sends them, and the session goes on as
+/// on one relay.
+#[tokio::test]
+async fn three_relays_serve_a_session_whose_every_request_lands_on_another() {
+    let cluster = Cluster::start("balanced", &["a", "b", "c"], &["--sip", "off"])
+        .await
+        .unwrap();
+    let relays = &cluster.relays;
+    // The balancer: request n goes to relay n mod 3.
+    let next = std::cell::Cell::new(0usize);
+    let as_user = |email: &str| {
+        let n = next.get();
+        next.set(n + 1);
+        on(&relays[n % relays.len()], email)
+    };
+    let anyone = relays[0].anonymous();
+    for email in ["kundan@example.net", "alok@example.net"] {
+        let res = anyone
+            .request(
+                "POST",
+                "/user",
+                Some(json!({"email": email, "password": format!("pw-{email}")})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status, 201, "{}", res.body);
+    }
+
+    // Alok logs in on one relay and streams what is sent to him from another (one long
+    // connection: the balancer keeps it where it landed).
+    let alok_login = as_user("alok@example.net").login(json!({})).await.unwrap();
+    let inbox = format!("/login/alok@example.net/{alok_login}");
+    let mut alok = as_user("alok@example.net").sse(&inbox, None).await.unwrap();
+    assert_eq!(alok.next().await.unwrap().kind, EventKind::State);
+
+    // Kundan: log in, see Alok online, make a call and join it, invite Alok — each on the
+    // next relay.
+    let kundan_login = as_user("kundan@example.net")
+        .login(json!({}))
+        .await
+        .unwrap();
+    let online = as_user("kundan@example.net")
+        .get("/login/alok@example.net")
+        .await
+        .unwrap();
+    assert_eq!(online.status, 200, "{}", online.body);
+    assert!(online.body.to_string().contains(&inbox), "{}", online.body);
+    let url = call(&as_user("kundan@example.net")).await;
+    join(
+        &as_user("kundan@example.net"),
+        &url,
+        &format!("/login/kundan@example.net/{kundan_login}"),
+    )
+    .await;
+    let invite = as_user("kundan@example.net")
+        .request(
+            "SEND",
+            "/login/alok@example.net",
+            Some(json!({"command": "invite", "url": url, "id": 567})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(invite.status, 200, "{}", invite.body);
+    let got = alok.next().await.unwrap();
+    assert_eq!(got.kind, EventKind::Message, "{got:?}");
+    assert_eq!(got.data["from"], "kundan@example.net");
+    assert_eq!(got.data["body"]["url"], url.as_str());
+    quiet(&mut alok).await;
+
+    // Alok joins on yet another relay; Kundan sees both participants from the next one.
+    join(
+        &as_user("alok@example.net"),
+        &url,
+        &format!("/login/alok@example.net/{alok_login}"),
+    )
+    .await;
+    let state = as_user("kundan@example.net").get(&url).await.unwrap();
+    assert_eq!(state.status, 200, "{}", state.body);
+    let text = state.body.to_string();
+    assert!(
+        text.contains("kundan@example.net") && text.contains("alok@example.net"),
+        "{text}"
+    );
+
+    // A voice mail left on one relay is read and deleted on others.
+    let left = as_user("kundan@example.net")
+        .request(
+            "POST",
+            "/user/alok@example.net/message",
+            Some(json!({"url": "rtsp://mail.example.net/1"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(left.status, 201, "{}", left.body);
+    let mail = as_user("alok@example.net")
+        .get("/user/alok@example.net/message")
+        .await
+        .unwrap();
+    assert!(
+        mail.body.to_string().contains("rtsp://mail.example.net/1"),
+        "{}",
+        mail.body
+    );
+    let gone = as_user("alok@example.net")
+        .request(
+            "DELETE",
+            &format!("/user/alok@example.net/message/{}", left.body["id"]),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(gone.status == 200 || gone.status == 204, "{}", gone.body);
+
+    // Logging out on one relay is seen on another at once.
+    let out = as_user("alok@example.net")
+        .request("DELETE", &inbox, None)
+        .await
+        .unwrap();
+    assert!(out.status == 200 || out.status == 204, "{}", out.body);
+    let after = as_user("kundan@example.net")
+        .get("/login/alok@example.net")
+        .await
+        .unwrap();
+    assert!(!after.body.to_string().contains(&inbox), "{}", after.body);
 }

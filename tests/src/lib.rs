@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod baresip;
+pub mod cluster;
 pub mod metrics;
 pub mod receiver;
 pub mod rtpengine;
