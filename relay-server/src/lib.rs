@@ -13,6 +13,7 @@ pub mod egress;
 pub mod error;
 pub mod events;
 pub mod inbox;
+pub mod leadership;
 pub mod limits;
 pub mod location;
 pub mod mailbox;
@@ -165,7 +166,7 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
     state.set_origins(config.guards.origins.clone());
     if cluster.is_some() {
         // Webhooks run on the cluster's leader only, once it has taken the lease.
-        state.webhooks.lead(false).await?;
+        state.webhooks.lead(None).await?;
     }
     let media = match &config.media.rtpengine {
         Some(addr) => {
@@ -384,12 +385,11 @@ impl Relay {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         // Alone, this relay sweeps; in a cluster, only while it leads.
-        let (leader, leading) = watch::channel(true);
+        let leadership = self.state.webhooks.leadership();
         let mut cluster_tasks = Vec::new();
         if let Some((cluster, tasks)) = self.cluster {
-            leader.send_replace(false);
             cluster_tasks = tasks;
-            cluster_tasks.push(cluster.lead(self.state.webhooks.clone(), leader));
+            cluster_tasks.push(cluster.lead(self.state.webhooks.clone()));
         } else {
             // Stored webhooks resume: re-subscribed after their last stored event, outboxes
             // sent on.
@@ -398,7 +398,7 @@ impl Relay {
                 tracing::info!(webhooks = started, "webhooks resumed");
             }
         }
-        let expiry = tokio::spawn(expire_logins(self.state.clone(), leading));
+        let expiry = tokio::spawn(expire_logins(self.state.clone(), leadership));
         let mut registrations = None;
         let sip_tasks = match self.sip {
             Some(sip) => {
@@ -522,15 +522,16 @@ fn sip_core(
         .with_senders(senders)
 }
 
-/// Removes logins as they expire (announcing each) while `leading` (always, alone), and lets
+/// Removes logins as they expire (announcing each) while this relay leads (always, alone),
+/// and lets
 /// the bus forget idle resources.
-async fn expire_logins(state: AppState, leading: watch::Receiver<bool>) {
+async fn expire_logins(state: AppState, leadership: leadership::Leadership) {
     let mut tick = tokio::time::interval(EXPIRY_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sweep = tokio::time::Instant::now();
     loop {
         tick.tick().await;
-        if !*leading.borrow() {
+        if !leadership.holds() {
             // Another relay of the cluster sweeps; its announcements come through the bus.
         } else if let Err(e) = state.location().expire_due().await {
             tracing::warn!(error = %e, "expiring logins failed; retrying");

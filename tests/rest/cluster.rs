@@ -351,3 +351,83 @@ async fn three_relays_serve_a_session_whose_every_request_lands_on_another() {
         .unwrap();
     assert!(!after.body.to_string().contains(&inbox), "{}", after.body);
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to `relay`'s process.
+fn signal(relay: &Relay, signal: &str) {
+    let pid = relay.pid().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// A leader frozen past its lease (SIGSTOP: a VM paused, a machine swapping) wakes up to find
+/// another relay leading: the events made meanwhile are delivered once, by the new leader, and
+/// the old one neither queues nor POSTs them again.
+#[tokio::test]
+async fn a_leader_frozen_past_its_lease_wakes_up_without_delivering_again() {
+    let (a, b, _db) = pair("frozen").await;
+    let mut receiver = Receiver::start().await.unwrap();
+    let host_a = a.user("host@example.net").await.unwrap();
+    let host_b = on(&b, "host@example.net");
+    let login = host_a.login(json!({})).await.unwrap();
+    let url = call(&host_a).await;
+    let res = host_a
+        .request(
+            "POST",
+            "/webhook",
+            Some(json!({"url": receiver.url, "resource": url})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status, 201, "{}", res.body);
+    assert_eq!(
+        receiver.next_accepted().await.unwrap().event.kind,
+        EventKind::State
+    );
+    let leads = |r: &Relay| {
+        let url = r.url("/metrics");
+        async move {
+            Scrape::get(&url)
+                .await
+                .unwrap()
+                .sum("restsip_cluster_leader", &[])
+                == 1.0
+        }
+    };
+    let (leader, other, other_client) = if leads(&a).await {
+        (&a, &b, &host_b)
+    } else {
+        (&b, &a, &host_a)
+    };
+
+    // Frozen for longer than the lease (3 s): the other relay takes over and delivers what
+    // is made meanwhile.
+    signal(leader, "STOP");
+    join(
+        other_client,
+        &url,
+        &format!("/login/host@example.net/{login}"),
+    )
+    .await;
+    let added = receiver.next_accepted().await;
+    signal(leader, "CONT");
+    assert_eq!(added.unwrap().event.kind, EventKind::Added);
+    assert!(leads(other).await, "the other relay leads now");
+
+    // Woken up, the old leader has the event from NATS too: it must not go out again.
+    let res = other_client.request("DELETE", &url, None).await.unwrap();
+    assert!(res.status == 200 || res.status == 204, "{}", res.body);
+    assert_eq!(
+        receiver.next_accepted().await.unwrap().event.kind,
+        EventKind::Gone
+    );
+    let more = receiver.next_within(Duration::from_secs(4)).await;
+    assert!(
+        more.is_none(),
+        "delivered again: {:?}",
+        more.map(|d| d.event)
+    );
+    assert!(!leads(leader).await, "the woken relay does not lead");
+}

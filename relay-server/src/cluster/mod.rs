@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::bus::{Bus, BusEvent, IdSpace, Outbound, Topic};
 use crate::clock::now_ms;
@@ -29,6 +29,9 @@ const SLOT_TTL: Duration = Duration::from_secs(60);
 /// How long leadership lasts without renewal: how soon another relay takes over the
 /// webhooks and sweeps after the leader stops.
 const LEADER_TTL: Duration = Duration::from_secs(3);
+/// How much sooner than its lease a leader stops acting as one: room for the relays' clocks
+/// to disagree (the store's lease times are each relay's wall clock).
+const CLOCK_MARGIN: Duration = Duration::from_secs(1);
 /// How often leases are renewed (and the leader's webhooks matched to the store).
 const RENEW: Duration = Duration::from_secs(1);
 /// How long the NATS server has to answer at startup.
@@ -145,17 +148,15 @@ impl Cluster {
     }
 
     /// Renews this relay's leases every [`RENEW`]: its id slot, and leadership when free —
-    /// the leader runs the webhooks (`webhooks`) and tells `leader` (the expiry sweeps).
-    pub fn lead(
-        &self,
-        webhooks: Webhooks,
-        leader: watch::Sender<bool>,
-    ) -> tokio::task::JoinHandle<()> {
+    /// the leader runs the webhooks and the expiry sweeps (`webhooks`' [`crate::leadership::Leadership`], which
+    /// lapses on this relay's own clock when a renewal does not come in time).
+    pub fn lead(&self, webhooks: Webhooks) -> tokio::task::JoinHandle<()> {
         let (store, node) = (self.store.clone(), self.config.node.clone());
         let slot = format!("slot/{}", self.slot);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(RENEW);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut led = false;
             loop {
                 tick.tick().await;
                 let now = now_ms();
@@ -169,23 +170,28 @@ impl Cluster {
                     }
                     Err(e) => tracing::warn!(error = %e, "cluster: id slot not renewed; retrying"),
                 }
+                // Leadership is counted from the moment it was asked for: the store's lease
+                // runs from `now`, and another relay may take it once that has passed on its
+                // clock.
+                let asked = tokio::time::Instant::now();
                 let leading = store
-                    .take_lease(LEADER, &node, now, now + ms(LEADER_TTL))
+                    .take_lease(LEADER, &node, now_ms(), now_ms() + ms(LEADER_TTL))
                     .await
                     .unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "cluster: leadership not renewed; stepping down");
                         false
                     });
-                if leading != *leader.borrow() {
+                if leading != led {
                     tracing::info!(leading, "cluster: leadership changed");
+                    led = leading;
                 }
-                leader.send_replace(leading);
                 metrics::gauge!(crate::observe::CLUSTER_LEADER).set(if leading {
                     1.0
                 } else {
                     0.0
                 });
-                if let Err(e) = webhooks.lead(leading).await {
+                let until = leading.then(|| asked + LEADER_TTL.saturating_sub(CLOCK_MARGIN));
+                if let Err(e) = webhooks.lead(until).await {
                     tracing::warn!(error = %e, "cluster: webhooks not matched to the store; retrying");
                 }
             }

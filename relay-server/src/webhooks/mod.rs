@@ -11,7 +11,6 @@ mod deliver;
 mod runner;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use restsip_protocol::{CreateWebhook, Webhook, WebhookStatus};
@@ -22,6 +21,7 @@ use crate::clock::now_ms;
 use crate::egress::{self, Egress, Refused};
 use crate::error::{Error, Result};
 use crate::events::{self, Resources};
+use crate::leadership::Leadership;
 use crate::limits::Limits;
 use crate::store::{Store, StoreError, WebhookRecord};
 
@@ -55,8 +55,8 @@ struct Inner {
     /// Turns true when the relay shuts down.
     closing: watch::Receiver<bool>,
     /// Whether this relay runs the webhooks: always alone; in a cluster, only the leader, so
-    /// each event is delivered once for the whole cluster.
-    leading: AtomicBool,
+    /// each event is delivered once for the whole cluster (checked again before each POST).
+    leadership: Leadership,
 }
 
 impl Inner {
@@ -148,7 +148,7 @@ impl Webhooks {
                 egress,
                 running: Mutex::new(HashMap::new()),
                 closing,
-                leading: AtomicBool::new(true),
+                leadership: Leadership::always(),
             }),
         }
     }
@@ -197,7 +197,7 @@ impl Webhooks {
                 .await
             {
                 Ok(true) => {
-                    if self.inner.leading.load(Ordering::SeqCst) {
+                    if self.inner.leadership.holds() {
                         self.spawn(record.clone());
                     }
                     return Ok(record);
@@ -257,11 +257,20 @@ impl Webhooks {
         });
     }
 
-    /// Says whether this relay leads its cluster, then makes the running webhooks match: a
-    /// leader runs every stored webhook (those created or deleted on other relays too), any
-    /// other relay none. Called by the cluster on every lease renewal.
-    pub async fn lead(&self, leading: bool) -> Result<()> {
-        self.inner.leading.store(leading, Ordering::SeqCst);
+    /// This relay's leadership, which the cluster renews (and the expiry sweeps check too).
+    pub fn leadership(&self) -> Leadership {
+        self.inner.leadership.clone()
+    }
+
+    /// Says until when this relay leads its cluster (None: it does not), then makes the
+    /// running webhooks match: a leader runs every stored webhook (those created or deleted on
+    /// other relays too), any other relay none. Called by the cluster on every lease renewal.
+    pub async fn lead(&self, until: Option<tokio::time::Instant>) -> Result<()> {
+        match until {
+            Some(deadline) => self.inner.leadership.hold_until(deadline),
+            None => self.inner.leadership.lose(),
+        }
+        let leading = self.inner.leadership.holds();
         if !leading {
             for (_, (_, task)) in self.inner.running().drain() {
                 task.abort();

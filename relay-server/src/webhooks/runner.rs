@@ -24,6 +24,8 @@ use crate::sync::lock;
 
 /// Wait before trying again after the store failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
+/// How often a webhook whose relay's leadership lapsed looks again before it POSTs.
+const LEADERSHIP_RECHECK: Duration = Duration::from_millis(100);
 /// The first wait after a failed delivery; it doubles up to the configured longest.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -165,6 +167,12 @@ impl Runner {
                 self.queued.notified().await;
                 continue;
             };
+            if !self.inner.leadership.holds() {
+                // The lease ran out while this task waited or the relay was frozen: another
+                // relay may lead and send this event; wait for the renewal (or the abort).
+                tokio::time::sleep(LEADERSHIP_RECHECK).await;
+                continue;
+            }
             let outcome = match &self.inner.http {
                 Ok(http) => deliver::post(http, &self.inner.egress, &self.hook, &event).await,
                 Err(why) => Err(format!("no HTTP client: {why}")),
@@ -210,6 +218,12 @@ struct Outbox<'a> {
 
 impl Outbox<'_> {
     async fn queue(&self, event: Event, claim: Option<i64>) -> Result<Option<Flow>> {
+        // Only the leader stores events: a relay that lost its lease (frozen past it, say)
+        // waits here for the renewal, or for the cluster to stop this task, rather than queue
+        // again what the new leader queues.
+        while !self.runner.inner.leadership.holds() {
+            tokio::time::sleep(LEADERSHIP_RECHECK).await;
+        }
         let body = serde_json::to_string(&event).map_err(|e| Error::Internal(e.to_string()))?;
         let event_id = i64::try_from(event.id).unwrap_or(i64::MAX);
         let runner = self.runner;
