@@ -174,12 +174,21 @@ async fn a_stream_resumes_on_the_other_relay_without_loss_or_duplicates() {
     quiet(&mut on_b).await;
 }
 
-#[tokio::test]
-async fn a_webhook_fires_once_for_two_relays() {
-    let (a, b, _db) = pair("hook").await;
+/// A call of host's with a webhook on it, made on B, its first delivery (the state) received.
+struct Hooked {
+    receiver: Receiver,
+    host_a: Client,
+    host_b: Client,
+    /// Host's login id.
+    login: i64,
+    /// The call's path.
+    url: String,
+}
+
+async fn hooked_call(a: &Relay, b: &Relay) -> Hooked {
     let mut receiver = Receiver::start().await.unwrap();
     let host_a = a.user("host@example.net").await.unwrap();
-    let host_b = on(&b, "host@example.net");
+    let host_b = on(b, "host@example.net");
     let login = host_a.login(json!({})).await.unwrap();
     let url = call(&host_a).await;
     let res = host_b
@@ -194,6 +203,25 @@ async fn a_webhook_fires_once_for_two_relays() {
     // Run by whichever relay leads: its first delivery is the state.
     let first = receiver.next_accepted().await.unwrap();
     assert_eq!(first.event.kind, EventKind::State);
+    Hooked {
+        receiver,
+        host_a,
+        host_b,
+        login,
+        url,
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_fires_once_for_two_relays() {
+    let (a, b, _db) = pair("hook").await;
+    let Hooked {
+        mut receiver,
+        host_a,
+        host_b,
+        login,
+        url,
+    } = hooked_call(&a, &b).await;
 
     // Changes made on either relay are delivered once each.
     join(&host_a, &url, &format!("/login/host@example.net/{login}")).await;
@@ -368,24 +396,13 @@ fn signal(relay: &Relay, signal: &str) {
 #[tokio::test]
 async fn a_leader_frozen_past_its_lease_wakes_up_without_delivering_again() {
     let (a, b, _db) = pair("frozen").await;
-    let mut receiver = Receiver::start().await.unwrap();
-    let host_a = a.user("host@example.net").await.unwrap();
-    let host_b = on(&b, "host@example.net");
-    let login = host_a.login(json!({})).await.unwrap();
-    let url = call(&host_a).await;
-    let res = host_a
-        .request(
-            "POST",
-            "/webhook",
-            Some(json!({"url": receiver.url, "resource": url})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(res.status, 201, "{}", res.body);
-    assert_eq!(
-        receiver.next_accepted().await.unwrap().event.kind,
-        EventKind::State
-    );
+    let Hooked {
+        mut receiver,
+        host_a,
+        host_b,
+        login,
+        url,
+    } = hooked_call(&a, &b).await;
     let leads = |r: &Relay| {
         let url = r.url("/metrics");
         async move {
