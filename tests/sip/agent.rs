@@ -281,6 +281,20 @@ impl Agent {
             .await;
         status(&answer)
     }
+
+    /// Removes this flow's binding of `aor` (`Expires: 0`, authenticated as
+    /// [`Agent::register`] is); the final status line.
+    pub(crate) async fn unregister(&self, aor: &str) -> String {
+        let req = Request {
+            extra: "Expires: 0\r\n",
+            ..Request::new("REGISTER", aor, aor)
+        };
+        let call_id = format!("unreg-{}", self.port);
+        let answer = self
+            .authenticated(&req, &call_id, aor, &format!("pw-{aor}"))
+            .await;
+        status(&answer)
+    }
 }
 
 /// The Request-URI an ACK for `resp` goes to: the To URI.
