@@ -245,3 +245,129 @@ async fn a_presence_subscription_at_one_relay_hears_changes_made_at_another() {
     assert!(next_notify(&watcher).await, "logged in at A");
     no_more_notify(&watcher).await;
 }
+
+const OFFER: &str = "v=0\r\no=webcaller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
+                     t=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
+const ANSWER: &str = "v=0\r\no=phoneanswer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
+                      t=0 0\r\nm=audio 40002 RTP/AVP 0\r\n";
+
+/// The body of the next message on a web user's inbox stream.
+async fn next_command(inbox: &mut EventStream) -> serde_json::Value {
+    let e = next_of(inbox, EventKind::Message).await;
+    assert_eq!(e.data["from"], ALICE, "{}", e.data);
+    e.data["body"].clone()
+}
+
+/// The value of the first `name` header of `msg`.
+fn value(msg: &str, name: &str) -> String {
+    let line = header_lines(msg, name).remove(0);
+    line.split_once(':').unwrap().1.trim().to_owned()
+}
+
+/// Bob (at B) calls alice's phone (at A), which rings and answers with To tag `tag`: bob hears
+/// `ringing` and `accept`, and the phone gets the ACK. The INVITE as the phone got it.
+async fn answered_call(bob: &Client, phone: &Agent, inbox: &mut EventStream, tag: &str) -> String {
+    let send = {
+        let (bob, tag) = (bob.clone(), tag.to_owned());
+        tokio::spawn(async move {
+            let invite = json!({"command": "invite", "sdp": OFFER, "id": tag});
+            bob.request("SEND", &format!("/login/{ALICE}"), Some(invite))
+                .await
+                .unwrap()
+        })
+    };
+    let invite = phone.next("INVITE ").await;
+    assert!(invite.contains("o=webcaller"), "{invite}");
+    assert_eq!(vias(&invite), 2, "B's and A's: {invite}");
+    assert!(
+        header_lines(&invite, "Route").is_empty(),
+        "A spent its Route: {invite}"
+    );
+    phone
+        .answer(&invite, "180 Ringing", Some(tag), "", "")
+        .await;
+    let receipt = send.await.unwrap();
+    assert_eq!(receipt.status, 200, "{}", receipt.body);
+    let delivery = &receipt.body["deliveries"][0];
+    assert_eq!(delivery["status"], "delivered", "{}", receipt.body);
+    assert_eq!(delivery["sip"]["code"], 180, "{}", receipt.body);
+    let ringing = next_command(inbox).await;
+    assert_eq!(ringing["command"], "ringing", "{ringing}");
+    assert_eq!(ringing["id"], tag, "{ringing}");
+
+    let contact = format!("Contact: {}\r\n", phone.contact());
+    phone
+        .answer(&invite, "200 OK", Some(tag), &contact, ANSWER)
+        .await;
+    let accept = next_command(inbox).await;
+    assert_eq!(accept["command"], "accept", "{accept}");
+    let sdp = accept["sdp"].as_str().unwrap_or_default();
+    assert!(sdp.contains("o=phoneanswer"), "{accept}");
+    // The ACK of the 2xx comes over the phone's flow (over TCP, its connection).
+    let ack = phone.next("ACK ").await;
+    assert_eq!(value(&ack, "Call-ID"), value(&invite, "Call-ID"), "{ack}");
+    assert_eq!(value(&ack, "CSeq"), "1 ACK", "{ack}");
+    invite
+}
+
+/// A web user at B calls a phone registered at A over `transport` (its Contact not its
+/// address: A reaches it over its flow only, the ACK of the 2xx too) twice: the phone hangs up
+/// the first call (its BYE reaches the web user's stream as `bye`), the web user the second
+/// (its `bye` reaches the phone as a BYE).
+async fn a_web_user_at_b_calls_a_phone_at_a(transport: Transport) {
+    let cluster = two_relays("sip-invite", &["--sip-sdp-passthrough", "on"]).await;
+    let (a, b) = (&cluster.relays[0], &cluster.relays[1]);
+    a.user(ALICE).await.unwrap();
+    let bob = b.user(BOB).await.unwrap();
+    let id = bob.login(json!({})).await.unwrap();
+    let mut inbox = bob.sse(&format!("/login/{BOB}/{id}"), None).await.unwrap();
+    assert_eq!(inbox.next().await.unwrap().kind, EventKind::State);
+    // Its Contact names a port where nothing listens: only its flow reaches it.
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let phone = Agent::new(a, transport)
+        .await
+        .advertising(nowhere.local_addr().unwrap().port());
+    drop(nowhere);
+    assert_eq!(phone.register(ALICE).await, "SIP/2.0 200 OK");
+
+    // The phone hangs up: its BYE goes to A, then to B, which tells bob.
+    let invite = answered_call(&bob, &phone, &mut inbox, "c1").await;
+    phone.send(&phone.in_dialog(&invite, "c1", "BYE", 1)).await;
+    let answer = phone.final_to("1 BYE").await;
+    assert_eq!(status(&answer), "SIP/2.0 200 OK", "{answer}");
+    let bye = next_command(&mut inbox).await;
+    assert_eq!(bye["command"], "bye", "{bye}");
+
+    // Bob hangs up: B's BYE goes to A, then over the phone's flow.
+    let invite = answered_call(&bob, &phone, &mut inbox, "c2").await;
+    let send = {
+        let bob = bob.clone();
+        tokio::spawn(async move {
+            let bye = json!({"command": "bye", "id": "c2"});
+            bob.request("SEND", &format!("/login/{ALICE}"), Some(bye))
+                .await
+                .unwrap()
+        })
+    };
+    let bye = phone.next("BYE ").await;
+    assert_eq!(value(&bye, "Call-ID"), value(&invite, "Call-ID"), "{bye}");
+    assert_eq!(vias(&bye), 2, "B's and A's: {bye}");
+    phone.ok(&bye).await;
+    let receipt = send.await.unwrap();
+    assert_eq!(receipt.status, 200, "{}", receipt.body);
+    assert_eq!(
+        receipt.body["deliveries"][0]["status"], "delivered",
+        "{}",
+        receipt.body
+    );
+}
+
+#[tokio::test]
+async fn a_web_user_at_one_relay_calls_a_phone_at_another_over_udp() {
+    a_web_user_at_b_calls_a_phone_at_a(Transport::Udp).await;
+}
+
+#[tokio::test]
+async fn a_web_user_at_one_relay_calls_a_phone_at_another_over_tcp() {
+    a_web_user_at_b_calls_a_phone_at_a(Transport::Tcp).await;
+}
