@@ -246,6 +246,42 @@ impl Agent {
         )
     }
 
+    /// The ACK of `resp`, a 2xx to this agent's INVITE: to the callee's Contact, along the
+    /// 2xx's Record-Route reversed (RFC 3261 §12.1.2, §13.2.2.4), a branch of its own.
+    pub(crate) fn ack_of(&self, resp: &str) -> String {
+        let value = |name: &str| {
+            header_lines(resp, name)
+                .first()
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+                .unwrap_or_else(|| panic!("no {name} in {resp}"))
+        };
+        let contact = value("Contact");
+        let target = contact
+            .split_once('<')
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .map_or(contact.as_str(), |(uri, _)| uri);
+        let mut routes: Vec<String> = header_lines(resp, "Record-Route")
+            .iter()
+            .filter_map(|l| l.split_once(':'))
+            .flat_map(|(_, v)| v.split(',').map(|r| r.trim().to_owned()))
+            .collect();
+        routes.reverse();
+        let routes: String = routes.iter().map(|r| format!("Route: {r}\r\n")).collect();
+        let cseq = value("CSeq");
+        let number = cseq.split_whitespace().next().unwrap_or_default();
+        let (port, transport) = (self.port, self.via_transport());
+        format!(
+            "ACK {target} SIP/2.0\r\n\
+             Via: SIP/2.0/{transport} 127.0.0.1:{port};branch=z9hG4bK-ack-{number}-{port};rport\r\n\
+             Max-Forwards: 70\r\n{routes}From: {from}\r\nTo: {to}\r\n\
+             Call-ID: {call_id}\r\nCSeq: {number} ACK\r\nContent-Length: 0\r\n\r\n",
+            from = value("From"),
+            to = value("To"),
+            call_id = value("Call-ID"),
+        )
+    }
+
     /// The final response to this agent's request of `cseq` (such as `1 BYE`).
     pub(crate) async fn final_to(&self, cseq: &str) -> String {
         loop {
@@ -282,7 +318,7 @@ impl Agent {
     }
 
     /// Sends `req` once (CSeq 1) and returns the final response (after any 1xx); an INVITE's
-    /// non-2xx final response is acknowledged.
+    /// non-2xx final response is acknowledged (a 2xx is left to the caller).
     pub(crate) async fn final_response(&self, req: &Request<'_>, call_id: &str) -> String {
         self.send(&self.text(req, call_id, 1, "")).await;
         self.final_of(req, call_id, 1).await
@@ -296,7 +332,8 @@ impl Agent {
             if !ours || msg.starts_with("SIP/2.0 1") {
                 continue;
             }
-            if req.method == "INVITE" {
+            // A 2xx is acknowledged by the caller, in its dialog ([`Agent::ack_of`]).
+            if req.method == "INVITE" && !msg.starts_with("SIP/2.0 2") {
                 self.ack(&msg, call_id, cseq).await;
             }
             return msg;

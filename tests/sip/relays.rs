@@ -307,6 +307,7 @@ async fn answered_call(bob: &Client, phone: &Agent, inbox: &mut EventStream, tag
     let ack = phone.next("ACK ").await;
     assert_eq!(value(&ack, "Call-ID"), value(&invite, "Call-ID"), "{ack}");
     assert_eq!(value(&ack, "CSeq"), "1 ACK", "{ack}");
+    assert_eq!(vias(&ack), 2, "B's and A's: {ack}");
     invite
 }
 
@@ -322,12 +323,7 @@ async fn a_web_user_at_b_calls_a_phone_at_a(transport: Transport) {
     let id = bob.login(json!({})).await.unwrap();
     let mut inbox = bob.sse(&format!("/login/{BOB}/{id}"), None).await.unwrap();
     assert_eq!(inbox.next().await.unwrap().kind, EventKind::State);
-    // Its Contact names a port where nothing listens: only its flow reaches it.
-    let nowhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let phone = Agent::new(a, transport)
-        .await
-        .advertising(nowhere.local_addr().unwrap().port());
-    drop(nowhere);
+    let phone = reached_by_flow_only(a, transport).await;
     assert_eq!(phone.register(ALICE).await, "SIP/2.0 200 OK");
 
     // The phone hangs up: its BYE goes to A, then to B, which tells bob.
@@ -370,4 +366,77 @@ async fn a_web_user_at_one_relay_calls_a_phone_at_another_over_udp() {
 #[tokio::test]
 async fn a_web_user_at_one_relay_calls_a_phone_at_another_over_tcp() {
     a_web_user_at_b_calls_a_phone_at_a(Transport::Tcp).await;
+}
+
+/// An agent at `relay` over `transport` whose Contact names a port where nothing listens:
+/// only its flow reaches it.
+async fn reached_by_flow_only(relay: &Relay, transport: Transport) -> Agent {
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = nowhere.local_addr().unwrap().port();
+    Agent::new(relay, transport).await.advertising(port)
+}
+
+/// Bob's phone registered at B calls alice's phone registered at A (both reached only over
+/// their flows): the INVITE passes B and A (each record-routes), the caller's ACK and the
+/// callee's BYE follow the route set across both relays.
+async fn a_phone_at_b_calls_a_phone_at_a(transport: Transport) {
+    let cluster = two_relays("sip-phones", &[]).await;
+    let (a, b) = (&cluster.relays[0], &cluster.relays[1]);
+    a.user(ALICE).await.unwrap();
+    b.user(BOB).await.unwrap();
+    let callee = reached_by_flow_only(a, transport).await;
+    assert_eq!(callee.register(ALICE).await, "SIP/2.0 200 OK");
+    let caller = reached_by_flow_only(b, transport).await;
+    assert_eq!(caller.register(BOB).await, "SIP/2.0 200 OK");
+
+    let req = Request {
+        content_type: "application/sdp",
+        body: OFFER,
+        ..Request::new("INVITE", BOB, ALICE)
+    };
+    // Over the flow bob registered, B takes the caller as bob without a challenge.
+    let (answer, invite) = tokio::join!(caller.final_response(&req, "relays-p2p"), async {
+        let invite = callee.next("INVITE ").await;
+        callee
+            .answer(&invite, "180 Ringing", Some("p1"), "", "")
+            .await;
+        let contact = format!("Contact: {}\r\n", callee.contact());
+        callee
+            .answer(&invite, "200 OK", Some("p1"), &contact, ANSWER)
+            .await;
+        invite
+    });
+    assert_eq!(status(&answer), "SIP/2.0 200 OK", "{answer}");
+    assert!(answer.contains("o=phoneanswer"), "{answer}");
+    assert_eq!(vias(&invite), 3, "the caller's, B's and A's: {invite}");
+    assert_eq!(
+        header_lines(&invite, "Record-Route").len(),
+        2,
+        "A's and B's: {invite}"
+    );
+
+    caller.send(&caller.ack_of(&answer)).await;
+    let ack = callee.next("ACK ").await;
+    assert_eq!(value(&ack, "Call-ID"), "relays-p2p", "{ack}");
+    assert_eq!(vias(&ack), 3, "the caller's, B's and A's: {ack}");
+
+    callee
+        .send(&callee.in_dialog(&invite, "p1", "BYE", 1))
+        .await;
+    let bye = caller.next("BYE ").await;
+    assert_eq!(value(&bye, "Call-ID"), "relays-p2p", "{bye}");
+    assert_eq!(vias(&bye), 3, "the callee's, A's and B's: {bye}");
+    caller.ok(&bye).await;
+    let answer = callee.final_to("1 BYE").await;
+    assert_eq!(status(&answer), "SIP/2.0 200 OK", "{answer}");
+}
+
+#[tokio::test]
+async fn a_phone_at_one_relay_calls_a_phone_at_another_over_udp() {
+    a_phone_at_b_calls_a_phone_at_a(Transport::Udp).await;
+}
+
+#[tokio::test]
+async fn a_phone_at_one_relay_calls_a_phone_at_another_over_tcp() {
+    a_phone_at_b_calls_a_phone_at_a(Transport::Tcp).await;
 }
