@@ -107,13 +107,6 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         .as_ref()
         .map_or(bus::IdSpace::ALONE, cluster::Cluster::ids);
     let bus = Bus::with_ids(floor, BUS_HISTORY, BUS_CAPACITY, ids);
-    let cluster = match cluster {
-        Some(c) => {
-            let tasks = c.attach(&bus).await?;
-            Some((c, tasks))
-        }
-        None => None,
-    };
     let auth = auth::Auth::new(
         store.clone(),
         Duration::from_secs(config.limits.token_ttl),
@@ -161,6 +154,21 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         .clone()
         .map(|w| Arc::new(w) as Arc<dyn location::Foreign>);
     let mut state = AppState::new(store, bus, auth, config.limits.clone(), closing_rx, foreign);
+    // Joined to the other relays before anything is served: another relay's change of a
+    // user's logins drops this relay's copy of that user's contacts before its watchers hear.
+    let cluster = match cluster {
+        Some(c) => {
+            let location = state.location.clone();
+            let applied: cluster::Applied = Arc::new(move |topic| {
+                if let bus::Topic::Login(email) = topic {
+                    location.forget_contacts(email);
+                }
+            });
+            let tasks = c.attach(&state.bus, applied).await?;
+            Some((c, tasks))
+        }
+        None => None,
+    };
     state.set_ice_servers(config.media.ice_servers.clone());
     state.set_egress(config.guards.egress);
     state.set_origins(config.guards.origins.clone());

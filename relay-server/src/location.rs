@@ -97,6 +97,13 @@ impl Location {
         self.observer.set(tx).ok().map(|()| rx)
     }
 
+    /// Another relay sharing the store changed the logins of `email` (its `/login/{email}`
+    /// event came over the cluster): the memory copy of its contacts is dropped, so the next
+    /// read (a SEND, a NOTIFY, a `GET`) is the store's.
+    pub fn forget_contacts(&self, email: &str) {
+        self.cache.forget(email);
+    }
+
     fn changed(&self, email: &str) {
         if let Some(tx) = self.observer.get() {
             let _ = tx.send(email.to_owned());

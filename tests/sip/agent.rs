@@ -31,6 +31,8 @@ pub(crate) struct Agent {
     link: Link,
     relay: SocketAddr,
     port: u16,
+    /// The port its Contact names (its own port unless told otherwise).
+    contact_port: u16,
     transport: Transport,
 }
 
@@ -84,8 +86,17 @@ impl Agent {
             link,
             relay,
             port,
+            contact_port: port,
             transport,
         }
+    }
+
+    /// The agent with a Contact naming `port` on its host rather than its own port (as a phone
+    /// behind NAT, or a TCP phone naming its listening port while it connects from another):
+    /// only its flow reaches it.
+    pub(crate) fn advertising(mut self, port: u16) -> Self {
+        self.contact_port = port;
+        self
     }
 
     fn via_transport(&self) -> &'static str {
@@ -159,15 +170,126 @@ impl Agent {
 
     /// Answers a request from the relay with 200.
     pub(crate) async fn ok(&self, req: &str) {
-        let mut head = "SIP/2.0 200 OK\r\n".to_owned();
-        for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        self.answer(req, "200 OK", None, "", "").await;
+    }
+
+    /// Answers a request from the relay with `status` (`180 Ringing`, say): its Via, From,
+    /// Call-ID, CSeq and Record-Route, its To with the tag `tag` when given, then `extra`
+    /// header lines (each ending in CRLF) and `body` (an `application/sdp` one, if any).
+    pub(crate) async fn answer(
+        &self,
+        req: &str,
+        status: &str,
+        tag: Option<&str>,
+        extra: &str,
+        body: &str,
+    ) {
+        let mut head = format!("SIP/2.0 {status}\r\n");
+        for name in ["Via", "Record-Route", "From", "To", "Call-ID", "CSeq"] {
             for line in header_lines(req, name) {
                 head.push_str(&line);
+                if let Some(tag) = tag.filter(|_| name == "To" && !line.contains(";tag=")) {
+                    head.push_str(&format!(";tag={tag}"));
+                }
                 head.push_str("\r\n");
             }
         }
-        head.push_str("Content-Length: 0\r\n\r\n");
+        if !body.is_empty() {
+            head.push_str("Content-Type: application/sdp\r\n");
+        }
+        head.push_str(&format!(
+            "{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
         self.send(&head).await;
+    }
+
+    /// This agent's Contact: its address, with its transport.
+    pub(crate) fn contact(&self) -> String {
+        format!(
+            "<sip:agent@127.0.0.1:{};transport={}>",
+            self.contact_port,
+            self.via_transport().to_ascii_lowercase()
+        )
+    }
+
+    /// A request `method` (CSeq `cseq`) in the dialog of `invite`, which this agent answered
+    /// with the To tag `tag`: to the caller's Contact, along the INVITE's Record-Route in
+    /// order (RFC 3261 §12.1.2), From and To swapped.
+    pub(crate) fn in_dialog(&self, invite: &str, tag: &str, method: &str, cseq: u32) -> String {
+        let value = |name: &str| {
+            header_lines(invite, name)
+                .first()
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+                .unwrap_or_else(|| panic!("no {name} in {invite}"))
+        };
+        let contact = value("Contact");
+        let target = contact
+            .split_once('<')
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .map_or(contact.as_str(), |(uri, _)| uri);
+        let routes: String = header_lines(invite, "Record-Route")
+            .iter()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(_, v)| format!("Route: {}\r\n", v.trim()))
+            .collect();
+        let (port, transport) = (self.port, self.via_transport());
+        format!(
+            "{method} {target} SIP/2.0\r\n\
+             Via: SIP/2.0/{transport} 127.0.0.1:{port};branch=z9hG4bK-{method}-{tag}-{cseq};rport\r\n\
+             Max-Forwards: 70\r\n{routes}From: {to};tag={tag}\r\nTo: {from}\r\n\
+             Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+            to = value("To"),
+            from = value("From"),
+            call_id = value("Call-ID"),
+        )
+    }
+
+    /// The ACK of `resp`, a 2xx to this agent's INVITE: to the callee's Contact, along the
+    /// 2xx's Record-Route reversed (RFC 3261 §12.1.2, §13.2.2.4), a branch of its own.
+    pub(crate) fn ack_of(&self, resp: &str) -> String {
+        let value = |name: &str| {
+            header_lines(resp, name)
+                .first()
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+                .unwrap_or_else(|| panic!("no {name} in {resp}"))
+        };
+        let contact = value("Contact");
+        let target = contact
+            .split_once('<')
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .map_or(contact.as_str(), |(uri, _)| uri);
+        let mut routes: Vec<String> = header_lines(resp, "Record-Route")
+            .iter()
+            .filter_map(|l| l.split_once(':'))
+            .flat_map(|(_, v)| v.split(',').map(|r| r.trim().to_owned()))
+            .collect();
+        routes.reverse();
+        let routes: String = routes.iter().map(|r| format!("Route: {r}\r\n")).collect();
+        let cseq = value("CSeq");
+        let number = cseq.split_whitespace().next().unwrap_or_default();
+        let (port, transport) = (self.port, self.via_transport());
+        format!(
+            "ACK {target} SIP/2.0\r\n\
+             Via: SIP/2.0/{transport} 127.0.0.1:{port};branch=z9hG4bK-ack-{number}-{port};rport\r\n\
+             Max-Forwards: 70\r\n{routes}From: {from}\r\nTo: {to}\r\n\
+             Call-ID: {call_id}\r\nCSeq: {number} ACK\r\nContent-Length: 0\r\n\r\n",
+            from = value("From"),
+            to = value("To"),
+            call_id = value("Call-ID"),
+        )
+    }
+
+    /// The final response to this agent's request of `cseq` (such as `1 BYE`).
+    pub(crate) async fn final_to(&self, cseq: &str) -> String {
+        loop {
+            let msg = self.next("SIP/2.0 ").await;
+            if msg.contains(&format!("CSeq: {cseq}\r\n")) && !msg.starts_with("SIP/2.0 1") {
+                return msg;
+            }
+        }
     }
 
     /// The text of `req` with CSeq `cseq` on call `call_id` and the extra header lines
@@ -175,10 +297,7 @@ impl Agent {
     pub(crate) fn text(&self, req: &Request<'_>, call_id: &str, cseq: u32, auth: &str) -> String {
         let (port, transport) = (self.port, self.via_transport());
         let method = req.method;
-        let contact = format!(
-            "<sip:agent@127.0.0.1:{port};transport={}>",
-            transport.to_ascii_lowercase()
-        );
+        let contact = self.contact();
         let ctype = if req.content_type.is_empty() {
             String::new()
         } else {
@@ -199,7 +318,7 @@ impl Agent {
     }
 
     /// Sends `req` once (CSeq 1) and returns the final response (after any 1xx); an INVITE's
-    /// non-2xx final response is acknowledged.
+    /// non-2xx final response is acknowledged (a 2xx is left to the caller).
     pub(crate) async fn final_response(&self, req: &Request<'_>, call_id: &str) -> String {
         self.send(&self.text(req, call_id, 1, "")).await;
         self.final_of(req, call_id, 1).await
@@ -213,7 +332,8 @@ impl Agent {
             if !ours || msg.starts_with("SIP/2.0 1") {
                 continue;
             }
-            if req.method == "INVITE" {
+            // A 2xx is acknowledged by the caller, in its dialog ([`Agent::ack_of`]).
+            if req.method == "INVITE" && !msg.starts_with("SIP/2.0 2") {
                 self.ack(&msg, call_id, cseq).await;
             }
             return msg;
@@ -276,6 +396,20 @@ impl Agent {
             ..Request::new("REGISTER", aor, aor)
         };
         let call_id = format!("reg-{}", self.port);
+        let answer = self
+            .authenticated(&req, &call_id, aor, &format!("pw-{aor}"))
+            .await;
+        status(&answer)
+    }
+
+    /// Removes this flow's binding of `aor` (`Expires: 0`, authenticated as
+    /// [`Agent::register`] is); the final status line.
+    pub(crate) async fn unregister(&self, aor: &str) -> String {
+        let req = Request {
+            extra: "Expires: 0\r\n",
+            ..Request::new("REGISTER", aor, aor)
+        };
+        let call_id = format!("unreg-{}", self.port);
         let answer = self
             .authenticated(&req, &call_id, aor, &format!("pw-{aor}"))
             .await;

@@ -13,7 +13,7 @@ const BOB: &str = "bob@example.net";
 
 /// Lets everyone watch bob: the sipp watcher is of another domain, unauthenticated (by
 /// default only signed-in users may watch; see disclosure.rs).
-async fn everyone_may_watch(bob: &restsip_e2e::Client) {
+pub(crate) async fn everyone_may_watch(bob: &restsip_e2e::Client) {
     let rule = json!({"allow": "everyone"});
     let r = bob
         .request("PUT", &format!("/user/{BOB}/presence-rule"), Some(rule))

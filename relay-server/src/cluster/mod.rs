@@ -42,6 +42,12 @@ const LEADER: &str = "leader";
 /// dropped for the other relays (logged), rather than held in memory without bound.
 const OUTGOING: usize = 65_536;
 
+/// Told of each event from another relay before the bus applies it: what this relay keeps in
+/// memory that the event makes stale (a user's contacts, for `/login/{email}`) is dropped
+/// first, so the watchers the event wakes (a stream, a presence subscription) and every later
+/// read get the store's truth.
+pub type Applied = Arc<dyn Fn(&Topic) + Send + Sync>;
+
 /// This relay's membership of a cluster.
 pub struct Cluster {
     /// The settings.
@@ -104,9 +110,13 @@ impl Cluster {
     }
 
     /// Connects `bus` to the other relays: its local events are sent, theirs applied to it
-    /// (this relay's own echo skipped). Subscribed before it returns, so nothing sent after is
-    /// missed.
-    pub async fn attach(&self, bus: &Bus) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    /// (this relay's own echo skipped), each told to `applied` first. Subscribed before it
+    /// returns, so nothing sent after is missed.
+    pub async fn attach(
+        &self,
+        bus: &Bus,
+        applied: Applied,
+    ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
         let mut incoming = self
             .client
             .subscribe(format!("{}.ev.>", self.prefix))
@@ -136,7 +146,10 @@ impl Cluster {
             while let Some(message) = incoming.next().await {
                 match wire::decode(&message.payload) {
                     Ok((from, _, _)) if from == node => {}
-                    Ok((_, topic, event)) => bus.apply_remote(&topic, event),
+                    Ok((_, topic, event)) => {
+                        applied(&topic);
+                        bus.apply_remote(&topic, event);
+                    }
                     Err(why) => {
                         tracing::warn!(subject = %message.subject, %why, "cluster: message dropped")
                     }

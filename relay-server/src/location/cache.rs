@@ -4,16 +4,26 @@
 //!
 //! Every write of contacts goes through [`super::Location`], which applies it here after the
 //! store; a list is loaded from the store on first use. With several relays sharing one
-//! database (PostgreSQL, later), each relay's copy would also need the others' changes.
+//! database, a change another relay made is told through [`super::Location::forget_contacts`]
+//! (the cluster wiring calls it for each `/login/{email}` event from another relay): the list
+//! is dropped and the next read is the store's. A refresh is written behind (the store's
+//! group commit gathers refreshes for 50 ms) while its event goes out at once, so for
+//! [`SETTLE`] after such a change the lists read from the store are used but not kept: the
+//! copy kept after that has the refresh.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::store::ContactRecord;
 
 /// Users whose contacts are kept at most; past this the copy starts over.
 const MAX_USERS: usize = 100_000;
+
+/// How long after a change elsewhere a list read from the store is not kept: longer than the
+/// write-behind of refreshes takes to reach the store (a 50 ms gathering, then a commit).
+pub(super) const SETTLE: Duration = Duration::from_millis(500);
 
 /// Contacts by user.
 #[derive(Debug, Default)]
@@ -30,6 +40,8 @@ struct Inner {
     users: HashMap<String, Vec<ContactRecord>>,
     /// Users with a change through the store in progress, and how many.
     busy: HashMap<String, u32>,
+    /// Users changed elsewhere, and until when their lists read from the store are not kept.
+    unsettled: HashMap<String, Instant>,
 }
 
 /// A change through the store in progress for one user; over once dropped.
@@ -81,15 +93,22 @@ impl ContactCache {
     }
 
     /// Keeps a list read from the store, unless a write happened since `epoch`.
+    /// Nor while the user is unsettled (changed elsewhere within [`SETTLE`]).
     pub(super) fn fill(&self, email: &str, list: &[ContactRecord], epoch: u64) {
-        let users = &mut self.lock().users;
+        let inner = &mut *self.lock();
         if self.epoch.load(Ordering::SeqCst) != epoch {
             return;
         }
-        if users.len() >= MAX_USERS {
-            users.clear();
+        if let Some(until) = inner.unsettled.get(email) {
+            if Instant::now() < *until {
+                return;
+            }
+            inner.unsettled.remove(email);
         }
-        users.insert(email.to_owned(), list.to_vec());
+        if inner.users.len() >= MAX_USERS {
+            inner.users.clear();
+        }
+        inner.users.insert(email.to_owned(), list.to_vec());
     }
 
     /// A contact was added or changed in the store.
@@ -119,6 +138,21 @@ impl ContactCache {
         let out = change(inner.users.get_mut(email)?)?;
         self.epoch.fetch_add(1, Ordering::SeqCst);
         Some(out)
+    }
+
+    /// Drops the list of `email`: it changed elsewhere (another relay), so the next read is
+    /// the store's. Counts as a write, so a list read from the store before it is not kept.
+    /// Lists read from the store within [`SETTLE`] are not kept (a refresh written behind
+    /// may not be there yet).
+    pub(super) fn forget(&self, email: &str) {
+        let inner = &mut *self.lock();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        inner.users.remove(email);
+        let now = Instant::now();
+        if inner.unsettled.len() >= MAX_USERS {
+            inner.unsettled.retain(|_, until| *until > now);
+        }
+        inner.unsettled.insert(email.to_owned(), now + SETTLE);
     }
 
     /// A contact was removed from the store.
@@ -190,6 +224,28 @@ mod tests {
         assert!(set(300).is_some());
         assert_eq!(cache.get("a@x", 0).expect("known")[0].expires_at, 300);
         assert!(cache.update("b@x", |_| Some(())).is_none(), "unknown users");
+    }
+
+    #[test]
+    fn a_forgotten_list_is_read_again_and_a_read_from_before_is_not_kept() {
+        let cache = ContactCache::default();
+        cache.fill("a@x", &[contact(1, 100)], cache.epoch());
+        let before = cache.epoch();
+        cache.forget("a@x");
+        assert!(cache.get("a@x", 0).is_none(), "dropped");
+        cache.fill("a@x", &[contact(1, 100)], before);
+        assert!(
+            cache.get("a@x", 0).is_none(),
+            "read before the change elsewhere"
+        );
+        cache.fill("a@x", &[], cache.epoch());
+        assert!(
+            cache.get("a@x", 0).is_none(),
+            "read while a refresh may be on its way"
+        );
+        std::thread::sleep(SETTLE);
+        cache.fill("a@x", &[], cache.epoch());
+        assert_eq!(cache.get("a@x", 0).map(|l| l.len()), Some(0));
     }
 
     #[test]

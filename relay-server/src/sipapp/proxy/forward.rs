@@ -174,13 +174,11 @@ impl Proxy {
             .await;
     }
 
-    /// Forwards the ACK of a 2xx whose top Route names the relay (statelessly, §16.11).
+    /// Forwards the ACK of a 2xx whose top Route names the relay (statelessly, §16.11): as
+    /// [`Proxy::route`] does, over the flow of the binding its Request-URI is (a phone behind
+    /// NAT, or on TCP naming another port in its Contact, is reached only there), else to its
+    /// next hop.
     pub fn route_ack(&self, req: &SipMessage, from: Peer) {
-        let weak = self.inner.endpoint.clone();
-        let listen = weak.listen();
-        let Some(endpoint) = weak.upgrade() else {
-            return;
-        };
         let Ok(mut via) = req.top_via() else { return };
         restsip_sip::endpoint::stamp_via(&mut via, from);
         let mut req = req.clone();
@@ -188,12 +186,30 @@ impl Proxy {
         if req.max_forwards().ok().flatten() == Some(0) {
             return;
         }
-        let Some(peer) = next_hop(&req, &endpoint) else {
-            return;
-        };
-        if let Some(ack) = forward_copy(&req, &via.to_string(), None, &[], listen, peer, None) {
-            endpoint.send_to(peer, Bytes::from(ack.to_bytes()));
-        }
+        // The binding is read from the store: off the task that reads the transport.
+        let this = self.clone();
+        tokio::spawn(async move {
+            let weak = this.inner.endpoint.clone();
+            let listen = weak.listen();
+            let Some(endpoint) = weak.upgrade() else {
+                return;
+            };
+            let peer = match this.flow_of(&req, &endpoint).await {
+                Some(Ok(peer)) => Some(peer),
+                // Not sent as the relay would not send its own (an ACK gets no answer).
+                Some(Err(why)) => {
+                    tracing::debug!(why, "ACK not forwarded");
+                    None
+                }
+                None => next_hop(&req, &endpoint),
+            };
+            let Some(peer) = peer else {
+                return;
+            };
+            if let Some(ack) = forward_copy(&req, &via.to_string(), None, &[], listen, peer, None) {
+                endpoint.send_to(peer, Bytes::from(ack.to_bytes()));
+            }
+        });
     }
 }
 

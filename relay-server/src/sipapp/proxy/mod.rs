@@ -110,10 +110,12 @@ impl Proxy {
     }
 
     /// Removes the top Route (it names the relay) and the one under it too when that names
-    /// the relay as well (a double Record-Route, RFC 5658).
+    /// the relay's own address as well (a double Record-Route, RFC 5658). The mark alone does
+    /// not do for the second: another relay of the cluster marks its Record-Route the same,
+    /// and a request routed through both names it next.
     fn pop_own_routes(&self, req: &mut SipMessage) {
         pop_route(req);
-        if top_route(req).is_some_and(|r| self.is_relay(&r.uri)) {
+        if top_route(req).is_some_and(|r| self.is_relay_host(&r.uri)) {
             pop_route(req);
         }
     }
