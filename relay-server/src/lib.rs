@@ -156,7 +156,7 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
     let mut state = AppState::new(store, bus, auth, config.limits.clone(), closing_rx, foreign);
     // Joined to the other relays before anything is served: another relay's change of a
     // user's logins drops this relay's copy of that user's contacts before its watchers hear.
-    let cluster = match cluster {
+    let mut cluster = match cluster {
         Some(c) => {
             let location = state.location.clone();
             let applied: cluster::Applied = Arc::new(move |topic| {
@@ -237,17 +237,26 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
         config.sip.max_message_bytes,
     )
     .with_web(state.soap_web.clone());
-    let sip = match (listeners, watches) {
-        (Some(listeners), Some(watches)) => Some(sip_app(
-            listeners,
-            &mut state,
-            &config.sip,
-            soap,
-            watches,
-            media,
-        )),
-        _ => None,
+    let (sip, gateway) = match (listeners, watches) {
+        (Some(listeners), Some(watches)) => {
+            let (sip, gateway) = sip_app(listeners, &mut state, &config.sip, soap, watches, media);
+            (Some(sip), Some(gateway))
+        }
+        _ => (None, None),
     };
+    // SENDs of calls in progress go to the call gateway; in a cluster, those of calls another
+    // relay holds go there.
+    if let Some(gateway) = gateway {
+        let hook = match &mut cluster {
+            Some((c, tasks)) => {
+                let (hook, task) = c.forward(gateway).await?;
+                tasks.push(task);
+                hook
+            }
+            None => gateway,
+        };
+        state.inbox.set_hook(hook);
+    }
     // /readyz checks the upstream SIP server and the SOAP services too.
     let operations = operations.with_backends(
         sip.as_ref().and_then(|s| s.upstream.clone()),
@@ -277,8 +286,9 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
 }
 
 /// The SIP application on `listeners`: the endpoint and every feature built at once, each
-/// given a weak handle to the endpoint; the REST side's ports to SIP (SENDs to phones, the
-/// call gateway, outgoing SERVICE, watches of other domains) connected.
+/// given a weak handle to the endpoint; the REST side's ports to SIP (SENDs to phones,
+/// outgoing SERVICE, watches of other domains) connected. Its call gateway, for the inbox's
+/// hook.
 fn sip_app(
     listeners: SipListeners,
     state: &mut AppState,
@@ -286,7 +296,7 @@ fn sip_app(
     soap: soap::Services,
     watches: sipapp::watch::Watches,
     media: sipapp::invite::CallMedia,
-) -> Sip {
+) -> (Sip, Arc<dyn inbox::SendHook>) {
     let addr = listeners.addr();
     let tls_addr = listeners.tls_addr();
     let timers = sipapp::invite::CallTimers {
@@ -340,7 +350,6 @@ fn sip_app(
         // Web users watch addresses of its domains through it.
         watches.attach(sender.clone());
     }
-    state.inbox.set_hook(Arc::new(invites.clone()));
     if let Some((socket, source)) = dtmf {
         tokio::spawn(invites.clone().dtmf_from_rtpengine(socket, source));
     }
@@ -353,12 +362,13 @@ fn sip_app(
         weak,
         state.egress,
     ));
-    Sip {
+    let sip = Sip {
         addr,
         tls_addr,
         receivers,
         upstream,
-    }
+    };
+    (sip, Arc::new(invites))
 }
 
 impl Relay {

@@ -249,6 +249,12 @@ impl Agent {
     /// The ACK of `resp`, a 2xx to this agent's INVITE: to the callee's Contact, along the
     /// 2xx's Record-Route reversed (RFC 3261 §12.1.2, §13.2.2.4), a branch of its own.
     pub(crate) fn ack_of(&self, resp: &str) -> String {
+        self.after(resp, "ACK", None)
+    }
+
+    /// A request `method` of the caller in the dialog `resp` (a 2xx to this agent's INVITE)
+    /// made, as [`Agent::ack_of`] but with CSeq `cseq` (the INVITE's when None).
+    pub(crate) fn after(&self, resp: &str, method: &str, cseq: Option<u32>) -> String {
         let value = |name: &str| {
             header_lines(resp, name)
                 .first()
@@ -268,14 +274,23 @@ impl Agent {
             .collect();
         routes.reverse();
         let routes: String = routes.iter().map(|r| format!("Route: {r}\r\n")).collect();
-        let cseq = value("CSeq");
-        let number = cseq.split_whitespace().next().unwrap_or_default();
+        let invite_cseq = value("CSeq");
+        let number = cseq.map_or_else(
+            || {
+                invite_cseq
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            },
+            |n| n.to_string(),
+        );
         let (port, transport) = (self.port, self.via_transport());
         format!(
-            "ACK {target} SIP/2.0\r\n\
-             Via: SIP/2.0/{transport} 127.0.0.1:{port};branch=z9hG4bK-ack-{number}-{port};rport\r\n\
+            "{method} {target} SIP/2.0\r\n\
+             Via: SIP/2.0/{transport} 127.0.0.1:{port};branch=z9hG4bK-{method}-{number}-{port};rport\r\n\
              Max-Forwards: 70\r\n{routes}From: {from}\r\nTo: {to}\r\n\
-             Call-ID: {call_id}\r\nCSeq: {number} ACK\r\nContent-Length: 0\r\n\r\n",
+             Call-ID: {call_id}\r\nCSeq: {number} {method}\r\nContent-Length: 0\r\n\r\n",
             from = value("From"),
             to = value("To"),
             call_id = value("Call-ID"),

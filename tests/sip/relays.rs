@@ -440,3 +440,165 @@ async fn a_phone_at_one_relay_calls_a_phone_at_another_over_udp() {
 async fn a_phone_at_one_relay_calls_a_phone_at_another_over_tcp() {
     a_phone_at_b_calls_a_phone_at_a(Transport::Tcp).await;
 }
+
+/// The web user's answer to the phone's offer.
+const WEB_ANSWER: &str = "v=0\r\no=webanswer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
+                          t=0 0\r\nm=audio 40004 RTP/AVP 0\r\n";
+
+/// Alice's phone INVITEs bob (Call-ID `call_id`, [`OFFER`]); the `invite` bob's stream gets.
+async fn phone_calls_bob(
+    phone: &Agent,
+    inbox: &mut EventStream,
+    call_id: &str,
+) -> serde_json::Value {
+    let req = Request {
+        content_type: "application/sdp",
+        body: OFFER,
+        ..Request::new("INVITE", ALICE, BOB)
+    };
+    phone.send(&phone.text(&req, call_id, 1, "")).await;
+    let invite = next_command(inbox).await;
+    assert_eq!(invite["command"], "invite", "{invite}");
+    assert_eq!(invite["sip"]["callId"], call_id, "{invite}");
+    assert!(
+        invite["sdp"].as_str().unwrap().contains("o=webcaller"),
+        "{invite}"
+    );
+    invite
+}
+
+/// Bob's SEND of `body` to alice (made at his relay); its receipt, which must be a 200.
+async fn bob_sends(bob: &Client, body: serde_json::Value) -> serde_json::Value {
+    let receipt = bob
+        .request("SEND", &format!("/login/{ALICE}"), Some(body))
+        .await
+        .unwrap();
+    assert_eq!(receipt.status, 200, "{}", receipt.body);
+    receipt.body
+}
+
+/// Bob accepts the phone's `invite` at B: the phone gets the 200 with his answer and ACKs it.
+/// The 200.
+async fn accepted(bob: &Client, phone: &Agent, invite: &serde_json::Value) -> String {
+    let accept = json!({"command": "accept", "id": invite["id"], "sdp": WEB_ANSWER});
+    let receipt = bob_sends(bob, accept).await;
+    assert_eq!(receipt["deliveries"][0]["sip"]["code"], 200, "{receipt}");
+    let ok = phone.final_to("1 INVITE").await;
+    assert_eq!(status(&ok), "SIP/2.0 200 OK", "{ok}");
+    assert!(ok.contains("o=webanswer"), "{ok}");
+    phone.send(&phone.ack_of(&ok)).await;
+    ok
+}
+
+/// The phone's final responses to its requests of the CSeqs `cseqs` (in any order).
+async fn finals(phone: &Agent, cseqs: &[&str]) -> Vec<String> {
+    let mut got = vec![String::new(); cseqs.len()];
+    while got.iter().any(String::is_empty) {
+        let msg = phone.next("SIP/2.0 ").await;
+        if msg.starts_with("SIP/2.0 1") {
+            continue;
+        }
+        if let Some(i) = cseqs
+            .iter()
+            .position(|c| msg.contains(&format!("CSeq: {c}\r\n")))
+        {
+            got[i] = msg;
+        }
+    }
+    got
+}
+
+/// Alice's phone registered at A (reached over its flow only) calls bob, whose page streams
+/// at B: the call waits at A, and bob's SENDs made at B reach it. Four calls: bob accepts
+/// (the phone gets his SDP, ACKs) and the phone hangs up; bob accepts, holds and hangs up; bob
+/// declines (603); the phone cancels while ringing (bob's page hears `cancel`).
+async fn a_phone_at_a_calls_a_web_user_at_b(transport: Transport) {
+    let cluster = two_relays("sip-inbound", &["--sip-sdp-passthrough", "on"]).await;
+    let (a, b) = (&cluster.relays[0], &cluster.relays[1]);
+    a.user(ALICE).await.unwrap();
+    let bob = b.user(BOB).await.unwrap();
+    let id = bob.login(json!({})).await.unwrap();
+    let mut inbox = bob.sse(&format!("/login/{BOB}/{id}"), None).await.unwrap();
+    assert_eq!(inbox.next().await.unwrap().kind, EventKind::State);
+    let phone = reached_by_flow_only(a, transport).await;
+    assert_eq!(phone.register(ALICE).await, "SIP/2.0 200 OK");
+
+    // Bob answers at B; the phone hangs up: its BYE at A reaches bob's stream at B.
+    let invite = phone_calls_bob(&phone, &mut inbox, "in-1").await;
+    let ok = accepted(&bob, &phone, &invite).await;
+    phone.send(&phone.after(&ok, "BYE", Some(2))).await;
+    let answer = phone.final_to("2 BYE").await;
+    assert_eq!(status(&answer), "SIP/2.0 200 OK", "{answer}");
+    let bye = next_command(&mut inbox).await;
+    assert_eq!(bye["command"], "bye", "{bye}");
+    assert_eq!(bye["id"], invite["id"], "{bye}");
+
+    // Bob answers, puts the call on hold and hangs up, all at B: A sends the phone a
+    // re-INVITE with his new offer (its answer reaches bob's stream as `updated`), then a BYE.
+    let invite = phone_calls_bob(&phone, &mut inbox, "in-2").await;
+    accepted(&bob, &phone, &invite).await;
+    let hold = WEB_ANSWER.replace("1 1 IN", "1 2 IN") + "a=sendonly\r\n";
+    let update = json!({"command": "update", "id": invite["id"], "sdp": hold});
+    bob_sends(&bob, update).await;
+    let reinvite = phone.next("INVITE ").await;
+    assert_eq!(value(&reinvite, "Call-ID"), "in-2", "{reinvite}");
+    assert!(reinvite.contains("a=sendonly"), "{reinvite}");
+    phone
+        .answer(
+            &reinvite,
+            "200 OK",
+            None,
+            "",
+            &ANSWER.replace("1 1 IN", "1 2 IN"),
+        )
+        .await;
+    let updated = next_command(&mut inbox).await;
+    assert_eq!(updated["command"], "updated", "{updated}");
+    assert!(
+        updated["sdp"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("o=phoneanswer"),
+        "{updated}"
+    );
+    let send = {
+        let bob = bob.clone();
+        let body = json!({"command": "bye", "id": invite["id"]});
+        tokio::spawn(async move { bob_sends(&bob, body).await })
+    };
+    let bye = phone.next("BYE ").await;
+    assert_eq!(value(&bye, "Call-ID"), "in-2", "{bye}");
+    phone.ok(&bye).await;
+    let receipt = send.await.unwrap();
+    assert_eq!(receipt["deliveries"][0]["status"], "delivered", "{receipt}");
+
+    // Bob declines at B: the phone gets 603.
+    let invite = phone_calls_bob(&phone, &mut inbox, "in-3").await;
+    let reject = json!({"command": "reject", "id": invite["id"], "reason": "decline"});
+    let receipt = bob_sends(&bob, reject).await;
+    assert_eq!(receipt["deliveries"][0]["sip"]["code"], 603, "{receipt}");
+    let declined = phone.final_to("1 INVITE").await;
+    assert!(declined.starts_with("SIP/2.0 603 "), "{declined}");
+
+    // The phone cancels while bob's page rings: 200 to the CANCEL, 487 to the INVITE, and
+    // a `cancel` on bob's stream.
+    let invite = phone_calls_bob(&phone, &mut inbox, "in-4").await;
+    let cancel = Request::new("CANCEL", ALICE, BOB);
+    phone.send(&phone.text(&cancel, "in-4", 1, "")).await;
+    let got = finals(&phone, &["1 CANCEL", "1 INVITE"]).await;
+    assert_eq!(status(&got[0]), "SIP/2.0 200 OK", "{}", got[0]);
+    assert!(got[1].starts_with("SIP/2.0 487 "), "{}", got[1]);
+    let cancelled = next_command(&mut inbox).await;
+    assert_eq!(cancelled["command"], "cancel", "{cancelled}");
+    assert_eq!(cancelled["id"], invite["id"], "{cancelled}");
+}
+
+#[tokio::test]
+async fn a_phone_at_one_relay_calls_a_web_user_at_another_over_udp() {
+    a_phone_at_a_calls_a_web_user_at_b(Transport::Udp).await;
+}
+
+#[tokio::test]
+async fn a_phone_at_one_relay_calls_a_web_user_at_another_over_tcp() {
+    a_phone_at_a_calls_a_web_user_at_b(Transport::Tcp).await;
+}

@@ -6,6 +6,7 @@
 //! Each relay holds an id slot (a lease `slot/N`, N below [`STRIDE`]) and takes only event ids
 //! that are N modulo [`STRIDE`] (see [`crate::bus::IdSpace`]): ids never collide across relays.
 
+mod forward;
 mod wire;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tokio::sync::mpsc;
 use crate::bus::{Bus, BusEvent, IdSpace, Outbound, Topic};
 use crate::clock::now_ms;
 use crate::config::ClusterConfig;
+use crate::inbox::SendHook;
 use crate::store::Store;
 use crate::webhooks::Webhooks;
 
@@ -60,6 +62,8 @@ pub struct Cluster {
     slot: u64,
     /// The subject prefix of this cluster.
     prefix: String,
+    /// Which relay holds the calls from phones other relays told of.
+    holders: Arc<forward::Holders>,
 }
 
 /// Milliseconds of a duration, for lease times.
@@ -98,6 +102,7 @@ impl Cluster {
             client,
             slot,
             prefix: wire::prefix(&config.name),
+            holders: Arc::default(),
         })
     }
 
@@ -142,11 +147,13 @@ impl Cluster {
             }
         });
         let (bus, node) = (bus.clone(), self.config.node.clone());
+        let holders = self.holders.clone();
         let receiving = tokio::spawn(async move {
             while let Some(message) = incoming.next().await {
                 match wire::decode(&message.payload) {
                     Ok((from, _, _)) if from == node => {}
-                    Ok((_, topic, event)) => {
+                    Ok((from, topic, event)) => {
+                        holders.saw(&from, &topic, &event);
                         applied(&topic);
                         bus.apply_remote(&topic, event);
                     }
@@ -158,6 +165,25 @@ impl Cluster {
             tracing::error!("cluster: the NATS subscription ended");
         });
         Ok(vec![sending, receiving])
+    }
+
+    /// This relay's call gateway `local` joined to the other relays' (see `forward.rs`): the
+    /// hook for the inbox, which passes the SENDs `local` does not take to the relay holding
+    /// their call, and the task that hands `local` the SENDs other relays pass here.
+    pub async fn forward(
+        &self,
+        local: Arc<dyn SendHook>,
+    ) -> anyhow::Result<(Arc<dyn SendHook>, tokio::task::JoinHandle<()>)> {
+        let subject = wire::sends_to(&self.prefix, &self.config.node);
+        let task = forward::serve(self.client.clone(), subject, local.clone()).await?;
+        let hook = forward::Forwarding {
+            local,
+            holders: self.holders.clone(),
+            client: self.client.clone(),
+            prefix: self.prefix.clone(),
+            node: self.config.node.clone(),
+        };
+        Ok((Arc::new(hook), task))
     }
 
     /// Renews this relay's leases every [`RENEW`]: its id slot, and leadership when free —

@@ -1,6 +1,8 @@
 //! What crosses NATS: one event of one resource, as JSON, on a subject per resource —
 //! `restsip.{cluster}.ev.{login|inbox|call}.{key}` — whose key tokens are percent-escaped, so
-//! no address or call id can add a token (`.`) or a wildcard (`*`, `>`).
+//! no address or call id can add a token (`.`) or a wildcard (`*`, `>`). And the SENDs one
+//! relay passes to the relay holding their call (see `forward.rs`): a request on
+//! `restsip.{cluster}.node.{node}.send`, answered with the outcome.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use restsip_protocol::EventKind;
@@ -8,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::bus::{BusEvent, Topic};
+use crate::error::Error;
+use restsip_protocol::SendReceipt;
 
 /// Everything but letters, digits, `-` and `_` is escaped in a subject token.
 const TOKEN: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_');
@@ -110,6 +114,95 @@ pub(super) fn decode(payload: &[u8]) -> Result<(String, Topic, BusEvent), String
     ))
 }
 
+/// The subject on which relay `node` takes the SENDs of the calls it holds.
+pub(super) fn sends_to(prefix: &str, node: &str) -> String {
+    format!("{prefix}.node.{}.send", escape(node))
+}
+
+/// A SEND made at another relay for a call this relay holds: what `Inbox::send` was given.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Forwarded {
+    /// Who sent it.
+    pub(super) sender: String,
+    /// To whom (the caller's address).
+    pub(super) email: String,
+    /// The SEND's body.
+    pub(super) body: Value,
+}
+
+/// The holder's answer to a [`Forwarded`] SEND.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+pub(super) enum Outcome {
+    /// Its call gateway took it: the receipt.
+    Taken { receipt: SendReceipt },
+    /// Its call gateway refused it.
+    Refused { kind: Refusal, message: String },
+    /// It holds no such call (any more): deliver it as usual.
+    Unknown,
+}
+
+/// [`Error`]'s kinds on the wire (a store failure is an internal one).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum Refusal {
+    NotFound,
+    Forbidden,
+    Conflict,
+    Invalid,
+    ForbiddenTarget,
+    Limit,
+    MailboxFull,
+    MediaRelay,
+    Internal,
+}
+
+impl Outcome {
+    /// What the call gateway's answer was.
+    pub(super) fn of(taken: Option<crate::error::Result<SendReceipt>>) -> Self {
+        match taken {
+            None => Self::Unknown,
+            Some(Ok(receipt)) => Self::Taken { receipt },
+            Some(Err(e)) => {
+                let kind = match &e {
+                    Error::NotFound(_) => Refusal::NotFound,
+                    Error::Forbidden(_) => Refusal::Forbidden,
+                    Error::Conflict(_) => Refusal::Conflict,
+                    Error::Invalid(_) => Refusal::Invalid,
+                    Error::ForbiddenTarget(_) => Refusal::ForbiddenTarget,
+                    Error::Limit(_) => Refusal::Limit,
+                    Error::MailboxFull(_) => Refusal::MailboxFull,
+                    Error::MediaRelay(_) => Refusal::MediaRelay,
+                    Error::Store(_) | Error::Internal(_) => Refusal::Internal,
+                };
+                Self::Refused {
+                    kind,
+                    message: e.to_string(),
+                }
+            }
+        }
+    }
+
+    /// The answer as the call gateway gave it.
+    pub(super) fn into_taken(self) -> Option<crate::error::Result<SendReceipt>> {
+        match self {
+            Self::Unknown => None,
+            Self::Taken { receipt } => Some(Ok(receipt)),
+            Self::Refused { kind, message } => Some(Err(match kind {
+                Refusal::NotFound => Error::NotFound(message),
+                Refusal::Forbidden => Error::Forbidden(message),
+                Refusal::Conflict => Error::Conflict(message),
+                Refusal::Invalid => Error::Invalid(message),
+                Refusal::ForbiddenTarget => Error::ForbiddenTarget(message),
+                Refusal::Limit => Error::Limit(message),
+                Refusal::MailboxFull => Error::MailboxFull(message),
+                Refusal::MediaRelay => Error::MediaRelay(message),
+                Refusal::Internal => Error::Internal(message),
+            })),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +254,34 @@ mod tests {
             assert!(decode(bad).is_err());
         }
         assert!(decode(&vec![b' '; MAX_MESSAGE + 1]).is_err());
+    }
+
+    #[test]
+    fn an_outcome_crosses_with_its_kind() {
+        for e in [
+            Error::Conflict("ended".into()),
+            Error::Invalid("bad sdp".into()),
+            Error::MediaRelay("down".into()),
+        ] {
+            let (text, kind) = (e.to_string(), std::mem::discriminant(&e));
+            let bytes = serde_json::to_vec(&Outcome::of(Some(Err(e)))).expect("json");
+            let back: Outcome = serde_json::from_slice(&bytes).expect("decodes");
+            match back.into_taken() {
+                Some(Err(got)) => {
+                    assert_eq!(
+                        (got.to_string(), std::mem::discriminant(&got)),
+                        (text, kind)
+                    )
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let unknown = serde_json::to_vec(&Outcome::of(None)).expect("json");
+        let back: Outcome = serde_json::from_slice(&unknown).expect("decodes");
+        assert!(back.into_taken().is_none());
+        assert_eq!(
+            sends_to(&prefix("t1"), "node.a"),
+            "restsip.t1.node.node%2Ea.send"
+        );
     }
 }
