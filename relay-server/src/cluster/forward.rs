@@ -97,13 +97,17 @@ impl Holders {
     /// The call of `callee` with `caller` (invite `id`, else the latest noted) and its holder.
     fn holder(&self, callee: &str, caller: &str, id: Option<u64>) -> Option<(Key, String)> {
         let calls = lock(&self.calls);
+        if let Some(id) = id {
+            let key = (callee.to_owned(), caller.to_owned(), id);
+            return calls
+                .get(&key)
+                .filter(|(_, since)| since.elapsed() < NOTED_FOR)
+                .map(|(node, _)| (key.clone(), node.clone()));
+        }
         calls
             .iter()
-            .filter(|((to, from, n), (_, since))| {
-                to == callee
-                    && from == caller
-                    && id.is_none_or(|id| id == *n)
-                    && since.elapsed() < NOTED_FOR
+            .filter(|((to, from, _), (_, since))| {
+                to == callee && from == caller && since.elapsed() < NOTED_FOR
             })
             .max_by_key(|(_, (_, since))| *since)
             .map(|(k, (node, _))| (k.clone(), node.clone()))
