@@ -110,7 +110,10 @@ impl Invites {
             }
         };
         let tag = new_tag();
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self
+            .inner
+            .ids
+            .nth(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, mut rx) = mpsc::unbounded_channel();
         lock(&self.inner.pending).insert(
             id,
