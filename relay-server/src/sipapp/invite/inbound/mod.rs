@@ -72,6 +72,8 @@ enum Answer {
     Cancel,
     /// The phone's TCP connection closed.
     Gone,
+    /// A live stream at another relay took the invite: 180 Ringing, then the wait goes on.
+    Ringing,
 }
 
 /// An INVITE waiting for the web user.
