@@ -139,6 +139,13 @@ impl IdSpace {
     /// A relay alone.
     pub const ALONE: Self = Self { slot: 0, stride: 1 };
 
+    /// The `n`th id of this space: a counter of its own that a relay draws through this
+    /// (its phones' invite ids) never hands out an id another relay's can.
+    pub fn nth(self, n: u64) -> u64 {
+        let stride = self.stride.max(1);
+        n.saturating_mul(stride).saturating_add(self.slot % stride)
+    }
+
     /// The smallest id above `after` in this space.
     fn above(self, after: u64) -> u64 {
         let stride = self.stride.max(1);
@@ -251,6 +258,11 @@ impl Bus {
                 capacity,
             }),
         }
+    }
+
+    /// The ids this relay takes (its slot in a cluster).
+    pub fn ids(&self) -> IdSpace {
+        self.inner.space
     }
 
     /// A fresh id, for events whose id must be stored before they are published.
@@ -579,6 +591,28 @@ mod tests {
         assert!(bus.subscribe(&topic, Some(first)).missed.is_none());
         let sub = bus.subscribe(&topic, Some(skipped)).missed;
         assert_eq!(sub.map(|m| m.len()), Some(0));
+    }
+
+    #[test]
+    fn counters_drawn_through_two_relays_slots_never_meet() {
+        let (a, b) = (
+            IdSpace {
+                slot: 0,
+                stride: 64,
+            },
+            IdSpace {
+                slot: 1,
+                stride: 64,
+            },
+        );
+        // Two relays' counters from the same start (or any starts) hand out distinct ids.
+        let from_a: std::collections::HashSet<u64> = (500..1_500).map(|n| a.nth(n)).collect();
+        assert_eq!(from_a.len(), 1_000);
+        assert!((0..2_000).map(|n| b.nth(n)).all(|id| !from_a.contains(&id)));
+        assert!((0..2_000).all(|n| b.nth(n) % 64 == 1));
+        assert_eq!((a.nth(3), b.nth(3)), (192, 193));
+        assert_eq!(IdSpace::ALONE.nth(41), 41);
+        assert_eq!(b.nth(u64::MAX), u64::MAX);
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub trait SendHook: Send + Sync + 'static {
         email: &str,
         body: &Value,
     ) -> Option<Result<SendReceipt>>;
+
+    /// Told that the `invite` message of call `id` from `caller` reached a live stream of
+    /// `callee` elsewhere (a page at another relay): the caller may hear that it rings.
+    async fn rings(&self, _callee: &str, _caller: &str, _id: u64) {}
 }
 
 /// Cheap-clone handle to the messaging service.

@@ -321,6 +321,7 @@ fn sip_app(
                 weak.clone(),
                 timers,
                 media,
+                state.bus.ids(),
             );
             let proxy =
                 sipapp::proxy::Proxy::new(state.store.clone(), weak.clone(), upstream.clone());

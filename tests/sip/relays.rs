@@ -523,8 +523,13 @@ async fn a_phone_at_a_calls_a_web_user_at_b(transport: Transport) {
     let phone = reached_by_flow_only(a, transport).await;
     assert_eq!(phone.register(ALICE).await, "SIP/2.0 200 OK");
 
-    // Bob answers at B; the phone hangs up: its BYE at A reaches bob's stream at B.
+    // Bob's page at B takes the invite: the phone hears `180 Ringing` from A, as when the
+    // page streams at A. Bob answers at B; the phone hangs up: its BYE at A reaches bob's
+    // stream at B.
     let invite = phone_calls_bob(&phone, &mut inbox, "in-1").await;
+    let ringing = phone.next("SIP/2.0 180 Ringing").await;
+    assert!(ringing.contains("CSeq: 1 INVITE\r\n"), "{ringing}");
+    assert_eq!(value(&ringing, "Call-ID"), "in-1", "{ringing}");
     let ok = accepted(&bob, &phone, &invite).await;
     phone.send(&phone.after(&ok, "BYE", Some(2))).await;
     let answer = phone.final_to("2 BYE").await;

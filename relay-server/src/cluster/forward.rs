@@ -7,7 +7,9 @@
 //! another relay holds goes to that relay as a NATS request ([`Forwarding`]); the holder
 //! hands it to its own call gateway, as if made there, and answers with the receipt or the
 //! refusal, which this relay returns to its client. A holder that says it has no such call
-//! (any more) leaves the SEND to be delivered as usual here.
+//! (any more) leaves the SEND to be delivered as usual here. When a stream at this relay
+//! watches the contact another relay's `invite` went to, the holder is told ([`ringing`]), so
+//! that its phone hears 180 Ringing as it would if the page streamed there.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,7 +21,7 @@ use restsip_protocol::{EventKind, SendReceipt};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::wire::{self, Forwarded, Outcome};
+use super::wire::{self, Forwarded, Outcome, Ringing};
 use crate::bus::{BusEvent, Topic};
 use crate::error::{Error, Result};
 use crate::inbox::SendHook;
@@ -35,7 +37,7 @@ const NOTED_FOR: Duration = Duration::from_secs(86_400);
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A call as the web user's SENDs name it: callee, caller, invite id.
-type Key = (String, String, u64);
+pub(super) type Key = (String, String, u64);
 
 /// Which relay holds each call from a phone to a web user that another relay made known.
 #[derive(Default)]
@@ -55,13 +57,14 @@ fn id_of(body: &Value) -> Option<u64> {
 
 impl Holders {
     /// Notes what `event` of `topic`, made by `node`, says of the calls it holds: an
-    /// `invite` message to a web user's login is a call `node` holds, a `bye` one ended.
-    pub(super) fn saw(&self, node: &str, topic: &Topic, event: &BusEvent) {
+    /// `invite` message to a web user's login is a call `node` holds (the call returned), a
+    /// `bye` one ended.
+    pub(super) fn saw(&self, node: &str, topic: &Topic, event: &BusEvent) -> Option<Key> {
         let Topic::Inbox(callee, _) = topic else {
-            return;
+            return None;
         };
         if event.kind != EventKind::Message {
-            return;
+            return None;
         }
         let body = &event.data["body"];
         let (Some(command), Some(caller), Some(id)) = (
@@ -69,7 +72,7 @@ impl Holders {
             event.data.get("from").and_then(Value::as_str),
             id_of(body),
         ) else {
-            return;
+            return None;
         };
         let key = (callee.clone(), caller.to_owned(), id);
         let mut calls = lock(&self.calls);
@@ -85,13 +88,15 @@ impl Holders {
                         calls.remove(&oldest);
                     }
                 }
-                calls.insert(key, (node.to_owned(), Instant::now()));
+                calls.insert(key.clone(), (node.to_owned(), Instant::now()));
+                return Some(key);
             }
             "bye" => {
                 calls.remove(&key);
             }
             _ => {}
         }
+        None
     }
 
     /// The call of `callee` with `caller` (invite `id`, else the latest noted) and its holder.
@@ -196,51 +201,88 @@ impl SendHook for Forwarding {
     }
 }
 
-/// Takes the SENDs other relays pass for calls this relay holds (on `subject`) and hands
-/// each to `local`, answering with its outcome. Subscribed before it returns.
+/// Tells relay `holder` that a page here took the `invite` of its call `key` (from the bus:
+/// a stream here watched the contact it went to), so that its phone hears 180 Ringing.
+pub(super) fn ringing(client: &async_nats::Client, prefix: &str, holder: &str, key: Key) {
+    let (callee, caller, id) = key;
+    let Ok(payload) = serde_json::to_vec(&Ringing { callee, caller, id }) else {
+        return;
+    };
+    let (client, subject) = (client.clone(), wire::rings_to(prefix, holder));
+    tokio::spawn(async move {
+        if let Err(e) = client.publish(subject, payload.into()).await {
+            tracing::warn!(error = %e, "cluster: a call's ringing was not told to its holder");
+        }
+    });
+}
+
+/// Takes the SENDs other relays pass for calls this relay holds (on `sends`) and hands each
+/// to `local`, answering with its outcome; and tells `local` of the invites pages at other
+/// relays took (on `rings`). Subscribed before it returns.
 pub(super) async fn serve(
     client: async_nats::Client,
-    subject: String,
+    (sends, rings): (String, String),
     local: Arc<dyn SendHook>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let mut requests = client
-        .subscribe(subject)
+        .subscribe(sends)
         .await
         .context("cluster: cannot subscribe to forwarded SENDs")?;
+    let mut ringing = client
+        .subscribe(rings)
+        .await
+        .context("cluster: cannot subscribe to calls' ringing")?;
     client
         .flush()
         .await
         .context("cluster: NATS did not confirm the subscription")?;
     Ok(tokio::spawn(async move {
-        while let Some(message) = requests.next().await {
-            let Some(reply) = message.reply.clone() else {
-                continue;
-            };
-            let (client, local) = (client.clone(), local.clone());
-            // Each on its own: an `accept` waiting for the media relay holds no other.
-            tokio::spawn(async move {
-                let outcome = if message.payload.len() > wire::MAX_MESSAGE {
-                    Outcome::of(Some(Err(Error::Invalid("the SEND is too large".into()))))
-                } else {
-                    match serde_json::from_slice::<Forwarded>(&message.payload) {
-                        Ok(f) => Outcome::of(local.intercept(&f.sender, &f.email, &f.body).await),
-                        Err(e) => Outcome::of(Some(Err(Error::Invalid(format!(
-                            "not a forwarded SEND: {e}"
-                        ))))),
+        loop {
+            tokio::select! {
+                Some(message) = requests.next() => answer(&client, &local, message),
+                Some(message) = ringing.next() => {
+                    if message.payload.len() > wire::MAX_MESSAGE {
+                        continue;
                     }
-                };
-                match serde_json::to_vec(&outcome) {
-                    Ok(bytes) => {
-                        if let Err(e) = client.publish(reply, bytes.into()).await {
-                            tracing::warn!(error = %e, "cluster: a forwarded SEND's answer was not sent");
-                        }
+                    match serde_json::from_slice::<Ringing>(&message.payload) {
+                        Ok(r) => local.rings(&r.callee, &r.caller, r.id).await,
+                        Err(e) => tracing::warn!(error = %e, "cluster: not a call's ringing"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "cluster: answer not encoded"),
                 }
-            });
+                else => break,
+            }
         }
-        tracing::error!("cluster: the subscription to forwarded SENDs ended");
+        tracing::error!("cluster: the subscriptions to forwarded SENDs ended");
     }))
+}
+
+/// Hands a forwarded SEND to `local` and answers with its outcome, on a task of its own: an
+/// `accept` waiting for the media relay holds no other.
+fn answer(client: &async_nats::Client, local: &Arc<dyn SendHook>, message: async_nats::Message) {
+    let Some(reply) = message.reply.clone() else {
+        return;
+    };
+    let (client, local) = (client.clone(), local.clone());
+    tokio::spawn(async move {
+        let outcome = if message.payload.len() > wire::MAX_MESSAGE {
+            Outcome::of(Some(Err(Error::Invalid("the SEND is too large".into()))))
+        } else {
+            match serde_json::from_slice::<Forwarded>(&message.payload) {
+                Ok(f) => Outcome::of(local.intercept(&f.sender, &f.email, &f.body).await),
+                Err(e) => Outcome::of(Some(Err(Error::Invalid(format!(
+                    "not a forwarded SEND: {e}"
+                ))))),
+            }
+        };
+        match serde_json::to_vec(&outcome) {
+            Ok(bytes) => {
+                if let Err(e) = client.publish(reply, bytes.into()).await {
+                    tracing::warn!(error = %e, "cluster: a forwarded SEND's answer was not sent");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cluster: answer not encoded"),
+        }
+    });
 }
 
 #[cfg(test)]
@@ -261,16 +303,18 @@ mod tests {
     fn invites_from_other_relays_are_noted_until_their_bye() {
         let holders = Holders::default();
         let topic = Topic::Inbox("b@x".into(), 1);
-        holders.saw(
+        let noted = holders.saw(
             "a",
             &topic,
             &message("p@x", json!({"command": "invite", "id": 7})),
         );
-        holders.saw(
+        assert_eq!(noted, Some(("b@x".into(), "p@x".into(), 7)));
+        let noted = holders.saw(
             "a",
             &topic,
             &message("p@x", json!({"command": "im", "id": 8})),
         );
+        assert_eq!(noted, None);
         holders.saw(
             "a",
             &Topic::Login("b@x".into()),

@@ -147,15 +147,20 @@ impl Cluster {
             }
         });
         let (bus, node) = (bus.clone(), self.config.node.clone());
-        let holders = self.holders.clone();
+        let (holders, client) = (self.holders.clone(), self.client.clone());
+        let prefix = self.prefix.clone();
         let receiving = tokio::spawn(async move {
             while let Some(message) = incoming.next().await {
                 match wire::decode(&message.payload) {
                     Ok((from, _, _)) if from == node => {}
                     Ok((from, topic, event)) => {
-                        holders.saw(&from, &topic, &event);
+                        let invite = holders.saw(&from, &topic, &event);
                         applied(&topic);
                         bus.apply_remote(&topic, event);
+                        // A stream here takes the invite: the caller at its holder rings.
+                        if let Some(call) = invite.filter(|_| bus.is_watched(&topic)) {
+                            forward::ringing(&client, &prefix, &from, call);
+                        }
                     }
                     Err(why) => {
                         tracing::warn!(subject = %message.subject, %why, "cluster: message dropped")
@@ -174,8 +179,11 @@ impl Cluster {
         &self,
         local: Arc<dyn SendHook>,
     ) -> anyhow::Result<(Arc<dyn SendHook>, tokio::task::JoinHandle<()>)> {
-        let subject = wire::sends_to(&self.prefix, &self.config.node);
-        let task = forward::serve(self.client.clone(), subject, local.clone()).await?;
+        let subjects = (
+            wire::sends_to(&self.prefix, &self.config.node),
+            wire::rings_to(&self.prefix, &self.config.node),
+        );
+        let task = forward::serve(self.client.clone(), subjects, local.clone()).await?;
         let hook = forward::Forwarding {
             local,
             holders: self.holders.clone(),

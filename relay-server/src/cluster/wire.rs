@@ -2,7 +2,8 @@
 //! `restsip.{cluster}.ev.{login|inbox|call}.{key}` — whose key tokens are percent-escaped, so
 //! no address or call id can add a token (`.`) or a wildcard (`*`, `>`). And the SENDs one
 //! relay passes to the relay holding their call (see `forward.rs`): a request on
-//! `restsip.{cluster}.node.{node}.send`, answered with the outcome.
+//! `restsip.{cluster}.node.{node}.send`, answered with the outcome; and the word that a page
+//! took the `invite` of a call the relay holds, on `restsip.{cluster}.node.{node}.ringing`.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use restsip_protocol::EventKind;
@@ -117,6 +118,24 @@ pub(super) fn decode(payload: &[u8]) -> Result<(String, Topic, BusEvent), String
 /// The subject on which relay `node` takes the SENDs of the calls it holds.
 pub(super) fn sends_to(prefix: &str, node: &str) -> String {
     format!("{prefix}.node.{}.send", escape(node))
+}
+
+/// The subject on which relay `node` hears that a page at another relay took an invite of
+/// a call it holds.
+pub(super) fn rings_to(prefix: &str, node: &str) -> String {
+    format!("{prefix}.node.{}.ringing", escape(node))
+}
+
+/// A page at another relay took the `invite` message of this call (its holder's phone may
+/// hear 180 Ringing).
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Ringing {
+    /// The web user called.
+    pub(super) callee: String,
+    /// The caller's address.
+    pub(super) caller: String,
+    /// The invite id.
+    pub(super) id: u64,
 }
 
 /// A SEND made at another relay for a call this relay holds: what `Inbox::send` was given.
@@ -282,6 +301,10 @@ mod tests {
         assert_eq!(
             sends_to(&prefix("t1"), "node.a"),
             "restsip.t1.node.node%2Ea.send"
+        );
+        assert_eq!(
+            rings_to(&prefix("t1"), "node.a"),
+            "restsip.t1.node.node%2Ea.ringing"
         );
     }
 }

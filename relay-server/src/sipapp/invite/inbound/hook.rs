@@ -1,5 +1,6 @@
 //! The web user's SENDs to a calling phone (accept, reject, bye), taken before normal
-//! delivery: the inbox's [`SendHook`].
+//! delivery: the inbox's [`SendHook`]; and the word that a page at another relay took an
+//! invite (the phone then hears 180 Ringing).
 
 use super::*;
 
@@ -122,5 +123,13 @@ impl SendHook for Invites {
                 reason: "answered".into(),
             },
         ))
+    }
+
+    async fn rings(&self, callee: &str, caller: &str, id: u64) {
+        if let Some(p) = lock(&self.inner.pending).get(&id) {
+            if p.callee == callee && p.caller == caller {
+                let _ = p.answer.send(Answer::Ringing);
+            }
+        }
     }
 }

@@ -34,6 +34,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
+use crate::bus::IdSpace;
 use crate::calls::Calls;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -71,6 +72,8 @@ enum Answer {
     Cancel,
     /// The phone's TCP connection closed.
     Gone,
+    /// A live stream at another relay took the invite: 180 Ringing, then the wait goes on.
+    Ringing,
 }
 
 /// An INVITE waiting for the web user.
@@ -145,8 +148,10 @@ struct Inner {
     store: Arc<dyn Store>,
     /// How long an INVITE waits for an answer.
     timeout: Duration,
-    /// The next invite id.
+    /// The counter of invite ids, drawn through `ids`.
     next_id: AtomicU64,
+    /// This relay's ids in its cluster: invite ids no other relay's calls have.
+    ids: IdSpace,
     /// INVITEs waiting, by id.
     pending: Mutex<HashMap<u64, Pending>>,
     /// Answered calls, by Call-ID.
@@ -216,7 +221,7 @@ fn rejection(body: &Value) -> (u16, String) {
 impl Invites {
     /// The gateway over the REST side's services, sending through `endpoint`: INVITEs wait
     /// `timers.ring` for an answer, answered calls are probed every `timers.keepalive`;
-    /// media as `media` says.
+    /// media as `media` says; invite ids are drawn from `ids` (the relay's, in a cluster).
     pub fn new(
         inbox: Inbox,
         calls: Calls,
@@ -224,6 +229,7 @@ impl Invites {
         endpoint: WeakEndpoint,
         timers: super::CallTimers,
         media: super::CallMedia,
+        ids: IdSpace,
     ) -> Self {
         let reneg = Renegotiation::new(inbox.clone(), media.media, endpoint.clone(), media.session);
         let invites = Self {
@@ -242,6 +248,7 @@ impl Invites {
                 store,
                 timeout: timers.ring,
                 next_id: AtomicU64::new(u64::from(rand::random::<u16>()) + 1),
+                ids,
                 pending: Mutex::default(),
                 dialogs: Mutex::default(),
                 endpoint,

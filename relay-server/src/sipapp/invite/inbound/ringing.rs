@@ -110,7 +110,10 @@ impl Invites {
             }
         };
         let tag = new_tag();
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self
+            .inner
+            .ids
+            .nth(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, mut rx) = mpsc::unbounded_channel();
         lock(&self.inner.pending).insert(
             id,
@@ -164,10 +167,23 @@ impl Invites {
                 Reply::new(480, "Temporarily Unavailable")
             });
         }
+        let ringing = || responder.reply(Reply::new(180, "Ringing").with_to_tag(tag.clone()));
         if live {
-            responder.reply(Reply::new(180, "Ringing").with_to_tag(tag.clone()));
+            ringing();
         }
-        let answer = tokio::time::timeout(self.inner.timeout, rx.recv()).await;
+        // A page at another relay may take the invite meanwhile: 180 then, once.
+        let until = Instant::now() + self.inner.timeout;
+        let answer = loop {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(Answer::Ringing)) => {
+                    if !live {
+                        live = true;
+                        ringing();
+                    }
+                }
+                answer => break answer,
+            }
+        };
         lock(&self.inner.pending).remove(&id);
         let cancel = |reason: &str| {
             let mut cancel = message("cancel", id, &call_id);
@@ -218,7 +234,8 @@ impl Invites {
                 // Nobody hears it: the connection is gone.
                 Reply::new(487, "Request Terminated").with_to_tag(tag)
             }
-            Ok(None) | Err(_) => {
+            // No answer in time (a `Ringing` never ends the wait above).
+            Ok(None | Some(Answer::Ringing)) | Err(_) => {
                 self.tell(&caller, &callee, &reached, cancel("timeout"))
                     .await;
                 self.missed_call(&caller, &callee, &call_id, authenticated)
