@@ -306,6 +306,10 @@ pub fn app(state: AppState, www: Option<&std::path::Path>) -> Router {
         // is awaited; a body without one is cut at the limit as it arrives.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
         .layer(axum::middleware::map_response(problem_bodies))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            events_sent,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -313,6 +317,22 @@ pub fn app(state: AppState, www: Option<&std::path::Path>) -> Router {
         ))
         .layer(cors)
         .with_state(state)
+}
+
+/// Answers a change (any method but GET, HEAD, OPTIONS) only once the events it made have
+/// left for the other relays of a cluster: an acknowledged change survives this relay's death
+/// right after, and what the client does next at another relay comes after it there.
+async fn events_sent(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let change = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let res = next.run(req).await;
+    if change {
+        state.bus.flushed().await;
+    }
+    res
 }
 
 /// Applies `X-HTTP-Method-Override` on POST, before routing: the fallback for clients whose

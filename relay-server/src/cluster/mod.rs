@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::bus::{Bus, BusEvent, IdSpace, Outbound, Topic};
 use crate::clock::now_ms;
@@ -38,6 +38,19 @@ const LEADER: &str = "leader";
 /// Events waiting to be sent to NATS; past that (NATS gone or far too slow) new ones are
 /// dropped for the other relays (logged), rather than held in memory without bound.
 const OUTGOING: usize = 65_536;
+
+/// How long a change waits for its events to leave for NATS before it is acknowledged anyway
+/// (NATS gone or far too slow: logged).
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
+
+/// What the sending task takes, in order.
+#[derive(Debug)]
+enum Outgoing {
+    /// An event: its subject and payload.
+    Event(String, Vec<u8>),
+    /// Tell this once everything queued before it is written to NATS.
+    Flushed(oneshot::Sender<()>),
+}
 
 /// This relay's membership of a cluster.
 pub struct Cluster {
@@ -113,7 +126,7 @@ impl Cluster {
             .flush()
             .await
             .context("cluster: NATS did not confirm the subscription")?;
-        let (tx, mut rx) = mpsc::channel::<(String, Vec<u8>)>(OUTGOING);
+        let (tx, mut rx) = mpsc::channel::<Outgoing>(OUTGOING);
         bus.attach(Arc::new(Sender {
             node: self.config.node.clone(),
             prefix: self.prefix.clone(),
@@ -121,10 +134,29 @@ impl Cluster {
         }));
         let client = self.client.clone();
         // One task sends, in the order the bus queued: one resource's events stay in order.
+        // What waits to be flushed is told after one flush of everything queued before it.
         let sending = tokio::spawn(async move {
-            while let Some((subject, payload)) = rx.recv().await {
-                if let Err(e) = client.publish(subject, payload.into()).await {
-                    tracing::warn!(error = %e, "cluster: an event could not be sent");
+            let mut waiting = Vec::new();
+            while let Some(first) = rx.recv().await {
+                let mut next = Some(first);
+                while let Some(item) = next.take() {
+                    match item {
+                        Outgoing::Event(subject, payload) => {
+                            if let Err(e) = client.publish(subject, payload.into()).await {
+                                tracing::warn!(error = %e, "cluster: an event could not be sent");
+                            }
+                        }
+                        Outgoing::Flushed(tell) => waiting.push(tell),
+                    }
+                    next = rx.try_recv().ok();
+                }
+                if !waiting.is_empty() {
+                    if let Err(e) = client.flush().await {
+                        tracing::warn!(error = %e, "cluster: events not flushed to NATS");
+                    }
+                    for tell in waiting.drain(..) {
+                        let _ = tell.send(());
+                    }
                 }
             }
         });
@@ -201,7 +233,7 @@ struct Sender {
     /// The subject prefix.
     prefix: String,
     /// To the sending task.
-    queue: mpsc::Sender<(String, Vec<u8>)>,
+    queue: mpsc::Sender<Outgoing>,
 }
 
 impl Outbound for Sender {
@@ -210,7 +242,7 @@ impl Outbound for Sender {
             Ok(payload) => {
                 match self
                     .queue
-                    .try_send((wire::subject(&self.prefix, topic), payload))
+                    .try_send(Outgoing::Event(wire::subject(&self.prefix, topic), payload))
                 {
                     // Closed only when the relay stops.
                     Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -222,5 +254,21 @@ impl Outbound for Sender {
             }
             Err(e) => tracing::warn!(error = %e, "cluster: event not encoded"),
         }
+    }
+
+    fn flushed(&self) -> futures_util::future::BoxFuture<'static, ()> {
+        let queue = self.queue.clone();
+        Box::pin(async move {
+            let (tell, told) = oneshot::channel();
+            let done = async {
+                queue.send(Outgoing::Flushed(tell)).await.ok()?;
+                told.await.ok()
+            };
+            if tokio::time::timeout(FLUSH_WAIT, done).await.is_err() {
+                tracing::warn!(
+                    "cluster: NATS did not take this relay's events in time; acknowledged anyway"
+                );
+            }
+        })
     }
 }
