@@ -16,6 +16,7 @@ pub mod inbox;
 pub mod limits;
 pub mod location;
 pub mod mailbox;
+pub mod members;
 pub mod observe;
 pub mod operations;
 pub mod outgoing;
@@ -163,6 +164,9 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
     state.set_ice_servers(config.media.ice_servers.clone());
     state.set_egress(config.guards.egress);
     state.set_origins(config.guards.origins.clone());
+    if let Some(c) = &config.cluster {
+        state.set_members(members::Members::clustered(&c.node));
+    }
     if cluster.is_some() {
         // Webhooks run on the cluster's leader only, once it has taken the lease.
         state.webhooks.lead(false).await?;
@@ -302,9 +306,14 @@ fn sip_app(
                 weak.clone(),
                 timers,
                 media,
+                state.members.clone(),
             );
-            let proxy =
-                sipapp::proxy::Proxy::new(state.store.clone(), weak.clone(), upstream.clone());
+            let proxy = sipapp::proxy::Proxy::new(
+                state.store.clone(),
+                weak.clone(),
+                upstream.clone(),
+                state.members.clone(),
+            );
             let mut core = sip_core(state, config, upstream.clone(), weak.listen())
                 .with_services(soap)
                 .with_presence(presence)
@@ -336,7 +345,7 @@ fn sip_app(
         tokio::spawn(invites.clone().dtmf_from_rtpengine(socket, source));
     }
     state.inbox.set_sip(Arc::new(sipapp::delivery::SipSide {
-        im: sipapp::im::outbound::Outbound::new(weak.clone(), weak.listen()),
+        im: sipapp::im::outbound::Outbound::new(weak.clone(), weak.listen(), state.members.clone()),
         calls: invites.outgoing(),
         upstream: upstream.clone(),
     }));
@@ -389,7 +398,11 @@ impl Relay {
         if let Some((cluster, tasks)) = self.cluster {
             leader.send_replace(false);
             cluster_tasks = tasks;
-            cluster_tasks.push(cluster.lead(self.state.webhooks.clone(), leader));
+            cluster_tasks.push(cluster.lead(
+                self.state.webhooks.clone(),
+                leader,
+                self.state.members.clone(),
+            ));
         } else {
             // Stored webhooks resume: re-subscribed after their last stored event, outboxes
             // sent on.
@@ -516,7 +529,7 @@ fn sip_core(
         credentials,
         state.limits.clone(),
     )
-    .owned_at(listen);
+    .owned_at(listen, state.members.node());
     sipapp::core::Core::new(registrar)
         .with_inbox(state.inbox.clone())
         .with_senders(senders)

@@ -25,7 +25,7 @@ async fn two_relays() -> (tempfile::TempDir, Relay, Relay) {
 }
 
 /// The number of Via values of a message.
-fn vias(msg: &str) -> usize {
+pub(crate) fn vias(msg: &str) -> usize {
     header_lines(msg, "Via")
         .iter()
         .map(|line| line.split(',').count())

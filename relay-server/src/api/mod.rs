@@ -97,6 +97,8 @@ pub struct Services {
     pub(crate) egress: crate::egress::Egress,
     /// The page origins allowed to use the API from a browser.
     pub(crate) origins: Arc<origins::Origins>,
+    /// The relays of the cluster (this one's name, those gone).
+    pub(crate) members: crate::members::Members,
 }
 
 impl AppState {
@@ -149,7 +151,13 @@ impl AppState {
             ice_servers: Arc::default(),
             egress,
             origins: Arc::default(),
+            members: crate::members::Members::default(),
         }))
+    }
+
+    /// Names this relay's node in its cluster.
+    pub fn set_members(&mut self, members: crate::members::Members) {
+        self.members = members;
     }
 
     /// Sets where users' targets may be (before the relay serves: webhooks are rebuilt).

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::bus::{Bus, BusEvent, IdSpace, Outbound, Topic};
 use crate::clock::now_ms;
 use crate::config::ClusterConfig;
+use crate::members::Members;
 use crate::store::Store;
 use crate::webhooks::Webhooks;
 
@@ -31,6 +32,8 @@ const SLOT_TTL: Duration = Duration::from_secs(60);
 const LEADER_TTL: Duration = Duration::from_secs(3);
 /// How often leases are renewed (and the leader's webhooks matched to the store).
 const RENEW: Duration = Duration::from_secs(1);
+/// How long a relay's id slot goes without renewal before the others take it for gone.
+const GONE_AFTER: Duration = Duration::from_secs(4);
 /// How long the NATS server has to answer at startup.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The lease of the cluster's leader.
@@ -177,11 +180,13 @@ impl Cluster {
     }
 
     /// Renews this relay's leases every [`RENEW`]: its id slot, and leadership when free —
-    /// the leader runs the webhooks (`webhooks`) and tells `leader` (the expiry sweeps).
+    /// the leader runs the webhooks (`webhooks`) and tells `leader` (the expiry sweeps);
+    /// and tells `members` which relays are gone (their id slots not renewed).
     pub fn lead(
         &self,
         webhooks: Webhooks,
         leader: watch::Sender<bool>,
+        members: Members,
     ) -> tokio::task::JoinHandle<()> {
         let (store, node) = (self.store.clone(), self.config.node.clone());
         let slot = format!("slot/{}", self.slot);
@@ -217,6 +222,15 @@ impl Cluster {
                 } else {
                     0.0
                 });
+                // Which relays are gone: their id slots not renewed for a while.
+                match store.leases("slot/").await {
+                    Ok(leases) => {
+                        for node in members.update(&leases, now, ms(SLOT_TTL), ms(GONE_AFTER)) {
+                            tracing::warn!(%node, "cluster: a relay is gone (its id slot is not renewed)");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cluster: id slots not read"),
+                }
                 if let Err(e) = webhooks.lead(leading).await {
                     tracing::warn!(error = %e, "cluster: webhooks not matched to the store; retrying");
                 }

@@ -444,6 +444,23 @@ pub trait Store: Send + Sync + 'static {
             "this store has no leases: it cannot be shared by a cluster".into(),
         )))
     }
+
+    /// The leases whose names start with `prefix` (the id slots `slot/`: which relays run),
+    /// held or expired; none in a store without leases.
+    async fn leases(&self, _prefix: &str) -> StoreResult<Vec<Lease>> {
+        Ok(Vec::new())
+    }
+}
+
+/// A lease ([`Store::take_lease`]) as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Its name.
+    pub name: String,
+    /// Who took or last renewed it.
+    pub holder: String,
+    /// When it expires (ms since the epoch).
+    pub until: i64,
 }
 
 /// What [`Store::gauges`] counts.

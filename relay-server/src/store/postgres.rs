@@ -73,6 +73,10 @@ impl Store for PostgresStore {
         webhooks::take_lease(&self.pool, name, holder, now, until).await
     }
 
+    async fn leases(&self, prefix: &str) -> StoreResult<Vec<super::Lease>> {
+        webhooks::leases(&self.pool, prefix).await
+    }
+
     async fn gauges(&self, now: i64) -> StoreResult<super::StoreGauges> {
         webhooks::gauges(&self.pool, now).await
     }

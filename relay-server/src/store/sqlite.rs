@@ -117,6 +117,10 @@ impl Store for SqliteStore {
         super::sqlite_health::take_lease(&self.writer, name, holder, now, until).await
     }
 
+    async fn leases(&self, prefix: &str) -> StoreResult<Vec<super::Lease>> {
+        super::sqlite_health::leases(&self.pool, prefix).await
+    }
+
     async fn gauges(&self, now: i64) -> StoreResult<super::StoreGauges> {
         super::sqlite_health::gauges(&self.pool, now).await
     }

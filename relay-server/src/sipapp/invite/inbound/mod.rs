@@ -224,6 +224,7 @@ impl Invites {
         endpoint: WeakEndpoint,
         timers: super::CallTimers,
         media: super::CallMedia,
+        members: crate::members::Members,
     ) -> Self {
         let reneg = Renegotiation::new(inbox.clone(), media.media, endpoint.clone(), media.session);
         let invites = Self {
@@ -233,6 +234,7 @@ impl Invites {
                     endpoint.clone(),
                     timers,
                     reneg.clone(),
+                    members,
                 ),
                 reneg,
                 passthrough: media.passthrough,

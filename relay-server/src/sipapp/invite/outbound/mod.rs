@@ -113,6 +113,8 @@ struct Inner {
     timers: CallTimers,
     /// New offers in answered calls, and the media relay.
     reneg: Renegotiation,
+    /// The relays of the cluster (a phone whose relay is gone is not called).
+    members: crate::members::Members,
 }
 
 impl Call {
@@ -167,6 +169,7 @@ impl Outgoing {
         endpoint: WeakEndpoint,
         timers: CallTimers,
         reneg: Renegotiation,
+        members: crate::members::Members,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -175,6 +178,7 @@ impl Outgoing {
                 endpoint,
                 timers,
                 reneg,
+                members,
             }),
         }
     }
@@ -192,10 +196,11 @@ impl Outgoing {
             return failed(503, "Service Unavailable (SIP is stopping)");
         };
         let open = |p: Peer| endpoint.is_open(p);
-        let hop = match crate::sipapp::contact::contact_hop(contact, listen, open) {
-            Ok(hop) => hop,
-            Err(why) => return failed(480, why),
-        };
+        let hop =
+            match crate::sipapp::contact::contact_hop(contact, listen, open, &self.inner.members) {
+                Ok(hop) => hop,
+                Err(why) => return failed(480, why),
+            };
         drop(endpoint);
         let target = Target {
             uri: hop.uri,
