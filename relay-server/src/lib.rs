@@ -341,6 +341,14 @@ fn sip_app(
         watches.attach(sender.clone());
     }
     state.inbox.set_hook(Arc::new(invites.clone()));
+    // In a cluster: the calls a gone relay held end (BYE to the phone, `bye` to the web user).
+    if state.members.node().is_some() {
+        tokio::spawn(
+            invites
+                .outgoing()
+                .end_calls_of_gone(state.members.gone_from_now()),
+        );
+    }
     if let Some((socket, source)) = dtmf {
         tokio::spawn(invites.clone().dtmf_from_rtpengine(socket, source));
     }

@@ -6,15 +6,29 @@
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
+use tokio::sync::broadcast;
+
 use crate::store::Lease;
 
 /// Cheap-clone handle; alone (no cluster) it has no node and nothing is ever gone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Members {
     /// This relay's node name, in a cluster.
     node: Option<Arc<str>>,
     /// The nodes seen gone and not back since.
     gone: Arc<RwLock<HashSet<String>>>,
+    /// Tells each node newly gone.
+    told: broadcast::Sender<String>,
+}
+
+impl Default for Members {
+    fn default() -> Self {
+        Self {
+            node: None,
+            gone: Arc::default(),
+            told: broadcast::channel(64).0,
+        }
+    }
 }
 
 impl Members {
@@ -22,8 +36,13 @@ impl Members {
     pub fn clustered(node: &str) -> Self {
         Self {
             node: Some(node.into()),
-            gone: Arc::default(),
+            ..Self::default()
         }
+    }
+
+    /// The nodes found gone from now on, each once (what ends the calls they held).
+    pub fn gone_from_now(&self) -> broadcast::Receiver<String> {
+        self.told.subscribe()
     }
 
     /// This relay's node name, in a cluster.
@@ -61,6 +80,11 @@ impl Members {
                 newly.push(lease.holder.clone());
             }
         }
+        drop(gone);
+        for node in &newly {
+            // Nobody listening (SIP off) is fine.
+            let _ = self.told.send(node.clone());
+        }
         newly
     }
 }
@@ -87,6 +111,7 @@ mod tests {
             lease("slot/0", "a", at(100_000)),
             lease("slot/1", "b", at(104_000)),
         ];
+        let mut told = m.gone_from_now();
         assert!(m.update(&leases, 104_500, ttl, within).is_empty());
         assert!(!m.is_gone("a"));
         // At 105_001 a has not renewed for over 5 s.
@@ -95,6 +120,7 @@ mod tests {
             vec!["a".to_owned()]
         );
         assert!(m.is_gone("a") && !m.is_gone("b"));
+        assert_eq!(told.try_recv().ok().as_deref(), Some("a"));
         // Said once; still gone after another relay took its slot.
         let taken = [
             lease("slot/0", "c", at(170_000)),
@@ -102,6 +128,7 @@ mod tests {
         ];
         assert!(m.update(&taken, 170_001, ttl, within).is_empty());
         assert!(m.is_gone("a"));
+        assert!(told.try_recv().is_err(), "told once");
         // a restarted (another slot): back.
         let back = [lease("slot/2", "a", at(171_000))];
         m.update(&back, 171_001, ttl, within);

@@ -99,6 +99,11 @@ impl Agent {
         self.relay = relay.sip.unwrap();
     }
 
+    /// The local port of its socket (its Contact's).
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     fn via_transport(&self) -> &'static str {
         match self.transport {
             Transport::Udp => "UDP",

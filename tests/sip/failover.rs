@@ -2,14 +2,18 @@
 //! A is killed with SIGKILL. Relay B, which would route the phone's requests to A, refuses
 //! them at once (480) once it sees A gone, instead of sending them to a relay that never
 //! answers; the phone's next REGISTER goes to B, which then holds its flow and reaches it.
+//! A call between a web user and a phone whose dialog A held ends cleanly when A dies: B sends
+//! the phone a BYE and the web user a `bye` ("relay lost").
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use restsip_e2e::cluster::{on, Cluster};
+use restsip_protocol::EventKind;
 
 use crate::agent::{Agent, Transport};
+use crate::phones::header_lines;
 use crate::relays::vias;
 
 const ALICE: &str = "alice@example.net";
@@ -80,4 +84,87 @@ async fn a_phone_of_a_killed_relay_is_refused_at_once_then_re_registers_at_anoth
     assert_eq!(deliveries.len(), 1, "one binding: {}", receipt.body);
     assert_eq!(deliveries[0]["status"], "delivered", "{}", receipt.body);
     assert_eq!(deliveries[0]["sip"]["code"], 200, "{}", receipt.body);
+}
+
+const PHONE_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
+                           t=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+
+#[tokio::test]
+async fn a_call_whose_relay_is_killed_ends_for_the_phone_and_the_web_user() {
+    let mut cluster = Cluster::start("call-failover", &["a", "b"], &[])
+        .await
+        .unwrap();
+    let b = cluster.relays.pop().unwrap();
+    let mut a = cluster.relays.pop().unwrap();
+    a.user(ALICE).await.unwrap();
+    b.user(BOB).await.unwrap();
+    let mut phone = Agent::new(&a, Transport::Udp).await;
+    assert_eq!(phone.register(ALICE).await, "SIP/2.0 200 OK");
+    // Bob streams his contact at B.
+    let bob_b = on(&b, BOB);
+    let contact = bob_b.login(json!({})).await.unwrap();
+    let mut inbox = bob_b
+        .sse(&format!("/login/{BOB}/{contact}"), None)
+        .await
+        .unwrap();
+    assert_eq!(inbox.next().await.unwrap().kind, EventKind::State);
+
+    // Bob calls the phone through A (A holds the dialog); the phone answers.
+    let bob_a = on(&a, BOB);
+    let invite = json!({"command": "invite", "url": "/call/over-a", "id": "c1"});
+    let receipt = tokio::spawn(async move {
+        bob_a
+            .request("SEND", &format!("/login/{ALICE}"), Some(invite))
+            .await
+            .unwrap()
+    });
+    let invite = phone.next("INVITE ").await;
+    let mut ok = "SIP/2.0 200 OK\r\n".to_owned();
+    for name in ["Via", "From", "Call-ID", "CSeq"] {
+        for line in header_lines(&invite, name) {
+            ok.push_str(&line);
+            ok.push_str("\r\n");
+        }
+    }
+    let to = header_lines(&invite, "To").remove(0);
+    ok.push_str(&format!(
+        "{to};tag=phone-failover\r\nContact: <sip:alice@127.0.0.1:{}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{PHONE_OFFER}",
+        phone.port(),
+        PHONE_OFFER.len()
+    ));
+    phone.send(&ok).await;
+    phone.next("ACK ").await;
+    let receipt = receipt.await.unwrap();
+    assert_eq!(receipt.status, 200, "{}", receipt.body);
+    let accept = inbox.next().await.unwrap();
+    assert_eq!(accept.data["body"]["command"], "accept", "{}", accept.data);
+    let call_id = header_lines(&invite, "Call-ID").remove(0);
+
+    a.kill().await.unwrap();
+    // B finds A gone (its id slot unrenewed for 4 s) and ends the call on both sides.
+    phone.towards(&b);
+    let bye = phone.next("BYE ").await;
+    phone.ok(&bye).await;
+    assert!(
+        bye.starts_with(&format!("BYE sip:alice@127.0.0.1:{} SIP/2.0", phone.port())),
+        "to the phone's Contact: {bye}"
+    );
+    assert_eq!(header_lines(&bye, "Call-ID"), [call_id], "{bye}");
+    assert!(
+        header_lines(&bye, "To")[0].contains("tag=phone-failover"),
+        "in the dialog: {bye}"
+    );
+    let ended = inbox.next().await.unwrap();
+    assert_eq!(ended.kind, EventKind::Message, "{ended:?}");
+    assert_eq!(ended.data["from"], ALICE, "{}", ended.data);
+    assert_eq!(ended.data["body"]["command"], "bye", "{}", ended.data);
+    assert_eq!(ended.data["body"]["reason"], "relay lost", "{}", ended.data);
+    assert_eq!(ended.data["body"]["id"], "c1", "{}", ended.data);
+    // Once: no other relay ends it again.
+    assert!(inbox
+        .next_within(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .is_none());
 }

@@ -235,6 +235,7 @@ impl Invites {
                     timers,
                     reneg.clone(),
                     members,
+                    store.clone(),
                 ),
                 reneg,
                 passthrough: media.passthrough,

@@ -8,6 +8,7 @@
 //! same way through the upstream server (`--sip-upstream`), a 401/407 answered once; requests
 //! in the dialog follow the 2xx's Record-Route.
 
+mod failover;
 mod placed;
 mod responses;
 mod update;
@@ -115,6 +116,10 @@ struct Inner {
     reneg: Renegotiation,
     /// The relays of the cluster (a phone whose relay is gone is not called).
     members: crate::members::Members,
+    /// The shared store: the calls of a gone relay are read from it.
+    store: Arc<dyn crate::store::Store>,
+    /// Where answered calls are kept in the store and forgotten, in a cluster.
+    kept: Option<tokio::sync::mpsc::UnboundedSender<failover::Kept>>,
 }
 
 impl Call {
@@ -170,7 +175,14 @@ impl Outgoing {
         timers: CallTimers,
         reneg: Renegotiation,
         members: crate::members::Members,
+        store: Arc<dyn crate::store::Store>,
     ) -> Self {
+        // In a cluster, answered calls are kept in the store for the others (see failover).
+        let kept = members.node().map(|node| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(failover::keep_dialogs(store.clone(), node.to_owned(), rx));
+            tx
+        });
         Self {
             inner: Arc::new(Inner {
                 inbox,
@@ -179,6 +191,8 @@ impl Outgoing {
                 timers,
                 reneg,
                 members,
+                store,
+                kept,
             }),
         }
     }
