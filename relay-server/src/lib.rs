@@ -345,7 +345,7 @@ fn sip_app(
     if state.members.node().is_some() {
         tokio::spawn(
             invites
-                .outgoing()
+                .clone()
                 .end_calls_of_gone(state.members.gone_from_now()),
         );
     }

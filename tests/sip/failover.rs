@@ -2,8 +2,8 @@
 //! A is killed with SIGKILL. Relay B, which would route the phone's requests to A, refuses
 //! them at once (480) once it sees A gone, instead of sending them to a relay that never
 //! answers; the phone's next REGISTER goes to B, which then holds its flow and reaches it.
-//! A call between a web user and a phone whose dialog A held ends cleanly when A dies: B sends
-//! the phone a BYE and the web user a `bye` ("relay lost").
+//! A call between a web user and a phone whose dialog A held (either side calling) ends cleanly
+//! when A dies: B sends the phone a BYE and the web user a `bye` ("relay lost").
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use serde_json::json;
 use restsip_e2e::cluster::{on, Cluster};
 use restsip_protocol::EventKind;
 
-use crate::agent::{Agent, Transport};
+use crate::agent::{Agent, Request, Transport};
 use crate::phones::header_lines;
 use crate::relays::vias;
 
@@ -167,4 +167,96 @@ async fn a_call_whose_relay_is_killed_ends_for_the_phone_and_the_web_user() {
         .await
         .unwrap()
         .is_none());
+}
+
+const WEB_ANSWER: &str = "v=0\r\no=webanswer 1 1 IN IP4 127.0.0.1\r\ns=-\r\n\
+                          c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
+
+#[tokio::test]
+async fn a_call_from_a_phone_whose_relay_is_killed_ends_for_both_and_its_context_goes() {
+    // Plain SDP to the web user (no rtpengine here).
+    let flags = ["--sip-sdp-passthrough", "on"];
+    let mut cluster = Cluster::start("inbound-failover", &["a", "b"], &flags)
+        .await
+        .unwrap();
+    let b = cluster.relays.pop().unwrap();
+    let mut a = cluster.relays.pop().unwrap();
+    a.user(ALICE).await.unwrap();
+    b.user(BOB).await.unwrap();
+    let mut phone = Agent::new(&a, Transport::Udp).await;
+    assert_eq!(phone.register(ALICE).await, "SIP/2.0 200 OK");
+    let bob_b = on(&b, BOB);
+    let contact = bob_b.login(json!({})).await.unwrap();
+    let mut inbox = bob_b
+        .sse(&format!("/login/{BOB}/{contact}"), None)
+        .await
+        .unwrap();
+    assert_eq!(inbox.next().await.unwrap().kind, EventKind::State);
+
+    // The phone calls bob through A; bob (streaming at B) answers at A, which holds the
+    // INVITE (see README: an answer must reach the relay holding it).
+    let call_id = "inbound-over-a";
+    let req = Request {
+        content_type: "application/sdp",
+        body: PHONE_OFFER,
+        ..Request::new("INVITE", ALICE, BOB)
+    };
+    phone.send(&phone.text(&req, call_id, 1, "")).await;
+    let invite = inbox.next().await.unwrap();
+    assert_eq!(invite.data["body"]["command"], "invite", "{}", invite.data);
+    let (id, url) = (
+        invite.data["body"]["id"].clone(),
+        invite.data["body"]["url"].as_str().unwrap().to_owned(),
+    );
+    let accepted = on(&a, BOB)
+        .request(
+            "SEND",
+            &format!("/login/{ALICE}"),
+            Some(json!({"command": "accept", "sdp": WEB_ANSWER, "id": id})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    let ok = phone.next("SIP/2.0 200").await;
+    let to = header_lines(&ok, "To").remove(0);
+    phone
+        .send(&format!(
+            "ACK sip:{BOB} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-ack;rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{ALICE}>;tag=f{port}\r\n{to}\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+            port = phone.port()
+        ))
+        .await;
+    assert_eq!(bob_b.get(&url).await.unwrap().status, 200, "{url}");
+
+    a.kill().await.unwrap();
+    phone.towards(&b);
+    let bye = phone.next("BYE ").await;
+    phone.ok(&bye).await;
+    assert!(
+        bye.starts_with(&format!("BYE sip:agent@127.0.0.1:{};", phone.port())),
+        "to the phone's Contact: {bye}"
+    );
+    assert_eq!(
+        header_lines(&bye, "Call-ID"),
+        [format!("Call-ID: {call_id}")]
+    );
+    // From the relay's side of the dialog (its tag in the 200's To) to the phone's.
+    let relay_tag = to.split(";tag=").nth(1).unwrap();
+    assert!(
+        header_lines(&bye, "From")[0].contains(&format!("tag={relay_tag}")),
+        "{bye}"
+    );
+    let ended = inbox.next().await.unwrap();
+    assert_eq!(ended.data["from"], ALICE, "{}", ended.data);
+    assert_eq!(ended.data["body"]["command"], "bye", "{}", ended.data);
+    assert_eq!(ended.data["body"]["reason"], "relay lost", "{}", ended.data);
+    assert_eq!(ended.data["body"]["id"], id, "{}", ended.data);
+    // The call context A made for it is gone too.
+    let context = bob_b.get(&url).await.unwrap();
+    assert_eq!(
+        context.status, 404,
+        "{url} outlived its call: {}",
+        context.body
+    );
 }

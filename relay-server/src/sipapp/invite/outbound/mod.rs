@@ -8,7 +8,6 @@
 //! same way through the upstream server (`--sip-upstream`), a 401/407 answered once; requests
 //! in the dialog follow the 2xx's Record-Route.
 
-mod failover;
 mod placed;
 mod responses;
 mod update;
@@ -116,10 +115,33 @@ struct Inner {
     reneg: Renegotiation,
     /// The relays of the cluster (a phone whose relay is gone is not called).
     members: crate::members::Members,
-    /// The shared store: the calls of a gone relay are read from it.
-    store: Arc<dyn crate::store::Store>,
-    /// Where answered calls are kept in the store and forgotten, in a cluster.
-    kept: Option<tokio::sync::mpsc::UnboundedSender<failover::Kept>>,
+    /// Where answered calls are kept for the other relays (in a cluster).
+    kept: super::failover::Kept,
+}
+
+impl Outgoing {
+    /// Keeps the answered call `call_id` for the other relays (in a cluster).
+    fn keep_dialog(&self, call_id: &str, call: &mut Call) {
+        let (sender, callee, id) = (call.sender.clone(), call.callee.clone(), call.id.clone());
+        let Some((dialog, cseq)) = call.dialog(call_id) else {
+            return;
+        };
+        let cseq = *cseq;
+        let kept = super::failover::KeptCall {
+            web: &sender,
+            phone: &callee,
+            id,
+            context: None,
+            dialog,
+            cseq,
+        };
+        self.inner.kept.keep(call_id, kept);
+    }
+
+    /// Forgets call `call_id` for the other relays (it ended).
+    fn drop_dialog(&self, call_id: &str) {
+        self.inner.kept.forget(call_id);
+    }
 }
 
 impl Call {
@@ -169,20 +191,14 @@ fn same_id(body: &Value, id: &Value) -> bool {
 impl Outgoing {
     /// Calls sent through `endpoint`, answered into `inbox`, under `timers`, their media
     /// and new offers through `reneg`.
-    pub fn new(
+    pub(super) fn new(
         inbox: Inbox,
         endpoint: WeakEndpoint,
         timers: CallTimers,
         reneg: Renegotiation,
         members: crate::members::Members,
-        store: Arc<dyn crate::store::Store>,
+        kept: super::failover::Kept,
     ) -> Self {
-        // In a cluster, answered calls are kept in the store for the others (see failover).
-        let kept = members.node().map(|node| {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            tokio::spawn(failover::keep_dialogs(store.clone(), node.to_owned(), rx));
-            tx
-        });
         Self {
             inner: Arc::new(Inner {
                 inbox,
@@ -191,7 +207,6 @@ impl Outgoing {
                 timers,
                 reneg,
                 members,
-                store,
                 kept,
             }),
         }
