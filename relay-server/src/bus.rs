@@ -132,8 +132,8 @@ pub struct Bus {
 pub trait Outbound: Send + Sync + std::fmt::Debug {
     /// Sends one local event of `topic`.
     fn send(&self, topic: &Topic, event: &BusEvent);
-    /// Resolves once every event sent before the call has left for the other relays (or after
-    /// a bounded wait when they cannot be reached).
+    /// Resolves once every event sent before the call has been taken for the other relays
+    /// (or after a bounded wait when they cannot be reached).
     fn flushed(&self) -> futures_util::future::BoxFuture<'static, ()>;
 }
 
@@ -292,7 +292,7 @@ impl Bus {
     }
 
     /// Whether the bus is part of a cluster.
-    /// Waits until the local events published so far have left for the other relays (at
+    /// Waits until the local events published so far have been taken for the other relays (at
     /// once alone): what a change awaits before it is acknowledged, so an acknowledged change
     /// is not lost with this relay if it dies right after, and a request the client makes
     /// next at another relay comes after it there.

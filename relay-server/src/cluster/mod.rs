@@ -46,12 +46,15 @@ const OUTGOING: usize = 65_536;
 /// (NATS gone or far too slow: logged).
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
+/// Most events sent while a change waits, before the flush that lets it be answered.
+const FLUSH_BATCH: usize = 1024;
+
 /// What the sending task takes, in order.
 #[derive(Debug)]
 enum Outgoing {
     /// An event: its subject and payload.
     Event(String, Vec<u8>),
-    /// Tell this once everything queued before it is written to NATS.
+    /// Tell this once NATS has taken everything queued before it.
     Flushed(oneshot::Sender<()>),
 }
 
@@ -129,6 +132,13 @@ impl Cluster {
             .flush()
             .await
             .context("cluster: NATS did not confirm the subscription")?;
+        // Where this relay's barriers come back (see `confirm`).
+        let barrier = self.client.new_inbox();
+        let mut echoes = self
+            .client
+            .subscribe(barrier.clone())
+            .await
+            .context("cluster: cannot subscribe")?;
         let (tx, mut rx) = mpsc::channel::<Outgoing>(OUTGOING);
         bus.attach(Arc::new(Sender {
             node: self.config.node.clone(),
@@ -137,25 +147,32 @@ impl Cluster {
         }));
         let client = self.client.clone();
         // One task sends, in the order the bus queued: one resource's events stay in order.
-        // What waits to be flushed is told after one flush of everything queued before it.
+        // What waits to be flushed is told once NATS confirms everything queued before it.
         let sending = tokio::spawn(async move {
             let mut waiting = Vec::new();
+            let mut token = 0u64;
             while let Some(first) = rx.recv().await {
                 let mut next = Some(first);
+                let mut sent = 0;
                 while let Some(item) = next.take() {
                     match item {
                         Outgoing::Event(subject, payload) => {
                             if let Err(e) = client.publish(subject, payload.into()).await {
                                 tracing::warn!(error = %e, "cluster: an event could not be sent");
                             }
+                            sent += 1;
                         }
                         Outgoing::Flushed(tell) => waiting.push(tell),
                     }
-                    next = rx.try_recv().ok();
+                    // Under a steady stream of events, those waiting are told every so often.
+                    if waiting.is_empty() || sent < FLUSH_BATCH {
+                        next = rx.try_recv().ok();
+                    }
                 }
                 if !waiting.is_empty() {
-                    if let Err(e) = client.flush().await {
-                        tracing::warn!(error = %e, "cluster: events not flushed to NATS");
+                    token += 1;
+                    if !confirm(&client, &barrier, &mut echoes, token).await {
+                        tracing::warn!("cluster: NATS did not confirm this relay's events");
                     }
                     for tell in waiting.drain(..) {
                         let _ = tell.send(());
@@ -237,6 +254,38 @@ impl Cluster {
             }
         })
     }
+}
+
+/// Whether the NATS server has taken (and routed to the other relays) every message this
+/// relay's connection published so far: a message of our own to `barrier` comes back through
+/// `echoes` (NATS keeps one connection's order), within [`FLUSH_WAIT`]. Written to the socket is
+/// not enough: a relay killed right after may leave it unread (its socket reset).
+async fn confirm(
+    client: &async_nats::Client,
+    barrier: &str,
+    echoes: &mut async_nats::Subscriber,
+    token: u64,
+) -> bool {
+    let token = token.to_string();
+    if client
+        .publish(barrier.to_owned(), token.clone().into())
+        .await
+        .is_err()
+        || client.flush().await.is_err()
+    {
+        return false;
+    }
+    tokio::time::timeout(FLUSH_WAIT, async {
+        while let Some(echo) = echoes.next().await {
+            // An older barrier's echo, late after a timeout: skipped.
+            if echo.payload.as_ref() == token.as_bytes() {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// The bus's [`Outbound`]: queues each event for the sending task.
