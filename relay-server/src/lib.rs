@@ -341,12 +341,13 @@ fn sip_app(
         watches.attach(sender.clone());
     }
     state.inbox.set_hook(Arc::new(invites.clone()));
-    // In a cluster: the calls a gone relay held end (BYE to the phone, `bye` to the web user).
-    if state.members.node().is_some() {
+    // In a cluster: the calls a gone relay held end (BYE to the phone, `bye` to the web user),
+    // and those this node held before a restart.
+    if let Some(node) = state.members.node() {
         tokio::spawn(
             invites
                 .clone()
-                .end_calls_of_gone(state.members.gone_from_now()),
+                .end_calls_of_gone(Some(node.to_owned()), state.members.gone_from_now()),
         );
     }
     if let Some((socket, source)) = dtmf {

@@ -89,16 +89,24 @@ async fn a_phone_of_a_killed_relay_is_refused_at_once_then_re_registers_at_anoth
 const PHONE_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
                            t=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
 
-#[tokio::test]
-async fn a_call_whose_relay_is_killed_ends_for_the_phone_and_the_web_user() {
-    let mut cluster = Cluster::start("call-failover", &["a", "b"], &[])
-        .await
-        .unwrap();
+/// A call bob (streaming at B) made to alice's UDP phone through A, answered.
+struct Answered {
+    cluster: Cluster,
+    a: restsip_e2e::Relay,
+    b: restsip_e2e::Relay,
+    phone: Agent,
+    inbox: restsip_e2e::EventStream,
+    /// The `Call-ID: …` line of the call.
+    call_id: String,
+}
+
+async fn answered_call(test: &str) -> Answered {
+    let mut cluster = Cluster::start(test, &["a", "b"], &[]).await.unwrap();
     let b = cluster.relays.pop().unwrap();
-    let mut a = cluster.relays.pop().unwrap();
+    let a = cluster.relays.pop().unwrap();
     a.user(ALICE).await.unwrap();
     b.user(BOB).await.unwrap();
-    let mut phone = Agent::new(&a, Transport::Udp).await;
+    let phone = Agent::new(&a, Transport::Udp).await;
     assert_eq!(phone.register(ALICE).await, "SIP/2.0 200 OK");
     // Bob streams his contact at B.
     let bob_b = on(&b, BOB);
@@ -140,33 +148,76 @@ async fn a_call_whose_relay_is_killed_ends_for_the_phone_and_the_web_user() {
     let accept = inbox.next().await.unwrap();
     assert_eq!(accept.data["body"]["command"], "accept", "{}", accept.data);
     let call_id = header_lines(&invite, "Call-ID").remove(0);
+    Answered {
+        cluster,
+        a,
+        b,
+        phone,
+        inbox,
+        call_id,
+    }
+}
 
-    a.kill().await.unwrap();
+impl Answered {
+    /// The phone gets a BYE in the call's dialog (answered 200) from B, or from `restarted`
+    /// when given, and bob a `bye` "relay lost", once.
+    async fn ends(&mut self, restarted: Option<&restsip_e2e::Relay>) {
+        let Self {
+            phone,
+            inbox,
+            b,
+            call_id,
+            ..
+        } = self;
+        let from = restarted.unwrap_or(b);
+        phone.towards(from);
+        let bye = phone.next("BYE ").await;
+        phone.ok(&bye).await;
+        let via = format!("127.0.0.1:{}", from.sip.unwrap().port());
+        assert!(
+            header_lines(&bye, "Via")[0].contains(&via),
+            "from {via}: {bye}"
+        );
+        assert!(
+            bye.starts_with(&format!("BYE sip:alice@127.0.0.1:{} SIP/2.0", phone.port())),
+            "to the phone's Contact: {bye}"
+        );
+        assert_eq!(header_lines(&bye, "Call-ID"), [call_id.clone()], "{bye}");
+        assert!(
+            header_lines(&bye, "To")[0].contains("tag=phone-failover"),
+            "in the dialog: {bye}"
+        );
+        let ended = inbox.next().await.unwrap();
+        assert_eq!(ended.kind, EventKind::Message, "{ended:?}");
+        assert_eq!(ended.data["from"], ALICE, "{}", ended.data);
+        assert_eq!(ended.data["body"]["command"], "bye", "{}", ended.data);
+        assert_eq!(ended.data["body"]["reason"], "relay lost", "{}", ended.data);
+        assert_eq!(ended.data["body"]["id"], "c1", "{}", ended.data);
+        // Once: no other relay ends it again.
+        let again = inbox.next_within(Duration::from_secs(2)).await.unwrap();
+        assert!(again.is_none(), "{again:?}");
+        assert!(phone
+            .next_within(Duration::from_millis(500))
+            .await
+            .is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_call_whose_relay_is_killed_ends_for_the_phone_and_the_web_user() {
+    let mut call = answered_call("call-failover").await;
+    call.a.kill().await.unwrap();
     // B finds A gone (its id slot unrenewed for 4 s) and ends the call on both sides.
-    phone.towards(&b);
-    let bye = phone.next("BYE ").await;
-    phone.ok(&bye).await;
-    assert!(
-        bye.starts_with(&format!("BYE sip:alice@127.0.0.1:{} SIP/2.0", phone.port())),
-        "to the phone's Contact: {bye}"
-    );
-    assert_eq!(header_lines(&bye, "Call-ID"), [call_id], "{bye}");
-    assert!(
-        header_lines(&bye, "To")[0].contains("tag=phone-failover"),
-        "in the dialog: {bye}"
-    );
-    let ended = inbox.next().await.unwrap();
-    assert_eq!(ended.kind, EventKind::Message, "{ended:?}");
-    assert_eq!(ended.data["from"], ALICE, "{}", ended.data);
-    assert_eq!(ended.data["body"]["command"], "bye", "{}", ended.data);
-    assert_eq!(ended.data["body"]["reason"], "relay lost", "{}", ended.data);
-    assert_eq!(ended.data["body"]["id"], "c1", "{}", ended.data);
-    // Once: no other relay ends it again.
-    assert!(inbox
-        .next_within(Duration::from_secs(2))
-        .await
-        .unwrap()
-        .is_none());
+    call.ends(None).await;
+}
+
+#[tokio::test]
+async fn a_relay_restarted_at_once_ends_the_calls_it_held_before() {
+    let mut call = answered_call("call-restart").await;
+    call.a.kill().await.unwrap();
+    // Back under the same node name before B could find it gone: it ends what it held.
+    let again = call.cluster.join("a", &[]).await.unwrap();
+    call.ends(Some(&again)).await;
 }
 
 const WEB_ANSWER: &str = "v=0\r\no=webanswer 1 1 IN IP4 127.0.0.1\r\ns=-\r\n\

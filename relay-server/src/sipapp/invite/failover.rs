@@ -108,25 +108,33 @@ pub(super) struct Ending {
 }
 
 impl Ending {
-    /// Ends the calls of each relay found gone, until the relay stops.
-    pub(super) async fn run(self, mut gone: broadcast::Receiver<String>) {
+    /// Ends the calls this relay's node `own` kept in an earlier run (it restarted: they are
+    /// lost to it), then those of each relay found gone, until the relay stops.
+    pub(super) async fn run(self, own: Option<String>, mut gone: broadcast::Receiver<String>) {
+        if let Some(own) = own {
+            self.end_all(&own).await;
+        }
         loop {
-            let node = match gone.recv().await {
-                Ok(node) => node,
+            match gone.recv().await {
+                Ok(node) => self.end_all(&node).await,
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return,
-            };
-            let taken = match self.store.take_dialogs(&node).await {
-                Ok(taken) => taken,
-                Err(e) => {
-                    tracing::warn!(%node, error = %e, "the calls of a gone relay were not read");
-                    continue;
-                }
-            };
-            for (call_id, record) in taken {
-                tracing::info!(%node, call_id, "ending a call whose relay is gone");
-                tokio::spawn(self.clone().end(call_id, record));
             }
+        }
+    }
+
+    /// Ends every call kept by `node`.
+    async fn end_all(&self, node: &str) {
+        let taken = match self.store.take_dialogs(node).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::warn!(%node, error = %e, "the calls of a gone relay were not read");
+                return;
+            }
+        };
+        for (call_id, record) in taken {
+            tracing::info!(%node, call_id, "ending a call whose relay is gone");
+            tokio::spawn(self.clone().end(call_id, record));
         }
     }
 

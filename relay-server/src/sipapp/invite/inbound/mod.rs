@@ -260,15 +260,20 @@ impl Invites {
     }
 
     /// Ends the calls of each relay of the cluster found gone (`gone`), either direction,
-    /// whichever relay kept them: until the relay stops.
-    pub async fn end_calls_of_gone(self, gone: tokio::sync::broadcast::Receiver<String>) {
+    /// whichever relay kept them, until the relay stops; first those this relay's node `own`
+    /// kept before it restarted.
+    pub async fn end_calls_of_gone(
+        self,
+        own: Option<String>,
+        gone: tokio::sync::broadcast::Receiver<String>,
+    ) {
         let ending = super::failover::Ending {
             store: self.inner.store.clone(),
             inbox: self.inner.inbox.clone(),
             calls: self.inner.calls.clone(),
             endpoint: self.inner.endpoint.clone(),
         };
-        ending.run(gone).await;
+        ending.run(own, gone).await;
     }
 
     /// Keeps the answered call `call_id` for the other relays (in a cluster).
