@@ -182,7 +182,11 @@ impl Answered {
             bye.starts_with(&format!("BYE sip:alice@127.0.0.1:{} SIP/2.0", phone.port())),
             "to the phone's Contact: {bye}"
         );
-        assert_eq!(header_lines(&bye, "Call-ID"), [call_id.clone()], "{bye}");
+        assert_eq!(
+            header_lines(&bye, "Call-ID"),
+            std::slice::from_ref(call_id),
+            "{bye}"
+        );
         assert!(
             header_lines(&bye, "To")[0].contains("tag=phone-failover"),
             "in the dialog: {bye}"
