@@ -69,6 +69,9 @@ pub struct Published {
     resource: String,
     /// What a watcher in diff mode, then in full mode, is sent (None: nothing).
     shared: [OnceLock<Option<Arc<Outgoing>>>; 2],
+    /// Made at another relay and applied here after a later event of the resource: a live
+    /// stream may have handed out the later one already.
+    late: bool,
 }
 
 impl Deref for Published {
@@ -85,7 +88,13 @@ impl Published {
             event,
             resource: topic.resource(),
             shared: Default::default(),
+            late: false,
         }
+    }
+
+    /// Whether it came after a later event of its resource (see [`Bus::apply_remote`]).
+    pub fn late(&self) -> bool {
+        self.late
     }
 
     /// The event a watcher in `mode` is sent, if any: in full mode an added, updated or removed
@@ -123,6 +132,9 @@ pub struct Bus {
 pub trait Outbound: Send + Sync + std::fmt::Debug {
     /// Sends one local event of `topic`.
     fn send(&self, topic: &Topic, event: &BusEvent);
+    /// Resolves once every event sent before the call has been taken for the other relays
+    /// (or after a bounded wait when they cannot be reached).
+    fn flushed(&self) -> futures_util::future::BoxFuture<'static, ()>;
 }
 
 /// How a relay takes event ids: the ids that are `slot` modulo `stride`, each above the wall
@@ -292,6 +304,16 @@ impl Bus {
     }
 
     /// Whether the bus is part of a cluster.
+    /// Waits until the local events published so far have been taken for the other relays (at
+    /// once alone): what a change awaits before it is acknowledged, so an acknowledged change
+    /// is not lost with this relay if it dies right after, and a request the client makes
+    /// next at another relay comes after it there.
+    pub async fn flushed(&self) {
+        if let Some(outbound) = self.inner.outbound.get() {
+            outbound.flushed().await;
+        }
+    }
+
     fn clustered(&self) -> bool {
         self.inner.outbound.get().is_some()
     }
@@ -309,12 +331,15 @@ impl Bus {
         if event.id <= channel.floor || channel.recent.iter().any(|e| e.id == event.id) {
             return;
         }
-        let event = Arc::new(Published::new(topic, event));
         let at = channel
             .recent
             .iter()
             .rposition(|e| e.id < event.id)
             .map_or(0, |i| i + 1);
+        let event = Arc::new(Published {
+            late: at < channel.recent.len(),
+            ..Published::new(topic, event)
+        });
         channel.recent.insert(at, event.clone());
         while channel.recent.len() > self.inner.history {
             if let Some(dropped) = channel.recent.pop_front() {
@@ -671,6 +696,9 @@ mod tests {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push((topic.clone(), event.id));
+        }
+        fn flushed(&self) -> futures_util::future::BoxFuture<'static, ()> {
+            Box::pin(async {})
         }
     }
 

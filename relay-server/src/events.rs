@@ -222,6 +222,13 @@ impl Source<'_> {
         };
         loop {
             match rx.recv().await {
+                // A change made at another relay that reached this one after a later change
+                // of the resource, which this stream may have handed out: a fresh state
+                // shows it rather than a gap (ids stay increasing).
+                Ok(event) if event.id <= last && event.late() => match self.emit_state().await? {
+                    Some(id) => last = id.max(last),
+                    None => return Ok(()),
+                },
                 Ok(event) if event.id <= last => {}
                 Ok(event) => {
                     last = event.id;
@@ -295,6 +302,16 @@ impl Source<'_> {
         {
             return Ok(());
         }
+        // The highest id a message of this stream carried: a SEND made at another relay can
+        // arrive after a later one (its id from that relay's clock), and carries this id
+        // instead of its own, so the ids a client resumes from never go down (a resume after
+        // a lower id would hand over again what came between).
+        let mut high = handed
+            .iter()
+            .filter_map(|seq| u64::try_from(*seq).ok())
+            .chain(since)
+            .max()
+            .unwrap_or(0);
         let mut carried = None;
         loop {
             let received = match carried.take() {
@@ -325,7 +342,10 @@ impl Source<'_> {
                         .iter()
                         .map(|e| (i64::try_from(e.id).unwrap_or(i64::MAX), e))
                         .filter(|(seq, _)| !handed.contains(seq))
-                        .map(|(seq, e)| (seq, self.event(e.id, e.kind, e.data.clone())))
+                        .map(|(seq, e)| {
+                            high = high.max(e.id);
+                            (seq, self.event(high, e.kind, e.data.clone()))
+                        })
                         .collect();
                     self.sink.emit_claimed_all(events).await?
                 }

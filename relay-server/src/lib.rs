@@ -17,6 +17,7 @@ pub mod leadership;
 pub mod limits;
 pub mod location;
 pub mod mailbox;
+pub mod members;
 pub mod observe;
 pub mod operations;
 pub mod outgoing;
@@ -172,6 +173,9 @@ pub async fn start(config: Config) -> anyhow::Result<Relay> {
     state.set_ice_servers(config.media.ice_servers.clone());
     state.set_egress(config.guards.egress);
     state.set_origins(config.guards.origins.clone());
+    if let Some(c) = &config.cluster {
+        state.set_members(members::Members::clustered(&c.node));
+    }
     if cluster.is_some() {
         // Webhooks run on the cluster's leader only, once it has taken the lease.
         state.webhooks.lead(None).await?;
@@ -321,10 +325,17 @@ fn sip_app(
                 weak.clone(),
                 timers,
                 media,
-                state.bus.ids(),
+                sipapp::invite::CallCluster {
+                    ids: state.bus.ids(),
+                    members: state.members.clone(),
+                },
             );
-            let proxy =
-                sipapp::proxy::Proxy::new(state.store.clone(), weak.clone(), upstream.clone());
+            let proxy = sipapp::proxy::Proxy::new(
+                state.store.clone(),
+                weak.clone(),
+                upstream.clone(),
+                state.members.clone(),
+            );
             let mut core = sip_core(state, config, upstream.clone(), weak.listen())
                 .with_services(soap)
                 .with_presence(presence)
@@ -351,11 +362,20 @@ fn sip_app(
         // Web users watch addresses of its domains through it.
         watches.attach(sender.clone());
     }
+    // In a cluster: the calls a gone relay held end (BYE to the phone, `bye` to the web user),
+    // and those this node held before a restart.
+    if let Some(node) = state.members.node() {
+        tokio::spawn(
+            invites
+                .clone()
+                .end_calls_of_gone(Some(node.to_owned()), state.members.gone_from_now()),
+        );
+    }
     if let Some((socket, source)) = dtmf {
         tokio::spawn(invites.clone().dtmf_from_rtpengine(socket, source));
     }
     state.inbox.set_sip(Arc::new(sipapp::delivery::SipSide {
-        im: sipapp::im::outbound::Outbound::new(weak.clone(), weak.listen()),
+        im: sipapp::im::outbound::Outbound::new(weak.clone(), weak.listen(), state.members.clone()),
         calls: invites.outgoing(),
         upstream: upstream.clone(),
     }));
@@ -408,7 +428,8 @@ impl Relay {
         let mut cluster_tasks = Vec::new();
         if let Some((cluster, tasks)) = self.cluster {
             cluster_tasks = tasks;
-            cluster_tasks.push(cluster.lead(self.state.webhooks.clone()));
+            cluster_tasks
+                .push(cluster.lead(self.state.webhooks.clone(), self.state.members.clone()));
         } else {
             // Stored webhooks resume: re-subscribed after their last stored event, outboxes
             // sent on.
@@ -535,7 +556,7 @@ fn sip_core(
         credentials,
         state.limits.clone(),
     )
-    .owned_at(listen);
+    .owned_at(listen, state.members.node());
     sipapp::core::Core::new(registrar)
         .with_inbox(state.inbox.clone())
         .with_senders(senders)

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use restsip_e2e::cluster::{on, Cluster};
+use restsip_e2e::cluster::{call, join, on, Cluster};
 use restsip_e2e::metrics::Scrape;
 use restsip_e2e::receiver::Receiver;
 use restsip_e2e::{Client, EventStream, Relay};
@@ -23,26 +23,6 @@ async fn pair(test: &str) -> (Relay, Relay, Cluster) {
     let b = cluster.relays.pop().unwrap();
     let a = cluster.relays.pop().unwrap();
     (a, b, cluster)
-}
-
-/// A new call of `owner`; its path.
-async fn call(owner: &Client) -> String {
-    let res = owner
-        .request("POST", "/call", Some(json!({"subject": "cluster"})))
-        .await
-        .unwrap();
-    assert_eq!(res.status, 201, "{}", res.body);
-    res.body["url"].as_str().unwrap().to_owned()
-}
-
-/// `who` (logged in as `login`) joins `call`; returns the participant's path.
-async fn join(who: &Client, call: &str, login: &str) -> String {
-    let res = who
-        .request("POST", call, Some(json!({"url": login, "session": "v=0"})))
-        .await
-        .unwrap();
-    assert_eq!(res.status, 201, "{}", res.body);
-    res.body["url"].as_str().unwrap().to_owned()
 }
 
 async fn quiet(stream: &mut EventStream) {

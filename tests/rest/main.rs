@@ -9,6 +9,7 @@ mod calls;
 mod cluster;
 mod credentials;
 mod durability;
+mod failover;
 mod guessing;
 mod ice_servers;
 mod limits;

@@ -99,6 +99,22 @@ impl Agent {
         self
     }
 
+    /// Sends from now on to `relay` (UDP: the same socket and Contact, another relay; what a
+    /// phone does when its next REGISTER goes to another target of the SRV records).
+    pub(crate) fn towards(&mut self, relay: &Relay) {
+        assert_eq!(
+            self.transport,
+            Transport::Udp,
+            "a TCP flow stays with its relay"
+        );
+        self.relay = relay.sip.unwrap();
+    }
+
+    /// The local port of its socket (its Contact's).
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     fn via_transport(&self) -> &'static str {
         match self.transport {
             Transport::Udp => "UDP",
@@ -406,13 +422,17 @@ impl Agent {
     /// Registers `aor` over this flow (digest with the harness's password `pw-{aor}`); the
     /// final status line.
     pub(crate) async fn register(&self, aor: &str) -> String {
+        self.register_in(aor, &format!("reg-{}", self.port)).await
+    }
+
+    /// [`Agent::register`] with Call-ID `call_id` (a phone registering at another registrar).
+    pub(crate) async fn register_in(&self, aor: &str, call_id: &str) -> String {
         let req = Request {
             extra: "Expires: 300\r\n",
             ..Request::new("REGISTER", aor, aor)
         };
-        let call_id = format!("reg-{}", self.port);
         let answer = self
-            .authenticated(&req, &call_id, aor, &format!("pw-{aor}"))
+            .authenticated(&req, call_id, aor, &format!("pw-{aor}"))
             .await;
         status(&answer)
     }

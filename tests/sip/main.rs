@@ -10,6 +10,7 @@ mod agent;
 mod asserted;
 mod disclosure;
 mod enumeration;
+mod failover;
 mod floods;
 mod guessing;
 mod hostile_peers;

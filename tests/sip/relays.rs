@@ -53,7 +53,7 @@ async fn next_of(stream: &mut EventStream, kind: EventKind) -> restsip_protocol:
 }
 
 /// The number of Via values of a message.
-fn vias(msg: &str) -> usize {
+pub(crate) fn vias(msg: &str) -> usize {
     header_lines(msg, "Via")
         .iter()
         .map(|line| line.split(',').count())

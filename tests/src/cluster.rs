@@ -4,6 +4,8 @@
 
 use anyhow::Result;
 
+use serde_json::json;
+
 use crate::{Client, Relay};
 
 /// The NATS server of the tests (and CI).
@@ -77,4 +79,24 @@ fn unique() -> u32 {
 /// `pw-{email}`, as [`Relay::user`] gives).
 pub fn on(relay: &Relay, email: &str) -> Client {
     relay.client(email, &format!("pw-{email}"))
+}
+
+/// A new call of `owner` (subject `cluster`); its path.
+pub async fn call(owner: &Client) -> String {
+    let res = owner
+        .request("POST", "/call", Some(json!({"subject": "cluster"})))
+        .await
+        .unwrap();
+    assert_eq!(res.status, 201, "{}", res.body);
+    res.body["url"].as_str().unwrap().to_owned()
+}
+
+/// `who` (logged in as `login`) joins `call`; returns the participant's path.
+pub async fn join(who: &Client, call: &str, login: &str) -> String {
+    let res = who
+        .request("POST", call, Some(json!({"url": login, "session": "v=0"})))
+        .await
+        .unwrap();
+    assert_eq!(res.status, 201, "{}", res.body);
+    res.body["url"].as_str().unwrap().to_owned()
 }

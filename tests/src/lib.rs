@@ -154,11 +154,18 @@ impl Relay {
         Ok(tokio::time::timeout(WAIT, self.child.wait()).await??)
     }
 
+    /// Kills the process at once (SIGKILL, as `kill -9`: no shutdown, nothing flushed) and
+    /// waits until it is gone.
+    pub async fn kill(&mut self) -> Result<()> {
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        Ok(())
+    }
+
     /// Kills the process at once (SIGKILL: no shutdown, nothing flushed) and starts it again on
     /// the same port and database.
     pub async fn kill_and_restart(&mut self) -> Result<()> {
-        self.child.start_kill()?;
-        self.child.wait().await?;
+        self.kill().await?;
         self.start_again().await
     }
 

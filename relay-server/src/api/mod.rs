@@ -97,6 +97,8 @@ pub struct Services {
     pub(crate) egress: crate::egress::Egress,
     /// The page origins allowed to use the API from a browser.
     pub(crate) origins: Arc<origins::Origins>,
+    /// The relays of the cluster (this one's name, those gone).
+    pub(crate) members: crate::members::Members,
 }
 
 impl AppState {
@@ -149,7 +151,13 @@ impl AppState {
             ice_servers: Arc::default(),
             egress,
             origins: Arc::default(),
+            members: crate::members::Members::default(),
         }))
+    }
+
+    /// Names this relay's node in its cluster.
+    pub fn set_members(&mut self, members: crate::members::Members) {
+        self.members = members;
     }
 
     /// Sets where users' targets may be (before the relay serves: webhooks are rebuilt).
@@ -306,6 +314,10 @@ pub fn app(state: AppState, www: Option<&std::path::Path>) -> Router {
         // is awaited; a body without one is cut at the limit as it arrives.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
         .layer(axum::middleware::map_response(problem_bodies))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            events_sent,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -313,6 +325,22 @@ pub fn app(state: AppState, www: Option<&std::path::Path>) -> Router {
         ))
         .layer(cors)
         .with_state(state)
+}
+
+/// Answers a change (any method but GET, HEAD, OPTIONS) only once the events it made have
+/// left for the other relays of a cluster: an acknowledged change survives this relay's death
+/// right after, and what the client does next at another relay comes after it there.
+async fn events_sent(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let change = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let res = next.run(req).await;
+    if change {
+        state.bus.flushed().await;
+    }
+    res
 }
 
 /// Applies `X-HTTP-Method-Override` on POST, before routing: the fallback for clients whose

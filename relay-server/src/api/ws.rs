@@ -252,6 +252,8 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
                     }
                     Err(e) => Err(e),
                 };
+                // Acknowledged once its events have left for the other relays.
+                state.bus.flushed().await;
                 Some(reply(reference, result))
             }
             ClientFrame::Serve {
@@ -294,6 +296,8 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
                     }
                     Err(e) => Err(e),
                 };
+                // Acknowledged once its events have left for the other relays.
+                state.bus.flushed().await;
                 Some(reply(reference, result))
             }
         };

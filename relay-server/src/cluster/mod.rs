@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::{Bus, BusEvent, IdSpace, Outbound, Topic};
 use crate::clock::now_ms;
 use crate::config::ClusterConfig;
 use crate::inbox::SendHook;
+use crate::members::Members;
 use crate::store::Store;
 use crate::webhooks::Webhooks;
 
@@ -36,6 +37,8 @@ const LEADER_TTL: Duration = Duration::from_secs(3);
 const CLOCK_MARGIN: Duration = Duration::from_secs(1);
 /// How often leases are renewed (and the leader's webhooks matched to the store).
 const RENEW: Duration = Duration::from_secs(1);
+/// How long a relay's id slot goes without renewal before the others take it for gone.
+const GONE_AFTER: Duration = Duration::from_secs(4);
 /// How long the NATS server has to answer at startup.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The lease of the cluster's leader.
@@ -49,6 +52,21 @@ const OUTGOING: usize = 65_536;
 /// first, so the watchers the event wakes (a stream, a presence subscription) and every later
 /// read get the store's truth.
 pub type Applied = Arc<dyn Fn(&Topic) + Send + Sync>;
+/// How long a change waits for its events to leave for NATS before it is acknowledged anyway
+/// (NATS gone or far too slow: logged).
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
+
+/// Most events sent while a change waits, before the flush that lets it be answered.
+const FLUSH_BATCH: usize = 1024;
+
+/// What the sending task takes, in order.
+#[derive(Debug)]
+enum Outgoing {
+    /// An event: its subject and payload.
+    Event(String, Vec<u8>),
+    /// Tell this once NATS has taken everything queued before it.
+    Flushed(oneshot::Sender<()>),
+}
 
 /// This relay's membership of a cluster.
 pub struct Cluster {
@@ -131,7 +149,14 @@ impl Cluster {
             .flush()
             .await
             .context("cluster: NATS did not confirm the subscription")?;
-        let (tx, mut rx) = mpsc::channel::<(String, Vec<u8>)>(OUTGOING);
+        // Where this relay's barriers come back (see `confirm`).
+        let barrier = self.client.new_inbox();
+        let mut echoes = self
+            .client
+            .subscribe(barrier.clone())
+            .await
+            .context("cluster: cannot subscribe")?;
+        let (tx, mut rx) = mpsc::channel::<Outgoing>(OUTGOING);
         bus.attach(Arc::new(Sender {
             node: self.config.node.clone(),
             prefix: self.prefix.clone(),
@@ -139,10 +164,36 @@ impl Cluster {
         }));
         let client = self.client.clone();
         // One task sends, in the order the bus queued: one resource's events stay in order.
+        // What waits to be flushed is told once NATS confirms everything queued before it.
         let sending = tokio::spawn(async move {
-            while let Some((subject, payload)) = rx.recv().await {
-                if let Err(e) = client.publish(subject, payload.into()).await {
-                    tracing::warn!(error = %e, "cluster: an event could not be sent");
+            let mut waiting = Vec::new();
+            let mut token = 0u64;
+            while let Some(first) = rx.recv().await {
+                let mut next = Some(first);
+                let mut sent = 0;
+                while let Some(item) = next.take() {
+                    match item {
+                        Outgoing::Event(subject, payload) => {
+                            if let Err(e) = client.publish(subject, payload.into()).await {
+                                tracing::warn!(error = %e, "cluster: an event could not be sent");
+                            }
+                            sent += 1;
+                        }
+                        Outgoing::Flushed(tell) => waiting.push(tell),
+                    }
+                    // Under a steady stream of events, those waiting are told every so often.
+                    if waiting.is_empty() || sent < FLUSH_BATCH {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                if !waiting.is_empty() {
+                    token += 1;
+                    if !confirm(&client, &barrier, &mut echoes, token).await {
+                        tracing::warn!("cluster: NATS did not confirm this relay's events");
+                    }
+                    for tell in waiting.drain(..) {
+                        let _ = tell.send(());
+                    }
                 }
             }
         });
@@ -195,9 +246,11 @@ impl Cluster {
     }
 
     /// Renews this relay's leases every [`RENEW`]: its id slot, and leadership when free —
-    /// the leader runs the webhooks and the expiry sweeps (`webhooks`' [`crate::leadership::Leadership`], which
-    /// lapses on this relay's own clock when a renewal does not come in time).
-    pub fn lead(&self, webhooks: Webhooks) -> tokio::task::JoinHandle<()> {
+    /// the leader runs the webhooks and the expiry sweeps (`webhooks`'
+    /// [`crate::leadership::Leadership`], which lapses on this relay's own clock when a renewal
+    /// does not come in time); and tells `members` which relays are gone (their id slots not
+    /// renewed).
+    pub fn lead(&self, webhooks: Webhooks, members: Members) -> tokio::task::JoinHandle<()> {
         let (store, node) = (self.store.clone(), self.config.node.clone());
         let slot = format!("slot/{}", self.slot);
         tokio::spawn(async move {
@@ -237,6 +290,15 @@ impl Cluster {
                 } else {
                     0.0
                 });
+                // Which relays are gone: their id slots not renewed for a while.
+                match store.leases("slot/").await {
+                    Ok(leases) => {
+                        for node in members.update(&leases, now, ms(SLOT_TTL), ms(GONE_AFTER)) {
+                            tracing::warn!(%node, "cluster: a relay is gone (its id slot is not renewed)");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cluster: id slots not read"),
+                }
                 let until = leading.then(|| asked + LEADER_TTL.saturating_sub(CLOCK_MARGIN));
                 if let Err(e) = webhooks.lead(until).await {
                     tracing::warn!(error = %e, "cluster: webhooks not matched to the store; retrying");
@@ -244,6 +306,38 @@ impl Cluster {
             }
         })
     }
+}
+
+/// Whether the NATS server has taken (and routed to the other relays) every message this
+/// relay's connection published so far: a message of our own to `barrier` comes back through
+/// `echoes` (NATS keeps one connection's order), within [`FLUSH_WAIT`]. Written to the socket is
+/// not enough: a relay killed right after may leave it unread (its socket reset).
+async fn confirm(
+    client: &async_nats::Client,
+    barrier: &str,
+    echoes: &mut async_nats::Subscriber,
+    token: u64,
+) -> bool {
+    let token = token.to_string();
+    if client
+        .publish(barrier.to_owned(), token.clone().into())
+        .await
+        .is_err()
+        || client.flush().await.is_err()
+    {
+        return false;
+    }
+    tokio::time::timeout(FLUSH_WAIT, async {
+        while let Some(echo) = echoes.next().await {
+            // An older barrier's echo, late after a timeout: skipped.
+            if echo.payload.as_ref() == token.as_bytes() {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// The bus's [`Outbound`]: queues each event for the sending task.
@@ -254,7 +348,7 @@ struct Sender {
     /// The subject prefix.
     prefix: String,
     /// To the sending task.
-    queue: mpsc::Sender<(String, Vec<u8>)>,
+    queue: mpsc::Sender<Outgoing>,
 }
 
 impl Outbound for Sender {
@@ -263,7 +357,7 @@ impl Outbound for Sender {
             Ok(payload) => {
                 match self
                     .queue
-                    .try_send((wire::subject(&self.prefix, topic), payload))
+                    .try_send(Outgoing::Event(wire::subject(&self.prefix, topic), payload))
                 {
                     // Closed only when the relay stops.
                     Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -275,5 +369,21 @@ impl Outbound for Sender {
             }
             Err(e) => tracing::warn!(error = %e, "cluster: event not encoded"),
         }
+    }
+
+    fn flushed(&self) -> futures_util::future::BoxFuture<'static, ()> {
+        let queue = self.queue.clone();
+        Box::pin(async move {
+            let (tell, told) = oneshot::channel();
+            let done = async {
+                queue.send(Outgoing::Flushed(tell)).await.ok()?;
+                told.await.ok()
+            };
+            if tokio::time::timeout(FLUSH_WAIT, done).await.is_err() {
+                tracing::warn!(
+                    "cluster: NATS did not take this relay's events in time; acknowledged anyway"
+                );
+            }
+        })
     }
 }

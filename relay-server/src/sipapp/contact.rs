@@ -10,6 +10,7 @@ use restsip_sip::transport::{Peer, Transport};
 use restsip_sip::uri::Uri;
 use serde_json::Value;
 
+use crate::members::Members;
 use crate::store::ContactRecord;
 
 /// Why a registered contact cannot be reached.
@@ -83,6 +84,12 @@ pub fn contact_routes(contact: &ContactRecord) -> Vec<String> {
 
 /// The binding field naming the relay that holds the phone's flow.
 const OWNER: &str = "owner";
+/// The binding field naming, in a cluster, the node of the relay that holds the phone's flow.
+pub const OWNER_NODE: &str = "node";
+
+/// A binding whose flow a relay of the cluster held that is gone (killed, crashed): nothing
+/// reaches the phone until it registers again (at another relay).
+pub const OWNER_GONE: &str = "Temporarily Unavailable (the relay holding its connection is gone; it is reached again once it registers anew)";
 
 /// A `sips:` contact whose flow another relay holds: relays pass requests to each other over
 /// UDP or TCP, so it would not be reached over TLS on every hop (RFC 5630).
@@ -155,13 +162,22 @@ pub struct Hop {
 /// its open connections), else to the relay that does, with a Route naming it before the
 /// contact's Path; that relay passes it on over the flow (`Proxy::route`, which checks the
 /// binding with [`contact_peer`] again). A `sips:` contact another relay holds is refused
-/// (`SIPS_ACROSS_RELAYS`). Err holds the reason phrase of the 480.
+/// (`SIPS_ACROSS_RELAYS`), and so is one whose relay `members` knows is gone (`OWNER_GONE`).
+/// Err holds the reason phrase of the 480.
 pub fn contact_hop(
     contact: &ContactRecord,
     listen: Listening,
     open: impl Fn(Peer) -> bool,
+    members: &Members,
 ) -> Result<Hop, &'static str> {
     if let Some((owner, peer)) = elsewhere(contact, listen) {
+        let node = contact
+            .sip
+            .as_ref()
+            .and_then(|s| s.get(OWNER_NODE)?.as_str());
+        if node.is_some_and(|n| members.is_gone(n)) {
+            return Err(OWNER_GONE);
+        }
         let uri =
             Uri::parse(contact.contact.as_deref().ok_or(NO_ADDRESS)?).map_err(|_| NO_ADDRESS)?;
         if uri.sip().ok_or(NO_ADDRESS)?.secure {
@@ -271,7 +287,7 @@ mod tests {
             "transport": "TCP", "source": "10.0.0.5:40000", "path": ["<sip:10.0.0.7;lr>"],
             "owner": owner,
         }));
-        let hop = contact_hop(&record, b, |_| true).unwrap();
+        let hop = contact_hop(&record, b, |_| true, &Members::default()).unwrap();
         assert_eq!(hop.peer.addr, a.addr);
         assert_eq!(hop.peer.transport, Transport::Tcp);
         assert_eq!(
@@ -280,28 +296,55 @@ mod tests {
         );
         assert_eq!(hop.uri.to_string(), "sip:bob@10.0.0.5:5062");
         // At A itself: over the flow, no Route to itself.
-        let here = contact_hop(&record, a, |_| true).unwrap();
+        let here = contact_hop(&record, a, |_| true, &Members::default()).unwrap();
         assert_eq!(here.peer, phone);
         assert_eq!(here.routes, vec!["<sip:10.0.0.7;lr>".to_owned()]);
         // At A, the local checks hold and their reasons come back: a closed flow whose
         // Contact names another host than the one it registered from is refused.
         let far = bound(json!({"transport": "TCP", "source": "10.0.0.9:40000", "owner": owner}));
-        assert_eq!(contact_hop(&far, a, |_| false).unwrap_err(), ELSEWHERE);
+        assert_eq!(
+            contact_hop(&far, a, |_| false, &Members::default()).unwrap_err(),
+            ELSEWHERE
+        );
         // A sips: contact over TLS: reached at A; from B it would cross relays over TCP.
         let mut tls =
             bound(json!({"transport": "TLS", "source": "10.0.0.5:40000", "owner": owner}));
         tls.contact = Some("sips:bob@10.0.0.5:5061".into());
         assert_eq!(
-            contact_hop(&tls, a, |_| true).unwrap().peer.transport,
+            contact_hop(&tls, a, |_| true, &Members::default())
+                .unwrap()
+                .peer
+                .transport,
             Transport::Tls
         );
         assert_eq!(
-            contact_hop(&tls, b, |_| true).unwrap_err(),
+            contact_hop(&tls, b, |_| true, &Members::default()).unwrap_err(),
             SIPS_ACROSS_RELAYS
         );
         // A binding stored before owners were kept: as before.
         let old = bound(json!({"transport": "UDP", "source": "10.0.0.5:5062"}));
-        assert!(contact_hop(&old, b, |_| true).unwrap().routes.is_empty());
+        assert!(contact_hop(&old, b, |_| true, &Members::default())
+            .unwrap()
+            .routes
+            .is_empty());
+        // In a cluster, owned by node `a`: refused at once from B when `a` is gone; A itself
+        // (back) still reaches its own.
+        let named = bound(json!({
+            "transport": "UDP", "source": "10.0.0.5:5062", "owner": owner, "node": "a",
+        }));
+        let at_b = Members::clustered("b");
+        assert!(contact_hop(&named, b, |_| true, &at_b).is_ok());
+        let stale = crate::store::Lease {
+            name: "slot/0".into(),
+            holder: "a".into(),
+            until: 60_000,
+        };
+        assert_eq!(at_b.update(&[stale], 10_000, 60_000, 4_000), vec!["a"]);
+        assert_eq!(
+            contact_hop(&named, b, |_| true, &at_b).unwrap_err(),
+            OWNER_GONE
+        );
+        assert!(contact_hop(&named, a, |_| true, &at_b).is_ok());
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub struct Registrar {
     /// Where the SIP listeners are bound: each binding names this relay as the holder of its
     /// flow, for the other relays sharing the store (none: not named).
     listen: Option<restsip_sip::outgoing::Listening>,
+    /// This relay's node name in a cluster, kept in each binding with the owner (`node`): the
+    /// other relays refuse at once to route to a binding whose node is gone.
+    node: Option<String>,
 }
 
 fn internal(e: impl std::fmt::Display) -> Reply {
@@ -98,14 +101,20 @@ impl Registrar {
             credentials,
             limits,
             listen: None,
+            node: None,
         }
     }
 
     /// Names this relay, whose SIP listeners are bound to `listen`, in each binding it stores
     /// as the holder of the phone's flow (`owner`): other relays sharing the store route
-    /// requests for the phone through it.
-    pub fn owned_at(mut self, listen: restsip_sip::outgoing::Listening) -> Self {
+    /// requests for the phone through it; in a cluster, with its node name `node`.
+    pub fn owned_at(
+        mut self,
+        listen: restsip_sip::outgoing::Listening,
+        node: Option<&str>,
+    ) -> Self {
         self.listen = Some(listen);
+        self.node = node.map(str::to_owned);
         self
     }
 
@@ -206,6 +215,9 @@ impl Registrar {
                 });
                 if let Some(listen) = self.listen {
                     route["owner"] = json!(super::contact::owner_route(listen, from));
+                    if let Some(node) = &self.node {
+                        route[super::contact::OWNER_NODE] = json!(node);
+                    }
                 }
                 let mut changes = Vec::with_capacity(list.len());
                 for contact in list {

@@ -4,6 +4,7 @@
 //! acknowledged survives a crash.
 
 mod contact_batch;
+mod dialogs;
 mod postgres;
 mod postgres_batch;
 mod postgres_webhooks;
@@ -444,6 +445,40 @@ pub trait Store: Send + Sync + 'static {
             "this store has no leases: it cannot be shared by a cluster".into(),
         )))
     }
+
+    /// The leases whose names start with `prefix` (the id slots `slot/`: which relays run),
+    /// held or expired; none in a store without leases.
+    async fn leases(&self, _prefix: &str) -> StoreResult<Vec<Lease>> {
+        Ok(Vec::new())
+    }
+
+    /// Keeps (or replaces) the record of call `call_id`, whose SIP dialog relay `node` holds:
+    /// what another relay needs to end the call if `node` is gone.
+    async fn keep_dialog(&self, _call_id: &str, _node: &str, _record: &Value) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Forgets the record of call `call_id` (it ended).
+    async fn drop_dialog(&self, _call_id: &str) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Takes (deletes and returns) the records of every call relay `node` held: Call-ID and
+    /// record. Atomic across relays: each record is taken by one.
+    async fn take_dialogs(&self, _node: &str) -> StoreResult<Vec<(String, Value)>> {
+        Ok(Vec::new())
+    }
+}
+
+/// A lease ([`Store::take_lease`]) as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Its name.
+    pub name: String,
+    /// Who took or last renewed it.
+    pub holder: String,
+    /// When it expires (ms since the epoch).
+    pub until: i64,
 }
 
 /// What [`Store::gauges`] counts.

@@ -73,6 +73,27 @@ impl Store for PostgresStore {
         webhooks::take_lease(&self.pool, name, holder, now, until).await
     }
 
+    async fn leases(&self, prefix: &str) -> StoreResult<Vec<super::Lease>> {
+        webhooks::leases(&self.pool, prefix).await
+    }
+
+    async fn keep_dialog(
+        &self,
+        call_id: &str,
+        node: &str,
+        record: &serde_json::Value,
+    ) -> StoreResult<()> {
+        super::dialogs::keep_pg(&self.pool, call_id, node, record).await
+    }
+
+    async fn drop_dialog(&self, call_id: &str) -> StoreResult<()> {
+        super::dialogs::drop_pg(&self.pool, call_id).await
+    }
+
+    async fn take_dialogs(&self, node: &str) -> StoreResult<Vec<(String, serde_json::Value)>> {
+        super::dialogs::take_pg(&self.pool, node).await
+    }
+
     async fn gauges(&self, now: i64) -> StoreResult<super::StoreGauges> {
         webhooks::gauges(&self.pool, now).await
     }

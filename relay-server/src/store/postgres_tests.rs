@@ -97,4 +97,11 @@ async fn one_relay_holds_a_lease_until_it_expires() {
         .take_lease("leader", holder, 5002, 9000)
         .await
         .expect("lost"));
+    // Read back by prefix, from either relay.
+    let read = holding.leases("lead").await.expect("leases");
+    assert_eq!(
+        (read.len(), read[0].holder.as_str(), read[0].until),
+        (1, waiting, 8000)
+    );
+    assert!(other.leases("slot/").await.expect("leases").is_empty());
 }

@@ -117,6 +117,27 @@ impl Store for SqliteStore {
         super::sqlite_health::take_lease(&self.writer, name, holder, now, until).await
     }
 
+    async fn leases(&self, prefix: &str) -> StoreResult<Vec<super::Lease>> {
+        super::sqlite_health::leases(&self.pool, prefix).await
+    }
+
+    async fn keep_dialog(
+        &self,
+        call_id: &str,
+        node: &str,
+        record: &serde_json::Value,
+    ) -> StoreResult<()> {
+        super::dialogs::keep_sqlite(&self.writer, call_id, node, record).await
+    }
+
+    async fn drop_dialog(&self, call_id: &str) -> StoreResult<()> {
+        super::dialogs::drop_sqlite(&self.writer, call_id).await
+    }
+
+    async fn take_dialogs(&self, node: &str) -> StoreResult<Vec<(String, serde_json::Value)>> {
+        super::dialogs::take_sqlite(&self.writer, node).await
+    }
+
     async fn gauges(&self, now: i64) -> StoreResult<super::StoreGauges> {
         super::sqlite_health::gauges(&self.pool, now).await
     }

@@ -58,6 +58,24 @@ pub(super) async fn take_lease(
     Ok(taken.rows_affected() == 1)
 }
 
+/// The leases whose names start with `prefix`.
+pub(super) async fn leases(pool: &SqlitePool, prefix: &str) -> StoreResult<Vec<super::Lease>> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT name, holder, until FROM leases WHERE substr(name, 1, length(?1)) = ?1",
+    )
+    .bind(prefix)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, holder, until)| super::Lease {
+            name,
+            holder,
+            until,
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{SqliteStore, Store};
@@ -82,6 +100,21 @@ mod tests {
         assert!(!take("b", 5999).await, "still a's until 6000");
         assert!(take("b", 6001).await, "expired: taken over");
         assert!(!take("a", 6002).await, "now b's");
+        // Read back by prefix (which relays hold id slots).
+        store
+            .take_lease("slot/3", "c", 0, 60_000)
+            .await
+            .expect("slot");
+        let slots = store.leases("slot/").await.expect("leases");
+        assert_eq!(
+            slots,
+            vec![super::super::Lease {
+                name: "slot/3".into(),
+                holder: "c".into(),
+                until: 60_000
+            }]
+        );
+        assert_eq!(store.leases("lead").await.expect("leases")[0].holder, "b");
         let _ = std::fs::remove_dir_all(dir);
     }
 

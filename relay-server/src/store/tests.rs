@@ -251,4 +251,16 @@ on_both_engines! {
         );
         assert!(s.writable().await.is_ok());
     }
+
+    async fn the_dialogs_of_a_node_are_taken_once_and_an_ended_one_not_at_all(s) {
+        let record = serde_json::json!({"sender": "w@x", "cseq": 1});
+        s.keep_dialog("c1", "a", &record).await.expect("keep");
+        s.keep_dialog("c2", "a", &record).await.expect("keep");
+        s.keep_dialog("c3", "b", &record).await.expect("keep");
+        s.drop_dialog("c2").await.expect("ended");
+        let taken = s.take_dialogs("a").await.expect("take");
+        assert_eq!(taken, vec![("c1".to_owned(), record.clone())]);
+        assert!(s.take_dialogs("a").await.expect("again").is_empty());
+        assert_eq!(s.take_dialogs("b").await.expect("b").len(), 1);
+    }
 }

@@ -75,9 +75,11 @@ pub fn message_request(
     contact: &ContactRecord,
     body: &Value,
     open: impl Fn(Peer) -> bool,
+    members: &crate::members::Members,
 ) -> Result<(SipMessage, Peer), SipStatus> {
     let super::contact::Hop { uri, peer, routes } =
-        super::contact::contact_hop(contact, listen, open).map_err(|why| failed(480, why))?;
+        super::contact::contact_hop(contact, listen, open, members)
+            .map_err(|why| failed(480, why))?;
     let (content_type, text) = payload(body)?;
     let local = outgoing::local_addr(listen, peer);
     let mut req = outgoing::request(Method::MESSAGE, uri, local, peer.transport);

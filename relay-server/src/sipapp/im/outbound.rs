@@ -9,12 +9,23 @@ pub struct Outbound {
     endpoint: WeakEndpoint,
     /// The addresses the SIP listeners are bound to.
     listen: outgoing::Listening,
+    /// The relays of the cluster (a phone whose relay is gone is not tried).
+    members: crate::members::Members,
 }
 
 impl Outbound {
-    /// Sends through `endpoint`, whose listeners are bound to `listen`.
-    pub fn new(endpoint: WeakEndpoint, listen: outgoing::Listening) -> Self {
-        Self { endpoint, listen }
+    /// Sends through `endpoint`, whose listeners are bound to `listen`, to phones held by
+    /// the relays of `members`.
+    pub fn new(
+        endpoint: WeakEndpoint,
+        listen: outgoing::Listening,
+        members: crate::members::Members,
+    ) -> Self {
+        Self {
+            endpoint,
+            listen,
+            members,
+        }
     }
 }
 
@@ -30,7 +41,8 @@ impl SipDelivery for Outbound {
             return failed(503, "Service Unavailable (SIP is stopping)");
         };
         let open = |p: Peer| endpoint.is_open(p);
-        let (req, peer) = match message_request(self.listen, sender, to, body, open) {
+        let (req, peer) = match message_request(self.listen, sender, to, body, open, &self.members)
+        {
             Ok(r) => r,
             Err(status) => return status,
         };

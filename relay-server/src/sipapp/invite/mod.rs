@@ -2,6 +2,7 @@
 //! user; [`outbound`], a web user's invite SEND to phones. Both end in a dialog the relay
 //! keeps alive with OPTIONS probes (see [`restsip_sip::dialog`]).
 
+mod failover;
 pub mod inbound;
 pub mod info;
 pub mod outbound;
@@ -19,6 +20,15 @@ pub struct CallTimers {
     /// How often an answered call is probed with an OPTIONS in its dialog (zero: never); see
     /// [`restsip_sip::dialog`].
     pub keepalive: std::time::Duration,
+}
+
+/// What calls need to know of the cluster the relay is in (a relay alone: its defaults).
+#[derive(Clone)]
+pub struct CallCluster {
+    /// Where this relay draws invite ids from, so that no two relays hand out the same.
+    pub ids: crate::bus::IdSpace,
+    /// The relays of the cluster and those found gone (whose calls are ended).
+    pub members: crate::members::Members,
 }
 
 /// How calls between web users and phones get their media.

@@ -74,7 +74,7 @@ impl Proxy {
         let mut hops = Vec::new();
         for contact in &targets {
             let open = |p: Peer| endpoint.is_open(p);
-            let Ok(hop) = contact_hop(contact, listen, open) else {
+            let Ok(hop) = contact_hop(contact, listen, open, &self.inner.members) else {
                 continue;
             };
             // A sips: request goes over TLS on every hop (RFC 5630), never downgraded.

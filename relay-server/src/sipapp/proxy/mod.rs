@@ -80,6 +80,8 @@ struct Inner {
     pending: Mutex<HashMap<TxKey, HashMap<usize, Branch>>>,
     /// The upstream server requests for non-accounts go to, when there is one.
     upstream: Option<Arc<UpstreamSender>>,
+    /// The relays of the cluster (a binding whose relay is gone is skipped).
+    members: crate::members::Members,
 }
 
 impl Proxy {
@@ -89,6 +91,7 @@ impl Proxy {
         store: Arc<dyn Store>,
         endpoint: WeakEndpoint,
         upstream: Option<Arc<UpstreamSender>>,
+        members: crate::members::Members,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -96,6 +99,7 @@ impl Proxy {
                 endpoint,
                 pending: Mutex::default(),
                 upstream,
+                members,
             }),
         }
     }

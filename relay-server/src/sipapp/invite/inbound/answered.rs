@@ -31,6 +31,9 @@ impl Invites {
                 _ => None,
             }
         };
+        if found.is_some() {
+            self.inner.kept.forget(call_id);
+        }
         let Some(d) = found else { return };
         tracing::debug!(call_id, reason, "call ended without the phone's BYE");
         self.ended(call_id, &d, Some(reason)).await;
@@ -145,6 +148,9 @@ impl Invites {
             return Reply::bad_request("no Call-ID");
         };
         let found = lock(&self.inner.dialogs).remove(call_id);
+        if found.is_some() {
+            self.inner.kept.forget(call_id);
+        }
         let Some(d) = found else {
             return if self.inner.out.bye(call_id).await {
                 Reply::new(200, "OK")

@@ -45,6 +45,7 @@ impl SendHook for Invites {
                     })
                     .map(|(k, _)| k.clone())?;
                 let d = dialogs.remove(&call_id)?;
+                self.inner.kept.forget(&call_id);
                 (call_id, d)
             };
             let did = d.id;

@@ -168,6 +168,8 @@ struct Inner {
     passthrough: bool,
     /// Whether SENDs to non-accounts go to an upstream server.
     upstream: bool,
+    /// Where answered calls are kept for the other relays (in a cluster).
+    kept: super::failover::Kept,
 }
 
 /// The `user@host` of a From or To value.
@@ -229,9 +231,11 @@ impl Invites {
         endpoint: WeakEndpoint,
         timers: super::CallTimers,
         media: super::CallMedia,
-        ids: IdSpace,
+        cluster: super::CallCluster,
     ) -> Self {
+        let super::CallCluster { ids, members } = cluster;
         let reneg = Renegotiation::new(inbox.clone(), media.media, endpoint.clone(), media.session);
+        let kept = super::failover::Kept::new(store.clone(), &members);
         let invites = Self {
             inner: Arc::new(Inner {
                 out: crate::sipapp::invite::outbound::Outgoing::new(
@@ -239,7 +243,10 @@ impl Invites {
                     endpoint.clone(),
                     timers,
                     reneg.clone(),
+                    members,
+                    kept.clone(),
                 ),
+                kept,
                 reneg,
                 passthrough: media.passthrough,
                 upstream: media.upstream,
@@ -257,6 +264,36 @@ impl Invites {
         };
         invites.watch(media.session.expires, media.check);
         invites
+    }
+
+    /// Ends the calls of each relay of the cluster found gone (`gone`), either direction,
+    /// whichever relay kept them, until the relay stops; first those this relay's node `own`
+    /// kept before it restarted.
+    pub async fn end_calls_of_gone(
+        self,
+        own: Option<String>,
+        gone: tokio::sync::broadcast::Receiver<String>,
+    ) {
+        let ending = super::failover::Ending {
+            store: self.inner.store.clone(),
+            inbox: self.inner.inbox.clone(),
+            calls: self.inner.calls.clone(),
+            endpoint: self.inner.endpoint.clone(),
+        };
+        ending.run(own, gone).await;
+    }
+
+    /// Keeps the answered call `call_id` for the other relays (in a cluster).
+    fn keep_dialog(&self, call_id: &str, d: &Dialog) {
+        let kept = super::failover::KeptCall {
+            web: &d.callee,
+            phone: &d.caller,
+            id: json!(d.id),
+            context: Some(&d.context),
+            dialog: in_dialog(call_id, d),
+            cseq: d.cseq,
+        };
+        self.inner.kept.keep(call_id, kept);
     }
 
     /// Calls from web users to phones.

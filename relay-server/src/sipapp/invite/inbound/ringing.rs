@@ -310,6 +310,7 @@ impl Invites {
                 let keep = d.since > day_ago;
                 if !keep {
                     self.inner.reneg.ended(k, d.media);
+                    self.inner.kept.forget(k);
                 }
                 keep
             });
@@ -336,6 +337,9 @@ impl Invites {
                         media,
                     },
                 );
+                if let Some(d) = dialogs.get(&call_id) {
+                    self.keep_dialog(&call_id, d);
+                }
             } else {
                 self.inner.reneg.ended(&call_id, media);
             }

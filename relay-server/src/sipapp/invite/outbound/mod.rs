@@ -113,6 +113,35 @@ struct Inner {
     timers: CallTimers,
     /// New offers in answered calls, and the media relay.
     reneg: Renegotiation,
+    /// The relays of the cluster (a phone whose relay is gone is not called).
+    members: crate::members::Members,
+    /// Where answered calls are kept for the other relays (in a cluster).
+    kept: super::failover::Kept,
+}
+
+impl Outgoing {
+    /// Keeps the answered call `call_id` for the other relays (in a cluster).
+    fn keep_dialog(&self, call_id: &str, call: &mut Call) {
+        let (sender, callee, id) = (call.sender.clone(), call.callee.clone(), call.id.clone());
+        let Some((dialog, cseq)) = call.dialog(call_id) else {
+            return;
+        };
+        let cseq = *cseq;
+        let kept = super::failover::KeptCall {
+            web: &sender,
+            phone: &callee,
+            id,
+            context: None,
+            dialog,
+            cseq,
+        };
+        self.inner.kept.keep(call_id, kept);
+    }
+
+    /// Forgets call `call_id` for the other relays (it ended).
+    fn drop_dialog(&self, call_id: &str) {
+        self.inner.kept.forget(call_id);
+    }
 }
 
 impl Call {
@@ -162,11 +191,13 @@ fn same_id(body: &Value, id: &Value) -> bool {
 impl Outgoing {
     /// Calls sent through `endpoint`, answered into `inbox`, under `timers`, their media
     /// and new offers through `reneg`.
-    pub fn new(
+    pub(super) fn new(
         inbox: Inbox,
         endpoint: WeakEndpoint,
         timers: CallTimers,
         reneg: Renegotiation,
+        members: crate::members::Members,
+        kept: super::failover::Kept,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -175,6 +206,8 @@ impl Outgoing {
                 endpoint,
                 timers,
                 reneg,
+                members,
+                kept,
             }),
         }
     }
@@ -192,10 +225,11 @@ impl Outgoing {
             return failed(503, "Service Unavailable (SIP is stopping)");
         };
         let open = |p: Peer| endpoint.is_open(p);
-        let hop = match crate::sipapp::contact::contact_hop(contact, listen, open) {
-            Ok(hop) => hop,
-            Err(why) => return failed(480, why),
-        };
+        let hop =
+            match crate::sipapp::contact::contact_hop(contact, listen, open, &self.inner.members) {
+                Ok(hop) => hop,
+                Err(why) => return failed(480, why),
+            };
         drop(endpoint);
         let target = Target {
             uri: hop.uri,

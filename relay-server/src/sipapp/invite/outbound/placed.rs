@@ -135,6 +135,9 @@ impl Outgoing {
             return false;
         };
         self.inner.reneg.ended(call_id, call.media);
+        if matches!(call.leg, Leg::Up { .. }) {
+            self.drop_dialog(call_id);
+        }
         let Some((d, cseq)) = call.dialog(call_id) else {
             return false;
         };
@@ -161,6 +164,7 @@ impl Outgoing {
                 let keep = c.since > day_ago;
                 if !keep {
                     self.inner.reneg.ended(k, c.media);
+                    self.drop_dialog(k);
                 }
                 keep
             });

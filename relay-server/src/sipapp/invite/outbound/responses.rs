@@ -190,6 +190,7 @@ impl Outgoing {
             routes,
             cseq,
         };
+        self.keep_dialog(call_id, call);
         let (sender, callee, id) = (call.sender.clone(), call.callee.clone(), call.id.clone());
         calls
             .iter()
@@ -215,6 +216,9 @@ impl Outgoing {
             if end {
                 if let Some(c) = calls.remove(call_id) {
                     self.inner.reneg.ended(call_id, c.media);
+                    if matches!(c.leg, Leg::Up { .. }) {
+                        self.drop_dialog(call_id);
+                    }
                 }
             }
             found

@@ -1,0 +1,198 @@
+//! Calls between web users and phones across a relay's death (a cluster): each answered call's
+//! dialog, either direction, is kept in the shared store (`Store::keep_dialog`) until it ends;
+//! when a relay is gone (`Members::gone_from_now`), the relays left take its records (each
+//! one by one relay) and end those calls: a BYE to the phone from their own SIP socket, a
+//! `bye` with the reason [`RELAY_LOST`] to the web user, and the call context a phone's call
+//! made is deleted.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::calls::Calls;
+use crate::inbox::Inbox;
+use crate::members::Members;
+use crate::store::Store;
+use restsip_sip::dialog::InDialog;
+use restsip_sip::endpoint::WeakEndpoint;
+use restsip_sip::message::Method;
+use restsip_sip::outgoing;
+use restsip_sip::transport::{Peer, Transport};
+
+/// The reason of the `bye` a web user gets when the relay holding the call's signalling died.
+pub(super) const RELAY_LOST: &str = "relay lost";
+/// Added to the kept CSeq for the BYE: above every CSeq the dead relay may have used in the
+/// dialog since (keep-alive OPTIONS, re-INVITEs), which the record does not follow.
+const CSEQ_MARGIN: u32 = 100_000;
+
+/// An answered call as kept.
+pub(super) struct KeptCall<'a> {
+    /// The web user.
+    pub web: &'a str,
+    /// The phone's user (the address its messages to the web user come from).
+    pub phone: &'a str,
+    /// The id the web user's messages of the call carry.
+    pub id: Value,
+    /// The call context the relay made for it (`/call/{context}`), if any.
+    pub context: Option<&'a str>,
+    /// The relay's side of the dialog.
+    pub dialog: InDialog<'a>,
+    /// The CSeq of the relay's last request in it.
+    pub cseq: u32,
+}
+
+/// A change of the kept calls, applied in order.
+enum Change {
+    Keep(String, Value),
+    Drop(String),
+}
+
+/// Where answered calls are kept in the store and forgotten: nowhere alone (no cluster).
+#[derive(Clone, Default)]
+pub(super) struct Kept {
+    /// To the task writing them, in order (a call's end after its answer).
+    changes: Option<mpsc::UnboundedSender<Change>>,
+}
+
+impl Kept {
+    /// Keeps calls in `store` as this relay's node, in a cluster.
+    pub(super) fn new(store: Arc<dyn Store>, members: &Members) -> Self {
+        let changes = members.node().map(|node| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(write(store, node.to_owned(), rx));
+            tx
+        });
+        Self { changes }
+    }
+
+    /// Keeps answered call `call_id`.
+    pub(super) fn keep(&self, call_id: &str, call: KeptCall<'_>) {
+        let Some(changes) = &self.changes else { return };
+        let d = &call.dialog;
+        let record = json!({
+            "web": call.web, "phone": call.phone, "id": call.id, "context": call.context,
+            "local": d.local, "remote": d.remote, "target": d.target, "routes": d.routes,
+            "cseq": call.cseq, "transport": d.peer.transport.name(), "addr": d.peer.addr.to_string(),
+        });
+        let _ = changes.send(Change::Keep(call_id.to_owned(), record));
+    }
+
+    /// Forgets call `call_id` (it ended).
+    pub(super) fn forget(&self, call_id: &str) {
+        if let Some(changes) = &self.changes {
+            let _ = changes.send(Change::Drop(call_id.to_owned()));
+        }
+    }
+}
+
+async fn write(store: Arc<dyn Store>, node: String, mut changes: mpsc::UnboundedReceiver<Change>) {
+    while let Some(change) = changes.recv().await {
+        let done = match &change {
+            Change::Keep(call_id, record) => store.keep_dialog(call_id, &node, record).await,
+            Change::Drop(call_id) => store.drop_dialog(call_id).await,
+        };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "a call's dialog was not kept in the store");
+        }
+    }
+}
+
+/// What ending a gone relay's calls needs.
+#[derive(Clone)]
+pub(super) struct Ending {
+    pub store: Arc<dyn Store>,
+    pub inbox: Inbox,
+    pub calls: Calls,
+    pub endpoint: WeakEndpoint,
+}
+
+impl Ending {
+    /// Ends the calls this relay's node `own` kept in an earlier run (it restarted: they are
+    /// lost to it), then those of each relay found gone, until the relay stops.
+    pub(super) async fn run(self, own: Option<String>, mut gone: broadcast::Receiver<String>) {
+        if let Some(own) = own {
+            self.end_all(&own).await;
+        }
+        loop {
+            match gone.recv().await {
+                Ok(node) => self.end_all(&node).await,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Ends every call kept by `node`.
+    async fn end_all(&self, node: &str) {
+        let taken = match self.store.take_dialogs(node).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::warn!(%node, error = %e, "the calls of a gone relay were not read");
+                return;
+            }
+        };
+        for (call_id, record) in taken {
+            tracing::info!(%node, call_id, "ending a call whose relay is gone");
+            tokio::spawn(self.clone().end(call_id, record));
+        }
+    }
+
+    /// Ends call `call_id` of a gone relay from its `record`.
+    async fn end(self, call_id: String, record: Value) {
+        let call_id = call_id.as_str();
+        let text = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or_default();
+        let (web, phone) = (text("web"), text("phone"));
+        if !web.is_empty() {
+            let bye = json!({
+                "command": "bye", "reason": RELAY_LOST, "id": record.get("id"),
+                "sip": {"callId": call_id},
+            });
+            if let Err(e) = self.inbox.send(phone, web, None, bye).await {
+                tracing::debug!(error = %e, "the end of a call not delivered to {web}");
+            }
+            let context = text("context");
+            if !context.is_empty() {
+                if let Err(e) = self.calls.delete(context, web).await {
+                    tracing::debug!(error = %e, "call context not deleted");
+                }
+            }
+        }
+        let transport = match text("transport") {
+            "TCP" => Transport::Tcp,
+            "TLS" => Transport::Tls,
+            _ => Transport::Udp,
+        };
+        let Ok(addr) = text("addr").parse() else {
+            return;
+        };
+        let routes: Vec<String> = record
+            .get("routes")
+            .and_then(|r| serde_json::from_value(r.clone()).ok())
+            .unwrap_or_default();
+        let cseq = record.get("cseq").and_then(Value::as_u64).unwrap_or(1);
+        let d = InDialog {
+            call_id,
+            local: text("local"),
+            remote: text("remote"),
+            target: text("target"),
+            routes: &routes,
+            peer: Peer { transport, addr },
+        };
+        let seq = u32::try_from(cseq).unwrap_or(1).saturating_add(CSEQ_MARGIN);
+        let Some(req) = d.request(Method::BYE, seq, self.endpoint.listen()) else {
+            return;
+        };
+        let Some(endpoint) = self.endpoint.upgrade() else {
+            return;
+        };
+        let rx = endpoint.client().send(&req, d.peer);
+        drop(endpoint);
+        let status = outgoing::final_status(rx).await;
+        tracing::info!(
+            call_id,
+            code = status.code,
+            "BYE to the phone of a gone relay's call"
+        );
+    }
+}
