@@ -10,6 +10,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 use crate::durability::Durable;
+use crate::users::sign_up;
 
 fn server() -> String {
     std::env::var("RESTSIP_TEST_POSTGRES")
@@ -91,15 +92,7 @@ async fn the_article_flow_runs_on_postgres_and_survives_kill_dash_nine() {
     let alice = relay.user("alice@example.net").await.unwrap();
     let bob = relay.user("bob@example.net").await.unwrap();
     // Sign-up twice: the taken address is a conflict, from PostgreSQL's unique key.
-    let again = relay
-        .anonymous()
-        .request(
-            "POST",
-            "/user",
-            Some(json!({"email": "alice@example.net", "password": "another-pw-1"})),
-        )
-        .await
-        .unwrap();
+    let again = sign_up(&relay, "alice@example.net", "another-pw-1").await;
     assert_eq!(again.status, 409);
     let mut durable = Durable::call(&alice, &bob, "on postgres").await;
     let call = &durable.call;
