@@ -3,19 +3,13 @@
 use restsip_e2e::Relay;
 use serde_json::json;
 
+use crate::users::sign_up;
+
 #[tokio::test]
 async fn the_articles_examples_work_as_written() {
     let relay = Relay::default().await.unwrap();
     // POST /user -- signup with a new account
-    let anon = relay.anonymous();
-    let res = anon
-        .request(
-            "POST",
-            "/user",
-            Some(json!({"email": "kundan@example.net", "password": "k-pw"})),
-        )
-        .await
-        .unwrap();
+    let res = sign_up(&relay, "kundan@example.net", "k-pw").await;
     assert_eq!(res.status, 201);
     assert_eq!(
         res.body,

@@ -4,6 +4,8 @@
 use restsip_e2e::Relay;
 use serde_json::{json, Value};
 
+use crate::users::{count, sign_up};
+
 #[tokio::test]
 async fn owner_only_operations_refuse_everyone_else() {
     let relay = Relay::default().await.unwrap();
@@ -65,17 +67,7 @@ async fn owner_only_operations_refuse_everyone_else() {
     }
     // Nothing was changed by the refused requests: the owner's state is as it was.
     assert_eq!(owner.get(&login).await.unwrap().body["id"], contact);
-    assert_eq!(
-        owner
-            .get("/user/owner@example.net/message")
-            .await
-            .unwrap()
-            .body
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(count(&owner, "/user/owner@example.net/message").await, 1);
     assert_eq!(
         owner
             .get("/user/owner@example.net")
@@ -132,13 +124,6 @@ async fn reading_and_sending_need_credentials_and_use_them_as_the_sender() {
         .unwrap();
     assert_eq!(res.status(), 401);
     // Sign-up needs none.
-    let res = anonymous
-        .request(
-            "POST",
-            "/user",
-            Some(json!({"email": "new@example.net", "password": "p"})),
-        )
-        .await
-        .unwrap();
+    let res = sign_up(&relay, "new@example.net", "p").await;
     assert_eq!(res.status, 201);
 }

@@ -4,6 +4,8 @@
 use restsip_e2e::{Client, Relay};
 use serde_json::json;
 
+use crate::users::sign_up;
+
 const B: &str = "b@example.net";
 
 /// A client that sends `Authorization: Bearer TOKEN`.
@@ -94,15 +96,7 @@ async fn a_token_dies_with_a_password_change_a_deletion_and_a_re_creation() {
         bearer(&relay, &third, "GET", "/user/b@example.net", None).await,
         401
     );
-    let res = relay
-        .anonymous()
-        .request(
-            "POST",
-            "/user",
-            Some(json!({"email": B, "password": "mallory-free"})),
-        )
-        .await
-        .unwrap();
+    let res = sign_up(&relay, B, "mallory-free").await;
     assert_eq!(res.status, 201, "{}", res.body);
     let takeover = json!({"password": "stolen"});
     assert_eq!(
@@ -160,37 +154,19 @@ async fn logging_out_revokes_the_page_token_and_only_it_even_across_a_restart() 
 #[tokio::test]
 async fn one_address_is_one_account_however_it_is_spelled() {
     let relay = Relay::default().await.unwrap();
-    let anon = relay.anonymous();
-    let res = anon
-        .request(
-            "POST",
-            "/user",
-            Some(json!({"email": "B@EXAMPLE.NET", "password": "pw"})),
-        )
-        .await
-        .unwrap();
+    let res = sign_up(&relay, "B@EXAMPLE.NET", "pw").await;
     assert_eq!(res.status, 201, "{}", res.body);
     assert_eq!(res.body["id"], B);
     assert_eq!(res.header("location"), Some("/user/b@example.net"));
     for look_alike in ["b@example.net.", "b@example.net", " B@Example.Net "] {
-        anon.request(
-            "POST",
-            "/user",
-            Some(json!({"email": look_alike, "password": "x"})),
-        )
-        .await
-        .unwrap()
-        .assert_problem(409, "conflict");
+        sign_up(&relay, look_alike, "x")
+            .await
+            .assert_problem(409, "conflict");
     }
     // Letters of another script are refused, not a second account.
-    anon.request(
-        "POST",
-        "/user",
-        Some(json!({"email": "b@exаmple.net", "password": "x"})),
-    )
-    .await
-    .unwrap()
-    .assert_problem(422, "unprocessable");
+    sign_up(&relay, "b@exаmple.net", "x")
+        .await
+        .assert_problem(422, "unprocessable");
 
     // Any spelling logs in, in credentials and in paths, and names the same resources.
     for spelling in ["B@EXAMPLE.NET", "b@Example.Net.", B] {

@@ -5,6 +5,19 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use restsip_e2e::Relay;
 
+use crate::streams::get_accepting;
+
+/// What `res`'s body brings within `within` (a stream's start and keep-alives), as text.
+async fn read_for(res: reqwest::Response, within: Duration) -> String {
+    let mut body = res.bytes_stream();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, body.next()).await {
+        seen.extend_from_slice(&chunk.unwrap());
+    }
+    String::from_utf8(seen).unwrap()
+}
+
 #[tokio::test]
 async fn connections_past_the_limit_wait_for_a_free_slot() {
     let relay = Relay::start(&["--max-connections", "2"]).await.unwrap();
@@ -41,19 +54,8 @@ async fn connections_past_the_limit_wait_for_a_free_slot() {
 async fn idle_streams_get_keepalives() {
     let relay = Relay::start(&["--keepalive", "1"]).await.unwrap();
     let a = relay.user("a@example.net").await.unwrap();
-    let res = a
-        .builder("GET", "/login/a@example.net")
-        .header("accept", "application/x-ndjson")
-        .send()
-        .await
-        .unwrap();
-    let mut body = res.bytes_stream();
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(2500);
-    while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, body.next()).await {
-        seen.extend_from_slice(&chunk.unwrap());
-    }
-    let text = String::from_utf8(seen).unwrap();
+    let res = get_accepting(&a, "/login/a@example.net", "application/x-ndjson").await;
+    let text = read_for(res, Duration::from_millis(2500)).await;
     let mut lines = text.split('\n');
     let first: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
     assert_eq!(first["kind"], "state");
@@ -62,21 +64,10 @@ async fn idle_streams_get_keepalives() {
         "blank keep-alive lines on an idle stream: {text:?}"
     );
     // SSE keep-alives are comments.
-    let res = a
-        .builder("GET", "/login/a@example.net")
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
-    let mut body = res.bytes_stream();
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(2500);
-    while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, body.next()).await {
-        seen.extend_from_slice(&chunk.unwrap());
-    }
+    let res = get_accepting(&a, "/login/a@example.net", "text/event-stream").await;
     assert!(
-        String::from_utf8(seen)
-            .unwrap()
+        read_for(res, Duration::from_millis(2500))
+            .await
             .lines()
             .any(|l| l.starts_with(':')),
         "SSE comment keep-alive"

@@ -9,6 +9,9 @@ use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
+use crate::durability::Durable;
+use crate::users::sign_up;
+
 fn server() -> String {
     std::env::var("RESTSIP_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
@@ -89,40 +92,13 @@ async fn the_article_flow_runs_on_postgres_and_survives_kill_dash_nine() {
     let alice = relay.user("alice@example.net").await.unwrap();
     let bob = relay.user("bob@example.net").await.unwrap();
     // Sign-up twice: the taken address is a conflict, from PostgreSQL's unique key.
-    let again = relay
-        .anonymous()
-        .request(
-            "POST",
-            "/user",
-            Some(json!({"email": "alice@example.net", "password": "another-pw-1"})),
-        )
-        .await
-        .unwrap();
+    let again = sign_up(&relay, "alice@example.net", "another-pw-1").await;
     assert_eq!(again.status, 409);
-    let bob_login = bob
-        .login(json!({"contact": "sip:bob@10.0.0.2"}))
-        .await
-        .unwrap();
-    let call = alice
-        .request("POST", "/call", Some(json!({"subject": "on postgres"})))
-        .await
-        .unwrap()
-        .body["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let joined = bob
-        .request(
-            "POST",
-            &call,
-            Some(json!({"url": "/login/bob@example.net", "session": "rtsp://s"})),
-        )
-        .await
-        .unwrap();
-    assert!(joined.status < 300, "{joined:?}");
+    let mut durable = Durable::call(&alice, &bob, "on postgres").await;
+    let call = &durable.call;
 
     // A SEND reaches bob's WebSocket.
-    let inbox = format!("/login/bob@example.net/{bob_login}");
+    let inbox = format!("/login/bob@example.net/{}", durable.bob_login);
     let mut ws = bob.ws().await.unwrap();
     ws.send(json!({"op": "subscribe", "path": inbox}))
         .await
@@ -139,29 +115,11 @@ async fn the_article_flow_runs_on_postgres_and_survives_kill_dash_nine() {
     assert_eq!(sent.status, 200);
     let msg = ws.next_event().await.unwrap();
     assert_eq!(msg.kind, EventKind::Message);
-    assert_eq!(msg.data["body"]["url"], call);
+    assert_eq!(msg.data["body"]["url"], *call);
     drop(ws);
 
-    // Offline mail.
-    let mail = alice
-        .request(
-            "POST",
-            "/user/bob@example.net/message",
-            Some(json!({"url": "rtsp://vm/1"})),
-        )
-        .await
-        .unwrap();
-    assert!(mail.status < 300, "{mail:?}");
-
-    // SENDs acknowledged while nobody listens, then kill -9.
-    for n in 0..20 {
-        let res = alice
-            .request("SEND", "/login/bob@example.net", Some(json!({"n": n})))
-            .await
-            .unwrap();
-        assert_eq!(res.status, 200);
-    }
-    let token = alice.token().await.unwrap();
+    // Offline mail, and SENDs acknowledged while nobody listens, then kill -9.
+    durable.mail_and_queue(&alice).await;
 
     // It is PostgreSQL that holds them, not a file beside the relay.
     let direct = connect(&db.url).await;
@@ -179,44 +137,8 @@ async fn the_article_flow_runs_on_postgres_and_survives_kill_dash_nine() {
 
     relay.kill_and_restart().await.unwrap();
 
-    let alice = relay.client("alice@example.net", "pw-alice@example.net");
-    let bob = relay.client("bob@example.net", "pw-bob@example.net");
-    assert_eq!(
-        alice.get("/user/bob@example.net").await.unwrap().status,
-        200
-    );
-    assert_eq!(
-        relay
-            .anonymous()
-            .get(&format!("/user/alice@example.net?access_token={token}"))
-            .await
-            .unwrap()
-            .status,
-        200,
-        "a token from before the crash (the signing key is in the database)"
-    );
-    let contacts = alice.get("/login/bob@example.net").await.unwrap().body;
-    assert_eq!(contacts[0]["contact"], "sip:bob@10.0.0.2");
-    let call_state = alice.get(&call).await.unwrap().body;
-    assert_eq!(call_state["subject"], "on postgres");
-    assert_eq!(call_state["children"][0]["session"], "rtsp://s");
-    assert_eq!(
-        bob.get("/user/bob@example.net/message").await.unwrap().body[0]["url"],
-        "rtsp://vm/1"
-    );
-    // Every acknowledged SEND is delivered, in order, once.
-    let mut stream = bob.sse(&inbox, None).await.unwrap();
-    assert_eq!(stream.next().await.unwrap().kind, EventKind::State);
-    let mut got = Vec::new();
-    for _ in 0..20 {
-        got.push(
-            stream.next().await.unwrap().data["body"]["n"]
-                .as_i64()
-                .unwrap(),
-        );
-    }
-    assert_eq!(got, (0..20).collect::<Vec<_>>());
-    stream.assert_quiet().await;
+    // What was acknowledged is kept (the signing key is in the database too).
+    durable.assert_kept(&relay).await;
     // /readyz's store check writes nothing but needs a writable PostgreSQL.
     let ready = relay.anonymous().get("/readyz").await.unwrap();
     assert_eq!(

@@ -1,8 +1,19 @@
 //! Active resources over SSE, NDJSON and the WebSocket: first the state, then changes; resume.
 
-use restsip_e2e::Relay;
+use restsip_e2e::{Client, Relay};
 use restsip_protocol::{EventKind, ServerFrame};
 use serde_json::json;
+
+/// `client`'s GET of `path` asking for `accept` (a stream's media type): the response, its
+/// body unread.
+pub(crate) async fn get_accepting(client: &Client, path: &str, accept: &str) -> reqwest::Response {
+    client
+        .builder("GET", path)
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap()
+}
 
 #[tokio::test]
 async fn sse_resumes_after_a_reconnect_without_missing_or_repeating() {
@@ -106,12 +117,7 @@ async fn ndjson_gives_state_then_changes_one_per_line() {
     let relay = Relay::default().await.unwrap();
     let a = relay.user("a@example.net").await.unwrap();
     a.login(json!({"contact": "first"})).await.unwrap();
-    let res = a
-        .builder("GET", "/login/a@example.net")
-        .header("accept", "application/x-ndjson")
-        .send()
-        .await
-        .unwrap();
+    let res = get_accepting(&a, "/login/a@example.net", "application/x-ndjson").await;
     assert_eq!(res.headers()["content-type"], "application/x-ndjson");
     drop(res);
     let mut stream = a.ndjson("/login/a@example.net").await.unwrap();
@@ -312,12 +318,7 @@ async fn streams_per_user_are_limited() {
     let a = relay.user("a@example.net").await.unwrap();
     let _one = a.sse("/login/a@example.net", None).await.unwrap();
     let _two = a.ndjson("/login/a@example.net").await.unwrap();
-    let res = a
-        .builder("GET", "/login/a@example.net")
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
+    let res = get_accepting(&a, "/login/a@example.net", "text/event-stream").await;
     restsip_e2e::read(res)
         .await
         .unwrap()

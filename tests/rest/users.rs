@@ -1,7 +1,32 @@
-//! `/user` and offline messages.
+//! `/user` and offline messages; [`sign_up`] and [`count`], which other suites use too.
 
-use restsip_e2e::Relay;
+use restsip_e2e::{Client, Relay, Reply};
 use serde_json::json;
+
+/// An anonymous sign-up (`POST /user`) of `email` with `password`: the relay's reply.
+pub(crate) async fn sign_up(relay: &Relay, email: &str, password: &str) -> Reply {
+    relay
+        .anonymous()
+        .request(
+            "POST",
+            "/user",
+            Some(json!({"email": email, "password": password})),
+        )
+        .await
+        .unwrap()
+}
+
+/// How many entries the list at `path` has, as `client` GETs it.
+pub(crate) async fn count(client: &Client, path: &str) -> usize {
+    client
+        .get(path)
+        .await
+        .unwrap()
+        .body
+        .as_array()
+        .unwrap_or_else(|| panic!("{path} is no list"))
+        .len()
+}
 
 #[tokio::test]
 async fn signup_profile_update_and_delete() {
@@ -22,14 +47,7 @@ async fn signup_profile_update_and_delete() {
     assert!(profile.get("password").is_none() && !profile.to_string().contains("argon2"));
 
     // The same email again is a conflict.
-    let res = anon
-        .request(
-            "POST",
-            "/user",
-            Some(json!({"email": "a@example.net", "password": "x"})),
-        )
-        .await
-        .unwrap();
+    let res = sign_up(&relay, "a@example.net", "x").await;
     res.assert_problem(409, "conflict");
 
     // PATCH changes only what is given; PUT replaces.
@@ -70,16 +88,7 @@ async fn signup_profile_update_and_delete() {
     // Deleting the account logs it out and removes it.
     a.login(json!({})).await.unwrap();
     let b = relay.user("b@example.net").await.unwrap();
-    assert_eq!(
-        b.get("/login/a@example.net")
-            .await
-            .unwrap()
-            .body
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(count(&b, "/login/a@example.net").await, 1);
     assert_eq!(
         a.request("DELETE", "/user/a@example.net", None)
             .await
@@ -155,17 +164,7 @@ async fn offline_messages_are_left_by_anyone_and_read_only_by_the_owner() {
         .await
         .unwrap()
         .assert_problem(404, "not-found");
-    assert_eq!(
-        owner
-            .get("/user/owner@example.net/message")
-            .await
-            .unwrap()
-            .body
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(count(&owner, "/user/owner@example.net/message").await, 1);
 
     // A message with neither url nor body says so; one for an unknown user is 404.
     caller

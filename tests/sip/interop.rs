@@ -35,6 +35,21 @@ const OFFER: &str = "v=0\r\no=webcaller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 
 const ANSWER: &str = "v=0\r\no=webanswer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
                       t=0 0\r\nm=audio 40002 RTP/AVP 0\r\n";
 
+/// A flow's two tests: `$udp` runs `flow(Transport::Udp)`, `$tcp` runs `flow(Transport::Tcp)`.
+macro_rules! over_udp_and_tcp {
+    ($flow:ident: $udp:ident, $tcp:ident) => {
+        #[tokio::test]
+        async fn $udp() {
+            $flow(Transport::Udp).await;
+        }
+
+        #[tokio::test]
+        async fn $tcp() {
+            $flow(Transport::Tcp).await;
+        }
+    };
+}
+
 /// The relay of every test here: its default settings, what a user runs, but for the web
 /// user, which answers baresip with plain SDP as a server with its own RTP stack would:
 /// phones' offers reach it as they are (browsers get theirs through rtpengine, see `media`).
@@ -74,6 +89,22 @@ async fn users() -> Users {
     }
 }
 
+/// Bob's web login `id` logged out (asserted 204).
+async fn log_out(bob: &Client, id: i64) {
+    let out = bob
+        .request("DELETE", &format!("/login/{BOB}/{id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(out.status, 204, "{}", out.body);
+}
+
+/// [`users`], bob's web login (the fixture's) logged out: no login of bob's is left.
+async fn users_offline() -> Users {
+    let u = users().await;
+    log_out(&u.bob, u.bob_login).await;
+    u
+}
+
 /// Alice's baresip, with bob as its one contact (watched when `watch`), registered.
 async fn phone(relay: &Relay, transport: Transport, watch: bool) -> Baresip {
     phone_at(relay, transport, watch, None).await
@@ -86,12 +117,22 @@ async fn phone_at(
     watch: bool,
     sip_port: Option<u16>,
 ) -> Baresip {
+    start_phone(relay, transport, Some((BOB, watch)), sip_port).await
+}
+
+/// Alice's baresip with `contact` (see [`Phone`]), registered.
+async fn start_phone(
+    relay: &Relay,
+    transport: Transport,
+    contact: Option<(&str, bool)>,
+    sip_port: Option<u16>,
+) -> Baresip {
     let mut phone = Phone {
         relay: relay.sip.unwrap(),
         transport,
         email: ALICE,
         password: &format!("pw-{ALICE}"),
-        contact: Some((BOB, watch)),
+        contact,
         sip_port,
     }
     .start()
@@ -122,6 +163,13 @@ async fn send(bob: &Client, body: Value) -> Value {
     r.body
 }
 
+/// `body` (bob's invite or accept) carries the phone's own SDP: audio, from baresip.
+fn assert_phone_sdp(body: &Value) {
+    let sdp = body["sdp"].as_str().unwrap_or_default();
+    assert!(sdp.contains("m=audio"), "{body}");
+    assert!(sdp.contains("baresip"), "{body}");
+}
+
 /// Everything the phone sent and received went over `transport` (in-dialog requests too:
 /// a phone on TCP may be unreachable over UDP, behind NAT).
 fn assert_one_transport(phone: &Baresip, transport: Transport) {
@@ -147,18 +195,7 @@ async fn registers(transport: Transport) {
     let alice = relay.user(ALICE).await.unwrap();
     let mut logins = alice.sse(&format!("/login/{ALICE}"), None).await.unwrap();
     assert_eq!(logins.next().await.unwrap().kind, EventKind::State);
-    let mut phone = Phone {
-        relay: relay.sip.unwrap(),
-        transport,
-        email: ALICE,
-        password: &format!("pw-{ALICE}"),
-        contact: None,
-        sip_port: None,
-    }
-    .start()
-    .await
-    .unwrap();
-    phone.registered().await.unwrap();
+    let mut phone = start_phone(&relay, transport, None, None).await;
     let added = logins.next().await.unwrap();
     assert_eq!(added.kind, EventKind::Added, "{:?}", added.data);
     assert_eq!(added.data["source"], "sip", "{}", added.data);
@@ -186,15 +223,7 @@ async fn registers(transport: Transport) {
     assert_eq!(list, json!([]));
 }
 
-#[tokio::test]
-async fn baresip_registers_and_unregisters_over_udp() {
-    registers(Transport::Udp).await;
-}
-
-#[tokio::test]
-async fn baresip_registers_and_unregisters_over_tcp() {
-    registers(Transport::Tcp).await;
-}
+over_udp_and_tcp!(registers: baresip_registers_and_unregisters_over_udp, baresip_registers_and_unregisters_over_tcp);
 
 // --- (c) MESSAGE -----------------------------------------------------------------------------
 
@@ -225,15 +254,7 @@ async fn messages(transport: Transport) {
     assert_one_transport(&phone, transport);
 }
 
-#[tokio::test]
-async fn baresip_and_a_web_user_message_each_other_over_udp() {
-    messages(Transport::Udp).await;
-}
-
-#[tokio::test]
-async fn baresip_and_a_web_user_message_each_other_over_tcp() {
-    messages(Transport::Tcp).await;
-}
+over_udp_and_tcp!(messages: baresip_and_a_web_user_message_each_other_over_udp, baresip_and_a_web_user_message_each_other_over_tcp);
 
 // --- (d) calls -------------------------------------------------------------------------------
 
@@ -244,9 +265,7 @@ async fn phone_calls_bob(u: &mut Users, phone: &mut Baresip) -> Value {
     let invite = next_body(&mut u.inbox).await;
     assert_eq!(invite["command"], "invite", "{invite}");
     assert_eq!(invite["from"], ALICE, "{invite}");
-    let sdp = invite["sdp"].as_str().unwrap_or_default();
-    assert!(sdp.contains("m=audio"), "{invite}");
-    assert!(sdp.contains("baresip"), "{invite}");
+    assert_phone_sdp(&invite);
     // Bob's stream had it: the phone hears 180.
     phone.event("CALL_RINGING").await.unwrap();
     let receipt = send(
@@ -287,15 +306,7 @@ async fn phone_calls_web(transport: Transport) {
     assert_one_transport(&phone, transport);
 }
 
-#[tokio::test]
-async fn baresip_calls_a_web_user_who_answers_and_either_hangs_up_over_udp() {
-    phone_calls_web(Transport::Udp).await;
-}
-
-#[tokio::test]
-async fn baresip_calls_a_web_user_who_answers_and_either_hangs_up_over_tcp() {
-    phone_calls_web(Transport::Tcp).await;
-}
+over_udp_and_tcp!(phone_calls_web: baresip_calls_a_web_user_who_answers_and_either_hangs_up_over_udp, baresip_calls_a_web_user_who_answers_and_either_hangs_up_over_tcp);
 
 /// Bob invites the phone with his offer (`id`); it rings (the phone's CALL_INCOMING, bob's
 /// `ringing`), the phone's user accepts, bob gets `accept` with the phone's answer.
@@ -318,9 +329,7 @@ async fn bob_calls_phone(u: &mut Users, phone: &mut Baresip, id: u64) {
     let accept = next_body(&mut u.inbox).await;
     assert_eq!(accept["command"], "accept", "{accept}");
     assert_eq!(accept["id"], id, "{accept}");
-    let sdp = accept["sdp"].as_str().unwrap_or_default();
-    assert!(sdp.contains("m=audio"), "{accept}");
-    assert!(sdp.contains("baresip"), "{accept}");
+    assert_phone_sdp(&accept);
     let established = phone.event("CALL_ESTABLISHED").await.unwrap();
     assert_eq!(established["direction"], "incoming", "{established}");
 }
@@ -346,15 +355,7 @@ async fn web_calls_phone(transport: Transport) {
     assert_one_transport(&phone, transport);
 }
 
-#[tokio::test]
-async fn a_web_user_calls_baresip_which_answers_and_either_hangs_up_over_udp() {
-    web_calls_phone(Transport::Udp).await;
-}
-
-#[tokio::test]
-async fn a_web_user_calls_baresip_which_answers_and_either_hangs_up_over_tcp() {
-    web_calls_phone(Transport::Tcp).await;
-}
+over_udp_and_tcp!(web_calls_phone: a_web_user_calls_baresip_which_answers_and_either_hangs_up_over_udp, a_web_user_calls_baresip_which_answers_and_either_hangs_up_over_tcp);
 
 /// Bob invites the phone with a call URL and no SDP offer (the REST API allows it): the phone
 /// rings all the same, and bob's `cancel` stops it (`reject` 487).
@@ -380,15 +381,7 @@ async fn offerless_invite(transport: Transport) {
     assert_one_transport(&phone, transport);
 }
 
-#[tokio::test]
-async fn a_web_users_invite_without_an_sdp_offer_rings_baresip_over_udp() {
-    offerless_invite(Transport::Udp).await;
-}
-
-#[tokio::test]
-async fn a_web_users_invite_without_an_sdp_offer_rings_baresip_over_tcp() {
-    offerless_invite(Transport::Tcp).await;
-}
+over_udp_and_tcp!(offerless_invite: a_web_users_invite_without_an_sdp_offer_rings_baresip_over_udp, a_web_users_invite_without_an_sdp_offer_rings_baresip_over_tcp);
 
 // --- (e) presence ----------------------------------------------------------------------------
 
@@ -412,51 +405,33 @@ async fn web_watches_phone(transport: Transport) {
     assert_eq!(list, json!([]));
 }
 
-#[tokio::test]
-async fn a_web_user_sees_baresip_come_and_go_over_udp() {
-    web_watches_phone(Transport::Udp).await;
-}
+over_udp_and_tcp!(web_watches_phone: a_web_user_sees_baresip_come_and_go_over_udp, a_web_user_sees_baresip_come_and_go_over_tcp);
 
-#[tokio::test]
-async fn a_web_user_sees_baresip_come_and_go_over_tcp() {
-    web_watches_phone(Transport::Tcp).await;
+/// Bob logs in and out; the phone (watching him) shows each.
+async fn bob_comes_and_goes(u: &Users, phone: &mut Baresip) {
+    let id = u.bob.login(json!({})).await.unwrap();
+    phone.shows_presence(BOB, "Online").await.unwrap();
+    log_out(&u.bob, id).await;
+    phone.shows_presence(BOB, "Offline").await.unwrap();
 }
 
 /// The phone watches bob (SUBSCRIBE through the relay): Offline with no web login (the
 /// fixture's login is logged out first), Online once bob logs in, Offline when he logs out.
 async fn phone_watches_web(transport: Transport) -> (Users, Baresip) {
-    let u = users().await;
-    let out = u
-        .bob
-        .request("DELETE", &format!("/login/{BOB}/{}", u.bob_login), None)
-        .await
-        .unwrap();
-    assert_eq!(out.status, 204, "{}", out.body);
+    let u = users_offline().await;
     let mut phone = phone(&u.relay, transport, true).await;
     phone.shows_presence(BOB, "Offline").await.unwrap();
-    let id = u.bob.login(json!({})).await.unwrap();
-    phone.shows_presence(BOB, "Online").await.unwrap();
-    let out = u
-        .bob
-        .request("DELETE", &format!("/login/{BOB}/{id}"), None)
-        .await
-        .unwrap();
-    assert_eq!(out.status, 204, "{}", out.body);
-    phone.shows_presence(BOB, "Offline").await.unwrap();
+    bob_comes_and_goes(&u, &mut phone).await;
     (u, phone)
 }
 
-#[tokio::test]
-async fn baresip_watches_a_web_user_log_in_and_out_over_udp() {
-    let (_u, phone) = phone_watches_web(Transport::Udp).await;
-    assert_one_transport(&phone, Transport::Udp);
+/// [`phone_watches_web`], all over `transport`.
+async fn phone_watches_web_over(transport: Transport) {
+    let (_u, phone) = phone_watches_web(transport).await;
+    assert_one_transport(&phone, transport);
 }
 
-#[tokio::test]
-async fn baresip_watches_a_web_user_log_in_and_out_over_tcp() {
-    let (_u, phone) = phone_watches_web(Transport::Tcp).await;
-    assert_one_transport(&phone, Transport::Tcp);
-}
+over_udp_and_tcp!(phone_watches_web_over: baresip_watches_a_web_user_log_in_and_out_over_udp, baresip_watches_a_web_user_log_in_and_out_over_tcp);
 
 /// A phone that quits unsubscribes (SUBSCRIBE in the dialog, `Expires: 0`, to the relay's
 /// Contact): the relay answers 200 (and stops notifying a phone that is gone), over the
@@ -488,28 +463,7 @@ async fn phone_unsubscribes(transport: Transport) {
     assert_one_transport(&phone, transport);
 }
 
-#[tokio::test]
-async fn baresip_that_quits_ends_its_presence_subscription_over_udp() {
-    phone_unsubscribes(Transport::Udp).await;
-}
-
-#[tokio::test]
-async fn baresip_that_quits_ends_its_presence_subscription_over_tcp() {
-    phone_unsubscribes(Transport::Tcp).await;
-}
-
-/// Bob logs in and out; the phone (watching him) shows each.
-async fn bob_comes_and_goes(u: &Users, phone: &mut Baresip) {
-    let id = u.bob.login(json!({})).await.unwrap();
-    phone.shows_presence(BOB, "Online").await.unwrap();
-    let out = u
-        .bob
-        .request("DELETE", &format!("/login/{BOB}/{id}"), None)
-        .await
-        .unwrap();
-    assert_eq!(out.status, 204, "{}", out.body);
-    phone.shows_presence(BOB, "Offline").await.unwrap();
-}
+over_udp_and_tcp!(phone_unsubscribes: baresip_that_quits_ends_its_presence_subscription_over_udp, baresip_that_quits_ends_its_presence_subscription_over_tcp);
 
 /// A phone watching bob loses power (killed: it unsubscribes from nothing) and starts again on
 /// the same address, watching him anew. The relay's NOTIFY of the old subscription gets 481
@@ -518,13 +472,7 @@ async fn bob_comes_and_goes(u: &Users, phone: &mut Baresip) {
 /// nothing. UDP only: over TCP the old subscription's connection closes with the phone.
 #[tokio::test]
 async fn a_restarted_baresip_that_answers_481_is_notified_no_more_over_udp() {
-    let u = users().await;
-    let out = u
-        .bob
-        .request("DELETE", &format!("/login/{BOB}/{}", u.bob_login), None)
-        .await
-        .unwrap();
-    assert_eq!(out.status, 204, "{}", out.body);
+    let u = users_offline().await;
     let port = free_port();
     let mut before = phone_at(&u.relay, Transport::Udp, true, Some(port)).await;
     before.shows_presence(BOB, "Offline").await.unwrap();

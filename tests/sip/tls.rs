@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use restsip_e2e::tls::{OpensslPeer, Pki};
-use restsip_e2e::{Relay, WAIT};
+use restsip_e2e::{Client, Relay, Reply, WAIT};
 use restsip_protocol::EventKind;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::phones::{header_lines, md5_hex, param};
@@ -21,22 +21,25 @@ use crate::phones::{header_lines, md5_hex, param};
 const ALICE: &str = "alice@example.net";
 const BOB: &str = "bob@example.net";
 
+/// The flags of a relay with SIP over TLS on a free port, its certificate issued by `pki` for
+/// `hosts`.
+fn tls_flags(pki: &Pki, hosts: &[&str]) -> Vec<String> {
+    let issued = pki.issue("relay", hosts).unwrap();
+    vec![
+        "--tls-cert".to_owned(),
+        issued.cert.display().to_string(),
+        "--tls-key".to_owned(),
+        issued.key.display().to_string(),
+        "--sip-tls".to_owned(),
+        "127.0.0.1:0".to_owned(),
+    ]
+}
+
 /// A relay with SIP over TLS on a free port, its certificate issued by `pki` for 127.0.0.1;
 /// and that TLS address.
 pub(crate) async fn relay_with_tls(pki: &Pki, extra: &[&str]) -> (Relay, SocketAddr) {
-    let issued = pki.issue("relay", &["127.0.0.1", "localhost"]).unwrap();
-    let (cert, key) = (
-        issued.cert.display().to_string(),
-        issued.key.display().to_string(),
-    );
-    let mut args = vec![
-        "--tls-cert",
-        &cert,
-        "--tls-key",
-        &key,
-        "--sip-tls",
-        "127.0.0.1:0",
-    ];
+    let flags = tls_flags(pki, &["127.0.0.1", "localhost"]);
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
     args.extend_from_slice(extra);
     let mut relay = Relay::start(&args).await.unwrap();
     relay.trust(pki.client_config());
@@ -121,25 +124,68 @@ async fn options_and_a_register_with_digest_over_tls_are_answered_on_the_connect
     assert_eq!(added.data["source"], "sip", "{}", added.data);
 }
 
-#[tokio::test]
-async fn a_message_to_a_login_registered_over_tls_arrives_over_that_connection() {
+/// Alice's phone registered over TLS at a [`relay_with_tls`]; bob a web user there.
+pub(crate) struct TlsPhone {
+    /// The test CA (its files live as long as it).
+    _pki: Pki,
+    /// The relay (running as long as it is kept).
+    _relay: Relay,
+    /// The relay's TLS address.
+    pub(crate) tls: SocketAddr,
+    pub(crate) bob: Client,
+    /// Alice's phone, on the connection it registered over.
+    pub(crate) phone: OpensslPeer,
+}
+
+/// [`TlsPhone`], the relay started with `extra` flags too.
+pub(crate) async fn alice_registered_over_tls(extra: &[&str]) -> TlsPhone {
     let pki = Pki::new().unwrap();
-    let (relay, tls) = relay_with_tls(&pki, &[]).await;
+    let (relay, tls) = relay_with_tls(&pki, extra).await;
     relay.user(ALICE).await.unwrap();
     let bob = relay.user(BOB).await.unwrap();
     let mut phone = OpensslPeer::connect(tls, &pki.ca_file()).await.unwrap();
     let registered = register_over(&mut phone, tls, ALICE).await;
     assert!(registered.starts_with("SIP/2.0 200 "), "{registered}");
+    TlsPhone {
+        _pki: pki,
+        _relay: relay,
+        tls,
+        bob,
+        phone,
+    }
+}
 
-    let send = tokio::spawn(async move {
-        bob.request(
-            "SEND",
-            &format!("/login/{ALICE}"),
-            Some(json!({"command": "im", "text": "hello over tls"})),
-        )
-        .await
-        .unwrap()
-    });
+/// Bob's SEND of `body` to alice, its reply when it comes.
+pub(crate) fn bob_sends(bob: &Client, body: Value) -> tokio::task::JoinHandle<Reply> {
+    let bob = bob.clone();
+    tokio::spawn(async move {
+        bob.request("SEND", &format!("/login/{ALICE}"), Some(body))
+            .await
+            .unwrap()
+    })
+}
+
+/// The phone's response to `req` with `status` (a To tag added when it has none).
+pub(crate) fn phone_response(req: &str, status: &str) -> String {
+    let mut answer = format!("SIP/2.0 {status}\r\n");
+    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        for line in header_lines(req, name) {
+            answer.push_str(&line);
+            if name == "To" && !line.contains("tag=") {
+                answer.push_str(";tag=tlsphone");
+            }
+            answer.push_str("\r\n");
+        }
+    }
+    answer.push_str("Content-Length: 0\r\n\r\n");
+    answer
+}
+
+#[tokio::test]
+async fn a_message_to_a_login_registered_over_tls_arrives_over_that_connection() {
+    let mut alice = alice_registered_over_tls(&[]).await;
+    let (bob, phone) = (&alice.bob, &mut alice.phone);
+    let send = bob_sends(bob, json!({"command": "im", "text": "hello over tls"}));
     let message = phone.next_message().await.unwrap();
     assert!(
         message.starts_with("MESSAGE sip:phone@127.0.0.1:5999"),
@@ -152,18 +198,10 @@ async fn a_message_to_a_login_registered_over_tls_arrives_over_that_connection()
         "the relay's Via names TLS: {message}"
     );
     // The phone's 200, back over the same connection.
-    let mut answer = String::from("SIP/2.0 200 OK\r\n");
-    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
-        for line in header_lines(&message, name) {
-            answer.push_str(&line);
-            if name == "To" {
-                answer.push_str(";tag=tlsphone");
-            }
-            answer.push_str("\r\n");
-        }
-    }
-    answer.push_str("Content-Length: 0\r\n\r\n");
-    phone.send(answer.as_bytes()).await.unwrap();
+    phone
+        .send(phone_response(&message, "200 OK").as_bytes())
+        .await
+        .unwrap();
     let receipt = tokio::time::timeout(WAIT, send).await.unwrap().unwrap();
     assert_eq!(receipt.status, 200, "{}", receipt.body);
     let delivery = &receipt.body["deliveries"][0];
@@ -303,24 +341,9 @@ async fn outgoing_tls_verifies_the_far_end_against_tls_ca_and_mozilla_roots() {
     // Not trusted (Mozilla's roots only): the relay connects, refuses the certificate and
     // sends nothing.
     let pki_other = Pki::new().unwrap();
-    let issued = pki_other.issue("relay", &["127.0.0.1"]).unwrap();
-    let (cert, key) = (
-        issued.cert.display().to_string(),
-        issued.key.display().to_string(),
-    );
-    let mut relay = Relay::start_logging(
-        &[
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--sip-tls",
-            "127.0.0.1:0",
-        ],
-        "warn",
-    )
-    .await
-    .unwrap();
+    let flags = tls_flags(&pki_other, &["127.0.0.1"]);
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut relay = Relay::start_logging(&args, "warn").await.unwrap();
     relay.trust(pki_other.client_config());
     let alice = relay.user(ALICE).await.unwrap();
     let (addr, attempts, server) = tls_sip_server(&far).await;

@@ -14,7 +14,7 @@ use restsip_protocol::EventKind;
 use serde_json::{json, Value};
 
 use crate::phones::{header_lines, inbox, Phone};
-use crate::tls::{register_over, relay_with_tls};
+use crate::tls::{alice_registered_over_tls, bob_sends, phone_response, relay_with_tls};
 
 const ALICE: &str = "alice@example.net";
 const BOB: &str = "bob@example.net";
@@ -23,22 +23,6 @@ const OFFER: &str = "v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.
                      t=0 0\r\nm=audio 41000 RTP/AVP 0\r\n";
 const ANSWER: &str = "v=0\r\no=webanswer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
                       t=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
-
-/// A response to `req` with `status` over TLS (a To tag added when it has none).
-fn response_to(req: &str, status: &str) -> String {
-    let mut answer = format!("SIP/2.0 {status}\r\n");
-    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
-        for line in header_lines(req, name) {
-            answer.push_str(&line);
-            if name == "To" && !line.contains("tag=") {
-                answer.push_str(";tag=tlsphone");
-            }
-            answer.push_str("\r\n");
-        }
-    }
-    answer.push_str("Content-Length: 0\r\n\r\n");
-    answer
-}
 
 /// The next message over `phone` whose start line begins with `start` (provisional responses
 /// and retransmissions skipped).
@@ -53,14 +37,9 @@ async fn next_starting(phone: &mut OpensslPeer, start: &str) -> String {
 
 #[tokio::test]
 async fn a_tls_phones_call_keeps_tls_in_its_dialog_contact_and_bye() {
-    let pki = Pki::new().unwrap();
-    let (relay, tls) = relay_with_tls(&pki, &["--sip-sdp-passthrough", "on"]).await;
-    relay.user(ALICE).await.unwrap();
-    let bob = relay.user(BOB).await.unwrap();
-    let mut bob_inbox = inbox(&bob, BOB).await;
-    let mut phone = OpensslPeer::connect(tls, &pki.ca_file()).await.unwrap();
-    let registered = register_over(&mut phone, tls, ALICE).await;
-    assert!(registered.starts_with("SIP/2.0 200 "), "{registered}");
+    let mut alice = alice_registered_over_tls(&["--sip-sdp-passthrough", "on"]).await;
+    let (tls, bob, phone) = (alice.tls, &alice.bob, &mut alice.phone);
+    let mut bob_inbox = inbox(bob, BOB).await;
 
     // Alice's phone calls bob over the flow it registered on (so it is not challenged).
     let invite = format!(
@@ -77,20 +56,11 @@ async fn a_tls_phones_call_keeps_tls_in_its_dialog_contact_and_bye() {
             break e.data["body"].clone();
         }
     };
-    let accepting = {
-        let bob = bob.clone();
-        let id = offered["id"].clone();
-        tokio::spawn(async move {
-            bob.request(
-                "SEND",
-                &format!("/login/{ALICE}"),
-                Some(json!({"command": "accept", "sdp": ANSWER, "id": id})),
-            )
-            .await
-            .unwrap()
-        })
-    };
-    let ok = next_starting(&mut phone, "SIP/2.0 200 ").await;
+    let accepting = bob_sends(
+        bob,
+        json!({"command": "accept", "sdp": ANSWER, "id": offered["id"]}),
+    );
+    let ok = next_starting(phone, "SIP/2.0 200 ").await;
     let contact = header_lines(&ok, "Contact").remove(0);
     assert!(
         contact.contains(&format!("127.0.0.1:{};transport=tls", tls.port())),
@@ -113,20 +83,8 @@ async fn a_tls_phones_call_keeps_tls_in_its_dialog_contact_and_bye() {
 
     // Bob hangs up: the BYE reaches the phone over its TLS connection, the relay's Via on
     // the TLS port.
-    let hanging_up = {
-        let bob = bob.clone();
-        let id = offered["id"].clone();
-        tokio::spawn(async move {
-            bob.request(
-                "SEND",
-                &format!("/login/{ALICE}"),
-                Some(json!({"command": "bye", "id": id})),
-            )
-            .await
-            .unwrap()
-        })
-    };
-    let bye = next_starting(&mut phone, "BYE ").await;
+    let hanging_up = bob_sends(bob, json!({"command": "bye", "id": offered["id"]}));
+    let bye = next_starting(phone, "BYE ").await;
     assert!(
         bye.starts_with("BYE sip:phone@127.0.0.1:5999;transport=tls "),
         "{bye}"
@@ -137,7 +95,7 @@ async fn a_tls_phones_call_keeps_tls_in_its_dialog_contact_and_bye() {
         "{bye}"
     );
     phone
-        .send(response_to(&bye, "200 OK").as_bytes())
+        .send(phone_response(&bye, "200 OK").as_bytes())
         .await
         .unwrap();
     let receipt: Value = tokio::time::timeout(WAIT, hanging_up)
@@ -189,13 +147,8 @@ async fn a_sips_contact_registered_over_udp_is_never_sent_a_message_without_tls(
 
 #[tokio::test]
 async fn a_subscription_over_tls_is_answered_and_notified_with_the_tls_contact() {
-    let pki = Pki::new().unwrap();
-    let (relay, tls) = relay_with_tls(&pki, &[]).await;
-    relay.user(ALICE).await.unwrap();
-    let bob = relay.user(BOB).await.unwrap();
-    let mut phone = OpensslPeer::connect(tls, &pki.ca_file()).await.unwrap();
-    let registered = register_over(&mut phone, tls, ALICE).await;
-    assert!(registered.starts_with("SIP/2.0 200 "), "{registered}");
+    let mut alice = alice_registered_over_tls(&[]).await;
+    let (tls, bob, phone) = (alice.tls, &alice.bob, &mut alice.phone);
 
     // Alice's phone (over the flow it registered on) watches bob, a signed-in user may.
     let subscribe = format!(
@@ -205,21 +158,21 @@ async fn a_subscription_over_tls_is_answered_and_notified_with_the_tls_contact()
          Event: presence\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
     );
     phone.send(subscribe.as_bytes()).await.unwrap();
-    let ok = next_starting(&mut phone, "SIP/2.0 ").await;
+    let ok = next_starting(phone, "SIP/2.0 ").await;
     assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
     let tls_contact = format!("127.0.0.1:{};transport=tls", tls.port());
     assert!(
         header_lines(&ok, "Contact")[0].contains(&tls_contact),
         "{ok}"
     );
-    let first = next_starting(&mut phone, "NOTIFY ").await;
+    let first = next_starting(phone, "NOTIFY ").await;
     phone
-        .send(response_to(&first, "200 OK").as_bytes())
+        .send(phone_response(&first, "200 OK").as_bytes())
         .await
         .unwrap();
     // Bob logs in: the NOTIFY comes over TLS, naming the relay's TLS address.
     bob.login(json!({})).await.unwrap();
-    let notify = next_starting(&mut phone, "NOTIFY ").await;
+    let notify = next_starting(phone, "NOTIFY ").await;
     assert!(
         header_lines(&notify, "Contact")[0].contains(&tls_contact),
         "{notify}"
@@ -229,7 +182,7 @@ async fn a_subscription_over_tls_is_answered_and_notified_with_the_tls_contact()
         "{notify}"
     );
     phone
-        .send(response_to(&notify, "200 OK").as_bytes())
+        .send(phone_response(&notify, "200 OK").as_bytes())
         .await
         .unwrap();
 }

@@ -66,6 +66,14 @@ async fn kamailio() -> Kamailio {
     kamailio_with(false).await
 }
 
+/// Kamailio with carol's phone registered there over `mode`: the phone's port.
+async fn carol_at_kamailio(mode: Mode) -> (Kamailio, u16) {
+    let kamailio = kamailio().await;
+    let phone = free_port();
+    register_phone(kamailio.addr, mode, CAROL, phone).await;
+    (kamailio, phone)
+}
+
 /// The db_text tables of Kamailio's presence modules, copied from the package's templates.
 const PRESENCE_TABLES: &[&str] = &[
     "version",
@@ -143,6 +151,26 @@ async fn next_body(inbox: &mut EventStream, from: &str) -> Value {
             return e.data["body"].clone();
         }
     }
+}
+
+/// The next message on alice's `inbox`: carol's "hello web" (`carol_calls`); its body.
+async fn hello_web(inbox: &mut EventStream) -> Value {
+    let im = next_body(inbox, CAROL).await;
+    assert_eq!(
+        im["text"].as_str().map(str::trim),
+        Some("hello web"),
+        "{im}"
+    );
+    im
+}
+
+/// Alice's web login `id` logged out (asserted a success).
+async fn log_out(alice: &Client, id: i64) {
+    let r = alice
+        .request("DELETE", &format!("/login/{ALICE}/{id}"), None)
+        .await
+        .unwrap();
+    assert!(r.status < 300, "{} {}", r.status, r.body);
 }
 
 /// `user` logged in on the web with a live inbox stream: the login id and the stream.
@@ -231,10 +259,8 @@ async fn alice_calls_carol(
 
 #[tokio::test]
 async fn a_web_user_messages_and_calls_a_phone_registered_at_the_upstream_server() {
-    let kamailio = kamailio().await;
+    let (kamailio, phone) = carol_at_kamailio(UDP).await;
     let upstream = kamailio.addr;
-    let phone = free_port();
-    register_phone(upstream, UDP, CAROL, phone).await;
     let uas = spawn_uas(upstream, UDP, phone, "message-uas").await;
     let relay = trunk_relay(&upstream.to_string(), &[]).await;
     let alice = relay.user(ALICE).await.unwrap();
@@ -304,13 +330,8 @@ async fn a_phone_at_the_upstream_server_reaches_a_web_user_registered_there_over
     let (id, mut inbox) = web_login(&alice).await;
     // Logged in: registered, so carol's MESSAGE to alice@kamailio.test reaches her stream.
     eventually(upstream, UDP, "upstream-message-uac").await;
-    let im = next_body(&mut inbox, CAROL).await;
+    let im = hello_web(&mut inbox).await;
     assert_eq!(im["command"], "im", "{im}");
-    assert_eq!(
-        im["text"].as_str().map(str::trim),
-        Some("hello web"),
-        "{im}"
-    );
     // A call: the invite reaches her, her accept is the phone's 200 with her SDP, and the
     // phone's BYE (along Kamailio's Record-Route) a bye message.
     let call = tokio::spawn(carol_calls(upstream, UDP, "upstream-invite-uac"));
@@ -341,27 +362,16 @@ async fn a_phone_at_the_upstream_server_reaches_a_web_user_registered_there_over
     carol_calls(upstream, UDP, "upstream-message-uac")
         .await
         .unwrap();
-    let im = next_body(&mut inbox, CAROL).await;
-    assert_eq!(
-        im["text"].as_str().map(str::trim),
-        Some("hello web"),
-        "{im}"
-    );
+    hello_web(&mut inbox).await;
     // Her last web login ends: the relay unregisters her there.
-    let r = alice
-        .request("DELETE", &format!("/login/{ALICE}/{id}"), None)
-        .await
-        .unwrap();
-    assert!(r.status < 300, "{} {}", r.status, r.body);
+    log_out(&alice, id).await;
     eventually(upstream, UDP, "upstream-message-uac-404").await;
 }
 
 #[tokio::test]
 async fn a_web_user_with_her_own_upstream_account_is_reached_and_calls_over_tcp() {
-    let kamailio = kamailio().await;
+    let (kamailio, phone) = carol_at_kamailio(TCP).await;
     let upstream = kamailio.addr;
-    let phone = free_port();
-    register_phone(upstream, TCP, CAROL, phone).await;
     let relay = Relay::start(&[
         "--sip-upstream",
         &format!("sip:{upstream};transport=tcp"),
@@ -374,28 +384,21 @@ async fn a_web_user_with_her_own_upstream_account_is_reached_and_calls_over_tcp(
     let (_, mut inbox) = web_login(&alice).await;
     // Registered over TCP with her own credentials.
     eventually(upstream, TCP, "upstream-message-uac").await;
-    let im = next_body(&mut inbox, CAROL).await;
-    assert_eq!(
-        im["text"].as_str().map(str::trim),
-        Some("hello web"),
-        "{im}"
-    );
+    hello_web(&mut inbox).await;
     // Her call to carol answers Kamailio's 407 with her credentials too.
     alice_calls_carol(&alice, &mut inbox, upstream, TCP, phone).await;
 }
 
 #[tokio::test]
 async fn a_phone_at_the_upstream_server_watches_a_web_users_presence() {
-    let kamailio = kamailio().await;
+    let AliceUpstream {
+        kamailio,
+        relay: _relay,
+        alice,
+        id,
+        inbox: _inbox,
+    } = alice_registered_upstream().await;
     let upstream = kamailio.addr;
-    let relay = trunk_relay(
-        &upstream.to_string(),
-        &["--sip-upstream-domain", "kamailio.test"],
-    )
-    .await;
-    let alice = relay.user(ALICE).await.unwrap();
-    let (id, _inbox) = web_login(&alice).await;
-    eventually(upstream, UDP, "upstream-message-uac").await;
     let dir = tempfile::tempdir().unwrap();
     let flag = dir.path().join("first-notify");
     let flag_arg = flag.to_string_lossy().into_owned();
@@ -417,20 +420,14 @@ async fn a_phone_at_the_upstream_server_watches_a_web_users_presence() {
         assert!(tokio::time::Instant::now() < deadline, "no first NOTIFY");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let r = alice
-        .request("DELETE", &format!("/login/{ALICE}/{id}"), None)
-        .await
-        .unwrap();
-    assert!(r.status < 300, "{} {}", r.status, r.body);
+    log_out(&alice, id).await;
     watcher.await.unwrap().unwrap();
 }
 
 #[tokio::test]
 async fn a_call_through_the_upstream_server_is_refused_or_cancelled() {
-    let kamailio = kamailio().await;
+    let (kamailio, phone) = carol_at_kamailio(UDP).await;
     let upstream = kamailio.addr;
-    let phone = free_port();
-    register_phone(upstream, UDP, CAROL, phone).await;
     let relay = trunk_relay(&upstream.to_string(), &[]).await;
     let alice = relay.user(ALICE).await.unwrap();
     let (_, mut inbox) = web_login(&alice).await;
@@ -468,25 +465,42 @@ async fn a_call_through_the_upstream_server_is_refused_or_cancelled() {
     uas.await.unwrap().unwrap();
 }
 
-/// Kamailio, and a relay serving its domain with alice logged in (her login id and inbox
-/// stream) and so registered there: carol's message reaches her.
-async fn alice_registered_upstream() -> (Kamailio, Relay, i64, EventStream) {
+/// Kamailio, and a relay serving its domain with alice logged in and so registered there:
+/// carol's message reaches her.
+struct AliceUpstream {
+    kamailio: Kamailio,
+    relay: Relay,
+    alice: Client,
+    /// Her login id.
+    id: i64,
+    /// Her login's inbox stream.
+    inbox: EventStream,
+}
+
+async fn alice_registered_upstream() -> AliceUpstream {
     let kamailio = kamailio().await;
     let upstream = kamailio.addr;
-    let relay = trunk_relay(
-        &upstream.to_string(),
-        &["--sip-upstream-domain", "kamailio.test"],
-    )
-    .await;
+    let relay = domain_relay(upstream).await;
     let alice = relay.user(ALICE).await.unwrap();
     let (id, inbox) = web_login(&alice).await;
     eventually(upstream, UDP, "upstream-message-uac").await;
-    (kamailio, relay, id, inbox)
+    AliceUpstream {
+        kamailio,
+        relay,
+        alice,
+        id,
+        inbox,
+    }
 }
 
 #[tokio::test]
 async fn a_relay_that_shuts_down_unregisters_its_users_upstream() {
-    let (kamailio, mut relay, _, _inbox) = alice_registered_upstream().await;
+    let AliceUpstream {
+        kamailio,
+        mut relay,
+        inbox: _inbox,
+        ..
+    } = alice_registered_upstream().await;
     let upstream = kamailio.addr;
     // Still logged in (for 600 s at Kamailio) when the relay stops: it removes the binding.
     relay.terminate().await.unwrap();
@@ -497,7 +511,13 @@ async fn a_relay_that_shuts_down_unregisters_its_users_upstream() {
 
 #[tokio::test]
 async fn a_restarted_relay_registers_its_logged_in_users_upstream_again() {
-    let (kamailio, mut relay, id, first) = alice_registered_upstream().await;
+    let AliceUpstream {
+        kamailio,
+        mut relay,
+        id,
+        inbox: first,
+        ..
+    } = alice_registered_upstream().await;
     let upstream = kamailio.addr;
     drop(first);
     // Killed (no unregistration) and started again on another SIP port: her login survives,
@@ -510,12 +530,7 @@ async fn a_restarted_relay_registers_its_logged_in_users_upstream_again() {
         .unwrap();
     assert_eq!(inbox.next().await.unwrap().kind, EventKind::State);
     eventually(upstream, UDP, "upstream-message-uac").await;
-    let im = next_body(&mut inbox, CAROL).await;
-    assert_eq!(
-        im["text"].as_str().map(str::trim),
-        Some("hello web"),
-        "{im}"
-    );
+    hello_web(&mut inbox).await;
 }
 
 /// A relay whose upstream server is `sip:{upstream}` (host, port and URI parameters), with the
@@ -532,6 +547,27 @@ async fn trunk_relay(upstream: &str, extra: &[&str]) -> Relay {
     ];
     args.extend_from_slice(extra);
     Relay::start(&args).await.unwrap()
+}
+
+/// [`trunk_relay`] serving Kamailio's domain (`--sip-upstream-domain kamailio.test`).
+async fn domain_relay(upstream: SocketAddr) -> Relay {
+    trunk_relay(
+        &upstream.to_string(),
+        &["--sip-upstream-domain", "kamailio.test"],
+    )
+    .await
+}
+
+/// A [`trunk_relay`] to Kamailio (`upstream`) over `mode`, with dave's phone registered at it
+/// over `mode`: the relay, its SIP address and the phone's port.
+async fn dave_at_relay(upstream: SocketAddr, mode: Mode) -> (Relay, SocketAddr, u16) {
+    let transport = if mode == TCP { ";transport=tcp" } else { "" };
+    let relay = trunk_relay(&format!("{upstream}{transport}"), &[]).await;
+    let sip = relay.sip.unwrap();
+    relay.user(DAVE).await.unwrap();
+    let dave = free_port();
+    register_phone(sip, mode, DAVE, dave).await;
+    (relay, sip, dave)
 }
 
 /// Dave's phone, registered at the relay over `mode`, runs `scenario` (a UAC through the
@@ -558,16 +594,9 @@ async fn dave_calls(
 /// at Kamailio over `mode` (the relay's upstream over the same transport). The relay has trunk credentials, yet Kamailio's
 /// 407 reaches the phone: the relay never answers a challenge for a phone.
 async fn a_phone_at_the_relay_reaches_a_phone_upstream(mode: Mode) {
-    let kamailio = kamailio().await;
+    let (kamailio, carol) = carol_at_kamailio(mode).await;
     let upstream = kamailio.addr;
-    let carol = free_port();
-    register_phone(upstream, mode, CAROL, carol).await;
-    let transport = if mode == TCP { ";transport=tcp" } else { "" };
-    let relay = trunk_relay(&format!("{upstream}{transport}"), &[]).await;
-    let sip = relay.sip.unwrap();
-    relay.user(DAVE).await.unwrap();
-    let dave = free_port();
-    register_phone(sip, mode, DAVE, dave).await;
+    let (_relay, sip, dave) = dave_at_relay(upstream, mode).await;
     // MESSAGE: 407 from Kamailio through the relay, answered by the phone, then carol's 200.
     let uas = spawn_uas(upstream, mode, carol, "message-uas").await;
     dave_calls(sip, mode, dave, "upstream-message-uac")
@@ -630,6 +659,21 @@ async fn without_an_upstream_a_phones_message_to_another_domain_is_404() {
     assert!(status.starts_with("SIP/2.0 404"), "{status}");
 }
 
+/// Carol's phone publishes her presence at Kamailio (`upstream`) over `mode`: open, then
+/// closed.
+async fn carol_publishes(upstream: SocketAddr, mode: Mode) -> anyhow::Result<()> {
+    Run {
+        relay: upstream,
+        scenario: "upstream-publish",
+        mode,
+        port: free_port(),
+        keys: &[("from", CAROL)],
+        auth: Some((CAROL, CAROL_PW)),
+    }
+    .pass()
+    .await
+}
+
 /// The data of `e`, checked to be carol's one pseudo-contact with presence `presence`.
 fn carol_is(e: &restsip_protocol::Event, kind: EventKind, presence: &str) {
     assert_eq!(e.kind, kind, "{e:?}");
@@ -642,11 +686,7 @@ fn carol_is(e: &restsip_protocol::Event, kind: EventKind, presence: &str) {
 async fn a_web_user_watches_the_presence_of_a_phone_at_the_upstream_server() {
     let kamailio = kamailio_with(true).await;
     let upstream = kamailio.addr;
-    let relay = trunk_relay(
-        &upstream.to_string(),
-        &["--sip-upstream-domain", "kamailio.test"],
-    )
-    .await;
+    let relay = domain_relay(upstream).await;
     let alice = relay.user(ALICE).await.unwrap();
     // Carol is no account here: watching her subscribes to her presence at Kamailio (its 407
     // answered with the trunk's credentials); nothing is known before the first NOTIFY.
@@ -661,18 +701,7 @@ async fn a_web_user_watches_the_presence_of_a_phone_at_the_upstream_server() {
         assert_eq!(first.data[0]["presence"], "closed", "{first:?}");
     }
     // Carol's phone publishes open, then closed.
-    let phone = tokio::spawn(async move {
-        Run {
-            relay: upstream,
-            scenario: "upstream-publish",
-            mode: UDP,
-            port: free_port(),
-            keys: &[("from", CAROL)],
-            auth: Some((CAROL, CAROL_PW)),
-        }
-        .pass()
-        .await
-    });
+    let phone = tokio::spawn(carol_publishes(upstream, UDP));
     carol_is(&watch.next().await.unwrap(), EventKind::Updated, "open");
     // A second watcher (NDJSON) shares the subscription and starts from its state.
     let mut second = alice.ndjson(&format!("/login/{CAROL}")).await.unwrap();
@@ -703,17 +732,7 @@ async fn a_web_user_watches_the_presence_of_a_phone_at_the_upstream_server() {
     // Past the 10 s Kamailio grants, the subscription lives on (refreshed): a new publication
     // still reaches the watchers.
     tokio::time::sleep(Duration::from_secs(12)).await;
-    Run {
-        relay: upstream,
-        scenario: "upstream-publish",
-        mode: UDP,
-        port: free_port(),
-        keys: &[("from", CAROL)],
-        auth: Some((CAROL, CAROL_PW)),
-    }
-    .pass()
-    .await
-    .unwrap();
+    carol_publishes(upstream, UDP).await.unwrap();
     carol_is(&watch.next().await.unwrap(), EventKind::Updated, "open");
     carol_is(&watch.next().await.unwrap(), EventKind::Updated, "closed");
     carol_is(&ws.next_event().await.unwrap(), EventKind::Updated, "open");
@@ -779,12 +798,7 @@ async fn a_web_user_watches_the_presence_of_a_phone_at_the_upstream_server() {
 async fn a_phone_at_the_relay_watches_a_user_upstream(mode: Mode) {
     let kamailio = kamailio_with(true).await;
     let upstream = kamailio.addr;
-    let transport = if mode == TCP { ";transport=tcp" } else { "" };
-    let relay = trunk_relay(&format!("{upstream}{transport}"), &[]).await;
-    let sip = relay.sip.unwrap();
-    relay.user(DAVE).await.unwrap();
-    let dave = free_port();
-    register_phone(sip, mode, DAVE, dave).await;
+    let (_relay, sip, dave) = dave_at_relay(upstream, mode).await;
     let watcher = tokio::spawn(async move {
         Run {
             relay: sip,
@@ -799,17 +813,7 @@ async fn a_phone_at_the_relay_watches_a_user_upstream(mode: Mode) {
     });
     // Carol publishes once the subscription is in place.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    Run {
-        relay: upstream,
-        scenario: "upstream-publish",
-        mode,
-        port: free_port(),
-        keys: &[("from", CAROL)],
-        auth: Some((CAROL, CAROL_PW)),
-    }
-    .pass()
-    .await
-    .unwrap();
+    carol_publishes(upstream, mode).await.unwrap();
     watcher.await.unwrap().unwrap();
 }
 

@@ -7,7 +7,6 @@ use restsip_e2e::metrics::Scrape;
 use restsip_e2e::rtpengine::Rtpengine;
 use restsip_e2e::{Relay, WAIT};
 use serde_json::json;
-use tokio::net::UdpSocket;
 
 use super::answered::{phone_calls_as, Answered};
 use super::*;
@@ -31,13 +30,15 @@ async fn assert_counted(engine: &Rtpengine, call_id: &str, port: u16, count: u64
 
 #[tokio::test]
 async fn a_browser_calls_a_phone_as_plain_rtp_and_the_session_ends_with_its_bye() {
-    let (engine, relay) = with_rtpengine(&[]).await;
-    let (phone, alice, mut inbox) = call_setup(&relay).await;
-    let receipt = send_invite(
-        &alice,
-        json!({"command": "invite", "sdp": CHROME_OFFER, "url": "/call/m1", "id": "m1"}),
-    );
-    let invite = phone.next("INVITE ").await;
+    let BrowserCall {
+        engine,
+        relay,
+        phone,
+        alice,
+        mut inbox,
+        receipt,
+        invite,
+    } = browser_calls_phone(json!({"url": "/call/m1", "id": "m1"})).await;
     let offer = sdp_of(&invite);
     let port = assert_plain(offer, &engine);
     assert!(offer.contains("a=rtpmap:0 PCMU/8000"), "{offer}");
@@ -47,25 +48,10 @@ async fn a_browser_calls_a_phone_as_plain_rtp_and_the_session_ends_with_its_bye(
     assert_eq!(receipt["deliveries"][0]["status"], "delivered", "{receipt}");
 
     // The phone answers PCMU on a socket of its own; the web user gets WebRTC back.
-    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let rtp_port = rtp.local_addr().unwrap().port();
-    let headers = answer_headers(&phone, "");
-    phone
-        .answer(
-            &invite,
-            "200 OK",
-            &headers,
-            &phone_sdp(rtp_port, "sendrecv"),
-        )
-        .await;
+    let (rtp, _) = phone_answers(&phone, &invite).await;
     phone.next("ACK ").await;
     assert_eq!(next_body(&mut inbox).await["command"], "ringing");
-    let accept = next_body(&mut inbox).await;
-    assert_eq!(accept["command"], "accept", "{accept}");
-    assert_eq!(accept["id"], "m1", "{accept}");
-    let answer = accept["sdp"].as_str().unwrap();
-    assert_webrtc(answer);
-    assert!(answer.contains("a=setup:"), "{answer}");
+    webrtc_message(&mut inbox, "accept", &json!("m1"), "a=setup:").await;
 
     // Real RTP from the phone reaches rtpengine's port for it.
     send_rtp(&rtp, port, 20).await;
@@ -109,30 +95,17 @@ async fn a_phone_calls_a_browser_which_gets_webrtc_and_holds_it() {
     assert_counted(&engine, &call_id, port, 10).await;
 
     // The web user holds: a re-INVITE to the phone with a plain sendonly offer.
-    let held = CHROME_OFFER.replace("a=sendrecv", "a=sendonly");
-    let update = json!({"command": "update", "id": offer["id"], "sdp": held});
-    page_sends(&alice, update).await;
-    let reinvite = phone.next("INVITE ").await;
-    assert_eq!(header(&reinvite, "Call-ID"), call_id);
-    let reoffer = sdp_of(&reinvite);
-    assert_plain(reoffer, &engine);
-    assert!(reoffer.contains("a=sendonly"), "{reoffer}");
-    let headers = answer_headers(&phone, "");
-    let recvonly = phone_sdp(rtp_port, "recvonly");
-    phone.answer(&reinvite, "200 OK", &headers, &recvonly).await;
-    phone.next("ACK ").await;
-    let updated = next_body(&mut inbox).await;
-    assert_eq!(updated["command"], "updated", "{updated}");
-    assert_eq!(updated["id"], offer["id"], "{updated}");
-    let answer = updated["sdp"].as_str().unwrap();
-    assert_webrtc(answer);
-    assert!(answer.contains("a=recvonly"), "{answer}");
+    let call = MediaCall {
+        alice: &alice,
+        phone: &phone,
+        engine: &engine,
+        call_id: &call_id,
+        rtp_port,
+    };
+    call.web_user_holds(&mut inbox, &offer["id"]).await;
 
     // The phone hangs up: the web user gets bye, rtpengine forgets the call.
-    phone.send(&in_dialog(&phone, "BYE", 2, &dialog, "")).await;
-    let ok = response_to(&phone, "BYE").await;
-    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    assert_eq!(next_body(&mut inbox).await["command"], "bye");
+    phone_hangs_up(&phone, 2, &dialog, &mut inbox).await;
     assert_deleted(&engine, &call_id).await;
 }
 
@@ -149,14 +122,16 @@ fn cancel_of(invite: &str) -> String {
 
 #[tokio::test]
 async fn a_rejected_or_cancelled_call_leaves_no_rtpengine_session() {
-    let (engine, relay) = with_rtpengine(&[]).await;
-    let (phone, alice, mut inbox) = call_setup(&relay).await;
     // The phone refuses the browser's call.
-    let receipt = send_invite(
-        &alice,
-        json!({"command": "invite", "sdp": CHROME_OFFER, "id": "r1"}),
-    );
-    let invite = phone.next("INVITE ").await;
+    let BrowserCall {
+        engine,
+        relay,
+        phone,
+        mut inbox,
+        receipt,
+        invite,
+        ..
+    } = browser_calls_phone(json!({"id": "r1"})).await;
     let call_id = header(&invite, "Call-ID");
     assert_eq!(engine.query(&call_id).await.unwrap()["result"], "ok");
     phone.answer(&invite, "486 Busy Here", "", "").await;

@@ -4,58 +4,37 @@
 
 use restsip_e2e::WAIT;
 use serde_json::json;
-use tokio::net::UdpSocket;
 
 use super::*;
-use crate::phones::{call_setup, send_invite};
 
 #[tokio::test]
 async fn hold_and_resume_go_both_ways_as_re_invites_and_updates() {
-    let (engine, relay) = with_rtpengine(&[]).await;
-    let (phone, alice, mut inbox) = call_setup(&relay).await;
-    let receipt = send_invite(
-        &alice,
-        json!({"command": "invite", "sdp": CHROME_OFFER, "url": "/call/h1", "id": "h1"}),
-    );
-    let invite = phone.next("INVITE ").await;
+    let BrowserCall {
+        engine,
+        relay: _relay,
+        phone,
+        alice,
+        mut inbox,
+        receipt,
+        invite,
+    } = browser_calls_phone(json!({"url": "/call/h1", "id": "h1"})).await;
     let call_id = header(&invite, "Call-ID");
-    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let rtp_port = rtp.local_addr().unwrap().port();
-    let headers = answer_headers(&phone, "");
-    phone
-        .answer(
-            &invite,
-            "200 OK",
-            &headers,
-            &phone_sdp(rtp_port, "sendrecv"),
-        )
-        .await;
+    let (_rtp, rtp_port) = phone_answers(&phone, &invite).await;
     let ack = phone.next("ACK ").await;
     tokio::time::timeout(WAIT, receipt).await.unwrap().unwrap();
     assert_eq!(next_body(&mut inbox).await["command"], "accept");
 
     // The web user holds.
-    let held = CHROME_OFFER.replace("a=sendrecv", "a=sendonly");
-    let update = json!({"command": "update", "id": "h1", "sdp": held});
-    page_sends(&alice, update).await;
-    let reinvite = phone.next("INVITE ").await;
-    assert_eq!(header(&reinvite, "Call-ID"), call_id);
+    let call = MediaCall {
+        alice: &alice,
+        phone: &phone,
+        engine: &engine,
+        call_id: &call_id,
+        rtp_port,
+    };
+    let reinvite = call.web_user_holds(&mut inbox, &json!("h1")).await;
     assert!(header(&reinvite, "To").contains(";tag="), "{reinvite}");
     assert!(header(&reinvite, "CSeq").starts_with("2 "), "{reinvite}");
-    let reoffer = sdp_of(&reinvite);
-    assert_plain(reoffer, &engine);
-    assert!(reoffer.contains("a=sendonly"), "{reoffer}");
-    let recvonly = phone_sdp(rtp_port, "recvonly");
-    phone.answer(&reinvite, "200 OK", &headers, &recvonly).await;
-    phone.next("ACK ").await;
-    let updated = next_body(&mut inbox).await;
-    assert_eq!(updated["command"], "updated", "{updated}");
-    assert_eq!(updated["id"], "h1", "{updated}");
-    assert_webrtc(updated["sdp"].as_str().unwrap());
-    assert!(
-        updated["sdp"].as_str().unwrap().contains("a=recvonly"),
-        "{updated}"
-    );
 
     // The phone holds in turn: its re-INVITE reaches the web user as an update.
     let dialog = Dialog::answered(&invite, &ack);
@@ -63,12 +42,8 @@ async fn hold_and_resume_go_both_ways_as_re_invites_and_updates() {
     phone
         .send(&in_dialog(&phone, "INVITE", 7, &dialog, &sendonly))
         .await;
-    let update = next_body(&mut inbox).await;
-    assert_eq!(update["command"], "update", "{update}");
-    assert_eq!(update["id"], "h1", "{update}");
+    let update = webrtc_message(&mut inbox, "update", &json!("h1"), "a=sendonly").await;
     let sdp = update["sdp"].as_str().unwrap();
-    assert_webrtc(sdp);
-    assert!(sdp.contains("a=sendonly"), "{sdp}");
     let mid = mid_of(sdp);
     let updated = json!({"command": "updated", "id": "h1", "sdp": chrome_answer(&mid, "recvonly")});
     page_sends(&alice, updated).await;
@@ -81,9 +56,6 @@ async fn hold_and_resume_go_both_ways_as_re_invites_and_updates() {
     phone.send(&in_dialog(&phone, "ACK", 7, &dialog, "")).await;
 
     // The phone hangs up; rtpengine forgets the call.
-    phone.send(&in_dialog(&phone, "BYE", 8, &dialog, "")).await;
-    let ok = response_to(&phone, "BYE").await;
-    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    assert_eq!(next_body(&mut inbox).await["command"], "bye");
+    phone_hangs_up(&phone, 8, &dialog, &mut inbox).await;
     assert_deleted(&engine, &call_id).await;
 }

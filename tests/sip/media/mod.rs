@@ -26,7 +26,7 @@ use restsip_protocol::EventKind;
 use serde_json::Value;
 use tokio::net::UdpSocket;
 
-use crate::phones::{body_of, header_lines, Phone};
+use crate::phones::{body_of, call_setup, header_lines, send_invite, Phone};
 
 /// The web user.
 pub(crate) const ALICE: &str = "alice@example.net";
@@ -157,6 +157,23 @@ pub(crate) async fn next_body(inbox: &mut EventStream) -> Value {
             return e.data["body"].clone();
         }
     }
+}
+
+/// The next message body on the web user's stream: a `command` of call `id` whose SDP is
+/// WebRTC ([`assert_webrtc`]) and contains `part`. The body.
+pub(crate) async fn webrtc_message(
+    inbox: &mut EventStream,
+    command: &str,
+    id: &Value,
+    part: &str,
+) -> Value {
+    let body = next_body(inbox).await;
+    assert_eq!(body["command"], command, "{body}");
+    assert_eq!(body["id"], *id, "{body}");
+    let sdp = body["sdp"].as_str().unwrap();
+    assert_webrtc(sdp);
+    assert!(sdp.contains(part), "{sdp}");
+    body
 }
 
 /// Sends `count` PCMU packets (20 ms of silence each) from `from` to rtpengine's `port`.
@@ -293,6 +310,43 @@ pub(crate) async fn with_rtpengine(extra: &[&str]) -> (Rtpengine, Relay) {
     (engine, relay)
 }
 
+/// A web user's call to a phone through a fresh rtpengine, as far as the phone's INVITE.
+pub(crate) struct BrowserCall {
+    pub(crate) engine: Rtpengine,
+    pub(crate) relay: Relay,
+    /// Carol's phone, registered.
+    pub(crate) phone: Phone,
+    pub(crate) alice: Client,
+    /// Alice's stream.
+    pub(crate) inbox: EventStream,
+    /// Alice's SEND of the invite, answered when its receipt comes.
+    pub(crate) receipt: tokio::task::JoinHandle<Value>,
+    /// The INVITE the phone got.
+    pub(crate) invite: String,
+}
+
+/// [`with_rtpengine`] (no extra flags) and [`call_setup`]: Alice invites Carol with Chromium's
+/// offer, `call` giving the rest of the message (`id`, `url`).
+pub(crate) async fn browser_calls_phone(call: Value) -> BrowserCall {
+    let (engine, relay) = with_rtpengine(&[]).await;
+    let (phone, alice, inbox) = call_setup(&relay).await;
+    let mut body = serde_json::json!({"command": "invite", "sdp": CHROME_OFFER});
+    body.as_object_mut()
+        .unwrap()
+        .extend(call.as_object().unwrap().clone());
+    let receipt = send_invite(&alice, body);
+    let invite = phone.next("INVITE ").await;
+    BrowserCall {
+        engine,
+        relay,
+        phone,
+        alice,
+        inbox,
+        receipt,
+        invite,
+    }
+}
+
 /// The web user SENDs `body` to Carol; the relay takes it (200).
 pub(crate) async fn page_sends(alice: &Client, body: Value) {
     let r = alice
@@ -308,6 +362,51 @@ pub(crate) fn answer_headers(phone: &Phone, extra: &str) -> String {
         "Contact: <sip:carol@127.0.0.1:{}>\r\n{extra}Content-Type: application/sdp\r\n",
         phone.port
     )
+}
+
+/// The phone answers `invite` 200 with its plain session (sendrecv) on an RTP socket of its
+/// own: that socket and its port.
+pub(crate) async fn phone_answers(phone: &Phone, invite: &str) -> (UdpSocket, u16) {
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let rtp_port = rtp.local_addr().unwrap().port();
+    let headers = answer_headers(phone, "");
+    phone
+        .answer(invite, "200 OK", &headers, &phone_sdp(rtp_port, "sendrecv"))
+        .await;
+    (rtp, rtp_port)
+}
+
+/// An answered call between the web user and the phone (its RTP on `rtp_port`) through
+/// `engine`.
+pub(crate) struct MediaCall<'a> {
+    pub(crate) alice: &'a Client,
+    pub(crate) phone: &'a Phone,
+    pub(crate) engine: &'a Rtpengine,
+    pub(crate) call_id: &'a str,
+    pub(crate) rtp_port: u16,
+}
+
+impl MediaCall<'_> {
+    /// The web user holds call `id` (a sendonly `update`): the phone gets a re-INVITE in the
+    /// call with a plain sendonly offer, answers recvonly, and the web user gets `updated`
+    /// with a WebRTC recvonly answer. The re-INVITE.
+    pub(crate) async fn web_user_holds(&self, inbox: &mut EventStream, id: &Value) -> String {
+        let phone = self.phone;
+        let held = CHROME_OFFER.replace("a=sendrecv", "a=sendonly");
+        let update = serde_json::json!({"command": "update", "id": id, "sdp": held});
+        page_sends(self.alice, update).await;
+        let reinvite = phone.next("INVITE ").await;
+        assert_eq!(header(&reinvite, "Call-ID"), self.call_id);
+        let reoffer = sdp_of(&reinvite);
+        assert_plain(reoffer, self.engine);
+        assert!(reoffer.contains("a=sendonly"), "{reoffer}");
+        let headers = answer_headers(phone, "");
+        let recvonly = phone_sdp(self.rtp_port, "recvonly");
+        phone.answer(&reinvite, "200 OK", &headers, &recvonly).await;
+        phone.next("ACK ").await;
+        webrtc_message(inbox, "updated", id, "a=recvonly").await;
+        reinvite
+    }
 }
 
 /// The `a=mid` of the audio in a WebRTC `sdp` ("0" without one).
