@@ -207,6 +207,12 @@ struct Channel {
     /// When a subscriber was last seen: until [`RESUME_WINDOW`] after it, events are kept for
     /// a stream that comes back with the last id it saw.
     watched: Option<Instant>,
+    /// Counts the resource's events (built or not): a state read while it stood still
+    /// reflects every event so far.
+    changes: u64,
+    /// The resource's state as a stream's first event, kept until its next event, so that
+    /// watchers arriving together share one read of the store (see [`Bus::keep_state`]).
+    state: Option<Arc<Outgoing>>,
 }
 
 /// How long after its last subscriber a resource's events are still built and kept, so a
@@ -222,7 +228,15 @@ impl Channel {
             floor,
             touched: Instant::now(),
             watched: None,
+            changes: 0,
+            state: None,
         }
+    }
+
+    /// The resource changed: a state read before is out of date.
+    fn changed(&mut self) {
+        self.changes += 1;
+        self.state = None;
     }
 
     /// Live subscribers now.
@@ -331,6 +345,7 @@ impl Bus {
         if event.id <= channel.floor || channel.recent.iter().any(|e| e.id == event.id) {
             return;
         }
+        channel.changed();
         let at = channel
             .recent
             .iter()
@@ -407,6 +422,7 @@ impl Bus {
             let id = self.next_id();
             channel.recent.clear();
             channel.floor = id;
+            channel.changed();
             return id;
         }
         let (data, state) = make();
@@ -432,6 +448,7 @@ impl Bus {
 
     fn push(&self, topics: &mut HashMap<Topic, Channel>, topic: &Topic, event: BusEvent) {
         let channel = self.channel(topics, topic);
+        channel.changed();
         let event = Arc::new(Published::new(topic, event));
         channel.recent.push_back(event.clone());
         while channel.recent.len() > self.inner.history {
@@ -487,6 +504,25 @@ impl Bus {
         topics
             .entry(topic.clone())
             .or_insert_with(|| Channel::new(floor))
+    }
+
+    /// The state of `topic` kept by [`Bus::keep_state`], if no event came since, and the count
+    /// of the resource's events to hand to `keep_state` with a state read from now on.
+    pub fn kept_state(&self, topic: &Topic) -> (u64, Option<Arc<Outgoing>>) {
+        self.lock()
+            .get(topic)
+            .map_or((0, None), |c| (c.changes, c.state.clone()))
+    }
+
+    /// Keeps `state` (a `state` event read after [`Bus::kept_state`] gave `changes`) for the
+    /// next watchers of `topic`, unless an event came in between; the next event drops it.
+    /// (A resource without a channel, nobody subscribed, keeps nothing.)
+    pub fn keep_state(&self, topic: &Topic, changes: u64, state: Arc<Outgoing>) {
+        if let Some(channel) = self.lock().get_mut(topic) {
+            if channel.changes == changes {
+                channel.state = Some(state);
+            }
+        }
     }
 
     /// Whether anyone is watching `topic` now.
@@ -749,6 +785,41 @@ mod tests {
         assert_eq!(sub.missed.map(|m| m.len()), Some(1));
         let second = bus.publish(&topic, EventKind::Updated, json!(2), None);
         assert_eq!(sub.receiver.try_recv().map(|e| e.id).ok(), Some(second));
+    }
+
+    #[test]
+    fn a_kept_state_lasts_until_the_next_event() {
+        let bus = Bus::new(0, 8, 8);
+        let topic = Topic::Call("c".into());
+        let state = |id| {
+            Outgoing::new(restsip_protocol::Event {
+                id,
+                resource: topic.resource(),
+                kind: EventKind::State,
+                data: json!([]),
+            })
+        };
+        let _watching = bus.subscribe(&topic, None);
+        let (changes, kept) = bus.kept_state(&topic);
+        assert!(kept.is_none());
+        bus.keep_state(&topic, changes, state(1));
+        assert_eq!(bus.kept_state(&topic).1.map(|s| s.id), Some(1));
+        bus.publish(&topic, EventKind::Added, json!(1), None);
+        assert!(bus.kept_state(&topic).1.is_none(), "an event drops it");
+        // A state read before that event is not kept: it may not reflect it.
+        bus.keep_state(&topic, changes, state(2));
+        assert!(bus.kept_state(&topic).1.is_none());
+        // Nor one read before an event nobody watched (not built).
+        let login = Topic::Login("a@x".into());
+        bus.publish(&login, EventKind::Added, json!(1), None);
+        let (changes, _) = bus.kept_state(&login);
+        bus.publish_lazy(&login, EventKind::Updated, || {
+            unreachable!("nobody watches")
+        });
+        bus.keep_state(&login, changes, state(3));
+        assert!(bus.kept_state(&login).1.is_none());
+        bus.keep_state(&login, bus.kept_state(&login).0, state(4));
+        assert_eq!(bus.kept_state(&login).1.map(|s| s.id), Some(4));
     }
 
     #[test]

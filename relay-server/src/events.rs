@@ -174,7 +174,16 @@ impl Source<'_> {
     }
 
     /// Emits the current state; returns the id it stands for, or None when the source ends.
+    /// A call's state is read once for all the watchers that come while it does not change (a
+    /// login's or a contact's counts down their expiry: read for each).
     async fn emit_state(&self) -> Result<Option<u64>> {
+        let shared = matches!(self.topic, Topic::Call(_));
+        let (changes, kept) = self.resources.bus.kept_state(self.topic);
+        if let (true, Some(state)) = (shared, kept) {
+            let id = state.id;
+            let flow = self.sink.emit_shared(state).await?;
+            return Ok((flow == Flow::Continue).then_some(id));
+        }
         // Every event up to this id is reflected in a state read after it.
         let id = self.resources.bus.last_id();
         let loaded = match self.topic {
@@ -191,7 +200,15 @@ impl Source<'_> {
                 }),
         };
         let flow = match loaded {
-            Ok(data) => self.emit(id, EventKind::State, data).await?,
+            Ok(data) => {
+                let state = Outgoing::new(self.event(id, EventKind::State, data));
+                if shared {
+                    self.resources
+                        .bus
+                        .keep_state(self.topic, changes, state.clone());
+                }
+                self.sink.emit_shared(state).await?
+            }
             Err(Error::NotFound(why)) => {
                 self.emit(id, EventKind::Gone, serde_json::json!({"reason": why}))
                     .await?
@@ -215,7 +232,9 @@ impl Source<'_> {
                 }
                 last
             }
-            None => match self.emit_state().await? {
+            // Boxed, here and below: reading the store is a large future, and a source's own
+            // stays as large as the largest it awaits for as long as it runs.
+            None => match Box::pin(self.emit_state()).await? {
                 Some(id) => id,
                 None => return Ok(()),
             },
@@ -236,10 +255,12 @@ impl Source<'_> {
                         return Ok(());
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => match self.emit_state().await? {
-                    Some(id) => last = id,
-                    None => return Ok(()),
-                },
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    match Box::pin(self.emit_state()).await? {
+                        Some(id) => last = id,
+                        None => return Ok(()),
+                    }
+                }
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             }
         }
@@ -291,15 +312,11 @@ impl Source<'_> {
     async fn run_inbox(&self, email: &str, cid: i64, since: Option<u64>) -> Result<()> {
         let sub = self.resources.bus.subscribe(self.topic, None);
         let mut rx = sub.receiver;
-        if self.emit_state().await?.is_none() {
+        if Box::pin(self.emit_state()).await?.is_none() {
             return Ok(());
         }
         let mut handed = HashSet::new();
-        if self
-            .hand_over_pending(email, cid, since, &mut handed)
-            .await?
-            == Flow::Stop
-        {
+        if Box::pin(self.hand_over_pending(email, cid, since, &mut handed)).await? == Flow::Stop {
             return Ok(());
         }
         // The highest id a message of this stream carried: a SEND made at another relay can
@@ -351,8 +368,7 @@ impl Source<'_> {
                 }
                 Ok(event) => self.emit(event.id, event.kind, event.data.clone()).await?,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    self.hand_over_pending(email, cid, None, &mut handed)
-                        .await?
+                    Box::pin(self.hand_over_pending(email, cid, None, &mut handed)).await?
                 }
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             };

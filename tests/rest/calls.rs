@@ -167,3 +167,66 @@ async fn joining_needs_your_own_live_login() {
     assert_eq!(a.request("DELETE", &p, None).await.unwrap().status, 204);
     a.get(&p).await.unwrap().assert_problem(404, "not-found");
 }
+
+#[tokio::test]
+async fn watchers_arriving_one_after_another_get_the_call_as_it_is_then() {
+    // Watchers arriving while a call stands still share one read of its state; one arriving
+    // after a change gets the state with that change.
+    let relay = Relay::default().await.unwrap();
+    let host = relay.user("host@example.net").await.unwrap();
+    let guest = relay.user("guest@example.net").await.unwrap();
+    host.login(json!({})).await.unwrap();
+    let url = host
+        .request("POST", "/call", Some(json!({"subject": "s"})))
+        .await
+        .unwrap()
+        .body["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut early = guest.sse(&url, None).await.unwrap();
+    let mut second = guest.sse(&url, None).await.unwrap();
+    for watch in [&mut early, &mut second] {
+        let state = watch.next().await.unwrap();
+        assert_eq!(
+            (state.kind, state.data["children"].clone()),
+            (EventKind::State, json!([]))
+        );
+    }
+    let res = host
+        .request(
+            "POST",
+            &url,
+            Some(json!({"url": "/login/host@example.net", "session": "one"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status, 201);
+    let mut late = guest.sse(&url, None).await.unwrap();
+    let state = late.next().await.unwrap();
+    assert_eq!(state.kind, EventKind::State);
+    assert_eq!(state.data["children"][0]["session"], "one");
+    for watch in [&mut early, &mut second] {
+        let added = watch.next().await.unwrap();
+        assert_eq!(
+            (added.kind, added.data["session"].clone()),
+            (EventKind::Added, json!("one"))
+        );
+    }
+    // The change after the late watcher's state reaches all three, once.
+    host.request(
+        "PUT",
+        res.body["url"].as_str().unwrap(),
+        Some(json!({"session": "two"})),
+    )
+    .await
+    .unwrap();
+    for watch in [&mut early, &mut second, &mut late] {
+        let updated = watch.next().await.unwrap();
+        assert_eq!(
+            (updated.kind, updated.data["session"].clone()),
+            (EventKind::Updated, json!("two"))
+        );
+        watch.assert_quiet().await;
+    }
+}

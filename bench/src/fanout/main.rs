@@ -168,6 +168,9 @@ async fn run(args: Args) -> Result<()> {
 async fn start_relay(binary: &std::path::Path, watchers: usize) -> Result<Server> {
     let room = (watchers + 64).to_string();
     let extra = [
+        // SIP on a free port: a fixed 5060 fails while another relay runs on the machine.
+        "--sip",
+        "127.0.0.1:0",
         "--max-connections",
         &room,
         "--max-connections-per-ip",

@@ -39,11 +39,16 @@ pub(crate) async fn call_get(
     Path(id): Path<String>,
     watch_req: Watch,
 ) -> Result<Response, ApiError> {
-    let call = state.calls.view(&id).await?;
     if watch_req.is_stream() {
-        return watch(&state, &caller, Topic::Call(id), watch_req);
+        // A call whose state the bus keeps exists (its deletion would have dropped it): the
+        // watchers arriving together do not each read it from the store to know.
+        let topic = Topic::Call(id.clone());
+        if state.bus.kept_state(&topic).1.is_none() {
+            state.calls.view(&id).await?;
+        }
+        return watch(&state, &caller, topic, watch_req);
     }
-    Ok(Json(call).into_response())
+    Ok(Json(state.calls.view(&id).await?).into_response())
 }
 
 /// Parses a login URL into (email, contact id).

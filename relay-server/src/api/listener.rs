@@ -129,20 +129,19 @@ pub(crate) async fn serve<S>(
         tokio::spawn(async move {
             match tls {
                 None => connection(stream, addr, service, header_timeout, stop).await,
+                // Boxed: a task's future is as large as its largest branch for as long as it
+                // runs, and the TLS handshake and the plain-HTTP answer (an 8 KiB buffer) would
+                // make every plain connection's task carry their size too.
                 Some(tls) => {
-                    if plain_http(&stream, header_timeout).await {
-                        https_required(stream).await;
-                    } else {
-                        match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
-                            Ok(Ok(stream)) => {
-                                connection(stream, addr, service, header_timeout, stop).await
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!(%addr, error = %e, "TLS handshake failed")
-                            }
-                            Err(_) => tracing::debug!(%addr, "TLS handshake not done in time"),
-                        }
-                    }
+                    Box::pin(tls_connection(
+                        stream,
+                        addr,
+                        tls,
+                        service,
+                        header_timeout,
+                        stop,
+                    ))
+                    .await
                 }
             }
             drop(open);
@@ -152,6 +151,30 @@ pub(crate) async fn serve<S>(
     let _ = stop_tx.send(true);
     drop(open_rx);
     open_tx.closed().await;
+}
+
+/// Serves one connection to the TLS port: a plain HTTP request gets a 400 problem, anything
+/// else a TLS handshake within the header deadline, then HTTP.
+async fn tls_connection<S>(
+    stream: LimitedStream,
+    addr: SocketAddr,
+    tls: tokio_rustls::TlsAcceptor,
+    service: S,
+    header_timeout: Duration,
+    stop: watch::Receiver<bool>,
+) where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    if plain_http(&stream, header_timeout).await {
+        https_required(stream).await;
+        return;
+    }
+    match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+        Ok(Ok(stream)) => connection(stream, addr, service, header_timeout, stop).await,
+        Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%addr, "TLS handshake not done in time"),
+    }
 }
 
 /// Whether a connection to the TLS port starts like a plain HTTP request (a method's letter,

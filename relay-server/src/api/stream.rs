@@ -1,15 +1,19 @@
 //! Active resources: a GET that stays open gives the current state, then every change. One
-//! event source per watch (a task running [`crate::events`] over the bus, and the store for
-//! inboxes) feeds three encodings: Server-Sent Events, newline-delimited JSON, and the
-//! multiplexed WebSocket.
+//! event source per watch ([`crate::events`] over the bus, and the store for inboxes) feeds
+//! three encodings: Server-Sent Events, newline-delimited JSON, and the multiplexed WebSocket.
+//! An SSE or NDJSON response runs its source inside its body ([`Events`]); a WebSocket's
+//! subscriptions run theirs as tasks sending into the connection's queue.
 //!
-//! Each stream holds a bounded queue; a consumer too slow to keep up makes its task fall behind
-//! on the bus, and it is resynchronised with a fresh `state` event (inboxes re-read the store), so
-//! a slow client neither stalls others nor grows memory.
+//! Each stream holds a bounded queue; a consumer too slow to keep up makes its source fall
+//! behind on the bus, and it is resynchronised with a fresh `state` event (inboxes re-read the
+//! store), so a slow client neither stalls others nor grows memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,11 +22,11 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use restsip_protocol::{Event, UpdateMode, NDJSON};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::{IntervalStream, ReceiverStream};
+use tokio_stream::wrappers::IntervalStream;
 
 use super::auth::Caller;
 use super::error::ApiError;
@@ -33,8 +37,8 @@ use crate::events::{self, Flow, Sink};
 use crate::inbox::Inbox;
 use crate::outgoing::{Encoding, Outgoing};
 
-/// Events a stream may hold for a slow consumer before its task waits.
-const STREAM_QUEUE: usize = 64;
+/// Events a stream's source hands over before the stream gives them out (then it waits).
+const STREAM_QUEUE: usize = 16;
 
 /// How the client asked to receive a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,12 +200,31 @@ impl Drop for StreamSlot {
     }
 }
 
-/// A stream's end of an event source: a bounded queue; SENDs are claimed in the store.
+/// Where a stream's event source hands its events over.
+enum Handover {
+    /// A channel read by another task (a WebSocket's writer, shared by its subscriptions).
+    Channel(mpsc::Sender<Arc<Outgoing>>),
+    /// The queue of an [`Events`] stream, which runs the source itself.
+    Queue(Arc<Mutex<VecDeque<Arc<Outgoing>>>>),
+}
+
+/// A stream's end of an event source; SENDs are claimed in the store.
 struct StreamSink {
-    /// The stream's queue.
-    tx: mpsc::Sender<Arc<Outgoing>>,
+    /// Where events go.
+    handover: Handover,
     /// Where SENDs are claimed.
     inbox: Inbox,
+}
+
+impl StreamSink {
+    /// Resolves when no one will take events any more (a channel whose receiver is gone); an
+    /// [`Events`] queue never does: its source is dropped with the stream.
+    async fn closed(&self) {
+        match &self.handover {
+            Handover::Channel(tx) => tx.closed().await,
+            Handover::Queue(_) => std::future::pending().await,
+        }
+    }
 }
 
 #[async_trait]
@@ -211,11 +234,28 @@ impl Sink for StreamSink {
     }
 
     async fn emit_shared(&self, event: Arc<Outgoing>) -> Result<Flow> {
-        Ok(if self.tx.send(event).await.is_err() {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        })
+        match &self.handover {
+            Handover::Channel(tx) => Ok(if tx.send(event).await.is_err() {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            }),
+            Handover::Queue(queue) => {
+                // A full queue waits for the stream to take from it: the stream polls the
+                // source again only once it has emptied the queue, so no waker is needed.
+                let mut event = Some(event);
+                std::future::poll_fn(|_| {
+                    let mut queue = lock(queue);
+                    if queue.len() >= STREAM_QUEUE {
+                        return Poll::Pending;
+                    }
+                    queue.extend(event.take());
+                    Poll::Ready(())
+                })
+                .await;
+                Ok(Flow::Continue)
+            }
+        }
     }
 
     async fn emit_claimed(&self, seq: i64, event: Event) -> Result<Option<Flow>> {
@@ -238,18 +278,69 @@ impl Sink for StreamSink {
     }
 }
 
-/// Opens the event source of `topic` for `caller`: a queue of events that ends when the
-/// resource goes away, the relay shuts down, or the receiver is dropped.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing panics while holding it; a poisoned queue is still a queue.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The events of one watch, from its event source run inside the stream itself: whoever polls
+/// the stream (for a response body, the HTTP connection's task) runs the source, so a watcher
+/// costs no task or channel of its own and a change wakes one task per watcher, not two. While
+/// the stream is not polled (a client not reading) neither is the source: it falls behind on
+/// the bus and is resynchronised with a fresh `state` event when read again.
+pub(crate) struct Events {
+    /// The source, until it ends.
+    source: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// What the source handed over that the stream has not yet given out.
+    queue: Arc<Mutex<VecDeque<Arc<Outgoing>>>>,
+}
+
+impl Stream for Events {
+    type Item = Arc<Outgoing>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(event) = lock(&this.queue).pop_front() {
+            return Poll::Ready(Some(event));
+        }
+        // Queue empty: the source runs until it hands something over, waits, or ends. It waits
+        // only on its own wakers (the bus, the store), never on a full queue, so Pending below
+        // is always followed by a wake-up.
+        if let Some(source) = &mut this.source {
+            if source.as_mut().poll(cx).is_ready() {
+                this.source = None;
+            }
+        }
+        match lock(&this.queue).pop_front() {
+            Some(event) => Poll::Ready(Some(event)),
+            None if this.source.is_none() => Poll::Ready(None),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// Opens the event source of `topic` for `caller` as a stream of events that ends when the
+/// resource goes away or the relay shuts down; counts against the caller's streams while open.
 pub(crate) fn open_events(
     state: &AppState,
     caller: &Caller,
     topic: Topic,
     since: Option<u64>,
     mode: UpdateMode,
-) -> Result<mpsc::Receiver<Arc<Outgoing>>> {
-    let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-    spawn_events(state, caller, topic, since, mode, tx)?;
-    Ok(rx)
+) -> Result<Events> {
+    let queue = Arc::new(Mutex::new(VecDeque::new()));
+    let source = source(
+        state,
+        caller,
+        topic,
+        since,
+        mode,
+        Handover::Queue(queue.clone()),
+    )?;
+    Ok(Events {
+        source: Some(Box::pin(source)),
+        queue,
+    })
 }
 
 /// Runs the event source of `topic` for `caller` into `tx` (which several sources may share,
@@ -263,17 +354,31 @@ pub(crate) fn spawn_events(
     mode: UpdateMode,
     tx: mpsc::Sender<Arc<Outgoing>>,
 ) -> Result<JoinHandle<()>> {
+    let source = source(state, caller, topic, since, mode, Handover::Channel(tx))?;
+    Ok(tokio::spawn(source))
+}
+
+/// The event source of `topic` for `caller` into `handover`, holding one of the caller's stream
+/// slots (taken now: past the limit, an error) while it runs.
+fn source(
+    state: &AppState,
+    caller: &Caller,
+    topic: Topic,
+    since: Option<u64>,
+    mode: UpdateMode,
+    handover: Handover,
+) -> Result<impl Future<Output = ()> + Send + 'static> {
     let slot = state.streams.acquire(&caller.0)?;
     let resources = state.resources();
     let mut closing = state.closing.clone();
     let watcher = caller.0.clone();
-    Ok(tokio::spawn(async move {
+    Ok(async move {
         let _slot = slot;
         // An address of another domain is subscribed to through the upstream while watched.
+        // (Boxed, as the first state is: a source's future stays as large as the largest step
+        // it ever awaits, for as long as it runs.)
         let _foreign = match &topic {
-            Topic::Login(email) => resources
-                .location
-                .watch_foreign(email, &watcher)
+            Topic::Login(email) => Box::pin(resources.location.watch_foreign(email, &watcher))
                 .await
                 .unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "foreign presence not watched");
@@ -282,18 +387,18 @@ pub(crate) fn spawn_events(
             _ => None,
         };
         let sink = StreamSink {
-            tx,
+            handover,
             inbox: resources.inbox.clone(),
         };
         let result = tokio::select! {
             r = events::run(&resources, &topic, since, mode, &sink) => r,
-            _ = sink.tx.closed() => Ok(()),
+            () = sink.closed() => Ok(()),
             _ = closing.wait_for(|c| *c) => Ok(()),
         };
         if let Err(e) = result {
             tracing::warn!(resource = %topic.resource(), error = %e, "stream ended by an error");
         }
-    }))
+    })
 }
 
 /// An SSE frame: the event id, then the JSON on one `data:` line.
@@ -316,7 +421,7 @@ pub(crate) fn watch(
     topic: Topic,
     req: Watch,
 ) -> std::result::Result<Response, ApiError> {
-    let events = ReceiverStream::new(open_events(state, caller, topic, req.since, req.mode)?);
+    let events = open_events(state, caller, topic, req.since, req.mode)?;
     let keepalive = Duration::from_secs(state.limits.keepalive);
     // Each event's bytes are made once for all the resource's watchers (see `Outgoing`); a
     // comment line (SSE) or a blank line (NDJSON) keeps idle connections and proxies open.
@@ -415,6 +520,11 @@ mod tests {
             UpdateMode::Diff,
         )
         .expect("stream");
+        // Each stream's source starts when first read: both take their first state now.
+        for stream in [&mut slow, &mut fast] {
+            let first = stream.next().await.expect("state");
+            assert_eq!(first.kind, EventKind::State);
+        }
         let changes = 500;
         let mut fast_seen = 0;
         for n in 0..changes {
@@ -428,13 +538,13 @@ mod tests {
                 .await
                 .expect("refresh");
             // The fast consumer keeps up while the slow one reads nothing.
-            while let Ok(event) = fast.try_recv() {
+            while let Some(Some(event)) = futures_util::FutureExt::now_or_never(fast.next()) {
                 fast_seen += usize::from(event.kind == EventKind::Updated);
             }
             tokio::task::yield_now().await;
         }
         while let Ok(Some(event)) =
-            tokio::time::timeout(Duration::from_millis(200), fast.recv()).await
+            tokio::time::timeout(Duration::from_millis(200), fast.next()).await
         {
             fast_seen += usize::from(event.kind == EventKind::Updated);
         }
@@ -444,7 +554,7 @@ mod tests {
         );
         let mut received = Vec::new();
         while let Ok(Some(event)) =
-            tokio::time::timeout(Duration::from_millis(200), slow.recv()).await
+            tokio::time::timeout(Duration::from_millis(200), slow.next()).await
         {
             received.push(event);
         }
@@ -454,7 +564,7 @@ mod tests {
             received.len()
         );
         assert!(
-            received.iter().skip(1).any(|e| e.kind == EventKind::State),
+            received.iter().any(|e| e.kind == EventKind::State),
             "the slow stream was resynchronised with a state event"
         );
         let last = received.last().expect("events");

@@ -131,7 +131,9 @@ fn text(json: Bytes) -> Message {
 async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
     let _open = crate::observe::Open::new(crate::observe::WEBSOCKETS_OPEN);
     let (mut sink, mut stream) = socket.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<ServerFrame>(OUTGOING_QUEUE);
+    // Boxed frames: a tokio channel allocates its first 32 slots up front, and 32 frames
+    // (a few hundred bytes each) would cost every connection kilobytes it seldom uses.
+    let (out_tx, mut out_rx) = mpsc::channel::<Box<ServerFrame>>(OUTGOING_QUEUE);
     // Every subscription's source sends here directly: an event's frame is encoded once for all
     // the connections watching its resource, and a subscription costs no forwarding task.
     let (events_tx, mut events_rx) = mpsc::channel::<Arc<Outgoing>>(EVENT_QUEUE);
@@ -180,10 +182,10 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
                 let problem =
                     Problem::new(ProblemKind::UnsupportedMediaType, "frames are JSON text");
                 let _ = out_tx
-                    .send(ServerFrame::Error {
+                    .send(Box::new(ServerFrame::Error {
                         path: None,
                         problem,
-                    })
+                    }))
                     .await;
                 continue;
             }
@@ -195,10 +197,10 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
             Err(e) => {
                 let problem = Problem::new(ProblemKind::BadRequest, format!("bad frame: {e}"));
                 let _ = out_tx
-                    .send(ServerFrame::Error {
+                    .send(Box::new(ServerFrame::Error {
                         path: None,
                         problem,
-                    })
+                    }))
                     .await;
                 continue;
             }
@@ -213,7 +215,9 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
                 if subscriptions.contains_key(&path) {
                     continue;
                 }
-                let opened = match topic_for(&state, &caller, &path).await {
+                // Boxed, as the other commands' work: the connection's future stays as large as
+                // the largest step it awaits for as long as it is open.
+                let opened = match Box::pin(topic_for(&state, &caller, &path)).await {
                     Ok(topic) => super::stream::spawn_events(
                         &state,
                         &caller,
@@ -248,7 +252,7 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
             } => {
                 let result = match target_of(&path) {
                     Ok((email, contact)) => {
-                        state.inbox.send(&caller.0, &email, contact, body).await
+                        Box::pin(state.inbox.send(&caller.0, &email, contact, body)).await
                     }
                     Err(e) => Err(e),
                 };
@@ -292,7 +296,7 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
             } => {
                 let result = match target_of(&path) {
                     Ok((email, contact)) => {
-                        state.inbox.cancel(&caller.0, &email, contact, &id).await
+                        Box::pin(state.inbox.cancel(&caller.0, &email, contact, &id)).await
                     }
                     Err(e) => Err(e),
                 };
@@ -302,7 +306,7 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
             }
         };
         if let Some(frame) = answer {
-            if out_tx.send(frame).await.is_err() {
+            if out_tx.send(Box::new(frame)).await.is_err() {
                 break;
             }
         }

@@ -34,8 +34,8 @@ pub struct WebReply {
 struct Server {
     /// The connection's id.
     conn: u64,
-    /// Its outgoing frames.
-    tx: mpsc::Sender<ServerFrame>,
+    /// Its outgoing frames (boxed: see the WebSocket's queue).
+    tx: mpsc::Sender<Box<ServerFrame>>,
 }
 
 #[derive(Default)]
@@ -73,7 +73,7 @@ impl WebServers {
         conn: u64,
         email: &str,
         namespace: &str,
-        tx: mpsc::Sender<ServerFrame>,
+        tx: mpsc::Sender<Box<ServerFrame>>,
     ) -> Result<(), String> {
         if namespace.trim().is_empty() || namespace.len() > MAX_NAMESPACE {
             return Err(format!("a namespace is 1 to {MAX_NAMESPACE} bytes of text"));
@@ -180,7 +180,7 @@ impl WebServers {
                 };
             };
             let conn = server.conn;
-            if server.tx.try_send(frame).is_err() {
+            if server.tx.try_send(Box::new(frame)).is_err() {
                 return failed("the web client serving it is too busy");
             }
             inner.pending.insert(id.clone(), (conn, tx));
@@ -254,7 +254,7 @@ mod tests {
         assert!(web.serves("alice@example.net", "urn:calc"));
         let page = web.clone();
         tokio::spawn(async move {
-            if let Some(ServerFrame::Service { id, params, .. }) = rx.recv().await {
+            if let Some(ServerFrame::Service { id, params, .. }) = rx.recv().await.map(|f| *f) {
                 assert_eq!(params["a"], "1");
                 let result = Some(serde_json::json!({"sum": 3}));
                 assert!(page.reply(
