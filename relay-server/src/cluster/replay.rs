@@ -24,7 +24,7 @@ use crate::bus::RESUME_WINDOW;
 /// Most bytes a cluster's stream keeps (its oldest events are dropped past it).
 const MAX_BYTES: i64 = 64 << 20;
 /// How long to wait before a consumer that failed is made again.
-const RETRY: Duration = Duration::from_secs(1);
+const RETRY: Duration = Duration::from_secs(2);
 
 /// The stream's name for cluster `name` (whose subject prefix is `prefix`): `RESTSIP_` and
 /// the prefix's escaped cluster token, which holds no `.`, `*`, `>`, space or slash.
@@ -37,10 +37,15 @@ pub(super) fn stream_name(prefix: &str) -> String {
 pub(super) struct Replay {
     /// The connection.
     client: async_nats::Client,
-    /// The cluster's stream.
-    stream: jetstream::stream::Stream,
+    /// Its JetStream API.
+    context: jetstream::Context,
+    /// The stream's name.
+    name: String,
     /// The events' subjects.
     subjects: String,
+    /// When the stream read was created (ns since 1970): another time means it was made again
+    /// (deleted, or lost by a NATS server that keeps no files) and its sequences start anew.
+    created: i128,
     /// The last stream sequence handed over (or stored before this relay attached).
     handled: u64,
     /// The consumer being read; `None` once it failed (made again from `handled`).
@@ -53,29 +58,21 @@ impl Replay {
     /// Creates the cluster's stream unless it exists, and a consumer of what comes after the
     /// events stored so far.
     pub(super) async fn start(client: &async_nats::Client, prefix: &str) -> anyhow::Result<Self> {
-        let subjects = format!("{prefix}.ev.>");
-        let context = jetstream::new(client.clone());
-        let stream = context
-            .get_or_create_stream(jetstream::stream::Config {
-                name: stream_name(prefix),
-                subjects: vec![subjects.clone()],
-                max_age: RESUME_WINDOW,
-                max_bytes: MAX_BYTES,
-                discard: DiscardPolicy::Old,
-                storage: StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .context("cluster: cannot create the cluster's JetStream stream (is JetStream enabled on the NATS server?)")?;
-        let handled = stream.cached_info().state.last_sequence;
         let mut replay = Self {
             client: client.clone(),
-            stream,
-            subjects,
-            handled,
+            context: jetstream::new(client.clone()),
+            name: stream_name(prefix),
+            subjects: format!("{prefix}.ev.>"),
+            created: 0,
+            handled: 0,
             messages: None,
             regapped: false,
         };
+        let info = replay.stream().await?.cached_info().clone();
+        (replay.created, replay.handled) = (
+            info.created.unix_timestamp_nanos(),
+            info.state.last_sequence,
+        );
         replay.messages = Some(
             replay
                 .consume()
@@ -85,10 +82,36 @@ impl Replay {
         Ok(replay)
     }
 
+    /// The cluster's stream, created unless it exists (`&mut`: a `Replay` is not `Sync`).
+    async fn stream(&mut self) -> anyhow::Result<jetstream::stream::Stream> {
+        self.context
+            .get_or_create_stream(jetstream::stream::Config {
+                name: self.name.clone(),
+                subjects: vec![self.subjects.clone()],
+                max_age: RESUME_WINDOW,
+                max_bytes: MAX_BYTES,
+                discard: DiscardPolicy::Old,
+                storage: StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .context("cluster: cannot create the cluster's JetStream stream (is JetStream enabled on the NATS server?)")
+    }
+
     /// A consumer of the events after the last one handled (`&mut`: a `Replay` is not `Sync`).
     async fn consume(&mut self) -> anyhow::Result<push::Ordered> {
-        let consumer = self
-            .stream
+        let stream = self.stream().await?;
+        let info = stream.cached_info();
+        let created = info.created.unix_timestamp_nanos();
+        if created != self.created {
+            tracing::warn!(
+                stream = %self.name,
+                "cluster: the cluster's stream was made again; events made before are lost to this relay"
+            );
+            self.created = created;
+            self.handled = info.state.first_sequence.saturating_sub(1);
+        }
+        let consumer = stream
             .create_consumer(push::OrderedConfig {
                 deliver_subject: self.client.new_inbox(),
                 filter_subject: self.subjects.clone(),
@@ -109,7 +132,7 @@ impl Replay {
                 match self.consume().await {
                     Ok(messages) => self.messages = Some(messages),
                     Err(e) => {
-                        tracing::warn!(error = %e, "cluster: events not consumed; retrying");
+                        tracing::warn!(error = %format_args!("{e:#}"), "cluster: events not consumed; retrying");
                         tokio::time::sleep(RETRY).await;
                     }
                 }
@@ -117,8 +140,13 @@ impl Replay {
             };
             let message = match messages.next().await {
                 Some(Ok(message)) => message,
+                // Silent past two heartbeats: NATS away, or the stream or consumer gone (which
+                // the consumer does not recover from alone).
                 Some(Err(e)) if e.kind() == push::OrderedErrorKind::MissingHeartbeat => {
-                    tracing::debug!("cluster: NATS silent (missed heartbeats)");
+                    tracing::debug!(
+                        "cluster: no heartbeat from the event consumer; making it again"
+                    );
+                    self.messages = None;
                     continue;
                 }
                 Some(Err(e)) => {
