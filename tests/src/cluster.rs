@@ -60,6 +60,32 @@ impl Cluster {
     }
 }
 
+impl Drop for Cluster {
+    /// Stops the relays still held here and removes the cluster's JetStream stream
+    /// (`RESTSIP_{name}`: a test's cluster name needs no escaping), so test runs leave no
+    /// streams on the NATS server. Relays moved out of `relays` stop right after.
+    fn drop(&mut self) {
+        self.relays.clear();
+        let stream = format!("RESTSIP_{}", self.name);
+        let removed = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let client = async_nats::connect(NATS).await?;
+                async_nats::jetstream::new(client)
+                    .delete_stream(&stream)
+                    .await?;
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = removed {
+            eprintln!("the cluster's stream was not removed: {e:#}");
+        }
+    }
+}
+
 async fn start_node(
     database: &str,
     name: &str,
