@@ -1,6 +1,7 @@
 //! A relay cut from the NATS server (a network failure, NATS restarting) gets the events the
 //! other relays made meanwhile once it is back (the cluster's JetStream stream): relay B reaches
-//! NATS through a [`Link`] the test cuts and restores.
+//! NATS through a [`Link`] the test cuts and restores. And the relays make that stream again
+//! when it is gone.
 
 use std::time::Duration;
 
@@ -92,4 +93,59 @@ async fn a_relay_cut_from_nats_gets_the_changes_made_meanwhile_in_order_once() {
         (seen.kind, seen.data["url"].as_str()),
         (EventKind::Added, Some(last.as_str()))
     );
+}
+
+#[tokio::test]
+async fn relays_make_the_clusters_stream_again_when_it_is_deleted_and_read_it_from_its_start() {
+    let cluster = Cluster::start("restream", &["a", "b"], &["--sip", "off"])
+        .await
+        .unwrap();
+    let (a, b) = (&cluster.relays[0], &cluster.relays[1]);
+    let host_a = a.user("host@example.net").await.unwrap();
+    let url = call(&host_a).await;
+    let mut logins = Vec::new();
+    for _ in 0..4 {
+        logins.push(host_a.login(json!({})).await.unwrap());
+    }
+    let mut watch = on(b, "host@example.net").sse(&url, None).await.unwrap();
+    assert_eq!(watch.next().await.unwrap().kind, EventKind::State);
+    // Some events in the stream first, so its sequences are past 1 when it goes.
+    for login in &logins[..2] {
+        let part = join(&host_a, &url, &format!("/login/host@example.net/{login}")).await;
+        let seen = watch.next().await.unwrap();
+        assert_eq!(seen.data["url"].as_str(), Some(part.as_str()));
+    }
+
+    let js = async_nats::jetstream::new(
+        async_nats::connect(restsip_e2e::cluster::NATS)
+            .await
+            .unwrap(),
+    );
+    let name = format!("RESTSIP_{}", cluster.name);
+    js.delete_stream(&name).await.unwrap();
+    // The relays' consumers hear no heartbeat for 10 s, then make the stream and themselves
+    // again (one consumer per relay); the new stream's sequences start at 1.
+    let deadline = tokio::time::Instant::now() + BACK;
+    loop {
+        if let Ok(mut stream) = js.get_stream(&name).await {
+            if stream.info().await.unwrap().state.consumer_count >= 2 {
+                break;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no stream again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut made = Vec::new();
+    for login in &logins[2..] {
+        made.push(join(&host_a, &url, &format!("/login/host@example.net/{login}")).await);
+    }
+    for part in &made {
+        let seen = watch.next().await.unwrap();
+        assert_eq!(
+            (seen.kind, seen.data["url"].as_str()),
+            (EventKind::Added, Some(part.as_str()))
+        );
+    }
+    let again = watch.next_within(QUIET).await.unwrap();
+    assert!(again.is_none(), "a repeat: {again:?}");
 }
