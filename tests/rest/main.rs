@@ -7,6 +7,7 @@ mod auth_matrix;
 mod bad_input;
 mod calls;
 mod cluster;
+mod cluster_cut;
 mod credentials;
 mod durability;
 mod failover;

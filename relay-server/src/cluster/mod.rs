@@ -7,6 +7,7 @@
 //! that are N modulo [`STRIDE`] (see [`crate::bus::IdSpace`]): ids never collide across relays.
 
 mod forward;
+mod replay;
 mod wire;
 
 use std::sync::Arc;
@@ -133,22 +134,15 @@ impl Cluster {
     }
 
     /// Connects `bus` to the other relays: its local events are sent, theirs applied to it
-    /// (this relay's own echo skipped), each told to `applied` first. Subscribed before it
-    /// returns, so nothing sent after is missed.
+    /// (this relay's own echo skipped), each told to `applied` first. Theirs are read from the
+    /// cluster's JetStream stream (see `replay.rs`) from the last event stored before it returns,
+    /// so nothing sent after is missed, even while this relay is cut from NATS.
     pub async fn attach(
         &self,
         bus: &Bus,
         applied: Applied,
     ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-        let mut incoming = self
-            .client
-            .subscribe(format!("{}.ev.>", self.prefix))
-            .await
-            .context("cluster: cannot subscribe")?;
-        self.client
-            .flush()
-            .await
-            .context("cluster: NATS did not confirm the subscription")?;
+        let mut incoming = replay::Replay::start(&self.client, &self.prefix).await?;
         // Where this relay's barriers come back (see `confirm`).
         let barrier = self.client.new_inbox();
         let mut echoes = self
@@ -201,7 +195,8 @@ impl Cluster {
         let (holders, client) = (self.holders.clone(), self.client.clone());
         let prefix = self.prefix.clone();
         let receiving = tokio::spawn(async move {
-            while let Some(message) = incoming.next().await {
+            loop {
+                let message = incoming.next().await;
                 match wire::decode(&message.payload) {
                     Ok((from, _, _)) if from == node => {}
                     Ok((from, topic, event)) => {
@@ -218,7 +213,6 @@ impl Cluster {
                     }
                 }
             }
-            tracing::error!("cluster: the NATS subscription ended");
         });
         Ok(vec![sending, receiving])
     }
