@@ -280,7 +280,7 @@ impl Bus {
     }
 
     /// Whether the bus is part of a cluster.
-    fn clustered(&self) -> bool {
+    pub fn clustered(&self) -> bool {
         self.inner.outbound.get().is_some()
     }
 

@@ -19,6 +19,7 @@ pub mod mailbox;
 pub mod observe;
 pub mod operations;
 pub mod outgoing;
+mod send_order;
 pub mod sipapp;
 pub mod soap;
 pub mod store;
