@@ -52,8 +52,12 @@ impl SqliteStore {
                 std::fs::create_dir_all(parent)?;
             }
         }
+        // No ping before each use (sqlx's default): a connection to a file in this process
+        // cannot have hung up, and the ping was one more round trip to SQLite's thread per
+        // statement or group.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
@@ -69,6 +73,7 @@ impl SqliteStore {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         Ok(Self {
