@@ -5,7 +5,8 @@
 //! each: a SEND is still acknowledged only once it is committed.
 //!
 //! A claim queued with [`SendWrites::claim_later`] waits for no answer: the stream hands the
-//! message over at once and its mark is written with the next group. Whoever must see every
+//! message over at once and its mark is written with the next group (a group of such marks
+//! alone waits up to [`BEHIND_DELAY`] for SENDs to share its commit). Whoever must see every
 //! such mark (a CANCEL, a stream that reads what is still queued, shutdown) calls
 //! [`SendWrites::flush`] first; see `Inbox::claim` for when a claim may go unanswered.
 
@@ -35,6 +36,11 @@ const MAX_SENDS: usize = 64;
 
 /// Most claims written in one group.
 const MAX_CLAIMS: usize = 256;
+
+/// How long a group of claims written behind (nobody waits for them) waits for SENDs to
+/// share its commit: under load, marks ride on the next group of SENDs instead of taking a
+/// commit of their own.
+const BEHIND_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Most claims queued without a waiter; past it [`SendWrites::claim_later`] refuses, and the
 /// caller waits for its commit instead (the store sets the pace when it falls behind).
@@ -139,6 +145,13 @@ struct Group {
 }
 
 impl Group {
+    /// Whether nobody waits for this group: claims written behind only.
+    fn behind_only(&self) -> bool {
+        self.queued.is_empty()
+            && self.flushes.is_empty()
+            && self.claims.iter().all(|(_, done)| done.is_none())
+    }
+
     /// Takes `op` into the group; gives it back when the group is full.
     fn take(&mut self, op: Op) -> Option<Op> {
         let full = match &op {
@@ -216,16 +229,32 @@ async fn run(writer: Writer, mut rx: mpsc::UnboundedReceiver<Op>, behind: Arc<At
             },
         };
         let mut group = Group::default();
-        let mut next = Some(first);
-        while let Some(op) = next.take() {
-            if let Some(full) = group.take(op) {
-                carry = Some(full);
-                break;
+        carry = fill(&mut group, first, &mut rx, &behind);
+        if carry.is_none() && group.behind_only() {
+            // Marks alone wait a moment for SENDs to share their commit.
+            if let Ok(Some(op)) = tokio::time::timeout(BEHIND_DELAY, rx.recv()).await {
+                carry = fill(&mut group, taken(op, &behind), &mut rx, &behind);
             }
-            next = rx.try_recv().ok().map(|op| taken(op, &behind));
         }
         group.write(&writer).await;
     }
+}
+
+/// Takes `first` and every operation already waiting into `group`; the one that did not fit.
+fn fill(
+    group: &mut Group,
+    first: Op,
+    rx: &mut mpsc::UnboundedReceiver<Op>,
+    behind: &AtomicUsize,
+) -> Option<Op> {
+    let mut next = Some(first);
+    while let Some(op) = next.take() {
+        if let Some(full) = group.take(op) {
+            return Some(full);
+        }
+        next = rx.try_recv().ok().map(|op| taken(op, behind));
+    }
+    None
 }
 
 /// Counts a claim without a waiter as no longer queued.
