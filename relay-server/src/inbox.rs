@@ -241,7 +241,11 @@ impl Inbox {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             email.hash(&mut h);
             let shard = usize::try_from(h.finish() % QUEUE_LOCKS as u64).unwrap_or(0);
-            Some(self.queueing[shard].lock().await)
+            let lock = self.queueing[shard].lock().await;
+            // The counts below must not include SENDs handed over whose marks are still
+            // being written behind.
+            self.store.flush_sends().await;
+            Some(lock)
         };
         for (id, topic) in &capped {
             // One sender's share first: a flood from one sender stops here, before it can

@@ -153,6 +153,47 @@ async fn concurrent_sends_to_a_live_contact_arrive_once_each_in_id_order() {
         .is_none());
 }
 
+/// A sender's share of a contact's queue frees as soon as the contact has read the messages:
+/// the marks a stream writes behind count before the next SEND's check.
+#[tokio::test]
+async fn a_senders_share_frees_as_soon_as_the_contact_has_read_the_queue() {
+    let relay = Relay::start(&["--max-queued-per-sender", "3"])
+        .await
+        .unwrap();
+    let alice = relay.user("alice@example.net").await.unwrap();
+    let bob = relay.user("bob@example.net").await.unwrap();
+    for round in 0..5 {
+        // A login of its own each round: a queue of its own.
+        let id = bob.login(json!({})).await.unwrap();
+        let inbox = format!("/login/bob@example.net/{id}");
+        for n in 0..3 {
+            let res = alice
+                .request("SEND", &inbox, Some(json!({"n": n})))
+                .await
+                .unwrap();
+            assert_eq!(res.status, 200, "round {round}: {}", res.body);
+            assert_eq!(res.body["deliveries"][0]["status"], "queued");
+        }
+        alice
+            .request("SEND", &inbox, Some(json!({"n": 3})))
+            .await
+            .unwrap()
+            .assert_problem(429, "too-many-requests");
+        // Bob reads the three and goes away; alice's next SEND at once is within her share.
+        let mut stream = bob.ndjson(&inbox).await.unwrap();
+        assert_eq!(stream.next().await.unwrap().kind, EventKind::State);
+        for n in 0..3 {
+            assert_eq!(stream.next().await.unwrap().data["body"]["n"], n);
+        }
+        drop(stream);
+        let res = alice
+            .request("SEND", &inbox, Some(json!({"n": 4})))
+            .await
+            .unwrap();
+        assert_eq!(res.status, 200, "round {round}: {}", res.body);
+    }
+}
+
 #[tokio::test]
 async fn a_send_to_a_contact_without_a_stream_waits_and_can_be_cancelled() {
     let relay = Relay::default().await.unwrap();
