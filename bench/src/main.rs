@@ -67,6 +67,19 @@ struct Args {
     /// relay or one database) and no reference.
     #[arg(long, value_name = "URL")]
     relay_url: Option<String>,
+    /// One scenario only (on the relay, then on the reference), e.g. to count one scenario's
+    /// instructions with the relay under valgrind.
+    #[arg(long, value_enum, value_name = "SCENARIO")]
+    only: Option<Only>,
+}
+
+/// A scenario of `--only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Only {
+    /// `GET /login/{email}`.
+    Get,
+    /// SEND -> WebSocket.
+    Send,
 }
 
 impl Args {
@@ -150,9 +163,11 @@ async fn run(args: Args) -> Result<()> {
     stopped?;
     println!();
     report::print_table(&rows);
-    if let [get_relay, get_axum, send_relay, send_axum] = rows.as_slice() {
-        report::print_ratios(&[(get_relay, get_axum), (send_relay, send_axum)]);
-    }
+    let pairs: Vec<(&Row, &Row)> = rows
+        .chunks_exact(2)
+        .map(|pair| (&pair[0], &pair[1]))
+        .collect();
+    report::print_ratios(&pairs);
     Ok(())
 }
 
@@ -170,7 +185,8 @@ fn print_settings(args: &Args, binary: &std::path::Path, relay: SocketAddr) {
     );
 }
 
-/// `--relay-url`: the SEND scenario alone on a relay someone else started.
+/// `--relay-url`: the SEND scenario (or with `--only get` the GET one) alone on a relay
+/// someone else started.
 async fn send_only(args: &Args, relay: SocketAddr) -> Result<()> {
     print_settings(args, std::path::Path::new("(already running)"), relay);
     // Users of this run only: another client may be signing up on the same database.
@@ -179,7 +195,11 @@ async fn send_only(args: &Args, relay: SocketAddr) -> Result<()> {
         .map_or(0, |d| d.as_nanos());
     let tag = format!("-{}-{nanos}", std::process::id());
     let fixture = setup(relay, &tag).await.context("setting up the relay")?;
-    let row = send_on_relay(args, relay, &fixture).await?;
+    let row = if args.only == Some(Only::Get) {
+        get_on(relay, "relay", &fixture, args.plan(args.connections)?).await?
+    } else {
+        send_on_relay(args, relay, &fixture).await?
+    };
     println!();
     report::print_table(&[row]);
     Ok(())
@@ -209,34 +229,42 @@ async fn scenarios(
     reference: SocketAddr,
     fixture: &Fixture,
 ) -> Result<Vec<Row>> {
-    const GET: &str = "GET /login/{email}";
-    let get_path = format!("/login/{}", fixture.email_b);
-    let get =
-        |addr| RequestTemplate::new(Method::GET, addr, get_path.clone(), Some(&fixture.auth_a));
     let get_plan = args.plan(args.connections)?;
     let send_plan = args.plan(args.senders)?;
+    let mut rows = Vec::new();
+    if args.only == Some(Only::Send) {
+        return send_rows(args, relay, reference, fixture, send_plan).await;
+    }
+    let get_relay = get_on(relay, "relay", fixture, get_plan).await?;
+    let get_axum = get_on(reference, "axum", fixture, get_plan).await?;
+    rows.extend([get_relay, get_axum]);
+    if args.only != Some(Only::Get) {
+        rows.extend(send_rows(args, relay, reference, fixture, send_plan).await?);
+    }
+    Ok(rows)
+}
 
-    let get_relay = measure(
-        GET,
-        "relay",
-        relay,
-        Fetch {
-            template: get(relay)?,
-        },
-        get_plan,
-    )
-    .await?;
-    let get_axum = measure(
-        GET,
-        "axum",
-        reference,
-        Fetch {
-            template: get(reference)?,
-        },
-        get_plan,
-    )
-    .await?;
+/// The GET scenario on `server` at `addr`: A reads B's logins.
+async fn get_on(
+    addr: SocketAddr,
+    server: &'static str,
+    fixture: &Fixture,
+    plan: Plan,
+) -> Result<Row> {
+    const GET: &str = "GET /login/{email}";
+    let path = format!("/login/{}", fixture.email_b);
+    let template = RequestTemplate::new(Method::GET, addr, path, Some(&fixture.auth_a))?;
+    measure(GET, server, addr, Fetch { template }, plan).await
+}
 
+/// The SEND scenario on the relay, then on the reference.
+async fn send_rows(
+    args: &Args,
+    relay: SocketAddr,
+    reference: SocketAddr,
+    fixture: &Fixture,
+    send_plan: Plan,
+) -> Result<Vec<Row>> {
     let send_relay = send_on_relay(args, relay, fixture).await?;
 
     let inbox = Listener::connect(&format!("ws://{reference}/ws"), None, None)
@@ -252,7 +280,7 @@ async fn scenarios(
     let send_axum = measure(SEND, "axum", reference, op, send_plan).await?;
     drop(inbox);
 
-    Ok(vec![get_relay, get_axum, send_relay, send_axum])
+    Ok(vec![send_relay, send_axum])
 }
 
 /// The SEND scenario on the relay: A sends to B's contact, timed to B's WebSocket.

@@ -317,7 +317,6 @@ impl Bus {
         }
     }
 
-    /// Whether the bus is part of a cluster.
     /// Waits until the local events published so far have been taken for the other relays (at
     /// once alone): what a change awaits before it is acknowledged, so an acknowledged change
     /// is not lost with this relay if it dies right after, and a request the client makes
@@ -328,7 +327,8 @@ impl Bus {
         }
     }
 
-    fn clustered(&self) -> bool {
+    /// Whether the bus is part of a cluster.
+    pub fn clustered(&self) -> bool {
         self.inner.outbound.get().is_some()
     }
 

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::location::Location;
 use crate::observe;
+use crate::send_order::SendOrder;
 use crate::store::{ContactRecord, SendRecord, Store};
 
 /// Longest a SEND waits for SIP phones' final responses (below the 32 s of a SIP client's own
@@ -77,6 +78,43 @@ pub struct Inbox {
     hook: Arc<OnceLock<Arc<dyn SendHook>>>,
     /// Queue checks and queueing, one recipient at a time (per hash of its address).
     queueing: Arc<Vec<tokio::sync::Mutex<()>>>,
+    /// The CANCELs of this relay, as claims must know them (see [`Inbox::claim`]).
+    cancels: Arc<std::sync::Mutex<Cancels>>,
+    /// SENDs announced in sequence order.
+    order: SendOrder,
+}
+
+/// What claims must know of the CANCELs of this relay.
+#[derive(Debug, Default)]
+struct Cancels {
+    /// How many are under way.
+    running: usize,
+    /// The last id handed out when the last one ended: a SEND at or below it may have been
+    /// cancelled; one above it was stored after, beyond the reach of every CANCEL done.
+    done_at: u64,
+}
+
+/// One CANCEL under way; counted until dropped.
+struct Cancelling<'a> {
+    /// The inbox's CANCELs.
+    cancels: &'a std::sync::Mutex<Cancels>,
+    /// The bus whose last id marks its end.
+    bus: &'a Bus,
+}
+
+impl<'a> Cancelling<'a> {
+    fn start(cancels: &'a std::sync::Mutex<Cancels>, bus: &'a Bus) -> Self {
+        cancels.lock().unwrap_or_else(|p| p.into_inner()).running += 1;
+        Self { cancels, bus }
+    }
+}
+
+impl Drop for Cancelling<'_> {
+    fn drop(&mut self) {
+        let mut cancels = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
+        cancels.running -= 1;
+        cancels.done_at = cancels.done_at.max(self.bus.last_id());
+    }
 }
 
 /// Sends `body` to every SIP contact in `to` at once and waits (a bounded time) for each
@@ -132,6 +170,8 @@ impl Inbox {
             sip: Arc::default(),
             hook: Arc::default(),
             queueing: Arc::new((0..QUEUE_LOCKS).map(|_| Default::default()).collect()),
+            cancels: Arc::default(),
+            order: SendOrder::default(),
         }
     }
 
@@ -189,28 +229,39 @@ impl Inbox {
         let (by_sip, targets): (Vec<ContactRecord>, Vec<ContactRecord>) = targets
             .into_iter()
             .partition(|c| sip.is_some() && c.source == ContactSource::Sip);
-        let queueing = {
+        // The contacts no stream watches: their queues have caps.
+        let capped: Vec<(i64, Topic)> = targets
+            .iter()
+            .map(|c| (c.id, Topic::Inbox(email.to_owned(), c.id)))
+            .filter(|(_, topic)| !self.bus.is_watched(topic))
+            .collect();
+        // Only a SEND with caps to check takes its recipient's lock: one to contacts that are
+        // all watched (handed over at once) waits for no other SEND's commit, so concurrent
+        // SENDs to a live contact share a group commit.
+        let queueing = if capped.is_empty() {
+            None
+        } else {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
             email.hash(&mut h);
             let shard = usize::try_from(h.finish() % QUEUE_LOCKS as u64).unwrap_or(0);
-            self.queueing[shard].lock().await
+            let lock = self.queueing[shard].lock().await;
+            // The counts below must not include SENDs handed over whose marks are still
+            // being written behind.
+            self.store.flush_sends().await;
+            Some(lock)
         };
-        for c in &targets {
-            let topic = Topic::Inbox(email.to_owned(), c.id);
-            if self.bus.is_watched(&topic) {
-                continue;
-            }
+        for (id, topic) in &capped {
             // One sender's share first: a flood from one sender stops here, before it can
             // fill the contact's whole queue and crowd out everyone else.
             let per_sender = self.limits.max_queued_per_sender;
-            if self.store.queued_from(email, c.id, sender).await? >= per_sender {
+            if self.store.queued_from(email, *id, sender).await? >= per_sender {
                 return Err(Error::Limit(format!(
                     "{} already has {per_sender} undelivered messages from {sender}",
                     topic.resource(),
                 )));
             }
-            if self.store.queued_count(email, c.id).await? >= self.limits.max_queued_per_contact {
+            if self.store.queued_count(email, *id).await? >= self.limits.max_queued_per_contact {
                 return Err(Error::Limit(format!(
                     "{} already has {} undelivered messages",
                     topic.resource(),
@@ -219,10 +270,13 @@ impl Inbox {
             }
         }
         let msg_id = self.bus.next_id().to_string();
+        // Announced in the order of these numbers, whatever the order of the commits.
+        let ticket = self.order.take(&self.bus, targets.len());
         let records: Vec<SendRecord> = targets
             .iter()
-            .map(|c| SendRecord {
-                seq: i64::try_from(self.bus.next_id()).unwrap_or(i64::MAX),
+            .zip(ticket.seqs())
+            .map(|(c, &seq)| SendRecord {
+                seq: i64::try_from(seq).unwrap_or(i64::MAX),
                 msg_id: msg_id.clone(),
                 sender: sender.to_owned(),
                 to_email: email.to_owned(),
@@ -238,6 +292,7 @@ impl Inbox {
             observe::sends(observe::SENDS_QUEUED, records.len());
         }
         drop(queueing);
+        let mut events = Vec::with_capacity(records.len());
         let mut deliveries: Vec<Delivery> = records
             .iter()
             .map(|r| {
@@ -248,22 +303,22 @@ impl Inbox {
                     DeliveryStatus::Queued
                 };
                 let data = serde_json::to_value(inbox_message(r)).unwrap_or_default();
-                self.bus.publish_with_id(
-                    &topic,
-                    BusEvent {
-                        id: u64::try_from(r.seq).unwrap_or(0),
-                        kind: EventKind::Message,
-                        data,
-                        state: None,
-                    },
-                );
-                Delivery {
+                let delivery = Delivery {
                     contact: topic.resource(),
                     status,
                     sip: None,
-                }
+                };
+                let event = BusEvent {
+                    id: u64::try_from(r.seq).unwrap_or(0),
+                    kind: EventKind::Message,
+                    data,
+                    state: None,
+                };
+                events.push((topic, event));
+                delivery
             })
             .collect();
+        ticket.announce(events);
         if let Some(sip) = sip.filter(|_| !by_sip.is_empty()) {
             let by_sip = deliver_by_sip(sip.as_ref(), sender, email, &by_sip, &body).await;
             let taken = by_sip
@@ -314,6 +369,10 @@ impl Inbox {
         contact: Option<i64>,
         msg_id: &str,
     ) -> Result<CancelOutcome> {
+        // Claims from now on wait for their commit, and those written behind before are
+        // committed first: the store then tells what was handed over.
+        let _cancelling = Cancelling::start(&self.cancels, &self.bus);
+        self.store.flush_sends().await;
         let rows = self
             .store
             .cancel_send(sender, msg_id, email, contact)
@@ -352,8 +411,21 @@ impl Inbox {
     }
 
     /// Marks a SEND delivered unless it was cancelled; true if it may be handed over.
+    ///
+    /// On a relay alone (the only one on its store), while no CANCEL is under way here and
+    /// for a SEND stored after the last one ended, the SEND cannot have been cancelled: the
+    /// claim is true at once and its mark is written behind, with the next group of SENDs. A
+    /// CANCEL (and a stream that reads what is still queued) first waits for the marks queued
+    /// before it. If the relay dies before a mark is written, the message is handed over
+    /// again on the next connection (at least once, never lost). Otherwise, and always in a
+    /// cluster (a CANCEL may come through another relay), the claim waits for its commit.
     pub async fn claim(&self, seq: i64) -> Result<bool> {
-        let claimed = self.store.claim_send(seq).await?;
+        let behind = !self.bus.clustered() && {
+            let cancels = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
+            let after = u64::try_from(seq).is_ok_and(|seq| seq > cancels.done_at);
+            cancels.running == 0 && after && self.store.claim_send_later(seq)
+        };
+        let claimed = behind || self.store.claim_send(seq).await?;
         observe::sends(observe::SENDS_DELIVERED, usize::from(claimed));
         Ok(claimed)
     }
@@ -365,6 +437,8 @@ impl Inbox {
         contact: i64,
         after: Option<i64>,
     ) -> Result<Vec<SendRecord>> {
+        // Not again what was handed over with its mark not yet written.
+        self.store.flush_sends().await;
         Ok(self.store.pending_sends(email, contact, after).await?)
     }
 }

@@ -21,6 +21,7 @@ pub mod members;
 pub mod observe;
 pub mod operations;
 pub mod outgoing;
+mod send_order;
 pub mod sipapp;
 pub mod soap;
 pub mod store;

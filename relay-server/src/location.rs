@@ -233,16 +233,20 @@ impl Location {
     /// The state of `/login/{email}` as a stream's `state` event carries it.
     /// For an address of another domain watched through the upstream server: its presence.
     pub async fn state(&self, email: &str) -> Result<serde_json::Value> {
-        let now = now_ms();
-        let contacts = match self.contacts(email).await {
+        match self.views(email).await {
             Err(Error::NotFound(why)) => {
                 let foreign = self.foreign.as_ref().and_then(|f| f.state(email));
-                return foreign.ok_or(Error::NotFound(why));
+                foreign.ok_or(Error::NotFound(why))
             }
-            r => r?,
-        };
-        let list: Vec<Contact> = contacts.iter().map(|c| contact_view(c, now)).collect();
-        Ok(json!(list))
+            r => Ok(json!(r?)),
+        }
+    }
+
+    /// The live contacts of `email`, an account here, as the API shows them.
+    pub async fn views(&self, email: &str) -> Result<Vec<Contact>> {
+        let now = now_ms();
+        let contacts = self.contacts(email).await?;
+        Ok(contacts.iter().map(|c| contact_view(c, now)).collect())
     }
 
     /// Removes every expired contact, announcing each as removed with reason `expired`.

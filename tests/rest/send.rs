@@ -80,6 +80,120 @@ async fn send_reaches_every_live_contact_or_just_one() {
     );
 }
 
+/// SENDs from several senders at once to one live contact share group commits: each is
+/// answered, each arrives once and in the order of its id (what a stream that resumes after an
+/// id relies on), each is too late to cancel, and a new stream of the contact gets none again.
+#[tokio::test]
+async fn concurrent_sends_to_a_live_contact_arrive_once_each_in_id_order() {
+    const EACH: usize = 20;
+    let relay = Relay::default().await.unwrap();
+    let bob = relay.user("bob@example.net").await.unwrap();
+    let mut senders = Vec::new();
+    for name in ["alice", "carol", "dave"] {
+        senders.push(relay.user(&format!("{name}@example.net")).await.unwrap());
+    }
+    let id = bob.login(json!({})).await.unwrap();
+    let inbox = format!("/login/bob@example.net/{id}");
+    let mut stream = bob.ndjson(&inbox).await.unwrap();
+    assert_eq!(stream.next().await.unwrap().kind, EventKind::State);
+
+    let sends = senders.iter().flat_map(|s| {
+        let inbox = &inbox;
+        (0..EACH).map(move |n| s.request("SEND", inbox, Some(json!({"command": "im", "n": n}))))
+    });
+    let receipts = futures_util::future::join_all(sends).await;
+    let mut sent = std::collections::HashSet::new();
+    let mut order = Vec::new();
+    for receipt in receipts {
+        let receipt = receipt.unwrap();
+        assert_eq!(receipt.status, 200, "{}", receipt.body);
+        assert_eq!(receipt.body["deliveries"][0]["status"], "delivered");
+        let id = receipt.body["id"].as_str().unwrap().to_owned();
+        order.push(id.clone());
+        sent.insert(id);
+    }
+    assert_eq!(sent.len(), 3 * EACH);
+
+    let mut ids = Vec::new();
+    let mut got = std::collections::HashSet::new();
+    for _ in 0..3 * EACH {
+        let event = stream.next().await.unwrap();
+        assert_eq!(event.kind, EventKind::Message, "{event:?}");
+        ids.push(event.id);
+        assert!(
+            got.insert(event.data["id"].as_str().unwrap().to_owned()),
+            "twice: {event:?}"
+        );
+    }
+    assert_eq!(got, sent);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "out of order: {ids:?}");
+    assert!(stream
+        .next_within(std::time::Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_none());
+
+    // Delivered, so too late to cancel: the first and the last of each sender.
+    for (n, sender) in senders.iter().enumerate() {
+        for id in [&order[n * EACH], &order[n * EACH + EACH - 1]] {
+            sender
+                .request("CANCEL", &inbox, Some(json!({"id": id})))
+                .await
+                .unwrap()
+                .assert_problem(409, "conflict");
+        }
+    }
+    // Another stream of the contact: its state, and nothing handed over again.
+    let mut again = bob.sse(&inbox, None).await.unwrap();
+    assert_eq!(again.next().await.unwrap().kind, EventKind::State);
+    assert!(again
+        .next_within(std::time::Duration::from_millis(500))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+/// A sender's share of a contact's queue frees as soon as the contact has read the messages:
+/// the marks a stream writes behind count before the next SEND's check.
+#[tokio::test]
+async fn a_senders_share_frees_as_soon_as_the_contact_has_read_the_queue() {
+    let relay = Relay::start(&["--max-queued-per-sender", "3"])
+        .await
+        .unwrap();
+    let alice = relay.user("alice@example.net").await.unwrap();
+    let bob = relay.user("bob@example.net").await.unwrap();
+    for round in 0..5 {
+        // A login of its own each round: a queue of its own.
+        let id = bob.login(json!({})).await.unwrap();
+        let inbox = format!("/login/bob@example.net/{id}");
+        for n in 0..3 {
+            let res = alice
+                .request("SEND", &inbox, Some(json!({"n": n})))
+                .await
+                .unwrap();
+            assert_eq!(res.status, 200, "round {round}: {}", res.body);
+            assert_eq!(res.body["deliveries"][0]["status"], "queued");
+        }
+        alice
+            .request("SEND", &inbox, Some(json!({"n": 3})))
+            .await
+            .unwrap()
+            .assert_problem(429, "too-many-requests");
+        // Bob reads the three and goes away; alice's next SEND at once is within her share.
+        let mut stream = bob.ndjson(&inbox).await.unwrap();
+        assert_eq!(stream.next().await.unwrap().kind, EventKind::State);
+        for n in 0..3 {
+            assert_eq!(stream.next().await.unwrap().data["body"]["n"], n);
+        }
+        drop(stream);
+        let res = alice
+            .request("SEND", &inbox, Some(json!({"n": 4})))
+            .await
+            .unwrap();
+        assert_eq!(res.status, 200, "round {round}: {}", res.body);
+    }
+}
+
 #[tokio::test]
 async fn a_send_to_a_contact_without_a_stream_waits_and_can_be_cancelled() {
     let relay = Relay::default().await.unwrap();

@@ -56,14 +56,20 @@ pub(crate) async fn login_list(
     Path(email): Path<String>,
     watch_req: Watch,
 ) -> Result<Response, ApiError> {
-    let list = match state.location.state(&email).await {
+    // An account's contacts are serialized as they are; another domain's state (what its
+    // upstream server said) is JSON already.
+    let list = match state.location.views(&email).await {
+        Ok(views) => Json(views).into_response(),
         // An address of another domain: watched through the upstream server (SUBSCRIBE).
         Err(crate::error::Error::NotFound(_))
             if watch_req.is_stream() && state.location.foreign_watchable(&email).await? =>
         {
             return watch(&state, &caller, Topic::Login(email), watch_req);
         }
-        r => r?,
+        Err(crate::error::Error::NotFound(_)) => {
+            Json(state.location.state(&email).await?).into_response()
+        }
+        Err(e) => return Err(e.into()),
     };
     // The user's presence rule (owner, signed-in users, or those listed).
     if !state.location.may_watch(&email, Some(&caller.0)).await? {
@@ -75,7 +81,7 @@ pub(crate) async fn login_list(
     if watch_req.is_stream() {
         return watch(&state, &caller, Topic::Login(email), watch_req);
     }
-    Ok(Json(list).into_response())
+    Ok(list)
 }
 
 /// `GET /login/{email}/{id}`: the caller's own contact; streaming, what is SENT to it.

@@ -44,6 +44,9 @@ struct Inner {
     store: Arc<dyn Store>,
     /// Key for token signatures and cache keys; kept in the store so it survives restarts.
     secret: Vec<u8>,
+    /// HMAC keyed with `secret`, cloned for each use: the key's two hash blocks are made
+    /// once, not on every request.
+    keyed: HmacSha256,
     /// Token lifetime.
     token_ttl: Duration,
     /// Derives the SIP digest secrets stored with a password.
@@ -120,10 +123,14 @@ impl Auth {
             .await?
             .into_iter()
             .collect();
+        // HMAC accepts keys of any length.
+        let keyed =
+            HmacSha256::new_from_slice(&secret).unwrap_or_else(|_| unreachable!("any key length"));
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 secret,
+                keyed,
                 token_ttl,
                 secrets,
                 guesses: Guesses::default(),
@@ -373,9 +380,7 @@ impl Auth {
     }
 
     fn mac(&self) -> HmacSha256 {
-        // HMAC accepts keys of any length.
-        HmacSha256::new_from_slice(&self.inner.secret)
-            .unwrap_or_else(|_| unreachable!("any key length"))
+        self.inner.keyed.clone()
     }
 
     fn sign(&self, data: &[u8]) -> [u8; 32] {

@@ -7,13 +7,16 @@ mod contact_batch;
 mod dialogs;
 mod postgres;
 mod postgres_batch;
+mod postgres_sends;
 mod postgres_webhooks;
 mod query;
 mod rows;
+mod send_batch;
 mod sqlite;
 mod sqlite_batch;
 mod sqlite_caps;
 mod sqlite_health;
+mod sqlite_sends;
 mod sqlite_webhooks;
 
 use std::sync::Arc;
@@ -306,7 +309,8 @@ pub trait Store: Send + Sync + 'static {
         let _ = contact;
         false
     }
-    /// Waits until every update queued with [`Store::update_contact_later`] is written.
+    /// Waits until every update queued with [`Store::update_contact_later`] and every claim
+    /// queued with [`Store::claim_send_later`] is written.
     async fn flush(&self) {}
     /// One contact, expired or not.
     async fn contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>>;
@@ -362,6 +366,14 @@ pub trait Store: Send + Sync + 'static {
     async fn queued_from(&self, email: &str, contact: i64, sender: &str) -> StoreResult<usize>;
     /// Marks a SEND delivered unless it was cancelled; true if it may be handed over.
     async fn claim_send(&self, seq: i64) -> StoreResult<bool>;
+    /// Queues the mark of SEND `seq` as delivered without waiting for its commit; false when
+    /// this store cannot (or is too far behind), and the caller claims it with
+    /// [`Store::claim_send`]. Only for a SEND known not to be cancelled.
+    fn claim_send_later(&self, _seq: i64) -> bool {
+        false
+    }
+    /// Waits until every claim queued before with [`Store::claim_send_later`] is written.
+    async fn flush_sends(&self) {}
     /// SENDs for a contact: the queued ones, and with `after` also the delivered ones after it
     /// (a stream that resumes gets again what it may have lost in flight).
     async fn pending_sends(

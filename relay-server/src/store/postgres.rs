@@ -13,12 +13,14 @@ use sqlx::{PgPool, Row};
 
 use super::contact_batch::ContactWrites;
 use super::postgres_batch::{update_one, PgContacts};
+use super::postgres_sends::PgSends;
 use super::postgres_webhooks as webhooks;
 use super::query::{changed_one, fetch_record, fetch_records, insert_or_conflict};
 use super::rows::{
     call_row, contact_row, digest_row, mail_row, parse_status, participant_row, send_row,
     source_name, to_json, user_row,
 };
+use super::send_batch::SendWrites;
 use super::{
     CallRecord, ContactRecord, DigestRecord, MailCaps, MailRecord, MailboxFull, ParticipantRecord,
     Queued, SendRecord, Store, StoreError, StoreResult, UserRecord, WebhookEventRecord,
@@ -35,6 +37,8 @@ pub struct PostgresStore {
     pub(super) pool: PgPool,
     /// Contact updates, committed in groups.
     contact_writes: ContactWrites,
+    /// SENDs and their claims, committed in groups.
+    send_writes: SendWrites,
 }
 
 impl PostgresStore {
@@ -50,9 +54,11 @@ impl PostgresStore {
             .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         let contact_writes = ContactWrites::start(Arc::new(PgContacts(pool.clone())));
+        let send_writes = SendWrites::start(Arc::new(PgSends(pool.clone())));
         Ok(Self {
             pool,
             contact_writes,
+            send_writes,
         })
     }
 }
@@ -243,6 +249,7 @@ impl Store for PostgresStore {
 
     async fn flush(&self) {
         self.contact_writes.flush().await;
+        self.send_writes.flush().await;
     }
 
     async fn contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>> {
@@ -387,27 +394,7 @@ impl Store for PostgresStore {
     }
 
     async fn queue_sends(&self, sends: &[SendRecord]) -> StoreResult<()> {
-        let started = std::time::Instant::now();
-        let mut tx = self.pool.begin().await?;
-        for s in sends {
-            sqlx::query(
-                "INSERT INTO sends (seq, msg_id, sender, to_email, to_contact, target, body, sent, \
-                 status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued')",
-            )
-            .bind(s.seq)
-            .bind(&s.msg_id)
-            .bind(&s.sender)
-            .bind(&s.to_email)
-            .bind(s.to_contact)
-            .bind(&s.target)
-            .bind(to_json(&s.body))
-            .bind(s.sent)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        crate::observe::store_commit("sends", started.elapsed());
-        Ok(())
+        self.send_writes.queue(sends).await
     }
 
     async fn queued_count(&self, email: &str, contact: i64) -> StoreResult<usize> {
@@ -436,11 +423,15 @@ impl Store for PostgresStore {
     }
 
     async fn claim_send(&self, seq: i64) -> StoreResult<bool> {
-        let claim = sqlx::query(
-            "UPDATE sends SET status = 'delivered' WHERE seq = $1 AND status != 'cancelled'",
-        )
-        .bind(seq);
-        changed_one(claim, &self.pool).await
+        self.send_writes.claim(seq).await
+    }
+
+    fn claim_send_later(&self, seq: i64) -> bool {
+        self.send_writes.claim_later(seq)
+    }
+
+    async fn flush_sends(&self) {
+        self.send_writes.flush().await;
     }
 
     async fn pending_sends(

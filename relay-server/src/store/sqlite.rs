@@ -31,6 +31,8 @@ pub struct SqliteStore {
     pub(super) writer: SqlitePool,
     /// Contact updates, committed in groups through `writer`.
     contact_writes: super::contact_batch::ContactWrites,
+    /// SENDs and their claims, committed in groups through `writer`.
+    send_writes: super::send_batch::SendWrites,
 }
 
 impl SqliteStore {
@@ -50,8 +52,12 @@ impl SqliteStore {
                 std::fs::create_dir_all(parent)?;
             }
         }
+        // No ping before each use (sqlx's default): a connection to a file in this process
+        // cannot have hung up, and the ping was one more round trip to SQLite's thread per
+        // statement or group.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
@@ -61,16 +67,19 @@ impl SqliteStore {
             return Ok(Self {
                 pool: writer.clone(),
                 contact_writes: contact_writes(&writer),
+                send_writes: send_writes(&writer),
                 writer,
             });
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         Ok(Self {
             pool,
             contact_writes: contact_writes(&writer),
+            send_writes: send_writes(&writer),
             writer,
         })
     }
@@ -80,6 +89,12 @@ impl SqliteStore {
 fn contact_writes(writer: &SqlitePool) -> super::contact_batch::ContactWrites {
     let contacts = super::sqlite_batch::SqliteContacts(writer.clone());
     super::contact_batch::ContactWrites::start(std::sync::Arc::new(contacts))
+}
+
+/// The group commit of SENDs and claims, writing through `writer`.
+fn send_writes(writer: &SqlitePool) -> super::send_batch::SendWrites {
+    let sends = super::sqlite_sends::SqliteSends(writer.clone());
+    super::send_batch::SendWrites::start(std::sync::Arc::new(sends))
 }
 
 /// Names in the log the accounts that migration 0005 could not put in canonical form (a
@@ -283,6 +298,7 @@ impl Store for SqliteStore {
 
     async fn flush(&self) {
         self.contact_writes.flush().await;
+        self.send_writes.flush().await;
     }
 
     async fn contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>> {
@@ -425,27 +441,7 @@ impl Store for SqliteStore {
     }
 
     async fn queue_sends(&self, sends: &[SendRecord]) -> StoreResult<()> {
-        let started = std::time::Instant::now();
-        let mut tx = self.writer.begin().await?;
-        for s in sends {
-            sqlx::query(
-                "INSERT INTO sends (seq, msg_id, sender, to_email, to_contact, target, body, sent, status) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued')",
-            )
-            .bind(s.seq)
-            .bind(&s.msg_id)
-            .bind(&s.sender)
-            .bind(&s.to_email)
-            .bind(s.to_contact)
-            .bind(&s.target)
-            .bind(to_json(&s.body))
-            .bind(s.sent)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        crate::observe::store_commit("sends", started.elapsed());
-        Ok(())
+        self.send_writes.queue(sends).await
     }
 
     async fn queued_count(&self, email: &str, contact: i64) -> StoreResult<usize> {
@@ -464,11 +460,15 @@ impl Store for SqliteStore {
     }
 
     async fn claim_send(&self, seq: i64) -> StoreResult<bool> {
-        let claim = sqlx::query(
-            "UPDATE sends SET status = 'delivered' WHERE seq = ? AND status != 'cancelled'",
-        )
-        .bind(seq);
-        changed_one(claim, &self.writer).await
+        self.send_writes.claim(seq).await
+    }
+
+    fn claim_send_later(&self, seq: i64) -> bool {
+        self.send_writes.claim_later(seq)
+    }
+
+    async fn flush_sends(&self) {
+        self.send_writes.flush().await;
     }
 
     async fn pending_sends(
