@@ -14,6 +14,7 @@
 //! Unavailable (relay lost)") for its call to a phone, `cancel` ([`RELAY_LOST`]) for a phone's
 //! call to it, whose call context is deleted.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -126,14 +127,37 @@ impl Kept {
     }
 }
 
+impl Change {
+    fn call_id(&self) -> &str {
+        match self {
+            Change::Keep(call_id, _) | Change::Drop(call_id) => call_id,
+        }
+    }
+}
+
 async fn write(store: Arc<dyn Store>, node: String, mut changes: mpsc::UnboundedReceiver<Change>) {
-    while let Some(change) = changes.recv().await {
-        let done = match &change {
-            Change::Keep(call_id, record) => store.keep_dialog(call_id, &node, record).await,
-            Change::Drop(call_id) => store.drop_dialog(call_id).await,
-        };
-        if let Err(e) = done {
-            tracing::warn!(error = %e, "a call's dialog was not kept in the store");
+    while let Some(first) = changes.recv().await {
+        // What queued meanwhile (a call kept ringing, then answered) is written at once, the
+        // last change of each call only: a backlog does not delay an answered call's record.
+        let mut batch = vec![first];
+        while let Ok(more) = changes.try_recv() {
+            batch.push(more);
+        }
+        let mut seen = HashSet::new();
+        let mut last: Vec<&Change> = batch
+            .iter()
+            .rev()
+            .filter(|c| seen.insert(c.call_id()))
+            .collect();
+        last.reverse();
+        for change in last {
+            let done = match change {
+                Change::Keep(call_id, record) => store.keep_dialog(call_id, &node, record).await,
+                Change::Drop(call_id) => store.drop_dialog(call_id).await,
+            };
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "a call's dialog was not kept in the store");
+            }
         }
     }
 }

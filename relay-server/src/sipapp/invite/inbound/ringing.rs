@@ -206,14 +206,14 @@ impl Invites {
             }
         };
         lock(&self.inner.pending).remove(&id);
-        // Answered, it is kept again as such.
-        self.inner.kept.forget(&call_id);
         let cancel = |reason: &str| {
             let mut cancel = message("cancel", id, &call_id);
             cancel["reason"] = json!(reason);
             cancel
         };
         if !matches!(answer, Ok(Some(Answer::Accept(..)))) {
+            // Not kept ringing any longer (an answered call is kept again as such).
+            self.inner.kept.forget(&call_id);
             // The call is over: its context is gone before anyone hears so.
             self.forget_context(&call.id, &callee).await;
             self.inner.reneg.ended(&call_id, media);
@@ -365,6 +365,7 @@ impl Invites {
                 }
             } else {
                 self.inner.reneg.ended(&call_id, media);
+                self.inner.kept.forget(&call_id);
             }
         }
         let data = responder.reply(ok);
