@@ -3,7 +3,9 @@
 //! them at once (480) once it sees A gone, instead of sending them to a relay that never
 //! answers; the phone's next REGISTER goes to B, which then holds its flow and reaches it.
 //! A call between a web user and a phone whose dialog A held (either side calling) ends cleanly
-//! when A dies: B sends the phone a BYE and the web user a `bye` ("relay lost").
+//! when A dies: B sends the phone a BYE and the web user a `bye` ("relay lost"). A call still
+//! ringing when A dies ends too: B cancels the INVITE A sent the phone (the web user gets a
+//! `reject`), or answers the phone's INVITE A held with 503 (the web user gets a `cancel`).
 
 use std::time::{Duration, Instant};
 
@@ -100,15 +102,24 @@ struct Answered {
     call_id: String,
 }
 
-async fn answered_call(test: &str) -> Answered {
-    let mut cluster = Cluster::start(test, &["a", "b"], &[]).await.unwrap();
+/// Relays A and B of a cluster started with `flags`; alice's UDP phone registered at A, bob
+/// streaming his contact at B.
+struct PhoneAtA {
+    cluster: Cluster,
+    a: restsip_e2e::Relay,
+    b: restsip_e2e::Relay,
+    phone: Agent,
+    inbox: restsip_e2e::EventStream,
+}
+
+async fn phone_at_a(test: &str, flags: &[&str]) -> PhoneAtA {
+    let mut cluster = Cluster::start(test, &["a", "b"], flags).await.unwrap();
     let b = cluster.relays.pop().unwrap();
     let a = cluster.relays.pop().unwrap();
     a.user(ALICE).await.unwrap();
     b.user(BOB).await.unwrap();
     let phone = Agent::new(&a, Transport::Udp).await;
     assert_eq!(phone.register(ALICE).await, "SIP/2.0 200 OK");
-    // Bob streams his contact at B.
     let bob_b = on(&b, BOB);
     let contact = bob_b.login(json!({})).await.unwrap();
     let mut inbox = bob_b
@@ -116,9 +127,21 @@ async fn answered_call(test: &str) -> Answered {
         .await
         .unwrap();
     assert_eq!(inbox.next().await.unwrap().kind, EventKind::State);
+    PhoneAtA {
+        cluster,
+        a,
+        b,
+        phone,
+        inbox,
+    }
+}
 
-    // Bob calls the phone through A (A holds the dialog); the phone answers.
-    let bob_a = on(&a, BOB);
+/// Bob calls alice's phone through A (A holds the INVITE): the receipt of his SEND, once
+/// the phone has the INVITE, and the INVITE.
+async fn bob_calls_the_phone_via_a(
+    at: &PhoneAtA,
+) -> (tokio::task::JoinHandle<restsip_e2e::Reply>, String) {
+    let bob_a = on(&at.a, BOB);
     let invite = json!({"command": "invite", "url": "/call/over-a", "id": "c1"});
     let receipt = tokio::spawn(async move {
         bob_a
@@ -126,7 +149,21 @@ async fn answered_call(test: &str) -> Answered {
             .await
             .unwrap()
     });
-    let invite = phone.next("INVITE ").await;
+    let invite = at.phone.next("INVITE ").await;
+    (receipt, invite)
+}
+
+async fn answered_call(test: &str) -> Answered {
+    let at = phone_at_a(test, &[]).await;
+    // Bob calls the phone through A (A holds the dialog); the phone answers.
+    let (receipt, invite) = bob_calls_the_phone_via_a(&at).await;
+    let PhoneAtA {
+        cluster,
+        a,
+        b,
+        phone,
+        mut inbox,
+    } = at;
     let mut ok = "SIP/2.0 200 OK\r\n".to_owned();
     for name in ["Via", "From", "Call-ID", "CSeq"] {
         for line in header_lines(&invite, name) {
@@ -314,4 +351,128 @@ async fn a_call_from_a_phone_whose_relay_is_killed_ends_for_both_and_its_context
         "{url} outlived its call: {}",
         context.body
     );
+}
+
+/// The first header line named `name` of `msg`.
+fn first(msg: &str, name: &str) -> String {
+    header_lines(msg, name).remove(0)
+}
+
+#[tokio::test]
+async fn a_call_to_a_phone_ringing_when_its_relay_is_killed_is_cancelled_and_rejected() {
+    let mut at = phone_at_a("ringing-out-failover", &[]).await;
+    let (receipt, invite) = bob_calls_the_phone_via_a(&at).await;
+    at.phone
+        .answer(&invite, "180 Ringing", Some("phone-ringing"), "", "")
+        .await;
+    let receipt = receipt.await.unwrap();
+    assert_eq!(receipt.status, 200, "{}", receipt.body);
+    let ringing = at.inbox.next().await.unwrap();
+    assert_eq!(
+        ringing.data["body"]["command"], "ringing",
+        "{}",
+        ringing.data
+    );
+
+    at.a.kill().await.unwrap();
+    // B finds A gone and sends the phone the CANCEL of A's INVITE (RFC 3261 §9.1).
+    let cancel = at.phone.next("CANCEL ").await;
+    let uri = invite
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("INVITE ")
+        .unwrap();
+    assert!(cancel.starts_with(&format!("CANCEL {uri}\r\n")), "{cancel}");
+    assert_eq!(first(&cancel, "Via"), first(&invite, "Via"), "same branch");
+    for name in ["From", "To", "Call-ID"] {
+        assert_eq!(first(&cancel, name), first(&invite, name), "{cancel}");
+    }
+    let seq = first(&invite, "CSeq").replace("INVITE", "CANCEL");
+    assert_eq!(first(&cancel, "CSeq"), seq, "{cancel}");
+    // Bob is told his call failed, as when a phone vanishes before it answers.
+    let ended = at.inbox.next().await.unwrap();
+    assert_eq!(ended.data["from"], ALICE, "{}", ended.data);
+    assert_eq!(ended.data["body"]["command"], "reject", "{}", ended.data);
+    assert_eq!(ended.data["body"]["code"], 503, "{}", ended.data);
+    assert_eq!(
+        ended.data["body"]["reason"], "Service Unavailable (relay lost)",
+        "{}",
+        ended.data
+    );
+    assert_eq!(ended.data["body"]["id"], "c1", "{}", ended.data);
+    let call_id = first(&invite, "Call-ID");
+    let call_id = call_id.strip_prefix("Call-ID: ").unwrap();
+    assert_eq!(
+        ended.data["body"]["sip"]["callId"], call_id,
+        "{}",
+        ended.data
+    );
+    // Once.
+    let again = at.inbox.next_within(Duration::from_secs(2)).await.unwrap();
+    assert!(again.is_none(), "{again:?}");
+}
+
+#[tokio::test]
+async fn a_call_from_a_phone_ringing_when_its_relay_is_killed_gets_503_and_a_cancel() {
+    let flags = ["--sip-sdp-passthrough", "on"];
+    let mut at = phone_at_a("ringing-in-failover", &flags).await;
+    // The phone calls bob through A; bob's page at B has the invite, the phone hears 180.
+    let call_id = "ringing-in-over-a";
+    let req = Request {
+        content_type: "application/sdp",
+        body: PHONE_OFFER,
+        ..Request::new("INVITE", ALICE, BOB)
+    };
+    let invite = at.phone.text(&req, call_id, 1, "");
+    at.phone.send(&invite).await;
+    let invited = at.inbox.next().await.unwrap();
+    assert_eq!(
+        invited.data["body"]["command"], "invite",
+        "{}",
+        invited.data
+    );
+    let id = invited.data["body"]["id"].clone();
+    let url = invited.data["body"]["url"].as_str().unwrap().to_owned();
+    let ringing = at.phone.next("SIP/2.0 180").await;
+    let bob_b = on(&at.b, BOB);
+    assert_eq!(bob_b.get(&url).await.unwrap().status, 200, "{url}");
+
+    at.a.kill().await.unwrap();
+    // B answers the INVITE A held: 503, matched by its branch, in the early dialog's tag.
+    let lost = at.phone.next("SIP/2.0 503").await;
+    assert_eq!(
+        lost.lines().next().unwrap(),
+        "SIP/2.0 503 Service Unavailable (relay lost)"
+    );
+    let via = first(&invite, "Via");
+    let branch = via
+        .split(";branch=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    assert!(
+        first(&lost, "Via").contains(&format!(";branch={branch}")),
+        "{lost}"
+    );
+    for name in ["From", "Call-ID", "CSeq"] {
+        assert_eq!(first(&lost, name), first(&invite, name), "{lost}");
+    }
+    assert_eq!(first(&lost, "To"), first(&ringing, "To"), "the 180's tag");
+    // Bob's page is told the call is off, and the call context A made is gone.
+    let ended = at.inbox.next().await.unwrap();
+    assert_eq!(ended.data["from"], ALICE, "{}", ended.data);
+    assert_eq!(ended.data["body"]["command"], "cancel", "{}", ended.data);
+    assert_eq!(ended.data["body"]["reason"], "relay lost", "{}", ended.data);
+    assert_eq!(ended.data["body"]["id"], id, "{}", ended.data);
+    let context = bob_b.get(&url).await.unwrap();
+    assert_eq!(
+        context.status, 404,
+        "{url} outlived its call: {}",
+        context.body
+    );
+    let again = at.inbox.next_within(Duration::from_secs(2)).await.unwrap();
+    assert!(again.is_none(), "{again:?}");
 }

@@ -4,7 +4,17 @@
 //! one by one relay) and end those calls: a BYE to the phone from their own SIP socket, a
 //! `bye` with the reason [`RELAY_LOST`] to the web user, and the call context a phone's call
 //! made is deleted.
+//!
+//! A call still ringing is kept too, from its INVITE until it is answered or ends, with the
+//! message that ends it for the phone, built by the relay holding it: the CANCEL of its
+//! INVITE (a web user calling a phone; the phone matches it by the INVITE's branch), or a
+//! final `503` to the phone's INVITE (a phone calling a web user; the phone matches it by its
+//! branch). The relays left send it to the phone from their own SIP socket (a few times over
+//! UDP: its answer goes to the dead relay) and tell the web user: `reject` (503, "Service
+//! Unavailable (relay lost)") for its call to a phone, `cancel` ([`RELAY_LOST`]) for a phone's
+//! call to it, whose call context is deleted.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -16,8 +26,9 @@ use crate::members::Members;
 use crate::store::Store;
 use restsip_sip::dialog::InDialog;
 use restsip_sip::endpoint::WeakEndpoint;
-use restsip_sip::message::Method;
+use restsip_sip::message::{Method, SipMessage};
 use restsip_sip::outgoing;
+use restsip_sip::transaction::consts::T1;
 use restsip_sip::transport::{Peer, Transport};
 
 /// The reason of the `bye` a web user gets when the relay holding the call's signalling died.
@@ -40,6 +51,23 @@ pub(super) struct KeptCall<'a> {
     pub dialog: InDialog<'a>,
     /// The CSeq of the relay's last request in it.
     pub cseq: u32,
+}
+
+/// A call still ringing as kept.
+pub(super) struct RingingCall<'a> {
+    /// The web user.
+    pub web: &'a str,
+    /// The phone's user.
+    pub phone: &'a str,
+    /// The id the web user's messages of the call carry.
+    pub id: Value,
+    /// The call context the relay made for it (`/call/{context}`), if any.
+    pub context: Option<&'a str>,
+    /// What ends it for the phone: the CANCEL of the relay's INVITE to it, or the final
+    /// response to its INVITE.
+    pub end: &'a SipMessage,
+    /// Where that goes.
+    pub peer: Peer,
 }
 
 /// A change of the kept calls, applied in order.
@@ -78,7 +106,20 @@ impl Kept {
         let _ = changes.send(Change::Keep(call_id.to_owned(), record));
     }
 
-    /// Forgets call `call_id` (it ended).
+    /// Keeps call `call_id`, still ringing (until [`Kept::keep`] or [`Kept::forget`]).
+    pub(super) fn ringing(&self, call_id: &str, call: RingingCall<'_>) {
+        let Some(changes) = &self.changes else { return };
+        let to_phone = call.end.method().is_some();
+        let record = json!({
+            "ringing": if to_phone { "to-phone" } else { "from-phone" },
+            "web": call.web, "phone": call.phone, "id": call.id, "context": call.context,
+            "end": String::from_utf8_lossy(&call.end.to_bytes()),
+            "transport": call.peer.transport.name(), "addr": call.peer.addr.to_string(),
+        });
+        let _ = changes.send(Change::Keep(call_id.to_owned(), record));
+    }
+
+    /// Forgets call `call_id` (it ended, or was answered: kept again as such).
     pub(super) fn forget(&self, call_id: &str) {
         if let Some(changes) = &self.changes {
             let _ = changes.send(Change::Drop(call_id.to_owned()));
@@ -86,14 +127,37 @@ impl Kept {
     }
 }
 
+impl Change {
+    fn call_id(&self) -> &str {
+        match self {
+            Change::Keep(call_id, _) | Change::Drop(call_id) => call_id,
+        }
+    }
+}
+
 async fn write(store: Arc<dyn Store>, node: String, mut changes: mpsc::UnboundedReceiver<Change>) {
-    while let Some(change) = changes.recv().await {
-        let done = match &change {
-            Change::Keep(call_id, record) => store.keep_dialog(call_id, &node, record).await,
-            Change::Drop(call_id) => store.drop_dialog(call_id).await,
-        };
-        if let Err(e) = done {
-            tracing::warn!(error = %e, "a call's dialog was not kept in the store");
+    while let Some(first) = changes.recv().await {
+        // What queued meanwhile (a call kept ringing, then answered) is written at once, the
+        // last change of each call only: a backlog does not delay an answered call's record.
+        let mut batch = vec![first];
+        while let Ok(more) = changes.try_recv() {
+            batch.push(more);
+        }
+        let mut seen = HashSet::new();
+        let mut last: Vec<&Change> = batch
+            .iter()
+            .rev()
+            .filter(|c| seen.insert(c.call_id()))
+            .collect();
+        last.reverse();
+        for change in last {
+            let done = match change {
+                Change::Keep(call_id, record) => store.keep_dialog(call_id, &node, record).await,
+                Change::Drop(call_id) => store.drop_dialog(call_id).await,
+            };
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "a call's dialog was not kept in the store");
+            }
         }
     }
 }
@@ -142,22 +206,16 @@ impl Ending {
     async fn end(self, call_id: String, record: Value) {
         let call_id = call_id.as_str();
         let text = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or_default();
-        let (web, phone) = (text("web"), text("phone"));
-        if !web.is_empty() {
-            let bye = json!({
-                "command": "bye", "reason": RELAY_LOST, "id": record.get("id"),
-                "sip": {"callId": call_id},
-            });
-            if let Err(e) = self.inbox.send(phone, web, None, bye).await {
-                tracing::debug!(error = %e, "the end of a call not delivered to {web}");
-            }
-            let context = text("context");
-            if !context.is_empty() {
-                if let Err(e) = self.calls.delete(context, web).await {
-                    tracing::debug!(error = %e, "call context not deleted");
-                }
-            }
-        }
+        let ringing = text("ringing");
+        let told = match ringing {
+            "to-phone" => json!({
+                "command": "reject", "code": 503,
+                "reason": format!("Service Unavailable ({RELAY_LOST})"),
+            }),
+            "from-phone" => json!({"command": "cancel", "reason": RELAY_LOST}),
+            _ => json!({"command": "bye", "reason": RELAY_LOST}),
+        };
+        self.tell(call_id, &record, told).await;
         let transport = match text("transport") {
             "TCP" => Transport::Tcp,
             "TLS" => Transport::Tls,
@@ -166,6 +224,11 @@ impl Ending {
         let Ok(addr) = text("addr").parse() else {
             return;
         };
+        let peer = Peer { transport, addr };
+        if !ringing.is_empty() {
+            self.resend(call_id, text("end"), peer).await;
+            return;
+        }
         let routes: Vec<String> = record
             .get("routes")
             .and_then(|r| serde_json::from_value(r.clone()).ok())
@@ -177,7 +240,7 @@ impl Ending {
             remote: text("remote"),
             target: text("target"),
             routes: &routes,
-            peer: Peer { transport, addr },
+            peer,
         };
         let seq = u32::try_from(cseq).unwrap_or(1).saturating_add(CSEQ_MARGIN);
         let Some(req) = d.request(Method::BYE, seq, self.endpoint.listen()) else {
@@ -193,6 +256,49 @@ impl Ending {
             call_id,
             code = status.code,
             "BYE to the phone of a gone relay's call"
+        );
+    }
+
+    /// Tells the web user of call `call_id` (kept as `record`) that it ended, with `body`
+    /// (the call's id and Call-ID added), once the call context made for it is deleted.
+    async fn tell(&self, call_id: &str, record: &Value, mut body: Value) {
+        let text = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or_default();
+        let (web, phone) = (text("web"), text("phone"));
+        if web.is_empty() {
+            return;
+        }
+        // The call context is gone before the web user hears the call ended.
+        let context = text("context");
+        if !context.is_empty() {
+            if let Err(e) = self.calls.delete(context, web).await {
+                tracing::debug!(error = %e, "call context not deleted");
+            }
+        }
+        body["id"] = record.get("id").cloned().unwrap_or(Value::Null);
+        body["sip"] = json!({ "callId": call_id });
+        if let Err(e) = self.inbox.send(phone, web, None, body).await {
+            tracing::debug!(error = %e, "the end of a call not delivered to {web}");
+        }
+    }
+
+    /// Sends the phone of a ringing call `call_id` the message `end` that ends it, as its
+    /// dead relay built it: at once, then again after T1 and 2×T1 (its answer, if any, goes
+    /// to the dead relay, so nothing here stops the retransmissions sooner).
+    async fn resend(&self, call_id: &str, end: &str, peer: Peer) {
+        if end.is_empty() {
+            return;
+        }
+        let data = bytes::Bytes::from(end.as_bytes().to_vec());
+        for wait in [0, 1, 2] {
+            tokio::time::sleep(T1 * wait).await;
+            let Some(endpoint) = self.endpoint.upgrade() else {
+                return;
+            };
+            endpoint.send_to(peer, data.clone());
+        }
+        tracing::info!(
+            call_id,
+            "a ringing call of a gone relay ended for its phone"
         );
     }
 }

@@ -131,6 +131,26 @@ impl Invites {
                 tag: tag.clone(),
             },
         );
+        // Kept for the other relays while it rings (in a cluster), with the final response
+        // that ends it for the phone should this relay die.
+        let lost = Reply::new(
+            503,
+            format!(
+                "Service Unavailable ({})",
+                super::super::failover::RELAY_LOST
+            ),
+        )
+        .with_to_tag(tag.clone());
+        let lost = restsip_sip::response::build(req, Some(responder.top()), &lost, &tag);
+        let ringing = super::super::failover::RingingCall {
+            web: &callee,
+            phone: &caller,
+            id: json!(id),
+            context: Some(&call.id),
+            end: &lost,
+            peer: responder.peer(),
+        };
+        self.inner.kept.ringing(&call_id, ringing);
         let mut body = message("invite", id, &call_id);
         body["from"] = json!(caller);
         body["sip"]["authenticated"] = json!(authenticated);
@@ -159,6 +179,7 @@ impl Invites {
         }
         if reached.is_empty() {
             lock(&self.inner.pending).remove(&id);
+            self.inner.kept.forget(&call_id);
             self.inner.reneg.ended(&call_id, media);
             self.forget_context(&call.id, &callee).await;
             return Some(if busy {
@@ -191,6 +212,8 @@ impl Invites {
             cancel
         };
         if !matches!(answer, Ok(Some(Answer::Accept(..)))) {
+            // Not kept ringing any longer (an answered call is kept again as such).
+            self.inner.kept.forget(&call_id);
             // The call is over: its context is gone before anyone hears so.
             self.forget_context(&call.id, &callee).await;
             self.inner.reneg.ended(&call_id, media);
@@ -342,6 +365,7 @@ impl Invites {
                 }
             } else {
                 self.inner.reneg.ended(&call_id, media);
+                self.inner.kept.forget(&call_id);
             }
         }
         let data = responder.reply(ok);

@@ -138,6 +138,24 @@ impl Outgoing {
         self.inner.kept.keep(call_id, kept);
     }
 
+    /// Keeps the ringing leg `call_id` for the other relays (in a cluster): the CANCEL of its
+    /// INVITE, which stops the phone ringing.
+    fn keep_ringing(&self, call_id: &str, call: &Call) {
+        let Leg::Ringing(invite) = &call.leg else {
+            return;
+        };
+        let cancel = placed::cancel_of(invite);
+        let ringing = super::failover::RingingCall {
+            web: &call.sender,
+            phone: &call.callee,
+            id: call.id.clone(),
+            context: None,
+            end: &cancel,
+            peer: call.peer,
+        };
+        self.inner.kept.ringing(call_id, ringing);
+    }
+
     /// Forgets call `call_id` for the other relays (it ended).
     fn drop_dialog(&self, call_id: &str) {
         self.inner.kept.forget(call_id);
@@ -349,20 +367,19 @@ impl Outgoing {
             return failed(503, "Service Unavailable (request could not be sent)");
         };
         let id = body.get("id").cloned().unwrap_or(Value::Null);
-        self.lock().insert(
-            call_id.clone(),
-            Call {
-                sender: sender.to_owned(),
-                callee,
-                id,
-                peer,
-                leg: Leg::Ringing(req),
-                since: now_ms(),
-                told: false,
-                gone: false,
-                media,
-            },
-        );
+        let call = Call {
+            sender: sender.to_owned(),
+            callee,
+            id,
+            peer,
+            leg: Leg::Ringing(req),
+            since: now_ms(),
+            told: false,
+            gone: false,
+            media,
+        };
+        self.keep_ringing(&call_id, &call);
+        self.lock().insert(call_id.clone(), call);
         let ring = self.inner.timers.ring;
         if !ring.is_zero() {
             let (this, call_id) = (self.clone(), call_id.clone());

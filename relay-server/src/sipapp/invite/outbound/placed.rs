@@ -3,6 +3,30 @@
 
 use super::*;
 
+/// The CANCEL of `invite` (§9.1): its Request-URI, Via, Route, From, To, Call-ID and CSeq
+/// number; the phone matches it by the top Via's branch.
+pub(super) fn cancel_of(invite: &SipMessage) -> SipMessage {
+    let mut cancel = SipMessage {
+        start: match &invite.start {
+            StartLine::Request { uri, .. } => StartLine::Request {
+                method: Method::CANCEL,
+                uri: uri.clone(),
+            },
+            other => other.clone(),
+        },
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    for name in ["Via", "Route", "Max-Forwards", "From", "To", "Call-ID"] {
+        for v in invite.headers_named(name) {
+            cancel.push(name, v.to_owned());
+        }
+    }
+    let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
+    cancel.push("CSeq", format!("{seq} CANCEL"));
+    cancel
+}
+
 impl Outgoing {
     /// Probes an answered leg with OPTIONS every keep-alive interval until it ends; a phone
     /// that is gone ends it (the sender gets a `bye` with the reason).
@@ -98,24 +122,7 @@ impl Outgoing {
         else {
             return false;
         };
-        let mut cancel = SipMessage {
-            start: match &invite.start {
-                StartLine::Request { uri, .. } => StartLine::Request {
-                    method: Method::CANCEL,
-                    uri: uri.clone(),
-                },
-                other => other.clone(),
-            },
-            headers: Vec::new(),
-            body: Vec::new(),
-        };
-        for name in ["Via", "Route", "Max-Forwards", "From", "To", "Call-ID"] {
-            for v in invite.headers_named(name) {
-                cancel.push(name, v.to_owned());
-            }
-        }
-        let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
-        cancel.push("CSeq", format!("{seq} CANCEL"));
+        let cancel = cancel_of(invite);
         let peer = *peer;
         drop(calls);
         self.send(&cancel, peer)
@@ -135,9 +142,7 @@ impl Outgoing {
             return false;
         };
         self.inner.reneg.ended(call_id, call.media);
-        if matches!(call.leg, Leg::Up { .. }) {
-            self.drop_dialog(call_id);
-        }
+        self.drop_dialog(call_id);
         let Some((d, cseq)) = call.dialog(call_id) else {
             return false;
         };
@@ -308,6 +313,7 @@ impl Outgoing {
         let endpoint = weak.upgrade()?;
         let rx = endpoint.client().send(&again, call.peer)?;
         call.leg = Leg::Ringing(again);
+        self.keep_ringing(call_id, call);
         Some(rx)
     }
 }

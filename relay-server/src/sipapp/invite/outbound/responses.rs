@@ -216,9 +216,7 @@ impl Outgoing {
             if end {
                 if let Some(c) = calls.remove(call_id) {
                     self.inner.reneg.ended(call_id, c.media);
-                    if matches!(c.leg, Leg::Up { .. }) {
-                        self.drop_dialog(call_id);
-                    }
+                    self.drop_dialog(call_id);
                 }
             }
             found
