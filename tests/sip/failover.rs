@@ -476,3 +476,150 @@ async fn a_call_from_a_phone_ringing_when_its_relay_is_killed_gets_503_and_a_can
     let again = at.inbox.next_within(Duration::from_secs(2)).await.unwrap();
     assert!(again.is_none(), "{again:?}");
 }
+
+/// A call between two UDP phones, both registered at relay A of a cluster, which A
+/// Record-Routed: answered and ACKed.
+struct ProxiedCall {
+    _cluster: Cluster,
+    a: restsip_e2e::Relay,
+    b: restsip_e2e::Relay,
+    caller: Agent,
+    callee: Agent,
+    /// The INVITE as the callee got it.
+    invite: String,
+}
+
+/// Bob's phone calls alice's through A (Call-ID `test`); alice's answers with the tag
+/// `callee-tag`, bob's ACKs.
+async fn proxied_call(test: &str) -> ProxiedCall {
+    let mut cluster = Cluster::start(test, &["a", "b"], &[]).await.unwrap();
+    let b = cluster.relays.pop().unwrap();
+    let a = cluster.relays.pop().unwrap();
+    a.user(ALICE).await.unwrap();
+    a.user(BOB).await.unwrap();
+    let callee = Agent::new(&a, Transport::Udp).await;
+    assert_eq!(callee.register(ALICE).await, "SIP/2.0 200 OK");
+    let caller = Agent::new(&a, Transport::Udp).await;
+    assert_eq!(caller.register(BOB).await, "SIP/2.0 200 OK");
+    let req = Request {
+        content_type: "application/sdp",
+        body: PHONE_OFFER,
+        ..Request::new("INVITE", BOB, ALICE)
+    };
+    let (answer, invite) = tokio::join!(caller.final_response(&req, test), async {
+        let invite = callee.next("INVITE ").await;
+        let contact = format!("Contact: {}\r\n", callee.contact());
+        callee
+            .answer(&invite, "200 OK", Some("callee-tag"), &contact, PHONE_OFFER)
+            .await;
+        invite
+    });
+    assert_eq!(answer.lines().next(), Some("SIP/2.0 200 OK"), "{answer}");
+    assert_eq!(
+        header_lines(&invite, "Record-Route").len(),
+        1,
+        "A's: {invite}"
+    );
+    caller.send(&caller.ack_of(&answer)).await;
+    callee.next("ACK ").await;
+    ProxiedCall {
+        _cluster: cluster,
+        a,
+        b,
+        caller,
+        callee,
+        invite,
+    }
+}
+
+/// Alice's and bob's UDP phones both registered at A; bob's calls alice's through A (which
+/// Record-Routes it), answered and ACKed. A is killed: B sends each phone a BYE in the
+/// call's dialog, from its own socket.
+#[tokio::test]
+async fn a_call_between_two_phones_proxied_by_a_killed_relay_ends_for_both() {
+    let ProxiedCall {
+        _cluster,
+        mut a,
+        b,
+        mut caller,
+        mut callee,
+        invite,
+    } = proxied_call("proxied-failover").await;
+
+    a.kill().await.unwrap();
+    // B finds A gone (its id slot unrenewed for 4 s) and sends each phone a BYE.
+    caller.towards(&b);
+    callee.towards(&b);
+    let via = format!("127.0.0.1:{}", b.sip.unwrap().port());
+    let caller_from = header_lines(&invite, "From").remove(0);
+    let caller_tag = caller_from.split(";tag=").nth(1).unwrap().to_owned();
+    // To each phone, To is that phone's side (its own tag), From the other's.
+    for (phone, own, other) in [
+        (&caller, caller_tag.as_str(), "callee-tag"),
+        (&callee, "callee-tag", caller_tag.as_str()),
+    ] {
+        let bye = tokio::time::timeout(Duration::from_secs(12), phone.next("BYE "))
+            .await
+            .expect("a BYE within 12 s");
+        phone.ok(&bye).await;
+        assert!(
+            header_lines(&bye, "Via")[0].contains(&via),
+            "from B ({via}): {bye}"
+        );
+        assert!(
+            bye.starts_with(&format!(
+                "BYE {} SIP/2.0",
+                phone.contact().trim_matches(['<', '>'])
+            )),
+            "to the phone's Contact: {bye}"
+        );
+        assert_eq!(
+            header_lines(&bye, "Call-ID"),
+            ["Call-ID: proxied-failover"],
+            "{bye}"
+        );
+        let to = &header_lines(&bye, "To")[0];
+        let from = &header_lines(&bye, "From")[0];
+        assert!(
+            to.ends_with(&format!(";tag={own}")) && from.ends_with(&format!(";tag={other}")),
+            "in the dialog: {bye}"
+        );
+    }
+    // Once: no other relay ends it again.
+    for phone in [&caller, &callee] {
+        assert!(phone
+            .next_within(Duration::from_millis(1500))
+            .await
+            .is_none());
+    }
+}
+
+/// A proxied call hung up through A (the callee's BYE, answered) is not ended again when A
+/// dies: B sends neither phone anything.
+#[tokio::test]
+async fn a_proxied_call_hung_up_before_its_relay_dies_is_left_alone() {
+    let ProxiedCall {
+        _cluster,
+        mut a,
+        b,
+        mut caller,
+        mut callee,
+        invite,
+    } = proxied_call("proxied-hung-up").await;
+    callee
+        .send(&callee.in_dialog(&invite, "callee-tag", "BYE", 1))
+        .await;
+    let bye = caller.next("BYE ").await;
+    caller.ok(&bye).await;
+    let done = callee.final_to("1 BYE").await;
+    assert!(done.starts_with("SIP/2.0 200 OK"), "{done}");
+
+    a.kill().await.unwrap();
+    caller.towards(&b);
+    callee.towards(&b);
+    // B finds A gone within ~6 s; the call was over, so nothing reaches either phone.
+    for (phone, wait) in [(&caller, 10_000), (&callee, 1_000)] {
+        let got = phone.next_within(Duration::from_millis(wait)).await;
+        assert!(got.is_none(), "{got:?}");
+    }
+}

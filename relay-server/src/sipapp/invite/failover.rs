@@ -13,6 +13,12 @@
 //! UDP: its answer goes to the dead relay) and tell the web user: `reject` (503, "Service
 //! Unavailable (relay lost)") for its call to a phone, `cancel` ([`RELAY_LOST`]) for a phone's
 //! call to it, whose call context is deleted.
+//!
+//! A call the relay's proxy Record-Routed between two phones (or a phone and the upstream
+//! server) is kept too once answered ([`Kept::proxied`]), until a BYE passes: each side's
+//! From/To with its tag, Contact and address, and the INVITE's CSeq. The relays left send a
+//! BYE to each side from their own SIP socket (no route set: straight to the address its
+//! messages came from).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -26,6 +32,7 @@ use crate::members::Members;
 use crate::store::Store;
 use restsip_sip::dialog::InDialog;
 use restsip_sip::endpoint::WeakEndpoint;
+use restsip_sip::headers::NameAddr;
 use restsip_sip::message::{Method, SipMessage};
 use restsip_sip::outgoing;
 use restsip_sip::transaction::consts::T1;
@@ -78,14 +85,14 @@ enum Change {
 
 /// Where answered calls are kept in the store and forgotten: nowhere alone (no cluster).
 #[derive(Clone, Default)]
-pub(super) struct Kept {
+pub(crate) struct Kept {
     /// To the task writing them, in order (a call's end after its answer).
     changes: Option<mpsc::UnboundedSender<Change>>,
 }
 
 impl Kept {
     /// Keeps calls in `store` as this relay's node, in a cluster.
-    pub(super) fn new(store: Arc<dyn Store>, members: &Members) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, members: &Members) -> Self {
         let changes = members.node().map(|node| {
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(write(store, node.to_owned(), rx));
@@ -119,8 +126,47 @@ impl Kept {
         let _ = changes.send(Change::Keep(call_id.to_owned(), record));
     }
 
+    /// Keeps a call the proxy Record-Routed, answered: the initial `invite` as it came from
+    /// `caller`, its 2xx `ok` as it came from `callee` (until [`Kept::forget`], on its BYE).
+    pub(crate) fn proxied(&self, invite: &SipMessage, caller: Peer, ok: &SipMessage, callee: Peer) {
+        let Some(changes) = &self.changes else { return };
+        let target = |m: &SipMessage| {
+            let contact = m.header("Contact")?;
+            NameAddr::parse(contact).ok().map(|n| n.uri.to_string())
+        };
+        let (Some(call_id), Some(from), Some(to)) = (
+            invite.header("Call-ID"),
+            invite.header("From"),
+            ok.header("To"),
+        ) else {
+            return;
+        };
+        let (Some(caller_target), Some(callee_target)) = (target(invite), target(ok)) else {
+            return;
+        };
+        let cseq = invite
+            .header("CSeq")
+            .and_then(|c| c.split_whitespace().next())
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(1);
+        let side = |local: &str, remote: &str, target: String, peer: Peer| {
+            json!({
+                "local": local, "remote": remote, "target": target,
+                "transport": peer.transport.name(), "addr": peer.addr.to_string(),
+            })
+        };
+        let record = json!({
+            "proxied": [
+                side(to, from, caller_target, caller),
+                side(from, to, callee_target, callee),
+            ],
+            "cseq": cseq,
+        });
+        let _ = changes.send(Change::Keep(call_id.to_owned(), record));
+    }
+
     /// Forgets call `call_id` (it ended, or was answered: kept again as such).
-    pub(super) fn forget(&self, call_id: &str) {
+    pub(crate) fn forget(&self, call_id: &str) {
         if let Some(changes) = &self.changes {
             let _ = changes.send(Change::Drop(call_id.to_owned()));
         }
@@ -206,6 +252,22 @@ impl Ending {
     async fn end(self, call_id: String, record: Value) {
         let call_id = call_id.as_str();
         let text = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or_default();
+        let cseq = record.get("cseq").and_then(Value::as_u64).unwrap_or(1);
+        let seq = u32::try_from(cseq).unwrap_or(1).saturating_add(CSEQ_MARGIN);
+        if let Some(sides) = record.get("proxied").and_then(Value::as_array) {
+            let byes = sides.iter().map(|side| {
+                let text = |k: &str| side.get(k).and_then(Value::as_str).unwrap_or_default();
+                let d = Side {
+                    local: text("local"),
+                    remote: text("remote"),
+                    target: text("target"),
+                    peer: peer_of(text("transport"), text("addr")),
+                };
+                self.bye(call_id, d, &[], seq)
+            });
+            futures_util::future::join_all(byes).await;
+            return;
+        }
         let ringing = text("ringing");
         let told = match ringing {
             "to-phone" => json!({
@@ -216,15 +278,9 @@ impl Ending {
             _ => json!({"command": "bye", "reason": RELAY_LOST}),
         };
         self.tell(call_id, &record, told).await;
-        let transport = match text("transport") {
-            "TCP" => Transport::Tcp,
-            "TLS" => Transport::Tls,
-            _ => Transport::Udp,
-        };
-        let Ok(addr) = text("addr").parse() else {
+        let Some(peer) = peer_of(text("transport"), text("addr")) else {
             return;
         };
-        let peer = Peer { transport, addr };
         if !ringing.is_empty() {
             self.resend(call_id, text("end"), peer).await;
             return;
@@ -233,16 +289,26 @@ impl Ending {
             .get("routes")
             .and_then(|r| serde_json::from_value(r.clone()).ok())
             .unwrap_or_default();
-        let cseq = record.get("cseq").and_then(Value::as_u64).unwrap_or(1);
-        let d = InDialog {
-            call_id,
+        let d = Side {
             local: text("local"),
             remote: text("remote"),
             target: text("target"),
-            routes: &routes,
+            peer: Some(peer),
+        };
+        self.bye(call_id, d, &routes, seq).await;
+    }
+
+    /// Sends a BYE with CSeq `seq` in call `call_id` to one phone, `side`.
+    async fn bye(&self, call_id: &str, side: Side<'_>, routes: &[String], seq: u32) {
+        let Some(peer) = side.peer else { return };
+        let d = InDialog {
+            call_id,
+            local: side.local,
+            remote: side.remote,
+            target: side.target,
+            routes,
             peer,
         };
-        let seq = u32::try_from(cseq).unwrap_or(1).saturating_add(CSEQ_MARGIN);
         let Some(req) = d.request(Method::BYE, seq, self.endpoint.listen()) else {
             return;
         };
@@ -301,4 +367,25 @@ impl Ending {
             "a ringing call of a gone relay ended for its phone"
         );
     }
+}
+
+/// One phone's side of a kept dialog, as read back.
+struct Side<'a> {
+    local: &'a str,
+    remote: &'a str,
+    target: &'a str,
+    peer: Option<Peer>,
+}
+
+/// The peer a record names (its transport's name and address).
+fn peer_of(transport: &str, addr: &str) -> Option<Peer> {
+    let transport = match transport {
+        "TCP" => Transport::Tcp,
+        "TLS" => Transport::Tls,
+        _ => Transport::Udp,
+    };
+    Some(Peer {
+        transport,
+        addr: addr.parse().ok()?,
+    })
 }

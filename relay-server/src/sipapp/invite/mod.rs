@@ -2,7 +2,7 @@
 //! user; [`outbound`], a web user's invite SEND to phones. Both end in a dialog the relay
 //! keeps alive with OPTIONS probes (see [`restsip_sip::dialog`]).
 
-mod failover;
+pub(crate) mod failover;
 pub mod inbound;
 pub mod info;
 pub mod outbound;

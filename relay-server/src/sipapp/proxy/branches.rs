@@ -94,10 +94,17 @@ impl Proxy {
                 continue;
             }
             open -= 1;
-            self.forget_branch(&key, i);
+            let branch = self.forget_branch(&key, i);
             if code < 300 {
                 // Every 2xx goes back (§16.7 step 5); the other branches are cancelled.
                 responder.forward(&out, code);
+                // An answered call (not a re-INVITE) is kept for the other relays.
+                let initial = !responder.request().to().is_ok_and(|to| to.tag().is_some());
+                if let Some(b) = branch.filter(|_| invite && !answered && initial) {
+                    self.inner
+                        .kept
+                        .proxied(responder.request(), responder.peer(), &out, b.peer);
+                }
                 if !answered && invite {
                     self.cancel_rest(&key, endpoint);
                 }

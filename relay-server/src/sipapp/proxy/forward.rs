@@ -142,6 +142,12 @@ impl Proxy {
         };
         let invite = responder.request().method() == Some(&Method::INVITE);
         let mut req = responder.request().clone();
+        if req.method() == Some(&Method::BYE) {
+            // A call kept for the other relays ends here.
+            if let Some(call_id) = req.header("Call-ID") {
+                self.inner.kept.forget(call_id);
+            }
+        }
         self.pop_own_routes(&mut req);
         let flow = match self.flow_of(&req, &endpoint).await {
             Some(Ok(peer)) => Some(peer),

@@ -82,6 +82,8 @@ struct Inner {
     upstream: Option<Arc<UpstreamSender>>,
     /// The relays of the cluster (a binding whose relay is gone is skipped).
     members: crate::members::Members,
+    /// Where answered calls it Record-Routed are kept for the other relays (in a cluster).
+    kept: crate::sipapp::invite::failover::Kept,
 }
 
 impl Proxy {
@@ -95,6 +97,7 @@ impl Proxy {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                kept: crate::sipapp::invite::failover::Kept::new(store.clone(), &members),
                 store,
                 endpoint,
                 pending: Mutex::default(),
