@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use restsip_e2e::cluster::{on, Cluster};
+use restsip_e2e::{Client, EventStream};
 use restsip_protocol::EventKind;
 
 use crate::agent::{Agent, Request, Transport};
@@ -339,13 +340,25 @@ async fn a_call_from_a_phone_whose_relay_is_killed_ends_for_both_and_its_context
         header_lines(&bye, "From")[0].contains(&format!("tag={relay_tag}")),
         "{bye}"
     );
+    // The call context A made for it is gone too.
+    alice_call_lost(&mut inbox, "bye", &id, &bob_b, &url).await;
+}
+
+/// Bob's page hears `command` (`bye`, `cancel`) of alice's call `id` with the reason `relay
+/// lost`, and the call context A made for it (`url`) is gone.
+async fn alice_call_lost(
+    inbox: &mut EventStream,
+    command: &str,
+    id: &serde_json::Value,
+    bob: &Client,
+    url: &str,
+) {
     let ended = inbox.next().await.unwrap();
     assert_eq!(ended.data["from"], ALICE, "{}", ended.data);
-    assert_eq!(ended.data["body"]["command"], "bye", "{}", ended.data);
+    assert_eq!(ended.data["body"]["command"], command, "{}", ended.data);
     assert_eq!(ended.data["body"]["reason"], "relay lost", "{}", ended.data);
-    assert_eq!(ended.data["body"]["id"], id, "{}", ended.data);
-    // The call context A made for it is gone too.
-    let context = bob_b.get(&url).await.unwrap();
+    assert_eq!(ended.data["body"]["id"], *id, "{}", ended.data);
+    let context = bob.get(url).await.unwrap();
     assert_eq!(
         context.status, 404,
         "{url} outlived its call: {}",
@@ -462,17 +475,7 @@ async fn a_call_from_a_phone_ringing_when_its_relay_is_killed_gets_503_and_a_can
     }
     assert_eq!(first(&lost, "To"), first(&ringing, "To"), "the 180's tag");
     // Bob's page is told the call is off, and the call context A made is gone.
-    let ended = at.inbox.next().await.unwrap();
-    assert_eq!(ended.data["from"], ALICE, "{}", ended.data);
-    assert_eq!(ended.data["body"]["command"], "cancel", "{}", ended.data);
-    assert_eq!(ended.data["body"]["reason"], "relay lost", "{}", ended.data);
-    assert_eq!(ended.data["body"]["id"], id, "{}", ended.data);
-    let context = bob_b.get(&url).await.unwrap();
-    assert_eq!(
-        context.status, 404,
-        "{url} outlived its call: {}",
-        context.body
-    );
+    alice_call_lost(&mut at.inbox, "cancel", &id, &bob_b, &url).await;
     let again = at.inbox.next_within(Duration::from_secs(2)).await.unwrap();
     assert!(again.is_none(), "{again:?}");
 }

@@ -317,14 +317,7 @@ async fn answered_call(bob: &Client, phone: &Agent, inbox: &mut EventStream, tag
 /// (its `bye` reaches the phone as a BYE).
 async fn a_web_user_at_b_calls_a_phone_at_a(transport: Transport) {
     let cluster = two_relays("sip-invite", &["--sip-sdp-passthrough", "on"]).await;
-    let (a, b) = (&cluster.relays[0], &cluster.relays[1]);
-    a.user(ALICE).await.unwrap();
-    let bob = b.user(BOB).await.unwrap();
-    let id = bob.login(json!({})).await.unwrap();
-    let mut inbox = bob.sse(&format!("/login/{BOB}/{id}"), None).await.unwrap();
-    assert_eq!(inbox.next().await.unwrap().kind, EventKind::State);
-    let phone = reached_by_flow_only(a, transport).await;
-    assert_eq!(phone.register(ALICE).await, "SIP/2.0 200 OK");
+    let (bob, mut inbox, phone) = bob_at_b_alice_phone_at_a(&cluster, transport).await;
 
     // The phone hangs up: its BYE goes to A, then to B, which tells bob.
     let invite = answered_call(&bob, &phone, &mut inbox, "c1").await;
@@ -366,6 +359,23 @@ async fn a_web_user_at_one_relay_calls_a_phone_at_another_over_udp() {
 #[tokio::test]
 async fn a_web_user_at_one_relay_calls_a_phone_at_another_over_tcp() {
     a_web_user_at_b_calls_a_phone_at_a(Transport::Tcp).await;
+}
+
+/// Bob streaming his login at B (SSE, its first `state` read) and alice's phone registered at
+/// A, reached over its flow only.
+async fn bob_at_b_alice_phone_at_a(
+    cluster: &Cluster,
+    transport: Transport,
+) -> (Client, EventStream, Agent) {
+    let (a, b) = (&cluster.relays[0], &cluster.relays[1]);
+    a.user(ALICE).await.unwrap();
+    let bob = b.user(BOB).await.unwrap();
+    let id = bob.login(json!({})).await.unwrap();
+    let mut inbox = bob.sse(&format!("/login/{BOB}/{id}"), None).await.unwrap();
+    assert_eq!(inbox.next().await.unwrap().kind, EventKind::State);
+    let phone = reached_by_flow_only(a, transport).await;
+    assert_eq!(phone.register(ALICE).await, "SIP/2.0 200 OK");
+    (bob, inbox, phone)
 }
 
 /// An agent at `relay` over `transport` whose Contact names a port where nothing listens:
@@ -514,14 +524,7 @@ async fn finals(phone: &Agent, cseqs: &[&str]) -> Vec<String> {
 /// declines (603); the phone cancels while ringing (bob's page hears `cancel`).
 async fn a_phone_at_a_calls_a_web_user_at_b(transport: Transport) {
     let cluster = two_relays("sip-inbound", &["--sip-sdp-passthrough", "on"]).await;
-    let (a, b) = (&cluster.relays[0], &cluster.relays[1]);
-    a.user(ALICE).await.unwrap();
-    let bob = b.user(BOB).await.unwrap();
-    let id = bob.login(json!({})).await.unwrap();
-    let mut inbox = bob.sse(&format!("/login/{BOB}/{id}"), None).await.unwrap();
-    assert_eq!(inbox.next().await.unwrap().kind, EventKind::State);
-    let phone = reached_by_flow_only(a, transport).await;
-    assert_eq!(phone.register(ALICE).await, "SIP/2.0 200 OK");
+    let (bob, mut inbox, phone) = bob_at_b_alice_phone_at_a(&cluster, transport).await;
 
     // Bob's page at B takes the invite: the phone hears `180 Ringing` from A, as when the
     // page streams at A. Bob answers at B; the phone hangs up: its BYE at A reaches bob's

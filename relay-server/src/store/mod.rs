@@ -483,7 +483,7 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// A lease ([`Store::take_lease`]) as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Lease {
     /// Its name.
     pub name: String,

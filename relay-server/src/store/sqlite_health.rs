@@ -60,20 +60,12 @@ pub(super) async fn take_lease(
 
 /// The leases whose names start with `prefix`.
 pub(super) async fn leases(pool: &SqlitePool, prefix: &str) -> StoreResult<Vec<super::Lease>> {
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+    Ok(sqlx::query_as::<_, super::Lease>(
         "SELECT name, holder, until FROM leases WHERE substr(name, 1, length(?1)) = ?1",
     )
     .bind(prefix)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(name, holder, until)| super::Lease {
-            name,
-            holder,
-            until,
-        })
-        .collect())
+    .await?)
 }
 
 #[cfg(test)]
