@@ -13,13 +13,14 @@
 //! ends the gathering at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 
+use super::write_behind::{self, Queue};
 use super::{ContactRecord, StoreResult};
 
 /// How an engine writes contact updates: a group in one transaction, or one alone.
@@ -44,182 +45,104 @@ const BEHIND_DELAY: Duration = Duration::from_millis(50);
 /// Most contacts gathered behind before they are written (in transactions of [`MAX_BATCH`]).
 const MAX_GATHERED: usize = 1024;
 
-/// Most updates queued without a waiter; past it [`ContactWrites::later`] refuses, and the
-/// caller waits for its commit instead (the store sets the pace when it falls behind).
-const MAX_BEHIND: usize = 65_536;
-
 /// Where the outcome of an update goes, if anyone waits for it.
 type Waiter = oneshot::Sender<StoreResult<bool>>;
 
-/// What the writing task is asked.
-#[derive(Debug)]
-enum Op {
-    /// Write this contact; tell the waiter (if any) once committed.
-    Update(ContactRecord, Option<Waiter>),
-    /// Answer once everything queued before is committed.
-    Flush(oneshot::Sender<()>),
-}
-
-/// One row of a group with whoever waits for it.
+/// One update (the contact's whole row) with whoever waits for it.
 type Row = (ContactRecord, Option<Waiter>);
 
 /// The queue of contact updates; cheap to clone.
 #[derive(Debug, Clone)]
 pub(super) struct ContactWrites {
-    /// Into the writing task.
-    tx: mpsc::UnboundedSender<Op>,
-    /// How many updates without a waiter are queued and not yet taken by the task.
-    behind: Arc<AtomicUsize>,
+    /// Into the writing task (at most [`write_behind::MAX_BEHIND`] updates without a waiter).
+    queue: Queue<Row>,
 }
 
 impl ContactWrites {
     /// Starts the writing task on the current runtime, writing through `writer`.
     pub(super) fn start(writer: Writer) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let behind = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(run(writer, rx, behind.clone()));
-        Self { tx, behind }
+        Self {
+            queue: Queue::start::<Group>(writer),
+        }
     }
 
     /// Replaces a contact's fields once committed with those queued beside it; false if it is
     /// gone. None when the task is gone (its runtime ended): the caller writes it alone.
     pub(super) async fn update(&self, contact: &ContactRecord) -> Option<StoreResult<bool>> {
-        let (done, outcome) = oneshot::channel();
-        self.tx.send(Op::Update(contact.clone(), Some(done))).ok()?;
-        outcome.await.ok()
+        self.queue.ask(|done| (contact.clone(), Some(done))).await
     }
 
     /// Queues a contact update without waiting for its commit; false when the task is gone
     /// or too far behind.
     pub(super) fn later(&self, contact: ContactRecord) -> bool {
-        if self.behind.fetch_add(1, Ordering::Relaxed) >= MAX_BEHIND {
-            self.behind.fetch_sub(1, Ordering::Relaxed);
-            return false;
-        }
-        if self.tx.send(Op::Update(contact, None)).is_err() {
-            self.behind.fetch_sub(1, Ordering::Relaxed);
-            return false;
-        }
-        true
+        self.queue.later((contact, None))
     }
 
     /// Waits until every update queued before is committed (or the task is gone).
     pub(super) async fn flush(&self) {
-        let (done, flushed) = oneshot::channel();
-        if self.tx.send(Op::Flush(done)).is_ok() {
-            let _ = flushed.await;
-        }
+        self.queue.flush().await;
     }
 }
 
-async fn run(writer: Writer, mut rx: mpsc::UnboundedReceiver<Op>, behind: Arc<AtomicUsize>) {
-    let mut carry: Option<Op> = None;
-    loop {
-        let first = match carry.take() {
-            Some(first) => first,
-            None => match rx.recv().await {
-                Some(first) => taken(first, &behind),
-                None => return,
-            },
-        };
-        let first = match first {
-            Op::Update(contact, None) => {
-                let (mut rows, next) = gather(contact, &mut rx, &behind).await;
-                carry = next;
-                while !rows.is_empty() {
-                    let rest = rows.split_off(rows.len().min(MAX_BATCH));
-                    write(&writer, rows.into_iter().map(|c| (c, None)).collect()).await;
-                    rows = rest;
-                }
-                continue;
+/// The updates of one group, one row per contact.
+#[derive(Default)]
+struct Group {
+    /// The rows in the order their contacts were first queued.
+    rows: Vec<Row>,
+    /// Where each contact's row is.
+    index: HashMap<(String, i64), usize>,
+    /// Gathering updates written behind until then (the group began with one); else a
+    /// group of at most [`MAX_BATCH`] rows, written at once.
+    gathering: Option<Instant>,
+}
+
+#[async_trait]
+impl write_behind::Group for Group {
+    type Op = Row;
+    type Writer = Writer;
+
+    fn take(&mut self, (contact, waiter): Row) -> Option<Row> {
+        if self.rows.is_empty() && waiter.is_none() {
+            self.gathering = Some(Instant::now() + BEHIND_DELAY);
+        }
+        let key = (contact.email.clone(), contact.id);
+        let gathering = self.gathering.is_some();
+        match self.index.get(&key) {
+            // A later update of the same contact replaces the whole row, unless someone
+            // waits for the earlier one: then it goes in the next group.
+            Some(&at) if self.rows[at].1.is_none() && !(gathering && waiter.is_some()) => {
+                self.rows[at] = (contact, waiter);
+                None
             }
-            first => first,
-        };
-        let mut batch: Vec<Row> = Vec::new();
-        let mut flushes = Vec::new();
-        let mut next = Some(first);
-        while let Some(op) = next.take() {
-            match op {
-                Op::Flush(done) => flushes.push(done),
-                Op::Update(contact, waiter) => {
-                    let full = batch.len() == MAX_BATCH;
-                    let same = |(c, _): &&mut Row| c.id == contact.id && c.email == contact.email;
-                    match batch.iter_mut().find(same) {
-                        // A later update of the same contact replaces the whole row, unless
-                        // someone waits for the earlier one: then it goes in the next group.
-                        Some((row, slot @ None)) => {
-                            *row = contact;
-                            *slot = waiter;
-                        }
-                        Some(_) => {
-                            carry = Some(Op::Update(contact, waiter));
-                            break;
-                        }
-                        None if full => {
-                            carry = Some(Op::Update(contact, waiter));
-                            break;
-                        }
-                        None => batch.push((contact, waiter)),
-                    }
-                }
+            Some(_) => Some((contact, waiter)),
+            // An update someone waits for ends the gathering: it goes in the next group.
+            None if gathering && waiter.is_some() => Some((contact, waiter)),
+            None if self.rows.len() == if gathering { MAX_GATHERED } else { MAX_BATCH } => {
+                Some((contact, waiter))
             }
-            next = rx.try_recv().ok().map(|op| taken(op, &behind));
-        }
-        if !batch.is_empty() {
-            write(&writer, batch).await;
-        }
-        for done in flushes {
-            let _ = done.send(());
-        }
-    }
-}
-
-/// Gathers the updates without a waiter that come within [`BEHIND_DELAY`] of `first`, the
-/// last of each contact; stops early at [`MAX_GATHERED`] contacts or at another kind of
-/// operation, returned to be done after them.
-async fn gather(
-    first: ContactRecord,
-    rx: &mut mpsc::UnboundedReceiver<Op>,
-    behind: &AtomicUsize,
-) -> (Vec<ContactRecord>, Option<Op>) {
-    let deadline = tokio::time::sleep(BEHIND_DELAY);
-    tokio::pin!(deadline);
-    let mut index = HashMap::from([((first.email.clone(), first.id), 0)]);
-    let mut rows = vec![first];
-    while rows.len() < MAX_GATHERED {
-        let op = tokio::select! {
-            op = rx.recv() => op,
-            () = &mut deadline => break,
-        };
-        match op.map(|op| taken(op, behind)) {
-            Some(Op::Update(contact, None)) => {
-                match index.get(&(contact.email.clone(), contact.id)) {
-                    Some(&at) => rows[at] = contact,
-                    None => {
-                        index.insert((contact.email.clone(), contact.id), rows.len());
-                        rows.push(contact);
-                    }
-                }
+            None => {
+                self.index.insert(key, self.rows.len());
+                self.rows.push((contact, waiter));
+                None
             }
-            Some(other) => return (rows, Some(other)),
-            None => break,
         }
     }
-    (rows, None)
-}
 
-/// Counts an update without a waiter as no longer queued.
-fn taken(op: Op, behind: &AtomicUsize) -> Op {
-    if matches!(op, Op::Update(_, None)) {
-        behind.fetch_sub(1, Ordering::Relaxed);
+    fn wait_until(&mut self) -> Option<Instant> {
+        self.gathering.filter(|_| self.rows.len() < MAX_GATHERED)
     }
-    op
-}
 
-async fn write(writer: &Writer, batch: Vec<Row>) {
-    let started = std::time::Instant::now();
-    write_batch(writer, batch).await;
-    crate::observe::store_commit("contacts", started.elapsed());
+    /// Writes the rows, in transactions of at most [`MAX_BATCH`].
+    async fn write(self, writer: &Writer) {
+        let mut rows = self.rows;
+        while !rows.is_empty() {
+            let rest = rows.split_off(rows.len().min(MAX_BATCH));
+            let started = std::time::Instant::now();
+            write_batch(writer, rows).await;
+            crate::observe::store_commit("contacts", started.elapsed());
+            rows = rest;
+        }
+    }
 }
 
 /// Writes `batch`: one row alone, several in one transaction (each alone again if one failed).
@@ -275,8 +198,8 @@ mod tests {
     use restsip_protocol::ContactSource;
     use serde_json::{json, Map};
 
-    use super::MAX_BEHIND;
     use crate::store::test_db::on_both_engines;
+    use crate::store::write_behind::MAX_BEHIND;
     use crate::store::{ContactRecord, Store, UserRecord};
 
     /// Adds the user a@x.

@@ -11,12 +11,12 @@
 //! [`SendWrites::flush`] first; see `Inbox::claim` for when a claim may go unanswered.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use super::write_behind::{self, Queue};
 use super::{SendRecord, StoreResult};
 
 /// How an engine writes a group of SENDs and claims.
@@ -42,10 +42,6 @@ const MAX_CLAIMS: usize = 256;
 /// commit of their own.
 const BEHIND_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// Most claims queued without a waiter; past it [`SendWrites::claim_later`] refuses, and the
-/// caller waits for its commit instead (the store sets the pace when it falls behind).
-const MAX_BEHIND: usize = 65_536;
-
 /// Where the outcome of storing a SEND goes.
 type Stored = oneshot::Sender<StoreResult<()>>;
 
@@ -59,17 +55,13 @@ enum Op {
     Queue(Vec<SendRecord>, Stored),
     /// Mark this SEND delivered unless cancelled; tell the waiter (if any) once committed.
     Claim(i64, Option<Claimed>),
-    /// Answer once everything queued before is committed.
-    Flush(oneshot::Sender<()>),
 }
 
 /// The queue of SENDs and claims to write; cheap to clone.
 #[derive(Debug, Clone)]
 pub(super) struct SendWrites {
-    /// Into the writing task.
-    tx: mpsc::UnboundedSender<Op>,
-    /// How many claims without a waiter are queued and not yet taken by the task.
-    behind: Arc<AtomicUsize>,
+    /// Into the writing task (at most [`write_behind::MAX_BEHIND`] claims without a waiter).
+    queue: Queue<Op>,
     /// What the task writes through, for a caller to write alone once the task is gone.
     writer: Writer,
 }
@@ -77,20 +69,15 @@ pub(super) struct SendWrites {
 impl SendWrites {
     /// Starts the writing task on the current runtime, writing through `writer`.
     pub(super) fn start(writer: Writer) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let behind = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(run(writer.clone(), rx, behind.clone()));
-        Self { tx, behind, writer }
+        let queue = Queue::start::<Group>(writer.clone());
+        Self { queue, writer }
     }
 
     /// Stores one SEND's rows as queued, committed with those waiting beside them, all or
     /// none (alone when the task is gone: its runtime ended).
     pub(super) async fn queue(&self, sends: &[SendRecord]) -> StoreResult<()> {
-        let (done, outcome) = oneshot::channel();
-        if self.tx.send(Op::Queue(sends.to_vec(), done)).is_ok() {
-            if let Ok(outcome) = outcome.await {
-                return outcome;
-            }
+        if let Some(outcome) = self.queue.ask(|done| Op::Queue(sends.to_vec(), done)).await {
+            return outcome;
         }
         let rows: Vec<&SendRecord> = sends.iter().collect();
         self.writer.write(&rows, &[]).await.map(drop)
@@ -99,11 +86,8 @@ impl SendWrites {
     /// Marks SEND `seq` delivered unless cancelled, committed with the operations waiting
     /// beside it (alone when the task is gone); true if it may be handed over.
     pub(super) async fn claim(&self, seq: i64) -> StoreResult<bool> {
-        let (done, outcome) = oneshot::channel();
-        if self.tx.send(Op::Claim(seq, Some(done))).is_ok() {
-            if let Ok(outcome) = outcome.await {
-                return outcome;
-            }
+        if let Some(outcome) = self.queue.ask(|done| Op::Claim(seq, Some(done))).await {
+            return outcome;
         }
         Ok(self.writer.write(&[], &[seq]).await?.contains(&seq))
     }
@@ -111,23 +95,12 @@ impl SendWrites {
     /// Queues the mark of SEND `seq` as delivered without waiting for it; false when the task
     /// is gone or too far behind.
     pub(super) fn claim_later(&self, seq: i64) -> bool {
-        if self.behind.fetch_add(1, Ordering::Relaxed) >= MAX_BEHIND {
-            self.behind.fetch_sub(1, Ordering::Relaxed);
-            return false;
-        }
-        if self.tx.send(Op::Claim(seq, None)).is_err() {
-            self.behind.fetch_sub(1, Ordering::Relaxed);
-            return false;
-        }
-        true
+        self.queue.later(Op::Claim(seq, None))
     }
 
     /// Waits until everything queued before is committed (or the task is gone).
     pub(super) async fn flush(&self) {
-        let (done, flushed) = oneshot::channel();
-        if self.tx.send(Op::Flush(done)).is_ok() {
-            let _ = flushed.await;
-        }
+        self.queue.flush().await;
     }
 }
 
@@ -140,24 +113,27 @@ struct Group {
     rows: usize,
     /// Claims, each with its waiter if any.
     claims: Vec<(i64, Option<Claimed>)>,
-    /// Flushes to answer after the commit.
-    flushes: Vec<oneshot::Sender<()>>,
+    /// Whether it waited for more already.
+    waited: bool,
 }
 
 impl Group {
     /// Whether nobody waits for this group: claims written behind only.
     fn behind_only(&self) -> bool {
-        self.queued.is_empty()
-            && self.flushes.is_empty()
-            && self.claims.iter().all(|(_, done)| done.is_none())
+        self.queued.is_empty() && self.claims.iter().all(|(_, done)| done.is_none())
     }
+}
+
+#[async_trait]
+impl write_behind::Group for Group {
+    type Op = Op;
+    type Writer = Writer;
 
     /// Takes `op` into the group; gives it back when the group is full.
     fn take(&mut self, op: Op) -> Option<Op> {
         let full = match &op {
             Op::Queue(rows, _) => self.rows > 0 && self.rows + rows.len() > MAX_SENDS,
             Op::Claim(..) => self.claims.len() == MAX_CLAIMS,
-            Op::Flush(_) => false,
         };
         if full {
             return Some(op);
@@ -168,9 +144,16 @@ impl Group {
                 self.queued.push((rows, done));
             }
             Op::Claim(seq, done) => self.claims.push((seq, done)),
-            Op::Flush(done) => self.flushes.push(done),
         }
         None
+    }
+
+    /// Marks alone wait a moment, once, for SENDs to share their commit.
+    fn wait_until(&mut self) -> Option<tokio::time::Instant> {
+        if !self.behind_only() || std::mem::replace(&mut self.waited, true) {
+            return None;
+        }
+        Some(tokio::time::Instant::now() + BEHIND_DELAY)
     }
 
     /// Writes the group in one transaction and answers everyone; if that fails, each SEND
@@ -212,57 +195,7 @@ impl Group {
                 }
             }
         }
-        for done in self.flushes {
-            let _ = done.send(());
-        }
     }
-}
-
-async fn run(writer: Writer, mut rx: mpsc::UnboundedReceiver<Op>, behind: Arc<AtomicUsize>) {
-    let mut carry: Option<Op> = None;
-    loop {
-        let first = match carry.take() {
-            Some(first) => first,
-            None => match rx.recv().await {
-                Some(first) => taken(first, &behind),
-                None => return,
-            },
-        };
-        let mut group = Group::default();
-        carry = fill(&mut group, first, &mut rx, &behind);
-        if carry.is_none() && group.behind_only() {
-            // Marks alone wait a moment for SENDs to share their commit.
-            if let Ok(Some(op)) = tokio::time::timeout(BEHIND_DELAY, rx.recv()).await {
-                carry = fill(&mut group, taken(op, &behind), &mut rx, &behind);
-            }
-        }
-        group.write(&writer).await;
-    }
-}
-
-/// Takes `first` and every operation already waiting into `group`; the one that did not fit.
-fn fill(
-    group: &mut Group,
-    first: Op,
-    rx: &mut mpsc::UnboundedReceiver<Op>,
-    behind: &AtomicUsize,
-) -> Option<Op> {
-    let mut next = Some(first);
-    while let Some(op) = next.take() {
-        if let Some(full) = group.take(op) {
-            return Some(full);
-        }
-        next = rx.try_recv().ok().map(|op| taken(op, behind));
-    }
-    None
-}
-
-/// Counts a claim without a waiter as no longer queued.
-fn taken(op: Op, behind: &AtomicUsize) -> Op {
-    if matches!(op, Op::Claim(_, None)) {
-        behind.fetch_sub(1, Ordering::Relaxed);
-    }
-    op
 }
 
 /// Gives a claim's outcome to whoever waits for it; with nobody waiting, a failure is logged

@@ -1,0 +1,198 @@
+//! The bounded write-behind queue both group commits share (SENDs and their claims in
+//! [`super::send_batch`], contact updates in [`super::contact_batch`]): operations queue here,
+//! one task takes every operation waiting into a group (how a group forms and is written is
+//! its [`Group`]'s), writes it, and only then answers whoever waits, flushes last.
+//!
+//! An operation queued with [`Queue::later`] waits for no answer (written behind); at most
+//! [`MAX_BEHIND`] such are queued at once, past it [`Queue::later`] refuses and the caller
+//! waits for its commit instead (the store sets the pace when it falls behind). Whoever must
+//! see every such operation written calls [`Queue::flush`] first.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Most operations queued without a waiter.
+pub(super) const MAX_BEHIND: usize = 65_536;
+
+/// A group of operations written together, and how it forms.
+#[async_trait]
+pub(super) trait Group: Default + Send + 'static {
+    /// One operation, with whoever waits for its outcome.
+    type Op: Send + 'static;
+    /// What the group is written through.
+    type Writer: Send + Sync + 'static;
+
+    /// Takes `op` into the group; gives it back when it must go in the next group (this one
+    /// is full, or cannot hold it).
+    fn take(&mut self, op: Self::Op) -> Option<Self::Op>;
+
+    /// Once everything waiting is taken: until when the group waits for more operations
+    /// before it is written (None: written at once). Asked again after each operation taken
+    /// meanwhile; never asked of a group a flush waits for.
+    fn wait_until(&mut self) -> Option<Instant>;
+
+    /// Writes the group and answers whoever waits for its operations.
+    async fn write(self, writer: &Self::Writer);
+}
+
+/// What the writing task is asked.
+enum Op<O> {
+    /// An operation; `behind` when nobody waits for it (counted against [`MAX_BEHIND`]).
+    Write { op: O, behind: bool },
+    /// Answer once everything queued before is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The queue into a writing task; cheap to clone.
+pub(super) struct Queue<O> {
+    /// Into the writing task.
+    tx: mpsc::UnboundedSender<Op<O>>,
+    /// How many operations without a waiter are queued and not yet taken by the task.
+    behind: Arc<AtomicUsize>,
+}
+
+impl<O> Clone for Queue<O> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            behind: self.behind.clone(),
+        }
+    }
+}
+
+impl<O> std::fmt::Debug for Queue<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("behind", &self.behind.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<O: Send + 'static> Queue<O> {
+    /// Starts the task writing groups `G` through `writer`, on the current runtime.
+    pub(super) fn start<G: Group<Op = O>>(writer: G::Writer) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let behind = Arc::new(AtomicUsize::new(0));
+        let rx = Receiver {
+            rx,
+            behind: behind.clone(),
+        };
+        tokio::spawn(run::<G>(writer, rx));
+        Self { tx, behind }
+    }
+
+    /// Queues the operation `op` makes of where its outcome goes, and waits for that outcome;
+    /// None when the task is gone (its runtime ended): the caller writes it alone.
+    pub(super) async fn ask<R>(&self, op: impl FnOnce(oneshot::Sender<R>) -> O) -> Option<R> {
+        let (done, outcome) = oneshot::channel();
+        let op = Op::Write {
+            op: op(done),
+            behind: false,
+        };
+        self.tx.send(op).ok()?;
+        outcome.await.ok()
+    }
+
+    /// Queues `op`, which nobody waits for; false when the task is gone or too far behind.
+    pub(super) fn later(&self, op: O) -> bool {
+        if self.behind.fetch_add(1, Ordering::Relaxed) >= MAX_BEHIND {
+            self.behind.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        if self.tx.send(Op::Write { op, behind: true }).is_err() {
+            self.behind.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Waits until everything queued before is written (or the task is gone).
+    pub(super) async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.tx.send(Op::Flush(done)).is_ok() {
+            let _ = flushed.await;
+        }
+    }
+}
+
+/// The task's end of the queue: what it takes no longer counts as queued behind.
+struct Receiver<O> {
+    rx: mpsc::UnboundedReceiver<Op<O>>,
+    behind: Arc<AtomicUsize>,
+}
+
+impl<O> Receiver<O> {
+    /// The next operation, once there is one; None once every queue is dropped.
+    async fn recv(&mut self) -> Option<Op<O>> {
+        self.rx.recv().await.map(|op| self.taken(op))
+    }
+
+    /// The next operation if one is waiting.
+    fn try_recv(&mut self) -> Option<Op<O>> {
+        self.rx.try_recv().ok().map(|op| self.taken(op))
+    }
+
+    fn taken(&self, op: Op<O>) -> Op<O> {
+        if let Op::Write { behind: true, .. } = op {
+            self.behind.fetch_sub(1, Ordering::Relaxed);
+        }
+        op
+    }
+
+    /// Takes `first` and every operation already waiting into `group` (flushes into
+    /// `flushes`); the one the group gave back.
+    fn fill<G: Group<Op = O>>(
+        &mut self,
+        group: &mut G,
+        flushes: &mut Vec<oneshot::Sender<()>>,
+        first: Op<O>,
+    ) -> Option<Op<O>> {
+        let mut next = Some(first);
+        while let Some(op) = next.take() {
+            match op {
+                Op::Flush(done) => flushes.push(done),
+                Op::Write { op, behind } => {
+                    if let Some(op) = group.take(op) {
+                        // Carried to the next group; already counted as taken.
+                        return Some(Op::Write { op, behind });
+                    }
+                }
+            }
+            next = self.try_recv();
+        }
+        None
+    }
+}
+
+async fn run<G: Group>(writer: G::Writer, mut rx: Receiver<G::Op>) {
+    let mut carry: Option<Op<G::Op>> = None;
+    loop {
+        let first = match carry.take() {
+            Some(first) => first,
+            None => match rx.recv().await {
+                Some(first) => first,
+                None => return,
+            },
+        };
+        let mut group = G::default();
+        let mut flushes = Vec::new();
+        carry = rx.fill(&mut group, &mut flushes, first);
+        while carry.is_none() && flushes.is_empty() {
+            let Some(deadline) = group.wait_until() else {
+                break;
+            };
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(op)) => carry = rx.fill(&mut group, &mut flushes, op),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        group.write(&writer).await;
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
