@@ -6,11 +6,17 @@ use sqlx::{PgPool, SqlitePool};
 
 use super::StoreResult;
 
+/// The records taken, parsed; a record that no longer parses as a JSON object (damaged, or
+/// written by something else) is logged with its Call-ID and left out: it names nothing to
+/// end.
 fn decode(rows: Vec<(String, String)>) -> Vec<(String, Value)> {
     rows.into_iter()
-        .map(|(call_id, record)| {
-            let record = serde_json::from_str(&record).unwrap_or(Value::Null);
-            (call_id, record)
+        .filter_map(|(call_id, record)| match serde_json::from_str(&record) {
+            Ok(record) => Some((call_id, Value::Object(record))),
+            Err(e) => {
+                tracing::warn!(call_id, error = %e, "a kept call's record does not parse; skipped");
+                None
+            }
         })
         .collect()
 }
@@ -84,4 +90,29 @@ pub(super) async fn take_pg(pool: &PgPool, node: &str) -> StoreResult<Vec<(Strin
         .fetch_all(pool)
         .await?;
     Ok(decode(rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::decode;
+
+    #[test]
+    fn a_record_that_is_not_a_json_object_is_left_out_and_the_others_kept() {
+        let rows = vec![
+            ("a".to_owned(), r#"{"web":"a@x"}"#.to_owned()),
+            ("b".to_owned(), r#"{"web":"#.to_owned()),
+            ("c".to_owned(), String::new()),
+            ("d".to_owned(), "[1]".to_owned()),
+            ("e".to_owned(), r#"{"proxied":[]}"#.to_owned()),
+        ];
+        assert_eq!(
+            decode(rows),
+            vec![
+                ("a".to_owned(), json!({"web": "a@x"})),
+                ("e".to_owned(), json!({"proxied": []})),
+            ]
+        );
+    }
 }
