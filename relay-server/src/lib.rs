@@ -336,6 +336,7 @@ fn sip_app(
                 weak.clone(),
                 upstream.clone(),
                 state.members.clone(),
+                invites.kept(),
             );
             let mut core = sip_core(state, config, upstream.clone(), weak.listen())
                 .with_services(soap)

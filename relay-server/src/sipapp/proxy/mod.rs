@@ -88,16 +88,18 @@ struct Inner {
 
 impl Proxy {
     /// A proxy over the bindings in `store`, sending through `endpoint`; requests of the
-    /// relay's users for non-accounts go through `upstream`, when there is one.
-    pub fn new(
+    /// relay's users for non-accounts go through `upstream`, when there is one; answered calls
+    /// it Record-Routes are kept through `kept` (the calls' own: one writer of the dialogs).
+    pub(crate) fn new(
         store: Arc<dyn Store>,
         endpoint: WeakEndpoint,
         upstream: Option<Arc<UpstreamSender>>,
         members: crate::members::Members,
+        kept: crate::sipapp::invite::failover::Kept,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                kept: crate::sipapp::invite::failover::Kept::new(store.clone(), &members),
+                kept,
                 store,
                 endpoint,
                 pending: Mutex::default(),

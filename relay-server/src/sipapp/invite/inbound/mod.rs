@@ -296,6 +296,12 @@ impl Invites {
         self.inner.kept.keep(call_id, kept);
     }
 
+    /// Where answered calls are kept for the other relays: the proxy keeps the calls it
+    /// Record-Routes through it too, so one task writes every dialog of this relay in order.
+    pub(crate) fn kept(&self) -> super::failover::Kept {
+        self.inner.kept.clone()
+    }
+
     /// Calls from web users to phones.
     pub fn outgoing(&self) -> crate::sipapp::invite::outbound::Outgoing {
         self.inner.out.clone()
