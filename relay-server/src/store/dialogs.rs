@@ -4,6 +4,7 @@
 use serde_json::Value;
 use sqlx::{PgPool, SqlitePool};
 
+use super::statements::{DROP_DIALOG, KEEP_DIALOG, TAKE_DIALOGS};
 use super::StoreResult;
 
 /// The records taken, parsed; a record that no longer parses as a JSON object (damaged, or
@@ -27,20 +28,17 @@ pub(super) async fn keep_sqlite(
     node: &str,
     record: &Value,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO dialogs (call_id, node, record) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (call_id) DO UPDATE SET node = excluded.node, record = excluded.record",
-    )
-    .bind(call_id)
-    .bind(node)
-    .bind(record.to_string())
-    .execute(pool)
-    .await?;
+    sqlx::query(KEEP_DIALOG.sqlite)
+        .bind(call_id)
+        .bind(node)
+        .bind(record.to_string())
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
 pub(super) async fn drop_sqlite(pool: &SqlitePool, call_id: &str) -> StoreResult<()> {
-    sqlx::query("DELETE FROM dialogs WHERE call_id = ?1")
+    sqlx::query(DROP_DIALOG.sqlite)
         .bind(call_id)
         .execute(pool)
         .await?;
@@ -51,7 +49,7 @@ pub(super) async fn take_sqlite(
     pool: &SqlitePool,
     node: &str,
 ) -> StoreResult<Vec<(String, Value)>> {
-    let rows = sqlx::query_as("DELETE FROM dialogs WHERE node = ?1 RETURNING call_id, record")
+    let rows = sqlx::query_as(TAKE_DIALOGS.sqlite)
         .bind(node)
         .fetch_all(pool)
         .await?;
@@ -64,20 +62,17 @@ pub(super) async fn keep_pg(
     node: &str,
     record: &Value,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO dialogs (call_id, node, record) VALUES ($1, $2, $3) \
-         ON CONFLICT (call_id) DO UPDATE SET node = EXCLUDED.node, record = EXCLUDED.record",
-    )
-    .bind(call_id)
-    .bind(node)
-    .bind(record.to_string())
-    .execute(pool)
-    .await?;
+    sqlx::query(KEEP_DIALOG.pg)
+        .bind(call_id)
+        .bind(node)
+        .bind(record.to_string())
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
 pub(super) async fn drop_pg(pool: &PgPool, call_id: &str) -> StoreResult<()> {
-    sqlx::query("DELETE FROM dialogs WHERE call_id = $1")
+    sqlx::query(DROP_DIALOG.pg)
         .bind(call_id)
         .execute(pool)
         .await?;
@@ -85,7 +80,7 @@ pub(super) async fn drop_pg(pool: &PgPool, call_id: &str) -> StoreResult<()> {
 }
 
 pub(super) async fn take_pg(pool: &PgPool, node: &str) -> StoreResult<Vec<(String, Value)>> {
-    let rows = sqlx::query_as("DELETE FROM dialogs WHERE node = $1 RETURNING call_id, record")
+    let rows = sqlx::query_as(TAKE_DIALOGS.pg)
         .bind(node)
         .fetch_all(pool)
         .await?;

@@ -18,6 +18,7 @@ mod sqlite_caps;
 mod sqlite_health;
 mod sqlite_sends;
 mod sqlite_webhooks;
+mod statements;
 mod write_behind;
 
 use std::sync::Arc;

@@ -11,6 +11,11 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::query::{changed_one, fetch_record, fetch_records, insert_or_conflict};
 use super::rows::{event_row, mail_size, to_json, updates_name, webhook_row, WEBHOOK_COLUMNS};
+use super::statements::{
+    CALLS_UP, CLAIM_SEND, COUNT_WEBHOOKS, COUNT_WEBHOOK_EVENTS, DELETE_WEBHOOK,
+    DELETE_WEBHOOK_EVENT, HEAD_WEBHOOK_EVENT, INSERT_WEBHOOK, INSERT_WEBHOOK_EVENT, LEASES,
+    LOGINS_BY_SOURCE, MAX_WEBHOOK_CURSOR, TAKE_LEASE, WEBHOOK_FAILED, WEBHOOK_HEALTHY,
+};
 use super::{
     MailCaps, MailRecord, MailboxFull, Queued, StoreGauges, StoreResult, WebhookEventRecord,
     WebhookRecord,
@@ -92,15 +97,11 @@ pub(super) async fn writable(pool: &PgPool) -> StoreResult<()> {
 
 /// Logins alive by source, and calls with at least one participant, at `now` (ms).
 pub(super) async fn gauges(pool: &PgPool, now: i64) -> StoreResult<StoreGauges> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT source, COUNT(*) FROM contacts WHERE expires_at > $1 GROUP BY source",
-    )
-    .bind(now)
-    .fetch_all(pool)
-    .await?;
-    let calls: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT call_id) FROM participants")
-        .fetch_one(pool)
+    let rows: Vec<(String, i64)> = sqlx::query_as(LOGINS_BY_SOURCE.pg)
+        .bind(now)
+        .fetch_all(pool)
         .await?;
+    let calls: i64 = sqlx::query_scalar(CALLS_UP.pg).fetch_one(pool).await?;
     Ok(StoreGauges {
         logins: rows
             .into_iter()
@@ -113,25 +114,22 @@ pub(super) async fn gauges(pool: &PgPool, now: i64) -> StoreResult<StoreGauges> 
 pub(super) async fn create(pool: &PgPool, hook: &WebhookRecord, max: usize) -> StoreResult<bool> {
     let mut tx = pool.begin().await?;
     lock_user(&mut tx, &hook.owner).await?;
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE owner = $1")
+    let n: i64 = sqlx::query_scalar(COUNT_WEBHOOKS.pg)
         .bind(&hook.owner)
         .fetch_one(&mut *tx)
         .await?;
     if usize::try_from(n).unwrap_or(usize::MAX) >= max {
         return Ok(false);
     }
-    let insert = sqlx::query(
-        "INSERT INTO webhooks (id, owner, target, resource, updates, secret, created, cursor) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&hook.id)
-    .bind(&hook.owner)
-    .bind(&hook.target)
-    .bind(&hook.resource)
-    .bind(updates_name(hook.updates))
-    .bind(&hook.secret)
-    .bind(hook.created)
-    .bind(hook.cursor);
+    let insert = sqlx::query(INSERT_WEBHOOK.pg)
+        .bind(&hook.id)
+        .bind(&hook.owner)
+        .bind(&hook.target)
+        .bind(&hook.resource)
+        .bind(updates_name(hook.updates))
+        .bind(&hook.secret)
+        .bind(hook.created)
+        .bind(hook.cursor);
     insert_or_conflict(insert, &mut *tx).await?;
     tx.commit().await?;
     Ok(true)
@@ -151,11 +149,7 @@ pub(super) async fn list(pool: &PgPool, owner: Option<&str>) -> StoreResult<Vec<
 }
 
 pub(super) async fn delete(pool: &PgPool, id: &str) -> StoreResult<bool> {
-    changed_one(
-        sqlx::query("DELETE FROM webhooks WHERE id = $1").bind(id),
-        pool,
-    )
-    .await
+    changed_one(sqlx::query(DELETE_WEBHOOK.pg).bind(id), pool).await
 }
 
 pub(super) async fn queue(
@@ -178,55 +172,45 @@ pub(super) async fn queue(
         return Ok(Queued::NoWebhook);
     }
     if let Some(seq) = claim {
-        let claimed = sqlx::query(
-            "UPDATE sends SET status = 'delivered' WHERE seq = $1 AND status != 'cancelled'",
-        )
-        .bind(seq)
-        .execute(&mut *tx)
-        .await?;
+        let claimed = sqlx::query(CLAIM_SEND.pg)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
         if claimed.rows_affected() != 1 {
             return Ok(Queued::NotClaimed);
         }
     }
-    sqlx::query(
-        "INSERT INTO webhook_events (webhook_id, event_id, body, queued) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(id)
-    .bind(event_id)
-    .bind(body)
-    .bind(crate::clock::now_ms())
-    .execute(&mut *tx)
-    .await?;
-    let queued: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE webhook_id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
+    sqlx::query(INSERT_WEBHOOK_EVENT.pg)
+        .bind(id)
+        .bind(event_id)
+        .bind(body)
+        .bind(crate::clock::now_ms())
+        .execute(&mut *tx)
+        .await?;
+    let queued: i64 = sqlx::query_scalar(COUNT_WEBHOOK_EVENTS.pg)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(Queued::Stored(count(queued)))
 }
 
 pub(super) async fn head(pool: &PgPool, id: &str) -> StoreResult<Option<WebhookEventRecord>> {
-    let query = sqlx::query(
-        "SELECT seq, event_id, body, queued FROM webhook_events WHERE webhook_id = $1 \
-         ORDER BY seq LIMIT 1",
-    )
-    .bind(id);
+    let query = sqlx::query(HEAD_WEBHOOK_EVENT.pg).bind(id);
     fetch_record(query, pool, event_row).await
 }
 
 pub(super) async fn ack(pool: &PgPool, id: &str, seq: i64) -> StoreResult<bool> {
     let mut tx = pool.begin().await?;
-    sqlx::query("DELETE FROM webhook_events WHERE webhook_id = $1 AND seq = $2")
+    sqlx::query(DELETE_WEBHOOK_EVENT.pg)
         .bind(id)
         .bind(seq)
         .execute(&mut *tx)
         .await?;
-    let healthy =
-        sqlx::query("UPDATE webhooks SET failing_since = NULL, last_error = NULL WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+    let healthy = sqlx::query(WEBHOOK_HEALTHY.pg)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(healthy.rows_affected() == 1)
 }
@@ -237,20 +221,17 @@ pub(super) async fn failed(
     error: &str,
     failing_since: Option<i64>,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE webhooks SET last_error = $1, failing_since = COALESCE(failing_since, $2) \
-         WHERE id = $3",
-    )
-    .bind(error)
-    .bind(failing_since)
-    .bind(id)
-    .execute(pool)
-    .await?;
+    sqlx::query(WEBHOOK_FAILED.pg)
+        .bind(error)
+        .bind(failing_since)
+        .bind(id)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
 pub(super) async fn queue_len(pool: &PgPool, id: &str) -> StoreResult<usize> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE webhook_id = $1")
+    let n: i64 = sqlx::query_scalar(COUNT_WEBHOOK_EVENTS.pg)
         .bind(id)
         .fetch_one(pool)
         .await?;
@@ -258,7 +239,7 @@ pub(super) async fn queue_len(pool: &PgPool, id: &str) -> StoreResult<usize> {
 }
 
 pub(super) async fn max_cursor(pool: &PgPool) -> StoreResult<i64> {
-    let max: Option<i64> = sqlx::query_scalar("SELECT MAX(cursor) FROM webhooks")
+    let max: Option<i64> = sqlx::query_scalar(MAX_WEBHOOK_CURSOR.pg)
         .fetch_one(pool)
         .await?;
     Ok(max.unwrap_or(0))
@@ -274,26 +255,20 @@ pub(super) async fn take_lease(
     now: i64,
     until: i64,
 ) -> StoreResult<bool> {
-    let taken = sqlx::query(
-        "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $4) \
-         ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until \
-         WHERE leases.holder = EXCLUDED.holder OR leases.until < $3",
-    )
-    .bind(name)
-    .bind(holder)
-    .bind(now)
-    .bind(until)
-    .execute(pool)
-    .await?;
+    let taken = sqlx::query(TAKE_LEASE.pg)
+        .bind(name)
+        .bind(holder)
+        .bind(now)
+        .bind(until)
+        .execute(pool)
+        .await?;
     Ok(taken.rows_affected() == 1)
 }
 
 /// The leases whose names start with `prefix`.
 pub(super) async fn leases(pool: &PgPool, prefix: &str) -> StoreResult<Vec<super::Lease>> {
-    Ok(sqlx::query_as::<_, super::Lease>(
-        "SELECT name, holder, until FROM leases WHERE substr(name, 1, length($1::text)) = $1::text",
-    )
-    .bind(prefix)
-    .fetch_all(pool)
-    .await?)
+    Ok(sqlx::query_as::<_, super::Lease>(LEASES.pg)
+        .bind(prefix)
+        .fetch_all(pool)
+        .await?)
 }

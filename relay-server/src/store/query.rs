@@ -1,6 +1,7 @@
 //! Running a statement of either store engine the way their methods all do: an insert whose
 //! taken key is a [`StoreError::Conflict`], rows read back as records, a change of exactly one
-//! row. Shared by both stores, their webhook halves and their batch writers, importing none.
+//! row. Shared by both stores, their webhook halves and their batch writers, importing none;
+//! and [`sql!`], one statement's text for both engines.
 
 use sqlx::query::Query;
 use sqlx::{Database, Executor, IntoArguments};
@@ -85,3 +86,46 @@ impl RowsAffected for sqlx::postgres::PgQueryResult {
         sqlx::postgres::PgQueryResult::rows_affected(self)
     }
 }
+
+/// One statement for both engines: its PostgreSQL text (`$N` parameters) and its SQLite text
+/// (`?N`), made by [`sql!`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sql {
+    /// With `$1`, `$2`, ….
+    pub pg: &'static str,
+    /// The same with `?1`, `?2`, ….
+    pub sqlite: &'static str,
+}
+
+/// The bytes of `sql` (`N` long) with every `$` followed by a digit made `?`: PostgreSQL's
+/// numbered parameters as SQLite's (a `$` anywhere else, in a string say, stays).
+pub(super) const fn sqlite_text<const N: usize>(sql: &str) -> [u8; N] {
+    let sql = sql.as_bytes();
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = if sql[i] == b'$' && i + 1 < N && sql[i + 1].is_ascii_digit() {
+            b'?'
+        } else {
+            sql[i]
+        };
+        i += 1;
+    }
+    out
+}
+
+/// A [`Sql`] from one statement written for PostgreSQL, at compile time.
+macro_rules! sql {
+    ($text:expr) => {{
+        const TEXT: &str = $text;
+        const SQLITE: [u8; TEXT.len()] = $crate::store::query::sqlite_text(TEXT);
+        $crate::store::query::Sql {
+            pg: TEXT,
+            sqlite: match ::std::str::from_utf8(&SQLITE) {
+                Ok(text) => text,
+                Err(_) => panic!("a statement that is not UTF-8"),
+            },
+        }
+    }};
+}
+pub(super) use sql;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use sqlx::SqlitePool;
 
+use super::statements::{CALLS_UP, LEASES, LOGINS_BY_SOURCE, TAKE_LEASE};
 use super::{StoreGauges, StoreResult};
 
 /// Takes the write lock and lets it go (`BEGIN IMMEDIATE`, then a rollback): the database
@@ -17,15 +18,11 @@ pub(super) async fn writable(writer: &SqlitePool) -> StoreResult<()> {
 
 /// Logins alive by source, and calls with at least one participant, at `now` (ms).
 pub(super) async fn gauges(pool: &SqlitePool, now: i64) -> StoreResult<StoreGauges> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT source, COUNT(*) FROM contacts WHERE expires_at > ? GROUP BY source",
-    )
-    .bind(now)
-    .fetch_all(pool)
-    .await?;
-    let calls: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT call_id) FROM participants")
-        .fetch_one(pool)
+    let rows: Vec<(String, i64)> = sqlx::query_as(LOGINS_BY_SOURCE.sqlite)
+        .bind(now)
+        .fetch_all(pool)
         .await?;
+    let calls: i64 = sqlx::query_scalar(CALLS_UP.sqlite).fetch_one(pool).await?;
     Ok(StoreGauges {
         logins: rows
             .into_iter()
@@ -44,28 +41,22 @@ pub(super) async fn take_lease(
     now: i64,
     until: i64,
 ) -> StoreResult<bool> {
-    let taken = sqlx::query(
-        "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?4) \
-         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
-         WHERE leases.holder = excluded.holder OR leases.until < ?3",
-    )
-    .bind(name)
-    .bind(holder)
-    .bind(now)
-    .bind(until)
-    .execute(writer)
-    .await?;
+    let taken = sqlx::query(TAKE_LEASE.sqlite)
+        .bind(name)
+        .bind(holder)
+        .bind(now)
+        .bind(until)
+        .execute(writer)
+        .await?;
     Ok(taken.rows_affected() == 1)
 }
 
 /// The leases whose names start with `prefix`.
 pub(super) async fn leases(pool: &SqlitePool, prefix: &str) -> StoreResult<Vec<super::Lease>> {
-    Ok(sqlx::query_as::<_, super::Lease>(
-        "SELECT name, holder, until FROM leases WHERE substr(name, 1, length(?1)) = ?1",
-    )
-    .bind(prefix)
-    .fetch_all(pool)
-    .await?)
+    Ok(sqlx::query_as::<_, super::Lease>(LEASES.sqlite)
+        .bind(prefix)
+        .fetch_all(pool)
+        .await?)
 }
 
 #[cfg(test)]

@@ -7,6 +7,11 @@ use sqlx::SqlitePool;
 
 use super::query::{changed_one, fetch_record, fetch_records, insert_or_conflict};
 use super::rows::{event_row, updates_name, webhook_row, WEBHOOK_COLUMNS};
+use super::statements::{
+    CLAIM_SEND, COUNT_WEBHOOKS, COUNT_WEBHOOK_EVENTS, DELETE_WEBHOOK, DELETE_WEBHOOK_EVENT,
+    HEAD_WEBHOOK_EVENT, INSERT_WEBHOOK, INSERT_WEBHOOK_EVENT, MAX_WEBHOOK_CURSOR, WEBHOOK_FAILED,
+    WEBHOOK_HEALTHY,
+};
 use super::{Queued, StoreResult, WebhookEventRecord, WebhookRecord};
 
 pub(super) async fn create(
@@ -15,25 +20,22 @@ pub(super) async fn create(
     max: usize,
 ) -> StoreResult<bool> {
     let mut tx = writer.begin().await?;
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE owner = ?")
+    let count: i64 = sqlx::query_scalar(COUNT_WEBHOOKS.sqlite)
         .bind(&hook.owner)
         .fetch_one(&mut *tx)
         .await?;
     if usize::try_from(count).unwrap_or(usize::MAX) >= max {
         return Ok(false);
     }
-    let insert = sqlx::query(
-        "INSERT INTO webhooks (id, owner, target, resource, updates, secret, created, cursor) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&hook.id)
-    .bind(&hook.owner)
-    .bind(&hook.target)
-    .bind(&hook.resource)
-    .bind(updates_name(hook.updates))
-    .bind(&hook.secret)
-    .bind(hook.created)
-    .bind(hook.cursor);
+    let insert = sqlx::query(INSERT_WEBHOOK.sqlite)
+        .bind(&hook.id)
+        .bind(&hook.owner)
+        .bind(&hook.target)
+        .bind(&hook.resource)
+        .bind(updates_name(hook.updates))
+        .bind(&hook.secret)
+        .bind(hook.created)
+        .bind(hook.cursor);
     insert_or_conflict(insert, &mut *tx).await?;
     tx.commit().await?;
     Ok(true)
@@ -57,7 +59,7 @@ pub(super) async fn list(
 }
 
 pub(super) async fn delete(writer: &SqlitePool, id: &str) -> StoreResult<bool> {
-    let delete = sqlx::query("DELETE FROM webhooks WHERE id = ?").bind(id);
+    let delete = sqlx::query(DELETE_WEBHOOK.sqlite).bind(id);
     changed_one(delete, writer).await
 }
 
@@ -80,55 +82,45 @@ pub(super) async fn queue(
         return Ok(Queued::NoWebhook);
     }
     if let Some(seq) = claim {
-        let claimed = sqlx::query(
-            "UPDATE sends SET status = 'delivered' WHERE seq = ? AND status != 'cancelled'",
-        )
-        .bind(seq)
-        .execute(&mut *tx)
-        .await?;
+        let claimed = sqlx::query(CLAIM_SEND.sqlite)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
         if claimed.rows_affected() != 1 {
             return Ok(Queued::NotClaimed);
         }
     }
-    sqlx::query(
-        "INSERT INTO webhook_events (webhook_id, event_id, body, queued) VALUES (?, ?, ?, ?)",
-    )
-    .bind(id)
-    .bind(event_id)
-    .bind(body)
-    .bind(crate::clock::now_ms())
-    .execute(&mut *tx)
-    .await?;
-    let queued: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE webhook_id = ?")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
+    sqlx::query(INSERT_WEBHOOK_EVENT.sqlite)
+        .bind(id)
+        .bind(event_id)
+        .bind(body)
+        .bind(crate::clock::now_ms())
+        .execute(&mut *tx)
+        .await?;
+    let queued: i64 = sqlx::query_scalar(COUNT_WEBHOOK_EVENTS.sqlite)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(Queued::Stored(usize::try_from(queued).unwrap_or(0)))
 }
 
 pub(super) async fn head(pool: &SqlitePool, id: &str) -> StoreResult<Option<WebhookEventRecord>> {
-    let query = sqlx::query(
-        "SELECT seq, event_id, body, queued FROM webhook_events WHERE webhook_id = ? \
-         ORDER BY seq LIMIT 1",
-    )
-    .bind(id);
+    let query = sqlx::query(HEAD_WEBHOOK_EVENT.sqlite).bind(id);
     fetch_record(query, pool, event_row).await
 }
 
 pub(super) async fn ack(writer: &SqlitePool, id: &str, seq: i64) -> StoreResult<bool> {
     let mut tx = writer.begin().await?;
-    sqlx::query("DELETE FROM webhook_events WHERE webhook_id = ? AND seq = ?")
+    sqlx::query(DELETE_WEBHOOK_EVENT.sqlite)
         .bind(id)
         .bind(seq)
         .execute(&mut *tx)
         .await?;
-    let healthy =
-        sqlx::query("UPDATE webhooks SET failing_since = NULL, last_error = NULL WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+    let healthy = sqlx::query(WEBHOOK_HEALTHY.sqlite)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(healthy.rows_affected() == 1)
 }
@@ -139,20 +131,17 @@ pub(super) async fn failed(
     error: &str,
     failing_since: Option<i64>,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE webhooks SET last_error = ?, failing_since = COALESCE(failing_since, ?) \
-         WHERE id = ?",
-    )
-    .bind(error)
-    .bind(failing_since)
-    .bind(id)
-    .execute(writer)
-    .await?;
+    sqlx::query(WEBHOOK_FAILED.sqlite)
+        .bind(error)
+        .bind(failing_since)
+        .bind(id)
+        .execute(writer)
+        .await?;
     Ok(())
 }
 
 pub(super) async fn queue_len(pool: &SqlitePool, id: &str) -> StoreResult<usize> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE webhook_id = ?")
+    let n: i64 = sqlx::query_scalar(COUNT_WEBHOOK_EVENTS.sqlite)
         .bind(id)
         .fetch_one(pool)
         .await?;
@@ -160,7 +149,7 @@ pub(super) async fn queue_len(pool: &SqlitePool, id: &str) -> StoreResult<usize>
 }
 
 pub(super) async fn max_cursor(pool: &SqlitePool) -> StoreResult<i64> {
-    let max: Option<i64> = sqlx::query_scalar("SELECT MAX(cursor) FROM webhooks")
+    let max: Option<i64> = sqlx::query_scalar(MAX_WEBHOOK_CURSOR.sqlite)
         .fetch_one(pool)
         .await?;
     Ok(max.unwrap_or(0))
