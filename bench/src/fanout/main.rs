@@ -93,6 +93,10 @@ struct Row {
     quiet_missed: usize,
     /// The longest wait for the server to fall idle after a quiet change.
     quiet_wait: Duration,
+    /// The server's CPU time over the quiet changes (from sending each to its being idle).
+    quiet_cpu: Duration,
+    /// Quiet changes made.
+    quiet_changes: u32,
     /// The first failure, if any.
     failure: Option<String>,
 }
@@ -309,6 +313,8 @@ async fn measure(
         quiet_trailing: 0,
         quiet_missed: 0,
         quiet_wait: Duration::ZERO,
+        quiet_cpu: Duration::ZERO,
+        quiet_changes: 0,
         failure: None,
     };
     let mut failed = 0;
@@ -402,6 +408,7 @@ async fn quiet_round(
     })
     .await??;
     let marker = format!("{}{round}", String::from_utf8_lossy(ROUND));
+    let cpu_before = quiet::cpu_ticks(server.pid)?;
     let sent = SystemTime::now();
     api.call(
         Method::PUT,
@@ -413,6 +420,9 @@ async fn quiet_round(
     .with_context(|| format!("change {round}"))?;
     let waited = quiet::wait_idle(server.pid, Duration::from_secs(5)).await?;
     row.quiet_wait = row.quiet_wait.max(waited);
+    let ticks = quiet::cpu_ticks(server.pid)?.saturating_sub(cpu_before);
+    row.quiet_cpu += Duration::from_secs_f64(ticks as f64 / quiet::ticks_per_second() as f64);
+    row.quiet_changes += 1;
     let (sockets, got) = tokio::task::spawn_blocking(move || {
         let got = quiet::collect(&sockets, round, WAIT);
         (sockets, got)
@@ -486,9 +496,9 @@ fn print_table(rows: &[Row]) {
         "Delivery with the clients idle during the fan-out (arrival = kernel receive timestamp):"
     );
     println!(
-        "| transport | server | p50 ms | p90 ms | p99 ms | max ms | p99 vs axum | missed | maybe late | idle after s |"
+        "| transport | server | p50 ms | p90 ms | p99 ms | max ms | p99 vs axum | missed | maybe late | idle after s | server CPU ms per change | µs per watcher |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let p99 = |row: &Row| {
         let mut sorted = row.quiet.clone();
         sorted.sort();
@@ -501,8 +511,9 @@ fn print_table(rows: &[Row]) {
             .iter()
             .find(|r| r.transport == row.transport && r.server == "axum")
             .map_or(f64::NAN, p99);
+        let cpu_ms = row.quiet_cpu.as_secs_f64() * 1000.0 / f64::from(row.quiet_changes.max(1));
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}× | {} | {} | {:.1} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}× | {} | {} | {:.1} | {:.0} | {:.1} |",
             row.transport.name(),
             row.server,
             percentile(&sorted, 50.0),
@@ -512,7 +523,9 @@ fn print_table(rows: &[Row]) {
             p99(row) / axum,
             row.quiet_missed,
             row.quiet_trailing,
-            row.quiet_wait.as_secs_f64()
+            row.quiet_wait.as_secs_f64(),
+            cpu_ms,
+            cpu_ms * 1000.0 / row.ready.max(1) as f64
         );
     }
     for row in rows {

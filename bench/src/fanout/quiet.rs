@@ -196,6 +196,16 @@ pub(crate) fn cpu_ticks(pid: u32) -> Result<u64> {
     Ok(tick(14)? + tick(15)?)
 }
 
+/// Clock ticks per second of `/proc/PID/stat`.
+pub(crate) fn ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(100)
+}
+
 /// Waits until the server has stopped working on the change: at least `MIN`, then until it
 /// used at most one clock tick in a tenth of a second (or `max` passed).
 pub(crate) async fn wait_idle(pid: u32, max: Duration) -> Result<Duration> {
