@@ -240,6 +240,17 @@ mod tests {
         let (mut server, _) = listener.accept()?;
         client.set_nonblocking(true)?;
         enable(&client)?;
+        // The kernel turns stamping on shortly after the first socket asks (deferred work, when
+        // no other socket has it on): probe until a read comes stamped.
+        let mut probe = [0; 16];
+        for _ in 0..1000 {
+            server.write_all(b"x")?;
+            std::thread::sleep(Duration::from_millis(2));
+            if let Some((_, Some(_))) = read_once(&client, &mut probe)? {
+                break;
+            }
+        }
+        drain(&client, &mut probe)?;
         let quiet = Quiet {
             socket: client,
             transport: Transport::Sse,
