@@ -2,11 +2,14 @@
 //! WebSocket), measured beside bare axum serving the same stream (see `reference`). For each
 //! it prints the time N clients connecting at once take until all are streaming, the server's
 //! memory per watcher (VmRSS before and after, divided by N), and the delivery latency of a
-//! change to every watcher. See `bench/README.md`.
+//! change to every watcher: first as the clients, reading all along on the same cores as the
+//! server, see it; then with the clients idle during the fan-out and the arrival taken from
+//! the kernel's receive timestamps (see `quiet`). See `bench/README.md`.
 
 #[allow(dead_code)]
 #[path = "../http.rs"]
 mod http;
+mod quiet;
 mod reference;
 #[allow(dead_code)]
 #[path = "../relay.rs"]
@@ -17,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
@@ -26,9 +29,10 @@ use restsip_protocol::{CallCreated, ParticipantCreated, Token};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::http::{basic, Api};
+use crate::quiet::Quiet;
 use crate::relay::RelayProcess;
 use crate::watcher::{Plan, Report, Transport, ROUND};
 
@@ -61,6 +65,10 @@ struct Args {
     /// Serve the reference (internal: the benchmark starts itself with it).
     #[arg(long, hide = true)]
     serve_reference: bool,
+    /// Checking the method: the reference waits this long before publishing each change, so
+    /// both delivery measures must grow by as much.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    reference_delay_ms: u64,
 }
 
 /// One measured run.
@@ -77,6 +85,18 @@ struct Row {
     latencies: Vec<Duration>,
     /// Deliveries that did not arrive.
     missed: usize,
+    /// Delivery latencies with the clients idle, from the kernel's receive timestamps.
+    quiet: Vec<Duration>,
+    /// Of those, the ones whose read also held later bytes (a keep-alive): maybe late.
+    quiet_trailing: usize,
+    /// Quiet deliveries that did not arrive.
+    quiet_missed: usize,
+    /// The longest wait for the server to fall idle after a quiet change.
+    quiet_wait: Duration,
+    /// The server's CPU time over the quiet changes (from sending each to its being idle).
+    quiet_cpu: Duration,
+    /// Quiet changes made.
+    quiet_changes: u32,
     /// The first failure, if any.
     failure: Option<String>,
 }
@@ -107,7 +127,7 @@ fn main() -> ExitCode {
     let result = runtime.map_err(anyhow::Error::from).and_then(|rt| {
         rt.block_on(async {
             if args.serve_reference {
-                reference::serve().await
+                reference::serve(Duration::from_millis(args.reference_delay_ms)).await
             } else {
                 run(args).await
             }
@@ -151,7 +171,7 @@ async fn run(args: Args) -> Result<()> {
             eprintln!("running {} on {server}...", transport.name());
             let started = match server {
                 "relay" => start_relay(&binary, args.watchers).await,
-                _ => start_reference().await,
+                _ => start_reference(args.reference_delay_ms).await,
             }
             .with_context(|| format!("starting {server}"))?;
             rows.push(measure(&started, transport, server, &args).await?);
@@ -222,10 +242,11 @@ async fn start_relay(binary: &std::path::Path, watchers: usize) -> Result<Server
 }
 
 /// Starts this binary as the reference server.
-async fn start_reference() -> Result<Server> {
+async fn start_reference(delay_ms: u64) -> Result<Server> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .arg("--serve-reference")
+        .arg(format!("--reference-delay-ms={delay_ms}"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -264,11 +285,13 @@ async fn measure(
     args: &Args,
 ) -> Result<Row> {
     let n = args.watchers;
+    let (hand_over, hand_over_rx) = watch::channel(false);
     let plan = Arc::new(Plan {
         addr: server.addr,
         transport,
         path: server.path.clone(),
         auth: server.auth.clone(),
+        hand_over: hand_over_rx,
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_before = rss(server.pid)?;
@@ -286,6 +309,12 @@ async fn measure(
         rss_per_watcher: 0.0,
         latencies: Vec::with_capacity(n * args.changes as usize),
         missed: 0,
+        quiet: Vec::with_capacity(n * args.changes as usize),
+        quiet_trailing: 0,
+        quiet_missed: 0,
+        quiet_wait: Duration::ZERO,
+        quiet_cpu: Duration::ZERO,
+        quiet_changes: 0,
         failure: None,
     };
     let mut failed = 0;
@@ -300,7 +329,7 @@ async fn measure(
                 failed += 1;
                 row.failure.get_or_insert(e);
             }
-            Ok(Some(Report::Change(..))) => {}
+            Ok(Some(Report::Change(..) | Report::Quiet(_))) => {}
             Ok(None) | Err(_) => break,
         }
     }
@@ -337,10 +366,81 @@ async fn measure(
         row.missed += row.ready - seen;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The same watchers again, idle during each change.
+    hand_over.send_replace(true);
+    let mut sockets = Vec::with_capacity(row.ready);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sockets.len() < row.ready {
+        match tokio::time::timeout_at(deadline, reports.recv()).await {
+            Ok(Some(Report::Quiet(quiet))) => sockets.push(*quiet),
+            Ok(Some(Report::Failed(e))) => {
+                row.failure.get_or_insert(e);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
     for task in tasks {
         task.abort();
     }
+    for k in 1..=args.changes {
+        let round = args.changes + k;
+        sockets = quiet_round(server, &api, sockets, round, &mut row).await?;
+    }
     Ok(row)
+}
+
+/// One change with the clients idle: every socket drained first, the change made, the server
+/// left alone until idle, then every socket read for the change's kernel receive timestamp.
+async fn quiet_round(
+    server: &Server,
+    api: &Api,
+    sockets: Vec<Quiet>,
+    round: u32,
+    row: &mut Row,
+) -> Result<Vec<Quiet>> {
+    let sockets = tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0; 64 * 1024];
+        for quiet in &sockets {
+            quiet::drain(&quiet.socket, &mut buf)?;
+        }
+        anyhow::Ok(sockets)
+    })
+    .await??;
+    let marker = format!("{}{round}", String::from_utf8_lossy(ROUND));
+    let cpu_before = quiet::cpu_ticks(server.pid)?;
+    let sent = SystemTime::now();
+    api.call(
+        Method::PUT,
+        &server.change_path,
+        server.change_auth.as_ref(),
+        Some(&json!({ "session": marker })),
+    )
+    .await
+    .with_context(|| format!("change {round}"))?;
+    let waited = quiet::wait_idle(server.pid, Duration::from_secs(5)).await?;
+    row.quiet_wait = row.quiet_wait.max(waited);
+    let ticks = quiet::cpu_ticks(server.pid)?.saturating_sub(cpu_before);
+    row.quiet_cpu += Duration::from_secs_f64(ticks as f64 / quiet::ticks_per_second() as f64);
+    row.quiet_changes += 1;
+    let (sockets, got) = tokio::task::spawn_blocking(move || {
+        let got = quiet::collect(&sockets, round, WAIT);
+        (sockets, got)
+    })
+    .await?;
+    for arrival in got.arrivals {
+        let latency = arrival
+            .at
+            .duration_since(sent)
+            .map_err(|_| anyhow!("a change arrived before it was sent (clock stepped?)"))?;
+        row.quiet.push(latency);
+        row.quiet_trailing += usize::from(arrival.trailing);
+    }
+    row.quiet_missed += got.missed;
+    if let Some(e) = got.failure {
+        row.failure.get_or_insert(e);
+    }
+    Ok(sockets)
 }
 
 /// The process's resident memory in bytes (`VmRSS` of `/proc/PID/status`).
@@ -389,6 +489,43 @@ fn print_table(rows: &[Row]) {
             percentile(&sorted, 99.0),
             percentile(&sorted, 100.0),
             row.missed
+        );
+    }
+    println!();
+    println!(
+        "Delivery with the clients idle during the fan-out (arrival = kernel receive timestamp):"
+    );
+    println!(
+        "| transport | server | p50 ms | p90 ms | p99 ms | max ms | p99 vs axum | missed | maybe late | idle after s | server CPU ms per change | µs per watcher |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let p99 = |row: &Row| {
+        let mut sorted = row.quiet.clone();
+        sorted.sort();
+        percentile(&sorted, 99.0)
+    };
+    for row in rows {
+        let mut sorted = row.quiet.clone();
+        sorted.sort();
+        let axum = rows
+            .iter()
+            .find(|r| r.transport == row.transport && r.server == "axum")
+            .map_or(f64::NAN, p99);
+        let cpu_ms = row.quiet_cpu.as_secs_f64() * 1000.0 / f64::from(row.quiet_changes.max(1));
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}× | {} | {} | {:.1} | {:.0} | {:.1} |",
+            row.transport.name(),
+            row.server,
+            percentile(&sorted, 50.0),
+            percentile(&sorted, 90.0),
+            percentile(&sorted, 99.0),
+            percentile(&sorted, 100.0),
+            p99(row) / axum,
+            row.quiet_missed,
+            row.quiet_trailing,
+            row.quiet_wait.as_secs_f64(),
+            cpu_ms,
+            cpu_ms * 1000.0 / row.ready.max(1) as f64
         );
     }
     for row in rows {

@@ -8,6 +8,7 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::body::Bytes;
@@ -31,6 +32,8 @@ struct Shared {
     changes: broadcast::Sender<Arc<Event>>,
     /// Next event id.
     next_id: Arc<AtomicU64>,
+    /// How long a change waits before it is published (0 but when checking the benchmark).
+    delay: Duration,
 }
 
 impl Shared {
@@ -45,12 +48,13 @@ impl Shared {
     }
 }
 
-/// Serves on 127.0.0.1 (a free port) until killed.
-pub(crate) async fn serve() -> Result<()> {
+/// Serves on 127.0.0.1 (a free port) until killed, publishing each change after `delay`.
+pub(crate) async fn serve(delay: Duration) -> Result<()> {
     let (changes, _) = broadcast::channel(64);
     let shared = Shared {
         changes,
         next_id: Arc::new(AtomicU64::new(1)),
+        delay,
     };
     let app = Router::new()
         .route("/call/{id}", get(sse))
@@ -71,6 +75,9 @@ async fn change(State(s): State<Shared>, Path(id): Path<String>, body: Bytes) ->
         kind: EventKind::Updated,
         data,
     };
+    if !s.delay.is_zero() {
+        tokio::time::sleep(s.delay).await;
+    }
     let _ = s.changes.send(Arc::new(event));
     axum::http::StatusCode::NO_CONTENT.into_response()
 }

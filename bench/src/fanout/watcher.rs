@@ -1,7 +1,8 @@
 //! One watcher: a raw TCP connection that asks for a resource's stream (SSE, or the WebSocket
 //! with one subscription), says when its first event arrived, then reports each change it sees.
 //! It parses nothing but what it needs (no JSON, no frame decoding: it looks for markers in the
-//! bytes), so 10,000 of them cost the load generator little.
+//! bytes), so 10,000 of them cost the load generator little. When the plan's `hand_over`
+//! turns true it stops reading and hands its socket to the coordinator (see `quiet`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +11,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+
+use crate::quiet::{self, Quiet};
 
 /// What the marker of a change starts with; the round number follows.
 pub(crate) const ROUND: &[u8] = b"round-";
@@ -46,6 +49,8 @@ pub(crate) struct Plan {
     pub(crate) path: String,
     /// `Authorization` value, if any.
     pub(crate) auth: Option<String>,
+    /// Turns true when the watchers are to stop reading and hand their sockets over.
+    pub(crate) hand_over: watch::Receiver<bool>,
 }
 
 /// What a watcher tells the coordinator.
@@ -55,6 +60,8 @@ pub(crate) enum Report {
     Ready(Instant),
     /// It saw the change of this round at this instant.
     Change(u32, Instant),
+    /// It stopped reading and handed its socket over, with kernel receive timestamps on.
+    Quiet(Box<Quiet>),
     /// It failed (and ended).
     Failed(String),
 }
@@ -124,17 +131,30 @@ async fn watch(plan: &Plan, reports: &mpsc::UnboundedSender<Report>) -> Result<(
     // Whatever followed the head, then every read, with a carry of the last bytes.
     buf.copy_within(head_end..filled, 0);
     filled -= head_end;
+    let mut hand_over = plan.hand_over.clone();
     loop {
         scan.scan(&buf[..filled], reports);
         let keep = filled.min(CARRY);
         buf.copy_within(filled - keep..filled, 0);
         filled = keep;
-        let n = stream.read(&mut buf[filled..]).await?;
+        let read = tokio::select! {
+            n = stream.read(&mut buf[filled..]) => Some(n?),
+            _ = hand_over.wait_for(|h| *h) => None,
+        };
+        let Some(n) = read else { break };
         if n == 0 {
             bail!("the server closed the stream");
         }
         filled += n;
     }
+    // Out of tokio's reactor: nothing in this process wakes up when the socket receives.
+    let socket = stream.into_std()?;
+    quiet::enable(&socket)?;
+    let _ = reports.send(Report::Quiet(Box::new(Quiet {
+        socket,
+        transport: plan.transport,
+    })));
+    Ok(())
 }
 
 /// Looks for the ready marker, then for round markers.
@@ -220,6 +240,7 @@ mod tests {
             .map(|r| match r {
                 Report::Ready(_) => "ready".to_owned(),
                 Report::Change(n, _) => format!("change {n}"),
+                Report::Quiet(_) => "quiet".to_owned(),
                 Report::Failed(e) => e,
             })
             .collect();
