@@ -1,8 +1,9 @@
 //! Active resources: a GET that stays open gives the current state, then every change. One
 //! event source per watch ([`crate::events`] over the bus, and the store for inboxes) feeds
 //! three encodings: Server-Sent Events, newline-delimited JSON, and the multiplexed WebSocket.
-//! An SSE or NDJSON response runs its source inside its body ([`Events`]); a WebSocket's
-//! subscriptions run theirs as tasks sending into the connection's queue.
+//! Every watch runs its source inside the stream that gives its events out ([`Events`]): an SSE
+//! or NDJSON response inside its body, a WebSocket's subscriptions inside the connection's
+//! writer.
 //!
 //! Each stream holds a bounded queue; a consumer too slow to keep up makes its source fall
 //! behind on the bus, and it is resynchronised with a fresh `state` event (inboxes re-read the
@@ -24,8 +25,6 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use restsip_protocol::{Event, UpdateMode, NDJSON};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_stream::wrappers::IntervalStream;
 
 use super::auth::Caller;
@@ -200,31 +199,12 @@ impl Drop for StreamSlot {
     }
 }
 
-/// Where a stream's event source hands its events over.
-enum Handover {
-    /// A channel read by another task (a WebSocket's writer, shared by its subscriptions).
-    Channel(mpsc::Sender<Arc<Outgoing>>),
-    /// The queue of an [`Events`] stream, which runs the source itself.
-    Queue(Arc<Mutex<VecDeque<Arc<Outgoing>>>>),
-}
-
 /// A stream's end of an event source; SENDs are claimed in the store.
 struct StreamSink {
-    /// Where events go.
-    handover: Handover,
+    /// The queue of the [`Events`] stream that runs the source.
+    queue: Arc<Mutex<VecDeque<Arc<Outgoing>>>>,
     /// Where SENDs are claimed.
     inbox: Inbox,
-}
-
-impl StreamSink {
-    /// Resolves when no one will take events any more (a channel whose receiver is gone); an
-    /// [`Events`] queue never does: its source is dropped with the stream.
-    async fn closed(&self) {
-        match &self.handover {
-            Handover::Channel(tx) => tx.closed().await,
-            Handover::Queue(_) => std::future::pending().await,
-        }
-    }
 }
 
 #[async_trait]
@@ -234,28 +214,19 @@ impl Sink for StreamSink {
     }
 
     async fn emit_shared(&self, event: Arc<Outgoing>) -> Result<Flow> {
-        match &self.handover {
-            Handover::Channel(tx) => Ok(if tx.send(event).await.is_err() {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            }),
-            Handover::Queue(queue) => {
-                // A full queue waits for the stream to take from it: the stream polls the
-                // source again only once it has emptied the queue, so no waker is needed.
-                let mut event = Some(event);
-                std::future::poll_fn(|_| {
-                    let mut queue = lock(queue);
-                    if queue.len() >= STREAM_QUEUE {
-                        return Poll::Pending;
-                    }
-                    queue.extend(event.take());
-                    Poll::Ready(())
-                })
-                .await;
-                Ok(Flow::Continue)
+        // A full queue waits for the stream to take from it: the stream polls the source
+        // again only once it has emptied the queue, so no waker is needed.
+        let mut event = Some(event);
+        std::future::poll_fn(|_| {
+            let mut queue = lock(&self.queue);
+            if queue.len() >= STREAM_QUEUE {
+                return Poll::Pending;
             }
-        }
+            queue.extend(event.take());
+            Poll::Ready(())
+        })
+        .await;
+        Ok(Flow::Continue)
     }
 
     async fn emit_claimed(&self, seq: i64, event: Event) -> Result<Option<Flow>> {
@@ -329,36 +300,14 @@ pub(crate) fn open_events(
     mode: UpdateMode,
 ) -> Result<Events> {
     let queue = Arc::new(Mutex::new(VecDeque::new()));
-    let source = source(
-        state,
-        caller,
-        topic,
-        since,
-        mode,
-        Handover::Queue(queue.clone()),
-    )?;
+    let source = source(state, caller, topic, since, mode, queue.clone())?;
     Ok(Events {
         source: Some(Box::pin(source)),
         queue,
     })
 }
 
-/// Runs the event source of `topic` for `caller` into `tx` (which several sources may share,
-/// as a WebSocket's subscriptions do) until the resource goes away, the relay shuts down, the
-/// receiver is dropped or the task is aborted; counts against the caller's streams meanwhile.
-pub(crate) fn spawn_events(
-    state: &AppState,
-    caller: &Caller,
-    topic: Topic,
-    since: Option<u64>,
-    mode: UpdateMode,
-    tx: mpsc::Sender<Arc<Outgoing>>,
-) -> Result<JoinHandle<()>> {
-    let source = source(state, caller, topic, since, mode, Handover::Channel(tx))?;
-    Ok(tokio::spawn(source))
-}
-
-/// The event source of `topic` for `caller` into `handover`, holding one of the caller's stream
+/// The event source of `topic` for `caller` into `queue`, holding one of the caller's stream
 /// slots (taken now: past the limit, an error) while it runs.
 fn source(
     state: &AppState,
@@ -366,7 +315,7 @@ fn source(
     topic: Topic,
     since: Option<u64>,
     mode: UpdateMode,
-    handover: Handover,
+    queue: Arc<Mutex<VecDeque<Arc<Outgoing>>>>,
 ) -> Result<impl Future<Output = ()> + Send + 'static> {
     let slot = state.streams.acquire(&caller.0)?;
     let resources = state.resources();
@@ -387,12 +336,11 @@ fn source(
             _ => None,
         };
         let sink = StreamSink {
-            handover,
+            queue,
             inbox: resources.inbox.clone(),
         };
         let result = tokio::select! {
             r = events::run(&resources, &topic, since, mode, &sink) => r,
-            () = sink.closed() => Ok(()),
             _ = closing.wait_for(|c| *c) => Ok(()),
         };
         if let Err(e) = result {

@@ -4,19 +4,23 @@
 //! `ClientFrame` and `ServerFrame` of the protocol crate.
 
 use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::{AbortHandle, Abortable, SelectAll};
+use futures_util::{SinkExt, Stream, StreamExt};
 use restsip_protocol::{ClientFrame, Event, Problem, ProblemKind, ServerFrame};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::auth::Caller;
+use super::stream::Events;
 use super::AppState;
 use crate::bus::Topic;
 use crate::error::Error;
@@ -24,8 +28,8 @@ use crate::outgoing::{Encoding, Outgoing};
 
 /// Frames waiting for a slow client before subscriptions fall behind (and resynchronise).
 const OUTGOING_QUEUE: usize = 256;
-/// Events of all the subscriptions of one connection waiting for a slow client.
-const EVENT_QUEUE: usize = 256;
+/// Most frames written after the first before a flush.
+const BURST: usize = 64;
 /// Largest frame a client may send.
 const MAX_FRAME: usize = 256 * 1024;
 /// Bytes read from the socket at a time: a frame longer than this is read in several reads, so
@@ -128,25 +132,75 @@ fn text(json: Bytes) -> Message {
     Message::Text(Utf8Bytes::try_from(json).unwrap_or_default())
 }
 
+/// One subscription's events, run by the connection's writer: the writer polls the source
+/// when it can write (as an SSE body does), so an event reaches the socket without a task of
+/// its own in between, and a client that stops reading makes the source fall behind.
+struct Subscription {
+    /// The events, until the reader aborts them (unsubscribe, close).
+    events: Abortable<Events>,
+    /// Set once the subscription is gone (ended or aborted), for the reader to see.
+    gone: Arc<AtomicBool>,
+}
+
+impl Stream for Subscription {
+    type Item = Arc<Outgoing>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.events.poll_next_unpin(cx)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.gone.store(true, Ordering::Relaxed);
+    }
+}
+
+/// An event some subscription has ready now, if any (its source polled with the writer's own
+/// waker, so a source that is not ready wakes the writer later).
+async fn ready_event(sources: &mut SelectAll<Subscription>) -> Option<Arc<Outgoing>> {
+    std::future::poll_fn(|cx| match sources.poll_next_unpin(cx) {
+        Poll::Ready(Some(event)) => Poll::Ready(Some(event)),
+        _ => Poll::Ready(None),
+    })
+    .await
+}
+
+/// The reader's handle on a subscription the writer runs.
+struct Subscribed {
+    /// Stops it.
+    abort: AbortHandle,
+    /// Whether it is gone.
+    gone: Arc<AtomicBool>,
+}
+
 async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
     let _open = crate::observe::Open::new(crate::observe::WEBSOCKETS_OPEN);
     let (mut sink, mut stream) = socket.split();
     // Boxed frames: a tokio channel allocates its first 32 slots up front, and 32 frames
     // (a few hundred bytes each) would cost every connection kilobytes it seldom uses.
     let (out_tx, mut out_rx) = mpsc::channel::<Box<ServerFrame>>(OUTGOING_QUEUE);
-    // Every subscription's source sends here directly: an event's frame is encoded once for all
-    // the connections watching its resource, and a subscription costs no forwarding task.
-    let (events_tx, mut events_rx) = mpsc::channel::<Arc<Outgoing>>(EVENT_QUEUE);
+    // New subscriptions go to the writer, which runs their sources: an event's frame is
+    // encoded once for all the connections watching its resource, and goes from the bus to
+    // the socket in the writer's task.
+    let (subs_tx, mut subs_rx) = mpsc::unbounded_channel::<Subscription>();
     let keepalive = Duration::from_secs(state.limits.keepalive);
     let writer = tokio::spawn(async move {
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        let mut sources: SelectAll<Subscription> = SelectAll::new();
         loop {
             let message = tokio::select! {
                 frame = out_rx.recv() => match frame {
                     Some(frame) => text_frame(&frame),
                     None => break,
                 },
-                Some(event) = events_rx.recv() => text(event.encoded(Encoding::WsFrame, event_frame)),
+                Some(sub) = subs_rx.recv() => {
+                    sources.push(sub);
+                    continue;
+                }
+                Some(event) = sources.next(), if !sources.is_empty() => {
+                    text(event.encoded(Encoding::WsFrame, event_frame))
+                }
                 _ = ping.tick() => Message::Ping(Default::default()),
             };
             if sink.feed(message).await.is_err() {
@@ -155,8 +209,15 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
             // Every frame already waiting goes out in the same write: one flush (one system
             // call) per burst rather than per frame.
             let mut failed = false;
-            while let Ok(frame) = out_rx.try_recv() {
-                if sink.feed(text_frame(&frame)).await.is_err() {
+            for _ in 0..BURST {
+                let message = match out_rx.try_recv() {
+                    Ok(frame) => text_frame(&frame),
+                    Err(_) => match ready_event(&mut sources).await {
+                        Some(event) => text(event.encoded(Encoding::WsFrame, event_frame)),
+                        None => break,
+                    },
+                };
+                if sink.feed(message).await.is_err() {
                     failed = true;
                     break;
                 }
@@ -167,7 +228,7 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
         }
         let _ = sink.close().await;
     });
-    let mut subscriptions: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut subscriptions: HashMap<String, Subscribed> = HashMap::new();
     // This connection, as a server of SOAP namespaces.
     let conn = state.soap_web.connection();
     let mut closing = state.closing.clone();
@@ -211,26 +272,28 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
                 since,
                 updates,
             } => {
-                subscriptions.retain(|_, task| !task.is_finished());
+                subscriptions.retain(|_, sub| !sub.gone.load(Ordering::Relaxed));
                 if subscriptions.contains_key(&path) {
                     continue;
                 }
                 // Boxed, as the other commands' work: the connection's future stays as large as
                 // the largest step it awaits for as long as it is open.
                 let opened = match Box::pin(topic_for(&state, &caller, &path)).await {
-                    Ok(topic) => super::stream::spawn_events(
-                        &state,
-                        &caller,
-                        topic,
-                        since,
-                        updates,
-                        events_tx.clone(),
-                    ),
+                    Ok(topic) => super::stream::open_events(&state, &caller, topic, since, updates),
                     Err(e) => Err(e),
                 };
                 match opened {
-                    Ok(task) => {
-                        subscriptions.insert(path, task);
+                    Ok(events) => {
+                        let (abort, registration) = AbortHandle::new_pair();
+                        let gone = Arc::new(AtomicBool::new(false));
+                        let sub = Subscription {
+                            events: Abortable::new(events, registration),
+                            gone: gone.clone(),
+                        };
+                        if subs_tx.send(sub).is_err() {
+                            break;
+                        }
+                        subscriptions.insert(path, Subscribed { abort, gone });
                         None
                     }
                     Err(e) => Some(ServerFrame::Error {
@@ -240,8 +303,8 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
                 }
             }
             ClientFrame::Unsubscribe { path } => {
-                if let Some(task) = subscriptions.remove(&path) {
-                    task.abort();
+                if let Some(sub) = subscriptions.remove(&path) {
+                    sub.abort.abort();
                 }
                 None
             }
@@ -312,10 +375,10 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
         }
     }
     state.soap_web.drop_connection(conn);
-    for (_, task) in subscriptions {
-        task.abort();
+    for (_, sub) in subscriptions {
+        sub.abort.abort();
     }
     drop(out_tx);
-    drop(events_tx);
+    drop(subs_tx);
     let _ = writer.await;
 }
