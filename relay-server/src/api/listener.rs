@@ -27,6 +27,8 @@ use tower::ServiceExt;
 
 use restsip_sip::per_ip::{IpSlot, PerIp};
 
+use super::lean::{self, First, Rewind};
+
 /// The HTTP listening socket, its accept backlog sized from `max_connections` (the kernel caps
 /// it at `net.core.somaxconn`, 4096 on current Linux). Tokio's default of 1024 (and the 128 it
 /// once was) makes a reconnect storm after a restart wait for SYN retries (1 s, 3 s) while the
@@ -211,8 +213,45 @@ async fn https_required(mut stream: LimitedStream) {
     .await;
 }
 
-/// Serves one connection until it ends, or gracefully once `stop` turns true.
+/// Serves one connection until it ends, or gracefully once `stop` turns true: a first request
+/// asking for a stream on the lean path ([`lean`]), anything else with hyper.
 async fn connection<S, IO>(
+    mut stream: IO,
+    addr: SocketAddr,
+    service: S,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let first = tokio::select! {
+        first = lean::first(&mut stream, addr, header_timeout) => first,
+        // Like hyper's graceful shutdown of a connection with no request yet: close it.
+        _ = stop.wait_for(|stop| *stop) => return,
+    };
+    match first {
+        First::Closed => {}
+        // A stream ends itself when the relay stops (`AppState::shutdown`), as under hyper's
+        // graceful shutdown, which lets the response in flight finish.
+        First::Lean(request) => lean::serve(stream, *request, service, addr).await,
+        // Boxed: a lean connection's task would carry hyper's connection state otherwise.
+        First::Hyper(read) => {
+            Box::pin(hyper_connection(
+                Rewind::new(read, stream),
+                addr,
+                service,
+                header_timeout,
+                stop,
+            ))
+            .await
+        }
+    }
+}
+
+/// Serves a connection with hyper until it ends, or gracefully once `stop` turns true.
+async fn hyper_connection<S, IO>(
     stream: IO,
     addr: SocketAddr,
     service: S,
