@@ -354,3 +354,95 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
         self.inner.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(head: &str) -> &'static str {
+        match parse(head.as_bytes(), SocketAddr::from(([127, 0, 0, 1], 9))) {
+            Parsed::Partial => "partial",
+            Parsed::Lean(_) => "lean",
+            Parsed::Other => "other",
+        }
+    }
+
+    #[test]
+    fn only_a_whole_bodiless_streaming_get_takes_the_lean_path() {
+        let sse = "GET /call/1 HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n";
+        assert_eq!(kind(sse), "lean");
+        assert_eq!(kind(&sse[..20]), "partial");
+        assert_eq!(kind(&format!("{sse}GET")), "other", "pipelined bytes");
+        assert_eq!(kind("GET /call/1?stream=ndjson HTTP/1.1\r\n\r\n"), "lean");
+        assert_eq!(
+            kind(
+                "GET /call/1 HTTP/1.1\r\nAccept: application/x-ndjson\r\nContent-Length: 0\r\n\r\n"
+            ),
+            "lean"
+        );
+        for other in [
+            "GET /call/1 HTTP/1.1\r\n\r\n",
+            "GET /call/1?streaming=sse HTTP/1.1\r\n\r\n",
+            "GET /call/1 HTTP/1.0\r\nAccept: text/event-stream\r\n\r\n",
+            "POST /call/1 HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n",
+            "GET /call/1 HTTP/1.1\r\nAccept: text/event-stream\r\nContent-Length: 3\r\n\r\n",
+            "GET /call/1 HTTP/1.1\r\nAccept: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET /ws HTTP/1.1\r\nAccept: text/event-stream\r\nUpgrade: websocket\r\n\r\n",
+            "GET http://x/call/1 HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET /call/1 HTTP/1.1\r\nBad Header\r\n\r\n",
+            "\u{0}\u{1}garbage\r\n\r\n",
+        ] {
+            assert_eq!(kind(other), "other", "{other:?}");
+        }
+    }
+
+    #[test]
+    fn the_request_carries_what_hyper_would_give_it() {
+        let head = "GET /login/a%40x?since=4 HTTP/1.1\r\nAccept: text/event-stream\r\nX-A: 1\r\nX-A: 2\r\n\r\n";
+        let Parsed::Lean(request) = parse(head.as_bytes(), SocketAddr::from(([10, 0, 0, 1], 7)))
+        else {
+            panic!("not lean");
+        };
+        assert_eq!(request.method(), Method::GET);
+        assert_eq!(request.uri().path(), "/login/a%40x");
+        assert_eq!(request.uri().query(), Some("since=4"));
+        assert_eq!(request.headers().get_all("x-a").iter().count(), 2);
+        let ConnectInfo(addr) = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .unwrap();
+        assert_eq!(addr.port(), 7);
+    }
+
+    #[test]
+    fn the_answer_head_closes_and_frames_by_status_and_length() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        let stream = framing(StatusCode::OK, &headers, None);
+        assert_eq!(stream, Framing::Chunked);
+        let head = String::from_utf8(response_head(StatusCode::OK, &headers, stream)).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+        assert!(head.contains("connection: close\r\n"), "{head}");
+        assert!(!head.contains("keep-alive"), "{head}");
+        assert!(head.ends_with("\r\n\r\n"), "{head}");
+        let problem = framing(StatusCode::UNAUTHORIZED, &HeaderMap::new(), Some(42));
+        assert_eq!(problem, Framing::Length(Some(42)));
+        let head = String::from_utf8(response_head(
+            StatusCode::UNAUTHORIZED,
+            &HeaderMap::new(),
+            problem,
+        ))
+        .unwrap();
+        assert!(head.contains("content-length: 42\r\n"), "{head}");
+        assert_eq!(
+            framing(StatusCode::NO_CONTENT, &HeaderMap::new(), None),
+            Framing::None
+        );
+    }
+}
