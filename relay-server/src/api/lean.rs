@@ -411,7 +411,7 @@ mod tests {
         let ConnectInfo(addr) = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .unwrap();
+            .expect("valid");
         assert_eq!(addr.port(), 7);
     }
 
@@ -425,7 +425,8 @@ mod tests {
         headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         let stream = framing(StatusCode::OK, &headers, None);
         assert_eq!(stream, Framing::Chunked);
-        let head = String::from_utf8(response_head(StatusCode::OK, &headers, stream)).unwrap();
+        let head =
+            String::from_utf8(response_head(StatusCode::OK, &headers, stream)).expect("valid");
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
         assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
         assert!(head.contains("connection: close\r\n"), "{head}");
@@ -438,7 +439,7 @@ mod tests {
             &HeaderMap::new(),
             problem,
         ))
-        .unwrap();
+        .expect("valid");
         assert!(head.contains("content-length: 42\r\n"), "{head}");
         assert_eq!(
             framing(StatusCode::NO_CONTENT, &HeaderMap::new(), None),
