@@ -66,10 +66,15 @@ pub(super) async fn first<IO: AsyncRead + Unpin>(
             if buf.len() == buf.capacity() {
                 buf.reserve(buf.len().min(HEAD_MAX - buf.len()));
             }
-            let room = HEAD_MAX - buf.len();
+            let (start, room) = (buf.len(), HEAD_MAX - buf.len());
             match io.read_buf(&mut (&mut buf).limit(room)).await {
                 Ok(0) | Err(_) => return First::Closed,
                 Ok(_) => {}
+            }
+            // A head ends with a line feed: a client dripping bytes is not parsed again from
+            // the start for each of them.
+            if !buf[start..].contains(&b'\n') {
+                continue;
             }
             match parse(&buf, addr) {
                 Parsed::Partial => {}
