@@ -4,7 +4,9 @@
 //! each request's header block (hyper's header read timeout, which axum::serve does not set),
 //! so slow or silent clients cannot hold the slots of everyone else. With a certificate every
 //! connection starts with a TLS handshake, which has the same deadline; a client that fails it
-//! (plain HTTP, garbage) loses its connection, nothing else.
+//! (plain HTTP, garbage) loses its connection, nothing else. A connection whose first request
+//! asks for a stream is served by [`super::lean`] instead of hyper (hyper keeps 16 KiB of
+//! buffers per connection for its whole life); everything else by hyper.
 
 use std::convert::Infallible;
 use std::future::Future;
