@@ -23,6 +23,7 @@ mod send;
 mod slow_clients;
 mod ssrf;
 mod streams;
+mod streams_raw;
 mod tls;
 mod users;
 mod webhook_api;

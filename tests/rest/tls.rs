@@ -1,5 +1,5 @@
 //! HTTPS and WSS on the HTTP port with `--tls-cert`/`--tls-key` (certificates from a test CA
-//! made with rcgen): a client trusting the CA signs up, logs in and streams over wss://; a
+//! made with rcgen): a client trusting the CA signs up, logs in and streams over wss:// and SSE; a
 //! client that does not trust it is refused; plain HTTP to the TLS port gets a clear 400, and
 //! garbage or a half handshake costs its connection only; SIGHUP reloads the certificate for
 //! new connections (a broken file keeps the old one); bad files stop the start with why.
@@ -59,6 +59,11 @@ async fn https_and_wss_serve_the_api_to_a_client_trusting_the_certificate() {
         .unwrap();
     let state = ws.next_event().await.unwrap();
     assert_eq!(state.kind, EventKind::State);
+    // And over SSE (a connection whose first request is a stream: the lean path, over TLS).
+    // A client of its own, so that its first request on the connection is the stream.
+    let fresh = relay.client(ALICE, &format!("pw-{ALICE}"));
+    let mut sse = fresh.sse(&format!("/login/{ALICE}"), None).await.unwrap();
+    assert_eq!(sse.next().await.unwrap().kind, EventKind::State);
     alice
         .request("DELETE", &format!("/login/{ALICE}/{id}"), None)
         .await
@@ -67,6 +72,7 @@ async fn https_and_wss_serve_the_api_to_a_client_trusting_the_certificate() {
         ServerFrame::Event { event } => assert_eq!(event.kind, EventKind::Removed),
         other => panic!("expected the removal, got {other:?}"),
     }
+    assert_eq!(sse.next().await.unwrap().kind, EventKind::Removed);
 
     // A client with Mozilla's roots only does not trust the test CA.
     let stranger = reqwest::Client::builder().timeout(WAIT).build().unwrap();

@@ -4,7 +4,9 @@
 //! each request's header block (hyper's header read timeout, which axum::serve does not set),
 //! so slow or silent clients cannot hold the slots of everyone else. With a certificate every
 //! connection starts with a TLS handshake, which has the same deadline; a client that fails it
-//! (plain HTTP, garbage) loses its connection, nothing else.
+//! (plain HTTP, garbage) loses its connection, nothing else. A connection whose first request
+//! asks for a stream is served by [`super::lean`] instead of hyper (hyper keeps 16 KiB of
+//! buffers per connection for its whole life); everything else by hyper.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,6 +28,8 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 use restsip_sip::per_ip::{IpSlot, PerIp};
+
+use super::lean::{self, First, Rewind};
 
 /// The HTTP listening socket, its accept backlog sized from `max_connections` (the kernel caps
 /// it at `net.core.somaxconn`, 4096 on current Linux). Tokio's default of 1024 (and the 128 it
@@ -211,8 +215,45 @@ async fn https_required(mut stream: LimitedStream) {
     .await;
 }
 
-/// Serves one connection until it ends, or gracefully once `stop` turns true.
+/// Serves one connection until it ends, or gracefully once `stop` turns true: a first request
+/// asking for a stream on the lean path ([`lean`]), anything else with hyper.
 async fn connection<S, IO>(
+    mut stream: IO,
+    addr: SocketAddr,
+    service: S,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let first = tokio::select! {
+        first = lean::first(&mut stream, addr, header_timeout) => first,
+        // Like hyper's graceful shutdown of a connection with no request yet: close it.
+        _ = stop.wait_for(|stop| *stop) => return,
+    };
+    match first {
+        First::Closed => {}
+        // A stream ends itself when the relay stops (`AppState::shutdown`), as under hyper's
+        // graceful shutdown, which lets the response in flight finish.
+        First::Lean(request) => lean::serve(stream, *request, service, addr).await,
+        // Boxed: a lean connection's task would carry hyper's connection state otherwise.
+        First::Hyper(read) => {
+            Box::pin(hyper_connection(
+                Rewind::new(read, stream),
+                addr,
+                service,
+                header_timeout,
+                stop,
+            ))
+            .await
+        }
+    }
+}
+
+/// Serves a connection with hyper until it ends, or gracefully once `stop` turns true.
+async fn hyper_connection<S, IO>(
     stream: IO,
     addr: SocketAddr,
     service: S,

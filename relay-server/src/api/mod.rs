@@ -6,6 +6,7 @@ mod auth;
 mod body;
 mod call;
 mod error;
+mod lean;
 pub(crate) mod listener;
 mod login;
 pub mod openapi;

@@ -61,6 +61,28 @@ pub(crate) struct Watch {
     pub(crate) mode: UpdateMode,
 }
 
+impl Format {
+    /// The format an `Accept` header asks for (`?stream=` may override it).
+    pub(crate) fn accepted(accept: &str) -> Self {
+        if accept.contains("text/event-stream") {
+            Format::Sse
+        } else if accept.contains(NDJSON) {
+            Format::Ndjson
+        } else {
+            Format::Plain
+        }
+    }
+
+    /// Whether a GET with this `Accept` header and query may ask for a stream (the lean
+    /// connection path of [`super::lean`] serves those).
+    pub(crate) fn may_stream(accept: &str, query: &str) -> bool {
+        Self::accepted(accept) != Format::Plain
+            || query
+                .split('&')
+                .any(|pair| pair.split_once('=').map_or(pair, |(key, _)| key) == "stream")
+    }
+}
+
 impl Watch {
     /// Whether the response stays open.
     pub(crate) fn is_stream(&self) -> bool {
@@ -80,13 +102,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Watch {
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let mut format = if accept.contains("text/event-stream") {
-            Format::Sse
-        } else if accept.contains(NDJSON) {
-            Format::Ndjson
-        } else {
-            Format::Plain
-        };
+        let mut format = Format::accepted(accept);
         let mut since = match parts.headers.get("last-event-id") {
             Some(v) => Some(
                 v.to_str()
