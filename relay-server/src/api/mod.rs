@@ -16,6 +16,7 @@ mod service;
 mod stream;
 mod user;
 mod webhook;
+mod write_through;
 mod ws;
 
 use std::sync::Arc;
