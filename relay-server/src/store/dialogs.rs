@@ -22,70 +22,45 @@ fn decode(rows: Vec<(String, String)>) -> Vec<(String, Value)> {
         .collect()
 }
 
-pub(super) async fn keep_sqlite(
-    pool: &SqlitePool,
-    call_id: &str,
-    node: &str,
-    record: &Value,
-) -> StoreResult<()> {
-    sqlx::query(KEEP_DIALOG.sqlite)
-        .bind(call_id)
-        .bind(node)
-        .bind(record.to_string())
-        .execute(pool)
-        .await?;
-    Ok(())
+/// The three statements on one engine: `$keep`, `$drop` and `$take` through a `$pool`, with
+/// the `$engine` text of each [`super::statements`] entry (the same SQL on both engines).
+macro_rules! on_engine {
+    ($keep:ident, $drop:ident, $take:ident, $pool:ty, $engine:ident) => {
+        pub(super) async fn $keep(
+            pool: &$pool,
+            call_id: &str,
+            node: &str,
+            record: &Value,
+        ) -> StoreResult<()> {
+            sqlx::query(KEEP_DIALOG.$engine)
+                .bind(call_id)
+                .bind(node)
+                .bind(record.to_string())
+                .execute(pool)
+                .await?;
+            Ok(())
+        }
+
+        pub(super) async fn $drop(pool: &$pool, call_id: &str) -> StoreResult<()> {
+            sqlx::query(DROP_DIALOG.$engine)
+                .bind(call_id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        }
+
+        pub(super) async fn $take(pool: &$pool, node: &str) -> StoreResult<Vec<(String, Value)>> {
+            let rows = sqlx::query_as(TAKE_DIALOGS.$engine)
+                .bind(node)
+                .fetch_all(pool)
+                .await?;
+            Ok(decode(rows))
+        }
+    };
 }
 
-pub(super) async fn drop_sqlite(pool: &SqlitePool, call_id: &str) -> StoreResult<()> {
-    sqlx::query(DROP_DIALOG.sqlite)
-        .bind(call_id)
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
-pub(super) async fn take_sqlite(
-    pool: &SqlitePool,
-    node: &str,
-) -> StoreResult<Vec<(String, Value)>> {
-    let rows = sqlx::query_as(TAKE_DIALOGS.sqlite)
-        .bind(node)
-        .fetch_all(pool)
-        .await?;
-    Ok(decode(rows))
-}
-
-pub(super) async fn keep_pg(
-    pool: &PgPool,
-    call_id: &str,
-    node: &str,
-    record: &Value,
-) -> StoreResult<()> {
-    sqlx::query(KEEP_DIALOG.pg)
-        .bind(call_id)
-        .bind(node)
-        .bind(record.to_string())
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
-pub(super) async fn drop_pg(pool: &PgPool, call_id: &str) -> StoreResult<()> {
-    sqlx::query(DROP_DIALOG.pg)
-        .bind(call_id)
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
-pub(super) async fn take_pg(pool: &PgPool, node: &str) -> StoreResult<Vec<(String, Value)>> {
-    let rows = sqlx::query_as(TAKE_DIALOGS.pg)
-        .bind(node)
-        .fetch_all(pool)
-        .await?;
-    Ok(decode(rows))
-}
+on_engine!(keep_sqlite, drop_sqlite, take_sqlite, SqlitePool, sqlite);
+on_engine!(keep_pg, drop_pg, take_pg, PgPool, pg);
 
 #[cfg(test)]
 mod tests {
