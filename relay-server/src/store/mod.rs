@@ -39,6 +39,10 @@ pub enum StoreError {
     /// The database failed.
     #[error("database: {0}")]
     Backend(#[from] sqlx::Error),
+    /// The database failed, on the connection SENDs are written through
+    /// ([`sqlite_sends`]).
+    #[error("database: {0}")]
+    Direct(#[from] rusqlite::Error),
     /// A stored value could not be read back.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),

@@ -2,7 +2,8 @@
 //! the cost is in the round trips to the database and in the commits, not in the rows. SENDs
 //! to store and claims to mark queue here; one task takes every operation waiting and writes
 //! them all in one transaction (how is the engine's [`SendWriter`]), and only then answers
-//! each: a SEND is still acknowledged only once it is committed.
+//! each: a SEND is still acknowledged only once it is committed. On PostgreSQL the writing is a
+//! task; on SQLite a thread of its own, calling SQLite directly.
 //!
 //! A claim queued with [`SendWrites::claim_later`] waits for no answer: the stream hands the
 //! message over at once and its mark is written with the next group (a group of such marks
@@ -71,6 +72,13 @@ impl SendWrites {
     pub(super) fn start(writer: Writer) -> Self {
         let queue = Queue::start::<Group>(writer.clone());
         Self { queue, writer }
+    }
+
+    /// Starts the writing on a thread of its own, writing through `writer`, which blocks
+    /// (SQLite's [`super::sqlite_sends::DirectSends`]): groups are written and answered there.
+    pub(super) fn start_on_thread(writer: Writer) -> std::io::Result<Self> {
+        let queue = Queue::start_on_thread::<Group>("restsip-sends", writer.clone())?;
+        Ok(Self { queue, writer })
     }
 
     /// Stores one SEND's rows as queued, committed with those waiting beside them, all or

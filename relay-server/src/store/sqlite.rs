@@ -1,6 +1,8 @@
 //! [`Store`] on SQLite in WAL mode: one file, created on first start.
 
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -8,11 +10,13 @@ use restsip_protocol::DeliveryStatus;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use super::contact_batch::ContactWrites;
 use super::query::{changed_one, fetch_record, fetch_records, insert_or_conflict};
 use super::rows::{
     call_row, contact_row, digest_row, mail_row, parse_status, participant_row, send_row,
     source_name, to_json, user_row,
 };
+use super::send_batch::SendWrites;
 use super::sqlite_caps as caps;
 use super::sqlite_webhooks as webhooks;
 use super::{
@@ -30,16 +34,34 @@ pub struct SqliteStore {
     /// the pool instead of in SQLite's busy handler (which sleeps) keeps writes fast under load.
     pub(super) writer: SqlitePool,
     /// Contact updates, committed in groups through `writer`.
-    contact_writes: super::contact_batch::ContactWrites,
-    /// SENDs and their claims, committed in groups through `writer`.
-    send_writes: super::send_batch::SendWrites,
+    contact_writes: ContactWrites,
+    /// SENDs and their claims, committed in groups on a thread and connection of their own
+    /// ([`super::sqlite_sends`]).
+    send_writes: SendWrites,
+    /// The temporary directory of `sqlite::memory:`, removed with the last clone.
+    _scratch: Option<Arc<tempfile::TempDir>>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite:PATH` or `sqlite::memory:`) and
     /// brings its schema up to date.
+    ///
+    /// `sqlite::memory:` is a database file of its own in a fresh temporary directory, removed
+    /// once the store and its clones are dropped: nothing outlives the store, as in memory, and
+    /// the store runs exactly as it does on a file (one writer, readers beside it, SENDs on
+    /// their own connection), which an in-memory database cannot (each connection to it is a
+    /// database of its own).
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
+        let (url, scratch) = if url.contains(":memory:") {
+            let dir = tempfile::Builder::new()
+                .prefix("restsip-store-")
+                .tempdir()?;
+            let url = format!("sqlite:{}", dir.path().join("store.db").display());
+            (url, Some(Arc::new(dir)))
+        } else {
+            (url.to_owned(), None)
+        };
+        let options = SqliteConnectOptions::from_str(&url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // NORMAL in WAL mode: a commit is in the WAL file before it returns, so a killed
@@ -47,7 +69,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        if let Some(parent) = std::path::Path::new(options.get_filename()).parent() {
+        let path = Path::new(options.get_filename()).to_owned();
+        if let Some(parent) = path.parent() {
             if !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent)?;
             }
@@ -62,39 +85,29 @@ impl SqliteStore {
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
         warn_look_alikes(&writer).await?;
-        // Each connection to `:memory:` is a database of its own: there, one connection does all.
-        if url.contains(":memory:") {
-            return Ok(Self {
-                pool: writer.clone(),
-                contact_writes: contact_writes(&writer),
-                send_writes: send_writes(&writer),
-                writer,
-            });
-        }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
+        let contacts = super::sqlite_batch::SqliteContacts(writer.clone());
+        let sends = super::sqlite_sends::DirectSends::open(&path)?;
         Ok(Self {
             pool,
-            contact_writes: contact_writes(&writer),
-            send_writes: send_writes(&writer),
+            contact_writes: ContactWrites::start(Arc::new(contacts)),
+            send_writes: SendWrites::start_on_thread(Arc::new(sends))?,
             writer,
+            _scratch: scratch,
         })
     }
 }
 
-/// The group commit of contact updates, writing through `writer`.
-fn contact_writes(writer: &SqlitePool) -> super::contact_batch::ContactWrites {
-    let contacts = super::sqlite_batch::SqliteContacts(writer.clone());
-    super::contact_batch::ContactWrites::start(std::sync::Arc::new(contacts))
-}
-
-/// The group commit of SENDs and claims, writing through `writer`.
-fn send_writes(writer: &SqlitePool) -> super::send_batch::SendWrites {
-    let sends = super::sqlite_sends::SqliteSends(writer.clone());
-    super::send_batch::SendWrites::start(std::sync::Arc::new(sends))
+#[cfg(test)]
+impl SqliteStore {
+    /// The temporary directory of `sqlite::memory:`.
+    pub(super) fn scratch(&self) -> Option<&Path> {
+        self._scratch.as_deref().map(tempfile::TempDir::path)
+    }
 }
 
 /// Names in the log the accounts that migration 0005 could not put in canonical form (a

@@ -85,6 +85,29 @@ impl<O: Send + 'static> Queue<O> {
         Self { tx, behind }
     }
 
+    /// Starts the task writing groups `G` through `writer` on a thread of its own, named
+    /// `name`, for a writer that blocks (SQLite called directly): the group is written where
+    /// it forms, with no hand-off to another thread and back. The thread ends once every
+    /// clone of the queue is dropped.
+    pub(super) fn start_on_thread<G: Group<Op = O>>(
+        name: &str,
+        writer: G::Writer,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let behind = Arc::new(AtomicUsize::new(0));
+        let rx = Receiver {
+            rx,
+            behind: behind.clone(),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || runtime.block_on(run::<G>(writer, rx)))?;
+        Ok(Self { tx, behind })
+    }
+
     /// Queues the operation `op` makes of where its outcome goes, and waits for that outcome;
     /// None when the task is gone (its runtime ended): the caller writes it alone.
     pub(super) async fn ask<R>(&self, op: impl FnOnce(oneshot::Sender<R>) -> O) -> Option<R> {
