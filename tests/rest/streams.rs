@@ -337,3 +337,76 @@ async fn streams_per_user_are_limited() {
     }
     assert!(again.is_some(), "the slot of a closed stream is given back");
 }
+
+#[tokio::test]
+async fn a_websocket_that_stops_reading_falls_behind_and_starts_again_from_the_state() {
+    use futures_util::StreamExt;
+
+    let relay = Relay::default().await.unwrap();
+    let alice = relay.user("alice@example.net").await.unwrap();
+    let bob = relay.user("bob@example.net").await.unwrap();
+    bob.login(json!({})).await.unwrap();
+    let alice_id = alice.login(json!({})).await.unwrap();
+    let mut ws = bob.ws().await.unwrap();
+    ws.send(json!({"op": "subscribe", "path": "/login/alice@example.net"}))
+        .await
+        .unwrap();
+    assert_eq!(ws.next_event().await.unwrap().kind, EventKind::State);
+
+    // Bob stops reading while Alice changes her presence 2,000 times, 30 KB each (60 MB):
+    // more than the socket buffers on both sides and the bus (1,024 events) hold.
+    const CHANGES: usize = 2_000;
+    let note = "x".repeat(30 * 1024);
+    let login = format!("/login/alice@example.net/{alice_id}");
+    let changes = futures_util::stream::iter(0..CHANGES)
+        .map(|n| {
+            let (alice, login, note) = (alice.clone(), login.clone(), note.clone());
+            async move {
+                let presence = json!({"presence": {"status": format!("s{n}"), "note": note}});
+                let put = alice.request("PUT", &login, Some(presence)).await.unwrap();
+                assert_eq!(put.status, 200, "change {n}: {:?}", put.body);
+            }
+        })
+        // One at a time, so the last one made is the last one the relay applied.
+        .buffered(1)
+        .collect::<Vec<()>>();
+    tokio::time::timeout(std::time::Duration::from_secs(120), changes)
+        .await
+        .expect("the changes are answered while a reader is stuck");
+    // Meanwhile the relay serves everyone else at once.
+    let started = std::time::Instant::now();
+    assert_eq!(
+        alice.get("/login/alice@example.net").await.unwrap().status,
+        200
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+
+    // Bob reads again: what the sockets held, then (he fell behind) a fresh state with the
+    // last presence, not every change he missed.
+    let last = format!("s{}", CHANGES - 1);
+    let mut updates = 0;
+    loop {
+        let event = ws.next_event().await.unwrap();
+        assert_eq!(event.resource, "/login/alice@example.net");
+        match event.kind {
+            EventKind::State => {
+                assert_eq!(event.data[0]["presence"]["status"], last.as_str());
+                break;
+            }
+            EventKind::Updated => updates += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        updates < CHANGES - 1,
+        "{updates} changes were kept for a reader that stopped"
+    );
+    // And the socket goes on: the next change comes as a change.
+    let presence = json!({"presence": {"status": "back"}});
+    alice.request("PUT", &login, Some(presence)).await.unwrap();
+    let next = ws.next_event().await.unwrap();
+    assert_eq!(
+        (next.kind, next.data["presence"]["status"].as_str()),
+        (EventKind::Updated, Some("back"))
+    );
+}
