@@ -119,12 +119,15 @@ fn text_frame(frame: &ServerFrame) -> Message {
     text(Bytes::from(serde_json::to_vec(frame).unwrap_or_default()))
 }
 
-/// An event's `{"type": "event", ...}` frame.
+/// An event's `{"op": "event", "event": ...}` frame: [`ServerFrame::Event`]'s JSON, written from
+/// the borrowed event (the owned frame would copy its data first).
 fn event_frame(event: &Event) -> Bytes {
-    let frame = ServerFrame::Event {
-        event: event.clone(),
-    };
-    Bytes::from(serde_json::to_vec(&frame).unwrap_or_default())
+    #[derive(serde::Serialize)]
+    #[serde(tag = "op", rename_all = "lowercase")]
+    enum Frame<'a> {
+        Event { event: &'a Event },
+    }
+    Bytes::from(serde_json::to_vec(&Frame::Event { event }).unwrap_or_default())
 }
 
 /// A text message of JSON bytes (which serde_json makes valid UTF-8).
@@ -381,4 +384,25 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
     drop(out_tx);
     drop(subs_tx);
     let _ = writer.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use restsip_protocol::{Event, EventKind, ServerFrame};
+    use serde_json::json;
+
+    #[test]
+    fn an_event_frame_is_the_protocol_s_server_frame() {
+        let event = Event {
+            id: 7,
+            resource: "/login/a@x/1".to_owned(),
+            kind: EventKind::Message,
+            data: json!({"from": "b@x", "body": {"text": "hi \"there\"", "n": [1, 2]}}),
+        };
+        let owned = serde_json::to_vec(&ServerFrame::Event {
+            event: event.clone(),
+        })
+        .expect("json");
+        assert_eq!(super::event_frame(&event).as_ref(), owned.as_slice());
+    }
 }
