@@ -12,6 +12,7 @@ mod postgres_webhooks;
 mod query;
 mod rows;
 mod send_batch;
+mod shared;
 mod sqlite;
 mod sqlite_batch;
 mod sqlite_caps;

@@ -76,11 +76,11 @@ impl Store for PostgresStore {
         now: i64,
         until: i64,
     ) -> StoreResult<bool> {
-        webhooks::take_lease(&self.pool, name, holder, now, until).await
+        super::shared::pg::take_lease(&self.pool, name, holder, now, until).await
     }
 
     async fn leases(&self, prefix: &str) -> StoreResult<Vec<super::Lease>> {
-        webhooks::leases(&self.pool, prefix).await
+        super::shared::pg::leases(&self.pool, prefix).await
     }
 
     async fn keep_dialog(
@@ -101,7 +101,7 @@ impl Store for PostgresStore {
     }
 
     async fn gauges(&self, now: i64) -> StoreResult<super::StoreGauges> {
-        webhooks::gauges(&self.pool, now).await
+        super::shared::pg::gauges(&self.pool, now).await
     }
 
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
@@ -553,7 +553,7 @@ impl Store for PostgresStore {
     }
 
     async fn delete_webhook(&self, id: &str) -> StoreResult<bool> {
-        webhooks::delete(&self.pool, id).await
+        super::shared::pg::delete_webhook(&self.pool, id).await
     }
 
     async fn queue_webhook_event(
@@ -563,15 +563,15 @@ impl Store for PostgresStore {
         body: &str,
         claim: Option<i64>,
     ) -> StoreResult<Queued> {
-        webhooks::queue(&self.pool, id, event_id, body, claim).await
+        super::shared::pg::queue(&self.pool, id, event_id, body, claim).await
     }
 
     async fn webhook_head(&self, id: &str) -> StoreResult<Option<WebhookEventRecord>> {
-        webhooks::head(&self.pool, id).await
+        super::shared::pg::head(&self.pool, id).await
     }
 
     async fn ack_webhook_event(&self, id: &str, seq: i64) -> StoreResult<bool> {
-        webhooks::ack(&self.pool, id, seq).await
+        super::shared::pg::ack(&self.pool, id, seq).await
     }
 
     async fn webhook_failed(
@@ -580,14 +580,14 @@ impl Store for PostgresStore {
         error: &str,
         failing_since: Option<i64>,
     ) -> StoreResult<()> {
-        webhooks::failed(&self.pool, id, error, failing_since).await
+        super::shared::pg::failed(&self.pool, id, error, failing_since).await
     }
 
     async fn webhook_queue_len(&self, id: &str) -> StoreResult<usize> {
-        webhooks::queue_len(&self.pool, id).await
+        super::shared::pg::queue_len(&self.pool, id).await
     }
 
     async fn max_webhook_cursor(&self) -> StoreResult<i64> {
-        webhooks::max_cursor(&self.pool).await
+        super::shared::pg::max_cursor(&self.pool).await
     }
 }

@@ -142,11 +142,11 @@ impl Store for SqliteStore {
         now: i64,
         until: i64,
     ) -> StoreResult<bool> {
-        super::sqlite_health::take_lease(&self.writer, name, holder, now, until).await
+        super::shared::sqlite::take_lease(&self.writer, name, holder, now, until).await
     }
 
     async fn leases(&self, prefix: &str) -> StoreResult<Vec<super::Lease>> {
-        super::sqlite_health::leases(&self.pool, prefix).await
+        super::shared::sqlite::leases(&self.pool, prefix).await
     }
 
     async fn keep_dialog(
@@ -167,7 +167,7 @@ impl Store for SqliteStore {
     }
 
     async fn gauges(&self, now: i64) -> StoreResult<super::StoreGauges> {
-        super::sqlite_health::gauges(&self.pool, now).await
+        super::shared::sqlite::gauges(&self.pool, now).await
     }
 
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
@@ -605,7 +605,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_webhook(&self, id: &str) -> StoreResult<bool> {
-        webhooks::delete(&self.writer, id).await
+        super::shared::sqlite::delete_webhook(&self.writer, id).await
     }
 
     async fn queue_webhook_event(
@@ -615,15 +615,15 @@ impl Store for SqliteStore {
         body: &str,
         claim: Option<i64>,
     ) -> StoreResult<Queued> {
-        webhooks::queue(&self.writer, id, event_id, body, claim).await
+        super::shared::sqlite::queue(&self.writer, id, event_id, body, claim).await
     }
 
     async fn webhook_head(&self, id: &str) -> StoreResult<Option<WebhookEventRecord>> {
-        webhooks::head(&self.pool, id).await
+        super::shared::sqlite::head(&self.pool, id).await
     }
 
     async fn ack_webhook_event(&self, id: &str, seq: i64) -> StoreResult<bool> {
-        webhooks::ack(&self.writer, id, seq).await
+        super::shared::sqlite::ack(&self.writer, id, seq).await
     }
 
     async fn webhook_failed(
@@ -632,14 +632,14 @@ impl Store for SqliteStore {
         error: &str,
         failing_since: Option<i64>,
     ) -> StoreResult<()> {
-        webhooks::failed(&self.writer, id, error, failing_since).await
+        super::shared::sqlite::failed(&self.writer, id, error, failing_since).await
     }
 
     async fn webhook_queue_len(&self, id: &str) -> StoreResult<usize> {
-        webhooks::queue_len(&self.pool, id).await
+        super::shared::sqlite::queue_len(&self.pool, id).await
     }
 
     async fn max_webhook_cursor(&self) -> StoreResult<i64> {
-        webhooks::max_cursor(&self.pool).await
+        super::shared::sqlite::max_cursor(&self.pool).await
     }
 }

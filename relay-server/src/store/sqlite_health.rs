@@ -1,12 +1,9 @@
-//! What operations ask of the SQLite store: whether it can be written (`/readyz`) and the
-//! counts `/metrics` samples when scraped.
-
-use std::collections::BTreeMap;
+//! Whether the SQLite store can be written (`/readyz`). The counts `/metrics` samples and the
+//! leases are run alike on both engines (`shared.rs`); their SQLite tests are here.
 
 use sqlx::SqlitePool;
 
-use super::statements::{CALLS_UP, LEASES, LOGINS_BY_SOURCE, TAKE_LEASE};
-use super::{StoreGauges, StoreResult};
+use super::StoreResult;
 
 /// Takes the write lock and lets it go (`BEGIN IMMEDIATE`, then a rollback): the database
 /// file, its directory and the one writer connection all work. Nothing is written.
@@ -14,49 +11,6 @@ pub(super) async fn writable(writer: &SqlitePool) -> StoreResult<()> {
     let tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     tx.rollback().await?;
     Ok(())
-}
-
-/// Logins alive by source, and calls with at least one participant, at `now` (ms).
-pub(super) async fn gauges(pool: &SqlitePool, now: i64) -> StoreResult<StoreGauges> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(LOGINS_BY_SOURCE.sqlite)
-        .bind(now)
-        .fetch_all(pool)
-        .await?;
-    let calls: i64 = sqlx::query_scalar(CALLS_UP.sqlite).fetch_one(pool).await?;
-    Ok(StoreGauges {
-        logins: rows
-            .into_iter()
-            .map(|(source, n)| (source, u64::try_from(n).unwrap_or(0)))
-            .collect::<BTreeMap<_, _>>(),
-        calls: u64::try_from(calls).unwrap_or(0),
-    })
-}
-
-/// Takes or renews lease `name` for `holder` until `until` (ms) if it is free, expired at
-/// `now`, or already `holder`'s: one statement, so two relays racing for it cannot both win.
-pub(super) async fn take_lease(
-    writer: &SqlitePool,
-    name: &str,
-    holder: &str,
-    now: i64,
-    until: i64,
-) -> StoreResult<bool> {
-    let taken = sqlx::query(TAKE_LEASE.sqlite)
-        .bind(name)
-        .bind(holder)
-        .bind(now)
-        .bind(until)
-        .execute(writer)
-        .await?;
-    Ok(taken.rows_affected() == 1)
-}
-
-/// The leases whose names start with `prefix`.
-pub(super) async fn leases(pool: &SqlitePool, prefix: &str) -> StoreResult<Vec<super::Lease>> {
-    Ok(sqlx::query_as::<_, super::Lease>(LEASES.sqlite)
-        .bind(prefix)
-        .fetch_all(pool)
-        .await?)
 }
 
 #[cfg(test)]

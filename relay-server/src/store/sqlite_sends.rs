@@ -21,6 +21,7 @@ use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::rows::to_json;
 use super::send_batch::SendWriter;
+use super::statements::CLAIM_SEND;
 use super::{SendRecord, StoreResult};
 
 /// How long a group waits for the other writer before it fails.
@@ -29,10 +30,6 @@ const BUSY_FOR: Duration = Duration::from_secs(10);
 /// Stores one SEND row, queued.
 const INSERT: &str = "INSERT INTO sends (seq, msg_id, sender, to_email, to_contact, target, \
                       body, sent, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued')";
-
-/// Marks one SEND delivered unless it was cancelled.
-const CLAIM: &str =
-    "UPDATE sends SET status = 'delivered' WHERE seq = ?1 AND status != 'cancelled'";
 
 /// Writes SENDs and claims through a connection of its own, blocking the calling thread.
 #[derive(Debug)]
@@ -86,7 +83,7 @@ impl SendWriter for DirectSends {
                     s.sent
                 ])?;
             }
-            let mut claim = tx.prepare_cached(CLAIM)?;
+            let mut claim = tx.prepare_cached(CLAIM_SEND.sqlite)?;
             for &seq in claims {
                 if claim.execute([seq])? == 1 {
                     claimed.push(seq);

@@ -47,6 +47,13 @@ pub(super) const DELETE_WEBHOOK: Sql = sql!("DELETE FROM webhooks WHERE id = $1"
 /// Marks SEND `$1` delivered unless it was cancelled.
 pub(super) const CLAIM_SEND: Sql =
     sql!("UPDATE sends SET status = 'delivered' WHERE seq = $1 AND status != 'cancelled'");
+/// Moves webhook `$2`'s cursor up to event `$1`, never down; changes no row once the webhook
+/// is gone. Each engine's own text: the larger of two is `GREATEST` on PostgreSQL, `MAX` on
+/// SQLite.
+pub(super) const MOVE_WEBHOOK_CURSOR: Sql = Sql {
+    pg: "UPDATE webhooks SET cursor = GREATEST(COALESCE(cursor, 0), $1) WHERE id = $2",
+    sqlite: "UPDATE webhooks SET cursor = MAX(COALESCE(cursor, 0), ?1) WHERE id = ?2",
+};
 /// Adds event `$2` (body `$3`, queued at `$4`) to webhook `$1`'s outbox.
 pub(super) const INSERT_WEBHOOK_EVENT: Sql =
     sql!("INSERT INTO webhook_events (webhook_id, event_id, body, queued) VALUES ($1, $2, $3, $4)");
