@@ -15,11 +15,8 @@ use super::contact_batch::ContactWrites;
 use super::postgres_batch::{update_one, PgContacts};
 use super::postgres_sends::PgSends;
 use super::postgres_webhooks as webhooks;
-use super::query::{changed_one, fetch_record, fetch_records, insert_or_conflict};
-use super::rows::{
-    call_row, contact_row, digest_row, mail_row, parse_status, participant_row, send_row,
-    source_name, to_json, user_row,
-};
+use super::query::{changed_one, fetch_records, insert_or_conflict};
+use super::rows::{contact_row, parse_status, participant_row, send_row, source_name, to_json};
 use super::send_batch::SendWrites;
 use super::{
     CallRecord, ContactRecord, DigestRecord, MailCaps, MailRecord, MailboxFull, ParticipantRecord,
@@ -118,11 +115,7 @@ impl Store for PostgresStore {
     }
 
     async fn user(&self, email: &str) -> StoreResult<Option<UserRecord>> {
-        let query = sqlx::query(
-            "SELECT email, password_hash, name, data, created FROM users WHERE email = $1",
-        )
-        .bind(email);
-        fetch_record(query, &self.pool, user_row).await
+        super::shared::pg::user(&self.pool, email).await
     }
 
     async fn update_user(&self, user: &UserRecord) -> StoreResult<bool> {
@@ -137,8 +130,7 @@ impl Store for PostgresStore {
     }
 
     async fn delete_user(&self, email: &str) -> StoreResult<bool> {
-        let delete = sqlx::query("DELETE FROM users WHERE email = $1").bind(email);
-        changed_one(delete, &self.pool).await
+        super::shared::pg::delete_user(&self.pool, email).await
     }
 
     async fn set_digest(&self, email: &str, digest: &DigestRecord) -> StoreResult<bool> {
@@ -155,28 +147,15 @@ impl Store for PostgresStore {
     }
 
     async fn digest(&self, email: &str) -> StoreResult<Option<DigestRecord>> {
-        let query = sqlx::query(
-            "SELECT digest_realm, ha1_md5, ha1_sha256, ha1_aliases FROM users \
-             WHERE email = $1 AND digest_realm IS NOT NULL",
-        )
-        .bind(email);
-        fetch_record(query, &self.pool, digest_row).await
+        super::shared::pg::digest(&self.pool, email).await
     }
 
     async fn presence_rule(&self, email: &str) -> StoreResult<Option<String>> {
-        let rule: Option<Option<String>> =
-            sqlx::query_scalar("SELECT presence_rule FROM users WHERE email = $1")
-                .bind(email)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(rule.flatten())
+        super::shared::pg::presence_rule(&self.pool, email).await
     }
 
     async fn set_presence_rule(&self, email: &str, rule: &str) -> StoreResult<bool> {
-        let update = sqlx::query("UPDATE users SET presence_rule = $1 WHERE email = $2")
-            .bind(rule)
-            .bind(email);
-        changed_one(update, &self.pool).await
+        super::shared::pg::set_presence_rule(&self.pool, email, rule).await
     }
 
     async fn add_mail(&self, mail: &MailRecord) -> StoreResult<MailRecord> {
@@ -194,15 +173,11 @@ impl Store for PostgresStore {
     }
 
     async fn mail(&self, owner: &str) -> StoreResult<Vec<MailRecord>> {
-        let query = sqlx::query("SELECT * FROM mail WHERE owner = $1 ORDER BY id").bind(owner);
-        fetch_records(query, &self.pool, mail_row).await
+        super::shared::pg::mail(&self.pool, owner).await
     }
 
     async fn delete_mail(&self, owner: &str, id: i64) -> StoreResult<bool> {
-        let delete = sqlx::query("DELETE FROM mail WHERE owner = $1 AND id = $2")
-            .bind(owner)
-            .bind(id);
-        changed_one(delete, &self.pool).await
+        super::shared::pg::delete_mail(&self.pool, owner, id).await
     }
 
     async fn add_contact(&self, contact: &ContactRecord) -> StoreResult<Option<ContactRecord>> {
@@ -253,25 +228,15 @@ impl Store for PostgresStore {
     }
 
     async fn contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>> {
-        let query = sqlx::query("SELECT * FROM contacts WHERE email = $1 AND id = $2")
-            .bind(email)
-            .bind(id);
-        fetch_record(query, &self.pool, contact_row).await
+        super::shared::pg::contact(&self.pool, email, id).await
     }
 
     async fn contacts(&self, email: &str, now: i64) -> StoreResult<Vec<ContactRecord>> {
-        let query =
-            sqlx::query("SELECT * FROM contacts WHERE email = $1 AND expires_at > $2 ORDER BY id")
-                .bind(email)
-                .bind(now);
-        fetch_records(query, &self.pool, contact_row).await
+        super::shared::pg::contacts(&self.pool, email, now).await
     }
 
     async fn remove_contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>> {
-        let delete = sqlx::query("DELETE FROM contacts WHERE email = $1 AND id = $2 RETURNING *")
-            .bind(email)
-            .bind(id);
-        fetch_record(delete, &self.pool, contact_row).await
+        super::shared::pg::remove_contact(&self.pool, email, id).await
     }
 
     async fn take_expired_contacts(&self, now: i64) -> StoreResult<Vec<ContactRecord>> {
@@ -283,40 +248,23 @@ impl Store for PostgresStore {
     }
 
     async fn next_expiry(&self) -> StoreResult<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT MIN(expires_at) FROM contacts")
-            .fetch_one(&self.pool)
-            .await?)
+        super::shared::pg::next_expiry(&self.pool).await
     }
 
     async fn logged_in(&self, now: i64) -> StoreResult<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT DISTINCT email FROM contacts WHERE expires_at > $1")
-                .bind(now)
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        super::shared::pg::logged_in(&self.pool, now).await
     }
 
     async fn create_call(&self, call: &CallRecord) -> StoreResult<()> {
-        let insert = sqlx::query(
-            "INSERT INTO calls (id, owner, subject, data, created) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&call.id)
-        .bind(&call.owner)
-        .bind(&call.subject)
-        .bind(to_json(&call.data))
-        .bind(call.created);
-        insert_or_conflict(insert, &self.pool).await
+        super::shared::pg::create_call(&self.pool, call).await
     }
 
     async fn call(&self, id: &str) -> StoreResult<Option<CallRecord>> {
-        let query = sqlx::query("SELECT * FROM calls WHERE id = $1").bind(id);
-        fetch_record(query, &self.pool, call_row).await
+        super::shared::pg::call(&self.pool, id).await
     }
 
     async fn delete_call(&self, id: &str) -> StoreResult<bool> {
-        let delete = sqlx::query("DELETE FROM calls WHERE id = $1").bind(id);
-        changed_one(delete, &self.pool).await
+        super::shared::pg::delete_call(&self.pool, id).await
     }
 
     async fn add_participant(
@@ -349,27 +297,15 @@ impl Store for PostgresStore {
     }
 
     async fn participants(&self, call_id: &str) -> StoreResult<Vec<ParticipantRecord>> {
-        let query =
-            sqlx::query("SELECT * FROM participants WHERE call_id = $1 ORDER BY id").bind(call_id);
-        fetch_records(query, &self.pool, participant_row).await
+        super::shared::pg::participants(&self.pool, call_id).await
     }
 
     async fn participant(&self, call_id: &str, id: i64) -> StoreResult<Option<ParticipantRecord>> {
-        let query = sqlx::query("SELECT * FROM participants WHERE call_id = $1 AND id = $2")
-            .bind(call_id)
-            .bind(id);
-        fetch_record(query, &self.pool, participant_row).await
+        super::shared::pg::participant(&self.pool, call_id, id).await
     }
 
     async fn update_participant(&self, p: &ParticipantRecord) -> StoreResult<bool> {
-        let update = sqlx::query(
-            "UPDATE participants SET session = $1, data = $2 WHERE call_id = $3 AND id = $4",
-        )
-        .bind(p.session.as_ref().map(to_json))
-        .bind(to_json(&p.data))
-        .bind(&p.call_id)
-        .bind(p.id);
-        changed_one(update, &self.pool).await
+        super::shared::pg::update_participant(&self.pool, p).await
     }
 
     async fn remove_participant(
@@ -377,11 +313,7 @@ impl Store for PostgresStore {
         call_id: &str,
         id: i64,
     ) -> StoreResult<Option<ParticipantRecord>> {
-        let delete =
-            sqlx::query("DELETE FROM participants WHERE call_id = $1 AND id = $2 RETURNING *")
-                .bind(call_id)
-                .bind(id);
-        fetch_record(delete, &self.pool, participant_row).await
+        super::shared::pg::remove_participant(&self.pool, call_id, id).await
     }
 
     async fn remove_participants_of(
@@ -489,10 +421,7 @@ impl Store for PostgresStore {
     }
 
     async fn max_send_seq(&self) -> StoreResult<i64> {
-        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM sends")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(max.unwrap_or(0))
+        super::shared::pg::max_send_seq(&self.pool).await
     }
 
     async fn secret(&self) -> StoreResult<Vec<u8>> {
@@ -524,18 +453,7 @@ impl Store for PostgresStore {
     }
 
     async fn revoked_tokens(&self, now: u64) -> StoreResult<Vec<(String, u64)>> {
-        let now = i64::try_from(now).unwrap_or(i64::MAX);
-        sqlx::query("DELETE FROM revoked_tokens WHERE expires < $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT id, expires FROM revoked_tokens")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, e)| (id, u64::try_from(e).unwrap_or(0)))
-            .collect())
+        super::shared::pg::revoked_tokens(&self.pool, now).await
     }
 
     // Webhooks: the SQL is in postgres_webhooks.rs.

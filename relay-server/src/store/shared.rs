@@ -1,8 +1,12 @@
-//! The store functions both engines run alike, statement and binds, written once: the
-//! webhook outbox, the leases and the gauges `/metrics` samples. [`on_engine!`] makes them for each engine's
-//! pool, with that engine's text of each [`super::statements`] entry: `shared::sqlite::head`,
-//! `shared::pg::head`, … The [`Store`] methods call them with the pool each reads or writes
-//! through (SQLite writes through its one writer).
+//! The store functions both engines run alike, statement and binds, written once: reads and
+//! plain writes of users, contacts, calls and participants, the webhook outbox, the leases and
+//! the gauges `/metrics` samples. [`on_engine!`] makes them for each engine's pool, with that
+//! engine's text of each statement (written for PostgreSQL, `$1`; [`sql!`] makes SQLite's):
+//! `shared::sqlite::head`, `shared::pg::head`, … The [`Store`] methods call them with the pool
+//! each reads or writes through (SQLite writes through its one writer). What differs between
+//! the engines (SQL functions, locks, transactions of other steps) stays in their own files.
+//!
+//! [`sql!`]: super::query::sql
 //!
 //! [`Store`]: super::Store
 
@@ -19,7 +23,9 @@ macro_rules! on_engine {
                 MAX_WEBHOOK_CURSOR, MOVE_WEBHOOK_CURSOR, TAKE_LEASE, WEBHOOK_FAILED,
                 WEBHOOK_HEALTHY,
             };
-            use crate::store::{Lease, Queued, StoreGauges, StoreResult, WebhookEventRecord};
+            use crate::store::query::*;
+            use crate::store::rows::*;
+            use crate::store::*;
 
             /// Deletes webhook `id` (its outbox goes with it); false if there was none.
             pub(in crate::store) async fn delete_webhook(
@@ -188,6 +194,278 @@ macro_rules! on_engine {
                     .bind(prefix)
                     .fetch_all(pool)
                     .await?)
+            }
+
+            /// [`Store::user`](crate::store::Store::user).
+            pub(in crate::store) async fn user(
+                pool: &$pool,
+                email: &str,
+            ) -> StoreResult<Option<UserRecord>> {
+                let query = sqlx::query(sql!(
+                    "SELECT email, password_hash, name, data, created FROM users WHERE email = $1"
+                ).$engine)
+                .bind(email);
+                fetch_record(query, pool, user_row).await
+            }
+
+            /// [`Store::delete_user`](crate::store::Store::delete_user).
+            pub(in crate::store) async fn delete_user(
+                pool: &$pool,
+                email: &str,
+            ) -> StoreResult<bool> {
+                let delete =
+                    sqlx::query(sql!("DELETE FROM users WHERE email = $1").$engine).bind(email);
+                changed_one(delete, pool).await
+            }
+
+            /// [`Store::digest`](crate::store::Store::digest).
+            pub(in crate::store) async fn digest(
+                pool: &$pool,
+                email: &str,
+            ) -> StoreResult<Option<DigestRecord>> {
+                let query = sqlx::query(sql!(
+                    "SELECT digest_realm, ha1_md5, ha1_sha256, ha1_aliases FROM users \
+                         WHERE email = $1 AND digest_realm IS NOT NULL"
+                ).$engine)
+                .bind(email);
+                fetch_record(query, pool, digest_row).await
+            }
+
+            /// [`Store::presence_rule`](crate::store::Store::presence_rule).
+            pub(in crate::store) async fn presence_rule(
+                pool: &$pool,
+                email: &str,
+            ) -> StoreResult<Option<String>> {
+                let rule: Option<Option<String>> = sqlx::query_scalar(sql!(
+                    "SELECT presence_rule FROM users WHERE email = $1"
+                ).$engine)
+                .bind(email)
+                .fetch_optional(pool)
+                .await?;
+                Ok(rule.flatten())
+            }
+
+            /// [`Store::set_presence_rule`](crate::store::Store::set_presence_rule).
+            pub(in crate::store) async fn set_presence_rule(
+                pool: &$pool,
+                email: &str,
+                rule: &str,
+            ) -> StoreResult<bool> {
+                let update = sqlx::query(sql!(
+                    "UPDATE users SET presence_rule = $1 WHERE email = $2"
+                ).$engine)
+                .bind(rule)
+                .bind(email);
+                changed_one(update, pool).await
+            }
+
+            /// [`Store::mail`](crate::store::Store::mail).
+            pub(in crate::store) async fn mail(
+                pool: &$pool,
+                owner: &str,
+            ) -> StoreResult<Vec<MailRecord>> {
+                let query = sqlx::query(sql!(
+                    "SELECT * FROM mail WHERE owner = $1 ORDER BY id"
+                ).$engine)
+                .bind(owner);
+                fetch_records(query, pool, mail_row).await
+            }
+
+            /// [`Store::delete_mail`](crate::store::Store::delete_mail).
+            pub(in crate::store) async fn delete_mail(
+                pool: &$pool,
+                owner: &str,
+                id: i64,
+            ) -> StoreResult<bool> {
+                let delete = sqlx::query(sql!(
+                    "DELETE FROM mail WHERE owner = $1 AND id = $2"
+                ).$engine)
+                .bind(owner)
+                .bind(id);
+                changed_one(delete, pool).await
+            }
+
+            /// [`Store::contact`](crate::store::Store::contact).
+            pub(in crate::store) async fn contact(
+                pool: &$pool,
+                email: &str,
+                id: i64,
+            ) -> StoreResult<Option<ContactRecord>> {
+                let query = sqlx::query(sql!(
+                    "SELECT * FROM contacts WHERE email = $1 AND id = $2"
+                ).$engine)
+                .bind(email)
+                .bind(id);
+                fetch_record(query, pool, contact_row).await
+            }
+
+            /// [`Store::contacts`](crate::store::Store::contacts).
+            pub(in crate::store) async fn contacts(
+                pool: &$pool,
+                email: &str,
+                now: i64,
+            ) -> StoreResult<Vec<ContactRecord>> {
+                let query = sqlx::query(sql!(
+                    "SELECT * FROM contacts WHERE email = $1 AND expires_at > $2 ORDER BY id"
+                ).$engine)
+                .bind(email)
+                .bind(now);
+                fetch_records(query, pool, contact_row).await
+            }
+
+            /// [`Store::remove_contact`](crate::store::Store::remove_contact).
+            pub(in crate::store) async fn remove_contact(
+                pool: &$pool,
+                email: &str,
+                id: i64,
+            ) -> StoreResult<Option<ContactRecord>> {
+                let delete = sqlx::query(sql!(
+                    "DELETE FROM contacts WHERE email = $1 AND id = $2 RETURNING *"
+                ).$engine)
+                .bind(email)
+                .bind(id);
+                fetch_record(delete, pool, contact_row).await
+            }
+
+            /// [`Store::next_expiry`](crate::store::Store::next_expiry).
+            pub(in crate::store) async fn next_expiry(pool: &$pool) -> StoreResult<Option<i64>> {
+                Ok(
+                    sqlx::query_scalar(sql!("SELECT MIN(expires_at) FROM contacts").$engine)
+                        .fetch_one(pool)
+                        .await?,
+                )
+            }
+
+            /// [`Store::logged_in`](crate::store::Store::logged_in).
+            pub(in crate::store) async fn logged_in(
+                pool: &$pool,
+                now: i64,
+            ) -> StoreResult<Vec<String>> {
+                Ok(sqlx::query_scalar(sql!(
+                    "SELECT DISTINCT email FROM contacts WHERE expires_at > $1"
+                ).$engine)
+                .bind(now)
+                .fetch_all(pool)
+                .await?)
+            }
+
+            /// [`Store::create_call`](crate::store::Store::create_call).
+            pub(in crate::store) async fn create_call(
+                pool: &$pool,
+                call: &CallRecord,
+            ) -> StoreResult<()> {
+                let insert = sqlx::query(sql!(
+                    "INSERT INTO calls (id, owner, subject, data, created) \
+                     VALUES ($1, $2, $3, $4, $5)"
+                ).$engine)
+                .bind(&call.id)
+                .bind(&call.owner)
+                .bind(&call.subject)
+                .bind(to_json(&call.data))
+                .bind(call.created);
+                insert_or_conflict(insert, pool).await
+            }
+
+            /// [`Store::call`](crate::store::Store::call).
+            pub(in crate::store) async fn call(
+                pool: &$pool,
+                id: &str,
+            ) -> StoreResult<Option<CallRecord>> {
+                let query = sqlx::query(sql!("SELECT * FROM calls WHERE id = $1").$engine).bind(id);
+                fetch_record(query, pool, call_row).await
+            }
+
+            /// [`Store::delete_call`](crate::store::Store::delete_call).
+            pub(in crate::store) async fn delete_call(pool: &$pool, id: &str) -> StoreResult<bool> {
+                let delete = sqlx::query(sql!("DELETE FROM calls WHERE id = $1").$engine).bind(id);
+                changed_one(delete, pool).await
+            }
+
+            /// [`Store::participants`](crate::store::Store::participants).
+            pub(in crate::store) async fn participants(
+                pool: &$pool,
+                call_id: &str,
+            ) -> StoreResult<Vec<ParticipantRecord>> {
+                let query = sqlx::query(sql!(
+                    "SELECT * FROM participants WHERE call_id = $1 ORDER BY id"
+                ).$engine)
+                .bind(call_id);
+                fetch_records(query, pool, participant_row).await
+            }
+
+            /// [`Store::participant`](crate::store::Store::participant).
+            pub(in crate::store) async fn participant(
+                pool: &$pool,
+                call_id: &str,
+                id: i64,
+            ) -> StoreResult<Option<ParticipantRecord>> {
+                let query = sqlx::query(sql!(
+                    "SELECT * FROM participants WHERE call_id = $1 AND id = $2"
+                ).$engine)
+                .bind(call_id)
+                .bind(id);
+                fetch_record(query, pool, participant_row).await
+            }
+
+            /// [`Store::update_participant`](crate::store::Store::update_participant).
+            pub(in crate::store) async fn update_participant(
+                pool: &$pool,
+                p: &ParticipantRecord,
+            ) -> StoreResult<bool> {
+                let update = sqlx::query(sql!(
+                    "UPDATE participants SET session = $1, data = $2 \
+                     WHERE call_id = $3 AND id = $4"
+                ).$engine)
+                .bind(p.session.as_ref().map(to_json))
+                .bind(to_json(&p.data))
+                .bind(&p.call_id)
+                .bind(p.id);
+                changed_one(update, pool).await
+            }
+
+            /// [`Store::remove_participant`](crate::store::Store::remove_participant).
+            pub(in crate::store) async fn remove_participant(
+                pool: &$pool,
+                call_id: &str,
+                id: i64,
+            ) -> StoreResult<Option<ParticipantRecord>> {
+                let delete = sqlx::query(sql!(
+                    "DELETE FROM participants WHERE call_id = $1 AND id = $2 RETURNING *"
+                ).$engine)
+                .bind(call_id)
+                .bind(id);
+                fetch_record(delete, pool, participant_row).await
+            }
+
+            /// [`Store::max_send_seq`](crate::store::Store::max_send_seq).
+            pub(in crate::store) async fn max_send_seq(pool: &$pool) -> StoreResult<i64> {
+                let max: Option<i64> =
+                    sqlx::query_scalar(sql!("SELECT MAX(seq) FROM sends").$engine)
+                        .fetch_one(pool)
+                        .await?;
+                Ok(max.unwrap_or(0))
+            }
+
+            /// [`Store::revoked_tokens`](crate::store::Store::revoked_tokens).
+            pub(in crate::store) async fn revoked_tokens(
+                pool: &$pool,
+                now: u64,
+            ) -> StoreResult<Vec<(String, u64)>> {
+                let now = i64::try_from(now).unwrap_or(i64::MAX);
+                sqlx::query(sql!(
+                    "DELETE FROM revoked_tokens WHERE expires < $1"
+                ).$engine)
+                .bind(now)
+                .execute(pool)
+                .await?;
+                let rows: Vec<(String, i64)> =
+                    sqlx::query_as(sql!("SELECT id, expires FROM revoked_tokens").$engine)
+                        .fetch_all(pool)
+                        .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, e)| (id, u64::try_from(e).unwrap_or(0)))
+                    .collect())
             }
         }
     };

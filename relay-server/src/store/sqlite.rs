@@ -11,11 +11,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::contact_batch::ContactWrites;
-use super::query::{changed_one, fetch_record, fetch_records, insert_or_conflict};
-use super::rows::{
-    call_row, contact_row, digest_row, mail_row, parse_status, participant_row, send_row,
-    source_name, to_json, user_row,
-};
+use super::query::{changed_one, fetch_records, insert_or_conflict};
+use super::rows::{contact_row, parse_status, participant_row, send_row, source_name, to_json};
 use super::send_batch::SendWrites;
 use super::sqlite_caps as caps;
 use super::sqlite_webhooks as webhooks;
@@ -183,11 +180,7 @@ impl Store for SqliteStore {
     }
 
     async fn user(&self, email: &str) -> StoreResult<Option<UserRecord>> {
-        let query = sqlx::query(
-            "SELECT email, password_hash, name, data, created FROM users WHERE email = ?",
-        )
-        .bind(email);
-        fetch_record(query, &self.pool, user_row).await
+        super::shared::sqlite::user(&self.pool, email).await
     }
 
     async fn update_user(&self, user: &UserRecord) -> StoreResult<bool> {
@@ -201,8 +194,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_user(&self, email: &str) -> StoreResult<bool> {
-        let delete = sqlx::query("DELETE FROM users WHERE email = ?").bind(email);
-        changed_one(delete, &self.writer).await
+        super::shared::sqlite::delete_user(&self.writer, email).await
     }
 
     async fn set_digest(&self, email: &str, digest: &DigestRecord) -> StoreResult<bool> {
@@ -220,28 +212,15 @@ impl Store for SqliteStore {
     }
 
     async fn digest(&self, email: &str) -> StoreResult<Option<DigestRecord>> {
-        let query = sqlx::query(
-            "SELECT digest_realm, ha1_md5, ha1_sha256, ha1_aliases FROM users \
-             WHERE email = ? AND digest_realm IS NOT NULL",
-        )
-        .bind(email);
-        fetch_record(query, &self.pool, digest_row).await
+        super::shared::sqlite::digest(&self.pool, email).await
     }
 
     async fn presence_rule(&self, email: &str) -> StoreResult<Option<String>> {
-        let rule: Option<Option<String>> =
-            sqlx::query_scalar("SELECT presence_rule FROM users WHERE email = ?")
-                .bind(email)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(rule.flatten())
+        super::shared::sqlite::presence_rule(&self.pool, email).await
     }
 
     async fn set_presence_rule(&self, email: &str, rule: &str) -> StoreResult<bool> {
-        let update = sqlx::query("UPDATE users SET presence_rule = ? WHERE email = ?")
-            .bind(rule)
-            .bind(email);
-        changed_one(update, &self.writer).await
+        super::shared::sqlite::set_presence_rule(&self.writer, email, rule).await
     }
 
     async fn add_mail(&self, mail: &MailRecord) -> StoreResult<MailRecord> {
@@ -259,15 +238,11 @@ impl Store for SqliteStore {
     }
 
     async fn mail(&self, owner: &str) -> StoreResult<Vec<MailRecord>> {
-        let query = sqlx::query("SELECT * FROM mail WHERE owner = ? ORDER BY id").bind(owner);
-        fetch_records(query, &self.pool, mail_row).await
+        super::shared::sqlite::mail(&self.pool, owner).await
     }
 
     async fn delete_mail(&self, owner: &str, id: i64) -> StoreResult<bool> {
-        let delete = sqlx::query("DELETE FROM mail WHERE owner = ? AND id = ?")
-            .bind(owner)
-            .bind(id);
-        changed_one(delete, &self.writer).await
+        super::shared::sqlite::delete_mail(&self.writer, owner, id).await
     }
 
     async fn add_contact(&self, contact: &ContactRecord) -> StoreResult<Option<ContactRecord>> {
@@ -315,25 +290,15 @@ impl Store for SqliteStore {
     }
 
     async fn contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>> {
-        let query = sqlx::query("SELECT * FROM contacts WHERE email = ? AND id = ?")
-            .bind(email)
-            .bind(id);
-        fetch_record(query, &self.pool, contact_row).await
+        super::shared::sqlite::contact(&self.pool, email, id).await
     }
 
     async fn contacts(&self, email: &str, now: i64) -> StoreResult<Vec<ContactRecord>> {
-        let query =
-            sqlx::query("SELECT * FROM contacts WHERE email = ? AND expires_at > ? ORDER BY id")
-                .bind(email)
-                .bind(now);
-        fetch_records(query, &self.pool, contact_row).await
+        super::shared::sqlite::contacts(&self.pool, email, now).await
     }
 
     async fn remove_contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>> {
-        let delete = sqlx::query("DELETE FROM contacts WHERE email = ? AND id = ? RETURNING *")
-            .bind(email)
-            .bind(id);
-        fetch_record(delete, &self.writer, contact_row).await
+        super::shared::sqlite::remove_contact(&self.writer, email, id).await
     }
 
     async fn take_expired_contacts(&self, now: i64) -> StoreResult<Vec<ContactRecord>> {
@@ -343,40 +308,23 @@ impl Store for SqliteStore {
     }
 
     async fn next_expiry(&self) -> StoreResult<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT MIN(expires_at) FROM contacts")
-            .fetch_one(&self.pool)
-            .await?)
+        super::shared::sqlite::next_expiry(&self.pool).await
     }
 
     async fn logged_in(&self, now: i64) -> StoreResult<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT DISTINCT email FROM contacts WHERE expires_at > ?")
-                .bind(now)
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        super::shared::sqlite::logged_in(&self.pool, now).await
     }
 
     async fn create_call(&self, call: &CallRecord) -> StoreResult<()> {
-        let insert = sqlx::query(
-            "INSERT INTO calls (id, owner, subject, data, created) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&call.id)
-        .bind(&call.owner)
-        .bind(&call.subject)
-        .bind(to_json(&call.data))
-        .bind(call.created);
-        insert_or_conflict(insert, &self.writer).await
+        super::shared::sqlite::create_call(&self.writer, call).await
     }
 
     async fn call(&self, id: &str) -> StoreResult<Option<CallRecord>> {
-        let query = sqlx::query("SELECT * FROM calls WHERE id = ?").bind(id);
-        fetch_record(query, &self.pool, call_row).await
+        super::shared::sqlite::call(&self.pool, id).await
     }
 
     async fn delete_call(&self, id: &str) -> StoreResult<bool> {
-        let delete = sqlx::query("DELETE FROM calls WHERE id = ?").bind(id);
-        changed_one(delete, &self.writer).await
+        super::shared::sqlite::delete_call(&self.writer, id).await
     }
 
     async fn add_participant(
@@ -405,27 +353,15 @@ impl Store for SqliteStore {
     }
 
     async fn participants(&self, call_id: &str) -> StoreResult<Vec<ParticipantRecord>> {
-        let query =
-            sqlx::query("SELECT * FROM participants WHERE call_id = ? ORDER BY id").bind(call_id);
-        fetch_records(query, &self.pool, participant_row).await
+        super::shared::sqlite::participants(&self.pool, call_id).await
     }
 
     async fn participant(&self, call_id: &str, id: i64) -> StoreResult<Option<ParticipantRecord>> {
-        let query = sqlx::query("SELECT * FROM participants WHERE call_id = ? AND id = ?")
-            .bind(call_id)
-            .bind(id);
-        fetch_record(query, &self.pool, participant_row).await
+        super::shared::sqlite::participant(&self.pool, call_id, id).await
     }
 
     async fn update_participant(&self, p: &ParticipantRecord) -> StoreResult<bool> {
-        let update = sqlx::query(
-            "UPDATE participants SET session = ?, data = ? WHERE call_id = ? AND id = ?",
-        )
-        .bind(p.session.as_ref().map(to_json))
-        .bind(to_json(&p.data))
-        .bind(&p.call_id)
-        .bind(p.id);
-        changed_one(update, &self.writer).await
+        super::shared::sqlite::update_participant(&self.writer, p).await
     }
 
     async fn remove_participant(
@@ -433,11 +369,7 @@ impl Store for SqliteStore {
         call_id: &str,
         id: i64,
     ) -> StoreResult<Option<ParticipantRecord>> {
-        let delete =
-            sqlx::query("DELETE FROM participants WHERE call_id = ? AND id = ? RETURNING *")
-                .bind(call_id)
-                .bind(id);
-        fetch_record(delete, &self.writer, participant_row).await
+        super::shared::sqlite::remove_participant(&self.writer, call_id, id).await
     }
 
     async fn remove_participants_of(
@@ -547,10 +479,7 @@ impl Store for SqliteStore {
     }
 
     async fn max_send_seq(&self) -> StoreResult<i64> {
-        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM sends")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(max.unwrap_or(0))
+        super::shared::sqlite::max_send_seq(&self.pool).await
     }
 
     async fn secret(&self) -> StoreResult<Vec<u8>> {
@@ -576,18 +505,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoked_tokens(&self, now: u64) -> StoreResult<Vec<(String, u64)>> {
-        let now = i64::try_from(now).unwrap_or(i64::MAX);
-        sqlx::query("DELETE FROM revoked_tokens WHERE expires < ?")
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
-        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT id, expires FROM revoked_tokens")
-            .fetch_all(&self.writer)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, e)| (id, u64::try_from(e).unwrap_or(0)))
-            .collect())
+        super::shared::sqlite::revoked_tokens(&self.writer, now).await
     }
 
     // Webhooks: the SQL is in sqlite_webhooks.rs.
