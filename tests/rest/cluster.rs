@@ -183,6 +183,18 @@ async fn hooked_call(a: &Relay, b: &Relay) -> Hooked {
     // Run by whichever relay leads: its first delivery is the state.
     let first = receiver.next_accepted().await.unwrap();
     assert_eq!(first.event.kind, EventKind::State);
+    // Until the leader has committed that delivery (its outbox is empty again): a test that
+    // freezes the leader must not catch it inside that write, which would hold the shared
+    // SQLite file's write lock for as long as it is frozen.
+    let hook = res.body["url"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while host_b.get(&hook).await.unwrap().body["queued"] != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first delivery is never acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     Hooked {
         receiver,
         host_a,
