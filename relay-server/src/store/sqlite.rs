@@ -30,6 +30,10 @@ pub struct SqliteStore {
     /// The one writer. SQLite allows one write transaction at a time; writers queueing here in
     /// the pool instead of in SQLite's busy handler (which sleeps) keeps writes fast under load.
     pub(super) writer: SqlitePool,
+    /// Whose turn it is to write: every write of this store takes it first, SENDs on their
+    /// own connection included ([`super::sqlite_sends`]), so this relay's writers queue here
+    /// instead of in SQLite's busy handler (which sleeps a millisecond and more).
+    write_turn: Arc<tokio::sync::Mutex<()>>,
     /// Contact updates, committed in groups through `writer`.
     contact_writes: ContactWrites,
     /// SENDs and their claims, committed in groups on a thread and connection of their own
@@ -87,15 +91,44 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        let contacts = super::sqlite_batch::SqliteContacts(writer.clone());
-        let sends = super::sqlite_sends::DirectSends::open(&path)?;
+        let write_turn = Arc::new(tokio::sync::Mutex::new(()));
+        let contacts = super::sqlite_batch::SqliteContacts {
+            writer: writer.clone(),
+            turn: write_turn.clone(),
+        };
+        let sends = super::sqlite_sends::DirectSends::open(&path, write_turn.clone())?;
         Ok(Self {
             pool,
+            write_turn,
             contact_writes: ContactWrites::start(Arc::new(contacts)),
             send_writes: SendWrites::start_on_thread(Arc::new(sends))?,
             writer,
             _scratch: scratch,
         })
+    }
+}
+
+impl SqliteStore {
+    /// The writer, once it is this caller's turn to write.
+    async fn writing(&self) -> Writing<'_> {
+        Writing {
+            writer: &self.writer,
+            _turn: self.write_turn.lock().await,
+        }
+    }
+}
+
+/// The store's writer during one caller's turn to write (see `write_turn`).
+struct Writing<'a> {
+    writer: &'a SqlitePool,
+    _turn: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl std::ops::Deref for Writing<'_> {
+    type Target = SqlitePool;
+
+    fn deref(&self) -> &SqlitePool {
+        self.writer
     }
 }
 
@@ -129,7 +162,7 @@ async fn warn_look_alikes(db: &SqlitePool) -> anyhow::Result<()> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn writable(&self) -> StoreResult<()> {
-        super::sqlite_health::writable(&self.writer).await
+        super::sqlite_health::writable(&*self.writing().await).await
     }
 
     async fn take_lease(
@@ -139,7 +172,7 @@ impl Store for SqliteStore {
         now: i64,
         until: i64,
     ) -> StoreResult<bool> {
-        super::shared::sqlite::take_lease(&self.writer, name, holder, now, until).await
+        super::shared::sqlite::take_lease(&*self.writing().await, name, holder, now, until).await
     }
 
     async fn leases(&self, prefix: &str) -> StoreResult<Vec<super::Lease>> {
@@ -152,15 +185,15 @@ impl Store for SqliteStore {
         node: &str,
         record: &serde_json::Value,
     ) -> StoreResult<()> {
-        super::dialogs::keep_sqlite(&self.writer, call_id, node, record).await
+        super::dialogs::keep_sqlite(&*self.writing().await, call_id, node, record).await
     }
 
     async fn drop_dialog(&self, call_id: &str) -> StoreResult<()> {
-        super::dialogs::drop_sqlite(&self.writer, call_id).await
+        super::dialogs::drop_sqlite(&*self.writing().await, call_id).await
     }
 
     async fn take_dialogs(&self, node: &str) -> StoreResult<Vec<(String, serde_json::Value)>> {
-        super::dialogs::take_sqlite(&self.writer, node).await
+        super::dialogs::take_sqlite(&*self.writing().await, node).await
     }
 
     async fn gauges(&self, now: i64) -> StoreResult<super::StoreGauges> {
@@ -176,7 +209,7 @@ impl Store for SqliteStore {
         .bind(&user.name)
         .bind(to_json(&user.data))
         .bind(user.created);
-        insert_or_conflict(insert, &self.writer).await
+        insert_or_conflict(insert, &*self.writing().await).await
     }
 
     async fn user(&self, email: &str) -> StoreResult<Option<UserRecord>> {
@@ -190,11 +223,11 @@ impl Store for SqliteStore {
                 .bind(&user.name)
                 .bind(to_json(&user.data))
                 .bind(&user.email);
-        changed_one(update, &self.writer).await
+        changed_one(update, &*self.writing().await).await
     }
 
     async fn delete_user(&self, email: &str) -> StoreResult<bool> {
-        super::shared::sqlite::delete_user(&self.writer, email).await
+        super::shared::sqlite::delete_user(&*self.writing().await, email).await
     }
 
     async fn set_digest(&self, email: &str, digest: &DigestRecord) -> StoreResult<bool> {
@@ -208,7 +241,7 @@ impl Store for SqliteStore {
         .bind(&digest.sha256)
         .bind(aliases)
         .bind(email);
-        changed_one(update, &self.writer).await
+        changed_one(update, &*self.writing().await).await
     }
 
     async fn digest(&self, email: &str) -> StoreResult<Option<DigestRecord>> {
@@ -220,11 +253,11 @@ impl Store for SqliteStore {
     }
 
     async fn set_presence_rule(&self, email: &str, rule: &str) -> StoreResult<bool> {
-        super::shared::sqlite::set_presence_rule(&self.writer, email, rule).await
+        super::shared::sqlite::set_presence_rule(&*self.writing().await, email, rule).await
     }
 
     async fn add_mail(&self, mail: &MailRecord) -> StoreResult<MailRecord> {
-        caps::add_mail(&self.writer, mail, &MailCaps::NONE)
+        caps::add_mail(&*self.writing().await, mail, &MailCaps::NONE)
             .await?
             .map_err(|_| StoreError::Corrupt("an uncapped mailbox is full".into()))
     }
@@ -234,7 +267,7 @@ impl Store for SqliteStore {
         mail: &MailRecord,
         limits: &MailCaps,
     ) -> StoreResult<Result<MailRecord, MailboxFull>> {
-        caps::add_mail(&self.writer, mail, limits).await
+        caps::add_mail(&*self.writing().await, mail, limits).await
     }
 
     async fn mail(&self, owner: &str) -> StoreResult<Vec<MailRecord>> {
@@ -242,11 +275,12 @@ impl Store for SqliteStore {
     }
 
     async fn delete_mail(&self, owner: &str, id: i64) -> StoreResult<bool> {
-        super::shared::sqlite::delete_mail(&self.writer, owner, id).await
+        super::shared::sqlite::delete_mail(&*self.writing().await, owner, id).await
     }
 
     async fn add_contact(&self, contact: &ContactRecord) -> StoreResult<Option<ContactRecord>> {
-        let mut tx = self.writer.begin().await?;
+        let writing = self.writing().await;
+        let mut tx = writing.begin().await?;
         let id: Option<i64> = sqlx::query_scalar(
             "UPDATE users SET next_contact = next_contact + 1 WHERE email = ? RETURNING next_contact - 1",
         )
@@ -276,7 +310,7 @@ impl Store for SqliteStore {
     async fn update_contact(&self, contact: &ContactRecord) -> StoreResult<bool> {
         match self.contact_writes.update(contact).await {
             Some(outcome) => outcome,
-            None => super::sqlite_batch::update_one(&self.writer, contact).await,
+            None => super::sqlite_batch::update_one(&*self.writing().await, contact).await,
         }
     }
 
@@ -298,13 +332,13 @@ impl Store for SqliteStore {
     }
 
     async fn remove_contact(&self, email: &str, id: i64) -> StoreResult<Option<ContactRecord>> {
-        super::shared::sqlite::remove_contact(&self.writer, email, id).await
+        super::shared::sqlite::remove_contact(&*self.writing().await, email, id).await
     }
 
     async fn take_expired_contacts(&self, now: i64) -> StoreResult<Vec<ContactRecord>> {
         let delete =
             sqlx::query("DELETE FROM contacts WHERE expires_at <= ? RETURNING *").bind(now);
-        fetch_records(delete, &self.writer, contact_row).await
+        fetch_records(delete, &*self.writing().await, contact_row).await
     }
 
     async fn next_expiry(&self) -> StoreResult<Option<i64>> {
@@ -316,7 +350,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_call(&self, call: &CallRecord) -> StoreResult<()> {
-        super::shared::sqlite::create_call(&self.writer, call).await
+        super::shared::sqlite::create_call(&*self.writing().await, call).await
     }
 
     async fn call(&self, id: &str) -> StoreResult<Option<CallRecord>> {
@@ -324,14 +358,15 @@ impl Store for SqliteStore {
     }
 
     async fn delete_call(&self, id: &str) -> StoreResult<bool> {
-        super::shared::sqlite::delete_call(&self.writer, id).await
+        super::shared::sqlite::delete_call(&*self.writing().await, id).await
     }
 
     async fn add_participant(
         &self,
         p: &ParticipantRecord,
     ) -> StoreResult<Option<ParticipantRecord>> {
-        let mut tx = self.writer.begin().await?;
+        let writing = self.writing().await;
+        let mut tx = writing.begin().await?;
         let id: Option<i64> = sqlx::query_scalar(
             "UPDATE calls SET next_participant = next_participant + 1 WHERE id = ? RETURNING next_participant - 1",
         )
@@ -361,7 +396,7 @@ impl Store for SqliteStore {
     }
 
     async fn update_participant(&self, p: &ParticipantRecord) -> StoreResult<bool> {
-        super::shared::sqlite::update_participant(&self.writer, p).await
+        super::shared::sqlite::update_participant(&*self.writing().await, p).await
     }
 
     async fn remove_participant(
@@ -369,7 +404,7 @@ impl Store for SqliteStore {
         call_id: &str,
         id: i64,
     ) -> StoreResult<Option<ParticipantRecord>> {
-        super::shared::sqlite::remove_participant(&self.writer, call_id, id).await
+        super::shared::sqlite::remove_participant(&*self.writing().await, call_id, id).await
     }
 
     async fn remove_participants_of(
@@ -380,7 +415,7 @@ impl Store for SqliteStore {
         for login in logins {
             let delete =
                 sqlx::query("DELETE FROM participants WHERE login = ? RETURNING *").bind(login);
-            removed.extend(fetch_records(delete, &self.writer, participant_row).await?);
+            removed.extend(fetch_records(delete, &*self.writing().await, participant_row).await?);
         }
         Ok(removed)
     }
@@ -446,7 +481,8 @@ impl Store for SqliteStore {
         email: &str,
         contact: Option<i64>,
     ) -> StoreResult<Vec<(i64, DeliveryStatus)>> {
-        let mut tx = self.writer.begin().await?;
+        let writing = self.writing().await;
+        let mut tx = writing.begin().await?;
         sqlx::query(
             "UPDATE sends SET status = 'cancelled' WHERE msg_id = ? AND sender = ? AND to_email = ? \
              AND (? IS NULL OR to_contact = ?) AND status = 'queued'",
@@ -486,11 +522,11 @@ impl Store for SqliteStore {
         let fresh: [u8; 32] = rand::random();
         sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES ('token-secret', ?)")
             .bind(&fresh[..])
-            .execute(&self.writer)
+            .execute(&*self.writing().await)
             .await?;
         Ok(
             sqlx::query_scalar("SELECT value FROM settings WHERE key = 'token-secret'")
-                .fetch_one(&self.writer)
+                .fetch_one(&*self.writing().await)
                 .await?,
         )
     }
@@ -499,19 +535,19 @@ impl Store for SqliteStore {
         sqlx::query("INSERT OR IGNORE INTO revoked_tokens (id, expires) VALUES (?, ?)")
             .bind(id)
             .bind(i64::try_from(expires).unwrap_or(i64::MAX))
-            .execute(&self.writer)
+            .execute(&*self.writing().await)
             .await?;
         Ok(())
     }
 
     async fn revoked_tokens(&self, now: u64) -> StoreResult<Vec<(String, u64)>> {
-        super::shared::sqlite::revoked_tokens(&self.writer, now).await
+        super::shared::sqlite::revoked_tokens(&*self.writing().await, now).await
     }
 
     // Webhooks: the SQL is in sqlite_webhooks.rs.
 
     async fn create_webhook(&self, hook: &WebhookRecord, max: usize) -> StoreResult<bool> {
-        webhooks::create(&self.writer, hook, max).await
+        webhooks::create(&*self.writing().await, hook, max).await
     }
 
     async fn webhook(&self, id: &str) -> StoreResult<Option<WebhookRecord>> {
@@ -523,7 +559,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_webhook(&self, id: &str) -> StoreResult<bool> {
-        super::shared::sqlite::delete_webhook(&self.writer, id).await
+        super::shared::sqlite::delete_webhook(&*self.writing().await, id).await
     }
 
     async fn queue_webhook_event(
@@ -533,7 +569,7 @@ impl Store for SqliteStore {
         body: &str,
         claim: Option<i64>,
     ) -> StoreResult<Queued> {
-        super::shared::sqlite::queue(&self.writer, id, event_id, body, claim).await
+        super::shared::sqlite::queue(&*self.writing().await, id, event_id, body, claim).await
     }
 
     async fn webhook_head(&self, id: &str) -> StoreResult<Option<WebhookEventRecord>> {
@@ -541,7 +577,7 @@ impl Store for SqliteStore {
     }
 
     async fn ack_webhook_event(&self, id: &str, seq: i64) -> StoreResult<bool> {
-        super::shared::sqlite::ack(&self.writer, id, seq).await
+        super::shared::sqlite::ack(&*self.writing().await, id, seq).await
     }
 
     async fn webhook_failed(
@@ -550,7 +586,7 @@ impl Store for SqliteStore {
         error: &str,
         failing_since: Option<i64>,
     ) -> StoreResult<()> {
-        super::shared::sqlite::failed(&self.writer, id, error, failing_since).await
+        super::shared::sqlite::failed(&*self.writing().await, id, error, failing_since).await
     }
 
     async fn webhook_queue_len(&self, id: &str) -> StoreResult<usize> {

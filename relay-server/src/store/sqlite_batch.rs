@@ -2,6 +2,8 @@
 //! is one script of one `UPDATE` per contact in one transaction, sent to SQLite's thread at
 //! once.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sqlx::SqlitePool;
 
@@ -10,18 +12,26 @@ use super::query::changed_one;
 use super::rows::{source_name, to_json};
 use super::{ContactRecord, StoreError, StoreResult};
 
-/// Writes contact updates through the SQLite store's one writer connection.
+/// Writes contact updates through the SQLite store's one writer connection, in the store's
+/// turn to write.
 #[derive(Debug)]
-pub(super) struct SqliteContacts(pub(super) SqlitePool);
+pub(super) struct SqliteContacts {
+    /// The writer.
+    pub(super) writer: SqlitePool,
+    /// The store's turn to write (`SqliteStore::writing`).
+    pub(super) turn: Arc<tokio::sync::Mutex<()>>,
+}
 
 #[async_trait]
 impl ContactWriter for SqliteContacts {
     async fn write_all(&self, batch: &[&ContactRecord]) -> StoreResult<u64> {
-        write_all(&self.0, batch).await
+        let _turn = self.turn.lock().await;
+        write_all(&self.writer, batch).await
     }
 
     async fn write_one(&self, contact: &ContactRecord) -> StoreResult<bool> {
-        update_one(&self.0, contact).await
+        let _turn = self.turn.lock().await;
+        update_one(&self.writer, contact).await
     }
 }
 

@@ -8,12 +8,14 @@
 //! "Benchmarks").
 //!
 //! The store's other writes keep their sqlx writer connection. SQLite lets one of the two
-//! write at a time: this connection waits for the other in a busy handler of its own that
-//! sleeps a few microseconds at first (the other's transactions are short), while sqlx's waits
-//! in SQLite's default one (a millisecond and more).
+//! write at a time, so both take the store's turn to write first (`SqliteStore::writing`, an
+//! async mutex): within a relay they queue there, not in SQLite's busy handler, whose sleeps
+//! (a millisecond and more on sqlx's connection) put 5 ms on the p99 of other writes under a
+//! SEND load. Other relays on the same file are waited for in a busy handler of this
+//! connection's own, which sleeps a few microseconds at first.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,18 +35,27 @@ const INSERT: &str = "INSERT INTO sends (seq, msg_id, sender, to_email, to_conta
 
 /// Writes SENDs and claims through a connection of its own, blocking the calling thread.
 #[derive(Debug)]
-pub(super) struct DirectSends(Mutex<Connection>);
+pub(super) struct DirectSends {
+    /// The connection.
+    conn: Mutex<Connection>,
+    /// The store's turn to write (`SqliteStore::writing`), taken for each group.
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
 
 impl DirectSends {
-    /// Opens the database file at `path`, already created and migrated by the store.
-    pub(super) fn open(path: &Path) -> StoreResult<Self> {
+    /// Opens the database file at `path`, already created and migrated by the store; each
+    /// group is written in the store's `turn` to write.
+    pub(super) fn open(path: &Path, turn: Arc<tokio::sync::Mutex<()>>) -> StoreResult<Self> {
         let conn = Connection::open(path)?;
         // WAL is the file's own setting (the store set it); the others are the connection's.
         // NORMAL in WAL mode: a commit is in the WAL file before it returns (it survives
         // kill -9), as on the store's other connections.
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
         conn.busy_handler(Some(wait_for_writer))?;
-        Ok(Self(Mutex::new(conn)))
+        Ok(Self {
+            conn: Mutex::new(conn),
+            turn,
+        })
     }
 }
 
@@ -66,7 +77,8 @@ impl SendWriter for DirectSends {
     /// Blocks the thread for the transaction (it is the group-writing thread's own, or, once
     /// that is gone, a rare caller writing alone).
     async fn write(&self, sends: &[&SendRecord], claims: &[i64]) -> StoreResult<Vec<i64>> {
-        let mut conn = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let _turn = self.turn.lock().await;
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut claimed = Vec::with_capacity(claims.len());
         {
