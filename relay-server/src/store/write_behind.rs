@@ -75,14 +75,9 @@ impl<O> std::fmt::Debug for Queue<O> {
 impl<O: Send + 'static> Queue<O> {
     /// Starts the task writing groups `G` through `writer`, on the current runtime.
     pub(super) fn start<G: Group<Op = O>>(writer: G::Writer) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let behind = Arc::new(AtomicUsize::new(0));
-        let rx = Receiver {
-            rx,
-            behind: behind.clone(),
-        };
+        let (queue, rx) = Self::open();
         tokio::spawn(run::<G>(writer, rx));
-        Self { tx, behind }
+        queue
     }
 
     /// Starts the task writing groups `G` through `writer` on a thread of its own, named
@@ -93,19 +88,25 @@ impl<O: Send + 'static> Queue<O> {
         name: &str,
         writer: G::Writer,
     ) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        let (queue, rx) = Self::open();
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || runtime.block_on(run::<G>(writer, rx)))?;
+        Ok(queue)
+    }
+
+    /// A queue and the writing task's end of it.
+    fn open() -> (Self, Receiver<O>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let behind = Arc::new(AtomicUsize::new(0));
         let rx = Receiver {
             rx,
             behind: behind.clone(),
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()?;
-        std::thread::Builder::new()
-            .name(name.to_owned())
-            .spawn(move || runtime.block_on(run::<G>(writer, rx)))?;
-        Ok(Self { tx, behind })
+        (Self { tx, behind }, rx)
     }
 
     /// Queues the operation `op` makes of where its outcome goes, and waits for that outcome;
