@@ -1,16 +1,13 @@
 //! The dialogs table of both stores ([`super::Store::keep_dialog`] and the others): calls a
-//! relay of a cluster holds, for another relay to end when it is gone.
+//! relay of a cluster holds, for another relay to end when it is gone. The statements run
+//! alike on both engines (`shared.rs`); what is read back is decoded here.
 
 use serde_json::Value;
-use sqlx::{PgPool, SqlitePool};
-
-use super::statements::{DROP_DIALOG, KEEP_DIALOG, TAKE_DIALOGS};
-use super::StoreResult;
 
 /// The records taken, parsed; a record that no longer parses as a JSON object (damaged, or
 /// written by something else) is logged with its Call-ID and left out: it names nothing to
 /// end.
-fn decode(rows: Vec<(String, String)>) -> Vec<(String, Value)> {
+pub(super) fn decode(rows: Vec<(String, String)>) -> Vec<(String, Value)> {
     rows.into_iter()
         .filter_map(|(call_id, record)| match serde_json::from_str(&record) {
             Ok(record) => Some((call_id, Value::Object(record))),
@@ -21,46 +18,6 @@ fn decode(rows: Vec<(String, String)>) -> Vec<(String, Value)> {
         })
         .collect()
 }
-
-/// The three statements on one engine: `$keep`, `$drop` and `$take` through a `$pool`, with
-/// the `$engine` text of each [`super::statements`] entry (the same SQL on both engines).
-macro_rules! on_engine {
-    ($keep:ident, $drop:ident, $take:ident, $pool:ty, $engine:ident) => {
-        pub(super) async fn $keep(
-            pool: &$pool,
-            call_id: &str,
-            node: &str,
-            record: &Value,
-        ) -> StoreResult<()> {
-            sqlx::query(KEEP_DIALOG.$engine)
-                .bind(call_id)
-                .bind(node)
-                .bind(record.to_string())
-                .execute(pool)
-                .await?;
-            Ok(())
-        }
-
-        pub(super) async fn $drop(pool: &$pool, call_id: &str) -> StoreResult<()> {
-            sqlx::query(DROP_DIALOG.$engine)
-                .bind(call_id)
-                .execute(pool)
-                .await?;
-            Ok(())
-        }
-
-        pub(super) async fn $take(pool: &$pool, node: &str) -> StoreResult<Vec<(String, Value)>> {
-            let rows = sqlx::query_as(TAKE_DIALOGS.$engine)
-                .bind(node)
-                .fetch_all(pool)
-                .await?;
-            Ok(decode(rows))
-        }
-    };
-}
-
-on_engine!(keep_sqlite, drop_sqlite, take_sqlite, SqlitePool, sqlite);
-on_engine!(keep_pg, drop_pg, take_pg, PgPool, pg);
 
 #[cfg(test)]
 mod tests {

@@ -86,15 +86,15 @@ impl Store for PostgresStore {
         node: &str,
         record: &serde_json::Value,
     ) -> StoreResult<()> {
-        super::dialogs::keep_pg(&self.pool, call_id, node, record).await
+        super::shared::pg::keep_dialog(&self.pool, call_id, node, record).await
     }
 
     async fn drop_dialog(&self, call_id: &str) -> StoreResult<()> {
-        super::dialogs::drop_pg(&self.pool, call_id).await
+        super::shared::pg::drop_dialog(&self.pool, call_id).await
     }
 
     async fn take_dialogs(&self, node: &str) -> StoreResult<Vec<(String, serde_json::Value)>> {
-        super::dialogs::take_pg(&self.pool, node).await
+        super::shared::pg::take_dialogs(&self.pool, node).await
     }
 
     async fn gauges(&self, now: i64) -> StoreResult<super::StoreGauges> {

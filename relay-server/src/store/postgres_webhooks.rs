@@ -8,9 +8,8 @@
 
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::query::{fetch_record, fetch_records, insert_or_conflict};
-use super::rows::{mail_size, to_json, updates_name, webhook_row, WEBHOOK_COLUMNS};
-use super::statements::{COUNT_WEBHOOKS, INSERT_WEBHOOK};
+use super::query::{fetch_record, fetch_records};
+use super::rows::{mail_size, to_json, webhook_row, WEBHOOK_COLUMNS};
 use super::{MailCaps, MailRecord, MailboxFull, StoreResult, WebhookRecord};
 
 fn sql_int(n: usize) -> i64 {
@@ -87,28 +86,16 @@ pub(super) async fn writable(pool: &PgPool) -> StoreResult<()> {
     Ok(())
 }
 
+/// Adds webhook `hook` unless its owner has `max` already (false then), under a lock on the
+/// owner's row.
 pub(super) async fn create(pool: &PgPool, hook: &WebhookRecord, max: usize) -> StoreResult<bool> {
     let mut tx = pool.begin().await?;
     lock_user(&mut tx, &hook.owner).await?;
-    let n: i64 = sqlx::query_scalar(COUNT_WEBHOOKS.pg)
-        .bind(&hook.owner)
-        .fetch_one(&mut *tx)
-        .await?;
-    if usize::try_from(n).unwrap_or(usize::MAX) >= max {
-        return Ok(false);
+    let added = super::shared::pg::insert_webhook(&mut tx, hook, max).await?;
+    if added {
+        tx.commit().await?;
     }
-    let insert = sqlx::query(INSERT_WEBHOOK.pg)
-        .bind(&hook.id)
-        .bind(&hook.owner)
-        .bind(&hook.target)
-        .bind(&hook.resource)
-        .bind(updates_name(hook.updates))
-        .bind(&hook.secret)
-        .bind(hook.created)
-        .bind(hook.cursor);
-    insert_or_conflict(insert, &mut *tx).await?;
-    tx.commit().await?;
-    Ok(true)
+    Ok(added)
 }
 
 pub(super) async fn get(pool: &PgPool, id: &str) -> StoreResult<Option<WebhookRecord>> {

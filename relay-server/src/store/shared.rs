@@ -1,31 +1,97 @@
 //! The store functions both engines run alike, statement and binds, written once: reads and
-//! plain writes of users, contacts, calls and participants, the webhook outbox, the leases and
-//! the gauges `/metrics` samples. [`on_engine!`] makes them for each engine's pool, with that
-//! engine's text of each statement (written for PostgreSQL, `$1`; [`sql!`] makes SQLite's):
-//! `shared::sqlite::head`, `shared::pg::head`, … The [`Store`] methods call them with the pool
-//! each reads or writes through (SQLite writes through its one writer). What differs between
-//! the engines (SQL functions, locks, transactions of other steps) stays in their own files.
+//! plain writes of users, contacts, calls and participants, kept dialogs, webhooks and their
+//! outbox, the leases and the gauges `/metrics` samples. [`on_engine!`] makes them for each
+//! engine's pool, with that engine's text of each statement (written for PostgreSQL, `$1`;
+//! [`sql!`] makes SQLite's): `shared::sqlite::head`, `shared::pg::head`, … The [`Store`]
+//! methods call them with the pool each reads or writes through (SQLite writes through its one
+//! writer). What differs between the engines (SQL functions, locks, transactions of other
+//! steps) stays in their own files.
 //!
 //! [`sql!`]: super::query::sql
 //!
 //! [`Store`]: super::Store
 
-/// The functions on one engine: a module `$engine` of functions through a `&$pool`, using the
-/// `$engine` field of each statement.
+/// The functions on one engine: a module `$engine` of functions through a `&$pool` (or a
+/// transaction on database `$db`), using the `$engine` field of each statement.
 macro_rules! on_engine {
-    ($engine:ident, $pool:ty) => {
+    ($engine:ident, $pool:ty, $db:ty) => {
         pub(super) mod $engine {
-            use crate::store::query::{changed_one, fetch_record};
-            use crate::store::rows::event_row;
-            use crate::store::statements::{
-                CALLS_UP, CLAIM_SEND, COUNT_WEBHOOK_EVENTS, DELETE_WEBHOOK, DELETE_WEBHOOK_EVENT,
-                HEAD_WEBHOOK_EVENT, INSERT_WEBHOOK_EVENT, LEASES, LOGINS_BY_SOURCE,
-                MAX_WEBHOOK_CURSOR, MOVE_WEBHOOK_CURSOR, TAKE_LEASE, WEBHOOK_FAILED,
-                WEBHOOK_HEALTHY,
-            };
+            use serde_json::Value;
+
+            use crate::store::dialogs::decode;
             use crate::store::query::*;
             use crate::store::rows::*;
+            use crate::store::statements::*;
             use crate::store::*;
+
+            /// Keeps call `call_id`'s dialog record for `node` ([`Store::keep_dialog`]).
+            pub(in crate::store) async fn keep_dialog(
+                pool: &$pool,
+                call_id: &str,
+                node: &str,
+                record: &Value,
+            ) -> StoreResult<()> {
+                sqlx::query(KEEP_DIALOG.$engine)
+                    .bind(call_id)
+                    .bind(node)
+                    .bind(record.to_string())
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
+
+            /// Forgets call `call_id`'s dialog record ([`Store::drop_dialog`]).
+            pub(in crate::store) async fn drop_dialog(
+                pool: &$pool,
+                call_id: &str,
+            ) -> StoreResult<()> {
+                sqlx::query(DROP_DIALOG.$engine)
+                    .bind(call_id)
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
+
+            /// Takes `node`'s dialog records, those that parse ([`Store::take_dialogs`]).
+            pub(in crate::store) async fn take_dialogs(
+                pool: &$pool,
+                node: &str,
+            ) -> StoreResult<Vec<(String, Value)>> {
+                let rows = sqlx::query_as(TAKE_DIALOGS.$engine)
+                    .bind(node)
+                    .fetch_all(pool)
+                    .await?;
+                Ok(decode(rows))
+            }
+
+            /// In `tx`, adds webhook `hook` unless its owner has `max` already (false then,
+            /// and nothing is added); the caller commits. PostgreSQL's caller first locks the
+            /// owner's row, so two relays cannot both add the last one allowed; SQLite's one
+            /// writer already does the same.
+            pub(in crate::store) async fn insert_webhook(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                hook: &WebhookRecord,
+                max: usize,
+            ) -> StoreResult<bool> {
+                let count: i64 = sqlx::query_scalar(COUNT_WEBHOOKS.$engine)
+                    .bind(&hook.owner)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                if usize::try_from(count).unwrap_or(usize::MAX) >= max {
+                    return Ok(false);
+                }
+                let insert = sqlx::query(INSERT_WEBHOOK.$engine)
+                    .bind(&hook.id)
+                    .bind(&hook.owner)
+                    .bind(&hook.target)
+                    .bind(&hook.resource)
+                    .bind(updates_name(hook.updates))
+                    .bind(&hook.secret)
+                    .bind(hook.created)
+                    .bind(hook.cursor);
+                insert_or_conflict(insert, &mut **tx).await?;
+                Ok(true)
+            }
 
             /// Deletes webhook `id` (its outbox goes with it); false if there was none.
             pub(in crate::store) async fn delete_webhook(
@@ -471,5 +537,5 @@ macro_rules! on_engine {
     };
 }
 
-on_engine!(sqlite, sqlx::SqlitePool);
-on_engine!(pg, sqlx::PgPool);
+on_engine!(sqlite, sqlx::SqlitePool, sqlx::Sqlite);
+on_engine!(pg, sqlx::PgPool, sqlx::Postgres);

@@ -185,15 +185,15 @@ impl Store for SqliteStore {
         node: &str,
         record: &serde_json::Value,
     ) -> StoreResult<()> {
-        super::dialogs::keep_sqlite(&*self.writing().await, call_id, node, record).await
+        super::shared::sqlite::keep_dialog(&*self.writing().await, call_id, node, record).await
     }
 
     async fn drop_dialog(&self, call_id: &str) -> StoreResult<()> {
-        super::dialogs::drop_sqlite(&*self.writing().await, call_id).await
+        super::shared::sqlite::drop_dialog(&*self.writing().await, call_id).await
     }
 
     async fn take_dialogs(&self, node: &str) -> StoreResult<Vec<(String, serde_json::Value)>> {
-        super::dialogs::take_sqlite(&*self.writing().await, node).await
+        super::shared::sqlite::take_dialogs(&*self.writing().await, node).await
     }
 
     async fn gauges(&self, now: i64) -> StoreResult<super::StoreGauges> {

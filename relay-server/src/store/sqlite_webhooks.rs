@@ -6,36 +6,22 @@
 
 use sqlx::SqlitePool;
 
-use super::query::{fetch_record, fetch_records, insert_or_conflict};
-use super::rows::{updates_name, webhook_row, WEBHOOK_COLUMNS};
-use super::statements::{COUNT_WEBHOOKS, INSERT_WEBHOOK};
+use super::query::{fetch_record, fetch_records};
+use super::rows::{webhook_row, WEBHOOK_COLUMNS};
 use super::{StoreResult, WebhookRecord};
 
+/// Adds webhook `hook` unless its owner has `max` already (false then).
 pub(super) async fn create(
     writer: &SqlitePool,
     hook: &WebhookRecord,
     max: usize,
 ) -> StoreResult<bool> {
     let mut tx = writer.begin().await?;
-    let count: i64 = sqlx::query_scalar(COUNT_WEBHOOKS.sqlite)
-        .bind(&hook.owner)
-        .fetch_one(&mut *tx)
-        .await?;
-    if usize::try_from(count).unwrap_or(usize::MAX) >= max {
-        return Ok(false);
+    let added = super::shared::sqlite::insert_webhook(&mut tx, hook, max).await?;
+    if added {
+        tx.commit().await?;
     }
-    let insert = sqlx::query(INSERT_WEBHOOK.sqlite)
-        .bind(&hook.id)
-        .bind(&hook.owner)
-        .bind(&hook.target)
-        .bind(&hook.resource)
-        .bind(updates_name(hook.updates))
-        .bind(&hook.secret)
-        .bind(hook.created)
-        .bind(hook.cursor);
-    insert_or_conflict(insert, &mut *tx).await?;
-    tx.commit().await?;
-    Ok(true)
+    Ok(added)
 }
 
 pub(super) async fn get(pool: &SqlitePool, id: &str) -> StoreResult<Option<WebhookRecord>> {
