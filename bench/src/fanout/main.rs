@@ -338,16 +338,8 @@ async fn measure(
     row.rss_per_watcher = rss_after.saturating_sub(rss_before) as f64 / row.ready.max(1) as f64;
     let api = Api::new(server.addr);
     for round in 1..=args.changes {
-        let marker = format!("{}{round}", String::from_utf8_lossy(ROUND));
         let sent = Instant::now();
-        api.call(
-            Method::PUT,
-            &server.change_path,
-            server.change_auth.as_ref(),
-            Some(&json!({ "session": marker })),
-        )
-        .await
-        .with_context(|| format!("change {round}"))?;
+        change(server, &api, round).await?;
         let mut seen = 0;
         let deadline = tokio::time::Instant::now() + WAIT;
         while seen < row.ready {
@@ -390,6 +382,20 @@ async fn measure(
     Ok(row)
 }
 
+/// Change `round`: the watched participant's session becomes the round's marker.
+async fn change(server: &Server, api: &Api, round: u32) -> Result<()> {
+    let marker = format!("{}{round}", String::from_utf8_lossy(ROUND));
+    api.call(
+        Method::PUT,
+        &server.change_path,
+        server.change_auth.as_ref(),
+        Some(&json!({ "session": marker })),
+    )
+    .await
+    .with_context(|| format!("change {round}"))?;
+    Ok(())
+}
+
 /// One change with the clients idle: every socket drained first, the change made, the server
 /// left alone until idle, then every socket read for the change's kernel receive timestamp.
 async fn quiet_round(
@@ -407,17 +413,9 @@ async fn quiet_round(
         anyhow::Ok(sockets)
     })
     .await??;
-    let marker = format!("{}{round}", String::from_utf8_lossy(ROUND));
     let cpu_before = quiet::cpu_ticks(server.pid)?;
     let sent = SystemTime::now();
-    api.call(
-        Method::PUT,
-        &server.change_path,
-        server.change_auth.as_ref(),
-        Some(&json!({ "session": marker })),
-    )
-    .await
-    .with_context(|| format!("change {round}"))?;
+    change(server, api, round).await?;
     let waited = quiet::wait_idle(server.pid, Duration::from_secs(5)).await?;
     row.quiet_wait = row.quiet_wait.max(waited);
     let ticks = quiet::cpu_ticks(server.pid)?.saturating_sub(cpu_before);
