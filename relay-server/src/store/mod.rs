@@ -16,6 +16,7 @@ mod shared;
 mod sqlite;
 mod sqlite_batch;
 mod sqlite_caps;
+mod sqlite_checkpoint;
 mod sqlite_health;
 mod sqlite_sends;
 mod sqlite_webhooks;

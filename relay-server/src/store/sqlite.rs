@@ -39,6 +39,8 @@ pub struct SqliteStore {
     /// SENDs and their claims, committed in groups on a thread and connection of their own
     /// ([`super::sqlite_sends`]).
     send_writes: SendWrites,
+    /// Checkpoints the write-ahead log; stops with the last clone.
+    _checkpointer: Arc<super::sqlite_checkpoint::Checkpointer>,
     /// The temporary directory of `sqlite::memory:`, removed with the last clone.
     _scratch: Option<Arc<tempfile::TempDir>>,
 }
@@ -69,6 +71,8 @@ impl SqliteStore {
             // process loses nothing; only a power cut could lose the last commits.
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            // The log is checkpointed by a thread of its own, not by the commit that fills it.
+            .pragma("wal_autocheckpoint", "0")
             .busy_timeout(Duration::from_secs(10));
         let path = Path::new(options.get_filename()).to_owned();
         if let Some(parent) = path.parent() {
@@ -97,12 +101,14 @@ impl SqliteStore {
             turn: write_turn.clone(),
         };
         let sends = super::sqlite_sends::DirectSends::open(&path, write_turn.clone())?;
+        let checkpointer = super::sqlite_checkpoint::Checkpointer::start(&path)?;
         Ok(Self {
             pool,
             write_turn,
             contact_writes: ContactWrites::start(Arc::new(contacts)),
             send_writes: SendWrites::start_on_thread(Arc::new(sends))?,
             writer,
+            _checkpointer: Arc::new(checkpointer),
             _scratch: scratch,
         })
     }

@@ -50,7 +50,11 @@ impl DirectSends {
         // WAL is the file's own setting (the store set it); the others are the connection's.
         // NORMAL in WAL mode: a commit is in the WAL file before it returns (it survives
         // kill -9), as on the store's other connections.
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+        // The log is checkpointed by a thread of its own ([`super::sqlite_checkpoint`]).
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+             PRAGMA wal_autocheckpoint = 0;",
+        )?;
         conn.busy_handler(Some(wait_for_writer))?;
         Ok(Self {
             conn: Mutex::new(conn),
