@@ -12,9 +12,13 @@
 # p99: REGISTER over every response of the setup (both sipps together); SEND the higher of
 # the clients' p99s.
 #
+# sqlite-both: the SQLite relay again, REGISTERs at half the rate it answered alone (a storm
+# at a fixed rate, BOTH_RATE to choose another) while the SENDs run: what each costs the other.
+#
 # Usage: bench/store.sh [--seconds 3]; settings (environment): USERS (100), CONCURRENT (64),
-# TRANSPORT (u1), SENDERS (8), WARMUP (1 s), RESTSIP_BENCH_POSTGRES (postgres://postgres@127.0.0.1:5432),
-# RESTSIP_RELAY_BIN (a relay binary to use instead of building one).
+# TRANSPORT (u1), SENDERS (8), WARMUP (1 s), BOTH_RATE, RESTSIP_BENCH_POSTGRES
+# (postgres://postgres@127.0.0.1:5432), RESTSIP_RELAY_BIN (a relay binary to use instead of
+# building one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +26,7 @@ SECS=3
 while [ $# -gt 0 ]; do
   case $1 in
     --seconds) SECS=${2:?--seconds needs a value}; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "store.sh: unknown option $1 (--seconds N)" >&2; exit 2 ;;
   esac
 done
@@ -63,16 +67,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# register_run NAME: sipp against relay NAME's SIP address for SECS (after WARMUP) on the users
-# of $work/NAME.csv, as fast as the relay answers with CONCURRENT outstanding. Writes
-# $work/NAME-sip/{result,rtt}: "REGISTER/s failed retransmissions", response times.
+# register_run NAME [RATE]: sipp against relay NAME's SIP address for SECS (after WARMUP) on the
+# users of $work/NAME.csv, as fast as the relay answers with CONCURRENT outstanding (or at RATE
+# REGISTERs a second, still at most CONCURRENT outstanding). Writes $work/NAME-sip/{result,rtt}:
+# "REGISTER/s failed retransmissions", response times.
 register_run() {
-  local name=$1 dir="$work/$1-sip" target_var="${1}_sip" port
+  local name=$1 rate=${2:-1000000} dir="$work/$1-sip" target_var="${1}_sip" port
   mkdir -p "$dir"
   port=$(free_port)
   (cd "$dir" && timeout -s INT -k 5 $((WARMUP + SECS + 1)) sipp "${!target_var}" \
     -sf "$OLDPWD/tests/sip/scenarios/register-noauth.xml" -inf "$work/$name.csv" \
-    -t "$TRANSPORT" -i 127.0.0.1 -p "$port" -r 1000000 -rp 1000 -l "$CONCURRENT" -m 100000000 \
+    -t "$TRANSPORT" -i 127.0.0.1 -p "$port" -r "$rate" -rp 1000 -l "$CONCURRENT" -m 100000000 \
     -buff_size 4194304 -nostdin -recv_timeout 10000 \
     -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 200 >sipp.out 2>&1) || true
   # sipp's statistics file, a line a second: 5 elapsed (h:m:s:…), 16 successful (cumulative),
@@ -99,13 +104,24 @@ send_run() {
 }
 
 # measure SETUP RELAYS…: REGISTER then SEND on every relay of the setup at once; appends
-# "setup REGISTER/s p99 SEND/s p99 notes" to $work/table.
+# "setup REGISTER/s p99 SEND/s p99 notes" to $work/table. With TOGETHER=RATE, REGISTERs at
+# RATE a second per relay and SENDs run at the same time instead of one after the other.
 measure() {
   local setup=$1 name jobs_ n=0 reg=0 send=0 send_p99=0 notes="" r f x
   shift
   : >"$work/$setup.rtt"
   jobs_=()
-  for name in "$@"; do register_run "$name" & jobs_+=($!); done
+  if [ -n "${TOGETHER:-}" ]; then
+    # The SENDs first; the REGISTERs once rest-bench has its users and starts loading.
+    for name in "$@"; do send_run "$name" & jobs_+=($!); done
+    for name in "$@"; do
+      for _ in $(seq 600); do
+        grep -q '^running SEND' "$work/$name-send/err" 2>/dev/null && break
+        sleep 0.05
+      done
+    done
+  fi
+  for name in "$@"; do register_run "$name" "${TOGETHER:-}" & jobs_+=($!); done
   wait "${jobs_[@]}" || true
   for name in "$@"; do
     read -r r f x <"$work/$name-sip/result"
@@ -117,8 +133,8 @@ measure() {
   done
   sort -n -o "$work/$setup.rtt" "$work/$setup.rtt"
   jobs_=()
-  for name in "$@"; do send_run "$name" & jobs_+=($!); done
-  wait "${jobs_[@]}" || true
+  [ -n "${TOGETHER:-}" ] || for name in "$@"; do send_run "$name" & jobs_+=($!); done
+  [ "${#jobs_[@]}" -eq 0 ] || wait "${jobs_[@]}" || true
   for name in "$@"; do
     read -r r x f <"$work/$name-send/result"
     if [[ "$r" =~ ^[0-9]+$ ]]; then
@@ -133,6 +149,7 @@ measure() {
     n=$(grep -ciE 'duplicate key|unique constraint|violates' "$work/$name.err" || true)
     [ "$n" = 0 ] || notes+=" $name:$n-key-collisions-in-its-log"
   done
+  [ -z "${TOGETHER:-}" ] || notes+=" REGISTERs-asked-at-${TOGETHER}/s-during-the-SENDs"
   echo "$setup $reg $(percentile 99 "$work/$setup.rtt") $send $send_p99${notes:+ $notes}" >>"$work/table"
 }
 
@@ -152,6 +169,11 @@ log "sqlite x1"
 start_relay sq "sqlite:$work/relay.db" "$work"; started+=("$sq_pid")
 signup_users "$sq_http" 1 "$USERS" "$work/sq.csv"
 measure "sqlite-x1" sq
+# The same relay with a REGISTER storm during the SENDs: REGISTERs at half the rate it just
+# answered alone (BOTH_RATE to choose), SENDs as fast as they go. Both share the store's turn
+# to write (refreshes in groups written behind, SENDs in theirs) and the two cores.
+read -r _ alone _ <"$work/table"
+TOGETHER=${BOTH_RATE:-$(( ${alone:-0} > 1 ? alone / 2 : 1000 ))} measure "sqlite-both" sq
 stop_relays
 
 log "postgres x1"
