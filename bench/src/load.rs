@@ -47,6 +47,30 @@ impl Operation for Fetch {
     }
 }
 
+/// A request on a connection of its own, opened for it and closed by the server after the
+/// answer (`Connection: close`): its latency is from the TCP connect to the whole answer. How
+/// clients without keep-alive see a server (and what a connection's own costs add up to).
+pub(crate) struct FetchFresh {
+    /// The request.
+    pub(crate) template: RequestTemplate,
+    /// Where each connection goes.
+    pub(crate) addr: SocketAddr,
+}
+
+impl Operation for FetchFresh {
+    async fn run(&self, _keep_alive: &mut Conn) -> Result<Duration> {
+        let mut request = self.template.build(None)?;
+        request.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+        let started = Instant::now();
+        let mut conn = Conn::open(self.addr).await?;
+        conn.send(request).await?.success()?;
+        Ok(started.elapsed())
+    }
+}
+
 /// A request whose latency is until a WebSocket receives what it sent: `SEND` to the relay or
 /// `POST` to the reference, with body `{"command":"im","text":"hello","seq":N}`.
 pub(crate) struct Deliver {

@@ -3,6 +3,8 @@
 //!
 //! 1. `GET /login/{email}` with Basic auth, on N keep-alive connections.
 //! 2. `SEND /login/{email}/{id}`, timed until the message arrives on the recipient's WebSocket.
+//! 3. `GET /login/{email}` again, each on a new connection (`--only fresh`; not in the default
+//!    run).
 
 mod http;
 mod inbox;
@@ -26,7 +28,7 @@ use serde_json::json;
 
 use crate::http::{basic, Api, RequestTemplate};
 use crate::inbox::Listener;
-use crate::load::{Deliver, Fetch, Measured, Operation, Plan};
+use crate::load::{Deliver, Fetch, FetchFresh, Measured, Operation, Plan};
 use crate::reference::Reference;
 use crate::relay::RelayProcess;
 use crate::report::Row;
@@ -80,6 +82,8 @@ enum Only {
     Get,
     /// SEND -> WebSocket.
     Send,
+    /// `GET /login/{email}`, each request on a connection of its own (`--connections` at once).
+    Fresh,
 }
 
 impl Args {
@@ -185,7 +189,7 @@ fn print_settings(args: &Args, binary: &std::path::Path, relay: SocketAddr) {
     );
 }
 
-/// `--relay-url`: the SEND scenario (or with `--only get` the GET one) alone on a relay
+/// `--relay-url`: the SEND scenario (or with `--only get` / `fresh` that one) alone on a relay
 /// someone else started.
 async fn send_only(args: &Args, relay: SocketAddr) -> Result<()> {
     print_settings(args, std::path::Path::new("(already running)"), relay);
@@ -195,10 +199,12 @@ async fn send_only(args: &Args, relay: SocketAddr) -> Result<()> {
         .map_or(0, |d| d.as_nanos());
     let tag = format!("-{}-{nanos}", std::process::id());
     let fixture = setup(relay, &tag).await.context("setting up the relay")?;
-    let row = if args.only == Some(Only::Get) {
-        get_on(relay, "relay", &fixture, args.plan(args.connections)?).await?
-    } else {
-        send_on_relay(args, relay, &fixture).await?
+    let row = match args.only {
+        Some(Only::Get) => get_on(relay, "relay", &fixture, args.plan(args.connections)?).await?,
+        Some(Only::Fresh) => {
+            fresh_on(relay, "relay", &fixture, args.plan(args.connections)?).await?
+        }
+        _ => send_on_relay(args, relay, &fixture).await?,
     };
     println!();
     report::print_table(&[row]);
@@ -235,6 +241,11 @@ async fn scenarios(
     if args.only == Some(Only::Send) {
         return send_rows(args, relay, reference, fixture, send_plan).await;
     }
+    if args.only == Some(Only::Fresh) {
+        let relay = fresh_on(relay, "relay", fixture, get_plan).await?;
+        let axum = fresh_on(reference, "axum", fixture, get_plan).await?;
+        return Ok(vec![relay, axum]);
+    }
     let get_relay = get_on(relay, "relay", fixture, get_plan).await?;
     let get_axum = get_on(reference, "axum", fixture, get_plan).await?;
     rows.extend([get_relay, get_axum]);
@@ -255,6 +266,19 @@ async fn get_on(
     let path = format!("/login/{}", fixture.email_b);
     let template = RequestTemplate::new(Method::GET, addr, path, Some(&fixture.auth_a))?;
     measure(GET, server, addr, Fetch { template }, plan).await
+}
+
+/// The GET scenario with a new connection for each request on `server` at `addr`.
+async fn fresh_on(
+    addr: SocketAddr,
+    server: &'static str,
+    fixture: &Fixture,
+    plan: Plan,
+) -> Result<Row> {
+    const FRESH: &str = "GET, new connection";
+    let path = format!("/login/{}", fixture.email_b);
+    let template = RequestTemplate::new(Method::GET, addr, path, Some(&fixture.auth_a))?;
+    measure(FRESH, server, addr, FetchFresh { template, addr }, plan).await
 }
 
 /// The SEND scenario on the relay, then on the reference.
