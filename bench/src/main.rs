@@ -200,9 +200,9 @@ async fn send_only(args: &Args, relay: SocketAddr) -> Result<()> {
     let tag = format!("-{}-{nanos}", std::process::id());
     let fixture = setup(relay, &tag).await.context("setting up the relay")?;
     let row = match args.only {
-        Some(Only::Get) => get_on(relay, "relay", &fixture, args.plan(args.connections)?).await?,
-        Some(Only::Fresh) => {
-            fresh_on(relay, "relay", &fixture, args.plan(args.connections)?).await?
+        Some(only @ (Only::Get | Only::Fresh)) => {
+            let plan = args.plan(args.connections)?;
+            get_on(relay, "relay", &fixture, plan, only == Only::Fresh).await?
         }
         _ => send_on_relay(args, relay, &fixture).await?,
     };
@@ -242,12 +242,12 @@ async fn scenarios(
         return send_rows(args, relay, reference, fixture, send_plan).await;
     }
     if args.only == Some(Only::Fresh) {
-        let relay = fresh_on(relay, "relay", fixture, get_plan).await?;
-        let axum = fresh_on(reference, "axum", fixture, get_plan).await?;
+        let relay = get_on(relay, "relay", fixture, get_plan, true).await?;
+        let axum = get_on(reference, "axum", fixture, get_plan, true).await?;
         return Ok(vec![relay, axum]);
     }
-    let get_relay = get_on(relay, "relay", fixture, get_plan).await?;
-    let get_axum = get_on(reference, "axum", fixture, get_plan).await?;
+    let get_relay = get_on(relay, "relay", fixture, get_plan, false).await?;
+    let get_axum = get_on(reference, "axum", fixture, get_plan, false).await?;
     rows.extend([get_relay, get_axum]);
     if args.only != Some(Only::Get) {
         rows.extend(send_rows(args, relay, reference, fixture, send_plan).await?);
@@ -255,30 +255,23 @@ async fn scenarios(
     Ok(rows)
 }
 
-/// The GET scenario on `server` at `addr`: A reads B's logins.
+/// The GET scenario on `server` at `addr`: A reads B's logins, on keep-alive connections or,
+/// `fresh`, on a new connection for each request.
 async fn get_on(
     addr: SocketAddr,
     server: &'static str,
     fixture: &Fixture,
     plan: Plan,
+    fresh: bool,
 ) -> Result<Row> {
-    const GET: &str = "GET /login/{email}";
     let path = format!("/login/{}", fixture.email_b);
     let template = RequestTemplate::new(Method::GET, addr, path, Some(&fixture.auth_a))?;
-    measure(GET, server, addr, Fetch { template }, plan).await
-}
-
-/// The GET scenario with a new connection for each request on `server` at `addr`.
-async fn fresh_on(
-    addr: SocketAddr,
-    server: &'static str,
-    fixture: &Fixture,
-    plan: Plan,
-) -> Result<Row> {
-    const FRESH: &str = "GET, new connection";
-    let path = format!("/login/{}", fixture.email_b);
-    let template = RequestTemplate::new(Method::GET, addr, path, Some(&fixture.auth_a))?;
-    measure(FRESH, server, addr, FetchFresh { template, addr }, plan).await
+    if fresh {
+        let op = FetchFresh { template, addr };
+        measure("GET, new connection", server, addr, op, plan).await
+    } else {
+        measure("GET /login/{email}", server, addr, Fetch { template }, plan).await
+    }
 }
 
 /// The SEND scenario on the relay, then on the reference.

@@ -221,7 +221,7 @@ fn tell(seq: i64, done: Option<Claimed>, outcome: StoreResult<bool>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use restsip_protocol::DeliveryStatus;
 
     use crate::store::test_db::on_both_engines;
@@ -229,7 +229,7 @@ mod tests {
     use crate::store::{SendRecord, Store};
 
     /// SEND `seq` (message `m{seq}`) from b@x to contact `to` of a@x.
-    fn send(seq: i64, to: i64) -> SendRecord {
+    pub(in crate::store) fn send(seq: i64, to: i64) -> SendRecord {
         SendRecord {
             seq,
             msg_id: format!("m{seq}"),

@@ -50,10 +50,9 @@ fn run(conn: &Connection, stopped: &mpsc::Receiver<()>) {
 
 #[cfg(test)]
 mod tests {
-    use restsip_protocol::DeliveryStatus;
-
-    use crate::store::tests::{contact, user};
-    use crate::store::{SendRecord, SqliteStore, Store};
+    use crate::store::send_batch::tests::send;
+    use crate::store::sqlite_sends::tests::scratch_store;
+    use crate::store::{SendRecord, Store};
 
     /// Size of the write-ahead log file of the database in `dir`.
     fn log_size(dir: &std::path::Path) -> u64 {
@@ -62,15 +61,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_log_is_copied_to_the_database_behind_the_writers_and_stays_small() {
-        let store = SqliteStore::open("sqlite::memory:").await.expect("store");
-        let dir = store.scratch().expect("a scratch directory").to_owned();
-        store.create_user(&user("a@x")).await.expect("user");
-        let c = store
-            .add_contact(&contact("a@x", i64::MAX))
-            .await
-            .expect("add")
-            .expect("user")
-            .id;
+        let (store, dir, c) = scratch_store().await;
         let mut seq = 0;
         let mut sizes = Vec::new();
         // Rounds of 100 commits (a few hundred log frames each; no commit checkpoints), with
@@ -79,15 +70,8 @@ mod tests {
             for _ in 0..100 {
                 seq += 1;
                 let send = SendRecord {
-                    seq,
-                    msg_id: format!("m{seq}"),
-                    sender: "b@x".to_owned(),
-                    to_email: "a@x".to_owned(),
-                    to_contact: c,
-                    target: format!("/login/a@x/{c}"),
                     body: serde_json::json!({"command": "im", "text": "x".repeat(500)}),
-                    sent: 1,
-                    status: DeliveryStatus::Queued,
+                    ..send(seq, c)
                 };
                 store.queue_sends(&[send]).await.expect("stored");
             }

@@ -113,7 +113,7 @@ impl SendWriter for DirectSends {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Instant;
 
     use restsip_protocol::DeliveryStatus;
@@ -122,11 +122,10 @@ mod tests {
     use crate::store::tests::{contact, user};
     use crate::store::{SqliteStore, Store};
 
-    #[tokio::test]
-    async fn a_send_waits_for_the_other_writer_then_commits_and_memory_leaves_nothing_behind() {
+    /// A store on a scratch database file, its directory, and a contact of a@x.
+    pub(in crate::store) async fn scratch_store() -> (SqliteStore, std::path::PathBuf, i64) {
         let store = SqliteStore::open("sqlite::memory:").await.expect("store");
         let dir = store.scratch().expect("a scratch directory").to_owned();
-        assert!(dir.join("store.db").exists());
         store.create_user(&user("a@x")).await.expect("user");
         let c = store
             .add_contact(&contact("a@x", i64::MAX))
@@ -134,6 +133,13 @@ mod tests {
             .expect("add")
             .expect("user")
             .id;
+        (store, dir, c)
+    }
+
+    #[tokio::test]
+    async fn a_send_waits_for_the_other_writer_then_commits_and_memory_leaves_nothing_behind() {
+        let (store, dir, c) = scratch_store().await;
+        assert!(dir.join("store.db").exists());
         let send = SendRecord {
             seq: 1,
             msg_id: "m1".to_owned(),
