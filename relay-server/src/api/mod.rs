@@ -315,30 +315,30 @@ pub fn app(state: AppState, www: Option<&std::path::Path>) -> Router {
         // A declared Content-Length over the limit is refused at once (413), before any body
         // is awaited; a body without one is cut at the limit as it arrives.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
-        .layer(axum::middleware::map_response(problem_bodies))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            events_sent,
-        ))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            origins::refuse_foreign,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
         .layer(cors)
         .with_state(state)
 }
 
-/// Answers a change (any method but GET, HEAD, OPTIONS) only once the events it made have
-/// left for the other relays of a cluster: an acknowledged change survives this relay's death
-/// right after, and what the client does next at another relay comes after it there.
-async fn events_sent(
+/// What every request of the API goes through, in one layer (each layer of its own cost a
+/// boxed future and a boxed service per request; README, "Benchmarks"):
+/// - a page of a foreign origin is refused ([`origins::refusal`]);
+/// - an error response without a problem body gets one ([`problem_bodies`]);
+/// - a change (any method but GET, HEAD, OPTIONS) is answered only once the events it made
+///   have left for the other relays of a cluster: an acknowledged change survives this
+///   relay's death right after, and what the client does next at another relay comes after
+///   it there.
+async fn gate(
     axum::extract::State(state): axum::extract::State<AppState>,
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
+    if let Some(refused) = origins::refusal(&state, &req) {
+        return refused;
+    }
     let change = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let res = next.run(req).await;
+    let res = problem_bodies(next.run(req).await).await;
     if change {
         state.bus.flushed().await;
     }

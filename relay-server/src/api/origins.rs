@@ -5,10 +5,9 @@
 //! `Origin` header names it) is refused with 403 before it is routed, WebSocket upgrades and
 //! streams included. Requests without `Origin` (non-browser clients) are not concerned.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{HOST, ORIGIN};
 use axum::http::{HeaderMap, HeaderValue, Uri};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use reqwest::Url;
 use restsip_protocol::ProblemKind;
@@ -94,29 +93,27 @@ pub(crate) fn host_of<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a st
         .or_else(|| uri.authority().map(|a| a.as_str()))
 }
 
-/// Refuses requests from pages of origins that are not allowed (403), before routing.
-pub(crate) async fn refuse_foreign(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if let Some(origin) = req.headers().get(ORIGIN) {
-        if !state
-            .origins
-            .allows(origin, host_of(req.headers(), req.uri()))
-        {
-            let shown = String::from_utf8_lossy(origin.as_bytes()).into_owned();
-            return ApiError::new(
-                ProblemKind::Forbidden,
-                format!(
-                    "pages of origin {shown:?} may not use this relay; its operator allows \
-                     origins with --allowed-origin"
-                ),
-            )
-            .into_response();
-        }
+/// The answer (403) to a request from a page of an origin that is not allowed; None for
+/// every other request (no `Origin`, or an allowed one).
+pub(crate) fn refusal(state: &AppState, req: &Request) -> Option<Response> {
+    let origin = req.headers().get(ORIGIN)?;
+    if state
+        .origins
+        .allows(origin, host_of(req.headers(), req.uri()))
+    {
+        return None;
     }
-    next.run(req).await
+    let shown = String::from_utf8_lossy(origin.as_bytes()).into_owned();
+    Some(
+        ApiError::new(
+            ProblemKind::Forbidden,
+            format!(
+                "pages of origin {shown:?} may not use this relay; its operator allows \
+                 origins with --allowed-origin"
+            ),
+        )
+        .into_response(),
+    )
 }
 
 #[cfg(test)]
