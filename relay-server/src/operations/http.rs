@@ -10,11 +10,15 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::Method;
-use axum::middleware::Next;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::MatchedPath;
+use axum::http::{Method, Request};
 use axum::response::Response;
 use metrics::{Counter, Histogram};
+use tower::{Layer, Service};
 
 use crate::observe::{HTTP_DURATION, HTTP_REQUESTS};
 
@@ -61,15 +65,79 @@ fn with_handles<T>(method: &'static str, route: &str, f: impl FnOnce(&mut Handle
     f(&mut methods[at].1)
 }
 
-/// The middleware: runs the request, then counts it.
-pub(super) async fn track(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = method_label(req.method());
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(req).await;
+/// The layer that counts every request of the service it wraps. A tower layer of its own
+/// rather than `axum::middleware::from_fn`, which boxes a future and the inner service for
+/// every request.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Track;
+
+impl<S> Layer<S> for Track {
+    type Service = Tracked<S>;
+
+    fn layer(&self, inner: S) -> Tracked<S> {
+        Tracked { inner }
+    }
+}
+
+/// A service whose requests are counted.
+#[derive(Debug, Clone)]
+pub(super) struct Tracked<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for Tracked<S>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Counted<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        Counted {
+            started: Instant::now(),
+            method: method_label(req.method()),
+            route: req.extensions().get::<MatchedPath>().cloned(),
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's response on its way, counted once it is there.
+    pub(super) struct Counted<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+        method: &'static str,
+        route: Option<MatchedPath>,
+    }
+}
+
+impl<F, E> Future for Counted<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let outcome = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &outcome {
+            let route = this.route.as_ref().map_or(FALLBACK, MatchedPath::as_str);
+            count(this.method, route, response.status().as_u16(), this.started);
+        }
+        Poll::Ready(outcome)
+    }
+}
+
+/// Counts one request of `method` on `route` answered with `status`, started at `started`.
+fn count(method: &'static str, route: &str, status: u16, started: &Instant) {
     let elapsed = started.elapsed().as_secs_f64();
-    let status = response.status().as_u16();
-    let route = route.as_ref().map_or(FALLBACK, MatchedPath::as_str);
     let (duration, requests) = with_handles(method, route, |h| {
         let duration = h
             .duration
@@ -90,7 +158,6 @@ pub(super) async fn track(req: Request, next: Next) -> Response {
     });
     duration.record(elapsed);
     requests.increment(1);
-    response
 }
 
 /// The method as a label: HTTP's, SEND and CANCEL; anything else is `other`.

@@ -140,7 +140,7 @@ impl Operations {
         };
         let router = api
             .merge(routes.with_state(self.observer))
-            .layer(axum::middleware::from_fn(http::track));
+            .layer(http::Track);
         (router, task)
     }
 }
