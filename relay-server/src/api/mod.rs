@@ -6,6 +6,7 @@ mod auth;
 mod body;
 mod call;
 mod error;
+mod gate;
 mod lean;
 pub(crate) mod listener;
 mod login;
@@ -22,13 +23,11 @@ mod ws;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderName, Method, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use restsip_protocol::{Problem, ProblemKind, METHOD_OVERRIDE_HEADER, PROBLEM_JSON};
+use restsip_protocol::METHOD_OVERRIDE_HEADER;
 use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
@@ -316,33 +315,9 @@ pub fn app(state: AppState, www: Option<&std::path::Path>) -> Router {
         // is awaited; a body without one is cut at the limit as it arrives.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
+        .layer(gate::Gate::new(state.clone()))
         .layer(cors)
         .with_state(state)
-}
-
-/// What every request of the API goes through, in one layer (each layer of its own cost a
-/// boxed future and a boxed service per request; README, "Benchmarks"):
-/// - a page of a foreign origin is refused ([`origins::refusal`]);
-/// - an error response without a problem body gets one ([`problem_bodies`]);
-/// - a change (any method but GET, HEAD, OPTIONS) is answered only once the events it made
-///   have left for the other relays of a cluster: an acknowledged change survives this
-///   relay's death right after, and what the client does next at another relay comes after
-///   it there.
-async fn gate(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    req: Request,
-    next: axum::middleware::Next,
-) -> Response {
-    if let Some(refused) = origins::refusal(&state, &req) {
-        return refused;
-    }
-    let change = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let res = problem_bodies(next.run(req).await).await;
-    if change {
-        state.bus.flushed().await;
-    }
-    res
 }
 
 /// Applies `X-HTTP-Method-Override` on POST, before routing: the fallback for clients whose
@@ -404,43 +379,4 @@ pub fn canonical_path(mut req: Request) -> Request {
         *req.uri_mut() = uri;
     }
     req
-}
-
-/// Gives every error response without a problem body one, keeping its status and headers.
-async fn problem_bodies(response: Response) -> Response {
-    let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
-    let text = String::from_utf8_lossy(&text).trim().to_owned();
-    let kind = ProblemKind::from_status(status.as_u16()).unwrap_or(if status.is_client_error() {
-        ProblemKind::BadRequest
-    } else {
-        ProblemKind::Internal
-    });
-    let detail = match (kind, text.is_empty()) {
-        (ProblemKind::NotFound, true) => "no such resource".to_owned(),
-        (ProblemKind::MethodNotAllowed, _) => {
-            "this resource does not answer that method; see the Allow header".to_owned()
-        }
-        (_, true) => status.canonical_reason().unwrap_or("error").to_owned(),
-        (_, false) => text,
-    };
-    let mut problem = Problem::new(kind, detail);
-    problem.status = status.as_u16();
-    let mut fixed = Response::from_parts(
-        parts,
-        Body::from(serde_json::to_vec(&problem).unwrap_or_default()),
-    );
-    fixed
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-    fixed.headers_mut().remove(header::CONTENT_LENGTH);
-    fixed.into_response()
 }
