@@ -525,6 +525,9 @@ async fn proxied_call(test: &str) -> ProxiedCall {
     );
     caller.send(&caller.ack_of(&answer)).await;
     callee.next("ACK ").await;
+    // A keeps the answered call in the shared store behind the 200 (written behind); killed
+    // before that write, A would take the call with it, and B would have nothing to end.
+    kept(&cluster.database, test, true).await;
     ProxiedCall {
         _cluster: cluster,
         a,
@@ -533,6 +536,25 @@ async fn proxied_call(test: &str) -> ProxiedCall {
         callee,
         invite,
     }
+}
+
+/// Waits (up to 10 s) until call `call_id` is kept in the store `database` (`kept`), or is
+/// no longer (`!kept`): the relays write these records behind the SIP messages.
+async fn kept(database: &str, call_id: &str, kept: bool) {
+    let store = sqlx::SqlitePool::connect(database).await.unwrap();
+    for _ in 0..500 {
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dialogs WHERE call_id = ?")
+            .bind(call_id)
+            .fetch_one(&store)
+            .await
+            .unwrap();
+        if (rows == 1) == kept {
+            store.close().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("call {call_id} kept: {}, not {kept}, after 10 s", !kept);
 }
 
 /// Alice's and bob's UDP phones both registered at A; bob's calls alice's through A (which
@@ -616,6 +638,8 @@ async fn a_proxied_call_hung_up_before_its_relay_dies_is_left_alone() {
     caller.ok(&bye).await;
     let done = callee.final_to("1 BYE").await;
     assert!(done.starts_with("SIP/2.0 200 OK"), "{done}");
+    // The BYE's end of the record is written behind it too.
+    kept(&_cluster.database, "proxied-hung-up", false).await;
 
     a.kill().await.unwrap();
     caller.towards(&b);
