@@ -101,7 +101,8 @@ impl SqliteStore {
             turn: write_turn.clone(),
         };
         let sends = super::sqlite_sends::DirectSends::open(&path, write_turn.clone())?;
-        let checkpointer = super::sqlite_checkpoint::Checkpointer::start(&path)?;
+        let checkpointer =
+            super::sqlite_checkpoint::Checkpointer::start(&path, write_turn.clone())?;
         Ok(Self {
             pool,
             write_turn,
