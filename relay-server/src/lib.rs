@@ -93,6 +93,8 @@ struct Sip {
 
 /// Opens the store and binds the listener.
 pub async fn start(config: Config) -> anyhow::Result<Relay> {
+    // Before the store: its first commits are counted already.
+    operations::recorder()?;
     let store = store::open(&config.database).await?;
     // Event ids continue above every id stored: SENDs' and webhook events'.
     let stored = store

@@ -1,7 +1,13 @@
 //! The relay's metrics, by name, and the one-line helpers the domain and the API count with,
 //! through the `metrics` facade (a leaf: the recorder and `/metrics` are in `operations`).
 //! Labels are bounded: route templates, not paths; a fixed set of outcomes.
+//!
+//! The counts made on every SEND keep their handles after the first lookup (a lookup hashes
+//! the name and labels into the recorder's map: about 1.4% of the relay's CPU in the SEND
+//! scenario). A handle taken before the recorder is installed would count nowhere, so the
+//! relay installs it first thing ([`crate::start`]).
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// HTTP requests answered, by `method`, `route` (the matched template) and `status`.
@@ -58,9 +64,19 @@ impl Drop for Open {
 
 /// `n` SENDs stored, handed over or withdrawn (`metric`: one of the `SENDS_*` names).
 pub fn sends(metric: &'static str, n: usize) {
-    if n > 0 {
-        metrics::counter!(metric).increment(n as u64);
+    if n == 0 {
+        return;
     }
+    static HANDLES: [OnceLock<metrics::Counter>; 3] =
+        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let slot = match metric {
+        SENDS_QUEUED => &HANDLES[0],
+        SENDS_DELIVERED => &HANDLES[1],
+        SENDS_CANCELLED => &HANDLES[2],
+        other => return metrics::counter!(other).increment(n as u64),
+    };
+    slot.get_or_init(|| metrics::counter!(metric))
+        .increment(n as u64);
 }
 
 /// One webhook POST and whether it was taken.
@@ -71,7 +87,16 @@ pub fn webhook_delivery(delivered: bool) {
 
 /// A store commit of `kind` took `took`.
 pub fn store_commit(kind: &'static str, took: Duration) {
-    metrics::histogram!(STORE_COMMIT, "kind" => kind).record(took.as_secs_f64());
+    static HANDLES: [OnceLock<metrics::Histogram>; 2] = [OnceLock::new(), OnceLock::new()];
+    let slot = match kind {
+        "sends" => &HANDLES[0],
+        "contacts" => &HANDLES[1],
+        other => {
+            return metrics::histogram!(STORE_COMMIT, "kind" => other).record(took.as_secs_f64())
+        }
+    };
+    slot.get_or_init(|| metrics::histogram!(STORE_COMMIT, "kind" => kind))
+        .record(took.as_secs_f64());
 }
 
 /// `n` rtpengine sessions are open.

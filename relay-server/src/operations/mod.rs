@@ -58,8 +58,9 @@ pub struct Operations {
 }
 
 /// The process's recorder, installed on first use (one per process: the `metrics` facade
-/// has one global recorder).
-fn recorder() -> anyhow::Result<PrometheusHandle> {
+/// has one global recorder). The relay calls this before anything is counted
+/// ([`crate::observe`] keeps some handles after their first lookup).
+pub(crate) fn recorder() -> anyhow::Result<PrometheusHandle> {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     if let Some(handle) = HANDLE.get() {
         return Ok(handle.clone());
