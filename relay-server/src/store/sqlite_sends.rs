@@ -66,14 +66,23 @@ impl DirectSends {
 /// SQLite's busy handler: called with how many times it was called for this lock; true to
 /// try again after sleeping. The sleeps grow from 20 µs to 1 ms and stop after [`BUSY_FOR`].
 fn wait_for_writer(tries: i32) -> bool {
+    match backoff(tries) {
+        Some(sleep) => {
+            std::thread::sleep(sleep);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The sleep before try `tries + 1`, or none once [`BUSY_FOR`] has passed.
+fn backoff(tries: i32) -> Option<Duration> {
     let tries = u32::try_from(tries).unwrap_or(0);
-    let sleep = Duration::from_micros(20u64 << tries.min(6)).min(Duration::from_millis(1));
     // At most 1 ms each: past the first few, 1 ms per try.
     if Duration::from_millis(u64::from(tries)) >= BUSY_FOR {
-        return false;
+        return None;
     }
-    std::thread::sleep(sleep);
-    true
+    Some(Duration::from_micros(20u64 << tries.min(6)).min(Duration::from_millis(1)))
 }
 
 #[async_trait]
@@ -114,8 +123,6 @@ impl SendWriter for DirectSends {
 
 #[cfg(test)]
 pub(super) mod tests {
-    use std::time::Instant;
-
     use restsip_protocol::DeliveryStatus;
 
     use super::*;
@@ -188,15 +195,13 @@ pub(super) mod tests {
     #[test]
     fn the_busy_handler_backs_off_then_gives_up() {
         // The first tries sleep microseconds, not SQLite's default milliseconds.
-        let started = Instant::now();
-        assert!(wait_for_writer(0));
-        assert!(
-            started.elapsed() < Duration::from_millis(1),
-            "{:?}",
-            started.elapsed()
-        );
-        assert!(wait_for_writer(100));
+        assert_eq!(backoff(0), Some(Duration::from_micros(20)));
+        assert_eq!(backoff(1), Some(Duration::from_micros(40)));
+        assert_eq!(backoff(100), Some(Duration::from_millis(1)));
         let last = i32::try_from(BUSY_FOR.as_millis()).expect("fits");
-        assert!(!wait_for_writer(last), "gives up after BUSY_FOR");
+        assert!(backoff(last - 1).is_some());
+        assert_eq!(backoff(last), None, "gives up after BUSY_FOR");
+        assert!(!wait_for_writer(last));
+        assert!(wait_for_writer(0), "sleeps, then tries again");
     }
 }
