@@ -10,19 +10,20 @@
 //! file stays as small as a period's writes.
 //!
 //! Under a steady load that moment never comes: a write always lands between a passive
-//! checkpoint and the next write, and the log grew by the whole load (600 MB in 11 s of
+//! checkpoint and the next write, and the log grew by the whole load (638 MB in 11 s of
 //! `rest-bench` SENDs). So once the log holds more than [`EMPTY_PAST`] frames, this thread
 //! takes the store's turn to write, which holds this relay's writers back, and runs a RESTART
 //! checkpoint: it copies what came in during the last passive one, and the next write starts
-//! the log over. That holds the writers for 12-14 ms about once a second under the heaviest
-//! SEND load measured, and the file stays under 75 MB.
+//! the log over. That holds the writers for 9-24 ms (mostly the database file's `fsync`)
+//! about once every 1.2 s under the heaviest SEND load measured, and the file stays under
+//! 75 MB (README, "Benchmarks", sixth round).
 //!
 //! It is not a TRUNCATE checkpoint, which also cuts the file to nothing: freeing 64 MB of
-//! blocks took 110-120 ms here, all of it in the writers' turn. Writing over the old frames
+//! blocks took 110-124 ms here, all of it in the writers' turn. Writing over the old frames
 //! costs nothing more while their pages are in the kernel's cache. Pages left cold for a
 //! minute can be evicted (this machine's kernel pages them out), and a write over an evicted
 //! page of the log reads it back from the disk first (a frame is 24 bytes longer than a page,
-//! so its writes are never whole blocks); that was seen with a log of 300 MB, written over
+//! so its writes are never whole blocks); that was seen with a log of 324 MB, written over
 //! minutes later. A log cycled every second stays warm.
 
 use std::path::Path;
