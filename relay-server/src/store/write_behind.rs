@@ -7,16 +7,29 @@
 //! [`MAX_BEHIND`] such are queued at once, past it [`Queue::later`] refuses and the caller
 //! waits for its commit instead (the store sets the pace when it falls behind). Whoever must
 //! see every such operation written calls [`Queue::flush`] first.
+//!
+//! For [`LINGER`] after each group the task waits only for operations someone waits for (and
+//! for every [`NUDGE_EVERY`]th one behind): one queued behind meanwhile does not wake it, it
+//! goes with the next group. Under a SEND load every delivered SEND's claim is queued behind
+//! just after its group; waking the task for each (a futex call, a context switch on each
+//! side) cost more than writing it (README, "Benchmarks").
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::time::{Duration, Instant};
 
 /// Most operations queued without a waiter.
 pub(super) const MAX_BEHIND: usize = 65_536;
+
+/// How long after a group only operations someone waits for wake the task.
+pub(super) const LINGER: Duration = Duration::from_millis(2);
+
+/// Every this many operations queued behind, one wakes the task anyway (a lingering group
+/// gathers a bounded backlog, not [`MAX_BEHIND`]).
+const NUDGE_EVERY: usize = 256;
 
 /// A group of operations written together, and how it forms.
 #[async_trait]
@@ -53,6 +66,8 @@ pub(super) struct Queue<O> {
     tx: mpsc::UnboundedSender<Op<O>>,
     /// How many operations without a waiter are queued and not yet taken by the task.
     behind: Arc<AtomicUsize>,
+    /// Wakes the task while it lingers: an operation someone waits for is queued.
+    urgent: Arc<Notify>,
 }
 
 impl<O> Clone for Queue<O> {
@@ -60,6 +75,7 @@ impl<O> Clone for Queue<O> {
         Self {
             tx: self.tx.clone(),
             behind: self.behind.clone(),
+            urgent: self.urgent.clone(),
         }
     }
 }
@@ -102,11 +118,13 @@ impl<O: Send + 'static> Queue<O> {
     fn open() -> (Self, Receiver<O>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let behind = Arc::new(AtomicUsize::new(0));
+        let urgent = Arc::new(Notify::new());
         let rx = Receiver {
             rx,
             behind: behind.clone(),
+            urgent: urgent.clone(),
         };
-        (Self { tx, behind }, rx)
+        (Self { tx, behind, urgent }, rx)
     }
 
     /// Queues the operation `op` makes of where its outcome goes, and waits for that outcome;
@@ -118,18 +136,23 @@ impl<O: Send + 'static> Queue<O> {
             behind: false,
         };
         self.tx.send(op).ok()?;
+        self.urgent.notify_one();
         outcome.await.ok()
     }
 
     /// Queues `op`, which nobody waits for; false when the task is gone or too far behind.
     pub(super) fn later(&self, op: O) -> bool {
-        if self.behind.fetch_add(1, Ordering::Relaxed) >= MAX_BEHIND {
+        let before = self.behind.fetch_add(1, Ordering::Relaxed);
+        if before >= MAX_BEHIND {
             self.behind.fetch_sub(1, Ordering::Relaxed);
             return false;
         }
         if self.tx.send(Op::Write { op, behind: true }).is_err() {
             self.behind.fetch_sub(1, Ordering::Relaxed);
             return false;
+        }
+        if (before + 1) % NUDGE_EVERY == 0 {
+            self.urgent.notify_one();
         }
         true
     }
@@ -138,6 +161,7 @@ impl<O: Send + 'static> Queue<O> {
     pub(super) async fn flush(&self) {
         let (done, flushed) = oneshot::channel();
         if self.tx.send(Op::Flush(done)).is_ok() {
+            self.urgent.notify_one();
             let _ = flushed.await;
         }
     }
@@ -147,12 +171,32 @@ impl<O: Send + 'static> Queue<O> {
 struct Receiver<O> {
     rx: mpsc::UnboundedReceiver<Op<O>>,
     behind: Arc<AtomicUsize>,
+    urgent: Arc<Notify>,
 }
 
 impl<O> Receiver<O> {
     /// The next operation, once there is one; None once every queue is dropped.
     async fn recv(&mut self) -> Option<Op<O>> {
         self.rx.recv().await.map(|op| self.taken(op))
+    }
+
+    /// The next operation once one someone waits for is queued (or [`NUDGE_EVERY`] behind),
+    /// or whatever is queued at `deadline`; None if nothing is by then. Unlike [`Self::recv`],
+    /// an operation queued behind does not wake the task.
+    async fn recv_urgent(&mut self, deadline: Instant) -> Option<Op<O>> {
+        loop {
+            let timed_out = tokio::select! {
+                () = self.urgent.notified() => false,
+                () = tokio::time::sleep_until(deadline) => true,
+            };
+            // A wake-up left from before (the queue was read meanwhile) finds nothing: wait on.
+            if let Some(op) = self.try_recv() {
+                return Some(op);
+            }
+            if timed_out {
+                return None;
+            }
+        }
     }
 
     /// The next operation if one is waiting.
@@ -194,10 +238,16 @@ impl<O> Receiver<O> {
 
 async fn run<G: Group>(writer: G::Writer, mut rx: Receiver<G::Op>) {
     let mut carry: Option<Op<G::Op>> = None;
+    // Until when the last group's linger lasts.
+    let mut lingering: Option<Instant> = None;
     loop {
-        let first = match carry.take() {
-            Some(first) => first,
-            None => match rx.recv().await {
+        let first = match (carry.take(), lingering.take()) {
+            (Some(first), _) => first,
+            (None, Some(until)) => match rx.recv_urgent(until).await {
+                Some(first) => first,
+                None => continue,
+            },
+            (None, None) => match rx.recv().await {
                 Some(first) => first,
                 None => return,
             },
@@ -209,14 +259,121 @@ async fn run<G: Group>(writer: G::Writer, mut rx: Receiver<G::Op>) {
             let Some(deadline) = group.wait_until() else {
                 break;
             };
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(op)) => carry = rx.fill(&mut group, &mut flushes, op),
-                Ok(None) | Err(_) => break,
+            match rx.recv_urgent(deadline).await {
+                Some(op) => carry = rx.fill(&mut group, &mut flushes, op),
+                None => break,
             }
         }
         group.write(&writer).await;
         for done in flushes {
             let _ = done.send(());
         }
+        lingering = Some(Instant::now() + LINGER);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Numbered operations, each maybe with a waiter; every group written is recorded.
+    #[derive(Default)]
+    struct Numbers(Vec<(u32, Option<oneshot::Sender<()>>)>);
+
+    /// The groups written, in order.
+    type Written = Arc<Mutex<Vec<Vec<u32>>>>;
+
+    #[async_trait]
+    impl Group for Numbers {
+        type Op = (u32, Option<oneshot::Sender<()>>);
+        type Writer = Written;
+
+        fn take(&mut self, op: Self::Op) -> Option<Self::Op> {
+            self.0.push(op);
+            None
+        }
+
+        fn wait_until(&mut self) -> Option<Instant> {
+            None
+        }
+
+        async fn write(self, written: &Written) {
+            let mut group = Vec::new();
+            for (n, done) in self.0 {
+                group.push(n);
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
+            written.lock().expect("lock").push(group);
+        }
+    }
+
+    fn start() -> (Queue<(u32, Option<oneshot::Sender<()>>)>, Written) {
+        let written = Written::default();
+        (Queue::start::<Numbers>(written.clone()), written)
+    }
+
+    fn groups(written: &Written) -> Vec<Vec<u32>> {
+        written.lock().expect("lock").clone()
+    }
+
+    // Paused time: the linger ends only when nothing else can run.
+    #[tokio::test(start_paused = true)]
+    async fn one_queued_behind_just_after_a_group_waits_for_the_next_one() {
+        let (queue, written) = start();
+        queue.ask(|done| (1, Some(done))).await.expect("written");
+        // Lingering: this one does not wake the task, which stays idle while we yield...
+        assert!(queue.later((2, None)));
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+        assert_eq!(groups(&written), [vec![1]]);
+        // ...and goes with the next one someone waits for.
+        queue.ask(|done| (3, Some(done))).await.expect("written");
+        assert_eq!(groups(&written), [vec![1], vec![2, 3]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_queued_behind_alone_is_written_when_the_linger_ends_or_at_once_when_idle() {
+        let (queue, written) = start();
+        queue.ask(|done| (1, Some(done))).await.expect("written");
+        assert!(queue.later((2, None)));
+        let started = Instant::now();
+        while groups(&written).len() < 2 {
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+        assert_eq!(groups(&written), [vec![1], vec![2]]);
+        let waited = started.elapsed();
+        assert!(waited <= LINGER + Duration::from_millis(1), "{waited:?}");
+        // Long after: the task is idle, and one behind wakes it.
+        tokio::time::sleep(LINGER * 10).await;
+        assert!(queue.later((3, None)));
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+        assert_eq!(groups(&written), [vec![1], vec![2], vec![3]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_behind_wakes_a_lingering_task_and_a_flush_sees_everything_before_it() {
+        let (queue, written) = start();
+        queue.ask(|done| (0, Some(done))).await.expect("written");
+        let nudge = u32::try_from(NUDGE_EVERY).expect("fits");
+        for n in 1..=nudge {
+            assert!(queue.later((n, None)));
+        }
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+        let all: Vec<u32> = (1..=nudge).collect();
+        assert_eq!(
+            groups(&written),
+            [vec![0], all.clone()],
+            "the last one woke it"
+        );
+        assert!(queue.later((1000, None)));
+        queue.flush().await;
+        assert_eq!(groups(&written), [vec![0], all, vec![1000]]);
+        assert_eq!(queue.behind.load(Ordering::Relaxed), 0);
     }
 }
