@@ -151,7 +151,7 @@ impl<O: Send + 'static> Queue<O> {
             self.behind.fetch_sub(1, Ordering::Relaxed);
             return false;
         }
-        if (before + 1) % NUDGE_EVERY == 0 {
+        if (before + 1).is_multiple_of(NUDGE_EVERY) {
             self.urgent.notify_one();
         }
         true
@@ -278,16 +278,19 @@ mod tests {
 
     use super::*;
 
-    /// Numbered operations, each maybe with a waiter; every group written is recorded.
+    /// A numbered operation, maybe with a waiter.
+    type Numbered = (u32, Option<oneshot::Sender<()>>);
+
+    /// Numbered operations; every group written is recorded.
     #[derive(Default)]
-    struct Numbers(Vec<(u32, Option<oneshot::Sender<()>>)>);
+    struct Numbers(Vec<Numbered>);
 
     /// The groups written, in order.
     type Written = Arc<Mutex<Vec<Vec<u32>>>>;
 
     #[async_trait]
     impl Group for Numbers {
-        type Op = (u32, Option<oneshot::Sender<()>>);
+        type Op = Numbered;
         type Writer = Written;
 
         fn take(&mut self, op: Self::Op) -> Option<Self::Op> {
@@ -311,7 +314,7 @@ mod tests {
         }
     }
 
-    fn start() -> (Queue<(u32, Option<oneshot::Sender<()>>)>, Written) {
+    fn start() -> (Queue<Numbered>, Written) {
         let written = Written::default();
         (Queue::start::<Numbers>(written.clone()), written)
     }
