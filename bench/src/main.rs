@@ -64,6 +64,11 @@ struct Args {
     /// Most requests measured per run.
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     max_requests: u64,
+    /// Rounds: every scenario runs this many times, on the relay then on the reference each
+    /// time, and the median of the rounds' throughput ratios is printed last (the reference's
+    /// own figure moves by a third from run to run on a shared 2-core machine).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    rounds: usize,
     /// An already running relay (`http://127.0.0.1:PORT`): no relay is started, and only the
     /// SEND scenario runs on it, with users of their own (so several clients can share one
     /// relay or one database) and no reference.
@@ -113,6 +118,9 @@ impl Args {
         if self.max_requests == 0 {
             bail!("--max-requests must be above 0");
         }
+        if !(1..=100).contains(&self.rounds) {
+            bail!("--rounds must be 1 to 100");
+        }
         Ok(())
     }
 }
@@ -161,18 +169,30 @@ async fn run(args: Args) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_RELAY));
     let relay = RelayProcess::start(&binary, &[]).await?;
     print_settings(&args, &binary, relay.addr);
-    let rows = bench(&args, relay.addr).await;
+    let rounds = bench(&args, relay.addr).await;
     let stopped = relay.stop().await;
-    let rows = rows?;
+    let rounds = rounds?;
     stopped?;
-    println!();
-    report::print_table(&rows);
-    let pairs: Vec<(&Row, &Row)> = rows
-        .chunks_exact(2)
-        .map(|pair| (&pair[0], &pair[1]))
-        .collect();
-    report::print_ratios(&pairs);
+    for (n, rows) in rounds.iter().enumerate() {
+        println!();
+        if rounds.len() > 1 {
+            println!("round {} of {}:", n + 1, rounds.len());
+        }
+        report::print_table(rows);
+        report::print_ratios(&pairs(rows));
+    }
+    if rounds.len() > 1 {
+        let all: Vec<Vec<(&Row, &Row)>> = rounds.iter().map(|rows| pairs(rows)).collect();
+        report::print_medians(&all);
+    }
     Ok(())
+}
+
+/// A round's rows as (relay, reference) pairs.
+fn pairs(rows: &[Row]) -> Vec<(&Row, &Row)> {
+    rows.chunks_exact(2)
+        .map(|pair| (&pair[0], &pair[1]))
+        .collect()
 }
 
 fn print_settings(args: &Args, binary: &std::path::Path, relay: SocketAddr) {
@@ -219,13 +239,24 @@ fn relay_url(url: &str) -> Result<SocketAddr> {
         .with_context(|| format!("--relay-url must be http://IP:PORT, not {url:?}"))
 }
 
-/// Sets up the relay, starts the reference, and runs the four measurements.
-async fn bench(args: &Args, relay: SocketAddr) -> Result<Vec<Row>> {
+/// Sets up the relay, starts the reference, and runs the four measurements `--rounds` times;
+/// each round's rows.
+async fn bench(args: &Args, relay: SocketAddr) -> Result<Vec<Vec<Row>>> {
     let fixture = setup(relay, "").await.context("setting up the relay")?;
     let reference = Reference::start(fixture.contacts.clone())?;
-    let rows = scenarios(args, relay, reference.addr, &fixture).await;
+    let mut rounds = Vec::with_capacity(args.rounds);
+    let mut failed = None;
+    for _ in 0..args.rounds {
+        match scenarios(args, relay, reference.addr, &fixture).await {
+            Ok(rows) => rounds.push(rows),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
     reference.stop()?;
-    rows
+    failed.map_or(Ok(rounds), Err)
 }
 
 /// The four runs: GET then SEND, each on the relay then on the reference.

@@ -75,6 +75,49 @@ pub(crate) fn print_ratios(pairs: &[(&Row, &Row)]) {
     }
 }
 
+/// Prints, scenario by scenario, the median over `rounds` of the relay's throughput divided by
+/// the reference's in the same round, with the lowest and highest.
+pub(crate) fn print_medians(rounds: &[Vec<(&Row, &Row)>]) {
+    println!();
+    println!(
+        "relay / bare axum throughput over {} rounds (median, lowest to highest):",
+        rounds.len()
+    );
+    let Some(first) = rounds.first() else {
+        return;
+    };
+    for (k, (relay, _)) in first.iter().enumerate() {
+        let ratios: Vec<f64> = rounds
+            .iter()
+            .filter_map(|round| round.get(k))
+            .filter(|(_, a)| a.measured.per_second() > 0.0)
+            .map(|(r, a)| r.measured.per_second() / a.measured.per_second())
+            .collect();
+        match median(ratios.clone()) {
+            Some(m) => {
+                let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+                let high = ratios.iter().copied().fold(0.0, f64::max);
+                println!(
+                    "  {:<24} throughput {m:.2}x ({low:.2}x to {high:.2}x)",
+                    relay.scenario
+                );
+            }
+            None => println!("  {:<24} throughput -", relay.scenario),
+        }
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count); None when empty.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
 /// A latency in milliseconds, or `-` without one.
 fn ms(d: Option<Duration>) -> String {
     match d {
@@ -96,5 +139,18 @@ fn ratio_of(a: Option<Duration>, b: Option<Duration>) -> String {
     match (a, b) {
         (Some(a), Some(b)) => ratio(a.as_secs_f64(), b.as_secs_f64()),
         _ => "-".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn the_median_is_the_middle_value_or_the_mean_of_the_middle_two() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![0.7]), Some(0.7));
+        assert_eq!(median(vec![0.9, 0.3, 0.5]), Some(0.5));
+        assert_eq!(median(vec![0.6, 0.2, 0.4, 0.8]), Some(0.5));
     }
 }
