@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::{Duration, Instant};
 
@@ -219,6 +220,11 @@ impl<O> Receiver<O> {
         flushes: &mut Vec<oneshot::Sender<()>>,
         first: Op<O>,
     ) -> Option<Op<O>> {
+        // Every operation whose wake-up is pending is in the queue now and taken below (or
+        // carried into the next group, which forms at once): forget the wake-up, or the
+        // linger after this group would end at once, on whatever was queued behind meanwhile.
+        // Forgotten before the queue is read, so one queued after this is not missed.
+        let _ = self.urgent.notified().now_or_never();
         let mut next = Some(first);
         while let Some(op) = next.take() {
             match op {
@@ -288,10 +294,18 @@ mod tests {
     /// The groups written, in order.
     type Written = Arc<Mutex<Vec<Vec<u32>>>>;
 
+    /// Where the groups go, and one operation to queue behind while the next group is being
+    /// written (as a claim comes in from another thread meanwhile).
+    #[derive(Default)]
+    struct Sink {
+        written: Written,
+        during_write: Mutex<Option<(Queue<Numbered>, u32)>>,
+    }
+
     #[async_trait]
     impl Group for Numbers {
         type Op = Numbered;
-        type Writer = Written;
+        type Writer = Arc<Sink>;
 
         fn take(&mut self, op: Self::Op) -> Option<Self::Op> {
             self.0.push(op);
@@ -302,7 +316,11 @@ mod tests {
             None
         }
 
-        async fn write(self, written: &Written) {
+        async fn write(self, sink: &Arc<Sink>) {
+            if let Some((queue, n)) = sink.during_write.lock().expect("lock").take() {
+                assert!(queue.later((n, None)));
+            }
+            let written = &sink.written;
             let mut group = Vec::new();
             for (n, done) in self.0 {
                 group.push(n);
@@ -315,8 +333,13 @@ mod tests {
     }
 
     fn start() -> (Queue<Numbered>, Written) {
-        let written = Written::default();
-        (Queue::start::<Numbers>(written.clone()), written)
+        let (queue, sink) = start_with_sink();
+        (queue, sink.written.clone())
+    }
+
+    fn start_with_sink() -> (Queue<Numbered>, Arc<Sink>) {
+        let sink = Arc::new(Sink::default());
+        (Queue::start::<Numbers>(sink.clone()), sink)
     }
 
     fn groups(written: &Written) -> Vec<Vec<u32>> {
@@ -336,6 +359,19 @@ mod tests {
         // ...and goes with the next one someone waits for.
         queue.ask(|done| (3, Some(done))).await.expect("written");
         assert_eq!(groups(&written), [vec![1], vec![2, 3]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_queued_behind_while_a_group_is_written_waits_for_the_next_one() {
+        let (queue, sink) = start_with_sink();
+        *sink.during_write.lock().expect("lock") = Some((queue.clone(), 2));
+        // The wake-up of 1 must not end the linger after its group at once, on 2.
+        queue.ask(|done| (1, Some(done))).await.expect("written");
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+        assert_eq!(groups(&sink.written), [vec![1]]);
+        queue.ask(|done| (3, Some(done))).await.expect("written");
+        assert_eq!(groups(&sink.written), [vec![1], vec![2, 3]]);
     }
 
     #[tokio::test(start_paused = true)]
