@@ -7,7 +7,8 @@
 //!
 //! A claim queued with [`SendWrites::claim_later`] waits for no answer: the stream hands the
 //! message over at once and its mark is written with the next group (a group of such marks
-//! alone waits up to [`BEHIND_DELAY`] for SENDs to share its commit). Whoever must see every
+//! alone waits up to [`BEHIND_DELAY`] for SENDs to share its commit; a mark queued within
+//! [`write_behind::LINGER`] of the last group does not even wake the task). Whoever must see every
 //! such mark (a CANCEL, a stream that reads what is still queued, shutdown) calls
 //! [`SendWrites::flush`] first; see `Inbox::claim` for when a claim may go unanswered.
 
