@@ -8,9 +8,9 @@
 //! waits for its commit instead (the store sets the pace when it falls behind). Whoever must
 //! see every such operation written calls [`Queue::flush`] first.
 //!
-//! For [`LINGER`] after each group the task waits only for operations someone waits for (and
-//! for every [`NUDGE_EVERY`]th one behind): one queued behind meanwhile does not wake it, it
-//! goes with the next group. Under a SEND load every delivered SEND's claim is queued behind
+//! For [`LINGER`] after each group, and while a group waits for more ([`Group::wait_until`]),
+//! the task wakes only for operations someone waits for, flushes, and a backlog behind of
+//! [`NUDGE_EVERY`]: one queued behind meanwhile does not wake it, it goes with the next group. Under a SEND load every delivered SEND's claim is queued behind
 //! just after its group; waking the task for each (a futex call, a context switch on each
 //! side) cost more than writing it (README, "Benchmarks").
 
@@ -28,8 +28,8 @@ pub(super) const MAX_BEHIND: usize = 65_536;
 /// How long after a group only operations someone waits for wake the task.
 pub(super) const LINGER: Duration = Duration::from_millis(2);
 
-/// Every this many operations queued behind, one wakes the task anyway (a lingering group
-/// gathers a bounded backlog, not [`MAX_BEHIND`]).
+/// When the operations queued behind and not yet taken reach a multiple of this, the last one
+/// wakes the task anyway (a lingering task gathers a bounded backlog, not [`MAX_BEHIND`]).
 const NUDGE_EVERY: usize = 256;
 
 /// A group of operations written together, and how it forms.
@@ -45,8 +45,10 @@ pub(super) trait Group: Default + Send + 'static {
     fn take(&mut self, op: Self::Op) -> Option<Self::Op>;
 
     /// Once everything waiting is taken: until when the group waits for more operations
-    /// before it is written (None: written at once). Asked again after each operation taken
-    /// meanwhile; never asked of a group a flush waits for.
+    /// before it is written (None: written at once). Meanwhile only an operation someone waits
+    /// for, a flush or a backlog behind wakes the task; the others are taken at the deadline.
+    /// Asked again after the operations taken meanwhile; never asked of a group a flush waits
+    /// for.
     fn wait_until(&mut self) -> Option<Instant>;
 
     /// Writes the group and answers whoever waits for its operations.
@@ -181,8 +183,8 @@ impl<O> Receiver<O> {
         self.rx.recv().await.map(|op| self.taken(op))
     }
 
-    /// The next operation once one someone waits for is queued (or [`NUDGE_EVERY`] behind),
-    /// or whatever is queued at `deadline`; None if nothing is by then. Unlike [`Self::recv`],
+    /// The next operation once one someone waits for or a flush is queued (or a backlog of
+    /// [`NUDGE_EVERY`] behind), or whatever is queued at `deadline`; None if nothing is by then. Unlike [`Self::recv`],
     /// an operation queued behind does not wake the task.
     async fn recv_urgent(&mut self, deadline: Instant) -> Option<Op<O>> {
         loop {
