@@ -121,6 +121,9 @@ impl Args {
         if !(1..=100).contains(&self.rounds) {
             bail!("--rounds must be 1 to 100");
         }
+        if self.rounds > 1 && self.relay_url.is_some() {
+            bail!("--rounds compares with the reference, which --relay-url does not run");
+        }
         Ok(())
     }
 }
