@@ -15,7 +15,8 @@ pub enum Encoding {
     Sse,
     /// One line of newline-delimited JSON.
     Ndjson,
-    /// The WebSocket's `{"type": "event", ...}` text frame.
+    /// The WebSocket text frame (its header and the `{"op": "event", ...}` JSON), the same
+    /// bytes for every connection.
     WsFrame,
 }
 

@@ -29,3 +29,4 @@ mod users;
 mod webhook_api;
 mod webhook_inbox;
 mod webhooks;
+mod websocket;

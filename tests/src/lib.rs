@@ -543,6 +543,14 @@ impl Client {
 
     /// Opens the multiplexed WebSocket with Basic credentials.
     pub async fn ws(&self) -> Result<Ws> {
+        Ok(Ws {
+            socket: self.ws_socket().await?,
+        })
+    }
+
+    /// Opens the multiplexed WebSocket with Basic credentials, as tungstenite's stream (for a
+    /// test of the WebSocket protocol itself: pings, pongs, the closing handshake).
+    pub async fn ws_socket(&self) -> Result<WsSocket> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = format!("{}/ws", self.base.replacen("http", "ws", 1));
         let mut req = url.into_client_request()?;
@@ -555,7 +563,7 @@ impl Client {
         let connector = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
         let (socket, _) =
             tokio_tungstenite::connect_async_tls_with_config(req, None, false, connector).await?;
-        Ok(Ws { socket })
+        Ok(socket)
     }
 }
 
@@ -656,12 +664,14 @@ impl EventStream {
     }
 }
 
+/// A WebSocket to the relay, as tungstenite gives it.
+pub type WsSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 /// The multiplexed WebSocket.
 pub struct Ws {
     /// The socket.
-    socket: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    socket: WsSocket,
 }
 
 impl Ws {

@@ -2,58 +2,62 @@
 //! carries SEND and CANCEL and the SOAP services a page serves (`serve`, `service`,
 //! `service-reply`), so a page needs one connection for everything. Frames are the JSON
 //! `ClientFrame` and `ServerFrame` of the protocol crate.
+//!
+//! A connection is two tasks: this module's reader, which reads the client's frames with
+//! tungstenite and acts on them, and [`writer`], which writes every frame the relay sends.
+
+mod upgrade;
+mod writer;
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::response::Response;
-use futures_util::stream::{AbortHandle, Abortable, SelectAll};
-use futures_util::{SinkExt, Stream, StreamExt};
-use restsip_protocol::{ClientFrame, Event, Problem, ProblemKind, ServerFrame};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use hyper_util::rt::TokioIo;
+use restsip_protocol::{ClientFrame, Problem, ProblemKind, ServerFrame};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 use super::auth::Caller;
-use super::stream::Events;
 use super::AppState;
 use crate::bus::Topic;
 use crate::error::Error;
-use crate::outgoing::{Encoding, Outgoing};
+use writer::{Command, Inputs, Outbox, Replies, Subscription};
 
 /// Frames waiting for a slow client before subscriptions fall behind (and resynchronise).
 const OUTGOING_QUEUE: usize = 256;
-/// Most frames written after the first before a flush.
-const BURST: usize = 64;
 /// Largest frame a client may send.
 const MAX_FRAME: usize = 256 * 1024;
 /// Bytes read from the socket at a time: a frame longer than this is read in several reads, so
 /// tungstenite's default of 128 KiB per connection, allocated up front, buys nothing for JSON
 /// frames of a few hundred bytes and costs 1.3 GB at 10,000 connections.
 const READ_BUFFER: usize = 4 * 1024;
-/// Most bytes a connection may have written but not sent; more ends it (the writer waits for
-/// the socket before each frame, so only a frame or two are ever buffered).
-const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 
 /// `GET /ws`: upgrade to the multiplexed WebSocket.
 pub(crate) async fn ws_upgrade(
     State(state): State<AppState>,
     caller: Caller,
-    upgrade: WebSocketUpgrade,
+    request: Request,
 ) -> Response {
-    let max = state.limits.max_body_bytes.min(MAX_FRAME);
-    upgrade
-        .max_message_size(max)
-        .read_buffer_size(READ_BUFFER)
-        // Each frame goes to the socket at once (no 128 KiB write buffer building up).
-        .write_buffer_size(0)
-        .max_write_buffer_size(MAX_WRITE_BUFFER)
-        .on_upgrade(move |socket| serve(state, caller, socket))
+    let (mut parts, _) = request.into_parts();
+    let (response, on_upgrade) = match upgrade::accept(&mut parts) {
+        Ok(accepted) => accepted,
+        Err(e) => return e.into_response(),
+    };
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => serve(state, caller, TokioIo::new(upgraded)).await,
+            Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+        }
+    });
+    response
 }
 
 /// The problem for a relay error, as the HTTP API would give it.
@@ -114,124 +118,41 @@ fn reply<T: serde::Serialize>(reference: String, result: Result<T, Error>) -> Se
     }
 }
 
-/// A frame as the JSON text message it goes out as.
-fn text_frame(frame: &ServerFrame) -> Message {
-    text(Bytes::from(serde_json::to_vec(frame).unwrap_or_default()))
-}
-
-/// An event's `{"op": "event", "event": ...}` frame: [`ServerFrame::Event`]'s JSON, written from
-/// the borrowed event (the owned frame would copy its data first).
-fn event_frame(event: &Event) -> Bytes {
-    #[derive(serde::Serialize)]
-    #[serde(tag = "op", rename_all = "lowercase")]
-    enum Frame<'a> {
-        Event { event: &'a Event },
-    }
-    Bytes::from(serde_json::to_vec(&Frame::Event { event }).unwrap_or_default())
-}
-
-/// A text message of JSON bytes (which serde_json makes valid UTF-8).
-fn text(json: Bytes) -> Message {
-    Message::Text(Utf8Bytes::try_from(json).unwrap_or_default())
-}
-
-/// One subscription's events, run by the connection's writer: the writer polls the source
-/// when it can write (as an SSE body does), so an event reaches the socket without a task of
-/// its own in between, and a client that stops reading makes the source fall behind.
-struct Subscription {
-    /// The events, until the reader aborts them (unsubscribe, close).
-    events: Abortable<Events>,
-    /// Set once the subscription is gone (ended or aborted), for the reader to see.
-    gone: Arc<AtomicBool>,
-}
-
-impl Stream for Subscription {
-    type Item = Arc<Outgoing>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.poll_next_unpin(cx)
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.gone.store(true, Ordering::Relaxed);
-    }
-}
-
-/// An event some subscription has ready now, if any (its source polled with the writer's own
-/// waker, so a source that is not ready wakes the writer later).
-async fn ready_event(sources: &mut SelectAll<Subscription>) -> Option<Arc<Outgoing>> {
-    std::future::poll_fn(|cx| match sources.poll_next_unpin(cx) {
-        Poll::Ready(Some(event)) => Poll::Ready(Some(event)),
-        _ => Poll::Ready(None),
-    })
-    .await
-}
-
-/// The reader's handle on a subscription the writer runs.
-struct Subscribed {
-    /// Stops it.
-    abort: AbortHandle,
-    /// Whether it is gone.
-    gone: Arc<AtomicBool>,
-}
-
-async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
+async fn serve<IO>(state: AppState, caller: Caller, io: IO)
+where
+    IO: AsyncRead + AsyncWrite + Send + 'static,
+{
     let _open = crate::observe::Open::new(crate::observe::WEBSOCKETS_OPEN);
-    let (mut sink, mut stream) = socket.split();
+    let (read, write) = tokio::io::split(io);
+    let outbox = Arc::new(Outbox::default());
+    let max = state.limits.max_body_bytes.min(MAX_FRAME);
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0);
+    let mut stream = WebSocketStream::from_raw_socket(
+        Replies::new(read, outbox.clone()),
+        Role::Server,
+        Some(config),
+    )
+    .await;
     // Boxed frames: a tokio channel allocates its first 32 slots up front, and 32 frames
     // (a few hundred bytes each) would cost every connection kilobytes it seldom uses.
-    let (out_tx, mut out_rx) = mpsc::channel::<Box<ServerFrame>>(OUTGOING_QUEUE);
+    let (out_tx, frames) = mpsc::channel::<Box<ServerFrame>>(OUTGOING_QUEUE);
     // New subscriptions go to the writer, which runs their sources: an event's frame is
     // encoded once for all the connections watching its resource, and goes from the bus to
     // the socket in the writer's task.
-    let (subs_tx, mut subs_rx) = mpsc::unbounded_channel::<Subscription>();
+    let (subs_tx, commands) = mpsc::unbounded_channel::<Command>();
     let keepalive = Duration::from_secs(state.limits.keepalive);
-    let writer = tokio::spawn(async move {
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
-        let mut sources: SelectAll<Subscription> = SelectAll::new();
-        loop {
-            let message = tokio::select! {
-                frame = out_rx.recv() => match frame {
-                    Some(frame) => text_frame(&frame),
-                    None => break,
-                },
-                Some(sub) = subs_rx.recv() => {
-                    sources.push(sub);
-                    continue;
-                }
-                Some(event) = sources.next(), if !sources.is_empty() => {
-                    text(event.encoded(Encoding::WsFrame, event_frame))
-                }
-                _ = ping.tick() => Message::Ping(Default::default()),
-            };
-            if sink.feed(message).await.is_err() {
-                break;
-            }
-            // Every frame already waiting goes out in the same write: one flush (one system
-            // call) per burst rather than per frame.
-            let mut failed = false;
-            for _ in 0..BURST {
-                let message = match out_rx.try_recv() {
-                    Ok(frame) => text_frame(&frame),
-                    Err(_) => match ready_event(&mut sources).await {
-                        Some(event) => text(event.encoded(Encoding::WsFrame, event_frame)),
-                        None => break,
-                    },
-                };
-                if sink.feed(message).await.is_err() {
-                    failed = true;
-                    break;
-                }
-            }
-            if failed || sink.flush().await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
-    let mut subscriptions: HashMap<String, Subscribed> = HashMap::new();
+    let inputs = Inputs {
+        frames,
+        commands,
+        outbox,
+    };
+    let writer = tokio::spawn(writer::run(write, inputs, keepalive));
+    // Whether each subscription is gone, by path.
+    let mut subscriptions: HashMap<String, Arc<AtomicBool>> = HashMap::new();
     // This connection, as a server of SOAP namespaces.
     let conn = state.soap_web.connection();
     let mut closing = state.closing.clone();
@@ -275,7 +196,7 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
                 since,
                 updates,
             } => {
-                subscriptions.retain(|_, sub| !sub.gone.load(Ordering::Relaxed));
+                subscriptions.retain(|_, gone| !gone.load(Ordering::Relaxed));
                 if subscriptions.contains_key(&path) {
                     continue;
                 }
@@ -287,16 +208,16 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
                 };
                 match opened {
                     Ok(events) => {
-                        let (abort, registration) = AbortHandle::new_pair();
                         let gone = Arc::new(AtomicBool::new(false));
                         let sub = Subscription {
-                            events: Abortable::new(events, registration),
+                            path: path.clone(),
+                            events,
                             gone: gone.clone(),
                         };
-                        if subs_tx.send(sub).is_err() {
+                        if subs_tx.send(Command::Subscribe(sub)).is_err() {
                             break;
                         }
-                        subscriptions.insert(path, Subscribed { abort, gone });
+                        subscriptions.insert(path, gone);
                         None
                     }
                     Err(e) => Some(ServerFrame::Error {
@@ -306,8 +227,10 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
                 }
             }
             ClientFrame::Unsubscribe { path } => {
-                if let Some(sub) = subscriptions.remove(&path) {
-                    sub.abort.abort();
+                if subscriptions.remove(&path).is_some()
+                    && subs_tx.send(Command::Unsubscribe(path)).is_err()
+                {
+                    break;
                 }
                 None
             }
@@ -378,31 +301,8 @@ async fn serve(state: AppState, caller: Caller, socket: WebSocket) {
         }
     }
     state.soap_web.drop_connection(conn);
-    for (_, sub) in subscriptions {
-        sub.abort.abort();
-    }
+    // The writer ends its subscriptions, writes what is queued and closes.
     drop(out_tx);
     drop(subs_tx);
     let _ = writer.await;
-}
-
-#[cfg(test)]
-mod tests {
-    use restsip_protocol::{Event, EventKind, ServerFrame};
-    use serde_json::json;
-
-    #[test]
-    fn an_event_frame_is_the_protocol_s_server_frame() {
-        let event = Event {
-            id: 7,
-            resource: "/login/a@x/1".to_owned(),
-            kind: EventKind::Message,
-            data: json!({"from": "b@x", "body": {"text": "hi \"there\"", "n": [1, 2]}}),
-        };
-        let owned = serde_json::to_vec(&ServerFrame::Event {
-            event: event.clone(),
-        })
-        .expect("json");
-        assert_eq!(super::event_frame(&event).as_ref(), owned.as_slice());
-    }
 }
