@@ -160,12 +160,23 @@ struct Inner {
     capacity: usize,
 }
 
+/// Subscribers per broadcast channel of a resource: a resource watched by more gets more
+/// channels, and each event goes to every one of them. A tokio broadcast channel has one lock
+/// over its waiters, taken by the sender for every 32 it wakes and by each receiver that waits
+/// again; with 10,000 watchers of one call on two cores, the receivers woken first queued on
+/// it (a futex wait and a context switch each) while the sender was still waking the others,
+/// and the fan-out ran on one core for much of its time (README, "Fan-out"). Each channel
+/// allocates its `capacity` slots (about 40 KiB at 1,024), so a channel per 256 subscribers
+/// costs under 0.2 KB per watcher.
+const SHARD: usize = 256;
+
 #[derive(Debug)]
 struct Channel {
-    /// Live subscribers; made by the first subscription (a broadcast channel allocates all its
-    /// `capacity` slots at once, tens of KiB, and most resources, such as calls and new users,
-    /// are never watched before the sweep forgets them).
-    tx: Option<broadcast::Sender<Arc<Published>>>,
+    /// Live subscribers, at most [`SHARD`] per broadcast channel; the first is made by the first
+    /// subscription (a broadcast channel allocates all its `capacity` slots at once, tens of
+    /// KiB, and most resources, such as calls and new users, are never watched before the
+    /// sweep forgets them).
+    tx: Vec<broadcast::Sender<Arc<Published>>>,
     /// The most recent events, oldest first.
     recent: VecDeque<Arc<Published>>,
     /// `recent` holds every event of this resource with an id above this one: the last id handed
@@ -193,7 +204,7 @@ pub const RESUME_WINDOW: Duration = Duration::from_secs(600);
 impl Channel {
     fn new(floor: u64) -> Self {
         Self {
-            tx: None,
+            tx: Vec::new(),
             recent: VecDeque::new(),
             floor,
             touched: Instant::now(),
@@ -211,9 +222,24 @@ impl Channel {
 
     /// Live subscribers now.
     fn receivers(&self) -> usize {
-        self.tx
-            .as_ref()
-            .map_or(0, broadcast::Sender::receiver_count)
+        self.tx.iter().map(broadcast::Sender::receiver_count).sum()
+    }
+
+    /// Sends `event` to every live subscriber.
+    fn send(&self, event: &Arc<Published>) {
+        for tx in &self.tx {
+            let _ = tx.send(event.clone());
+        }
+    }
+
+    /// A receiver of the first channel with room, or of a new one.
+    fn receiver(&mut self, capacity: usize) -> broadcast::Receiver<Arc<Published>> {
+        if let Some(tx) = self.tx.iter().find(|tx| tx.receiver_count() < SHARD) {
+            return tx.subscribe();
+        }
+        let (tx, rx) = broadcast::channel(capacity);
+        self.tx.push(tx);
+        rx
     }
 
     /// Whether events must be built: someone watches, or watched recently enough to resume.
@@ -332,9 +358,7 @@ impl Bus {
             }
         }
         channel.touched = Instant::now();
-        if let Some(tx) = &channel.tx {
-            let _ = tx.send(event);
-        }
+        channel.send(&event);
     }
 
     /// The last id handed out: a state read after this call reflects every event up to it.
@@ -432,9 +456,7 @@ impl Bus {
             outbound.send(topic, &event);
         }
         // No receivers is fine: the event is in the history for the next subscriber.
-        if let Some(tx) = &channel.tx {
-            let _ = tx.send(event);
-        }
+        channel.send(&event);
     }
 
     /// Subscribes to `topic`; with `since`, also returns the events after that id if the
@@ -444,11 +466,7 @@ impl Bus {
         let channel = self.channel(&mut topics, topic);
         channel.touched = Instant::now();
         channel.watched = Some(channel.touched);
-        let capacity = self.inner.capacity;
-        let receiver = channel
-            .tx
-            .get_or_insert_with(|| broadcast::channel(capacity).0)
-            .subscribe();
+        let receiver = channel.receiver(self.inner.capacity);
         let missed = since.and_then(|since| {
             // Events before the floor are unknown here (an earlier process, a sweep, or dropped
             // from the history): the subscriber must start again from the full state.

@@ -233,7 +233,7 @@ fn an_unwatched_topic_has_no_broadcast_channel_until_subscribed() {
     let bus = Bus::new(0, 8, 8);
     let topic = Topic::Call("c".into());
     let first = bus.publish(&topic, EventKind::Added, json!(1), None);
-    assert!(bus.lock().get(&topic).is_some_and(|c| c.tx.is_none()));
+    assert!(bus.lock().get(&topic).is_some_and(|c| c.tx.is_empty()));
     let mut sub = bus.subscribe(&topic, Some(first - 1));
     assert_eq!(sub.missed.map(|m| m.len()), Some(1));
     let second = bus.publish(&topic, EventKind::Updated, json!(2), None);
@@ -289,4 +289,32 @@ fn sweeping_keeps_watched_topics() {
     bus.sweep(Duration::ZERO);
     assert!(bus.is_watched(&watched));
     assert_eq!(bus.lock().len(), 1);
+}
+
+#[test]
+fn a_topic_with_many_subscribers_gives_every_one_every_event_in_order() {
+    let bus = Bus::new(0, 8, 8);
+    let topic = Topic::Call("c".into());
+    let mut subs: Vec<_> = (0..SHARD * 2 + 1)
+        .map(|_| bus.subscribe(&topic, None))
+        .collect();
+    let channels = |bus: &Bus| bus.lock().get(&topic).map_or(0, |c| c.tx.len());
+    assert_eq!(channels(&bus), 3, "a channel per {SHARD} subscribers");
+    assert!(bus.is_watched(&topic));
+    let ids: Vec<u64> = (0..3)
+        .map(|n| bus.publish(&topic, EventKind::Updated, json!(n), None))
+        .collect();
+    for sub in &mut subs {
+        let got: Vec<u64> =
+            std::iter::from_fn(|| sub.receiver.try_recv().ok().map(|e| e.id)).collect();
+        assert_eq!(got, ids);
+    }
+    // A subscriber that leaves makes room in its channel for the next one.
+    subs.swap_remove(0);
+    let _next = bus.subscribe(&topic, None);
+    assert_eq!(channels(&bus), 3);
+    assert_eq!(
+        bus.lock().get(&topic).map(|c| c.receivers()),
+        Some(SHARD * 2 + 1)
+    );
 }
