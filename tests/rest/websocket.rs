@@ -34,6 +34,16 @@ fn text(value: serde_json::Value) -> Message {
     Message::Text(value.to_string().into())
 }
 
+/// Subscribes to a@example.net's logins and checks the first event is their state.
+async fn watch_own_login(ws: &mut WsSocket) {
+    ws.send(text(
+        json!({"op": "subscribe", "path": "/login/a@example.net"}),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_json(ws).await["event"]["kind"], "state");
+}
+
 #[tokio::test]
 async fn the_websocket_pongs_pings_keeps_alive_and_closes_with_the_closing_handshake() {
     let relay = Relay::start(&["--keepalive", "1"]).await.unwrap();
@@ -109,12 +119,7 @@ async fn a_get_of_the_websocket_without_its_handshake_gets_a_clear_problem() {
     assert!(detail.contains("WebSocket handshake"), "{detail}");
     // The relay still upgrades a proper handshake.
     let mut ws = a.ws_socket().await.unwrap();
-    ws.send(text(
-        json!({"op": "subscribe", "path": "/login/a@example.net"}),
-    ))
-    .await
-    .unwrap();
-    assert_eq!(next_json(&mut ws).await["event"]["kind"], "state");
+    watch_own_login(&mut ws).await;
 }
 
 #[tokio::test]
@@ -122,12 +127,7 @@ async fn the_relay_closes_its_websockets_with_a_closing_frame_when_it_stops() {
     let mut relay = Relay::default().await.unwrap();
     let a = relay.user("a@example.net").await.unwrap();
     let mut ws = a.ws_socket().await.unwrap();
-    ws.send(text(
-        json!({"op": "subscribe", "path": "/login/a@example.net"}),
-    ))
-    .await
-    .unwrap();
-    assert_eq!(next_json(&mut ws).await["event"]["kind"], "state");
+    watch_own_login(&mut ws).await;
     let closed = async {
         loop {
             match next(&mut ws).await {

@@ -224,7 +224,7 @@ where
 }
 
 /// Writes all of `bytes` and flushes (a TLS stream holds them until then).
-async fn write<IO: AsyncWrite + Unpin>(io: &mut IO, bytes: &[u8]) -> io::Result<()> {
+pub(super) async fn write<IO: AsyncWrite + Unpin>(io: &mut IO, bytes: &[u8]) -> io::Result<()> {
     io.write_all(bytes).await?;
     io.flush().await
 }

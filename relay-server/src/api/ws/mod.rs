@@ -118,6 +118,17 @@ fn reply<T: serde::Serialize>(reference: String, result: Result<T, Error>) -> Se
     }
 }
 
+/// Answers a frame the relay cannot take with an error frame (no path: it concerns no
+/// subscription).
+async fn refuse(out: &mpsc::Sender<Box<ServerFrame>>, problem: Problem) {
+    let _ = out
+        .send(Box::new(ServerFrame::Error {
+            path: None,
+            problem,
+        }))
+        .await;
+}
+
 async fn serve<IO>(state: AppState, caller: Caller, io: IO)
 where
     IO: AsyncRead + AsyncWrite + Send + 'static,
@@ -166,12 +177,7 @@ where
             Some(Ok(Message::Binary(_))) => {
                 let problem =
                     Problem::new(ProblemKind::UnsupportedMediaType, "frames are JSON text");
-                let _ = out_tx
-                    .send(Box::new(ServerFrame::Error {
-                        path: None,
-                        problem,
-                    }))
-                    .await;
+                refuse(&out_tx, problem).await;
                 continue;
             }
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
@@ -181,12 +187,7 @@ where
             Ok(frame) => frame,
             Err(e) => {
                 let problem = Problem::new(ProblemKind::BadRequest, format!("bad frame: {e}"));
-                let _ = out_tx
-                    .send(Box::new(ServerFrame::Error {
-                        path: None,
-                        problem,
-                    }))
-                    .await;
+                refuse(&out_tx, problem).await;
                 continue;
             }
         };

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 
+use crate::api::lean::write;
 use crate::api::stream::Events;
 use crate::outgoing::{Encoding, Outgoing};
 
@@ -285,12 +286,6 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(mut io: W, inputs: Inputs, keepal
             let _ = tokio::time::timeout(Duration::from_secs(5), io.shutdown()).await;
         }
     }
-}
-
-/// Writes all of `bytes` and flushes (a TLS stream holds them until then).
-async fn write<W: AsyncWrite + Unpin>(io: &mut W, bytes: &[u8]) -> io::Result<()> {
-    io.write_all(bytes).await?;
-    io.flush().await
 }
 
 #[cfg(test)]
