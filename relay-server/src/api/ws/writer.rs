@@ -39,6 +39,8 @@ const MAX_OUTBOX: usize = 64 * 1024;
 const PING: &[u8] = &[0x89, 0x00];
 /// A closing frame with no payload (FIN, opcode 8, unmasked, length 0).
 const CLOSE: &[u8] = &[0x88, 0x00];
+/// Longest wait for the closing frame and the socket's shutdown to go out.
+const CLOSING: Duration = Duration::from_secs(5);
 
 /// A text frame of `json` (which serde_json makes valid UTF-8), as a server sends it: unmasked.
 fn text_frame(json: Vec<u8>) -> Bytes {
@@ -280,11 +282,14 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(mut io: W, inputs: Inputs, keepal
     }
     drop(sources);
     if !failed {
-        let mut last = outbox.take().map(|b| b.to_vec()).unwrap_or_default();
-        last.extend_from_slice(CLOSE);
-        if write(&mut io, &last).await.is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), io.shutdown()).await;
-        }
+        // A client that reads nothing more does not hold the connection (or a shutdown).
+        let close = async {
+            let mut last = outbox.take().map(|b| b.to_vec()).unwrap_or_default();
+            last.extend_from_slice(CLOSE);
+            write(&mut io, &last).await?;
+            io.shutdown().await
+        };
+        let _ = tokio::time::timeout(CLOSING, close).await;
     }
 }
 
