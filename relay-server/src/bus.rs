@@ -165,9 +165,9 @@ struct Inner {
 /// over its waiters, taken by the sender for every 32 it wakes and by each receiver that waits
 /// again; with 10,000 watchers of one call on two cores, the receivers woken first queued on
 /// it (a futex wait and a context switch each) while the sender was still waking the others,
-/// and the fan-out ran on one core for much of its time (README, "Fan-out"). Each channel
-/// allocates its `capacity` slots (about 40 KiB at 1,024), so a channel per 256 subscribers
-/// costs under 0.2 KB per watcher.
+/// and the fan-out ran on one core for much of its time (README, Benchmarks, "Eighth round").
+/// Each channel allocates its `capacity` slots (about 40 KiB at 1,024), so a channel per 256
+/// subscribers costs under 0.2 KB per watcher; the sweep drops the channels left empty.
 const SHARD: usize = 256;
 
 #[derive(Debug)]
@@ -520,9 +520,13 @@ impl Bus {
 
     /// Forgets resources nobody watches that have been quiet for `idle`, so memory does not grow
     /// with every resource ever touched. A later resume on them starts from the full state.
+    /// Also drops the broadcast channels their subscribers have all left (a resource once
+    /// watched by thousands keeps one channel per 256 of those still there).
     pub fn sweep(&self, idle: Duration) {
-        self.lock()
-            .retain(|_, c| c.receivers() > 0 || c.touched.elapsed() < idle);
+        self.lock().retain(|_, c| {
+            c.tx.retain(|tx| tx.receiver_count() > 0);
+            !c.tx.is_empty() || c.touched.elapsed() < idle
+        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Topic, Channel>> {

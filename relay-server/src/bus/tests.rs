@@ -311,10 +311,22 @@ fn a_topic_with_many_subscribers_gives_every_one_every_event_in_order() {
     }
     // A subscriber that leaves makes room in its channel for the next one.
     subs.swap_remove(0);
-    let _next = bus.subscribe(&topic, None);
+    let next = bus.subscribe(&topic, None);
     assert_eq!(channels(&bus), 3);
     assert_eq!(
         bus.lock().get(&topic).map(|c| c.receivers()),
         Some(SHARD * 2 + 1)
+    );
+    // Once the crowd has gone, the sweep keeps only the channels someone still listens on.
+    drop(subs);
+    bus.sweep(Duration::from_secs(3600));
+    assert_eq!(channels(&bus), 1);
+    assert!(bus.is_watched(&topic));
+    drop(next);
+    bus.sweep(Duration::from_secs(3600));
+    assert_eq!(channels(&bus), 0, "an unwatched resource keeps no channel");
+    assert!(
+        bus.lock().contains_key(&topic),
+        "but its history, until idle"
     );
 }

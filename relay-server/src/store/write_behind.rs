@@ -10,9 +10,10 @@
 //!
 //! For [`LINGER`] after each group, and while a group waits for more ([`Group::wait_until`]),
 //! the task wakes only for operations someone waits for, flushes, and a backlog behind of
-//! [`NUDGE_EVERY`]: one queued behind meanwhile does not wake it, it goes with the next group. Under a SEND load every delivered SEND's claim is queued behind
-//! just after its group; waking the task for each (a futex call, a context switch on each
-//! side) cost more than writing it (README, "Benchmarks").
+//! [`NUDGE_EVERY`]: one queued behind meanwhile does not wake it, it goes with the next group.
+//! Under a SEND load every delivered SEND's claim is queued behind just after its group; waking
+//! the task for each (a futex call, a context switch on each side) cost more than writing it
+//! (README, "Benchmarks").
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -184,8 +185,8 @@ impl<O> Receiver<O> {
     }
 
     /// The next operation once one someone waits for or a flush is queued (or a backlog of
-    /// [`NUDGE_EVERY`] behind), or whatever is queued at `deadline`; None if nothing is by then. Unlike [`Self::recv`],
-    /// an operation queued behind does not wake the task.
+    /// [`NUDGE_EVERY`] behind), or whatever is queued at `deadline`; None if nothing is by then.
+    /// Unlike [`Self::recv`], an operation queued behind does not wake the task.
     async fn recv_urgent(&mut self, deadline: Instant) -> Option<Op<O>> {
         loop {
             let timed_out = tokio::select! {

@@ -9,7 +9,7 @@
 //! buffer through three layers of wakers (the split's lock, tokio-tungstenite's waker proxies,
 //! the subscriptions' combinator), and a change watched by 10,000 WebSockets cost the relay
 //! 12–17 µs per watcher against 9–12 µs for SSE, which writes its frames itself (README,
-//! "Fan-out", has the measurements).
+//! Benchmarks, "Eighth round", has the measurements).
 
 use std::io;
 use std::pin::Pin;
