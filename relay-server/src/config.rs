@@ -339,6 +339,19 @@ pub struct Settings {
     /// shippers) [default: text].
     #[arg(long, env = "RESTSIP_LOG_FORMAT", value_name = "text|json")]
     pub log_format: Option<String>,
+    /// Keep each tokio worker thread on a CPU of its own (of those the process may use), for
+    /// a host the relay has to itself: a fan-out to 10,000 streams then uses both cores of a
+    /// 2-core guest instead of stacking its workers on one (README, "Fan-out"); with clients
+    /// or other busy processes on the same cores, leave it off [default: false].
+    #[arg(
+        long,
+        env = "RESTSIP_PIN_WORKERS",
+        value_name = "true|false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub pin_workers: Option<bool>,
     /// SIP requests one source IP address (IPv6: one /64) may send per second, sustained, as
     /// `N/s`; past it and its burst, the source's next request is answered 503 with
     /// Retry-After and the rest are dropped unanswered until the burst has refilled; ACKs and
@@ -555,6 +568,7 @@ impl Config {
         let operations = operations::resolve_operations(
             cli.metrics.or(file.metrics),
             cli.log_format.or(file.log_format),
+            cli.pin_workers.or(file.pin_workers),
         )?;
         let cluster = cluster::resolve_cluster(
             cli.cluster.or(file.cluster),

@@ -21,6 +21,7 @@ pub mod members;
 pub mod observe;
 pub mod operations;
 pub mod outgoing;
+pub mod runtime;
 mod send_order;
 pub mod sipapp;
 pub mod soap;

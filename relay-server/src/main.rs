@@ -3,14 +3,14 @@
 use std::io::Write;
 
 use restsip_relay::config::{Config, LogFormat};
+use restsip_relay::runtime::{self, Placement};
 
 /// mimalloc: glibc's malloc cost a quarter of the CPU time of a SIP REGISTER (many small
 /// allocations, freed on other threads than the one that made them).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let config = match Config::from_args() {
         Ok(config) => config,
         Err(e) => {
@@ -19,7 +19,23 @@ async fn main() -> std::process::ExitCode {
         }
     };
     init_logs(config.operations.log_format);
-    match run(config).await {
+    let runtime = match runtime::build(config.operations.pin_workers) {
+        Ok((runtime, placement)) => {
+            match placement {
+                Placement::Free => {}
+                Placement::Pinned(cpus) => tracing::info!(?cpus, "worker threads pinned"),
+                Placement::NotPinned(why) => {
+                    tracing::warn!(%why, "worker threads not pinned");
+                }
+            }
+            runtime
+        }
+        Err(e) => {
+            eprintln!("relay-server: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("relay-server: {e:#}");

@@ -235,3 +235,77 @@ async fn webhook_deliveries_and_calls_in_progress_are_counted() {
     let m = Scrape::get(&url).await.unwrap();
     assert_eq!(m.sum("restsip_calls_active", &[]), 0.0, "{}", m.text);
 }
+
+/// A field of a `/proc/.../status` file.
+fn status_field(status: &str, key: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// The CPUs each thread of process `pid` named `name` may run on (`Cpus_allowed_list`).
+fn threads_cpus(pid: u32, name: &str) -> Vec<String> {
+    let mut lists = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        if status_field(&status, "Name:") == name {
+            lists.push(status_field(&status, "Cpus_allowed_list:"));
+        }
+    }
+    lists
+}
+
+/// The CPUs of a `Cpus_allowed_list` (`0-1`, `0,2-3`), one by one.
+fn cpus_of(list: &str) -> Vec<String> {
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((first, last)) => {
+                let (first, last): (u32, u32) = (first.parse().unwrap(), last.parse().unwrap());
+                cpus.extend((first..=last).map(|c| c.to_string()));
+            }
+            None => cpus.push(part.to_owned()),
+        }
+    }
+    cpus
+}
+
+#[tokio::test]
+async fn pinned_workers_each_have_a_cpu_and_still_serve() {
+    // The CPUs this test (and so the relays it starts) may use.
+    let everywhere = status_field(
+        &std::fs::read_to_string("/proc/self/status").unwrap(),
+        "Cpus_allowed_list:",
+    );
+    let free = Relay::start(&[]).await.unwrap();
+    let lists = threads_cpus(free.pid().unwrap(), "tokio-rt-worker");
+    assert!(!lists.is_empty());
+    assert!(lists.iter().all(|l| *l == everywhere), "{lists:?}");
+
+    let relay = Relay::start_logging(&["--pin-workers"], "info")
+        .await
+        .unwrap();
+    relay.user("alice@example.net").await.unwrap();
+    let r = relay.anonymous().get("/healthz").await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Tokio's workers and its blocking pool share a name: one worker per CPU, each on a
+    // CPU of its own, and the blocking threads (SQLite's opening, argon2) anywhere.
+    let lists = threads_cpus(relay.pid().unwrap(), "tokio-rt-worker");
+    let mut single: Vec<String> = lists
+        .iter()
+        .filter(|l| **l != everywhere)
+        .cloned()
+        .collect();
+    single.sort_by_key(|c| c.parse::<u32>().unwrap_or(u32::MAX));
+    let expected = cpus_of(&everywhere);
+    if expected.len() > 1 {
+        assert_eq!(single, expected, "threads and their CPUs: {lists:?}");
+    }
+    assert!(
+        relay.log().contains("worker threads pinned"),
+        "{}",
+        relay.log()
+    );
+}

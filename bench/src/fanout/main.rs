@@ -69,6 +69,10 @@ struct Args {
     /// both delivery measures must grow by as much.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     reference_delay_ms: u64,
+    /// Both servers with their tokio workers pinned one to a CPU: the relay started with
+    /// `--pin-workers`, the reference's runtime built the same way.
+    #[arg(long)]
+    pin_workers: bool,
 }
 
 /// One measured run.
@@ -121,9 +125,15 @@ struct Server {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build();
+    // The clients run free; the reference's workers are pinned as the relay's are.
+    let runtime = restsip_relay::runtime::build(args.serve_reference && args.pin_workers).map(
+        |(runtime, placement)| {
+            if let restsip_relay::runtime::Placement::NotPinned(why) = placement {
+                eprintln!("fanout-bench: the reference's workers are not pinned: {why}");
+            }
+            runtime
+        },
+    );
     let result = runtime.map_err(anyhow::Error::from).and_then(|rt| {
         rt.block_on(async {
             if args.serve_reference {
@@ -159,6 +169,11 @@ async fn run(args: Args) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("restsip fan-out benchmark");
     println!("  relay      {}", binary.display());
+    if args.pin_workers {
+        println!(
+            "  workers    pinned one to a CPU, the relay's (--pin-workers) and the reference's"
+        );
+    }
     println!(
         "  load       {} watchers of one call, {} changes; {cores} CPU cores; load average {}",
         args.watchers,
@@ -170,8 +185,8 @@ async fn run(args: Args) -> Result<()> {
         for server in ["relay", "axum"] {
             eprintln!("running {} on {server}...", transport.name());
             let started = match server {
-                "relay" => start_relay(&binary, args.watchers).await,
-                _ => start_reference(args.reference_delay_ms).await,
+                "relay" => start_relay(&binary, args.watchers, args.pin_workers).await,
+                _ => start_reference(args.reference_delay_ms, args.pin_workers).await,
             }
             .with_context(|| format!("starting {server}"))?;
             rows.push(measure(&started, transport, server, &args).await?);
@@ -185,7 +200,7 @@ async fn run(args: Args) -> Result<()> {
 
 /// Starts the relay with room for the watchers, and sets up a call with one participant whose
 /// session the changes rewrite.
-async fn start_relay(binary: &std::path::Path, watchers: usize) -> Result<Server> {
+async fn start_relay(binary: &std::path::Path, watchers: usize, pin: bool) -> Result<Server> {
     let room = (watchers + 64).to_string();
     let extra = [
         // SIP on a free port: a fixed 5060 fails while another relay runs on the machine.
@@ -199,6 +214,8 @@ async fn start_relay(binary: &std::path::Path, watchers: usize) -> Result<Server
         &room,
     ]
     .map(str::to_owned);
+    let pinned = pin.then(|| "--pin-workers".to_owned());
+    let extra: Vec<String> = extra.into_iter().chain(pinned).collect();
     let relay = RelayProcess::start(binary, &extra).await?;
     let api = Api::new(relay.addr);
     let (email, password) = ("fan@bench.invalid", "fan-bench-password");
@@ -242,11 +259,12 @@ async fn start_relay(binary: &std::path::Path, watchers: usize) -> Result<Server
 }
 
 /// Starts this binary as the reference server.
-async fn start_reference(delay_ms: u64) -> Result<Server> {
+async fn start_reference(delay_ms: u64, pin: bool) -> Result<Server> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .arg("--serve-reference")
         .arg(format!("--reference-delay-ms={delay_ms}"))
+        .args(pin.then_some("--pin-workers"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true)

@@ -1,4 +1,5 @@
-//! Operations settings: where `/metrics` is served and how log lines are written.
+//! Operations settings: where `/metrics` is served, how log lines are written and whether the
+//! worker threads are pinned to CPUs.
 
 use std::net::SocketAddr;
 
@@ -20,12 +21,15 @@ pub struct OperationsConfig {
     pub metrics: Option<SocketAddr>,
     /// The log format.
     pub log_format: LogFormat,
+    /// Each tokio worker thread kept on a CPU of its own.
+    pub pin_workers: bool,
 }
 
-/// Checks and fills the operations settings (`--metrics`, `--log-format`).
+/// Checks and fills the operations settings (`--metrics`, `--log-format`, `--pin-workers`).
 pub(super) fn resolve_operations(
     metrics: Option<SocketAddr>,
     log_format: Option<String>,
+    pin_workers: Option<bool>,
 ) -> anyhow::Result<OperationsConfig> {
     let log_format = match log_format.as_deref().map(str::trim) {
         None | Some("text") => LogFormat::Text,
@@ -35,6 +39,7 @@ pub(super) fn resolve_operations(
     Ok(OperationsConfig {
         metrics,
         log_format,
+        pin_workers: pin_workers.unwrap_or(false),
     })
 }
 
@@ -44,11 +49,11 @@ mod tests {
 
     #[test]
     fn log_format_is_text_or_json() {
-        let json = resolve_operations(None, Some("json".into())).expect("json");
+        let json = resolve_operations(None, Some("json".into()), None).expect("json");
         assert_eq!(json.log_format, LogFormat::Json);
-        let text = resolve_operations(None, None).expect("default");
+        let text = resolve_operations(None, None, None).expect("default");
         assert_eq!(text.log_format, LogFormat::Text);
-        let err = resolve_operations(None, Some("xml".into())).expect_err("xml");
+        let err = resolve_operations(None, Some("xml".into()), None).expect_err("xml");
         assert!(err.to_string().contains("neither text nor json"), "{err}");
     }
 }
