@@ -141,3 +141,50 @@ async fn the_relay_closes_its_websockets_with_a_closing_frame_when_it_stops() {
     assert!(stopped.unwrap().success());
     assert!(closed);
 }
+
+#[tokio::test]
+async fn a_subscription_whose_resource_is_deleted_ends_and_may_be_asked_for_again() {
+    let relay = Relay::default().await.unwrap();
+    let a = relay.user("a@example.net").await.unwrap();
+    let url = a
+        .request("POST", "/call", Some(json!({})))
+        .await
+        .unwrap()
+        .body["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ws = a.ws_socket().await.unwrap();
+    // Two subscriptions on one connection: the login's keeps going after the call's ends.
+    watch_own_login(&mut ws).await;
+    ws.send(text(json!({"op": "subscribe", "path": url})))
+        .await
+        .unwrap();
+    let state = next_json(&mut ws).await;
+    assert_eq!(
+        (
+            state["event"]["kind"].as_str(),
+            state["event"]["resource"].as_str()
+        ),
+        (Some("state"), Some(url.as_str())),
+        "{state}"
+    );
+    assert_eq!(a.request("DELETE", &url, None).await.unwrap().status, 204);
+    let gone = next_json(&mut ws).await;
+    assert_eq!(gone["event"]["kind"], "gone", "{gone}");
+    // The subscription has ended: asking again opens it again, and the call is no more.
+    ws.send(text(json!({"op": "subscribe", "path": url})))
+        .await
+        .unwrap();
+    let refused = next_json(&mut ws).await;
+    assert_eq!(refused["op"], "error", "{refused}");
+    assert_eq!(refused["path"], url.as_str());
+    assert_eq!(refused["problem"]["status"], 404, "{refused}");
+    // The other subscription still delivers.
+    a.login(json!({})).await.unwrap();
+    let change = next_json(&mut ws).await;
+    assert_eq!(
+        change["event"]["resource"], "/login/a@example.net",
+        "{change}"
+    );
+}

@@ -282,6 +282,14 @@ pub(crate) struct Events {
     queue: Arc<Mutex<VecDeque<Arc<Outgoing>>>>,
 }
 
+impl Events {
+    /// Whether the next poll has something to give without waiting for the source: events it
+    /// handed over, or the stream's end once it has ended.
+    pub(crate) fn has_more(&self) -> bool {
+        self.source.is_none() || !lock(&self.queue).is_empty()
+    }
+}
+
 impl Stream for Events {
     type Item = Arc<Outgoing>;
 

@@ -15,10 +15,11 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use futures_util::StreamExt;
 use restsip_protocol::{Event, ServerFrame};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -91,21 +92,66 @@ pub(super) enum Command {
     Unsubscribe(String),
 }
 
-/// The subscriptions the writer runs, polled in turn with the writer's own waker: a source's
-/// wake-up is the writer task's, with no combinator's waker or queue in between. A connection
-/// has a few subscriptions; each poll starts after the one the last event came from, so none
-/// starves the others.
-#[derive(Default)]
+/// The subscriptions the writer runs, polled in turn with a waker of their own that wakes the
+/// writer's task and notes that they woke it: a source's wake-up is the writer task's, with no
+/// combinator's waker or queue in between, and the sources are polled only when one of them
+/// woke the writer or still has events queued. Polling a waiting source again is not free: its
+/// broadcast receiver takes its channel's lock each time to renew its waker, the lock the
+/// sender holds while it wakes the channel's 256 receivers, and a fan-out woke each writer for
+/// one event then polled its sources twice more (for a burst, and in the next wait).
+///
+/// A connection has a few subscriptions; each poll starts after the one the last event came
+/// from, so none starves the others.
 struct Sources {
     subscriptions: Vec<Subscription>,
     /// Where the next poll starts.
     next: usize,
+    /// Set when a source woke the writer.
+    wake: Arc<SourceWake>,
+    /// The waker the sources are polled with ([`SourceWake`]).
+    waker: Waker,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        let wake = Arc::new(SourceWake::default());
+        // The first poll looks at every source.
+        wake.woken.store(true, Ordering::Release);
+        Self {
+            subscriptions: Vec::new(),
+            next: 0,
+            waker: Waker::from(wake.clone()),
+            wake,
+        }
+    }
+}
+
+/// The sources' waker: notes the wake-up, then wakes the writer's task.
+#[derive(Default)]
+struct SourceWake {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for SourceWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
 }
 
 impl Sources {
     fn apply(&mut self, command: Command) {
         match command {
-            Command::Subscribe(sub) => self.subscriptions.push(sub),
+            Command::Subscribe(sub) => {
+                self.subscriptions.push(sub);
+                // Its first poll starts it.
+                self.wake.woken.store(true, Ordering::Release);
+            }
             Command::Unsubscribe(path) => self.subscriptions.retain(|sub| sub.path != path),
         }
     }
@@ -113,15 +159,29 @@ impl Sources {
     /// The next event of any subscription; an ended subscription is dropped. Pending (and the
     /// task woken later) while none has one, also while there are none.
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Arc<Outgoing>> {
+        self.wake.task.register(cx.waker());
+        // Not woken since the last poll found every source waiting: they still are.
+        if !self.wake.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let mut sources = Context::from_waker(&self.waker);
         let mut polled = 0;
         while polled < self.subscriptions.len() {
             if self.next >= self.subscriptions.len() {
                 self.next = 0;
             }
             let i = self.next;
-            match self.subscriptions[i].events.poll_next_unpin(cx) {
+            match self.subscriptions[i].events.poll_next_unpin(&mut sources) {
                 Poll::Ready(Some(event)) => {
                     self.next = i + 1;
+                    // The others not asked this time, and what this one has behind this
+                    // event (or its end), are for the next poll; its source, waiting again,
+                    // wakes the writer when it has more.
+                    if polled + 1 < self.subscriptions.len()
+                        || self.subscriptions[i].events.has_more()
+                    {
+                        self.wake.woken.store(true, Ordering::Release);
+                    }
                     return Poll::Ready(event);
                 }
                 // The last one takes its place, and is polled next.
