@@ -84,6 +84,15 @@ struct Pins {
 }
 
 impl Pins {
+    /// Gives every thread, the workers too, all of the process's CPUs again: pinning failed
+    /// for some of them, and the rest run free too.
+    fn release(&self) {
+        if let Ok(mut workers) = self.workers.lock() {
+            workers.clear();
+        }
+        self.sweep();
+    }
+
     /// Gives every thread that is not a worker all of the process's CPUs again.
     fn sweep(&self) {
         let workers = self.workers.lock().map(|w| w.clone()).unwrap_or_default();
@@ -151,6 +160,7 @@ pub fn build(pin: bool) -> std::io::Result<(Runtime, Placement)> {
     let since = Instant::now();
     while placed_all.load(Ordering::SeqCst) < workers {
         if since.elapsed() > WORKERS_START_IN {
+            pins.release();
             let why = "the workers did not start".to_owned();
             return Ok((runtime, Placement::NotPinned(why)));
         }
@@ -158,6 +168,7 @@ pub fn build(pin: bool) -> std::io::Result<(Runtime, Placement)> {
     }
     let placed = placed.lock().map(|p| p.clone()).unwrap_or_default();
     let Some(cpus) = placed.into_iter().collect::<Option<Vec<usize>>>() else {
+        pins.release();
         let why = "the kernel refused a worker's CPU affinity".to_owned();
         return Ok((runtime, Placement::NotPinned(why)));
     };
@@ -240,6 +251,15 @@ mod tests {
         runtime.block_on(async { tokio::time::sleep(SWEEP_EVERY * 3).await });
         tx.send(()).expect("send");
         assert_eq!(thread.join().expect("thread"), everywhere, "swept");
+        // Pinning that fails for a worker is given up for all of them.
+        let pins = Pins {
+            everywhere: sched_getaffinity(Pid::from_raw(0)).expect("affinity"),
+            workers: Mutex::default(),
+        };
+        pins.release();
+        for (thread, allowed) in workers_seen(&runtime) {
+            assert_eq!(allowed, everywhere, "worker {thread} after the release");
+        }
     }
 
     #[test]
