@@ -195,8 +195,8 @@ impl Sources {
         Poll::Pending
     }
 
-    /// An event some subscription has ready now, if any (polled with the writer's own waker,
-    /// so a source that is not ready wakes the writer later).
+    /// An event some subscription has ready now, if any (a source that is not ready wakes the
+    /// writer later, through the sources' waker).
     async fn ready_event(&mut self) -> Option<Arc<Outgoing>> {
         std::future::poll_fn(|cx| match self.poll_event(cx) {
             Poll::Ready(event) => Poll::Ready(Some(event)),
