@@ -341,8 +341,9 @@ pub struct Settings {
     pub log_format: Option<String>,
     /// Keep each tokio worker thread on a CPU of its own (of those the process may use), for
     /// a host the relay has to itself: a fan-out to 10,000 streams then uses both cores of a
-    /// 2-core guest instead of stacking its workers on one (README, "Fan-out"); with clients
-    /// or other busy processes on the same cores, leave it off [default: false].
+    /// 2-core guest instead of stacking its workers on one (README, "Benchmarks", ninth
+    /// round); with clients or other busy processes on the same cores, leave it off
+    /// [default: false].
     #[arg(
         long,
         env = "RESTSIP_PIN_WORKERS",

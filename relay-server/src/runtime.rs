@@ -49,7 +49,7 @@ pub enum Placement {
 
 /// How many worker threads tokio would start: `TOKIO_WORKER_THREADS`, or one per CPU this
 /// process may use.
-pub fn worker_count() -> usize {
+fn worker_count() -> usize {
     std::env::var("TOKIO_WORKER_THREADS")
         .ok()
         .and_then(|n| n.trim().parse::<usize>().ok())

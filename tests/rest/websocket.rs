@@ -146,14 +146,7 @@ async fn the_relay_closes_its_websockets_with_a_closing_frame_when_it_stops() {
 async fn a_subscription_whose_resource_is_deleted_ends_and_may_be_asked_for_again() {
     let relay = Relay::default().await.unwrap();
     let a = relay.user("a@example.net").await.unwrap();
-    let url = a
-        .request("POST", "/call", Some(json!({})))
-        .await
-        .unwrap()
-        .body["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = restsip_e2e::cluster::call(&a).await;
     let mut ws = a.ws_socket().await.unwrap();
     // Two subscriptions on one connection: the login's keeps going after the call's ends.
     watch_own_login(&mut ws).await;
